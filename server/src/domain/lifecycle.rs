@@ -1,0 +1,453 @@
+//! The lifecycle of work units and their results: BOINC's transitioner and
+//! validator rules as pure functions.
+//!
+//! A result (one copy of a work unit) has three state fields: its server state
+//! (unsent, in progress, over), its outcome once over, and its validate state.
+//! A work unit is open, done (it has a canonical result) or failed (with a
+//! reason). Every event — a report, a deadline passing, a cancellation — is
+//! handled by loading one work unit with all its results, calling a function
+//! here with `now`, and storing the returned changes in one transaction. The
+//! functions are idempotent: calling them again on their own output changes
+//! nothing, so a coordinator that crashes between two steps just runs the step
+//! again.
+
+use super::policy::ReplicationPolicy;
+use super::validator;
+use super::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
+
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $variant,)* }
+
+        impl $name {
+            /// The name used in the database, the protocol and the CLI.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+
+            /// The inverse of `as_str`.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Where a result is in its journey to a host and back.
+    ServerState {
+        /// Created, waiting for a host.
+        Unsent = "unsent",
+        /// Sent to a host, which has until the deadline to report.
+        InProgress = "in_progress",
+        /// Finished one way or another; see the outcome.
+        Over = "over",
+    }
+);
+
+named_enum!(
+    /// How a result ended.
+    Outcome {
+        /// The host computed it and returned an output.
+        Success = "success",
+        /// The app failed on the host (trap, non-zero exit, limit exceeded).
+        ClientError = "client_error",
+        /// The deadline passed without a report.
+        NoReply = "no_reply",
+        /// Not needed any more: its work unit ended before the copy ran.
+        DidntNeed = "didnt_need",
+        /// The output could not be read by the validator.
+        ValidateError = "validate_error",
+        /// Its project was cancelled while the copy was out.
+        Cancelled = "cancelled",
+    }
+);
+
+named_enum!(
+    /// What the validator made of a result.
+    ValidateState {
+        /// Not compared yet.
+        Pending = "pending",
+        /// Agrees with the canonical result.
+        Valid = "valid",
+        /// Disagrees with the canonical result.
+        Invalid = "invalid",
+        /// Compared without any agreement; another copy was sent.
+        Inconclusive = "inconclusive",
+        /// Arrived after the work unit's data was purged.
+        TooLate = "too_late",
+    }
+);
+
+named_enum!(
+    /// Why a work unit failed.
+    FailReason {
+        /// More error results than `max_error_results`.
+        TooManyErrors = "too_many_errors",
+        /// Needed another copy but already had `max_total_results`.
+        TooManyTotalResults = "too_many_total_results",
+        /// Its project was cancelled.
+        Cancelled = "cancelled",
+    }
+);
+
+/// A work unit's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkUnitState {
+    Open,
+    Done,
+    Failed(FailReason),
+}
+
+impl WorkUnitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkUnitState::Open => "open",
+            WorkUnitState::Done => "done",
+            WorkUnitState::Failed(_) => "failed",
+        }
+    }
+
+    pub fn fail_reason(self) -> Option<FailReason> {
+        match self {
+            WorkUnitState::Failed(reason) => Some(reason),
+            WorkUnitState::Open | WorkUnitState::Done => None,
+        }
+    }
+
+    /// Rebuilds a state from its stored name and fail reason.
+    pub fn parse(state: &str, fail_reason: Option<&str>) -> Option<WorkUnitState> {
+        match (state, fail_reason) {
+            ("open", None) => Some(WorkUnitState::Open),
+            ("done", None) => Some(WorkUnitState::Done),
+            ("failed", Some(reason)) => FailReason::parse(reason).map(WorkUnitState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A work unit as the lifecycle rules see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkUnit {
+    pub id: WorkUnitId,
+    pub state: WorkUnitState,
+    /// Copies to keep alive (BOINC's `target_nresults`); raised when validation is inconclusive.
+    pub target_results: u32,
+    pub canonical_result: Option<ResultId>,
+}
+
+/// One copy of a work unit as the lifecycle rules see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultCopy {
+    pub id: ResultId,
+    pub host_id: Option<HostId>,
+    pub server_state: ServerState,
+    pub outcome: Option<Outcome>,
+    pub validate_state: ValidateState,
+    pub deadline: Option<Timestamp>,
+    /// SHA-256 of the output, for successes.
+    pub output_digest: Option<Digest>,
+    /// Instructions the copy used, as its host reported.
+    pub fuel_used: u64,
+    /// Credit granted to its host when it was found valid.
+    pub granted_credit: f64,
+}
+
+impl ResultCopy {
+    /// A new copy, waiting for a host.
+    pub fn unsent(id: ResultId) -> ResultCopy {
+        ResultCopy {
+            id,
+            host_id: None,
+            server_state: ServerState::Unsent,
+            outcome: None,
+            validate_state: ValidateState::Pending,
+            deadline: None,
+            output_digest: None,
+            fuel_used: 0,
+            granted_credit: 0.0,
+        }
+    }
+
+    fn is_success(&self) -> bool {
+        self.outcome == Some(Outcome::Success)
+    }
+
+    fn is_error(&self) -> bool {
+        matches!(self.outcome, Some(Outcome::ClientError | Outcome::ValidateError))
+    }
+
+    /// A success that still counts toward agreement.
+    fn is_candidate(&self) -> bool {
+        self.is_success() && matches!(self.validate_state, ValidateState::Pending | ValidateState::Inconclusive)
+    }
+
+    fn is_alive(&self) -> bool {
+        matches!(self.server_state, ServerState::Unsent | ServerState::InProgress) || self.is_candidate()
+    }
+}
+
+/// What a host says about a copy it computed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    Success { output_digest: Digest, fuel_used: u64 },
+    ClientError { fuel_used: u64 },
+}
+
+/// A report the coordinator must refuse; nothing is changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("result {result} was not sent to this host")]
+    NotYourResult { result: ResultId },
+    #[error("result {result} was already reported with a different outcome or output")]
+    ConflictingReport { result: ResultId },
+}
+
+/// What to do with an acceptable report.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReportDecision {
+    /// Store the copy as given; then run `transition` on its work unit.
+    Record(ResultCopy),
+    /// The same report was already stored (a retry): acknowledge, change nothing.
+    AlreadyRecorded,
+    /// The copy is no longer wanted (aborted or cancelled): acknowledge, change nothing.
+    Ignore,
+}
+
+/// Checks a host's report for one of its copies. A late report (after the
+/// deadline turned the copy into "no reply") is still recorded, as BOINC does.
+pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Result<ReportDecision, ReportError> {
+    if result.host_id != Some(host) {
+        return Err(ReportError::NotYourResult { result: result.id });
+    }
+    let recorded = |outcome, output_digest: Option<Digest>, fuel_used| {
+        ReportDecision::Record(ResultCopy {
+            server_state: ServerState::Over,
+            outcome: Some(outcome),
+            validate_state: ValidateState::Pending,
+            output_digest,
+            fuel_used,
+            ..result.clone()
+        })
+    };
+    match (result.server_state, result.outcome) {
+        (ServerState::Unsent, _) => Err(ReportError::NotYourResult { result: result.id }),
+        (ServerState::InProgress, _) | (ServerState::Over, Some(Outcome::NoReply)) => Ok(match report {
+            Report::Success { output_digest, fuel_used } => {
+                recorded(Outcome::Success, Some(output_digest.clone()), *fuel_used)
+            }
+            Report::ClientError { fuel_used } => recorded(Outcome::ClientError, None, *fuel_used),
+        }),
+        (ServerState::Over, Some(Outcome::Success)) => match report {
+            Report::Success { output_digest, .. } if result.output_digest.as_ref() == Some(output_digest) => {
+                Ok(ReportDecision::AlreadyRecorded)
+            }
+            Report::Success { .. } | Report::ClientError { .. } => {
+                Err(ReportError::ConflictingReport { result: result.id })
+            }
+        },
+        (ServerState::Over, Some(Outcome::ClientError | Outcome::ValidateError)) => match report {
+            Report::ClientError { .. } => Ok(ReportDecision::AlreadyRecorded),
+            Report::Success { .. } => Err(ReportError::ConflictingReport { result: result.id }),
+        },
+        (ServerState::Over, Some(Outcome::DidntNeed | Outcome::Cancelled) | None) => Ok(ReportDecision::Ignore),
+    }
+}
+
+/// A change to a host's counters caused by a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostEvent {
+    Valid { credit: f64 },
+    Invalid,
+    NoReply,
+}
+
+/// Everything a transition decided, for the store to persist in one transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// The work unit after the transition.
+    pub work_unit: WorkUnit,
+    /// Copies whose state changed, as they are now.
+    pub changed_results: Vec<ResultCopy>,
+    /// How many new unsent copies to create.
+    pub new_results: u32,
+    /// Counter changes for the hosts concerned.
+    pub host_events: Vec<(HostId, HostEvent)>,
+}
+
+impl Transition {
+    /// True when the store has nothing to write.
+    pub fn is_noop(&self, before: &WorkUnit) -> bool {
+        self.changed_results.is_empty() && self.new_results == 0 && &self.work_unit == before
+    }
+}
+
+/// Credit for one valid result: the canonical result's fuel in billions of
+/// instructions, so every valid copy earns the same and no host can inflate it.
+pub fn credit_for(canonical_fuel_used: u64) -> f64 {
+    canonical_fuel_used as f64 / 1e9
+}
+
+/// The transitioner: brings a work unit and its results up to date at `now`.
+///
+/// In order: copies past their deadline become "no reply"; too many errors fail
+/// the work unit; once `min_quorum` successes are in, the validator looks for
+/// agreement; copies are created to keep `target_results` alive, up to
+/// `max_total_results`; late successes of a done work unit are compared with its
+/// canonical result; unsent copies of an ended work unit become "didn't need".
+pub fn transition(
+    policy: &ReplicationPolicy,
+    work_unit: &WorkUnit,
+    results: &[ResultCopy],
+    now: Timestamp,
+) -> Transition {
+    let mut wu = work_unit.clone();
+    let mut rs = results.to_vec();
+    let mut new_results = 0;
+
+    for r in &mut rs {
+        if r.server_state == ServerState::InProgress && r.deadline.is_some_and(|d| d <= now) {
+            r.server_state = ServerState::Over;
+            r.outcome = Some(Outcome::NoReply);
+        }
+    }
+
+    if wu.state == WorkUnitState::Open {
+        let n_errors = rs.iter().filter(|r| r.is_error()).count();
+        if n_errors > policy.max_error_results() as usize {
+            wu.state = WorkUnitState::Failed(FailReason::TooManyErrors);
+        }
+    }
+
+    if wu.state == WorkUnitState::Open {
+        validate(policy, &mut wu, &mut rs);
+    }
+
+    if wu.state == WorkUnitState::Open {
+        let alive = rs.iter().filter(|r| r.is_alive()).count() as u32;
+        let needed = wu.target_results.saturating_sub(alive);
+        if needed > 0 {
+            let total = rs.len() as u32;
+            if total + needed > policy.max_total_results() {
+                wu.state = WorkUnitState::Failed(FailReason::TooManyTotalResults);
+            } else {
+                new_results = needed;
+            }
+        }
+    }
+
+    if wu.state == WorkUnitState::Done {
+        check_late_successes(&wu, &mut rs);
+    }
+
+    if wu.state != WorkUnitState::Open {
+        for r in &mut rs {
+            if r.server_state == ServerState::Unsent {
+                r.server_state = ServerState::Over;
+                r.outcome = Some(Outcome::DidntNeed);
+            }
+        }
+    }
+
+    let canonical_fuel = wu
+        .canonical_result
+        .and_then(|id| rs.iter().find(|r| r.id == id))
+        .map_or(0, |r| r.fuel_used);
+    let mut changed_results = Vec::new();
+    let mut host_events = Vec::new();
+    for (before, mut after) in results.iter().zip(rs) {
+        if after.validate_state == ValidateState::Valid && before.validate_state != ValidateState::Valid {
+            after.granted_credit = credit_for(canonical_fuel);
+        }
+        if after == *before {
+            continue;
+        }
+        if let Some(host) = after.host_id {
+            if after.outcome == Some(Outcome::NoReply) && before.outcome != Some(Outcome::NoReply) {
+                host_events.push((host, HostEvent::NoReply));
+            }
+            if after.validate_state != before.validate_state {
+                match after.validate_state {
+                    ValidateState::Valid => host_events.push((host, HostEvent::Valid { credit: after.granted_credit })),
+                    ValidateState::Invalid => host_events.push((host, HostEvent::Invalid)),
+                    ValidateState::Pending | ValidateState::Inconclusive | ValidateState::TooLate => {}
+                }
+            }
+        }
+        changed_results.push(after);
+    }
+    Transition { work_unit: wu, changed_results, new_results, host_events }
+}
+
+/// Once `min_quorum` candidate successes exist, looks for a group of at least
+/// `min_quorum/2 + 1` that agree. Found: the earliest of the group is
+/// canonical, the group valid, the other candidates invalid, the work unit
+/// done. Not found: every candidate is inconclusive and one more copy is wanted.
+fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]) {
+    let candidates: Vec<(ResultId, &Digest)> = rs
+        .iter()
+        .filter(|r| r.is_candidate())
+        .filter_map(|r| r.output_digest.as_ref().map(|d| (r.id, d)))
+        .collect();
+    let n_candidates = candidates.len() as u32;
+    if n_candidates < policy.min_quorum() {
+        return;
+    }
+    match validator::find_agreement(&candidates, policy.agreement_size()) {
+        Some(group) => {
+            wu.state = WorkUnitState::Done;
+            wu.canonical_result = group.first().copied();
+            for r in rs.iter_mut().filter(|r| r.is_candidate()) {
+                r.validate_state =
+                    if group.contains(&r.id) { ValidateState::Valid } else { ValidateState::Invalid };
+            }
+        }
+        None => {
+            for r in rs.iter_mut().filter(|r| r.is_candidate()) {
+                r.validate_state = ValidateState::Inconclusive;
+            }
+            wu.target_results = wu.target_results.max(n_candidates + 1);
+        }
+    }
+}
+
+/// Compares successes that arrived after the work unit got its canonical result.
+fn check_late_successes(wu: &WorkUnit, rs: &mut [ResultCopy]) {
+    let Some(canonical) = wu
+        .canonical_result
+        .and_then(|id| rs.iter().find(|r| r.id == id))
+        .and_then(|r| r.output_digest.clone())
+    else {
+        return;
+    };
+    for r in rs.iter_mut().filter(|r| r.is_candidate()) {
+        r.validate_state = if validator::agree(r.output_digest.as_ref(), &canonical) {
+            ValidateState::Valid
+        } else {
+            ValidateState::Invalid
+        };
+    }
+}
+
+/// Cancels a work unit: it fails as cancelled; unsent copies become "didn't
+/// need"; copies in progress are aborted at their host's next contact.
+pub fn cancel(work_unit: &WorkUnit, results: &[ResultCopy], now: Timestamp, policy: &ReplicationPolicy) -> Transition {
+    let mut cancelled = work_unit.clone();
+    if cancelled.state == WorkUnitState::Open {
+        cancelled.state = WorkUnitState::Failed(FailReason::Cancelled);
+    }
+    transition(policy, &cancelled, results, now)
+}
+
+/// What becomes of a copy in progress whose host is told to abort it.
+pub fn abort_outcome(work_unit_state: WorkUnitState) -> Outcome {
+    match work_unit_state {
+        WorkUnitState::Failed(FailReason::Cancelled) => Outcome::Cancelled,
+        WorkUnitState::Open | WorkUnitState::Done | WorkUnitState::Failed(_) => Outcome::DidntNeed,
+    }
+}
+
+#[cfg(test)]
+mod tests;

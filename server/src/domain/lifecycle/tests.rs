@@ -1,0 +1,277 @@
+//! Unit tests of the lifecycle rules: one scenario per transition and failure reason.
+
+use super::*;
+use crate::domain::policy::ReplicationPolicy;
+
+const NOW: Timestamp = Timestamp(1_000_000);
+
+fn policy(min_quorum: u32, target: u32, max_errors: u32, max_total: u32) -> ReplicationPolicy {
+    ReplicationPolicy::new(min_quorum, target, max_errors, max_total, 60_000).unwrap()
+}
+
+fn digest(c: char) -> Digest {
+    Digest::from_hex(c.to_string().repeat(64))
+}
+
+fn open_wu(target: u32) -> WorkUnit {
+    WorkUnit { id: WorkUnitId(1), state: WorkUnitState::Open, target_results: target, canonical_result: None }
+}
+
+/// A compact description of a copy: `.` unsent, `>` in progress, `!` in progress
+/// past its deadline, `e` error, `n` no reply, a letter a success with that output.
+fn copies(spec: &str) -> Vec<ResultCopy> {
+    spec.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let id = ResultId(i as i64 + 1);
+            let host = Some(HostId(i as i64 + 1));
+            let mut r = ResultCopy::unsent(id);
+            match c {
+                '.' => {}
+                '>' | '!' => {
+                    r.host_id = host;
+                    r.server_state = ServerState::InProgress;
+                    r.deadline = Some(if c == '>' { NOW.plus_ms(1) } else { NOW });
+                }
+                'e' | 'n' => {
+                    r.host_id = host;
+                    r.server_state = ServerState::Over;
+                    r.outcome = Some(if c == 'e' { Outcome::ClientError } else { Outcome::NoReply });
+                }
+                letter => {
+                    r.host_id = host;
+                    r.server_state = ServerState::Over;
+                    r.outcome = Some(Outcome::Success);
+                    r.output_digest = Some(digest(letter));
+                    r.fuel_used = 2_000_000_000;
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+/// The validate states of every copy, as a string: `p`ending, `v`alid, `i`nvalid, `c` inconclusive, `-` not a success.
+fn validate_states(wu_results: &[ResultCopy], t: &Transition) -> String {
+    wu_results
+        .iter()
+        .map(|r| t.changed_results.iter().find(|c| c.id == r.id).unwrap_or(r))
+        .map(|r| match (r.outcome, r.validate_state) {
+            (Some(Outcome::Success), ValidateState::Pending) => 'p',
+            (Some(Outcome::Success), ValidateState::Valid) => 'v',
+            (Some(Outcome::Success), ValidateState::Invalid) => 'i',
+            (Some(Outcome::Success), ValidateState::Inconclusive) => 'c',
+            _ => '-',
+        })
+        .collect()
+}
+
+struct Expect {
+    state: WorkUnitState,
+    new_results: u32,
+    validate: &'static str,
+}
+
+fn check(policy: ReplicationPolicy, target: u32, spec: &str, expected: Expect) -> Transition {
+    let wu = open_wu(target);
+    let results = copies(spec);
+    let t = transition(&policy, &wu, &results, NOW);
+    assert_eq!(t.work_unit.state, expected.state, "state for {spec:?}");
+    assert_eq!(t.new_results, expected.new_results, "new copies for {spec:?}");
+    assert_eq!(validate_states(&results, &t), expected.validate, "validate states for {spec:?}");
+    // Idempotent: applying the transition and running it again changes nothing.
+    let mut after = results.clone();
+    for c in &t.changed_results {
+        *after.iter_mut().find(|r| r.id == c.id).unwrap() = c.clone();
+    }
+    for i in 0..t.new_results {
+        after.push(ResultCopy::unsent(ResultId(1000 + i as i64)));
+    }
+    let again = transition(&policy, &t.work_unit, &after, NOW);
+    assert!(again.is_noop(&t.work_unit), "second transition of {spec:?} changed {again:?}");
+    t
+}
+
+#[test]
+fn new_work_unit_gets_target_copies() {
+    check(policy(2, 2, 3, 8), 2, "", Expect { state: WorkUnitState::Open, new_results: 2, validate: "" });
+    check(policy(2, 3, 3, 8), 3, "..", Expect { state: WorkUnitState::Open, new_results: 1, validate: "--" });
+}
+
+#[test]
+fn waiting_for_quorum_changes_nothing() {
+    let t = check(policy(2, 2, 3, 8), 2, "a>", Expect { state: WorkUnitState::Open, new_results: 0, validate: "p-" });
+    assert!(t.changed_results.is_empty());
+}
+
+#[test]
+fn agreement_makes_canonical_and_grants_credit() {
+    let t = check(policy(2, 2, 3, 8), 2, "aa", Expect { state: WorkUnitState::Done, new_results: 0, validate: "vv" });
+    assert_eq!(t.work_unit.canonical_result, Some(ResultId(1)));
+    assert_eq!(
+        t.host_events,
+        vec![(HostId(1), HostEvent::Valid { credit: 2.0 }), (HostId(2), HostEvent::Valid { credit: 2.0 })]
+    );
+}
+
+#[test]
+fn disagreement_is_inconclusive_and_sends_another_copy() {
+    let t = check(policy(2, 2, 3, 8), 2, "ab", Expect { state: WorkUnitState::Open, new_results: 1, validate: "cc" });
+    assert_eq!(t.work_unit.target_results, 3);
+    check(policy(2, 2, 3, 8), 3, "abb", Expect { state: WorkUnitState::Done, new_results: 0, validate: "ivv" });
+}
+
+#[test]
+fn quorum_three_needs_two_of_three() {
+    check(policy(3, 3, 3, 8), 3, "ab>", Expect { state: WorkUnitState::Open, new_results: 0, validate: "pp-" });
+    let t = check(policy(3, 3, 3, 8), 3, "aba", Expect { state: WorkUnitState::Done, new_results: 0, validate: "viv" });
+    assert_eq!(t.host_events[1], (HostId(2), HostEvent::Invalid));
+}
+
+#[test]
+fn quorum_one_accepts_the_first_success() {
+    check(policy(1, 1, 3, 4), 1, "a", Expect { state: WorkUnitState::Done, new_results: 0, validate: "v" });
+}
+
+#[test]
+fn deadline_turns_copy_into_no_reply_and_reissues() {
+    let t = check(policy(2, 2, 3, 8), 2, "a!", Expect { state: WorkUnitState::Open, new_results: 1, validate: "p-" });
+    assert_eq!(t.changed_results[0].outcome, Some(Outcome::NoReply));
+    assert_eq!(t.host_events, vec![(HostId(2), HostEvent::NoReply)]);
+    check(policy(2, 2, 3, 8), 2, "a>", Expect { state: WorkUnitState::Open, new_results: 0, validate: "p-" });
+}
+
+#[test]
+fn errors_are_replaced_until_too_many() {
+    check(policy(2, 2, 3, 8), 2, "ae", Expect { state: WorkUnitState::Open, new_results: 1, validate: "p-" });
+    check(policy(2, 2, 3, 8), 2, "eee.", Expect { state: WorkUnitState::Open, new_results: 1, validate: "----" });
+    let t = check(
+        policy(2, 2, 3, 8),
+        2,
+        "eeee.",
+        Expect { state: WorkUnitState::Failed(FailReason::TooManyErrors), new_results: 0, validate: "-----" },
+    );
+    assert_eq!(t.changed_results.last().unwrap().outcome, Some(Outcome::DidntNeed));
+}
+
+#[test]
+fn too_many_total_results_fails() {
+    check(
+        policy(2, 2, 8, 4),
+        5,
+        "abcd",
+        Expect { state: WorkUnitState::Failed(FailReason::TooManyTotalResults), new_results: 0, validate: "cccc" },
+    );
+    // As in BOINC: when the copies needed do not all fit, the work unit fails at once.
+    check(
+        policy(2, 2, 8, 3),
+        3,
+        "n",
+        Expect { state: WorkUnitState::Failed(FailReason::TooManyTotalResults), new_results: 0, validate: "-" },
+    );
+    check(policy(2, 2, 8, 3), 2, "n", Expect { state: WorkUnitState::Open, new_results: 2, validate: "-" });
+}
+
+#[test]
+fn done_work_unit_retires_unsent_copies_and_keeps_in_progress() {
+    let t = check(policy(2, 3, 3, 8), 3, "aa.", Expect { state: WorkUnitState::Done, new_results: 0, validate: "vv-" });
+    assert_eq!(t.changed_results[2].outcome, Some(Outcome::DidntNeed));
+    check(policy(2, 3, 3, 8), 3, "aa>", Expect { state: WorkUnitState::Done, new_results: 0, validate: "vv-" });
+}
+
+#[test]
+fn late_success_is_compared_with_the_canonical_result() {
+    let policy = policy(2, 2, 3, 8);
+    let mut results = copies("aaab");
+    for r in &mut results[..2] {
+        r.validate_state = ValidateState::Valid;
+    }
+    let wu = WorkUnit { state: WorkUnitState::Done, canonical_result: Some(ResultId(1)), ..open_wu(2) };
+    let t = transition(&policy, &wu, &results, NOW);
+    assert_eq!(validate_states(&results, &t), "vvvi");
+    assert_eq!(t.host_events, vec![(HostId(3), HostEvent::Valid { credit: 2.0 }), (HostId(4), HostEvent::Invalid)]);
+}
+
+#[test]
+fn cancel_fails_the_work_unit_and_retires_unsent_copies() {
+    let policy = policy(2, 2, 3, 8);
+    let results = copies("a.>");
+    let t = cancel(&open_wu(2), &results, NOW, &policy);
+    assert_eq!(t.work_unit.state, WorkUnitState::Failed(FailReason::Cancelled));
+    assert_eq!(t.new_results, 0);
+    assert_eq!(t.changed_results.len(), 1);
+    assert_eq!(t.changed_results[0].outcome, Some(Outcome::DidntNeed));
+    assert_eq!(abort_outcome(t.work_unit.state), Outcome::Cancelled);
+    assert_eq!(abort_outcome(WorkUnitState::Done), Outcome::DidntNeed);
+}
+
+fn in_progress_for(host: i64) -> ResultCopy {
+    ResultCopy {
+        host_id: Some(HostId(host)),
+        server_state: ServerState::InProgress,
+        deadline: Some(NOW),
+        ..ResultCopy::unsent(ResultId(9))
+    }
+}
+
+#[test]
+fn reports_are_checked_against_the_copy() {
+    let success = Report::Success { output_digest: digest('a'), fuel_used: 5 };
+    let copy = in_progress_for(1);
+    let Ok(ReportDecision::Record(recorded)) = apply_report(&copy, HostId(1), &success) else {
+        panic!("report of an in-progress copy must be recorded");
+    };
+    assert_eq!((recorded.server_state, recorded.outcome), (ServerState::Over, Some(Outcome::Success)));
+    assert_eq!(apply_report(&recorded, HostId(1), &success), Ok(ReportDecision::AlreadyRecorded));
+    let other = Report::Success { output_digest: digest('b'), fuel_used: 5 };
+    assert_eq!(apply_report(&recorded, HostId(1), &other), Err(ReportError::ConflictingReport { result: ResultId(9) }));
+    assert_eq!(
+        apply_report(&recorded, HostId(1), &Report::ClientError { fuel_used: 1 }),
+        Err(ReportError::ConflictingReport { result: ResultId(9) })
+    );
+    assert_eq!(apply_report(&copy, HostId(2), &success), Err(ReportError::NotYourResult { result: ResultId(9) }));
+    assert_eq!(
+        apply_report(&ResultCopy::unsent(ResultId(9)), HostId(1), &success),
+        Err(ReportError::NotYourResult { result: ResultId(9) })
+    );
+}
+
+#[test]
+fn late_and_retired_reports() {
+    let success = Report::Success { output_digest: digest('a'), fuel_used: 5 };
+    let no_reply = ResultCopy { server_state: ServerState::Over, outcome: Some(Outcome::NoReply), ..in_progress_for(1) };
+    assert!(matches!(apply_report(&no_reply, HostId(1), &success), Ok(ReportDecision::Record(_))));
+    let aborted = ResultCopy { outcome: Some(Outcome::DidntNeed), ..no_reply.clone() };
+    assert_eq!(apply_report(&aborted, HostId(1), &success), Ok(ReportDecision::Ignore));
+    let cancelled = ResultCopy { outcome: Some(Outcome::Cancelled), ..no_reply };
+    assert_eq!(apply_report(&cancelled, HostId(1), &success), Ok(ReportDecision::Ignore));
+}
+
+#[test]
+fn state_names_round_trip() {
+    for s in [ServerState::Unsent, ServerState::InProgress, ServerState::Over] {
+        assert_eq!(ServerState::parse(s.as_str()), Some(s));
+    }
+    for o in [
+        Outcome::Success,
+        Outcome::ClientError,
+        Outcome::NoReply,
+        Outcome::DidntNeed,
+        Outcome::ValidateError,
+        Outcome::Cancelled,
+    ] {
+        assert_eq!(Outcome::parse(o.as_str()), Some(o));
+    }
+    for v in [
+        ValidateState::Pending,
+        ValidateState::Valid,
+        ValidateState::Invalid,
+        ValidateState::Inconclusive,
+        ValidateState::TooLate,
+    ] {
+        assert_eq!(ValidateState::parse(v.as_str()), Some(v));
+    }
+    for w in [WorkUnitState::Open, WorkUnitState::Done, WorkUnitState::Failed(FailReason::TooManyErrors)] {
+        assert_eq!(WorkUnitState::parse(w.as_str(), w.fail_reason().map(FailReason::as_str)), Some(w));
+    }
+}

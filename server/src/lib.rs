@@ -1,0 +1,103 @@
+//! quorum-server, the coordinator of a quorum volunteer-computing deployment.
+//!
+//! It stores apps, projects, work units, results and hosts in SQLite, hands
+//! results (copies of work units) to volunteer hosts over gRPC, and validates
+//! what they report: a result becomes canonical only when enough distinct
+//! hosts agree.
+//!
+//! Layout:
+//! - `domain`: the rules (lifecycle, validation, policy, scheduling), pure Rust, no I/O.
+//! - `store`: SQLite through sqlx, an API in domain terms; the only SQL.
+//! - `rpc`: the gRPC services, thin adapters between protobuf and the store.
+//! - `transitioner`: the loop that applies deadlines.
+//! - `clock`: where `now` comes from.
+//!
+//! Entry point: [`run`], called by `main.rs` and by tests.
+
+pub mod clock;
+pub mod domain;
+pub mod rpc;
+pub mod store;
+pub mod transitioner;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use quorum_proto::v1::projects_server::ProjectsServer;
+use quorum_proto::v1::scheduler_server::SchedulerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::clock::{Clock, SystemClock};
+use crate::rpc::projects::ProjectsService;
+use crate::rpc::scheduler::SchedulerService;
+use crate::rpc::{Changes, Context, MAX_MESSAGE_BYTES};
+use crate::store::Store;
+
+/// The coordinator's configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// The SQLite database file, created if missing.
+    pub db_path: PathBuf,
+    /// Where `now` comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    /// A configuration with the real clock.
+    pub fn new(db_path: PathBuf) -> Config {
+        Config { db_path, clock: Arc::new(SystemClock) }
+    }
+}
+
+/// Why the coordinator stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening the database: {0}")]
+    Store(#[from] store::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves the coordinator on `listener` until `shutdown` completes, then
+/// lets the transitioner finish its pass and closes the database.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let store = Store::open(&config.db_path).await?;
+    let ctx = Context { store: store.clone(), clock: config.clock.clone(), changes: Changes::new() };
+
+    let (stop_transitioner, transitioner_stopped) = tokio::sync::oneshot::channel::<()>();
+    let transitioner = tokio::spawn(transitioner::run(store.clone(), config.clock.clone(), ctx.changes.clone(), async {
+        let _ = transitioner_stopped.await;
+    }));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SchedulerServer<SchedulerService>>().await;
+    health.set_serving::<ProjectsServer<ProjectsService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(quorum_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let scheduler = SchedulerServer::new(SchedulerService::new(ctx.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let projects = ProjectsServer::new(ProjectsService::new(ctx.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(scheduler)
+        .add_service(projects)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+
+    let _ = stop_transitioner.send(());
+    let _ = transitioner.await;
+    store.close().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! gRPC adapters: each handler validates its request, converts it to domain
+//! types, calls the store, and converts the answer back. No rule lives here.
+//!
+//! Layout:
+//! - `scheduler`: the `Scheduler` service spoken by volunteer workers.
+//! - `projects`: the `Projects` service spoken by the `quorum` CLI.
+//! - `status`: the one mapping from errors to `tonic::Status`.
+
+pub mod projects;
+pub mod scheduler;
+pub mod status;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::store::Store;
+
+/// Largest gRPC message, either way (an app module or a batch of work units).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub changes: Changes,
+}
+
+/// Signals that work units may have changed state, so that `WaitProject`
+/// callers re-read instead of polling.
+#[derive(Clone)]
+pub struct Changes(Arc<watch::Sender<u64>>);
+
+impl Changes {
+    pub fn new() -> Changes {
+        Changes(Arc::new(watch::Sender::new(0)))
+    }
+
+    /// Wakes every waiter.
+    pub fn notify(&self) {
+        self.0.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes::new()
+    }
+}

@@ -1,0 +1,297 @@
+//! The `Projects` service: submission and administration, spoken by the `quorum` CLI.
+
+use std::time::Duration;
+
+use quorum_proto::v1 as pb;
+use quorum_proto::v1::projects_server::Projects;
+use tonic::{Request, Response, Status};
+
+use super::Context;
+use super::status::invalid;
+use crate::domain::names::{ProjectName, WorkUnitName};
+use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
+use crate::domain::app;
+use crate::store::{self, NewProject, NewWorkUnit};
+
+/// Largest input of one work unit.
+const MAX_INPUT_BYTES: usize = 16 << 20;
+/// Most rows one listing returns.
+const MAX_PAGE: u32 = 10_000;
+/// Longest a `WaitProject` call waits.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+pub struct ProjectsService {
+    ctx: Context,
+}
+
+impl ProjectsService {
+    pub fn new(ctx: Context) -> ProjectsService {
+        ProjectsService { ctx }
+    }
+}
+
+fn project_name(name: &str) -> Result<ProjectName, Status> {
+    Ok(ProjectName::parse(name)?)
+}
+
+fn page_limit(limit: u32) -> u32 {
+    if limit == 0 { 1000 } else { limit.min(MAX_PAGE) }
+}
+
+fn work_units(inputs: Vec<pb::WorkUnitInput>) -> Result<Vec<NewWorkUnit>, Status> {
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, unit)| {
+            if unit.input.len() > MAX_INPUT_BYTES {
+                return Err(invalid(
+                    &format!("work_units[{i}].input"),
+                    format!("{} bytes, above the maximum of {MAX_INPUT_BYTES}", unit.input.len()),
+                ));
+            }
+            let name = if unit.name.is_empty() { None } else { Some(WorkUnitName::parse(&unit.name)?) };
+            Ok(NewWorkUnit { name, input: unit.input })
+        })
+        .collect()
+}
+
+fn policy(policy: Option<pb::ReplicationPolicy>) -> Result<ReplicationPolicy, Status> {
+    let p = policy.ok_or_else(|| invalid("policy", "missing"))?;
+    let deadline_ms = p.deadline_secs.checked_mul(1000).ok_or_else(|| invalid("policy.deadline_secs", "too large"))?;
+    Ok(ReplicationPolicy::new(p.min_quorum, p.target_results, p.max_error_results, p.max_total_results, deadline_ms)?)
+}
+
+fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
+    pb::ReplicationPolicy {
+        min_quorum: policy.min_quorum(),
+        target_results: policy.target_results(),
+        max_error_results: policy.max_error_results(),
+        max_total_results: policy.max_total_results(),
+        deadline_secs: policy.deadline_ms() / 1000,
+    }
+}
+
+fn status_to_proto(s: store::ProjectStatus) -> pb::ProjectStatus {
+    pb::ProjectStatus {
+        name: s.name,
+        project_id: s.id,
+        state: s.state,
+        app_digest: s.app_digest,
+        policy: Some(policy_to_proto(&s.policy)),
+        work_units_total: s.work_units_total,
+        work_units_open: s.work_units_open,
+        work_units_done: s.work_units_done,
+        work_units_failed: s.work_units_failed,
+        results_unsent: s.results_unsent,
+        results_in_progress: s.results_in_progress,
+        results_over: s.results_over,
+        results_valid: s.results_valid,
+        results_invalid: s.results_invalid,
+        results_error: s.results_error,
+        results_no_reply: s.results_no_reply,
+    }
+}
+
+#[tonic::async_trait]
+impl Projects for ProjectsService {
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::CreateProjectResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.name)?;
+        let policy = policy(request.policy)?;
+        let limits = request.limits.unwrap_or_default();
+        let limits = Limits::with_defaults(limits.fuel, limits.memory_bytes, limits.output_bytes, limits.wall_time_ms)?;
+        let validator = match pb::ValidatorKind::try_from(request.validator) {
+            Ok(pb::ValidatorKind::Bitwise | pb::ValidatorKind::Unspecified) => ValidatorKind::Bitwise,
+            Err(_) => return Err(invalid("validator", format!("unknown validator kind {}", request.validator))),
+        };
+        app::check_module(&request.app_module)?;
+        let work_units = work_units(request.work_units)?;
+        let project = NewProject {
+            name,
+            app_digest: app::digest_of(&request.app_module),
+            app_module: request.app_module,
+            policy,
+            limits,
+            validator,
+            nan_canonicalization: request.nan_canonicalization,
+        };
+        let (project_id, n) = self.ctx.store.create_project(&project, &work_units, self.ctx.clock.now()).await?;
+        tracing::info!(project = %project.name, n_work_units = n, app = %project.app_digest, "project created");
+        self.ctx.changes.notify();
+        Ok(Response::new(pb::CreateProjectResponse {
+            project_id: project_id.0,
+            app_digest: project.app_digest.to_string(),
+            n_work_units: n,
+        }))
+    }
+
+    async fn add_work_units(
+        &self,
+        request: Request<pb::AddWorkUnitsRequest>,
+    ) -> Result<Response<pb::AddWorkUnitsResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        if request.work_units.is_empty() {
+            return Err(invalid("work_units", "empty batch"));
+        }
+        let work_units = work_units(request.work_units)?;
+        let (n, first) = self.ctx.store.add_work_units(&name, &work_units, self.ctx.clock.now()).await?;
+        tracing::info!(project = %name, n_work_units = n, "work units added");
+        self.ctx.changes.notify();
+        Ok(Response::new(pb::AddWorkUnitsResponse { n_work_units: n, first_work_unit_id: first.0 }))
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let project = request.into_inner().project;
+        let name = if project.is_empty() { None } else { Some(project_name(&project)?) };
+        let statuses = self.ctx.store.project_status(name.as_ref()).await?;
+        Ok(Response::new(pb::GetStatusResponse { projects: statuses.into_iter().map(status_to_proto).collect() }))
+    }
+
+    async fn list_work_units(
+        &self,
+        request: Request<pb::ListWorkUnitsRequest>,
+    ) -> Result<Response<pb::ListWorkUnitsResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        let units = self.ctx.store.list_work_units(&name, request.after_id, page_limit(request.limit)).await?;
+        Ok(Response::new(pb::ListWorkUnitsResponse {
+            work_units: units
+                .into_iter()
+                .map(|w| pb::WorkUnitInfo {
+                    id: w.id,
+                    name: w.name,
+                    state: w.state,
+                    fail_reason: w.fail_reason.unwrap_or_default(),
+                    canonical_result_id: w.canonical_result_id.unwrap_or(0),
+                    target_results: w.target_results,
+                    input_size: w.input_size,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_results(
+        &self,
+        request: Request<pb::ListResultsRequest>,
+    ) -> Result<Response<pb::ListResultsResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        let work_unit = (request.work_unit_id != 0).then_some(request.work_unit_id);
+        let results =
+            self.ctx.store.list_results(&name, work_unit, request.after_id, page_limit(request.limit)).await?;
+        Ok(Response::new(pb::ListResultsResponse {
+            results: results
+                .into_iter()
+                .map(|r| pb::ResultInfo {
+                    id: r.id,
+                    work_unit_id: r.work_unit_id,
+                    host_id: r.host_id.unwrap_or(0),
+                    server_state: r.server_state,
+                    outcome: r.outcome.unwrap_or_default(),
+                    validate_state: r.validate_state,
+                    output_digest: r.output_digest.unwrap_or_default(),
+                    fuel_used: r.fuel_used,
+                    run_time_ms: r.run_time_ms,
+                    sent_unix_ms: r.sent_at.unwrap_or(0),
+                    deadline_unix_ms: r.deadline.unwrap_or(0),
+                    received_unix_ms: r.received_at.unwrap_or(0),
+                    error_message: r.error_message.unwrap_or_default(),
+                    stderr_tail: r.stderr_tail.unwrap_or_default(),
+                    granted_credit: r.granted_credit,
+                    engine: r.engine.unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_canonical_results(
+        &self,
+        request: Request<pb::GetCanonicalResultsRequest>,
+    ) -> Result<Response<pb::GetCanonicalResultsResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        let results =
+            self.ctx.store.canonical_results(&name, request.after_work_unit_id, page_limit(request.limit)).await?;
+        Ok(Response::new(pb::GetCanonicalResultsResponse {
+            results: results
+                .into_iter()
+                .map(|c| pb::CanonicalResult {
+                    work_unit_id: c.work_unit_id,
+                    work_unit_name: c.work_unit_name,
+                    result_id: c.result_id,
+                    output: c.output,
+                    output_digest: c.output_digest,
+                    fuel_used: c.fuel_used,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_hosts(
+        &self,
+        _request: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<pb::ListHostsResponse>, Status> {
+        let hosts = self.ctx.store.list_hosts().await?;
+        Ok(Response::new(pb::ListHostsResponse {
+            hosts: hosts
+                .into_iter()
+                .map(|h| pb::HostInfo {
+                    id: h.id,
+                    name: h.name,
+                    n_cpus: h.n_cpus,
+                    memory_bytes: h.memory_bytes,
+                    engine: h.engine,
+                    os: h.os,
+                    created_unix_ms: h.created_at,
+                    last_contact_unix_ms: h.last_contact_at,
+                    n_valid: h.n_valid,
+                    n_invalid: h.n_invalid,
+                    n_error: h.n_error,
+                    n_no_reply: h.n_no_reply,
+                    n_in_progress: h.n_in_progress,
+                    total_credit: h.total_credit,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn cancel_project(
+        &self,
+        request: Request<pb::CancelProjectRequest>,
+    ) -> Result<Response<pb::CancelProjectResponse>, Status> {
+        let name = project_name(&request.into_inner().project)?;
+        let n = self.ctx.store.cancel_project(&name, self.ctx.clock.now()).await?;
+        tracing::info!(project = %name, n_work_units = n, "project cancelled");
+        self.ctx.changes.notify();
+        Ok(Response::new(pb::CancelProjectResponse { n_work_units_cancelled: n }))
+    }
+
+    async fn wait_project(
+        &self,
+        request: Request<pb::WaitProjectRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        let timeout = if request.timeout_ms == 0 { MAX_WAIT } else { Duration::from_millis(request.timeout_ms).min(MAX_WAIT) };
+        let until = tokio::time::Instant::now() + timeout;
+        let mut changes = self.ctx.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let statuses = self.ctx.store.project_status(Some(&name)).await?;
+            let ended = statuses.iter().all(|s| s.work_units_open == 0);
+            let timed_out = ended || !matches!(tokio::time::timeout_at(until, changes.changed()).await, Ok(Ok(())));
+            if ended || timed_out {
+                return Ok(Response::new(pb::GetStatusResponse {
+                    projects: statuses.into_iter().map(status_to_proto).collect(),
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The `Scheduler` service: what volunteer workers call to register, fetch
+//! work and app modules, and report results.
+
+use std::pin::Pin;
+
+use quorum_proto::v1::scheduler_server::Scheduler;
+use quorum_proto::v1::{
+    AppChunk, Assignment, DownloadAppRequest, Limits, RegisterHostRequest, RegisterHostResponse,
+    ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse,
+    ResultReport,
+};
+use rand::Rng as _;
+use sha2::{Digest as _, Sha256};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::Context;
+use super::status::invalid;
+use crate::domain::lifecycle::Report;
+use crate::domain::{Digest, HostId, ResultId, app, scheduler};
+use crate::store::{self, NewHost, ReportInput};
+
+/// Size of the chunks an app module is streamed in.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Most reports in one call.
+const MAX_REPORTS_PER_CALL: usize = 10_000;
+/// Longest stderr tail kept per result.
+const MAX_STDERR_TAIL: usize = 4096;
+/// Longest free-text field a host may send (names, engine, messages).
+const MAX_TEXT: usize = 256;
+
+pub struct SchedulerService {
+    ctx: Context,
+}
+
+impl SchedulerService {
+    pub fn new(ctx: Context) -> SchedulerService {
+        SchedulerService { ctx }
+    }
+
+    /// The host whose token is in the `authorization` metadata.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<HostId, Status> {
+        let value = request
+            .metadata()
+            .get(quorum_proto::AUTHORIZATION)
+            .ok_or_else(|| Status::unauthenticated("missing authorization metadata (Bearer <host token>)"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <host token>`"))?;
+        let host = self.ctx.store.authenticate_host(&token_hash(token), self.ctx.clock.now()).await?;
+        Ok(host)
+    }
+}
+
+/// Only hashes of tokens are stored.
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn text(field: &str, value: String, max: usize) -> Result<String, Status> {
+    if value.len() > max {
+        return Err(invalid(field, format!("longer than {max} bytes")));
+    }
+    Ok(value)
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<AppChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Scheduler for SchedulerService {
+    async fn register_host(
+        &self,
+        request: Request<RegisterHostRequest>,
+    ) -> Result<Response<RegisterHostResponse>, Status> {
+        let request = request.into_inner();
+        if request.n_cpus == 0 || request.n_cpus > 65_536 {
+            return Err(invalid("n_cpus", "must be between 1 and 65536"));
+        }
+        let engine = text("engine", request.engine, MAX_TEXT)?;
+        if engine.is_empty() {
+            return Err(invalid("engine", "must name the WebAssembly engine and its version"));
+        }
+        let host = NewHost {
+            name: text("name", request.name, MAX_TEXT)?,
+            n_cpus: request.n_cpus,
+            memory_bytes: request.memory_bytes,
+            engine,
+            os: text("os", request.os, MAX_TEXT)?,
+        };
+        let mut secret = [0_u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let token = hex::encode(secret);
+        let host_id = self.ctx.store.register_host(&host, &token_hash(&token), self.ctx.clock.now()).await?;
+        tracing::info!(host_id = %host_id, name = %host.name, n_cpus = host.n_cpus, "host registered");
+        Ok(Response::new(RegisterHostResponse { host_id: host_id.0, token }))
+    }
+
+    async fn request_work(
+        &self,
+        request: Request<RequestWorkRequest>,
+    ) -> Result<Response<RequestWorkResponse>, Status> {
+        let host = self.authenticate(&request).await?;
+        let slots = request.into_inner().slots;
+        if slots == 0 || slots > scheduler::MAX_SLOTS_PER_REQUEST {
+            return Err(invalid("slots", format!("must be between 1 and {}", scheduler::MAX_SLOTS_PER_REQUEST)));
+        }
+        let leased = self.ctx.store.lease_work(host, slots, self.ctx.clock.now()).await?;
+        if !leased.is_empty() {
+            tracing::debug!(host_id = %host, n = leased.len(), "results sent");
+        }
+        let retry_after_ms = if leased.is_empty() { scheduler::NO_WORK_RETRY_MS } else { 0 };
+        Ok(Response::new(RequestWorkResponse {
+            assignments: leased.into_iter().map(assignment).collect(),
+            retry_after_ms,
+        }))
+    }
+
+    type DownloadAppStream = ChunkStream;
+
+    async fn download_app(
+        &self,
+        request: Request<DownloadAppRequest>,
+    ) -> Result<Response<Self::DownloadAppStream>, Status> {
+        self.authenticate(&request).await?;
+        let digest = request.into_inner().digest;
+        let digest = Digest::parse(&digest).ok_or_else(|| invalid("digest", "must be 64 lowercase hex digits"))?;
+        let module = self.ctx.store.app_module(&digest).await?;
+        let total_size = module.len() as u64;
+        let chunks: Vec<Result<AppChunk, Status>> = module
+            .chunks(CHUNK_BYTES)
+            .enumerate()
+            .map(|(i, data)| Ok(AppChunk { data: data.to_vec(), total_size: if i == 0 { total_size } else { 0 } }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn report_results(
+        &self,
+        request: Request<ReportResultsRequest>,
+    ) -> Result<Response<ReportResultsResponse>, Status> {
+        let host = self.authenticate(&request).await?;
+        let reports = request.into_inner().reports;
+        if reports.is_empty() || reports.len() > MAX_REPORTS_PER_CALL {
+            return Err(invalid("reports", format!("must hold between 1 and {MAX_REPORTS_PER_CALL} reports")));
+        }
+        let inputs = reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
+        let summary = self.ctx.store.record_reports(host, &inputs, self.ctx.clock.now()).await?;
+        self.ctx.changes.notify();
+        tracing::debug!(host_id = %host, accepted = summary.accepted.len(), abort = summary.abort.len(), "reports recorded");
+        Ok(Response::new(ReportResultsResponse {
+            accepted: summary.accepted.iter().map(|id| id.0).collect(),
+            abort: summary.abort.iter().map(|id| id.0).collect(),
+        }))
+    }
+}
+
+fn assignment(a: store::Assignment) -> Assignment {
+    Assignment {
+        result_id: a.result_id.0,
+        work_unit_id: a.work_unit_id.0,
+        project: a.project,
+        app_digest: a.app_digest,
+        input: a.input,
+        random_seed: a.random_seed,
+        limits: Some(Limits {
+            fuel: a.limits.fuel,
+            memory_bytes: a.limits.memory_bytes,
+            output_bytes: a.limits.output_bytes,
+            wall_time_ms: a.limits.wall_time_ms,
+        }),
+        deadline_unix_ms: a.deadline.0,
+        nan_canonicalization: a.nan_canonicalization,
+        work_unit_name: a.work_unit_name,
+    }
+}
+
+/// Checks one report's shape and computes its output digest.
+fn report_input(report: ResultReport) -> Result<ReportInput, Status> {
+    if report.result_id <= 0 {
+        return Err(invalid("result_id", "must be positive"));
+    }
+    let report_kind = match ReportedOutcome::try_from(report.outcome) {
+        Ok(ReportedOutcome::Success) => {
+            Report::Success { output_digest: app::digest_of(&report.output), fuel_used: report.fuel_used }
+        }
+        Ok(ReportedOutcome::ClientError) => {
+            if !report.output.is_empty() {
+                return Err(invalid("output", "an error report carries no output"));
+            }
+            Report::ClientError { fuel_used: report.fuel_used }
+        }
+        Ok(ReportedOutcome::Unspecified) | Err(_) => {
+            return Err(invalid("outcome", "must be SUCCESS or CLIENT_ERROR"));
+        }
+    };
+    if report.fuel_used > i64::MAX as u64 || report.run_time_ms > i64::MAX as u64 {
+        return Err(invalid("fuel_used/run_time_ms", "out of range"));
+    }
+    Ok(ReportInput {
+        result_id: ResultId(report.result_id),
+        report: report_kind,
+        output: report.output,
+        stderr_tail: text("stderr_tail", report.stderr_tail, MAX_STDERR_TAIL)?,
+        run_time_ms: report.run_time_ms,
+        error_message: text("error_message", report.error_message, 4 * MAX_TEXT)?,
+        engine: text("engine", report.engine, MAX_TEXT)?,
+    })
+}

@@ -1,0 +1,76 @@
+//! The one place where errors become `tonic::Status`. Every match is
+//! exhaustive, so a new error variant forces a decision about its code.
+//! `Internal` never carries database text to a client: it is logged here.
+
+use tonic::Status;
+
+use crate::domain::app::AppError;
+use crate::domain::lifecycle::ReportError;
+use crate::domain::names::NameError;
+use crate::domain::policy::PolicyError;
+use crate::store;
+
+impl From<store::Error> for Status {
+    fn from(error: store::Error) -> Status {
+        use store::Error as E;
+        match error {
+            E::ProjectNotFound(_) | E::AppNotFound(_) => Status::not_found(error.to_string()),
+            E::ProjectExists(_) | E::DuplicateWorkUnit { .. } => Status::already_exists(error.to_string()),
+            E::ProjectCancelled(_) => Status::failed_precondition(error.to_string()),
+            E::UnknownHost => Status::unauthenticated(error.to_string()),
+            E::Report(report) => Status::from(report),
+            E::OutputTooLarge { .. } => Status::invalid_argument(error.to_string()),
+            E::Corrupt { .. } | E::Database(_) | E::Migrate(_) => {
+                tracing::error!(error = %error, "store error");
+                Status::internal("internal error in the coordinator's store (logged)")
+            }
+        }
+    }
+}
+
+impl From<ReportError> for Status {
+    fn from(error: ReportError) -> Status {
+        match error {
+            ReportError::NotYourResult { .. } => Status::permission_denied(error.to_string()),
+            ReportError::ConflictingReport { .. } => Status::already_exists(error.to_string()),
+        }
+    }
+}
+
+impl From<PolicyError> for Status {
+    fn from(error: PolicyError) -> Status {
+        match error {
+            PolicyError::MinQuorumZero
+            | PolicyError::QuorumAboveTarget { .. }
+            | PolicyError::TotalBelowTarget { .. }
+            | PolicyError::TooLarge { .. }
+            | PolicyError::DeadlineZero
+            | PolicyError::LimitZero { .. }
+            | PolicyError::UnknownValidator(_) => Status::invalid_argument(format!("policy: {error}")),
+        }
+    }
+}
+
+impl From<NameError> for Status {
+    fn from(error: NameError) -> Status {
+        match error {
+            NameError::Empty { .. } | NameError::TooLong { .. } | NameError::BadCharacter { .. } => {
+                Status::invalid_argument(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<AppError> for Status {
+    fn from(error: AppError) -> Status {
+        match error {
+            AppError::Empty | AppError::Invalid(_) | AppError::NoStart => Status::invalid_argument(error.to_string()),
+            AppError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
+        }
+    }
+}
+
+/// A request field that is missing or out of range.
+pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {problem}"))
+}

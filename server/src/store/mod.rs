@@ -1,0 +1,96 @@
+//! The coordinator's store: SQLite through sqlx, spoken to in domain terms.
+//!
+//! This is the only module that imports `sqlx`. Its API is what the
+//! coordinator needs (`lease_work`, `record_reports`, `run_transitioner`...),
+//! never table operations, so a PostgreSQL backend is a second implementation
+//! of the same API checked by the same tests. Every method that changes more
+//! than one row does it in one transaction.
+//!
+//! Layout:
+//! - `submit`: apps, projects and batches of work units.
+//! - `scheduling`: hosts, leasing work, recording reports.
+//! - `transitions`: loading a work unit, running the lifecycle rules, persisting the result; deadlines; cancellation.
+//! - `reads`: status counts and listings for the admin service.
+//! - `rows`: conversions between rows and domain types.
+
+mod reads;
+mod rows;
+mod scheduling;
+mod submit;
+mod transitions;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::domain::lifecycle::ReportError;
+
+pub use reads::{CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
+pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary};
+pub use submit::{NewProject, NewWorkUnit};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("project {0:?} not found")]
+    ProjectNotFound(String),
+    #[error("project {0:?} already exists")]
+    ProjectExists(String),
+    #[error("project {0:?} is cancelled")]
+    ProjectCancelled(String),
+    #[error("work unit name {name:?} is used twice in project {project:?}")]
+    DuplicateWorkUnit { project: String, name: String },
+    #[error("app {0} not found")]
+    AppNotFound(String),
+    #[error("host token not recognised")]
+    UnknownHost,
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("output of result {result} is {size} bytes, above the project's limit of {limit}")]
+    OutputTooLarge { result: i64, size: usize, limit: u64 },
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The coordinator's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file at `path` and applies the migrations.
+    ///
+    /// Durability: WAL with `synchronous=FULL`, so a report acknowledged to a host
+    /// survives a power cut (`NORMAL` could lose the last transactions).
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        // SQLite has one writer; a small pool serves concurrent readers.
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Closes every connection (after the last transaction has committed).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

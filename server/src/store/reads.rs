@@ -1,0 +1,319 @@
+//! Read-only views for the admin service: status counts and paged listings.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::rows::{self, u32_column, u64_column};
+use super::{Error, Result, Store};
+use crate::domain::names::ProjectName;
+use crate::domain::policy::ReplicationPolicy;
+
+/// Progress of one project: counts of work units and results by state.
+#[derive(Debug, Clone)]
+pub struct ProjectStatus {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub app_digest: String,
+    pub policy: ReplicationPolicy,
+    pub work_units_total: u64,
+    pub work_units_open: u64,
+    pub work_units_done: u64,
+    pub work_units_failed: u64,
+    pub results_unsent: u64,
+    pub results_in_progress: u64,
+    pub results_over: u64,
+    pub results_valid: u64,
+    pub results_invalid: u64,
+    pub results_error: u64,
+    pub results_no_reply: u64,
+}
+
+/// One work unit, without its input.
+#[derive(Debug, Clone)]
+pub struct WorkUnitInfo {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub fail_reason: Option<String>,
+    pub canonical_result_id: Option<i64>,
+    pub target_results: u32,
+    pub input_size: u64,
+}
+
+/// One result (copy), without its output.
+#[derive(Debug, Clone)]
+pub struct ResultInfo {
+    pub id: i64,
+    pub work_unit_id: i64,
+    pub host_id: Option<i64>,
+    pub server_state: String,
+    pub outcome: Option<String>,
+    pub validate_state: String,
+    pub output_digest: Option<String>,
+    pub fuel_used: u64,
+    pub run_time_ms: u64,
+    pub sent_at: Option<i64>,
+    pub deadline: Option<i64>,
+    pub received_at: Option<i64>,
+    pub error_message: Option<String>,
+    pub stderr_tail: Option<String>,
+    pub granted_credit: f64,
+    pub engine: Option<String>,
+}
+
+/// The validated answer of one work unit.
+#[derive(Debug, Clone)]
+pub struct CanonicalResult {
+    pub work_unit_id: i64,
+    pub work_unit_name: String,
+    pub result_id: i64,
+    pub output: Vec<u8>,
+    pub output_digest: String,
+    pub fuel_used: u64,
+}
+
+/// A volunteer host and its counters.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    pub id: i64,
+    pub name: String,
+    pub n_cpus: u32,
+    pub memory_bytes: u64,
+    pub engine: String,
+    pub os: String,
+    pub created_at: i64,
+    pub last_contact_at: i64,
+    pub n_valid: u64,
+    pub n_invalid: u64,
+    pub n_error: u64,
+    pub n_no_reply: u64,
+    pub n_in_progress: u64,
+    pub total_credit: f64,
+}
+
+impl Store {
+    /// Status of one project, or of every project when `project` is None.
+    pub async fn project_status(&self, project: Option<&ProjectName>) -> Result<Vec<ProjectStatus>> {
+        let query = concat!(
+            "SELECT p.id, p.name, p.state, p.app_digest, ",
+            rows::project_policy_columns!(),
+            " FROM projects p WHERE (? IS NULL OR p.name = ?) ORDER BY p.id"
+        );
+        let name = project.map(ProjectName::as_str);
+        let projects = sqlx::query(query).bind(name).bind(name).fetch_all(&self.pool).await?;
+        if let (Some(name), true) = (project, projects.is_empty()) {
+            return Err(Error::ProjectNotFound(name.to_string()));
+        }
+        let mut statuses = Vec::with_capacity(projects.len());
+        for row in &projects {
+            statuses.push(self.status_of(row).await?);
+        }
+        Ok(statuses)
+    }
+
+    async fn status_of(&self, row: &SqliteRow) -> Result<ProjectStatus> {
+        let id: i64 = row.try_get("id")?;
+        let mut status = ProjectStatus {
+            id,
+            name: row.try_get("name")?,
+            state: row.try_get("state")?,
+            app_digest: row.try_get("app_digest")?,
+            policy: rows::policy(row)?,
+            work_units_total: 0,
+            work_units_open: 0,
+            work_units_done: 0,
+            work_units_failed: 0,
+            results_unsent: 0,
+            results_in_progress: 0,
+            results_over: 0,
+            results_valid: 0,
+            results_invalid: 0,
+            results_error: 0,
+            results_no_reply: 0,
+        };
+        let counts = sqlx::query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        for count in &counts {
+            let n = u64_column(count, "n")?;
+            status.work_units_total += n;
+            match count.try_get::<String, _>("state")?.as_str() {
+                "open" => status.work_units_open += n,
+                "done" => status.work_units_done += n,
+                _ => status.work_units_failed += n,
+            }
+        }
+        let counts = sqlx::query(
+            "SELECT server_state, outcome, validate_state, COUNT(*) AS n FROM results WHERE project_id = ? \
+             GROUP BY server_state, outcome, validate_state",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        for count in &counts {
+            let n = u64_column(count, "n")?;
+            match count.try_get::<String, _>("server_state")?.as_str() {
+                "unsent" => status.results_unsent += n,
+                "in_progress" => status.results_in_progress += n,
+                _ => status.results_over += n,
+            }
+            match count.try_get::<Option<String>, _>("outcome")?.as_deref() {
+                Some("client_error" | "validate_error") => status.results_error += n,
+                Some("no_reply") => status.results_no_reply += n,
+                _ => {}
+            }
+            match count.try_get::<String, _>("validate_state")?.as_str() {
+                "valid" => status.results_valid += n,
+                "invalid" => status.results_invalid += n,
+                _ => {}
+            }
+        }
+        Ok(status)
+    }
+
+    async fn project_id(&self, project: &ProjectName) -> Result<i64> {
+        sqlx::query("SELECT id FROM projects WHERE name = ?")
+            .bind(project.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get("id"))
+            .transpose()?
+            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))
+    }
+
+    /// Work units of a project with id above `after_id`, at most `limit`.
+    pub async fn list_work_units(&self, project: &ProjectName, after_id: i64, limit: u32) -> Result<Vec<WorkUnitInfo>> {
+        let project_id = self.project_id(project).await?;
+        let rows = sqlx::query(
+            "SELECT id, name, state, fail_reason, canonical_result_id, target_results, LENGTH(input) AS input_size \
+             FROM work_units WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WorkUnitInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    state: row.try_get("state")?,
+                    fail_reason: row.try_get("fail_reason")?,
+                    canonical_result_id: row.try_get("canonical_result_id")?,
+                    target_results: u32_column(row, "target_results")?,
+                    input_size: u64_column(row, "input_size")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Results of a project (or of one of its work units) with id above `after_id`.
+    pub async fn list_results(
+        &self,
+        project: &ProjectName,
+        work_unit_id: Option<i64>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<ResultInfo>> {
+        let project_id = self.project_id(project).await?;
+        let rows = sqlx::query(
+            "SELECT id, work_unit_id, host_id, server_state, outcome, validate_state, output_digest, fuel_used, \
+             run_time_ms, sent_at, deadline, received_at, error_message, stderr_tail, granted_credit, engine \
+             FROM results WHERE project_id = ? AND (? IS NULL OR work_unit_id = ?) AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(work_unit_id)
+        .bind(work_unit_id)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ResultInfo {
+                    id: row.try_get("id")?,
+                    work_unit_id: row.try_get("work_unit_id")?,
+                    host_id: row.try_get("host_id")?,
+                    server_state: row.try_get("server_state")?,
+                    outcome: row.try_get("outcome")?,
+                    validate_state: row.try_get("validate_state")?,
+                    output_digest: row.try_get("output_digest")?,
+                    fuel_used: u64_column(row, "fuel_used")?,
+                    run_time_ms: u64_column(row, "run_time_ms")?,
+                    sent_at: row.try_get("sent_at")?,
+                    deadline: row.try_get("deadline")?,
+                    received_at: row.try_get("received_at")?,
+                    error_message: row.try_get("error_message")?,
+                    stderr_tail: row.try_get("stderr_tail")?,
+                    granted_credit: row.try_get("granted_credit")?,
+                    engine: row.try_get("engine")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Canonical results of a project, by work unit id above `after_work_unit_id`.
+    pub async fn canonical_results(
+        &self,
+        project: &ProjectName,
+        after_work_unit_id: i64,
+        limit: u32,
+    ) -> Result<Vec<CanonicalResult>> {
+        let project_id = self.project_id(project).await?;
+        let rows = sqlx::query(
+            "SELECT w.id AS work_unit_id, w.name, r.id AS result_id, r.output, r.output_digest, r.fuel_used \
+             FROM work_units w JOIN results r ON r.id = w.canonical_result_id \
+             WHERE w.project_id = ? AND w.state = 'done' AND w.id > ? ORDER BY w.id LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(after_work_unit_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CanonicalResult {
+                    work_unit_id: row.try_get("work_unit_id")?,
+                    work_unit_name: row.try_get("name")?,
+                    result_id: row.try_get("result_id")?,
+                    output: row.try_get::<Option<Vec<u8>>, _>("output")?.unwrap_or_default(),
+                    output_digest: row.try_get::<Option<String>, _>("output_digest")?.unwrap_or_default(),
+                    fuel_used: u64_column(row, "fuel_used")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every host with its counters.
+    pub async fn list_hosts(&self) -> Result<Vec<HostInfo>> {
+        let rows = sqlx::query(
+            "SELECT h.*, (SELECT COUNT(*) FROM results r WHERE r.host_id = h.id AND r.server_state = 'in_progress') \
+             AS n_in_progress FROM hosts h ORDER BY h.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(HostInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    n_cpus: u32_column(row, "n_cpus")?,
+                    memory_bytes: u64_column(row, "memory_bytes")?,
+                    engine: row.try_get("engine")?,
+                    os: row.try_get("os")?,
+                    created_at: row.try_get("created_at")?,
+                    last_contact_at: row.try_get("last_contact_at")?,
+                    n_valid: u64_column(row, "n_valid")?,
+                    n_invalid: u64_column(row, "n_invalid")?,
+                    n_error: u64_column(row, "n_error")?,
+                    n_no_reply: u64_column(row, "n_no_reply")?,
+                    n_in_progress: u64_column(row, "n_in_progress")?,
+                    total_credit: row.try_get("total_credit")?,
+                })
+            })
+            .collect()
+    }
+}

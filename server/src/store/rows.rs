@@ -1,0 +1,104 @@
+//! Conversions between database rows and domain types. A row that does not
+//! convert is reported as `Error::Corrupt`, never silently defaulted.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Error, Result};
+use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
+use crate::domain::policy::{Limits, ReplicationPolicy};
+use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
+
+/// Columns `result_copy` reads, to splice with `concat!` into SELECTs on `results r`.
+macro_rules! result_copy_columns {
+    () => {
+        "r.id, r.host_id, r.server_state, r.outcome, r.validate_state, r.deadline, r.output_digest, r.fuel_used, \
+         r.granted_credit"
+    };
+}
+
+/// Columns `policy` and `limits` read, to splice with `concat!` into SELECTs on `projects p`.
+macro_rules! project_policy_columns {
+    () => {
+        "p.min_quorum, p.target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
+         p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, p.nan_canonicalization"
+    };
+}
+
+pub(super) use {project_policy_columns, result_copy_columns};
+
+fn corrupt(table: &'static str, detail: impl Into<String>) -> Error {
+    Error::Corrupt { table, detail: detail.into() }
+}
+
+pub fn u32_column(row: &SqliteRow, column: &str) -> Result<u32> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value).map_err(|_| corrupt("?", format!("{column} = {value} is out of range")))
+}
+
+pub fn u64_column(row: &SqliteRow, column: &str) -> Result<u64> {
+    let value: Option<i64> = row.try_get(column)?;
+    let value = value.unwrap_or(0);
+    u64::try_from(value).map_err(|_| corrupt("?", format!("{column} = {value} is negative")))
+}
+
+pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
+    let server_state: String = row.try_get("server_state")?;
+    let outcome: Option<String> = row.try_get("outcome")?;
+    let validate_state: String = row.try_get("validate_state")?;
+    let output_digest: Option<String> = row.try_get("output_digest")?;
+    Ok(ResultCopy {
+        id: ResultId(row.try_get("id")?),
+        host_id: row.try_get::<Option<i64>, _>("host_id")?.map(HostId),
+        server_state: ServerState::parse(&server_state)
+            .ok_or_else(|| corrupt("results", format!("server_state {server_state:?}")))?,
+        outcome: match outcome {
+            None => None,
+            Some(text) => Some(Outcome::parse(&text).ok_or_else(|| corrupt("results", format!("outcome {text:?}")))?),
+        },
+        validate_state: ValidateState::parse(&validate_state)
+            .ok_or_else(|| corrupt("results", format!("validate_state {validate_state:?}")))?,
+        deadline: row.try_get::<Option<i64>, _>("deadline")?.map(Timestamp),
+        output_digest: output_digest.map(Digest::from_hex),
+        fuel_used: u64_column(row, "fuel_used")?,
+        granted_credit: row.try_get("granted_credit")?,
+    })
+}
+
+/// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id`.
+pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
+    let state: String = row.try_get("state")?;
+    let fail_reason: Option<String> = row.try_get("fail_reason")?;
+    Ok(WorkUnit {
+        id: WorkUnitId(row.try_get("id")?),
+        state: WorkUnitState::parse(&state, fail_reason.as_deref())
+            .ok_or_else(|| corrupt("work_units", format!("state {state:?} / {fail_reason:?}")))?,
+        target_results: u32_column(row, "target_results")?,
+        canonical_result: row.try_get::<Option<i64>, _>("canonical_result_id")?.map(ResultId),
+    })
+}
+
+pub fn policy(row: &SqliteRow) -> Result<ReplicationPolicy> {
+    ReplicationPolicy::new(
+        u32_column(row, "min_quorum")?,
+        u32_column(row, "target_results")?,
+        u32_column(row, "max_error_results")?,
+        u32_column(row, "max_total_results")?,
+        u64_column(row, "deadline_ms")?,
+    )
+    .map_err(|e| corrupt("projects", e.to_string()))
+}
+
+pub fn limits(row: &SqliteRow) -> Result<Limits> {
+    Ok(Limits {
+        fuel: u64_column(row, "fuel_limit")?,
+        memory_bytes: u64_column(row, "memory_limit_bytes")?,
+        output_bytes: u64_column(row, "output_limit_bytes")?,
+        wall_time_ms: u64_column(row, "wall_time_limit_ms")?,
+    })
+}
+
+/// A `u64` as SQLite's INTEGER; values above `i64::MAX` are refused by the domain before they get here.
+pub fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

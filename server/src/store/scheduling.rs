@@ -1,0 +1,272 @@
+//! The scheduler's side of the store: hosts, leasing unsent copies to a host,
+//! and recording what hosts report.
+
+use std::collections::{BTreeSet, HashSet};
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::rows::{self, int};
+use super::transitions::{Event, transition_work_unit};
+use super::{Error, Result, Store};
+use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
+use crate::domain::policy::Limits;
+use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler};
+
+/// A volunteer machine registering.
+#[derive(Debug, Clone)]
+pub struct NewHost {
+    pub name: String,
+    pub n_cpus: u32,
+    pub memory_bytes: u64,
+    pub engine: String,
+    pub os: String,
+}
+
+/// One copy handed to a host, with everything needed to compute it.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub result_id: ResultId,
+    pub work_unit_id: WorkUnitId,
+    pub work_unit_name: String,
+    pub project: String,
+    pub app_digest: String,
+    pub input: Vec<u8>,
+    pub random_seed: u64,
+    pub limits: Limits,
+    pub deadline: Timestamp,
+    pub nan_canonicalization: bool,
+}
+
+/// One report from a host, checked for shape by the caller.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    pub result_id: ResultId,
+    pub report: Report,
+    pub output: Vec<u8>,
+    pub stderr_tail: String,
+    pub run_time_ms: u64,
+    pub error_message: String,
+    pub engine: String,
+}
+
+/// The answer to a batch of reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSummary {
+    /// Reports stored or already stored: the host may forget them.
+    pub accepted: Vec<ResultId>,
+    /// Copies the host holds that are no longer needed: it should stop them.
+    pub abort: Vec<ResultId>,
+}
+
+impl Store {
+    /// Registers a host whose token hashes to `token_hash`.
+    pub async fn register_host(&self, host: &NewHost, token_hash: &str, now: Timestamp) -> Result<HostId> {
+        let id: i64 = sqlx::query(
+            "INSERT INTO hosts (token_hash, name, n_cpus, memory_bytes, engine, os, created_at, last_contact_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(token_hash)
+        .bind(&host.name)
+        .bind(host.n_cpus)
+        .bind(int(host.memory_bytes))
+        .bind(&host.engine)
+        .bind(&host.os)
+        .bind(now.0)
+        .bind(now.0)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("id")?;
+        Ok(HostId(id))
+    }
+
+    /// The host whose token hashes to `token_hash`, recording its contact.
+    pub async fn authenticate_host(&self, token_hash: &str, now: Timestamp) -> Result<HostId> {
+        let row = sqlx::query("UPDATE hosts SET last_contact_at = ? WHERE token_hash = ? RETURNING id")
+            .bind(now.0)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::UnknownHost)?;
+        Ok(HostId(row.try_get("id")?))
+    }
+
+    /// Leases up to `slots` unsent copies to `host`, never two copies of one
+    /// work unit to the same host, oldest first. One transaction.
+    pub async fn lease_work(&self, host: HostId, slots: u32, now: Timestamp) -> Result<Vec<Assignment>> {
+        let mut tx = self.pool.begin().await?;
+        let mut assignments = Vec::new();
+        let mut taken: HashSet<i64> = HashSet::new();
+        let mut after_id = 0_i64;
+        // Candidates come a page at a time; copies of work units this host
+        // already has are skipped. A few pages bound the cost of one request.
+        for _ in 0..4 {
+            let wanted = slots as usize - assignments.len();
+            if wanted == 0 {
+                break;
+            }
+            let query = concat!(
+                "SELECT r.id AS result_id, r.work_unit_id, w.name AS work_unit_name, w.input, p.name AS project, \
+                 p.app_digest, ",
+                rows::project_policy_columns!(),
+                " FROM results r \
+                 JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
+                 WHERE r.server_state = 'unsent' AND r.id > ? AND p.state = 'active' \
+                 AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id = ?) \
+                 ORDER BY r.id LIMIT ?"
+            );
+            let page = sqlx::query(query)
+                .bind(after_id)
+                .bind(host.0)
+                .bind((wanted * 2 + 16) as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+            let exhausted = page.len() < wanted * 2 + 16;
+            for row in &page {
+                after_id = row.try_get("result_id")?;
+                let work_unit_id: i64 = row.try_get("work_unit_id")?;
+                if assignments.len() == slots as usize || !taken.insert(work_unit_id) {
+                    continue;
+                }
+                let policy = rows::policy(row)?;
+                let deadline = scheduler::deadline(now, &policy);
+                sqlx::query(
+                    "UPDATE results SET server_state = 'in_progress', host_id = ?, sent_at = ?, deadline = ? WHERE id = ?",
+                )
+                .bind(host.0)
+                .bind(now.0)
+                .bind(deadline.0)
+                .bind(after_id)
+                .execute(&mut *tx)
+                .await?;
+                assignments.push(Assignment {
+                    result_id: ResultId(after_id),
+                    work_unit_id: WorkUnitId(work_unit_id),
+                    work_unit_name: row.try_get("work_unit_name")?,
+                    project: row.try_get("project")?,
+                    app_digest: row.try_get("app_digest")?,
+                    input: row.try_get("input")?,
+                    random_seed: scheduler::random_seed(WorkUnitId(work_unit_id)),
+                    limits: rows::limits(row)?,
+                    deadline,
+                    nan_canonicalization: row.try_get("nan_canonicalization")?,
+                });
+            }
+            if exhausted {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(assignments)
+    }
+
+    /// Records a batch of reports from `host` and brings their work units up
+    /// to date, all in one transaction. Any report that must be refused (a copy
+    /// the host does not hold, a conflicting second report, an output above the
+    /// limit) refuses the whole batch and changes nothing. A report already
+    /// recorded is acknowledged again without counting twice.
+    pub async fn record_reports(&self, host: HostId, reports: &[ReportInput], now: Timestamp) -> Result<ReportSummary> {
+        let mut tx = self.pool.begin().await?;
+        let mut summary = ReportSummary::default();
+        let mut touched = BTreeSet::new();
+        for input in reports {
+            let query = concat!(
+                "SELECT ",
+                rows::result_copy_columns!(),
+                ", r.work_unit_id, p.output_limit_bytes FROM results r \
+                 JOIN projects p ON p.id = r.project_id WHERE r.id = ?"
+            );
+            let row = sqlx::query(query)
+                .bind(input.result_id.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(ReportError::NotYourResult { result: input.result_id })?;
+            let copy = rows::result_copy(&row)?;
+            let output_limit = rows::u64_column(&row, "output_limit_bytes")?;
+            if input.output.len() as u64 > output_limit && copy.host_id == Some(host) {
+                return Err(Error::OutputTooLarge {
+                    result: input.result_id.0,
+                    size: input.output.len(),
+                    limit: output_limit,
+                });
+            }
+            match lifecycle::apply_report(&copy, host, &input.report)? {
+                ReportDecision::Record(recorded) => {
+                    record_one(&mut tx, host, input, &recorded, now).await?;
+                    touched.insert(row.try_get::<i64, _>("work_unit_id")?);
+                }
+                ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
+            }
+            summary.accepted.push(input.result_id);
+        }
+        for id in touched {
+            transition_work_unit(&mut tx, WorkUnitId(id), Event::Update, now).await?;
+        }
+        summary.abort = abort_unneeded(&mut tx, host).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+}
+
+async fn record_one(
+    tx: &mut Transaction<'_, Sqlite>,
+    host: HostId,
+    input: &ReportInput,
+    recorded: &lifecycle::ResultCopy,
+    now: Timestamp,
+) -> Result<()> {
+    let output = (recorded.outcome == Some(lifecycle::Outcome::Success)).then_some(&input.output);
+    sqlx::query(
+        "UPDATE results SET server_state = ?, outcome = ?, validate_state = ?, received_at = ?, output = ?, \
+         output_digest = ?, fuel_used = ?, run_time_ms = ?, stderr_tail = ?, error_message = ?, engine = ? WHERE id = ?",
+    )
+    .bind(recorded.server_state.as_str())
+    .bind(recorded.outcome.map(lifecycle::Outcome::as_str))
+    .bind(recorded.validate_state.as_str())
+    .bind(now.0)
+    .bind(output)
+    .bind(recorded.output_digest.as_ref().map(Digest::as_str))
+    .bind(int(recorded.fuel_used))
+    .bind(int(input.run_time_ms))
+    .bind(&input.stderr_tail)
+    .bind(&input.error_message)
+    .bind(&input.engine)
+    .bind(recorded.id.0)
+    .execute(&mut **tx)
+    .await?;
+    if recorded.outcome == Some(lifecycle::Outcome::ClientError) {
+        sqlx::query("UPDATE hosts SET n_error = n_error + 1 WHERE id = ?")
+            .bind(host.0)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Copies `host` still has in progress whose work unit has ended: they are
+/// over (didn't need, or cancelled) and the host is told to abort them.
+async fn abort_unneeded(tx: &mut Transaction<'_, Sqlite>, host: HostId) -> Result<Vec<ResultId>> {
+    let rows = sqlx::query(
+        "SELECT r.id, w.state, w.fail_reason FROM results r JOIN work_units w ON w.id = r.work_unit_id \
+         WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state != 'open'",
+    )
+    .bind(host.0)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut abort = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let state: String = row.try_get("state")?;
+        let fail_reason: Option<String> = row.try_get("fail_reason")?;
+        let state = WorkUnitState::parse(&state, fail_reason.as_deref()).ok_or_else(|| Error::Corrupt {
+            table: "work_units",
+            detail: format!("state {state:?} / {fail_reason:?}"),
+        })?;
+        let id: i64 = row.try_get("id")?;
+        sqlx::query("UPDATE results SET server_state = 'over', outcome = ? WHERE id = ?")
+            .bind(lifecycle::abort_outcome(state).as_str())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        abort.push(ResultId(id));
+    }
+    Ok(abort)
+}

@@ -1,0 +1,192 @@
+//! Submission: apps (content-addressed), projects and batches of work units.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::rows::{self, int};
+use super::{Error, Result, Store};
+use crate::domain::lifecycle::{self, WorkUnit, WorkUnitState};
+use crate::domain::names::{ProjectName, WorkUnitName};
+use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
+use crate::domain::{Digest, ProjectId, Timestamp, WorkUnitId};
+
+/// A project to create, already checked by the domain constructors.
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    pub name: ProjectName,
+    pub app_module: Vec<u8>,
+    /// SHA-256 of `app_module`, computed by the caller.
+    pub app_digest: Digest,
+    pub policy: ReplicationPolicy,
+    pub limits: Limits,
+    pub validator: ValidatorKind,
+    pub nan_canonicalization: bool,
+}
+
+/// One work unit to add; its name defaults to `wu-<id>`.
+#[derive(Debug, Clone)]
+pub struct NewWorkUnit {
+    pub name: Option<WorkUnitName>,
+    pub input: Vec<u8>,
+}
+
+impl Store {
+    /// Creates a project, its app (unless already stored) and its first work
+    /// units, all or nothing.
+    pub async fn create_project(
+        &self,
+        project: &NewProject,
+        work_units: &[NewWorkUnit],
+        now: Timestamp,
+    ) -> Result<(ProjectId, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM projects WHERE name = ?")
+            .bind(project.name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(Error::ProjectExists(project.name.to_string()));
+        }
+        sqlx::query("INSERT OR IGNORE INTO apps (digest, module, size, created_at) VALUES (?, ?, ?, ?)")
+            .bind(project.app_digest.as_str())
+            .bind(&project.app_module)
+            .bind(project.app_module.len() as i64)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        let policy = &project.policy;
+        let limits = &project.limits;
+        let id: i64 = sqlx::query(
+            "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
+             max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
+             validator, nan_canonicalization, created_at) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(project.name.as_str())
+        .bind(project.app_digest.as_str())
+        .bind(policy.min_quorum())
+        .bind(policy.target_results())
+        .bind(policy.max_error_results())
+        .bind(policy.max_total_results())
+        .bind(int(policy.deadline_ms()))
+        .bind(int(limits.fuel))
+        .bind(int(limits.memory_bytes))
+        .bind(int(limits.output_bytes))
+        .bind(int(limits.wall_time_ms))
+        .bind(project.validator.as_str())
+        .bind(project.nan_canonicalization)
+        .bind(now.0)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let project_id = ProjectId(id);
+        let n = insert_work_units(&mut tx, project_id, &project.name, policy, work_units, now).await?;
+        tx.commit().await?;
+        Ok((project_id, n))
+    }
+
+    /// Adds a batch of work units to an active project, all or nothing.
+    /// Returns the number added and the id of the first.
+    pub async fn add_work_units(
+        &self,
+        project: &ProjectName,
+        work_units: &[NewWorkUnit],
+        now: Timestamp,
+    ) -> Result<(u64, WorkUnitId)> {
+        let mut tx = self.pool.begin().await?;
+        let query =
+            concat!("SELECT p.id, p.state, ", rows::project_policy_columns!(), " FROM projects p WHERE p.name = ?");
+        let row = sqlx::query(query)
+            .bind(project.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
+        let state: String = row.try_get("state")?;
+        if state != "active" {
+            return Err(Error::ProjectCancelled(project.to_string()));
+        }
+        let policy = rows::policy(&row)?;
+        let first = next_work_unit_id(&mut tx).await?;
+        let n = insert_work_units(&mut tx, ProjectId(row.try_get("id")?), project, &policy, work_units, now).await?;
+        tx.commit().await?;
+        Ok((n, WorkUnitId(first)))
+    }
+
+    /// An app module by its digest.
+    pub async fn app_module(&self, digest: &Digest) -> Result<Vec<u8>> {
+        sqlx::query("SELECT module FROM apps WHERE digest = ?")
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get("module"))
+            .transpose()?
+            .ok_or_else(|| Error::AppNotFound(digest.to_string()))
+    }
+}
+
+/// The id the next work unit will get. Safe inside a write transaction: SQLite has a single writer.
+async fn next_work_unit_id(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
+    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM work_units").fetch_one(&mut **tx).await?;
+    Ok(row.try_get("next")?)
+}
+
+/// Inserts work units with their first copies, as the lifecycle rules ask.
+async fn insert_work_units(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: ProjectId,
+    project: &ProjectName,
+    policy: &ReplicationPolicy,
+    work_units: &[NewWorkUnit],
+    now: Timestamp,
+) -> Result<u64> {
+    let mut id = next_work_unit_id(tx).await?;
+    let mut names = std::collections::HashSet::new();
+    for unit in work_units {
+        let name = match &unit.name {
+            Some(name) => name.as_str().to_owned(),
+            None => format!("wu-{id}"),
+        };
+        if !names.insert(name.clone()) {
+            return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at) \
+             VALUES (?, ?, ?, ?, 'open', ?, ?) ON CONFLICT (project_id, name) DO NOTHING",
+        )
+        .bind(id)
+        .bind(project_id.0)
+        .bind(&name)
+        .bind(&unit.input)
+        .bind(policy.target_results())
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
+        }
+        let work_unit = WorkUnit {
+            id: WorkUnitId(id),
+            state: WorkUnitState::Open,
+            target_results: policy.target_results(),
+            canonical_result: None,
+        };
+        let transition = lifecycle::transition(policy, &work_unit, &[], now);
+        for _ in 0..transition.new_results {
+            insert_unsent(tx, work_unit.id, project_id).await?;
+        }
+        id += 1;
+    }
+    Ok(work_units.len() as u64)
+}
+
+/// Inserts one unsent copy of a work unit.
+pub(super) async fn insert_unsent(tx: &mut Transaction<'_, Sqlite>, work_unit: WorkUnitId, project: ProjectId) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state) \
+         VALUES (?, ?, 'unsent', 'pending')",
+    )
+    .bind(work_unit.0)
+    .bind(project.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

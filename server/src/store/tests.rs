@@ -1,0 +1,203 @@
+//! Store tests against a real SQLite file, with `now` chosen by the test.
+
+use super::*;
+use crate::domain::app::digest_of;
+use crate::domain::lifecycle::{Report, ReportError};
+use crate::domain::names::{ProjectName, WorkUnitName};
+use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
+use crate::domain::{HostId, ResultId, Timestamp};
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+const DEADLINE_MS: u64 = 60_000;
+
+struct Fixture {
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("quorum.db")).await.expect("open store");
+    Fixture { store, _dir: dir }
+}
+
+fn name(text: &str) -> ProjectName {
+    ProjectName::parse(text).unwrap()
+}
+
+fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
+    let module = b"\0asm\x01\0\0\0".to_vec();
+    NewProject {
+        name: name(text),
+        app_digest: digest_of(&module),
+        app_module: module,
+        policy: ReplicationPolicy::new(min_quorum, target, 3, 8, DEADLINE_MS).unwrap(),
+        limits: Limits::DEFAULT,
+        validator: ValidatorKind::Bitwise,
+        nan_canonicalization: false,
+    }
+}
+
+fn units(n: usize) -> Vec<NewWorkUnit> {
+    (0..n).map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes() }).collect()
+}
+
+async fn host(store: &Store, name: &str) -> HostId {
+    let new = NewHost { name: name.into(), n_cpus: 2, memory_bytes: 1 << 30, engine: "test".into(), os: "test".into() };
+    store.register_host(&new, &format!("hash-{name}"), T0).await.unwrap()
+}
+
+fn success(result: ResultId, output: &str) -> ReportInput {
+    ReportInput {
+        result_id: result,
+        report: Report::Success { output_digest: digest_of(output.as_bytes()), fuel_used: 3_000_000_000 },
+        output: output.as_bytes().to_vec(),
+        stderr_tail: String::new(),
+        run_time_ms: 5,
+        error_message: String::new(),
+        engine: "test".into(),
+    }
+}
+
+async fn status(store: &Store, project: &str) -> ProjectStatus {
+    store.project_status(Some(&name(project))).await.unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn agreeing_hosts_make_a_canonical_result() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(3), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    let for_a = f.store.lease_work(a, 10, T0).await.unwrap();
+    let for_b = f.store.lease_work(b, 10, T0).await.unwrap();
+    assert_eq!((for_a.len(), for_b.len()), (3, 3), "one copy of each work unit per host");
+    assert!(f.store.lease_work(a, 10, T0).await.unwrap().is_empty(), "never two copies to one host");
+
+    let reports_a: Vec<_> = for_a.iter().map(|x| success(x.result_id, &format!("out {}", x.work_unit_id))).collect();
+    let reports_b: Vec<_> = for_b.iter().map(|x| success(x.result_id, &format!("out {}", x.work_unit_id))).collect();
+    f.store.record_reports(a, &reports_a, T0).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 0);
+    let summary = f.store.record_reports(b, &reports_b, T0).await.unwrap();
+    assert_eq!(summary.accepted.len(), 3);
+
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.work_units_done, s.results_valid, s.results_invalid), (3, 6, 0));
+    let canonical = f.store.canonical_results(&name("p"), 0, 100).await.unwrap();
+    assert_eq!(canonical.len(), 3);
+    assert_eq!(canonical[0].output, format!("out {}", canonical[0].work_unit_id).into_bytes());
+    let hosts = f.store.list_hosts().await.unwrap();
+    assert_eq!(hosts[0].n_valid, 3);
+    assert!((hosts[0].total_credit - 9.0).abs() < 1e-9, "3 results x 3e9 fuel = 9 credit");
+}
+
+#[tokio::test]
+async fn a_wrong_output_never_becomes_canonical() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(1), T0).await.unwrap();
+    let (good, bad, other) = (host(&f.store, "good").await, host(&f.store, "bad").await, host(&f.store, "o").await);
+    let g = f.store.lease_work(good, 1, T0).await.unwrap().remove(0);
+    let b = f.store.lease_work(bad, 1, T0).await.unwrap().remove(0);
+    f.store.record_reports(bad, &[success(b.result_id, "wrong")], T0).await.unwrap();
+    f.store.record_reports(good, &[success(g.result_id, "right")], T0).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 0, "disagreement is inconclusive");
+    let o = f.store.lease_work(other, 1, T0).await.unwrap().remove(0);
+    f.store.record_reports(other, &[success(o.result_id, "right")], T0).await.unwrap();
+    let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
+    assert_eq!(canonical[0].output, b"right");
+    let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
+    let bad_result = results.iter().find(|r| r.id == b.result_id.0).unwrap();
+    assert_eq!(bad_result.validate_state, "invalid");
+    assert_eq!(f.store.list_hosts().await.unwrap()[1].n_invalid, 1);
+}
+
+#[tokio::test]
+async fn refused_reports_change_nothing() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(1), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    let x = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let y = f.store.lease_work(b, 1, T0).await.unwrap().remove(0);
+
+    // b reports its own copy and a's in one batch: the whole batch is refused.
+    let error = f.store.record_reports(b, &[success(y.result_id, "v"), success(x.result_id, "v")], T0).await;
+    assert!(matches!(error, Err(Error::Report(ReportError::NotYourResult { .. }))), "{error:?}");
+    assert_eq!(status(&f.store, "p").await.results_in_progress, 2, "nothing was recorded");
+    let unknown = f.store.record_reports(b, &[success(ResultId(999), "v")], T0).await;
+    assert!(matches!(unknown, Err(Error::Report(ReportError::NotYourResult { .. }))));
+
+    // The same report twice is acknowledged twice and counted once.
+    f.store.record_reports(a, &[success(x.result_id, "v")], T0).await.unwrap();
+    let again = f.store.record_reports(a, &[success(x.result_id, "v")], T0).await.unwrap();
+    assert_eq!(again.accepted, vec![x.result_id]);
+    assert_eq!(status(&f.store, "p").await.results_over, 1);
+    // A different output for the same copy is refused.
+    let conflict = f.store.record_reports(a, &[success(x.result_id, "w")], T0).await;
+    assert!(matches!(conflict, Err(Error::Report(ReportError::ConflictingReport { .. }))));
+}
+
+#[tokio::test]
+async fn deadlines_turn_copies_into_no_reply_and_reissue_them() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(1), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let x = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    f.store.lease_work(b, 1, T0).await.unwrap();
+    assert_eq!(f.store.next_deadline().await.unwrap(), Some(T0.plus_ms(DEADLINE_MS)));
+
+    let before = f.store.run_transitioner(T0.plus_ms(DEADLINE_MS - 1)).await.unwrap();
+    assert_eq!(before.work_units, 0);
+    f.store.record_reports(a, &[success(x.result_id, "v")], T0).await.unwrap();
+    let after = f.store.run_transitioner(T0.plus_ms(DEADLINE_MS)).await.unwrap();
+    assert_eq!(after.work_units, 1);
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.results_no_reply, s.results_unsent), (1, 1), "b's copy timed out and a new one was made");
+    assert_eq!(f.store.list_hosts().await.unwrap()[1].n_no_reply, 1);
+
+    let z = f.store.lease_work(c, 1, T0.plus_ms(DEADLINE_MS)).await.unwrap().remove(0);
+    f.store.record_reports(c, &[success(z.result_id, "v")], T0.plus_ms(DEADLINE_MS)).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 1);
+}
+
+#[tokio::test]
+async fn a_failed_submission_leaves_nothing_behind() {
+    let f = fixture().await;
+    let mut batch = units(3);
+    batch[0].name = Some(WorkUnitName::parse("same").unwrap());
+    batch[2].name = Some(WorkUnitName::parse("same").unwrap());
+    let error = f.store.create_project(&project("p", 2, 2), &batch, T0).await;
+    assert!(matches!(error, Err(Error::DuplicateWorkUnit { .. })), "{error:?}");
+    assert!(matches!(f.store.project_status(Some(&name("p"))).await, Err(Error::ProjectNotFound(_))));
+    assert!(f.store.project_status(None).await.unwrap().is_empty());
+
+    f.store.create_project(&project("p", 2, 2), &units(2), T0).await.unwrap();
+    let duplicate = f.store.create_project(&project("p", 2, 2), &units(2), T0).await;
+    assert!(matches!(duplicate, Err(Error::ProjectExists(_))));
+    let mut clash = units(1);
+    clash[0].name = Some(WorkUnitName::parse("wu-1").unwrap());
+    let error = f.store.add_work_units(&name("p"), &clash, T0).await;
+    assert!(matches!(error, Err(Error::DuplicateWorkUnit { .. })), "{error:?}");
+    assert_eq!(status(&f.store, "p").await.work_units_total, 2);
+    let (n, _) = f.store.add_work_units(&name("p"), &units(4), T0).await.unwrap();
+    assert_eq!((n, status(&f.store, "p").await.work_units_total), (4, 6));
+}
+
+#[tokio::test]
+async fn cancelling_retires_copies_and_aborts_those_in_flight() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(2), T0).await.unwrap();
+    let a = host(&f.store, "a").await;
+    let leased = f.store.lease_work(a, 1, T0).await.unwrap();
+    assert_eq!(f.store.cancel_project(&name("p"), T0).await.unwrap(), 2);
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.state.as_str(), s.work_units_failed, s.results_unsent), ("cancelled", 2, 0));
+    assert!(f.store.lease_work(a, 10, T0).await.unwrap().is_empty());
+
+    let other = f.store.create_project(&project("q", 1, 1), &units(1), T0).await.unwrap();
+    assert_eq!(other.1, 1);
+    let q = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let summary = f.store.record_reports(a, &[success(q.result_id, "v")], T0).await.unwrap();
+    assert_eq!(summary.abort, vec![leased[0].result_id], "the cancelled copy is aborted");
+    let late = f.store.record_reports(a, &[success(leased[0].result_id, "v")], T0).await.unwrap();
+    assert_eq!(late.accepted, vec![leased[0].result_id], "a report of an aborted copy is acknowledged");
+    assert_eq!(status(&f.store, "q").await.work_units_done, 1);
+}

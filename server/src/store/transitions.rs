@@ -1,0 +1,182 @@
+//! Running the lifecycle rules against stored state: load one work unit with
+//! all its results, ask `domain::lifecycle`, persist the answer, all inside
+//! the caller's transaction. Also the deadline sweep and cancellation.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::rows;
+use super::submit::insert_unsent;
+use super::{Error, Result, Store};
+use crate::domain::lifecycle::{self, HostEvent, Transition, WorkUnit};
+use crate::domain::names::ProjectName;
+use crate::domain::{ProjectId, Timestamp, WorkUnitId};
+
+/// Which rule to apply to a work unit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Event {
+    /// Something may have changed (a report, a deadline): bring it up to date.
+    Update,
+    /// Its project is cancelled.
+    Cancel,
+}
+
+/// Loads a work unit and its results, applies `event` and stores the outcome.
+pub(super) async fn transition_work_unit(
+    tx: &mut Transaction<'_, Sqlite>,
+    work_unit_id: WorkUnitId,
+    event: Event,
+    now: Timestamp,
+) -> Result<()> {
+    let query = concat!(
+        "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, ",
+        rows::project_policy_columns!(),
+        " FROM work_units w JOIN projects p ON p.id = w.project_id WHERE w.id = ?"
+    );
+    let row = sqlx::query(query).bind(work_unit_id.0).fetch_one(&mut **tx).await?;
+    let work_unit = rows::work_unit(&row)?;
+    let project = ProjectId(row.try_get("project_id")?);
+    let policy = rows::policy(&row)?;
+    let query = concat!("SELECT ", rows::result_copy_columns!(), " FROM results r WHERE r.work_unit_id = ? ORDER BY r.id");
+    let results = sqlx::query(query)
+        .bind(work_unit_id.0)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(rows::result_copy)
+        .collect::<Result<Vec<_>>>()?;
+    let transition = match event {
+        Event::Update => lifecycle::transition(&policy, &work_unit, &results, now),
+        Event::Cancel => lifecycle::cancel(&work_unit, &results, now, &policy),
+    };
+    persist(tx, &work_unit, project, &transition, now).await
+}
+
+async fn persist(
+    tx: &mut Transaction<'_, Sqlite>,
+    before: &WorkUnit,
+    project: ProjectId,
+    transition: &Transition,
+    now: Timestamp,
+) -> Result<()> {
+    if transition.is_noop(before) {
+        return Ok(());
+    }
+    let after = &transition.work_unit;
+    if after != before {
+        let ended_at = (after.state != lifecycle::WorkUnitState::Open).then_some(now.0);
+        sqlx::query(
+            "UPDATE work_units SET state = ?, fail_reason = ?, target_results = ?, canonical_result_id = ?, \
+             ended_at = COALESCE(ended_at, ?) WHERE id = ?",
+        )
+        .bind(after.state.as_str())
+        .bind(after.state.fail_reason().map(lifecycle::FailReason::as_str))
+        .bind(after.target_results)
+        .bind(after.canonical_result.map(|id| id.0))
+        .bind(ended_at)
+        .bind(after.id.0)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for result in &transition.changed_results {
+        sqlx::query(
+            "UPDATE results SET server_state = ?, outcome = ?, validate_state = ?, granted_credit = ? WHERE id = ?",
+        )
+        .bind(result.server_state.as_str())
+        .bind(result.outcome.map(lifecycle::Outcome::as_str))
+        .bind(result.validate_state.as_str())
+        .bind(result.granted_credit)
+        .bind(result.id.0)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for _ in 0..transition.new_results {
+        insert_unsent(tx, after.id, project).await?;
+    }
+    for (host, event) in &transition.host_events {
+        let query = match event {
+            HostEvent::Valid { credit } => {
+                sqlx::query("UPDATE hosts SET n_valid = n_valid + 1, total_credit = total_credit + ? WHERE id = ?")
+                    .bind(*credit)
+            }
+            HostEvent::Invalid => sqlx::query("UPDATE hosts SET n_invalid = n_invalid + 1 WHERE id = ?"),
+            HostEvent::NoReply => sqlx::query("UPDATE hosts SET n_no_reply = n_no_reply + 1 WHERE id = ?"),
+        };
+        query.bind(host.0).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// What one transitioner pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransitionerPass {
+    /// Work units brought up to date because a copy passed its deadline.
+    pub work_units: usize,
+    /// True when more expired copies remain (the pass was capped).
+    pub more: bool,
+}
+
+impl Store {
+    /// Most work units handled in one transitioner transaction.
+    const TRANSITIONER_BATCH: i64 = 500;
+
+    /// One transitioner step: every copy in progress whose deadline is at or
+    /// before `now` becomes "no reply" and its work unit is brought up to date
+    /// (new copy, or failure). One transaction, at most `TRANSITIONER_BATCH` work units.
+    pub async fn run_transitioner(&self, now: Timestamp) -> Result<TransitionerPass> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<i64> = sqlx::query(
+            "SELECT DISTINCT work_unit_id FROM results WHERE server_state = 'in_progress' AND deadline <= ? LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(Self::TRANSITIONER_BATCH + 1)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("work_unit_id"))
+        .collect::<Result<_, _>>()?;
+        let more = ids.len() as i64 > Self::TRANSITIONER_BATCH;
+        let batch = &ids[..ids.len().min(Self::TRANSITIONER_BATCH as usize)];
+        for &id in batch {
+            transition_work_unit(&mut tx, WorkUnitId(id), Event::Update, now).await?;
+        }
+        tx.commit().await?;
+        Ok(TransitionerPass { work_units: batch.len(), more })
+    }
+
+    /// The earliest deadline of any copy in progress.
+    pub async fn next_deadline(&self) -> Result<Option<Timestamp>> {
+        let row = sqlx::query("SELECT MIN(deadline) AS next FROM results WHERE server_state = 'in_progress'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("next")?.map(Timestamp))
+    }
+
+    /// Cancels a project: it stops being scheduled, its open work units fail as
+    /// cancelled, their unsent copies are retired and the hosts holding copies
+    /// are told to abort them. Returns how many work units were cancelled.
+    pub async fn cancel_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
+            .bind(project.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
+        let project_id: i64 = row.try_get("id")?;
+        sqlx::query("UPDATE projects SET state = 'cancelled' WHERE id = ?")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<i64> = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'open'")
+            .bind(project_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        for &id in &ids {
+            transition_work_unit(&mut tx, WorkUnitId(id), Event::Cancel, now).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+}
