@@ -86,6 +86,13 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Starts a write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock
+    /// at once (waiting up to the busy timeout), so two transactions that read
+    /// then write cannot fail on upgrading their snapshot.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Closes every connection (after the last transaction has committed).
     pub async fn close(&self) {
         self.pool.close().await;

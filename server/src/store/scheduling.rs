@@ -93,7 +93,7 @@ impl Store {
     /// Leases up to `slots` unsent copies to `host`, never two copies of one
     /// work unit to the same host, oldest first. One transaction.
     pub async fn lease_work(&self, host: HostId, slots: u32, now: Timestamp) -> Result<Vec<Assignment>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let mut assignments = Vec::new();
         let mut taken: HashSet<i64> = HashSet::new();
         let mut after_id = 0_i64;
@@ -165,7 +165,7 @@ impl Store {
     /// limit) refuses the whole batch and changes nothing. A report already
     /// recorded is acknowledged again without counting twice.
     pub async fn record_reports(&self, host: HostId, reports: &[ReportInput], now: Timestamp) -> Result<ReportSummary> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let mut summary = ReportSummary::default();
         let mut touched = BTreeSet::new();
         for input in reports {

@@ -38,7 +38,7 @@ impl Store {
         work_units: &[NewWorkUnit],
         now: Timestamp,
     ) -> Result<(ProjectId, u64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let exists = sqlx::query("SELECT 1 FROM projects WHERE name = ?")
             .bind(project.name.as_str())
             .fetch_optional(&mut *tx)
@@ -92,7 +92,7 @@ impl Store {
         work_units: &[NewWorkUnit],
         now: Timestamp,
     ) -> Result<(u64, WorkUnitId)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let query =
             concat!("SELECT p.id, p.state, ", rows::project_policy_columns!(), " FROM projects p WHERE p.name = ?");
         let row = sqlx::query(query)

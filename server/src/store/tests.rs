@@ -201,3 +201,33 @@ async fn cancelling_retires_copies_and_aborts_those_in_flight() {
     assert_eq!(late.accepted, vec![leased[0].result_id], "a report of an aborted copy is acknowledged");
     assert_eq!(status(&f.store, "q").await.work_units_done, 1);
 }
+
+#[tokio::test]
+async fn concurrent_leases_and_reports_all_succeed() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(40), T0).await.unwrap();
+    let mut hosts = Vec::new();
+    for i in 0..8 {
+        hosts.push(host(&f.store, &format!("h{i}")).await);
+    }
+    let leases = hosts.iter().map(|&h| {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            let leased = store.lease_work(h, 10, T0).await?;
+            let reports: Vec<_> = leased.iter().map(|x| success(x.result_id, "same")).collect();
+            if !reports.is_empty() {
+                store.record_reports(h, &reports, T0).await?;
+            }
+            Ok::<_, Error>(leased)
+        })
+    });
+    let mut total = 0;
+    for lease in leases {
+        let leased = lease.await.unwrap().expect("no SQLITE_BUSY under concurrency");
+        let distinct: std::collections::HashSet<_> = leased.iter().map(|x| x.work_unit_id).collect();
+        assert_eq!(distinct.len(), leased.len(), "never two copies of one work unit to a host");
+        total += leased.len();
+    }
+    assert_eq!(total, 80);
+    assert_eq!(status(&f.store, "p").await.work_units_done, 40);
+}

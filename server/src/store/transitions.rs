@@ -123,7 +123,7 @@ impl Store {
     /// before `now` becomes "no reply" and its work unit is brought up to date
     /// (new copy, or failure). One transaction, at most `TRANSITIONER_BATCH` work units.
     pub async fn run_transitioner(&self, now: Timestamp) -> Result<TransitionerPass> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let ids: Vec<i64> = sqlx::query(
             "SELECT DISTINCT work_unit_id FROM results WHERE server_state = 'in_progress' AND deadline <= ? LIMIT ?",
         )
@@ -155,7 +155,7 @@ impl Store {
     /// cancelled, their unsent copies are retired and the hosts holding copies
     /// are told to abort them. Returns how many work units were cancelled.
     pub async fn cancel_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
             .bind(project.as_str())
             .fetch_optional(&mut *tx)
