@@ -69,9 +69,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let ctx = Context { store: store.clone(), clock: config.clock.clone(), changes: Changes::new() };
 
     let (stop_transitioner, transitioner_stopped) = tokio::sync::oneshot::channel::<()>();
-    let transitioner = tokio::spawn(transitioner::run(store.clone(), config.clock.clone(), ctx.changes.clone(), async {
-        let _ = transitioner_stopped.await;
-    }));
+    let transitioner =
+        tokio::spawn(transitioner::run(store.clone(), config.clock.clone(), ctx.changes.clone(), async {
+            let _ = transitioner_stopped.await;
+        }));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SchedulerServer<SchedulerService>>().await;

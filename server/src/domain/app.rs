@@ -36,10 +36,11 @@ pub fn check_module(module: &[u8]) -> Result<(), AppError> {
     if module.len() > MAX_MODULE_BYTES {
         return Err(AppError::TooLarge(module.len()));
     }
-    let features = WasmFeatures::default() - WasmFeatures::THREADS - WasmFeatures::RELAXED_SIMD - WasmFeatures::SHARED_EVERYTHING_THREADS;
-    Validator::new_with_features(features)
-        .validate_all(module)
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
+    let features = WasmFeatures::default()
+        - WasmFeatures::THREADS
+        - WasmFeatures::RELAXED_SIMD
+        - WasmFeatures::SHARED_EVERYTHING_THREADS;
+    Validator::new_with_features(features).validate_all(module).map_err(|e| AppError::Invalid(e.to_string()))?;
     for payload in Parser::new(0).parse_all(module) {
         let payload = payload.map_err(|e| AppError::Invalid(e.to_string()))?;
         match payload {
@@ -90,9 +91,6 @@ mod tests {
 
     #[test]
     fn digest_is_lowercase_hex_sha256() {
-        assert_eq!(
-            digest_of(b"abc").as_str(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(digest_of(b"abc").as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -351,10 +351,7 @@ pub fn transition(
         }
     }
 
-    let canonical_fuel = wu
-        .canonical_result
-        .and_then(|id| rs.iter().find(|r| r.id == id))
-        .map_or(0, |r| r.fuel_used);
+    let canonical_fuel = wu.canonical_result.and_then(|id| rs.iter().find(|r| r.id == id)).map_or(0, |r| r.fuel_used);
     let mut changed_results = Vec::new();
     let mut host_events = Vec::new();
     for (before, mut after) in results.iter().zip(rs) {
@@ -386,11 +383,8 @@ pub fn transition(
 /// canonical, the group valid, the other candidates invalid, the work unit
 /// done. Not found: every candidate is inconclusive and one more copy is wanted.
 fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]) {
-    let candidates: Vec<(ResultId, &Digest)> = rs
-        .iter()
-        .filter(|r| r.is_candidate())
-        .filter_map(|r| r.output_digest.as_ref().map(|d| (r.id, d)))
-        .collect();
+    let candidates: Vec<(ResultId, &Digest)> =
+        rs.iter().filter(|r| r.is_candidate()).filter_map(|r| r.output_digest.as_ref().map(|d| (r.id, d))).collect();
     let n_candidates = candidates.len() as u32;
     if n_candidates < policy.min_quorum() {
         return;
@@ -400,8 +394,7 @@ fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]
             wu.state = WorkUnitState::Done;
             wu.canonical_result = group.first().copied();
             for r in rs.iter_mut().filter(|r| r.is_candidate()) {
-                r.validate_state =
-                    if group.contains(&r.id) { ValidateState::Valid } else { ValidateState::Invalid };
+                r.validate_state = if group.contains(&r.id) { ValidateState::Valid } else { ValidateState::Invalid };
             }
         }
         None => {
@@ -415,10 +408,8 @@ fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]
 
 /// Compares successes that arrived after the work unit got its canonical result.
 fn check_late_successes(wu: &WorkUnit, rs: &mut [ResultCopy]) {
-    let Some(canonical) = wu
-        .canonical_result
-        .and_then(|id| rs.iter().find(|r| r.id == id))
-        .and_then(|r| r.output_digest.clone())
+    let Some(canonical) =
+        wu.canonical_result.and_then(|id| rs.iter().find(|r| r.id == id)).and_then(|r| r.output_digest.clone())
     else {
         return;
     };

@@ -57,12 +57,7 @@ impl WorkUnitName {
     }
 }
 
-fn check(
-    what: &'static str,
-    name: &str,
-    max: usize,
-    allowed: impl Fn(char) -> bool,
-) -> Result<(), NameError> {
+fn check(what: &'static str, name: &str, max: usize, allowed: impl Fn(char) -> bool) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { what });
     }

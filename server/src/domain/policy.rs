@@ -74,11 +74,7 @@ impl ReplicationPolicy {
             return Err(PolicyError::DeadlineZero);
         }
         if deadline_ms > Self::MAX_DEADLINE_MS {
-            return Err(PolicyError::TooLarge {
-                field: "deadline_ms",
-                value: deadline_ms,
-                max: Self::MAX_DEADLINE_MS,
-            });
+            return Err(PolicyError::TooLarge { field: "deadline_ms", value: deadline_ms, max: Self::MAX_DEADLINE_MS });
         }
         Ok(ReplicationPolicy { min_quorum, target_results, max_error_results, max_total_results, deadline_ms })
     }
@@ -115,19 +111,20 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const DEFAULT: Limits = Limits {
-        fuel: 1_000_000_000_000,
-        memory_bytes: 512 << 20,
-        output_bytes: 16 << 20,
-        wall_time_ms: 3600 * 1000,
-    };
+    pub const DEFAULT: Limits =
+        Limits { fuel: 1_000_000_000_000, memory_bytes: 512 << 20, output_bytes: 16 << 20, wall_time_ms: 3600 * 1000 };
     /// Largest output the coordinator stores for one result.
     pub const MAX_OUTPUT_BYTES: u64 = 32 << 20;
     /// Largest linear memory a project may ask of volunteers.
     pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 
     /// Limits from requested values, where 0 means "the default".
-    pub fn with_defaults(fuel: u64, memory_bytes: u64, output_bytes: u64, wall_time_ms: u64) -> Result<Limits, PolicyError> {
+    pub fn with_defaults(
+        fuel: u64,
+        memory_bytes: u64,
+        output_bytes: u64,
+        wall_time_ms: u64,
+    ) -> Result<Limits, PolicyError> {
         let pick = |value: u64, default: u64| if value == 0 { default } else { value };
         let limits = Limits {
             fuel: pick(fuel, Self::DEFAULT.fuel),
@@ -136,10 +133,18 @@ impl Limits {
             wall_time_ms: pick(wall_time_ms, Self::DEFAULT.wall_time_ms),
         };
         if limits.output_bytes > Self::MAX_OUTPUT_BYTES {
-            return Err(PolicyError::TooLarge { field: "output_bytes", value: limits.output_bytes, max: Self::MAX_OUTPUT_BYTES });
+            return Err(PolicyError::TooLarge {
+                field: "output_bytes",
+                value: limits.output_bytes,
+                max: Self::MAX_OUTPUT_BYTES,
+            });
         }
         if limits.memory_bytes > Self::MAX_MEMORY_BYTES {
-            return Err(PolicyError::TooLarge { field: "memory_bytes", value: limits.memory_bytes, max: Self::MAX_MEMORY_BYTES });
+            return Err(PolicyError::TooLarge {
+                field: "memory_bytes",
+                value: limits.memory_bytes,
+                max: Self::MAX_MEMORY_BYTES,
+            });
         }
         // Values are stored as SQLite INTEGER (i64).
         for (field, value) in [("fuel", limits.fuel), ("wall_time_ms", limits.wall_time_ms)] {
@@ -209,7 +214,10 @@ mod tests {
     fn limits_default_and_caps() {
         assert_eq!(Limits::with_defaults(0, 0, 0, 0), Ok(Limits::DEFAULT));
         assert_eq!(Limits::with_defaults(5, 0, 0, 0).unwrap().fuel, 5);
-        assert!(matches!(Limits::with_defaults(0, 0, 1 << 40, 0), Err(PolicyError::TooLarge { field: "output_bytes", .. })));
+        assert!(matches!(
+            Limits::with_defaults(0, 0, 1 << 40, 0),
+            Err(PolicyError::TooLarge { field: "output_bytes", .. })
+        ));
     }
 
     #[test]

@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 
 use super::Context;
 use super::status::invalid;
+use crate::domain::app;
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
-use crate::domain::app;
 use crate::store::{self, NewProject, NewWorkUnit};
 
 /// Largest input of one work unit.
@@ -279,7 +279,8 @@ impl Projects for ProjectsService {
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let request = request.into_inner();
         let name = project_name(&request.project)?;
-        let timeout = if request.timeout_ms == 0 { MAX_WAIT } else { Duration::from_millis(request.timeout_ms).min(MAX_WAIT) };
+        let timeout =
+            if request.timeout_ms == 0 { MAX_WAIT } else { Duration::from_millis(request.timeout_ms).min(MAX_WAIT) };
         let until = tokio::time::Instant::now() + timeout;
         let mut changes = self.ctx.changes.subscribe();
         loop {

@@ -5,9 +5,8 @@ use std::pin::Pin;
 
 use quorum_proto::v1::scheduler_server::Scheduler;
 use quorum_proto::v1::{
-    AppChunk, Assignment, DownloadAppRequest, Limits, RegisterHostRequest, RegisterHostResponse,
-    ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse,
-    ResultReport,
+    AppChunk, Assignment, DownloadAppRequest, Limits, RegisterHostRequest, RegisterHostResponse, ReportResultsRequest,
+    ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse, ResultReport,
 };
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};

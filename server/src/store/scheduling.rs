@@ -234,10 +234,7 @@ async fn record_one(
     .execute(&mut **tx)
     .await?;
     if recorded.outcome == Some(lifecycle::Outcome::ClientError) {
-        sqlx::query("UPDATE hosts SET n_error = n_error + 1 WHERE id = ?")
-            .bind(host.0)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query("UPDATE hosts SET n_error = n_error + 1 WHERE id = ?").bind(host.0).execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -179,7 +179,11 @@ async fn insert_work_units(
 }
 
 /// Inserts one unsent copy of a work unit.
-pub(super) async fn insert_unsent(tx: &mut Transaction<'_, Sqlite>, work_unit: WorkUnitId, project: ProjectId) -> Result<()> {
+pub(super) async fn insert_unsent(
+    tx: &mut Transaction<'_, Sqlite>,
+    work_unit: WorkUnitId,
+    project: ProjectId,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO results (work_unit_id, project_id, server_state, validate_state) \
          VALUES (?, ?, 'unsent', 'pending')",

@@ -36,7 +36,8 @@ pub(super) async fn transition_work_unit(
     let work_unit = rows::work_unit(&row)?;
     let project = ProjectId(row.try_get("project_id")?);
     let policy = rows::policy(&row)?;
-    let query = concat!("SELECT ", rows::result_copy_columns!(), " FROM results r WHERE r.work_unit_id = ? ORDER BY r.id");
+    let query =
+        concat!("SELECT ", rows::result_copy_columns!(), " FROM results r WHERE r.work_unit_id = ? ORDER BY r.id");
     let results = sqlx::query(query)
         .bind(work_unit_id.0)
         .fetch_all(&mut **tx)
@@ -162,10 +163,7 @@ impl Store {
             .await?
             .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
         let project_id: i64 = row.try_get("id")?;
-        sqlx::query("UPDATE projects SET state = 'cancelled' WHERE id = ?")
-            .bind(project_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE projects SET state = 'cancelled' WHERE id = ?").bind(project_id).execute(&mut *tx).await?;
         let ids: Vec<i64> = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'open'")
             .bind(project_id)
             .fetch_all(&mut *tx)

@@ -239,7 +239,8 @@ fn reports_are_checked_against_the_copy() {
 #[test]
 fn late_and_retired_reports() {
     let success = Report::Success { output_digest: digest('a'), fuel_used: 5 };
-    let no_reply = ResultCopy { server_state: ServerState::Over, outcome: Some(Outcome::NoReply), ..in_progress_for(1) };
+    let no_reply =
+        ResultCopy { server_state: ServerState::Over, outcome: Some(Outcome::NoReply), ..in_progress_for(1) };
     assert!(matches!(apply_report(&no_reply, HostId(1), &success), Ok(ReportDecision::Record(_))));
     let aborted = ResultCopy { outcome: Some(Outcome::DidntNeed), ..no_reply.clone() };
     assert_eq!(apply_report(&aborted, HostId(1), &success), Ok(ReportDecision::Ignore));
