@@ -1,0 +1,253 @@
+//! Unit tests of the sandbox: real wasmtime, tiny WAT apps written inline.
+
+use super::*;
+
+/// WASI imports most test apps need.
+const IMPORTS: &str = r#"
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+"#;
+
+/// Copies stdin to stdout, 4 KiB at a time.
+const ECHO: &str = r#"
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $n i32)
+    (block $done
+      (loop $next
+        (i32.store (i32.const 0) (i32.const 1024))
+        (i32.store (i32.const 4) (i32.const 4096))
+        (i32.store (i32.const 8) (i32.const 0))
+        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (local.set $n (i32.load (i32.const 8)))
+        (br_if $done (i32.eqz (local.get $n)))
+        (i32.store (i32.const 4) (local.get $n))
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (br $next))))
+"#;
+
+fn app(body: &str) -> String {
+    format!("(module {IMPORTS} {body})")
+}
+
+fn task(wat: &str, input: &[u8], seed: u64, limits: Limits) -> Task {
+    Task {
+        // Tests key the module cache by the source text itself: distinct apps
+        // must not share an entry.
+        app_digest: wat.to_string(),
+        module: Arc::from(wat.as_bytes()),
+        input: input.to_vec(),
+        random_seed: seed,
+        limits,
+        nan_canonicalization: false,
+    }
+}
+
+fn run_with(sandbox: &Sandbox, wat: &str, input: &[u8], seed: u64, limits: Limits) -> Outcome {
+    sandbox.run(&task(wat, input, seed, limits), Arc::new(AtomicBool::new(false)))
+}
+
+/// Runs `wat` with `limits` on a fresh sandbox and checks the status.
+fn check(wat: &str, input: &[u8], limits: Limits, expected: Status) -> Outcome {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let outcome = run_with(&sandbox, wat, input, 1, limits);
+    assert_eq!(outcome.status, expected, "stderr: {}", outcome.stderr_tail);
+    outcome
+}
+
+fn error(message: &str) -> Status {
+    Status::Error(message.to_string())
+}
+
+#[test]
+fn echo_copies_stdin_to_stdout() {
+    let input: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let outcome = check(&app(ECHO), &input, Limits::default(), Status::Success(input.clone()));
+    assert!(outcome.fuel_used > 0);
+}
+
+#[test]
+fn fuel_is_identical_across_runs() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let wat = app(ECHO);
+    let first = run_with(&sandbox, &wat, b"hello world\n", 1, Limits::default());
+    let second = run_with(&sandbox, &wat, b"hello world\n", 1, Limits::default());
+    assert_eq!(first.status, Status::Success(b"hello world\n".to_vec()));
+    assert_eq!(first.fuel_used, second.fuel_used);
+    // And on a second sandbox (fresh engine, fresh compilation).
+    let third = run_with(&Sandbox::new().expect("sandbox"), &wat, b"hello world\n", 1, Limits::default());
+    assert_eq!(first.fuel_used, third.fuel_used);
+}
+
+#[test]
+fn exit_codes() {
+    let exit = |code: i32| {
+        app(&format!(
+            r#"(memory (export "memory") 1)
+               (func (export "_start") (call $proc_exit (i32.const {code})))"#
+        ))
+    };
+    check(&exit(0), b"", Limits::default(), Status::Success(Vec::new()));
+    check(&exit(3), b"", Limits::default(), error("exit code 3"));
+}
+
+#[test]
+fn trap_is_reported() {
+    let wat = app(r#"(memory (export "memory") 1) (func (export "_start") unreachable)"#);
+    let outcome = check(&wat, b"", Limits::default(), error("trap: wasm `unreachable` instruction executed"));
+    assert!(outcome.fuel_used > 0);
+}
+
+const INFINITE_LOOP: &str = r#"(memory (export "memory") 1) (func (export "_start") (loop $l (br $l)))"#;
+
+#[test]
+fn infinite_loop_hits_the_fuel_limit() {
+    let limits = Limits::with_defaults(1_000_000, 0, 0, 0);
+    let outcome = check(&app(INFINITE_LOOP), b"", limits, error("fuel limit exceeded"));
+    assert_eq!(outcome.fuel_used, 1_000_000);
+}
+
+#[test]
+fn infinite_loop_with_huge_fuel_hits_the_wall_time_limit() {
+    let limits = Limits::with_defaults(u64::MAX, 0, 0, 200);
+    check(&app(INFINITE_LOOP), b"", limits, error("wall time limit exceeded"));
+}
+
+#[test]
+fn abort_flag_interrupts_a_task() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let limits = Limits::with_defaults(u64::MAX, 0, 0, 0);
+    let outcome = sandbox.run(&task(&app(INFINITE_LOOP), b"", 1, limits), Arc::new(AtomicBool::new(true)));
+    assert_eq!(outcome.status, Status::Aborted);
+}
+
+#[test]
+fn memory_grow_beyond_the_cap() {
+    // Grows by 64 pages (4 MiB) against a 1 MiB cap, traps if that failed.
+    let wat = app(r#"(memory (export "memory") 1)
+           (func (export "_start")
+             (if (i32.eq (memory.grow (i32.const 64)) (i32.const -1)) (then unreachable)))"#);
+    check(&wat, b"", Limits::with_defaults(0, 1 << 20, 0, 0), error("memory limit exceeded"));
+    // The same app within its cap succeeds.
+    check(&wat, b"", Limits::with_defaults(0, 8 << 20, 0, 0), Status::Success(Vec::new()));
+}
+
+#[test]
+fn output_over_the_limit() {
+    let input = vec![b'x'; 100];
+    check(&app(ECHO), &input, Limits::with_defaults(0, 0, 10, 0), error("output limit exceeded"));
+    check(&app(ECHO), &input, Limits::with_defaults(0, 0, 100, 0), Status::Success(input.clone()));
+}
+
+#[test]
+fn app_without_start_is_rejected() {
+    let wat = r#"(module (memory (export "memory") 1) (func (export "main")))"#;
+    check(wat, b"", Limits::default(), error("app has no _start export"));
+}
+
+#[test]
+fn invalid_module_is_an_error() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let outcome = run_with(&sandbox, "not wasm", b"", 1, Limits::default());
+    assert!(
+        matches!(&outcome.status, Status::Error(message) if message.starts_with("invalid module")),
+        "{:?}",
+        outcome.status
+    );
+}
+
+/// Writes the wall clock, the monotonic clock and 16 random bytes to stdout.
+const CLOCKS_AND_RANDOM: &str = r#"
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock_time_get (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $clock_time_get (i32.const 0) (i64.const 0) (i32.const 16)))
+    (drop (call $clock_time_get (i32.const 1) (i64.const 0) (i32.const 24)))
+    (drop (call $random_get (i32.const 32) (i32.const 16)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 32))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+"#;
+
+#[test]
+fn clocks_and_randomness_are_deterministic() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let wat = app(CLOCKS_AND_RANDOM);
+    let output = |seed| match run_with(&sandbox, &wat, b"", seed, Limits::default()).status {
+        Status::Success(output) => output,
+        other => panic!("unexpected status {other:?}"),
+    };
+    let first = output(42);
+    assert_eq!(first.len(), 32);
+    assert_eq!(first, output(42));
+    let wall_clock_nanos = u64::from_le_bytes(first[..8].try_into().expect("8 bytes"));
+    assert_eq!(wall_clock_nanos, 946_684_800 * 1_000_000_000);
+    let other_seed = output(43);
+    assert_eq!(first[..16], other_seed[..16], "clocks do not depend on the seed");
+    assert_ne!(first[16..], other_seed[16..], "random bytes do");
+}
+
+#[test]
+fn no_filesystem() {
+    // path_open on fd 3 (the first preopen, if there were one); exits with the errno.
+    let wat = app(r#"(import "wasi_snapshot_preview1" "path_open"
+             (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+           (memory (export "memory") 1)
+           (data (i32.const 100) "etc/passwd")
+           (func (export "_start")
+             (call $proc_exit (call $path_open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 10)
+               (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200))))"#);
+    // errno 8: badf.
+    check(&wat, b"", Limits::default(), error("exit code 8"));
+}
+
+#[test]
+fn sleeping_returns_at_once() {
+    // poll_oneoff with one relative clock subscription of one hour; writes
+    // the number of events to stdout. wasmtime-wasi's own version would block
+    // this thread for the hour.
+    let wat = app(
+        r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+           (memory (export "memory") 1)
+           (func (export "_start")
+             (i64.store (i32.const 100) (i64.const 7))
+             (i32.store8 (i32.const 108) (i32.const 0))
+             (i32.store (i32.const 116) (i32.const 1))
+             (i64.store (i32.const 124) (i64.const 3600000000000))
+             (if (call $poll_oneoff (i32.const 100) (i32.const 200) (i32.const 1) (i32.const 300))
+               (then unreachable))
+             (i32.store (i32.const 0) (i32.const 300))
+             (i32.store (i32.const 4) (i32.const 1))
+             (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#,
+    );
+    check(&wat, b"", Limits::default(), Status::Success(vec![1]));
+}
+
+#[test]
+fn stderr_tail_is_kept() {
+    let wat = app(r#"(memory (export "memory") 1)
+           (data (i32.const 100) "oops")
+           (func (export "_start")
+             (i32.store (i32.const 0) (i32.const 100))
+             (i32.store (i32.const 4) (i32.const 4))
+             (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+             (call $proc_exit (i32.const 1)))"#);
+    let outcome = check(&wat, b"", Limits::default(), error("exit code 1"));
+    assert_eq!(outcome.stderr_tail, "oops");
+}
+
+#[test]
+fn zero_limits_mean_worker_defaults() {
+    assert_eq!(
+        Limits::with_defaults(0, 0, 0, 0),
+        Limits {
+            fuel: DEFAULT_FUEL,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            output_bytes: DEFAULT_OUTPUT_BYTES,
+            wall_time: DEFAULT_WALL_TIME,
+        }
+    );
+    assert_eq!(Limits::with_defaults(5, 6, 7, 8).wall_time, Duration::from_millis(8));
+}

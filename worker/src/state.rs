@@ -1,0 +1,218 @@
+//! The worker's state directory: its identity (`host.json`) and its app cache
+//! (`apps/<digest>.wasm`).
+//!
+//! Files are written atomically (temporary file, then rename), so a crash
+//! never leaves half a file under a real name. App modules are checked against
+//! their SHA-256 digest when stored and again when read back: a corrupted
+//! cached file is deleted and reported as missing, so it gets downloaded again.
+//! Plain blocking `std::fs`: callers on an async runtime use `spawn_blocking`.
+
+use std::fmt;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid identity file: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid app digest {0:?}: expected 64 lowercase hex digits")]
+    InvalidDigest(String),
+    #[error("app digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: String, actual: String },
+}
+
+/// Who this worker is for one server: the result of RegisterHost.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The server URL this identity belongs to; another server means registering again.
+    pub server: String,
+    pub host_id: i64,
+    /// Secret sent as `authorization: Bearer <token>`; never printed.
+    pub token: String,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("server", &self.server)
+            .field("host_id", &self.host_id)
+            .field("token", &"<secret>")
+            .finish()
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating it if needed) the state directory at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
+        let root = root.into();
+        let apps = root.join("apps");
+        fs::create_dir_all(&apps).map_err(|source| Error::Io { path: apps, source })?;
+        Ok(StateDir { root })
+    }
+
+    fn identity_path(&self) -> PathBuf {
+        self.root.join("host.json")
+    }
+
+    /// The identity stored for `server`, if any (an identity for another
+    /// server does not count).
+    pub fn load_identity(&self, server: &str) -> Result<Option<Identity>, Error> {
+        let path = self.identity_path();
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        let identity: Identity = serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
+        Ok((identity.server == server).then_some(identity))
+    }
+
+    /// Stores `identity`, readable by the owner only (it holds the token).
+    pub fn save_identity(&self, identity: &Identity) -> Result<(), Error> {
+        let json = serde_json::to_vec_pretty(identity).expect("an Identity always serializes");
+        write_atomically(&self.identity_path(), &json)
+    }
+
+    fn app_path(&self, digest: &str) -> Result<PathBuf, Error> {
+        check_digest(digest)?;
+        Ok(self.root.join("apps").join(format!("{digest}.wasm")))
+    }
+
+    /// The cached module with this digest, if present and intact. A file whose
+    /// content does not match its digest is deleted and reported as missing.
+    pub fn read_app(&self, digest: &str) -> Result<Option<Vec<u8>>, Error> {
+        let path = self.app_path(digest)?;
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        if sha256_hex(&bytes) == digest {
+            return Ok(Some(bytes));
+        }
+        tracing::warn!(digest, "cached app is corrupted, deleting it");
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// Caches a module after checking it matches `digest`.
+    pub fn write_app(&self, digest: &str, bytes: &[u8]) -> Result<(), Error> {
+        let path = self.app_path(digest)?;
+        verify_digest(digest, bytes)?;
+        write_atomically(&path, bytes)
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks that `bytes` hash to `digest`.
+pub fn verify_digest(digest: &str, bytes: &[u8]) -> Result<(), Error> {
+    let actual = sha256_hex(bytes);
+    if actual == digest { Ok(()) } else { Err(Error::DigestMismatch { expected: digest.to_string(), actual }) }
+}
+
+/// A digest names a file: it must be exactly 64 lowercase hex digits, which
+/// also keeps a hostile server from writing outside `apps/`.
+fn check_digest(digest: &str) -> Result<(), Error> {
+    let valid = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if valid { Ok(()) } else { Err(Error::InvalidDigest(digest.to_string())) }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames
+/// it over `path`. On unix the file is created with mode 0600.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let file_name = path.file_name().expect("state paths always end in a file name").to_string_lossy();
+    let temp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let io = |source| Error::Io { path: temp.clone(), source };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    fs::rename(&temp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (tempfile::TempDir, StateDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDir::open(dir.path().join("state")).expect("open state dir");
+        (dir, state)
+    }
+
+    #[test]
+    fn identity_round_trips_per_server() {
+        let (_dir, state) = state();
+        assert_eq!(state.load_identity("http://a").expect("load"), None);
+        let identity = Identity { server: "http://a".into(), host_id: 7, token: "hunter2".into() };
+        state.save_identity(&identity).expect("save");
+        assert_eq!(state.load_identity("http://a").expect("load"), Some(identity.clone()));
+        assert_eq!(state.load_identity("http://b").expect("load"), None);
+        assert!(!format!("{identity:?}").contains("hunter2"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(state.identity_path()).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn apps_are_verified_on_write_and_read() {
+        let (_dir, state) = state();
+        let module = b"\0asm\x01\0\0\0";
+        let digest = sha256_hex(module);
+        assert_eq!(state.read_app(&digest).expect("read"), None);
+        assert!(matches!(state.write_app(&digest, b"other bytes"), Err(Error::DigestMismatch { .. })));
+        state.write_app(&digest, module).expect("write");
+        assert_eq!(state.read_app(&digest).expect("read").as_deref(), Some(&module[..]));
+
+        // Corrupt the cached file: it is deleted and reported missing.
+        let path = state.app_path(&digest).expect("path");
+        fs::write(&path, b"corrupted").expect("corrupt");
+        assert_eq!(state.read_app(&digest).expect("read"), None);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn digests_must_be_hex() {
+        let (_dir, state) = state();
+        for digest in ["", "../host", &"A".repeat(64), &"0".repeat(63)] {
+            assert!(matches!(state.read_app(digest), Err(Error::InvalidDigest(_))), "{digest}");
+        }
+    }
+}

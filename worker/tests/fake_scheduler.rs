@@ -1,0 +1,270 @@
+//! The worker loop against an in-process fake coordinator: registration,
+//! re-registration after `Unauthenticated`, app download, parallel runs,
+//! batched reports with the one-by-one fallback, and a clean shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quorum_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
+use quorum_proto::v1::{
+    AppChunk, Assignment, DownloadAppRequest, Limits, RegisterHostRequest, RegisterHostResponse, ReportResultsRequest,
+    ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse, ResultReport,
+};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+/// Copies stdin to stdout (WAT text: wasmtime accepts it as a module).
+const ECHO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $n i32)
+    (block $done
+      (loop $next
+        (i32.store (i32.const 0) (i32.const 1024))
+        (i32.store (i32.const 4) (i32.const 4096))
+        (i32.store (i32.const 8) (i32.const 0))
+        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (local.set $n (i32.load (i32.const 8)))
+        (br_if $done (i32.eqz (local.get $n)))
+        (i32.store (i32.const 4) (local.get $n))
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (br $next)))))"#;
+
+const EXIT_3: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $proc_exit (i32.const 3))))"#;
+
+/// The result id the fake rejects as a bad report.
+const BAD_RESULT: i64 = 2;
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[derive(Default)]
+struct FakeState {
+    n_registrations: i64,
+    /// Given out on the first authorized RequestWork, then nothing.
+    assignments: Vec<Assignment>,
+    /// The first RequestWork is refused as if the server had forgotten the host.
+    refused_once: bool,
+    /// Accepted reports, by result id.
+    accepted: HashMap<i64, ResultReport>,
+    /// Times BAD_RESULT was rejected on its own.
+    n_bad_rejections: u32,
+}
+
+struct Fake {
+    apps: HashMap<String, Vec<u8>>,
+    state: Mutex<FakeState>,
+    /// Pinged after every ReportResults call.
+    reported: mpsc::UnboundedSender<()>,
+}
+
+impl Fake {
+    fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().expect("fake state lock")
+    }
+
+    fn check_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let expected = format!("Bearer token-{}", self.state().n_registrations);
+        match request.metadata().get("authorization").map(|value| value.to_str()) {
+            Some(Ok(value)) if value == expected => Ok(()),
+            _ => Err(Status::unauthenticated("unknown token")),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Scheduler for Fake {
+    async fn register_host(
+        &self,
+        request: Request<RegisterHostRequest>,
+    ) -> Result<Response<RegisterHostResponse>, Status> {
+        let request = request.into_inner();
+        assert_eq!(request.name, "test-host");
+        assert_eq!(request.n_cpus, 2);
+        assert!(request.engine.starts_with("wasmtime "));
+        let mut state = self.state();
+        state.n_registrations += 1;
+        Ok(Response::new(RegisterHostResponse {
+            host_id: state.n_registrations,
+            token: format!("token-{}", state.n_registrations),
+        }))
+    }
+
+    async fn request_work(
+        &self,
+        request: Request<RequestWorkRequest>,
+    ) -> Result<Response<RequestWorkResponse>, Status> {
+        self.check_token(&request)?;
+        let mut state = self.state();
+        if !state.refused_once {
+            state.refused_once = true;
+            return Err(Status::unauthenticated("host forgotten"));
+        }
+        let slots = request.into_inner().slots as usize;
+        assert!(slots <= 4, "2 cpus ask for at most 4 slots, asked {slots}");
+        let n = slots.min(state.assignments.len());
+        let assignments: Vec<Assignment> = state.assignments.drain(..n).collect();
+        Ok(Response::new(RequestWorkResponse {
+            retry_after_ms: if assignments.is_empty() { 50 } else { 0 },
+            assignments,
+        }))
+    }
+
+    type DownloadAppStream = tokio_stream::Iter<std::vec::IntoIter<Result<AppChunk, Status>>>;
+
+    async fn download_app(
+        &self,
+        request: Request<DownloadAppRequest>,
+    ) -> Result<Response<Self::DownloadAppStream>, Status> {
+        self.check_token(&request)?;
+        let digest = request.into_inner().digest;
+        let app = self.apps.get(&digest).ok_or_else(|| Status::not_found("no such app"))?;
+        let chunks: Vec<Result<AppChunk, Status>> = app
+            .chunks(100)
+            .enumerate()
+            .map(|(index, data)| {
+                Ok(AppChunk { data: data.to_vec(), total_size: if index == 0 { app.len() as u64 } else { 0 } })
+            })
+            .collect();
+        Ok(Response::new(tokio_stream::iter(chunks)))
+    }
+
+    async fn report_results(
+        &self,
+        request: Request<ReportResultsRequest>,
+    ) -> Result<Response<ReportResultsResponse>, Status> {
+        self.check_token(&request)?;
+        let reports = request.into_inner().reports;
+        let result = {
+            let mut state = self.state();
+            if reports.iter().any(|report| report.result_id == BAD_RESULT) {
+                if reports.len() == 1 {
+                    state.n_bad_rejections += 1;
+                }
+                Err(Status::invalid_argument("bad report"))
+            } else {
+                let accepted = reports.iter().map(|report| report.result_id).collect();
+                for report in reports {
+                    state.accepted.insert(report.result_id, report);
+                }
+                Ok(Response::new(ReportResultsResponse { accepted, abort: Vec::new() }))
+            }
+        };
+        // The test may have stopped listening already.
+        let _ = self.reported.send(());
+        result
+    }
+}
+
+fn assignment(result_id: i64, app: &str, input: &[u8]) -> Assignment {
+    Assignment {
+        result_id,
+        work_unit_id: result_id * 10,
+        project: "test".into(),
+        app_digest: digest(app.as_bytes()),
+        input: input.to_vec(),
+        random_seed: 1,
+        limits: Some(Limits::default()),
+        deadline_unix_ms: 0,
+        nan_canonicalization: false,
+        work_unit_name: format!("wu-{result_id}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_runs_and_reports_against_a_fake_scheduler() {
+    let (reported_tx, mut reported_rx) = mpsc::unbounded_channel();
+    let fake = Arc::new(Fake {
+        apps: [ECHO, EXIT_3].into_iter().map(|app| (digest(app.as_bytes()), app.as_bytes().to_vec())).collect(),
+        state: Mutex::new(FakeState {
+            assignments: vec![
+                assignment(1, ECHO, b"one\n"),
+                assignment(BAD_RESULT, ECHO, b"two\n"),
+                assignment(3, ECHO, b"three\n"),
+                assignment(4, EXIT_3, b""),
+            ],
+            ..FakeState::default()
+        }),
+        reported: reported_tx,
+    });
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("local address");
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(SchedulerServer::from_arc(fake.clone()))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = server_stopped.await;
+            }),
+    );
+
+    let state_dir = tempfile::tempdir().expect("temp dir");
+    let config = quorum_worker::Config {
+        server: format!("http://{address}"),
+        state_dir: state_dir.path().to_path_buf(),
+        cpus: 2,
+        name: "test-host".into(),
+        max_backoff: Duration::from_millis(200),
+    };
+    let (stop_worker, worker_stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(quorum_worker::run(config, async {
+        let _ = worker_stopped.await;
+    }));
+
+    // Wait (bounded) until the three good results are accepted and the bad
+    // one was rejected on its own at least once.
+    let settled = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            reported_rx.recv().await.expect("fake scheduler alive");
+            let state = fake.state();
+            if state.accepted.len() == 3 && state.n_bad_rejections > 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "worker did not report in time");
+
+    stop_worker.send(()).expect("worker still running");
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("worker stops promptly")
+        .expect("worker task")
+        .expect("worker exits cleanly");
+    stop_server.send(()).expect("server still running");
+    server.await.expect("server task").expect("server");
+
+    let state = fake.state();
+    assert_eq!(state.n_registrations, 2, "registered, then again after Unauthenticated");
+    for (result_id, output) in [(1, &b"one\n"[..]), (3, b"three\n")] {
+        let report = &state.accepted[&result_id];
+        assert_eq!(report.outcome(), ReportedOutcome::Success);
+        assert_eq!(report.output, output);
+        assert!(report.fuel_used > 0);
+        assert!(report.engine.starts_with("wasmtime "));
+    }
+    let failed = &state.accepted[&4];
+    assert_eq!(failed.outcome(), ReportedOutcome::ClientError);
+    assert_eq!(failed.error_message, "exit code 3");
+    assert!(!state.accepted.contains_key(&BAD_RESULT));
+
+    // The identity and both apps were kept in the state directory.
+    let host: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.path().join("host.json")).expect("host.json"))
+            .expect("host.json is JSON");
+    assert_eq!(host["host_id"], 2);
+    for app in [ECHO, EXIT_3] {
+        let cached = state_dir.path().join("apps").join(format!("{}.wasm", digest(app.as_bytes())));
+        assert_eq!(std::fs::read(cached).expect("cached app"), app.as_bytes());
+    }
+}
