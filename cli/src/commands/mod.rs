@@ -1,0 +1,37 @@
+//! One module per command. Each `run` is a thin adapter: load or parse its
+//! input, call the coordinator through `client::Coordinator`, print through
+//! `output`.
+
+pub mod cancel;
+pub mod demo;
+pub mod hosts;
+pub mod results;
+pub mod status;
+pub mod submit;
+pub mod wait;
+
+use std::io::{BufWriter, Stdout};
+
+use crate::client::Coordinator;
+
+/// What every command gets from the global flags.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The coordinator's URL (`--server`, `QUORUM_SERVER`).
+    pub server: String,
+    /// Print JSON instead of tables (`--json`).
+    pub json: bool,
+}
+
+impl Context {
+    /// Connects to the coordinator named by `--server`.
+    pub async fn connect(&self) -> anyhow::Result<Coordinator> {
+        Coordinator::connect(&self.server).await
+    }
+}
+
+/// Buffered stdout; commands flush it before returning so that a broken pipe
+/// surfaces as an error (which `main` turns into a quiet exit 0).
+pub fn stdout() -> BufWriter<Stdout> {
+    BufWriter::new(std::io::stdout())
+}

@@ -1,0 +1,263 @@
+//! `quorum submit MANIFEST`: loads the whole project (manifest, app, every
+//! work unit) before connecting, then creates it.
+//!
+//! Below [`ONE_CALL_BYTES`] the project and all its work units go in one
+//! `CreateProject` call, which the server runs in one transaction: the
+//! submission is atomic. Above, `CreateProject` carries a first batch and
+//! `AddWorkUnits` the rest, in batches of at most [`BATCH_WORK_UNITS`] work
+//! units and [`ONE_CALL_BYTES`]; if a batch fails, the project exists with
+//! the work units added so far, and the error says how many.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::Context as _;
+use prost::Message as _;
+use quorum_proto::v1;
+use sha2::Digest as _;
+
+use super::Context;
+use crate::client::Coordinator;
+use crate::manifest::{Manifest, Project, Validator};
+use crate::output;
+
+/// The largest encoded request the CLI sends in one call (the gRPC limit on
+/// both sides is 64 MiB; the margin covers framing).
+pub const ONE_CALL_BYTES: usize = 48 * 1024 * 1024;
+
+/// The most work units per `AddWorkUnits` call (and in the first batch of a
+/// split submission).
+pub const BATCH_WORK_UNITS: usize = 10_000;
+
+/// Tag of `CreateProjectRequest.work_units`.
+const CREATE_WORK_UNITS_TAG: u32 = 7;
+
+pub async fn run(ctx: &Context, manifest_path: &Path) -> anyhow::Result<()> {
+    // Everything is read and checked before the first byte goes out.
+    let project = Manifest::read(manifest_path).and_then(Manifest::load_project)?;
+    let coordinator = ctx.connect().await?;
+    let submitted = submit(&coordinator, project).await?;
+    let mut out = super::stdout();
+    if ctx.json {
+        output::write_json(&mut out, &submitted)?;
+    } else {
+        writeln!(
+            out,
+            "created project '{}' (id {}) with {} work units; app sha256 {}",
+            submitted.project, submitted.project_id, submitted.n_work_units, submitted.app_digest
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Creates the project on the coordinator with all its work units.
+pub async fn submit(coordinator: &Coordinator, project: Project) -> anyhow::Result<output::Submitted> {
+    let name = project.manifest.name().to_string();
+    let local_digest = hex::encode(sha2::Sha256::digest(&project.app_module));
+    let mut request = create_request(&project.manifest, project.app_module);
+    let mut work_units: Vec<v1::WorkUnitInput> = project
+        .work_units
+        .into_iter()
+        .map(|work_unit| v1::WorkUnitInput { name: work_unit.name, input: work_unit.input })
+        .collect();
+    let n_total = work_units.len();
+    let sizes: Vec<usize> = work_units
+        .iter()
+        .map(|work_unit| prost::encoding::message::encoded_len(CREATE_WORK_UNITS_TAG, work_unit))
+        .collect();
+    let plan = plan(request.encoded_len(), &sizes)
+        .map_err(|problem| anyhow::anyhow!("cannot submit project '{name}': {problem}"))?;
+    let rest = work_units.split_off(plan.first);
+    request.work_units = work_units;
+
+    tracing::info!(
+        project = %name,
+        n_work_units = n_total,
+        n_calls = 1 + plan.batches.len(),
+        "submitting"
+    );
+    let created = coordinator
+        .client()
+        .create_project(request)
+        .await
+        // The server's message names the project ("project 'x' already exists").
+        .map_err(|status| coordinator.error(status))?
+        .into_inner();
+    if created.app_digest != local_digest {
+        tracing::warn!(
+            server = %created.app_digest,
+            local = %local_digest,
+            "the coordinator's app digest differs from the local SHA-256"
+        );
+    }
+
+    let mut n_added = created.n_work_units;
+    let mut rest = rest.into_iter();
+    for batch in &plan.batches {
+        let batch_units: Vec<v1::WorkUnitInput> = rest.by_ref().take(batch.len()).collect();
+        let response = coordinator
+            .client()
+            .add_work_units(v1::AddWorkUnitsRequest { project: name.clone(), work_units: batch_units })
+            .await
+            .map_err(|status| coordinator.error(status))
+            .with_context(|| {
+                format!(
+                    "project '{name}' was created but only {n_added} of its {n_total} work units \
+                     were added"
+                )
+            })?
+            .into_inner();
+        n_added += response.n_work_units;
+        tracing::info!(project = %name, n_added, n_total, "added work units");
+    }
+
+    Ok(output::Submitted {
+        project: name,
+        project_id: created.project_id,
+        app_digest: created.app_digest,
+        n_work_units: n_added,
+    })
+}
+
+/// The `CreateProject` request without its work units.
+fn create_request(manifest: &Manifest, app_module: Vec<u8>) -> v1::CreateProjectRequest {
+    let policy = manifest.policy();
+    let limits = manifest.limits();
+    v1::CreateProjectRequest {
+        name: manifest.name().to_string(),
+        app_module,
+        policy: Some(v1::ReplicationPolicy {
+            min_quorum: policy.min_quorum(),
+            target_results: policy.target_results(),
+            max_error_results: policy.max_error_results(),
+            max_total_results: policy.max_total_results(),
+            deadline_secs: policy.deadline().as_secs(),
+        }),
+        limits: Some(v1::Limits {
+            fuel: limits.fuel(),
+            memory_bytes: limits.memory_bytes(),
+            output_bytes: limits.output_bytes(),
+            wall_time_ms: u64::try_from(limits.wall_time().as_millis()).unwrap_or(u64::MAX),
+        }),
+        validator: match manifest.validator() {
+            Validator::Bitwise => v1::ValidatorKind::Bitwise.into(),
+        },
+        nan_canonicalization: manifest.nan_canonicalization(),
+        work_units: Vec::new(),
+    }
+}
+
+/// How the work units are split between calls.
+#[derive(Debug, PartialEq, Eq)]
+struct Plan {
+    /// How many work units go in `CreateProject`.
+    first: usize,
+    /// The index ranges of the following `AddWorkUnits` calls.
+    batches: Vec<Range<usize>>,
+}
+
+/// Splits work units of the given encoded sizes: all in the first call when
+/// the whole request fits [`ONE_CALL_BYTES`], else batches that fit both
+/// limits. `base` is the encoded size of `CreateProject` without work units.
+fn plan(base: usize, sizes: &[usize]) -> Result<Plan, String> {
+    if base > ONE_CALL_BYTES {
+        return Err(format!(
+            "the app and settings take {base} bytes, more than the {ONE_CALL_BYTES} bytes of one call"
+        ));
+    }
+    if base + sizes.iter().sum::<usize>() <= ONE_CALL_BYTES {
+        return Ok(Plan { first: sizes.len(), batches: Vec::new() });
+    }
+    // A project name is at most 64 bytes: AddWorkUnits has the same budget
+    // less a little.
+    const ADD_OVERHEAD: usize = 128;
+    if let Some((index, size)) = sizes.iter().enumerate().find(|&(_, &size)| size + ADD_OVERHEAD > ONE_CALL_BYTES) {
+        return Err(format!(
+            "work unit #{} takes {size} bytes, more than the {ONE_CALL_BYTES} bytes of one call",
+            index + 1
+        ));
+    }
+    let take = |start: usize, budget: usize| {
+        let mut used = 0;
+        let mut end = start;
+        while end < sizes.len() && end - start < BATCH_WORK_UNITS && used + sizes[end] <= budget {
+            used += sizes[end];
+            end += 1;
+        }
+        end
+    };
+    let first = take(0, ONE_CALL_BYTES - base);
+    let mut batches = Vec::new();
+    let mut start = first;
+    while start < sizes.len() {
+        let end = take(start, ONE_CALL_BYTES - ADD_OVERHEAD);
+        batches.push(start..end);
+        start = end;
+    }
+    Ok(Plan { first, batches })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn check(base: usize, sizes: &[usize], expected: Result<Plan, &str>) {
+        let actual = plan(base, sizes);
+        match expected {
+            Ok(plan) => assert_eq!(actual, Ok(plan)),
+            Err(fragment) => {
+                let error = actual.expect_err("an impossible plan");
+                assert!(error.contains(fragment), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_submissions_are_one_call() {
+        check(1000, &[10; 200], Ok(Plan { first: 200, batches: vec![] }));
+        // Many small work units still go in one call when they fit.
+        check(1000, &[20; 100_000], Ok(Plan { first: 100_000, batches: vec![] }));
+        check(ONE_CALL_BYTES - 10, &[10], Ok(Plan { first: 1, batches: vec![] }));
+    }
+
+    #[test]
+    // A plan of one `AddWorkUnits` batch is a Vec holding one Range.
+    #[allow(clippy::single_range_in_vec_init)]
+    fn large_submissions_are_split() {
+        // 60 units of 1 MiB with a 10 MiB app: 38 fit beside the app, then 22.
+        check(10 * MIB, &[MIB; 60], Ok(Plan { first: 38, batches: vec![38..60] }));
+        // Count limit: 25,000 units of 2 KiB are 48.8 MiB.
+        check(100, &[2048; 25_000], Ok(Plan { first: 10_000, batches: vec![10_000..20_000, 20_000..25_000] }));
+        // An app that leaves no room: the work units all go in AddWorkUnits.
+        check(ONE_CALL_BYTES - 5, &[10, 10], Ok(Plan { first: 0, batches: vec![0..2] }));
+    }
+
+    #[test]
+    fn impossible_submissions_are_refused() {
+        check(ONE_CALL_BYTES + 1, &[], Err("the app and settings take"));
+        check(10, &[10, ONE_CALL_BYTES], Err("work unit #2 takes"));
+    }
+
+    #[test]
+    fn create_request_carries_the_manifest() {
+        let manifest = Manifest::parse(
+            "name = \"p\"\napp = \"a.wat\"\nnan_canonicalization = true\n\
+             [limits]\nwall_time = \"2s\"\n[work_units]\nrange = { start = 0, end = 4, chunk = 2 }\n",
+            Path::new("dir/project.toml"),
+        )
+        .expect("a valid manifest");
+        let request = create_request(&manifest, vec![0, 1]);
+        assert_eq!(
+            format!("{request:?}"),
+            "CreateProjectRequest { name: \"p\", app_module: [0, 1], policy: Some(ReplicationPolicy { \
+             min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
+             deadline_secs: 3600 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
+             output_bytes: 1048576, wall_time_ms: 2000 }), validator: Bitwise, nan_canonicalization: true, \
+             work_units: [] }"
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! `quorum wait PROJECT [--timeout D]`: blocks, through the server-side
+//! `WaitProject`, until every work unit of the project has ended.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use quorum_proto::v1;
+
+use super::Context;
+use crate::client::Coordinator;
+
+/// The longest single `WaitProject` call; longer waits make several.
+const LONGEST_CALL: Duration = Duration::from_secs(60);
+
+/// How much longer than its own timeout the CLI gives a `WaitProject` call
+/// before it decides that the coordinator is not answering.
+const ANSWER_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(ctx: &Context, project: &str, timeout: Option<Duration>) -> anyhow::Result<()> {
+    let coordinator = ctx.connect().await?;
+    let status = wait_until_ended(&coordinator, project, timeout, LONGEST_CALL, |_| Ok(())).await?;
+    let mut out = super::stdout();
+    super::status::print_statuses(&mut out, ctx.json, std::slice::from_ref(&status))?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Waits until the project has no open work unit, or fails once `timeout`
+/// (None: no limit) has passed. Each `WaitProject` call lasts at most `poll`;
+/// `progress` sees the status after each call and may abort the wait.
+pub async fn wait_until_ended(
+    coordinator: &Coordinator,
+    project: &str,
+    timeout: Option<Duration>,
+    poll: Duration,
+    mut progress: impl FnMut(&v1::ProjectStatus) -> anyhow::Result<()>,
+) -> anyhow::Result<v1::ProjectStatus> {
+    let started = Instant::now();
+    loop {
+        let remaining = timeout.map(|timeout| timeout.saturating_sub(started.elapsed()));
+        let call_timeout = remaining.map_or(poll, |remaining| remaining.min(poll));
+        let call_started = Instant::now();
+        let mut client = coordinator.client();
+        let call = client.wait_project(v1::WaitProjectRequest {
+            project: project.to_owned(),
+            timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+        let response = tokio::time::timeout(call_timeout + ANSWER_GRACE, call)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the coordinator at {} did not answer WaitProject within {}",
+                    coordinator.url(),
+                    humantime::format_duration(call_timeout + ANSWER_GRACE)
+                )
+            })?
+            .map_err(|status| coordinator.error(status))?
+            .into_inner();
+        let status = response
+            .projects
+            .into_iter()
+            .find(|status| status.name == project)
+            .ok_or_else(|| anyhow::anyhow!("the coordinator returned no status for project '{project}'"))?;
+        progress(&status)?;
+        if status.work_units_open == 0 {
+            return Ok(status);
+        }
+        if timeout.is_some_and(|timeout| started.elapsed() >= timeout) {
+            anyhow::bail!(
+                "timed out after {}: project '{project}' still has {} open work units of {} \
+                 ({} done, {} failed)",
+                humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                status.work_units_open,
+                status.work_units_total,
+                status.work_units_done,
+                status.work_units_failed
+            );
+        }
+        // WaitProject returns early only when the project ended; should a
+        // coordinator return at once anyway, do not hammer it.
+        if call_started.elapsed() < Duration::from_millis(100) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

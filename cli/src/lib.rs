@@ -1,0 +1,234 @@
+//! `quorum`, the command line for scientists and operators: submit a project
+//! (an app and its work units) to a coordinator, follow it, read its
+//! validated (canonical) results, list hosts, cancel, and run the whole system
+//! locally with `quorum demo`.
+//!
+//! Layout:
+//! - `Cli`, `Command`: the command line, parsed by clap (this file).
+//! - `manifest`: `project.toml` parsed into domain types (`Manifest`,
+//!   `Policy`, `Limits`, `WorkUnitSource`), the app module and the work units.
+//!   Knows nothing of gRPC.
+//! - `client`: the connection to the coordinator and the one place where gRPC
+//!   errors become readable messages.
+//! - `output`: tables for people and the stable `--json` schemas.
+//! - `commands`: one module per command, each a thin adapter between the
+//!   three above.
+//!
+//! Exit codes (see `main.rs`): 0 success, 2 error with `error: {:#}` on
+//! stderr; a broken pipe on stdout exits 0 quietly.
+
+pub mod client;
+pub mod commands;
+pub mod manifest;
+pub mod output;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The quorum admin CLI: submit projects to a coordinator, follow them and
+/// read their validated results.
+///
+/// Data goes to stdout (tables for people, JSON with --json), logs to stderr
+/// (filter them with RUST_LOG). Exit code 0 on success, 2 on any error.
+#[derive(Debug, Parser)]
+#[command(name = "quorum", version, propagate_version = true)]
+pub struct Cli {
+    /// URL of the coordinator (quorum-server).
+    ///
+    /// A bare "HOST:PORT" is taken as "http://HOST:PORT".
+    #[arg(long, global = true, env = "QUORUM_SERVER", value_name = "URL", default_value = "http://127.0.0.1:7737")]
+    pub server: String,
+
+    /// Print machine-readable JSON on stdout instead of tables.
+    ///
+    /// The schemas are stable: fields are only ever added.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands, one module each under `commands/`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a project from a manifest (project.toml) with all its work units.
+    ///
+    /// The manifest is checked, the app loaded (a .wat app is converted to a
+    /// binary module) and every work unit built before anything is sent: a
+    /// mistake anywhere sends nothing. Up to about 48 MiB of work units go in
+    /// one atomic call; larger submissions create the project with a first
+    /// batch, then add the rest in batches of 10,000.
+    ///
+    /// --json prints {"project","project_id","app_digest","n_work_units"}.
+    Submit {
+        /// The project manifest; its paths are relative to its folder.
+        #[arg(value_name = "MANIFEST")]
+        manifest: PathBuf,
+    },
+
+    /// Show the state of one project or of all of them.
+    ///
+    /// Counts work units by state (open, done, failed) and results by state.
+    /// --json prints {"projects":[...]} with the fields of the protocol's
+    /// ProjectStatus.
+    Status {
+        /// The project to show; every project when omitted.
+        #[arg(value_name = "PROJECT")]
+        project: Option<String>,
+    },
+
+    /// Print the canonical (validated) results of a project.
+    ///
+    /// One record per work unit that has a canonical result, in work unit id
+    /// order. jsonl: {"work_unit_id","work_unit","result_id","output" (when
+    /// valid UTF-8) or "output_base64","output_digest","fuel_used"}. csv:
+    /// header `work_unit_id,work_unit,result_id,output_digest,fuel_used,output`
+    /// (a non-UTF-8 output is written as "base64:" followed by its base64).
+    Results {
+        /// The project whose results to print.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+
+        /// Output format.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ResultsFormat::Jsonl)]
+        format: ResultsFormat,
+
+        /// Write the results to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+
+    /// List the volunteer hosts and their counters.
+    ///
+    /// --json prints {"hosts":[...]} with the fields of the protocol's HostInfo.
+    Hosts,
+
+    /// Cancel a project: its open work units fail as cancelled.
+    ///
+    /// --json prints {"project","n_work_units_cancelled"}.
+    Cancel {
+        /// The project to cancel.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+    },
+
+    /// Block until every work unit of a project has ended (done or failed).
+    ///
+    /// Prints the project's status at the end. Exits with 2 when the timeout
+    /// passes while work units are still open.
+    Wait {
+        /// The project to wait for.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+
+        /// Give up after this long (e.g. "90s", "5m", "2h"); no limit when omitted.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+
+    /// Run the whole system locally: a coordinator, two workers, one example.
+    ///
+    /// Starts quorum-server and two quorum-worker processes found next to this
+    /// executable (build them with `cargo build --release`), submits an
+    /// example project, waits for it, prints its status, its validated
+    /// results and their checked total, then stops everything. The global
+    /// --server flag is not used: the demo runs its own coordinator on a free
+    /// local port.
+    Demo {
+        /// Folder for the demo's database, worker state and logs.
+        ///
+        /// Its previous database and worker state are wiped first.
+        #[arg(long, value_name = "DIR", default_value = "quorum-demo")]
+        dir: PathBuf,
+
+        /// The example project to run.
+        #[arg(long, value_enum, value_name = "EXAMPLE", default_value_t = commands::demo::Example::Primes)]
+        example: commands::demo::Example,
+
+        /// Give up when the project has not finished after this long.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+        timeout: Duration,
+    },
+}
+
+/// Formats of `quorum results`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultsFormat {
+    /// One JSON object per line (JSON Lines).
+    Jsonl,
+    /// Comma-separated values with a header line (RFC 4180 quoting).
+    Csv,
+    /// Aligned columns for people (outputs shortened).
+    Table,
+}
+
+/// Parses a humantime duration ("90s", "5m", "1h 30m") for clap.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("invalid duration '{text}': {error}"))
+}
+
+/// Runs one parsed command line to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = commands::Context { server: cli.server, json: cli.json };
+    match cli.command {
+        Command::Submit { manifest } => commands::submit::run(&ctx, &manifest).await,
+        Command::Status { project } => commands::status::run(&ctx, project.as_deref()).await,
+        Command::Results { project, format, out } => {
+            commands::results::run(&ctx, &project, format, out.as_deref()).await
+        }
+        Command::Hosts => commands::hosts::run(&ctx).await,
+        Command::Cancel { project } => commands::cancel::run(&ctx, &project).await,
+        Command::Wait { project, timeout } => commands::wait::run(&ctx, &project, timeout).await,
+        Command::Demo { dir, example, timeout } => commands::demo::run(&ctx, &dir, example, timeout).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_contract_command_lines() {
+        // `--server` is given every time so that a QUORUM_SERVER in the
+        // environment cannot change the outcome; it is global, so it may
+        // come after the command.
+        let check = |args: &[&str], expected: &str| {
+            let cli = Cli::try_parse_from(args).expect("valid command line");
+            let actual = format!("{} json={} {:?}", cli.server, cli.json, cli.command);
+            assert_eq!(actual, expected, "for {args:?}");
+        };
+        check(
+            &["quorum", "--server", "http://h:1", "submit", "p.toml"],
+            r#"http://h:1 json=false Submit { manifest: "p.toml" }"#,
+        );
+        check(&["quorum", "status", "--json", "--server", "h:2"], "h:2 json=true Status { project: None }");
+        check(
+            &["quorum", "--server=h:3", "results", "p", "--format", "csv", "--out", "r.csv"],
+            r#"h:3 json=false Results { project: "p", format: Csv, out: Some("r.csv") }"#,
+        );
+        check(
+            &["quorum", "--server=h:3", "results", "p"],
+            r#"h:3 json=false Results { project: "p", format: Jsonl, out: None }"#,
+        );
+        check(
+            &["quorum", "--server=h:4", "wait", "p", "--timeout", "5m"],
+            r#"h:4 json=false Wait { project: "p", timeout: Some(300s) }"#,
+        );
+        check(
+            &["quorum", "--server=h:5", "demo", "--example", "integral"],
+            r#"h:5 json=false Demo { dir: "quorum-demo", example: Integral, timeout: 600s }"#,
+        );
+        assert!(Cli::try_parse_from(["quorum", "results", "p", "--format", "xml"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "wait", "p", "--timeout", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,511 @@
+//! What the CLI prints: aligned tables for people, and the stable `--json`
+//! schemas for programs (snake_case field names as in the protocol, numbers
+//! as JSON numbers; fields are only ever added).
+//!
+//! Everything here writes to a `&mut dyn Write` so that commands choose stdout
+//! or a file, and tests a buffer.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use base64::Engine as _;
+use quorum_proto::v1;
+use serde::Serialize;
+
+/// How a column's cells line up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A table for people: a header line and rows, columns separated by two
+/// spaces and padded to their widest cell.
+#[derive(Debug)]
+pub struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table { columns: columns.to_vec(), rows: Vec::new() }
+    }
+
+    /// Adds a row; it must have one cell per column.
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.columns.len(), "one cell per column");
+        self.rows.push(cells);
+    }
+
+    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut widths: Vec<usize> = self.columns.iter().map(|(header, _)| header.chars().count()).collect();
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let headers: Vec<String> = self.columns.iter().map(|(header, _)| header.to_string()).collect();
+        for row in std::iter::once(&headers).chain(&self.rows) {
+            let mut line = String::new();
+            for (index, ((cell, width), (_, align))) in row.iter().zip(&widths).zip(&self.columns).enumerate() {
+                if index > 0 {
+                    line.push_str("  ");
+                }
+                let padding = " ".repeat(width - cell.chars().count());
+                match align {
+                    Align::Left => {
+                        line.push_str(cell);
+                        line.push_str(&padding);
+                    }
+                    Align::Right => {
+                        line.push_str(&padding);
+                        line.push_str(cell);
+                    }
+                }
+            }
+            writeln!(out, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one value as a line of JSON.
+pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// `quorum submit --json`.
+#[derive(Debug, Serialize)]
+pub struct Submitted {
+    pub project: String,
+    pub project_id: i64,
+    pub app_digest: String,
+    pub n_work_units: u64,
+}
+
+/// `quorum cancel --json`.
+#[derive(Debug, Serialize)]
+pub struct Cancelled {
+    pub project: String,
+    pub n_work_units_cancelled: u64,
+}
+
+/// `quorum status --json` and `quorum wait --json`: {"projects":[...]}.
+#[derive(Debug, Serialize)]
+pub struct Statuses {
+    pub projects: Vec<ProjectStatus>,
+}
+
+/// The protocol's `ReplicationPolicy`.
+#[derive(Debug, Serialize)]
+pub struct Policy {
+    pub min_quorum: u32,
+    pub target_results: u32,
+    pub max_error_results: u32,
+    pub max_total_results: u32,
+    pub deadline_secs: u64,
+}
+
+/// The protocol's `ProjectStatus`.
+#[derive(Debug, Serialize)]
+pub struct ProjectStatus {
+    pub name: String,
+    pub project_id: i64,
+    pub state: String,
+    pub app_digest: String,
+    pub policy: Option<Policy>,
+    pub work_units_total: u64,
+    pub work_units_open: u64,
+    pub work_units_done: u64,
+    pub work_units_failed: u64,
+    pub results_unsent: u64,
+    pub results_in_progress: u64,
+    pub results_over: u64,
+    pub results_valid: u64,
+    pub results_invalid: u64,
+    pub results_error: u64,
+    pub results_no_reply: u64,
+}
+
+impl From<&v1::ProjectStatus> for ProjectStatus {
+    fn from(status: &v1::ProjectStatus) -> ProjectStatus {
+        ProjectStatus {
+            name: status.name.clone(),
+            project_id: status.project_id,
+            state: status.state.clone(),
+            app_digest: status.app_digest.clone(),
+            policy: status.policy.as_ref().map(|policy| Policy {
+                min_quorum: policy.min_quorum,
+                target_results: policy.target_results,
+                max_error_results: policy.max_error_results,
+                max_total_results: policy.max_total_results,
+                deadline_secs: policy.deadline_secs,
+            }),
+            work_units_total: status.work_units_total,
+            work_units_open: status.work_units_open,
+            work_units_done: status.work_units_done,
+            work_units_failed: status.work_units_failed,
+            results_unsent: status.results_unsent,
+            results_in_progress: status.results_in_progress,
+            results_over: status.results_over,
+            results_valid: status.results_valid,
+            results_invalid: status.results_invalid,
+            results_error: status.results_error,
+            results_no_reply: status.results_no_reply,
+        }
+    }
+}
+
+/// The status table: one line per project.
+pub fn status_table(projects: &[v1::ProjectStatus]) -> Table {
+    use Align::{Left, Right};
+    let mut table = Table::new(&[
+        ("PROJECT", Left),
+        ("ID", Right),
+        ("STATE", Left),
+        ("WORK UNITS", Right),
+        ("OPEN", Right),
+        ("DONE", Right),
+        ("FAILED", Right),
+        ("UNSENT", Right),
+        ("IN PROGRESS", Right),
+        ("VALID", Right),
+        ("INVALID", Right),
+        ("ERROR", Right),
+        ("NO REPLY", Right),
+    ]);
+    for status in projects {
+        table.row(vec![
+            status.name.clone(),
+            status.project_id.to_string(),
+            status.state.clone(),
+            status.work_units_total.to_string(),
+            status.work_units_open.to_string(),
+            status.work_units_done.to_string(),
+            status.work_units_failed.to_string(),
+            status.results_unsent.to_string(),
+            status.results_in_progress.to_string(),
+            status.results_valid.to_string(),
+            status.results_invalid.to_string(),
+            status.results_error.to_string(),
+            status.results_no_reply.to_string(),
+        ]);
+    }
+    table
+}
+
+/// `quorum hosts --json`: {"hosts":[...]}.
+#[derive(Debug, Serialize)]
+pub struct Hosts {
+    pub hosts: Vec<Host>,
+}
+
+/// The protocol's `HostInfo`.
+#[derive(Debug, Serialize)]
+pub struct Host {
+    pub id: i64,
+    pub name: String,
+    pub n_cpus: u32,
+    pub memory_bytes: u64,
+    pub engine: String,
+    pub os: String,
+    pub created_unix_ms: i64,
+    pub last_contact_unix_ms: i64,
+    pub n_valid: u64,
+    pub n_invalid: u64,
+    pub n_error: u64,
+    pub n_no_reply: u64,
+    pub n_in_progress: u64,
+    pub total_credit: f64,
+}
+
+impl From<&v1::HostInfo> for Host {
+    fn from(host: &v1::HostInfo) -> Host {
+        Host {
+            id: host.id,
+            name: host.name.clone(),
+            n_cpus: host.n_cpus,
+            memory_bytes: host.memory_bytes,
+            engine: host.engine.clone(),
+            os: host.os.clone(),
+            created_unix_ms: host.created_unix_ms,
+            last_contact_unix_ms: host.last_contact_unix_ms,
+            n_valid: host.n_valid,
+            n_invalid: host.n_invalid,
+            n_error: host.n_error,
+            n_no_reply: host.n_no_reply,
+            n_in_progress: host.n_in_progress,
+            total_credit: host.total_credit,
+        }
+    }
+}
+
+/// The hosts table; `now_unix_ms` turns last contacts into ages.
+pub fn hosts_table(hosts: &[v1::HostInfo], now_unix_ms: i64) -> Table {
+    use Align::{Left, Right};
+    let mut table = Table::new(&[
+        ("ID", Right),
+        ("NAME", Left),
+        ("CPUS", Right),
+        ("MEMORY", Right),
+        ("ENGINE", Left),
+        ("OS", Left),
+        ("LAST CONTACT", Left),
+        ("IN PROGRESS", Right),
+        ("VALID", Right),
+        ("INVALID", Right),
+        ("ERROR", Right),
+        ("NO REPLY", Right),
+        ("CREDIT", Right),
+    ]);
+    for host in hosts {
+        table.row(vec![
+            host.id.to_string(),
+            host.name.clone(),
+            host.n_cpus.to_string(),
+            format_bytes(host.memory_bytes),
+            host.engine.clone(),
+            host.os.clone(),
+            format_age(host.last_contact_unix_ms, now_unix_ms),
+            host.n_in_progress.to_string(),
+            host.n_valid.to_string(),
+            host.n_invalid.to_string(),
+            host.n_error.to_string(),
+            host.n_no_reply.to_string(),
+            format!("{:.1}", host.total_credit),
+        ]);
+    }
+    table
+}
+
+/// "1.5 GiB", "512 MiB", "100 B".
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// "12s ago", "3m ago", "never".
+pub fn format_age(then_unix_ms: i64, now_unix_ms: i64) -> String {
+    if then_unix_ms <= 0 {
+        return "never".to_owned();
+    }
+    let seconds = u64::try_from((now_unix_ms - then_unix_ms) / 1000).unwrap_or(0);
+    // Round to the largest unit so that "1h 2m 3s" stays short.
+    let rounded = match seconds {
+        0..60 => seconds,
+        60..3600 => seconds / 60 * 60,
+        3600..86_400 => seconds / 3600 * 3600,
+        _ => seconds / 86_400 * 86_400,
+    };
+    format!("{} ago", humantime::format_duration(Duration::from_secs(rounded)))
+}
+
+/// One line of `quorum results` in jsonl: exactly one of `output` (when the
+/// output is valid UTF-8) and `output_base64`.
+#[derive(Debug, Serialize)]
+pub struct ResultLine<'a> {
+    pub work_unit_id: i64,
+    pub work_unit: &'a str,
+    pub result_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_base64: Option<String>,
+    pub output_digest: &'a str,
+    pub fuel_used: u64,
+}
+
+impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
+    fn from(result: &'a v1::CanonicalResult) -> ResultLine<'a> {
+        let (output, output_base64) = match std::str::from_utf8(&result.output) {
+            Ok(text) => (Some(text), None),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&result.output))),
+        };
+        ResultLine {
+            work_unit_id: result.work_unit_id,
+            work_unit: &result.work_unit_name,
+            result_id: result.result_id,
+            output,
+            output_base64,
+            output_digest: &result.output_digest,
+            fuel_used: result.fuel_used,
+        }
+    }
+}
+
+/// The header of `quorum results --format csv`.
+pub const CSV_HEADER: &str = "work_unit_id,work_unit,result_id,output_digest,fuel_used,output";
+
+/// One CSV record of a canonical result; a non-UTF-8 output is written as
+/// "base64:" followed by its base64.
+pub fn write_csv_record(out: &mut dyn Write, result: &v1::CanonicalResult) -> io::Result<()> {
+    let output = match std::str::from_utf8(&result.output) {
+        Ok(text) => csv_field(text),
+        Err(_) => format!("base64:{}", base64::engine::general_purpose::STANDARD.encode(&result.output)),
+    };
+    writeln!(
+        out,
+        "{},{},{},{},{},{}",
+        result.work_unit_id,
+        csv_field(&result.work_unit_name),
+        result.result_id,
+        csv_field(&result.output_digest),
+        result.fuel_used,
+        output
+    )
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+}
+
+/// The results table for people: outputs on one line, shortened.
+pub fn results_table(results: &[v1::CanonicalResult]) -> Table {
+    use Align::{Left, Right};
+    let mut table = Table::new(&[
+        ("WORK UNIT ID", Right),
+        ("WORK UNIT", Left),
+        ("RESULT", Right),
+        ("FUEL", Right),
+        ("OUTPUT", Left),
+    ]);
+    for result in results {
+        table.row(vec![
+            result.work_unit_id.to_string(),
+            result.work_unit_name.clone(),
+            result.result_id.to_string(),
+            result.fuel_used.to_string(),
+            short_output(&result.output),
+        ]);
+    }
+    table
+}
+
+/// An output shown on one line: escaped, without its final newline, at most
+/// 60 characters.
+pub fn short_output(output: &[u8]) -> String {
+    const MAX: usize = 60;
+    let text = match std::str::from_utf8(output) {
+        Ok(text) => text.strip_suffix('\n').unwrap_or(text).escape_debug().to_string(),
+        Err(_) => format!("<{} bytes, not UTF-8>", output.len()),
+    };
+    if text.chars().count() > MAX {
+        let mut short: String = text.chars().take(MAX - 3).collect();
+        short.push_str("...");
+        short
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canonical(name: &str, output: &[u8]) -> v1::CanonicalResult {
+        v1::CanonicalResult {
+            work_unit_id: 3,
+            work_unit_name: name.to_owned(),
+            result_id: 7,
+            output: output.to_vec(),
+            output_digest: "ab12".to_owned(),
+            fuel_used: 123,
+        }
+    }
+
+    fn text(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+        let mut buffer = Vec::new();
+        write(&mut buffer).expect("write to a buffer");
+        String::from_utf8(buffer).expect("utf-8")
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut table = Table::new(&[("NAME", Align::Left), ("N", Align::Right), ("X", Align::Left)]);
+        table.row(vec!["primes".into(), "5".into(), "".into()]);
+        table.row(vec!["p".into(), "12345".into(), "ok".into()]);
+        assert_eq!(text(|out| table.write(out)), "NAME        N  X\nprimes      5\np       12345  ok\n");
+    }
+
+    #[test]
+    fn result_lines() {
+        let check = |result: v1::CanonicalResult, jsonl: &str, csv: &str| {
+            assert_eq!(text(|out| write_json(out, &ResultLine::from(&result))), format!("{jsonl}\n"));
+            assert_eq!(text(|out| write_csv_record(out, &result)), format!("{csv}\n"));
+        };
+        check(
+            canonical("0-10", b"4\n"),
+            r#"{"work_unit_id":3,"work_unit":"0-10","result_id":7,"output":"4\n","output_digest":"ab12","fuel_used":123}"#,
+            "3,0-10,7,ab12,123,\"4\n\"",
+        );
+        check(
+            canonical("a,\"b\"", &[0, 255]),
+            r#"{"work_unit_id":3,"work_unit":"a,\"b\"","result_id":7,"output_base64":"AP8=","output_digest":"ab12","fuel_used":123}"#,
+            "3,\"a,\"\"b\"\"\",7,ab12,123,base64:AP8=",
+        );
+        check(
+            canonical("x", b"plain"),
+            r#"{"work_unit_id":3,"work_unit":"x","result_id":7,"output":"plain","output_digest":"ab12","fuel_used":123}"#,
+            "3,x,7,ab12,123,plain",
+        );
+    }
+
+    #[test]
+    fn status_json_schema() {
+        let status = v1::ProjectStatus {
+            name: "primes".into(),
+            project_id: 1,
+            state: "active".into(),
+            app_digest: "ff".into(),
+            policy: Some(v1::ReplicationPolicy {
+                min_quorum: 2,
+                target_results: 2,
+                max_error_results: 3,
+                max_total_results: 8,
+                deadline_secs: 3600,
+            }),
+            work_units_total: 200,
+            work_units_open: 10,
+            work_units_done: 190,
+            ..Default::default()
+        };
+        let json = text(|out| write_json(out, &Statuses { projects: vec![ProjectStatus::from(&status)] }));
+        assert_eq!(
+            json,
+            "{\"projects\":[{\"name\":\"primes\",\"project_id\":1,\"state\":\"active\",\"app_digest\":\"ff\",\
+             \"policy\":{\"min_quorum\":2,\"target_results\":2,\"max_error_results\":3,\"max_total_results\":8,\"deadline_secs\":3600},\
+             \"work_units_total\":200,\"work_units_open\":10,\"work_units_done\":190,\"work_units_failed\":0,\
+             \"results_unsent\":0,\"results_in_progress\":0,\"results_over\":0,\"results_valid\":0,\
+             \"results_invalid\":0,\"results_error\":0,\"results_no_reply\":0}]}\n"
+        );
+        let table = text(|out| status_table(&[status]).write(out));
+        assert_eq!(
+            table,
+            "PROJECT  ID  STATE   WORK UNITS  OPEN  DONE  FAILED  UNSENT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY\n\
+             primes    1  active         200    10   190       0       0            0      0        0      0         0\n"
+        );
+    }
+
+    #[test]
+    fn small_formats() {
+        assert_eq!(format_bytes(100), "100 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(8 << 30), "8.0 GiB");
+        assert_eq!(format_age(0, 5_000), "never");
+        assert_eq!(format_age(1_000, 13_500), "12s ago");
+        assert_eq!(format_age(1_000, 1_000 + 3_725_000), "1h ago");
+        assert_eq!(short_output(b"664579\n"), "664579");
+        assert_eq!(short_output(b"a\tb\n\n"), "a\\tb\\n");
+        assert_eq!(short_output(&[0xff]), "<1 bytes, not UTF-8>");
+        assert_eq!(short_output("x".repeat(100).as_bytes()).len(), 60);
+    }
+}
