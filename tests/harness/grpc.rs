@@ -1,0 +1,278 @@
+//! Speaking the quorum.v1 protocol directly, for tests that play a host the
+//! real worker never would (a malicious or confused one) and for reading the
+//! coordinator's state in detail (`ListResults`, `GetCanonicalResults`).
+
+use std::time::{Duration, Instant};
+
+use quorum_proto::v1;
+use quorum_proto::v1::projects_client::ProjectsClient;
+use quorum_proto::v1::scheduler_client::SchedulerClient;
+use sha2::{Digest as _, Sha256};
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::STEP_TIMEOUT;
+
+/// Engine a hand-made host claims to run.
+pub const ENGINE: &str = "wasmtime 48.0.8";
+
+/// Page size of the listing helpers.
+const PAGE: u32 = 500;
+
+/// Opens a channel to `url` (`http://127.0.0.1:PORT`).
+pub async fn channel(url: &str) -> Channel {
+    let endpoint = Channel::from_shared(url.to_owned()).expect("a valid server URL");
+    tokio::time::timeout(STEP_TIMEOUT, endpoint.connect())
+        .await
+        .unwrap_or_else(|_| panic!("connecting to {url} timed out"))
+        .unwrap_or_else(|error| panic!("connect to {url}: {error}"))
+}
+
+/// A scheduler client with no token.
+pub async fn scheduler_client(url: &str) -> SchedulerClient<Channel> {
+    SchedulerClient::new(channel(url).await)
+}
+
+/// Wraps `message` in a request carrying `authorization: Bearer TOKEN`.
+pub fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(quorum_proto::AUTHORIZATION, format!("Bearer {token}").parse().expect("a hex token is valid metadata"));
+    request
+}
+
+/// Lowercase hex SHA-256, as the protocol writes digests.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A successful report of `output` for `result_id`.
+pub fn success_report(result_id: i64, output: &[u8]) -> v1::ResultReport {
+    v1::ResultReport {
+        result_id,
+        outcome: v1::ReportedOutcome::Success.into(),
+        output: output.to_vec(),
+        stderr_tail: String::new(),
+        fuel_used: 1_000,
+        run_time_ms: 1,
+        error_message: String::new(),
+        engine: ENGINE.to_owned(),
+    }
+}
+
+/// A host registered by the test itself, speaking the scheduler protocol.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub id: i64,
+    /// The secret from `RegisterHost`, sent as `Bearer` on every call.
+    token: String,
+    client: SchedulerClient<Channel>,
+}
+
+impl Host {
+    /// Registers a host named `name` with one CPU.
+    pub async fn register(url: &str, name: &str) -> Host {
+        let mut client = scheduler_client(url).await;
+        let registered = client
+            .register_host(v1::RegisterHostRequest {
+                name: name.to_owned(),
+                n_cpus: 1,
+                memory_bytes: 1 << 30,
+                engine: ENGINE.to_owned(),
+                os: "linux x86_64".to_owned(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("RegisterHost {name}: {status:?}"))
+            .into_inner();
+        assert!(!registered.token.is_empty(), "RegisterHost returned an empty token");
+        Host { id: registered.host_id, token: registered.token, client }
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `RequestWork(slots)` with this host's token.
+    pub async fn request_work(&mut self, slots: u32) -> Result<v1::RequestWorkResponse, Status> {
+        let request = with_token(v1::RequestWorkRequest { slots }, &self.token);
+        self.client.request_work(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// `ReportResults(reports)` with this host's token.
+    pub async fn report(&mut self, reports: Vec<v1::ResultReport>) -> Result<v1::ReportResultsResponse, Status> {
+        let request = with_token(v1::ReportResultsRequest { reports }, &self.token);
+        self.client.report_results(request).await.map(tonic::Response::into_inner)
+    }
+}
+
+/// The `Projects` service, with helpers that page through listings and panic
+/// on errors (the tests that expect errors call `client()` directly).
+#[derive(Debug, Clone)]
+pub struct Projects {
+    client: ProjectsClient<Channel>,
+}
+
+impl Projects {
+    pub async fn connect(url: &str) -> Projects {
+        Projects { client: ProjectsClient::new(channel(url).await) }
+    }
+
+    /// A raw client, for calls without a helper.
+    pub fn client(&self) -> ProjectsClient<Channel> {
+        self.client.clone()
+    }
+
+    /// The status of one project.
+    pub async fn status(&self, project: &str) -> v1::ProjectStatus {
+        let response = self
+            .client()
+            .get_status(v1::GetStatusRequest { project: project.to_owned() })
+            .await
+            .unwrap_or_else(|status| panic!("GetStatus {project}: {status:?}"))
+            .into_inner();
+        one_status(response, project)
+    }
+
+    /// Every result (copy) of a project, by id.
+    pub async fn results(&self, project: &str) -> Vec<v1::ResultInfo> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .client()
+                .list_results(v1::ListResultsRequest {
+                    project: project.to_owned(),
+                    work_unit_id: 0,
+                    after_id: all.last().map_or(0, |result: &v1::ResultInfo| result.id),
+                    limit: PAGE,
+                })
+                .await
+                .unwrap_or_else(|status| panic!("ListResults {project}: {status:?}"))
+                .into_inner()
+                .results;
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Every work unit of a project, by id.
+    pub async fn work_units(&self, project: &str) -> Vec<v1::WorkUnitInfo> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .client()
+                .list_work_units(v1::ListWorkUnitsRequest {
+                    project: project.to_owned(),
+                    after_id: all.last().map_or(0, |work_unit: &v1::WorkUnitInfo| work_unit.id),
+                    limit: PAGE,
+                })
+                .await
+                .unwrap_or_else(|status| panic!("ListWorkUnits {project}: {status:?}"))
+                .into_inner()
+                .work_units;
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Every canonical result of a project, by work unit id.
+    pub async fn canonical_results(&self, project: &str) -> Vec<v1::CanonicalResult> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .client()
+                .get_canonical_results(v1::GetCanonicalResultsRequest {
+                    project: project.to_owned(),
+                    after_work_unit_id: all.last().map_or(0, |result: &v1::CanonicalResult| result.work_unit_id),
+                    limit: PAGE,
+                })
+                .await
+                .unwrap_or_else(|status| panic!("GetCanonicalResults {project}: {status:?}"))
+                .into_inner()
+                .results;
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Every host.
+    pub async fn hosts(&self) -> Vec<v1::HostInfo> {
+        self.client()
+            .list_hosts(v1::ListHostsRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("ListHosts: {status:?}"))
+            .into_inner()
+            .hosts
+    }
+
+    /// One host by id.
+    pub async fn host(&self, host_id: i64) -> v1::HostInfo {
+        self.hosts()
+            .await
+            .into_iter()
+            .find(|host| host.id == host_id)
+            .unwrap_or_else(|| panic!("ListHosts has no host {host_id}"))
+    }
+
+    /// Waits (server side, `WaitProject`) until every work unit of the
+    /// project has ended; panics after [`STEP_TIMEOUT`].
+    pub async fn wait(&self, project: &str) -> v1::ProjectStatus {
+        let started = Instant::now();
+        loop {
+            let remaining = STEP_TIMEOUT.saturating_sub(started.elapsed());
+            let mut client = self.client();
+            let call = client.wait_project(v1::WaitProjectRequest {
+                project: project.to_owned(),
+                timeout_ms: u64::try_from(remaining.as_millis()).expect("fits in u64"),
+            });
+            let response = tokio::time::timeout(remaining + Duration::from_secs(10), call)
+                .await
+                .unwrap_or_else(|_| panic!("WaitProject {project} did not answer"))
+                .unwrap_or_else(|status| panic!("WaitProject {project}: {status:?}"))
+                .into_inner();
+            let status = one_status(response, project);
+            if status.work_units_open == 0 {
+                return status;
+            }
+            assert!(
+                started.elapsed() < STEP_TIMEOUT,
+                "project {project} did not end within {STEP_TIMEOUT:?}: {status:?}"
+            );
+        }
+    }
+
+    /// Calls `condition` on the project's status until it holds, asking
+    /// again every `interval`; panics after [`STEP_TIMEOUT`]. For states no
+    /// event reports (e.g. "a worker holds copies in progress").
+    pub async fn poll_status_until(
+        &self,
+        project: &str,
+        interval: Duration,
+        what: &str,
+        mut condition: impl FnMut(&v1::ProjectStatus) -> bool,
+    ) -> v1::ProjectStatus {
+        let started = Instant::now();
+        loop {
+            let status = self.status(project).await;
+            if condition(&status) {
+                return status;
+            }
+            assert!(started.elapsed() < STEP_TIMEOUT, "waited {STEP_TIMEOUT:?} for {what}; last status: {status:?}");
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+fn one_status(response: v1::GetStatusResponse, project: &str) -> v1::ProjectStatus {
+    let mut projects = response.projects;
+    assert_eq!(projects.len(), 1, "expected the status of {project} only, got {projects:?}");
+    let status = projects.remove(0);
+    assert_eq!(status.name, project);
+    status
+}

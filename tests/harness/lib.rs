@@ -1,0 +1,39 @@
+//! Harness of the end-to-end tests: real `quorum-server`, `quorum-worker` and
+//! `quorum` processes on loopback, each test in its own temporary directory.
+//!
+//! In the style of ripgrep's `tests/util.rs` and zero-to-production's
+//! `spawn_app`: every process a test starts is killed when its handle is
+//! dropped, servers bind port 0 and report the bound address on stdout, and
+//! waiting is done on events (`quorum wait`, the `WaitProject` RPC); timeouts
+//! only guard against hangs. When a test panics, the handles print the tail of
+//! the logs of the processes they own and the temporary directory is kept.
+//!
+//! Layout:
+//! - [`binaries`]: where the built binaries are (next to the test executable).
+//! - [`dir`]: [`TestDir`], the per-test temporary directory.
+//! - [`process`]: a child process with a log file, killed on drop.
+//! - [`server`]: [`Server`], a `quorum-server` on `127.0.0.1:0`.
+//! - [`worker`]: [`Worker`], a `quorum-worker` pointed at a server.
+//! - [`cli`]: [`cli()`], the `quorum` CLI, and the types of its `--json` output.
+//! - [`grpc`]: speaking the protocol directly: a [`grpc::Host`] (scheduler
+//!   side, e.g. a malicious volunteer) and the `Projects` service.
+//! - [`primes`]: the primes example app, manifests that use it, and an
+//!   independent prime count to check its outputs against.
+
+pub mod binaries;
+pub mod cli;
+pub mod dir;
+pub mod grpc;
+pub mod primes;
+pub mod process;
+pub mod server;
+pub mod worker;
+
+pub use cli::{CliOutput, cli};
+pub use dir::TestDir;
+pub use server::Server;
+pub use worker::Worker;
+
+/// How long any single step of a test may take before the test gives up (a
+/// guard against hangs, not a synchronisation).
+pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);

@@ -1,0 +1,117 @@
+//! [`Server`]: a real `quorum-server` process on `127.0.0.1:0` with its
+//! SQLite database in the test directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::binaries;
+use crate::process::Process;
+
+/// How long the server may take to print its address.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The line the server prints once bound, followed by the address.
+const LISTENING_PREFIX: &str = "quorum-server listening on ";
+
+/// A running coordinator, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    process: Process,
+    /// The bound address, from the server's first stdout line.
+    addr: String,
+}
+
+impl Server {
+    /// Starts `quorum-server --listen 127.0.0.1:0 --db DIR/quorum.db`, logging
+    /// to `DIR/quorum-server.log`, and waits for its `listening on` line.
+    pub fn spawn(dir: &Path) -> Server {
+        Server::spawn_with_db(dir, &dir.join("quorum.db"))
+    }
+
+    /// Like [`Server::spawn`] with a given database file (e.g. to restart a
+    /// server on the same database).
+    pub fn spawn_with_db(dir: &Path, db: &Path) -> Server {
+        let log_path = unused_path(dir, "quorum-server", "log");
+        let log = std::fs::File::create(&log_path).expect("create the server log");
+        let mut child = Command::new(binaries::path(binaries::SERVER))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(db)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn quorum-server");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let process = Process::new("quorum-server".to_owned(), child, log_path);
+
+        // Read the first line on a thread so that a silent server times out;
+        // the thread then drains stdout until the server exits.
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = reader.read_line(&mut line).map(|_| line);
+            let _ = line_tx.send(read);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = match line_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            Ok(Err(error)) => panic!("read quorum-server's stdout: {error}\n{}", process.log_tail()),
+            Err(_) => panic!("quorum-server printed no line within {STARTUP_TIMEOUT:?}\n{}", process.log_tail()),
+        };
+        let addr = line
+            .trim_end()
+            .strip_prefix(LISTENING_PREFIX)
+            .unwrap_or_else(|| {
+                panic!(
+                    "quorum-server's first stdout line should be `{LISTENING_PREFIX}ADDR`, got {line:?}\n{}",
+                    process.log_tail()
+                )
+            })
+            .to_owned();
+        assert!(addr.parse::<std::net::SocketAddr>().is_ok(), "quorum-server announced {addr:?}, not a socket address");
+        Server { process, addr }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--server` and gRPC clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The server's log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// SIGTERM, then waits for it to exit; returns its exit status.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        self.process.terminate().await
+    }
+}
+
+/// `DIR/STEM.EXT`, or `DIR/STEM-2.EXT`... if taken (a restarted server or a
+/// second worker with the same name keeps the earlier log).
+pub(crate) fn unused_path(dir: &Path, stem: &str, ext: &str) -> std::path::PathBuf {
+    let mut path = dir.join(format!("{stem}.{ext}"));
+    let mut n = 2;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}.{ext}"));
+        n += 1;
+    }
+    path
+}

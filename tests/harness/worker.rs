@@ -1,0 +1,72 @@
+//! [`Worker`]: a real `quorum-worker` process pointed at a server.
+
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::binaries;
+use crate::process::Process;
+use crate::server::unused_path;
+
+/// Cap of the worker's retry backoff, small so that tests move quickly.
+pub const MAX_BACKOFF_MS: u64 = 300;
+
+/// A running volunteer worker, killed when dropped.
+#[derive(Debug)]
+pub struct Worker {
+    process: Process,
+    /// The host name it registers with: the state directory's file name.
+    name: String,
+}
+
+impl Worker {
+    /// Starts `quorum-worker --server URL --state-dir STATE_DIR --cpus N
+    /// --name NAME --max-backoff-ms 300`, where NAME is the state directory's
+    /// file name; stderr goes to `STATE_DIR.log` next to it.
+    pub fn spawn(server_url: &str, state_dir: &Path, cpus: u32) -> Worker {
+        let name = state_dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("the state directory has a UTF-8 file name")
+            .to_owned();
+        let parent = state_dir.parent().expect("the state directory has a parent");
+        let log_path = unused_path(parent, &name, "log");
+        let log = std::fs::File::create(&log_path).expect("create the worker log");
+        let child = Command::new(binaries::path(binaries::WORKER))
+            .arg("--server")
+            .arg(server_url)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--cpus")
+            .arg(cpus.to_string())
+            .arg("--name")
+            .arg(&name)
+            .arg("--max-backoff-ms")
+            .arg(MAX_BACKOFF_MS.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("share the worker log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn quorum-worker");
+        Worker { process: Process::new(format!("quorum-worker {name}"), child, log_path), name }
+    }
+
+    /// The host name it registered with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The worker's log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// SIGKILL: the worker dies holding whatever it was computing.
+    pub fn kill_9(&mut self) {
+        self.process.kill();
+    }
+
+    /// SIGTERM, then waits for it to exit; returns its exit status.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        self.process.terminate().await
+    }
+}
