@@ -48,6 +48,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let listener =
         tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -56,33 +57,33 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     writeln!(stdout, "quorum-server listening on {addr}").context("writing to stdout")?;
     stdout.flush().context("writing to stdout")?;
     tracing::info!(%addr, db = %cli.db.display(), "coordinator started");
-    quorum_server::run(quorum_server::Config::new(cli.db.clone()), listener, shutdown_signal())
+    quorum_server::run(quorum_server::Config::new(cli.db.clone()), listener, shutdown)
         .await
         .with_context(|| format!("coordinator on {}", cli.db.display()))?;
     tracing::info!("coordinator stopped");
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now, so that a signal
+/// arriving during start-up is not lost (nor kills the process), and returns a
+/// future that completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = ctrl_c.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        })
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ async fn app_without_start_is_rejected() {
         "no-start",
         &[("app.wat", br#"(module (func (export "main")))"#)],
         "name = \"bad\"\napp = \"app.wat\"\n[work_units]\nrange = { start = 0, end = 10, chunk = 5 }\n",
-        &["_start", "bad"],
+        &["_start", "app.wat"],
     )
     .await;
 }

@@ -30,6 +30,8 @@ use crate::state::{self, Identity, StateDir};
 
 /// How long shutdown waits for interrupted tasks, then for the last report.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Longest a registration call may take.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most results sent in one `ReportResults` call.
 const MAX_REPORT_BATCH: usize = 1000;
 /// Bytes of output a batch may carry before the rest waits for the next call
@@ -235,9 +237,12 @@ impl Worker {
                 engine: ENGINE.to_string(),
                 os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             };
-            let result = tokio::select! {
-                result = self.client.register(request) => result,
-                _ = shutdown.wait() => return ControlFlow::Break(()),
+            // A registration in flight is not abandoned on shutdown: the
+            // coordinator may already have created the host, and dropping the
+            // answer would leave a host nobody owns. The call is bounded instead.
+            let result = match tokio::time::timeout(REGISTER_TIMEOUT, self.client.register(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(tonic::Status::deadline_exceeded("registration took too long")),
             };
             let failure = match result {
                 Ok(response) => match self.client.set_token(&response.token) {
