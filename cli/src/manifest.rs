@@ -20,7 +20,9 @@
 //! target_results = 2               # default: min_quorum
 //! max_error_results = 3
 //! max_total_results = 8            # default: target_results * 4
+//! max_success_results = 8         # default: max_total_results
 //! deadline = "1h"                  # humantime, whole seconds
+//! adaptive_replication = false     # accept one result from a trusted host
 //! [limits]                         # optional, defaults shown
 //! fuel = 100_000_000_000
 //! memory = "256MiB"                # or an integer of bytes, or memory_bytes = N
@@ -140,6 +142,9 @@ pub struct Policy {
     max_error_results: u32,
     max_total_results: u32,
     deadline: Duration,
+    /// 0: the coordinator's default (max_total_results).
+    max_success_results: u32,
+    adaptive_replication: bool,
 }
 
 impl Policy {
@@ -186,7 +191,25 @@ impl Policy {
             max_error_results: max_error_results.unwrap_or(DEFAULT_MAX_ERROR_RESULTS),
             max_total_results,
             deadline,
+            max_success_results: 0,
+            adaptive_replication: false,
         })
+    }
+
+    /// Sets BOINC's `max_success_results` (checked by the coordinator).
+    pub fn with_max_success_results(self, max_success_results: Option<u32>) -> Result<Policy, (&'static str, String)> {
+        match max_success_results {
+            Some(max) if max < self.min_quorum => Err((
+                "policy.max_success_results",
+                format!("must be at least min_quorum ({}), got {max}", self.min_quorum),
+            )),
+            _ => Ok(Policy { max_success_results: max_success_results.unwrap_or(0), ..self }),
+        }
+    }
+
+    /// Turns adaptive replication on or off.
+    pub fn with_adaptive_replication(self, adaptive_replication: bool) -> Policy {
+        Policy { adaptive_replication, ..self }
     }
 
     pub fn min_quorum(&self) -> u32 {
@@ -203,6 +226,12 @@ impl Policy {
     }
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+    pub fn max_success_results(&self) -> u32 {
+        self.max_success_results
+    }
+    pub fn adaptive_replication(&self) -> bool {
+        self.adaptive_replication
     }
 }
 
@@ -337,7 +366,9 @@ impl Manifest {
             raw.policy.max_total_results,
             parse_duration_field("policy.deadline", raw.policy.deadline.as_deref()).map_err(field_error)?,
         )
-        .map_err(field_error)?;
+        .and_then(|policy| policy.with_max_success_results(raw.policy.max_success_results))
+        .map_err(field_error)?
+        .with_adaptive_replication(raw.policy.adaptive_replication.unwrap_or(false));
         let memory_bytes = match (raw.limits.memory, raw.limits.memory_bytes) {
             (Some(_), Some(_)) => {
                 return Err(field_error(("limits.memory", "give either memory or memory_bytes, not both".to_owned())));
@@ -542,7 +573,9 @@ mod toml_format {
         pub target_results: Option<u32>,
         pub max_error_results: Option<u32>,
         pub max_total_results: Option<u32>,
+        pub max_success_results: Option<u32>,
         pub deadline: Option<String>,
+        pub adaptive_replication: Option<bool>,
     }
 
     #[derive(Debug, Default, Deserialize)]

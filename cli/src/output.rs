@@ -472,6 +472,7 @@ mod tests {
                 max_error_results: 3,
                 max_total_results: 8,
                 deadline_secs: 3600,
+                ..Default::default()
             }),
             work_units_total: 200,
             work_units_open: 10,

@@ -34,6 +34,8 @@ pub struct Config {
     pub cpus: usize,
     /// Host name sent at registration.
     pub name: String,
+    /// The volunteer account owning this host (empty: none).
+    pub account: String,
     /// Cap of the retry backoff.
     pub max_backoff: Duration,
 }

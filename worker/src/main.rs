@@ -39,6 +39,13 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 
+    /// The volunteer account this host belongs to.
+    ///
+    /// Two hosts of one account never get copies of the same work unit, so a
+    /// volunteer's machines cannot vouch for each other. Empty: the host stands alone.
+    #[arg(long, env = "QUORUM_ACCOUNT", value_name = "NAME", default_value = "")]
+    account: String,
+
     /// Cap of the retry backoff, in milliseconds.
     ///
     /// Failed calls are retried after an exponential, jittered delay starting
@@ -73,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state_dir: cli.state_dir,
         cpus,
         name: cli.name.unwrap_or_else(hostname),
+        account: cli.account,
         max_backoff: Duration::from_millis(cli.max_backoff_ms),
     };
     let runtime =

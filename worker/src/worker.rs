@@ -236,6 +236,7 @@ impl Worker {
                 memory_bytes: total_memory_bytes(),
                 engine: ENGINE.to_string(),
                 os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+                account: self.config.account.clone(),
             };
             // A registration in flight is not abandoned on shutdown: the
             // coordinator may already have created the host, and dropping the

@@ -214,6 +214,7 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
         state_dir: state_dir.path().to_path_buf(),
         cpus: 2,
         name: "test-host".into(),
+        account: String::new(),
         max_backoff: Duration::from_millis(200),
     };
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();

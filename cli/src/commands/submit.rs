@@ -134,6 +134,8 @@ fn create_request(manifest: &Manifest, app_module: Vec<u8>) -> v1::CreateProject
             max_error_results: policy.max_error_results(),
             max_total_results: policy.max_total_results(),
             deadline_secs: policy.deadline().as_secs(),
+            max_success_results: policy.max_success_results(),
+            adaptive_replication: policy.adaptive_replication(),
         }),
         limits: Some(v1::Limits {
             fuel: limits.fuel(),
@@ -255,7 +257,7 @@ mod tests {
             format!("{request:?}"),
             "CreateProjectRequest { name: \"p\", app_module: [0, 1], policy: Some(ReplicationPolicy { \
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
-             deadline_secs: 3600 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
+             deadline_secs: 3600, max_success_results: 0, adaptive_replication: false }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
              output_bytes: 1048576, wall_time_ms: 2000 }), validator: Bitwise, nan_canonicalization: true, \
              work_units: [] }"
         );

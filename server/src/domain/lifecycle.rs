@@ -88,6 +88,8 @@ named_enum!(
         TooManyErrors = "too_many_errors",
         /// Needed another copy but already had `max_total_results`.
         TooManyTotalResults = "too_many_total_results",
+        /// More successes than `max_success_results` without agreement: the app looks nondeterministic.
+        TooManySuccessResults = "too_many_success_results",
         /// Its project was cancelled.
         Cancelled = "cancelled",
     }
@@ -136,6 +138,9 @@ pub struct WorkUnit {
     /// Copies to keep alive (BOINC's `target_nresults`); raised when validation is inconclusive.
     pub target_results: u32,
     pub canonical_result: Option<ResultId>,
+    /// Accepted on a single result from a trusted host (adaptive replication);
+    /// cleared, and replication restored, if that result fails.
+    pub single_result: bool,
 }
 
 /// One copy of a work unit as the lifecycle rules see it.
@@ -153,6 +158,8 @@ pub struct ResultCopy {
     pub fuel_used: u64,
     /// Credit granted to its host when it was found valid.
     pub granted_credit: f64,
+    /// The engine that ran it, as reported (fuel is comparable within one engine version).
+    pub engine: Option<String>,
 }
 
 impl ResultCopy {
@@ -168,6 +175,7 @@ impl ResultCopy {
             output_digest: None,
             fuel_used: 0,
             granted_credit: 0.0,
+            engine: None,
         }
     }
 
@@ -192,8 +200,8 @@ impl ResultCopy {
 /// What a host says about a copy it computed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
-    Success { output_digest: Digest, fuel_used: u64 },
-    ClientError { fuel_used: u64 },
+    Success { output_digest: Digest, fuel_used: u64, engine: String },
+    ClientError { fuel_used: u64, engine: String },
 }
 
 /// A report the coordinator must refuse; nothing is changed.
@@ -222,23 +230,24 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
     if result.host_id != Some(host) {
         return Err(ReportError::NotYourResult { result: result.id });
     }
-    let recorded = |outcome, output_digest: Option<Digest>, fuel_used| {
+    let recorded = |outcome, output_digest: Option<Digest>, fuel_used, engine: &str| {
         ReportDecision::Record(ResultCopy {
             server_state: ServerState::Over,
             outcome: Some(outcome),
             validate_state: ValidateState::Pending,
             output_digest,
             fuel_used,
+            engine: Some(engine.to_owned()),
             ..result.clone()
         })
     };
     match (result.server_state, result.outcome) {
         (ServerState::Unsent, _) => Err(ReportError::NotYourResult { result: result.id }),
         (ServerState::InProgress, _) | (ServerState::Over, Some(Outcome::NoReply)) => Ok(match report {
-            Report::Success { output_digest, fuel_used } => {
-                recorded(Outcome::Success, Some(output_digest.clone()), *fuel_used)
+            Report::Success { output_digest, fuel_used, engine } => {
+                recorded(Outcome::Success, Some(output_digest.clone()), *fuel_used, engine)
             }
-            Report::ClientError { fuel_used } => recorded(Outcome::ClientError, None, *fuel_used),
+            Report::ClientError { fuel_used, engine } => recorded(Outcome::ClientError, None, *fuel_used, engine),
         }),
         (ServerState::Over, Some(Outcome::Success)) => match report {
             Report::Success { output_digest, .. } if result.output_digest.as_ref() == Some(output_digest) => {
@@ -256,12 +265,20 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
     }
 }
 
-/// A change to a host's counters caused by a transition.
+/// A change to a host's counters and trust caused by a report or a transition.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostEvent {
-    Valid { credit: f64 },
+    /// Found valid; `replicated` when it was compared with another copy
+    /// (only those lengthen the host's streak).
+    Valid { credit: f64, replicated: bool },
     Invalid,
     NoReply,
+    ClientError,
+}
+
+/// The host event of a recorded report, if any (validity comes later).
+pub fn report_event(recorded: &ResultCopy) -> Option<HostEvent> {
+    recorded.is_error().then_some(HostEvent::ClientError)
 }
 
 /// Everything a transition decided, for the store to persist in one transaction.
@@ -314,6 +331,17 @@ pub fn transition(
         }
     }
 
+    // A single trusted result that failed: back to normal replication.
+    if wu.single_result && wu.state == WorkUnitState::Open {
+        let failed = rs.iter().any(|r| {
+            r.is_error() || r.outcome == Some(Outcome::NoReply) || r.validate_state == ValidateState::Invalid
+        });
+        if failed {
+            wu.single_result = false;
+            wu.target_results = wu.target_results.max(policy.target_results());
+        }
+    }
+
     if wu.state == WorkUnitState::Open {
         let n_errors = rs.iter().filter(|r| r.is_error()).count();
         if n_errors > policy.max_error_results() as usize {
@@ -334,6 +362,18 @@ pub fn transition(
                 wu.state = WorkUnitState::Failed(FailReason::TooManyTotalResults);
             } else {
                 new_results = needed;
+            }
+        } else {
+            // More copies alive than wanted (a work unit now accepted on a single
+            // result): the newest unsent ones are not needed.
+            let mut surplus = alive - wu.target_results;
+            for r in rs.iter_mut().rev().filter(|r| r.server_state == ServerState::Unsent) {
+                if surplus == 0 {
+                    break;
+                }
+                r.server_state = ServerState::Over;
+                r.outcome = Some(Outcome::DidntNeed);
+                surplus -= 1;
             }
         }
     }
@@ -367,7 +407,10 @@ pub fn transition(
             }
             if after.validate_state != before.validate_state {
                 match after.validate_state {
-                    ValidateState::Valid => host_events.push((host, HostEvent::Valid { credit: after.granted_credit })),
+                    ValidateState::Valid => host_events.push((
+                        host,
+                        HostEvent::Valid { credit: after.granted_credit, replicated: !wu.single_result },
+                    )),
                     ValidateState::Invalid => host_events.push((host, HostEvent::Invalid)),
                     ValidateState::Pending | ValidateState::Inconclusive | ValidateState::TooLate => {}
                 }
@@ -378,47 +421,50 @@ pub fn transition(
     Transition { work_unit: wu, changed_results, new_results, host_events }
 }
 
-/// Once `min_quorum` candidate successes exist, looks for a group of at least
-/// `min_quorum/2 + 1` that agree. Found: the earliest of the group is
-/// canonical, the group valid, the other candidates invalid, the work unit
-/// done. Not found: every candidate is inconclusive and one more copy is wanted.
+/// Once `min_quorum` candidate successes exist (one for a work unit accepted
+/// on a single result), looks for a group of at least `min_quorum/2 + 1` that
+/// agree. Found: its pivot is canonical, the group valid, the other candidates
+/// invalid, the work unit done. Not found: every candidate is inconclusive and
+/// one more copy is wanted, unless there are already more successes than
+/// `max_success_results`: then the app looks nondeterministic and the work unit fails.
 fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]) {
-    let candidates: Vec<(ResultId, &Digest)> =
-        rs.iter().filter(|r| r.is_candidate()).filter_map(|r| r.output_digest.as_ref().map(|d| (r.id, d))).collect();
+    let candidates: Vec<(ResultId, &ResultCopy)> = rs.iter().filter(|r| r.is_candidate()).map(|r| (r.id, r)).collect();
     let n_candidates = candidates.len() as u32;
-    if n_candidates < policy.min_quorum() {
+    let min_quorum = if wu.single_result { 1 } else { policy.min_quorum() };
+    if n_candidates < min_quorum {
         return;
     }
-    match validator::find_agreement(&candidates, policy.agreement_size()) {
-        Some(group) => {
+    let agreement_size = min_quorum as usize / 2 + 1;
+    match validator::find_agreement(&candidates, agreement_size, |a, b| validator::bitwise_agree(a, b)) {
+        Some(agreement) => {
             wu.state = WorkUnitState::Done;
-            wu.canonical_result = group.first().copied();
+            wu.canonical_result = Some(agreement.canonical);
             for r in rs.iter_mut().filter(|r| r.is_candidate()) {
-                r.validate_state = if group.contains(&r.id) { ValidateState::Valid } else { ValidateState::Invalid };
+                r.validate_state =
+                    if agreement.members.contains(&r.id) { ValidateState::Valid } else { ValidateState::Invalid };
             }
         }
         None => {
             for r in rs.iter_mut().filter(|r| r.is_candidate()) {
                 r.validate_state = ValidateState::Inconclusive;
             }
-            wu.target_results = wu.target_results.max(n_candidates + 1);
+            if n_candidates > policy.max_success_results() {
+                wu.state = WorkUnitState::Failed(FailReason::TooManySuccessResults);
+            } else {
+                wu.target_results = wu.target_results.max(n_candidates + 1);
+            }
         }
     }
 }
 
 /// Compares successes that arrived after the work unit got its canonical result.
 fn check_late_successes(wu: &WorkUnit, rs: &mut [ResultCopy]) {
-    let Some(canonical) =
-        wu.canonical_result.and_then(|id| rs.iter().find(|r| r.id == id)).and_then(|r| r.output_digest.clone())
-    else {
+    let Some(canonical) = wu.canonical_result.and_then(|id| rs.iter().find(|r| r.id == id)).cloned() else {
         return;
     };
     for r in rs.iter_mut().filter(|r| r.is_candidate()) {
-        r.validate_state = if validator::agree(r.output_digest.as_ref(), &canonical) {
-            ValidateState::Valid
-        } else {
-            ValidateState::Invalid
-        };
+        r.validate_state =
+            if validator::bitwise_agree(r, &canonical) { ValidateState::Valid } else { ValidateState::Invalid };
     }
 }
 

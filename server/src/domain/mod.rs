@@ -10,14 +10,18 @@
 //! - `lifecycle`: the states of results and work units and the transitioner's rules
 //!   (reports, deadlines, validation, new copies, failure, credit).
 //! - `validator`: how results are compared to find agreement.
+//! - `fuzzy`: comparison of floating-point outputs within a tolerance, and agreement for it.
 //! - `scheduler`: what a host is handed: deadlines, random seeds, retry hints.
+//! - `trust`: a host's streak of valid results and daily quota; adaptive replication.
 //! - `names`: project and work-unit names.
 
 pub mod app;
+pub mod fuzzy;
 pub mod lifecycle;
 pub mod names;
 pub mod policy;
 pub mod scheduler;
+pub mod trust;
 pub mod validator;
 
 use std::fmt;

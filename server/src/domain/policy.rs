@@ -16,12 +16,27 @@ pub enum PolicyError {
     TotalBelowTarget { max_total_results: u32, target_results: u32 },
     #[error("{field} ({value}) is above the maximum of {max}")]
     TooLarge { field: &'static str, value: u64, max: u64 },
+    #[error("max_success_results ({max_success_results}) is less than min_quorum ({min_quorum})")]
+    SuccessBelowQuorum { max_success_results: u32, min_quorum: u32 },
     #[error("deadline must be at least 1 second")]
     DeadlineZero,
     #[error("{field} must be greater than zero")]
     LimitZero { field: &'static str },
     #[error("unknown validator kind {0:?}")]
     UnknownValidator(String),
+}
+
+/// The fields of a replication policy as requested, before they are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicySpec {
+    pub min_quorum: u32,
+    pub target_results: u32,
+    pub max_error_results: u32,
+    pub max_total_results: u32,
+    /// 0 means `max_total_results` (no earlier limit).
+    pub max_success_results: u32,
+    pub deadline_ms: u64,
+    pub adaptive_replication: bool,
 }
 
 /// BOINC's replication policy of a work unit (shared/BOINC.md).
@@ -31,7 +46,9 @@ pub struct ReplicationPolicy {
     target_results: u32,
     max_error_results: u32,
     max_total_results: u32,
+    max_success_results: u32,
     deadline_ms: u64,
+    adaptive_replication: bool,
 }
 
 impl ReplicationPolicy {
@@ -40,13 +57,17 @@ impl ReplicationPolicy {
     /// Longest deadline: 90 days.
     pub const MAX_DEADLINE_MS: u64 = 90 * 24 * 3600 * 1000;
 
-    pub fn new(
-        min_quorum: u32,
-        target_results: u32,
-        max_error_results: u32,
-        max_total_results: u32,
-        deadline_ms: u64,
-    ) -> Result<ReplicationPolicy, PolicyError> {
+    pub fn new(spec: PolicySpec) -> Result<ReplicationPolicy, PolicyError> {
+        let PolicySpec {
+            min_quorum,
+            target_results,
+            max_error_results,
+            max_total_results,
+            max_success_results,
+            deadline_ms,
+            adaptive_replication,
+        } = spec;
+        let max_success_results = if max_success_results == 0 { max_total_results } else { max_success_results };
         if min_quorum == 0 {
             return Err(PolicyError::MinQuorumZero);
         }
@@ -56,19 +77,17 @@ impl ReplicationPolicy {
         if max_total_results < target_results {
             return Err(PolicyError::TotalBelowTarget { max_total_results, target_results });
         }
-        if max_total_results > Self::MAX_TOTAL_RESULTS {
-            return Err(PolicyError::TooLarge {
-                field: "max_total_results",
-                value: max_total_results.into(),
-                max: Self::MAX_TOTAL_RESULTS.into(),
-            });
+        if max_success_results < min_quorum {
+            return Err(PolicyError::SuccessBelowQuorum { max_success_results, min_quorum });
         }
-        if max_error_results > Self::MAX_TOTAL_RESULTS {
-            return Err(PolicyError::TooLarge {
-                field: "max_error_results",
-                value: max_error_results.into(),
-                max: Self::MAX_TOTAL_RESULTS.into(),
-            });
+        for (field, value) in [
+            ("max_total_results", max_total_results),
+            ("max_error_results", max_error_results),
+            ("max_success_results", max_success_results),
+        ] {
+            if value > Self::MAX_TOTAL_RESULTS {
+                return Err(PolicyError::TooLarge { field, value: value.into(), max: Self::MAX_TOTAL_RESULTS.into() });
+            }
         }
         if deadline_ms < 1000 {
             return Err(PolicyError::DeadlineZero);
@@ -76,7 +95,15 @@ impl ReplicationPolicy {
         if deadline_ms > Self::MAX_DEADLINE_MS {
             return Err(PolicyError::TooLarge { field: "deadline_ms", value: deadline_ms, max: Self::MAX_DEADLINE_MS });
         }
-        Ok(ReplicationPolicy { min_quorum, target_results, max_error_results, max_total_results, deadline_ms })
+        Ok(ReplicationPolicy {
+            min_quorum,
+            target_results,
+            max_error_results,
+            max_total_results,
+            max_success_results,
+            deadline_ms,
+            adaptive_replication,
+        })
     }
 
     pub fn min_quorum(&self) -> u32 {
@@ -91,8 +118,28 @@ impl ReplicationPolicy {
     pub fn max_total_results(&self) -> u32 {
         self.max_total_results
     }
+    pub fn max_success_results(&self) -> u32 {
+        self.max_success_results
+    }
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
+    }
+    /// Whether a work unit may be accepted on one result from a trusted host.
+    pub fn adaptive_replication(&self) -> bool {
+        self.adaptive_replication
+    }
+
+    /// The policy as it was requested (for display and storage).
+    pub fn spec(&self) -> PolicySpec {
+        PolicySpec {
+            min_quorum: self.min_quorum,
+            target_results: self.target_results,
+            max_error_results: self.max_error_results,
+            max_total_results: self.max_total_results,
+            max_success_results: self.max_success_results,
+            deadline_ms: self.deadline_ms,
+            adaptive_replication: self.adaptive_replication,
+        }
     }
 
     /// How many agreeing results make one canonical: BOINC's `min_quorum/2 + 1`.
@@ -185,12 +232,25 @@ impl fmt::Display for ValidatorKind {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A policy from (min_quorum, target, max_errors, max_total, deadline_ms), the rest defaulted.
+    pub(crate) fn policy(q: u32, t: u32, e: u32, total: u32, d: u64) -> Result<ReplicationPolicy, PolicyError> {
+        ReplicationPolicy::new(PolicySpec {
+            min_quorum: q,
+            target_results: t,
+            max_error_results: e,
+            max_total_results: total,
+            max_success_results: 0,
+            deadline_ms: d,
+            adaptive_replication: false,
+        })
+    }
 
     fn check(args: (u32, u32, u32, u32, u64), expected: Result<(), PolicyError>) {
         let (q, t, e, total, d) = args;
-        assert_eq!(ReplicationPolicy::new(q, t, e, total, d).map(|_| ()), expected, "{args:?}");
+        assert_eq!(policy(q, t, e, total, d).map(|_| ()), expected, "{args:?}");
     }
 
     #[test]
@@ -205,8 +265,19 @@ mod tests {
     }
 
     #[test]
+    fn max_success_results_defaults_to_total_and_covers_the_quorum() {
+        assert_eq!(policy(2, 2, 3, 8, 1000).unwrap().max_success_results(), 8);
+        let spec = |max_success_results| PolicySpec { max_success_results, ..policy(3, 3, 3, 8, 1000).unwrap().spec() };
+        assert_eq!(ReplicationPolicy::new(spec(5)).unwrap().max_success_results(), 5);
+        assert_eq!(
+            ReplicationPolicy::new(spec(2)),
+            Err(PolicyError::SuccessBelowQuorum { max_success_results: 2, min_quorum: 3 })
+        );
+    }
+
+    #[test]
     fn agreement_size_follows_boinc() {
-        let size = |q| ReplicationPolicy::new(q, q, 0, q, 1000).unwrap().agreement_size();
+        let size = |q| policy(q, q, 0, q, 1000).unwrap().agreement_size();
         assert_eq!((size(1), size(2), size(3), size(4), size(5)), (1, 2, 2, 3, 3));
     }
 

@@ -18,7 +18,12 @@ pub fn deadline(now: Timestamp, policy: &ReplicationPolicy) -> Timestamp {
 /// The seed of a work unit's deterministic random source: the same for every
 /// copy of the work unit, different between work units (SplitMix64 of the id).
 pub fn random_seed(work_unit: WorkUnitId) -> u64 {
-    let mut z = (work_unit.0 as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    splitmix64(work_unit.0 as u64)
+}
+
+/// SplitMix64's output function: a fixed, well-mixed bijection of `u64`.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -30,7 +35,7 @@ mod tests {
 
     #[test]
     fn deadline_adds_the_policy_delay() {
-        let policy = ReplicationPolicy::new(2, 2, 3, 8, 60_000).unwrap();
+        let policy = crate::domain::policy::tests::policy(2, 2, 3, 8, 60_000).unwrap();
         assert_eq!(deadline(Timestamp(1_000), &policy), Timestamp(61_000));
     }
 

@@ -10,7 +10,7 @@ use super::Context;
 use super::status::invalid;
 use crate::domain::app;
 use crate::domain::names::{ProjectName, WorkUnitName};
-use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
+use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::store::{self, NewProject, NewWorkUnit};
 
 /// Largest input of one work unit.
@@ -58,7 +58,15 @@ fn work_units(inputs: Vec<pb::WorkUnitInput>) -> Result<Vec<NewWorkUnit>, Status
 fn policy(policy: Option<pb::ReplicationPolicy>) -> Result<ReplicationPolicy, Status> {
     let p = policy.ok_or_else(|| invalid("policy", "missing"))?;
     let deadline_ms = p.deadline_secs.checked_mul(1000).ok_or_else(|| invalid("policy.deadline_secs", "too large"))?;
-    Ok(ReplicationPolicy::new(p.min_quorum, p.target_results, p.max_error_results, p.max_total_results, deadline_ms)?)
+    Ok(ReplicationPolicy::new(PolicySpec {
+        min_quorum: p.min_quorum,
+        target_results: p.target_results,
+        max_error_results: p.max_error_results,
+        max_total_results: p.max_total_results,
+        max_success_results: p.max_success_results,
+        deadline_ms,
+        adaptive_replication: p.adaptive_replication,
+    })?)
 }
 
 fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
@@ -68,6 +76,8 @@ fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
         max_error_results: policy.max_error_results(),
         max_total_results: policy.max_total_results(),
         deadline_secs: policy.deadline_ms() / 1000,
+        max_success_results: policy.max_success_results(),
+        adaptive_replication: policy.adaptive_replication(),
     }
 }
 
@@ -257,6 +267,9 @@ impl Projects for ProjectsService {
                     n_no_reply: h.n_no_reply,
                     n_in_progress: h.n_in_progress,
                     total_credit: h.total_credit,
+                    account: h.account,
+                    consecutive_valid: h.consecutive_valid,
+                    daily_quota: h.daily_quota,
                 })
                 .collect(),
         }))

@@ -87,6 +87,7 @@ impl Scheduler for SchedulerService {
             memory_bytes: request.memory_bytes,
             engine,
             os: text("os", request.os, MAX_TEXT)?,
+            account: text("account", request.account, MAX_TEXT)?,
         };
         let mut secret = [0_u8; 32];
         rand::rng().fill_bytes(&mut secret);
@@ -180,15 +181,16 @@ fn report_input(report: ResultReport) -> Result<ReportInput, Status> {
     if report.result_id <= 0 {
         return Err(invalid("result_id", "must be positive"));
     }
+    let engine = text("engine", report.engine, MAX_TEXT)?;
     let report_kind = match ReportedOutcome::try_from(report.outcome) {
         Ok(ReportedOutcome::Success) => {
-            Report::Success { output_digest: app::digest_of(&report.output), fuel_used: report.fuel_used }
+            Report::Success { output_digest: app::digest_of(&report.output), fuel_used: report.fuel_used, engine }
         }
         Ok(ReportedOutcome::ClientError) => {
             if !report.output.is_empty() {
                 return Err(invalid("output", "an error report carries no output"));
             }
-            Report::ClientError { fuel_used: report.fuel_used }
+            Report::ClientError { fuel_used: report.fuel_used, engine }
         }
         Ok(ReportedOutcome::Unspecified) | Err(_) => {
             return Err(invalid("outcome", "must be SUCCESS or CLIENT_ERROR"));
@@ -204,6 +206,5 @@ fn report_input(report: ResultReport) -> Result<ReportInput, Status> {
         stderr_tail: text("stderr_tail", report.stderr_tail, MAX_STDERR_TAIL)?,
         run_time_ms: report.run_time_ms,
         error_message: text("error_message", report.error_message, 4 * MAX_TEXT)?,
-        engine: text("engine", report.engine, MAX_TEXT)?,
     })
 }

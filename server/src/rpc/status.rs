@@ -43,6 +43,7 @@ impl From<PolicyError> for Status {
             PolicyError::MinQuorumZero
             | PolicyError::QuorumAboveTarget { .. }
             | PolicyError::TotalBelowTarget { .. }
+            | PolicyError::SuccessBelowQuorum { .. }
             | PolicyError::TooLarge { .. }
             | PolicyError::DeadlineZero
             | PolicyError::LimitZero { .. }

@@ -65,6 +65,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Secret mixed into adaptive replication's draws, so hosts cannot predict
+    /// which work units will be accepted on a single result.
+    secret: u64,
 }
 
 impl Store {
@@ -73,6 +76,12 @@ impl Store {
     /// Durability: WAL with `synchronous=FULL`, so a report acknowledged to a host
     /// survives a power cut (`NORMAL` could lose the last transactions).
     pub async fn open(path: &Path) -> Result<Store> {
+        use rand::Rng as _;
+        Store::open_with_secret(path, rand::rng().next_u64()).await
+    }
+
+    /// Opens the store with a chosen secret, so that simulations are reproducible.
+    pub async fn open_with_secret(path: &Path, secret: u64) -> Result<Store> {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -83,7 +92,7 @@ impl Store {
         // SQLite has one writer; a small pool serves concurrent readers.
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, secret })
     }
 
     /// Starts a write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock

@@ -90,6 +90,9 @@ pub struct HostInfo {
     pub n_no_reply: u64,
     pub n_in_progress: u64,
     pub total_credit: f64,
+    pub account: String,
+    pub consecutive_valid: u32,
+    pub daily_quota: u32,
 }
 
 impl Store {
@@ -312,6 +315,9 @@ impl Store {
                     n_no_reply: u64_column(row, "n_no_reply")?,
                     n_in_progress: u64_column(row, "n_in_progress")?,
                     total_credit: row.try_get("total_credit")?,
+                    account: row.try_get("account")?,
+                    consecutive_valid: u32_column(row, "consecutive_valid")?,
+                    daily_quota: u32_column(row, "daily_quota")?,
                 })
             })
             .collect()

@@ -6,14 +6,15 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Error, Result};
 use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
-use crate::domain::policy::{Limits, ReplicationPolicy};
+use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy};
+use crate::domain::trust::HostTrust;
 use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
 
 /// Columns `result_copy` reads, to splice with `concat!` into SELECTs on `results r`.
 macro_rules! result_copy_columns {
     () => {
         "r.id, r.host_id, r.server_state, r.outcome, r.validate_state, r.deadline, r.output_digest, r.fuel_used, \
-         r.granted_credit"
+         r.granted_credit, r.engine"
     };
 }
 
@@ -21,7 +22,8 @@ macro_rules! result_copy_columns {
 macro_rules! project_policy_columns {
     () => {
         "p.min_quorum, p.target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
-         p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, p.nan_canonicalization"
+         p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, p.nan_canonicalization, \
+         p.max_success_results, p.adaptive_replication"
     };
 }
 
@@ -62,10 +64,11 @@ pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
         output_digest: output_digest.map(Digest::from_hex),
         fuel_used: u64_column(row, "fuel_used")?,
         granted_credit: row.try_get("granted_credit")?,
+        engine: row.try_get("engine")?,
     })
 }
 
-/// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id`.
+/// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id, single_result`.
 pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
     let state: String = row.try_get("state")?;
     let fail_reason: Option<String> = row.try_get("fail_reason")?;
@@ -75,17 +78,20 @@ pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
             .ok_or_else(|| corrupt("work_units", format!("state {state:?} / {fail_reason:?}")))?,
         target_results: u32_column(row, "target_results")?,
         canonical_result: row.try_get::<Option<i64>, _>("canonical_result_id")?.map(ResultId),
+        single_result: row.try_get("single_result")?,
     })
 }
 
 pub fn policy(row: &SqliteRow) -> Result<ReplicationPolicy> {
-    ReplicationPolicy::new(
-        u32_column(row, "min_quorum")?,
-        u32_column(row, "target_results")?,
-        u32_column(row, "max_error_results")?,
-        u32_column(row, "max_total_results")?,
-        u64_column(row, "deadline_ms")?,
-    )
+    ReplicationPolicy::new(PolicySpec {
+        min_quorum: u32_column(row, "min_quorum")?,
+        target_results: u32_column(row, "target_results")?,
+        max_error_results: u32_column(row, "max_error_results")?,
+        max_total_results: u32_column(row, "max_total_results")?,
+        max_success_results: u32_column(row, "max_success_results")?,
+        deadline_ms: u64_column(row, "deadline_ms")?,
+        adaptive_replication: row.try_get("adaptive_replication")?,
+    })
     .map_err(|e| corrupt("projects", e.to_string()))
 }
 
@@ -101,4 +107,22 @@ pub fn limits(row: &SqliteRow) -> Result<Limits> {
 /// A `u64` as SQLite's INTEGER; values above `i64::MAX` are refused by the domain before they get here.
 pub fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Columns `host_trust` reads, to splice with `concat!` into SELECTs on `hosts`.
+macro_rules! host_trust_columns {
+    () => {
+        "consecutive_valid, daily_quota, results_today, quota_day"
+    };
+}
+
+pub(super) use host_trust_columns;
+
+pub fn host_trust(row: &SqliteRow) -> Result<HostTrust> {
+    Ok(HostTrust {
+        consecutive_valid: u32_column(row, "consecutive_valid")?,
+        daily_quota: u32_column(row, "daily_quota")?,
+        results_today: u32_column(row, "results_today")?,
+        quota_day: row.try_get("quota_day")?,
+    })
 }

@@ -6,11 +6,11 @@ use std::collections::{BTreeSet, HashSet};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::rows::{self, int};
-use super::transitions::{Event, transition_work_unit};
+use super::transitions::{Event, apply_host_event, transition_work_unit};
 use super::{Error, Result, Store};
 use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
-use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler};
+use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler, trust};
 
 /// A volunteer machine registering.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct NewHost {
     pub memory_bytes: u64,
     pub engine: String,
     pub os: String,
+    /// The volunteer account owning the host; empty when it stands alone.
+    pub account: String,
 }
 
 /// One copy handed to a host, with everything needed to compute it.
@@ -46,7 +48,6 @@ pub struct ReportInput {
     pub stderr_tail: String,
     pub run_time_ms: u64,
     pub error_message: String,
-    pub engine: String,
 }
 
 /// The answer to a batch of reports.
@@ -62,8 +63,8 @@ impl Store {
     /// Registers a host whose token hashes to `token_hash`.
     pub async fn register_host(&self, host: &NewHost, token_hash: &str, now: Timestamp) -> Result<HostId> {
         let id: i64 = sqlx::query(
-            "INSERT INTO hosts (token_hash, name, n_cpus, memory_bytes, engine, os, created_at, last_contact_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO hosts (token_hash, name, n_cpus, memory_bytes, engine, os, created_at, last_contact_at, account) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(token_hash)
         .bind(&host.name)
@@ -73,6 +74,7 @@ impl Store {
         .bind(&host.os)
         .bind(now.0)
         .bind(now.0)
+        .bind(&host.account)
         .fetch_one(&self.pool)
         .await?
         .try_get("id")?;
@@ -90,17 +92,26 @@ impl Store {
         Ok(HostId(row.try_get("id")?))
     }
 
-    /// Leases up to `slots` unsent copies to `host`, never two copies of one
-    /// work unit to the same host, oldest first. One transaction.
+    /// Leases up to `slots` unsent copies to `host`, oldest first, within
+    /// the host's daily quota, never two copies of one work unit to the same
+    /// host nor to two hosts of one volunteer account. Under adaptive
+    /// replication, a work unit whose first copy goes to a trusted host may be
+    /// accepted on that copy alone. One transaction.
     pub async fn lease_work(&self, host: HostId, slots: u32, now: Timestamp) -> Result<Vec<Assignment>> {
         let mut tx = self.write().await?;
+        let query = concat!("SELECT account, ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
+        let host_row = sqlx::query(query).bind(host.0).fetch_optional(&mut *tx).await?.ok_or(Error::UnknownHost)?;
+        let account: String = host_row.try_get("account")?;
+        let mut trust = rows::host_trust(&host_row)?;
+        let slots = slots.min(trust.remaining_today(now)) as usize;
         let mut assignments = Vec::new();
         let mut taken: HashSet<i64> = HashSet::new();
+        let mut single = Vec::new();
         let mut after_id = 0_i64;
-        // Candidates come a page at a time; copies of work units this host
-        // already has are skipped. A few pages bound the cost of one request.
+        // Candidates come a page at a time; copies of work units this host (or
+        // its account) already has are skipped. A few pages bound the cost of one request.
         for _ in 0..4 {
-            let wanted = slots as usize - assignments.len();
+            let wanted = slots - assignments.len();
             if wanted == 0 {
                 break;
             }
@@ -111,23 +122,32 @@ impl Store {
                 " FROM results r \
                  JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
                  WHERE r.server_state = 'unsent' AND r.id > ? AND p.state = 'active' \
-                 AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id = ?) \
+                 AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id IN \
+                   (SELECT h.id FROM hosts h WHERE h.id = ? OR (? != '' AND h.account = ?))) \
                  ORDER BY r.id LIMIT ?"
             );
+            let page_size = wanted * 2 + 16;
             let page = sqlx::query(query)
                 .bind(after_id)
                 .bind(host.0)
-                .bind((wanted * 2 + 16) as i64)
+                .bind(&account)
+                .bind(&account)
+                .bind(page_size as i64)
                 .fetch_all(&mut *tx)
                 .await?;
-            let exhausted = page.len() < wanted * 2 + 16;
             for row in &page {
                 after_id = row.try_get("result_id")?;
                 let work_unit_id: i64 = row.try_get("work_unit_id")?;
-                if assignments.len() == slots as usize || !taken.insert(work_unit_id) {
+                if assignments.len() == slots || !taken.insert(work_unit_id) {
                     continue;
                 }
                 let policy = rows::policy(row)?;
+                if policy.adaptive_replication()
+                    && trust::accept_single(trust.consecutive_valid, trust::draw(self.secret, ResultId(after_id)))
+                    && first_copy(&mut tx, WorkUnitId(work_unit_id)).await?
+                {
+                    single.push(WorkUnitId(work_unit_id));
+                }
                 let deadline = scheduler::deadline(now, &policy);
                 sqlx::query(
                     "UPDATE results SET server_state = 'in_progress', host_id = ?, sent_at = ?, deadline = ? WHERE id = ?",
@@ -151,9 +171,25 @@ impl Store {
                     nan_canonicalization: row.try_get("nan_canonicalization")?,
                 });
             }
-            if exhausted {
+            if page.len() < page_size {
                 break;
             }
+        }
+        for work_unit in single {
+            sqlx::query("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id = ?")
+                .bind(work_unit.0)
+                .execute(&mut *tx)
+                .await?;
+            transition_work_unit(&mut tx, work_unit, Event::Update, now).await?;
+        }
+        if !assignments.is_empty() {
+            trust.record_sent(assignments.len() as u32, now);
+            sqlx::query("UPDATE hosts SET results_today = ?, quota_day = ? WHERE id = ?")
+                .bind(trust.results_today)
+                .bind(trust.quota_day)
+                .bind(host.0)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(assignments)
@@ -191,7 +227,10 @@ impl Store {
             }
             match lifecycle::apply_report(&copy, host, &input.report)? {
                 ReportDecision::Record(recorded) => {
-                    record_one(&mut tx, host, input, &recorded, now).await?;
+                    record_one(&mut tx, input, &recorded, now).await?;
+                    if let Some(event) = lifecycle::report_event(&recorded) {
+                        apply_host_event(&mut tx, host, &event).await?;
+                    }
                     touched.insert(row.try_get::<i64, _>("work_unit_id")?);
                 }
                 ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
@@ -209,7 +248,6 @@ impl Store {
 
 async fn record_one(
     tx: &mut Transaction<'_, Sqlite>,
-    host: HostId,
     input: &ReportInput,
     recorded: &lifecycle::ResultCopy,
     now: Timestamp,
@@ -229,14 +267,20 @@ async fn record_one(
     .bind(int(input.run_time_ms))
     .bind(&input.stderr_tail)
     .bind(&input.error_message)
-    .bind(&input.engine)
+    .bind(&recorded.engine)
     .bind(recorded.id.0)
     .execute(&mut **tx)
     .await?;
-    if recorded.outcome == Some(lifecycle::Outcome::ClientError) {
-        sqlx::query("UPDATE hosts SET n_error = n_error + 1 WHERE id = ?").bind(host.0).execute(&mut **tx).await?;
-    }
     Ok(())
+}
+
+/// Whether no copy of the work unit has been sent yet.
+async fn first_copy(tx: &mut Transaction<'_, Sqlite>, work_unit: WorkUnitId) -> Result<bool> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM results WHERE work_unit_id = ? AND server_state != 'unsent'")
+        .bind(work_unit.0)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? == 0)
 }
 
 /// Copies `host` still has in progress whose work unit has ended: they are

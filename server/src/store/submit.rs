@@ -58,8 +58,8 @@ impl Store {
         let id: i64 = sqlx::query(
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
-             validator, nan_canonicalization, created_at) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             validator, nan_canonicalization, created_at, max_success_results, adaptive_replication) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -75,6 +75,8 @@ impl Store {
         .bind(project.validator.as_str())
         .bind(project.nan_canonicalization)
         .bind(now.0)
+        .bind(policy.max_success_results())
+        .bind(policy.adaptive_replication())
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -168,6 +170,7 @@ async fn insert_work_units(
             state: WorkUnitState::Open,
             target_results: policy.target_results(),
             canonical_result: None,
+            single_result: false,
         };
         let transition = lifecycle::transition(policy, &work_unit, &[], now);
         for _ in 0..transition.new_results {

@@ -4,7 +4,7 @@ use super::*;
 use crate::domain::app::digest_of;
 use crate::domain::lifecycle::{Report, ReportError};
 use crate::domain::names::{ProjectName, WorkUnitName};
-use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
+use crate::domain::policy::{Limits, ValidatorKind};
 use crate::domain::{HostId, ResultId, Timestamp};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -31,7 +31,7 @@ fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
         name: name(text),
         app_digest: digest_of(&module),
         app_module: module,
-        policy: ReplicationPolicy::new(min_quorum, target, 3, 8, DEADLINE_MS).unwrap(),
+        policy: crate::domain::policy::tests::policy(min_quorum, target, 3, 8, DEADLINE_MS).unwrap(),
         limits: Limits::DEFAULT,
         validator: ValidatorKind::Bitwise,
         nan_canonicalization: false,
@@ -43,19 +43,29 @@ fn units(n: usize) -> Vec<NewWorkUnit> {
 }
 
 async fn host(store: &Store, name: &str) -> HostId {
-    let new = NewHost { name: name.into(), n_cpus: 2, memory_bytes: 1 << 30, engine: "test".into(), os: "test".into() };
+    let new = NewHost {
+        name: name.into(),
+        n_cpus: 2,
+        memory_bytes: 1 << 30,
+        engine: "test".into(),
+        os: "test".into(),
+        account: String::new(),
+    };
     store.register_host(&new, &format!("hash-{name}"), T0).await.unwrap()
 }
 
 fn success(result: ResultId, output: &str) -> ReportInput {
     ReportInput {
         result_id: result,
-        report: Report::Success { output_digest: digest_of(output.as_bytes()), fuel_used: 3_000_000_000 },
+        report: Report::Success {
+            output_digest: digest_of(output.as_bytes()),
+            fuel_used: 3_000_000_000,
+            engine: "test".into(),
+        },
         output: output.as_bytes().to_vec(),
         stderr_tail: String::new(),
         run_time_ms: 5,
         error_message: String::new(),
-        engine: "test".into(),
     }
 }
 

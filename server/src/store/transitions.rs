@@ -9,7 +9,7 @@ use super::submit::insert_unsent;
 use super::{Error, Result, Store};
 use crate::domain::lifecycle::{self, HostEvent, Transition, WorkUnit};
 use crate::domain::names::ProjectName;
-use crate::domain::{ProjectId, Timestamp, WorkUnitId};
+use crate::domain::{HostId, ProjectId, Timestamp, WorkUnitId};
 
 /// Which rule to apply to a work unit.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub(super) async fn transition_work_unit(
     now: Timestamp,
 ) -> Result<()> {
     let query = concat!(
-        "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, ",
+        "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, w.single_result, ",
         rows::project_policy_columns!(),
         " FROM work_units w JOIN projects p ON p.id = w.project_id WHERE w.id = ?"
     );
@@ -67,12 +67,13 @@ async fn persist(
         let ended_at = (after.state != lifecycle::WorkUnitState::Open).then_some(now.0);
         sqlx::query(
             "UPDATE work_units SET state = ?, fail_reason = ?, target_results = ?, canonical_result_id = ?, \
-             ended_at = COALESCE(ended_at, ?) WHERE id = ?",
+             single_result = ?, ended_at = COALESCE(ended_at, ?) WHERE id = ?",
         )
         .bind(after.state.as_str())
         .bind(after.state.fail_reason().map(lifecycle::FailReason::as_str))
         .bind(after.target_results)
         .bind(after.canonical_result.map(|id| id.0))
+        .bind(after.single_result)
         .bind(ended_at)
         .bind(after.id.0)
         .execute(&mut **tx)
@@ -94,16 +95,37 @@ async fn persist(
         insert_unsent(tx, after.id, project).await?;
     }
     for (host, event) in &transition.host_events {
-        let query = match event {
-            HostEvent::Valid { credit } => {
-                sqlx::query("UPDATE hosts SET n_valid = n_valid + 1, total_credit = total_credit + ? WHERE id = ?")
-                    .bind(*credit)
-            }
-            HostEvent::Invalid => sqlx::query("UPDATE hosts SET n_invalid = n_invalid + 1 WHERE id = ?"),
-            HostEvent::NoReply => sqlx::query("UPDATE hosts SET n_no_reply = n_no_reply + 1 WHERE id = ?"),
-        };
-        query.bind(host.0).execute(&mut **tx).await?;
+        apply_host_event(tx, *host, event).await?;
     }
+    Ok(())
+}
+
+/// Updates a host's counters and trust record after an event on one of its results.
+pub(super) async fn apply_host_event(tx: &mut Transaction<'_, Sqlite>, host: HostId, event: &HostEvent) -> Result<()> {
+    let query = concat!("SELECT ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
+    let mut trust = rows::host_trust(&sqlx::query(query).bind(host.0).fetch_one(&mut **tx).await?)?;
+    trust.apply(event);
+    let (valid, invalid, error, no_reply, credit) = match event {
+        HostEvent::Valid { credit, .. } => (1, 0, 0, 0, *credit),
+        HostEvent::Invalid => (0, 1, 0, 0, 0.0),
+        HostEvent::ClientError => (0, 0, 1, 0, 0.0),
+        HostEvent::NoReply => (0, 0, 0, 1, 0.0),
+    };
+    sqlx::query(
+        "UPDATE hosts SET n_valid = n_valid + ?, n_invalid = n_invalid + ?, n_error = n_error + ?, \
+         n_no_reply = n_no_reply + ?, total_credit = total_credit + ?, consecutive_valid = ?, daily_quota = ? \
+         WHERE id = ?",
+    )
+    .bind(valid)
+    .bind(invalid)
+    .bind(error)
+    .bind(no_reply)
+    .bind(credit)
+    .bind(trust.consecutive_valid)
+    .bind(trust.daily_quota)
+    .bind(host.0)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

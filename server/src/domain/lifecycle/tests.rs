@@ -6,7 +6,7 @@ use crate::domain::policy::ReplicationPolicy;
 const NOW: Timestamp = Timestamp(1_000_000);
 
 fn policy(min_quorum: u32, target: u32, max_errors: u32, max_total: u32) -> ReplicationPolicy {
-    ReplicationPolicy::new(min_quorum, target, max_errors, max_total, 60_000).unwrap()
+    crate::domain::policy::tests::policy(min_quorum, target, max_errors, max_total, 60_000).unwrap()
 }
 
 fn digest(c: char) -> Digest {
@@ -14,7 +14,13 @@ fn digest(c: char) -> Digest {
 }
 
 fn open_wu(target: u32) -> WorkUnit {
-    WorkUnit { id: WorkUnitId(1), state: WorkUnitState::Open, target_results: target, canonical_result: None }
+    WorkUnit {
+        id: WorkUnitId(1),
+        state: WorkUnitState::Open,
+        target_results: target,
+        canonical_result: None,
+        single_result: false,
+    }
 }
 
 /// A compact description of a copy: `.` unsent, `>` in progress, `!` in progress
@@ -44,6 +50,7 @@ fn copies(spec: &str) -> Vec<ResultCopy> {
                     r.outcome = Some(Outcome::Success);
                     r.output_digest = Some(digest(letter));
                     r.fuel_used = 2_000_000_000;
+                    r.engine = Some("wasmtime 48.0.8".into());
                 }
             }
             r
@@ -110,7 +117,7 @@ fn agreement_makes_canonical_and_grants_credit() {
     assert_eq!(t.work_unit.canonical_result, Some(ResultId(1)));
     assert_eq!(
         t.host_events,
-        vec![(HostId(1), HostEvent::Valid { credit: 2.0 }), (HostId(2), HostEvent::Valid { credit: 2.0 })]
+        vec![(HostId(1), HostEvent::Valid { credit: 2.0, replicated: true }), (HostId(2), HostEvent::Valid { credit: 2.0, replicated: true })]
     );
 }
 
@@ -189,7 +196,7 @@ fn late_success_is_compared_with_the_canonical_result() {
     let wu = WorkUnit { state: WorkUnitState::Done, canonical_result: Some(ResultId(1)), ..open_wu(2) };
     let t = transition(&policy, &wu, &results, NOW);
     assert_eq!(validate_states(&results, &t), "vvvi");
-    assert_eq!(t.host_events, vec![(HostId(3), HostEvent::Valid { credit: 2.0 }), (HostId(4), HostEvent::Invalid)]);
+    assert_eq!(t.host_events, vec![(HostId(3), HostEvent::Valid { credit: 2.0, replicated: true }), (HostId(4), HostEvent::Invalid)]);
 }
 
 #[test]
@@ -216,17 +223,17 @@ fn in_progress_for(host: i64) -> ResultCopy {
 
 #[test]
 fn reports_are_checked_against_the_copy() {
-    let success = Report::Success { output_digest: digest('a'), fuel_used: 5 };
+    let success = Report::Success { output_digest: digest('a'), fuel_used: 5, engine: "e".into() };
     let copy = in_progress_for(1);
     let Ok(ReportDecision::Record(recorded)) = apply_report(&copy, HostId(1), &success) else {
         panic!("report of an in-progress copy must be recorded");
     };
     assert_eq!((recorded.server_state, recorded.outcome), (ServerState::Over, Some(Outcome::Success)));
     assert_eq!(apply_report(&recorded, HostId(1), &success), Ok(ReportDecision::AlreadyRecorded));
-    let other = Report::Success { output_digest: digest('b'), fuel_used: 5 };
+    let other = Report::Success { output_digest: digest('b'), fuel_used: 5, engine: "e".into() };
     assert_eq!(apply_report(&recorded, HostId(1), &other), Err(ReportError::ConflictingReport { result: ResultId(9) }));
     assert_eq!(
-        apply_report(&recorded, HostId(1), &Report::ClientError { fuel_used: 1 }),
+        apply_report(&recorded, HostId(1), &Report::ClientError { fuel_used: 1, engine: "e".into() }),
         Err(ReportError::ConflictingReport { result: ResultId(9) })
     );
     assert_eq!(apply_report(&copy, HostId(2), &success), Err(ReportError::NotYourResult { result: ResultId(9) }));
@@ -238,7 +245,7 @@ fn reports_are_checked_against_the_copy() {
 
 #[test]
 fn late_and_retired_reports() {
-    let success = Report::Success { output_digest: digest('a'), fuel_used: 5 };
+    let success = Report::Success { output_digest: digest('a'), fuel_used: 5, engine: "e".into() };
     let no_reply =
         ResultCopy { server_state: ServerState::Over, outcome: Some(Outcome::NoReply), ..in_progress_for(1) };
     assert!(matches!(apply_report(&no_reply, HostId(1), &success), Ok(ReportDecision::Record(_))));
@@ -275,4 +282,67 @@ fn state_names_round_trip() {
     for w in [WorkUnitState::Open, WorkUnitState::Done, WorkUnitState::Failed(FailReason::TooManyErrors)] {
         assert_eq!(WorkUnitState::parse(w.as_str(), w.fail_reason().map(FailReason::as_str)), Some(w));
     }
+}
+
+#[test]
+fn too_many_successes_without_agreement_fails() {
+    let spec = crate::domain::policy::PolicySpec { max_success_results: 3, ..policy(2, 2, 3, 8).spec() };
+    let strict = ReplicationPolicy::new(spec).unwrap();
+    check(strict, 3, "abc", Expect { state: WorkUnitState::Open, new_results: 1, validate: "ccc" });
+    check(
+        strict,
+        4,
+        "abcd",
+        Expect { state: WorkUnitState::Failed(FailReason::TooManySuccessResults), new_results: 0, validate: "cccc" },
+    );
+}
+
+#[test]
+fn same_engine_copies_with_different_fuel_do_not_agree() {
+    let policy = policy(2, 2, 3, 8);
+    let mut results = copies("aa");
+    results[1].fuel_used += 1;
+    let t = transition(&policy, &open_wu(2), &results, NOW);
+    assert_eq!((t.work_unit.state, t.new_results), (WorkUnitState::Open, 1), "inconclusive: fuel differs");
+    results[1].engine = Some("wasmtime 49.0.0".into());
+    let t = transition(&policy, &open_wu(2), &results, NOW);
+    assert_eq!(t.work_unit.state, WorkUnitState::Done, "different engines are compared on output only");
+}
+
+fn single(target: u32) -> WorkUnit {
+    WorkUnit { single_result: true, ..open_wu(target) }
+}
+
+#[test]
+fn a_single_trusted_result_is_accepted_alone() {
+    let policy = policy(2, 2, 3, 8);
+    // The second copy, still unsent, is retired.
+    let results = copies(">.");
+    let t = transition(&policy, &single(1), &results, NOW);
+    assert_eq!((t.work_unit.state, t.new_results), (WorkUnitState::Open, 0));
+    assert_eq!(t.changed_results.len(), 1);
+    assert_eq!((t.changed_results[0].id, t.changed_results[0].outcome), (ResultId(2), Some(Outcome::DidntNeed)));
+
+    let results = copies("a");
+    let t = transition(&policy, &single(1), &results, NOW);
+    assert_eq!(t.work_unit.state, WorkUnitState::Done);
+    assert_eq!(t.host_events, vec![(HostId(1), HostEvent::Valid { credit: 2.0, replicated: false })]);
+}
+
+#[test]
+fn a_failed_single_result_restores_replication() {
+    let policy = policy(2, 2, 3, 8);
+    for spec in ["e", "!"] {
+        let t = transition(&policy, &single(1), &copies(spec), NOW);
+        assert!(!t.work_unit.single_result, "{spec}");
+        assert_eq!((t.work_unit.target_results, t.new_results), (2, 2), "{spec}");
+    }
+}
+
+#[test]
+fn report_events() {
+    let mut copy = in_progress_for(1);
+    assert_eq!(report_event(&copy), None);
+    copy.outcome = Some(Outcome::ClientError);
+    assert_eq!(report_event(&copy), Some(HostEvent::ClientError));
 }
