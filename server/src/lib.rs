@@ -17,6 +17,8 @@
 pub mod clock;
 pub mod domain;
 pub mod rpc;
+#[cfg(test)]
+mod simulation;
 pub mod store;
 pub mod transitioner;
 
