@@ -28,7 +28,13 @@
 //! memory = "256MiB"                # or an integer of bytes, or memory_bytes = N
 //! output_bytes = 1048576           # integer or a size string
 //! wall_time = "10m"                # humantime
-//! [validator]                      # optional
+//! [validator]                      # optional; kind = "bitwise" (default), "fuzzy" or "custom"
+//! # kind = "fuzzy"                 # numbers within a tolerance:
+//! # format = "whitespace"          #   or "json"
+//! # relative_tolerance = 1e-9      #   |a-b| <= relative * max(|a|,|b|)
+//! # absolute_tolerance = 0.0       #   or |a-b| <= absolute
+//! # kind = "custom"                # a module compares two outputs:
+//! # module = "validator.wat"       #   stdin: u64 LE length + A, u64 LE length + B; exit 0 agree, 1 not
 //! kind = "bitwise"                 # the only kind
 //! [work_units]                     # required, exactly one source
 //! range = { start = 0, end = 1000, chunk = 100 }
@@ -82,15 +88,17 @@ pub enum Error {
     Syntax { path: PathBuf, message: String },
     #[error("{}: {field}: {problem}", path.display())]
     Field { path: PathBuf, field: &'static str, problem: String },
-    #[error("cannot read app {} (field `app` of {})", app.display(), manifest.display())]
+    /// `field` is the manifest field naming the module: `app` or `validator.module`.
+    #[error("cannot read {} {} (field `{field}` of {})", role(field), app.display(), manifest.display())]
     ReadApp {
         manifest: PathBuf,
+        field: &'static str,
         app: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("app {}: {problem}", app.display())]
-    App { app: PathBuf, problem: String },
+    #[error("{} {}: {problem}", role(*field), app.display())]
+    App { field: &'static str, app: PathBuf, problem: String },
     #[error("cannot read work unit inputs {}", path.display())]
     ReadInputs {
         path: PathBuf,
@@ -303,13 +311,73 @@ impl Default for Limits {
     }
 }
 
+/// What a module named in a manifest field is, for messages.
+fn role(field: &str) -> &'static str {
+    if field == "app" { "app" } else { "validator module" }
+}
+
 /// How the results of a work unit are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Validator {
     /// Results agree when their outputs are byte-for-byte equal.
     #[default]
     Bitwise,
+    /// Outputs parsed as numbers agree within a tolerance.
+    Fuzzy { format: FuzzyFormat, relative_tolerance: f64, absolute_tolerance: f64 },
+    /// A WebAssembly module (resolved path) says whether two outputs agree.
+    Custom { module: PathBuf },
+}
+
+/// How a fuzzy validator reads outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FuzzyFormat {
+    /// Whitespace-separated tokens.
+    Whitespace,
+    /// A JSON value.
+    Json,
+}
+
+impl Validator {
+    /// Builds the validator from its manifest table; the error names the field.
+    fn new(table: toml_format::ValidatorTable, base: &Path) -> Result<Validator, (&'static str, String)> {
+        use toml_format::ValidatorKindName as Kind;
+        let unexpected = |field: &'static str, kind: &str| Err((field, format!("does not apply to kind = \"{kind}\"")));
+        match table.kind {
+            Kind::Bitwise | Kind::Custom if table.format.is_some() => unexpected("validator.format", table.kind.name()),
+            Kind::Bitwise | Kind::Custom if table.relative_tolerance.is_some() => {
+                unexpected("validator.relative_tolerance", table.kind.name())
+            }
+            Kind::Bitwise | Kind::Custom if table.absolute_tolerance.is_some() => {
+                unexpected("validator.absolute_tolerance", table.kind.name())
+            }
+            Kind::Bitwise | Kind::Fuzzy if table.module.is_some() => unexpected("validator.module", table.kind.name()),
+            Kind::Bitwise => Ok(Validator::Bitwise),
+            Kind::Fuzzy => {
+                let tolerance = |field, value: Option<f64>| match value.unwrap_or(0.0) {
+                    value if value.is_finite() && value >= 0.0 => Ok(value),
+                    value => Err((field, format!("must be a finite number, at least 0, got {value}"))),
+                };
+                let relative_tolerance = tolerance("validator.relative_tolerance", table.relative_tolerance)?;
+                let absolute_tolerance = tolerance("validator.absolute_tolerance", table.absolute_tolerance)?;
+                if relative_tolerance == 0.0 && absolute_tolerance == 0.0 {
+                    return Err((
+                        "validator.relative_tolerance",
+                        "a fuzzy validator needs relative_tolerance or absolute_tolerance above 0".to_owned(),
+                    ));
+                }
+                Ok(Validator::Fuzzy {
+                    format: table.format.unwrap_or(FuzzyFormat::Whitespace),
+                    relative_tolerance,
+                    absolute_tolerance,
+                })
+            }
+            Kind::Custom => match table.module {
+                Some(module) if !module.as_os_str().is_empty() => Ok(Validator::Custom { module: base.join(module) }),
+                _ => Err(("validator.module", "a custom validator needs a .wasm or .wat module".to_owned())),
+            },
+        }
+    }
 }
 
 /// A parsed manifest: every field checked, defaults filled, paths resolved
@@ -333,6 +401,8 @@ pub struct Project {
     pub manifest: Manifest,
     /// The binary WebAssembly module (a .wat app already converted).
     pub app_module: Vec<u8>,
+    /// A custom validator's binary module.
+    pub validator_module: Option<Vec<u8>>,
     pub work_units: Vec<WorkUnit>,
 }
 
@@ -396,27 +466,37 @@ impl Manifest {
             nan_canonicalization: raw.nan_canonicalization,
             policy,
             limits,
-            validator: raw.validator.kind,
+            validator: Validator::new(raw.validator, base).map_err(field_error)?,
             work_units,
         })
     }
 
-    /// Reads the app and builds every work unit.
+    /// Reads the app (and a custom validator's module) and builds every work unit.
     pub fn load_project(self) -> Result<Project, Error> {
         let app_module = self.load_app()?;
+        let validator_module = match &self.validator {
+            Validator::Custom { module } => Some(self.load_module("validator.module", module)?),
+            Validator::Bitwise | Validator::Fuzzy { .. } => None,
+        };
         let work_units = self.work_units.work_units()?;
-        Ok(Project { manifest: self, app_module, work_units })
+        Ok(Project { manifest: self, app_module, validator_module, work_units })
     }
 
     /// Reads the app: a .wasm file as is, a .wat file converted to binary.
     pub fn load_app(&self) -> Result<Vec<u8>, Error> {
-        let bytes = std::fs::read(&self.app).map_err(|source| Error::ReadApp {
+        self.load_module("app", &self.app)
+    }
+
+    /// Reads a WASI command module named by manifest field `field`.
+    fn load_module(&self, field: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadApp {
             manifest: self.path.clone(),
-            app: self.app.clone(),
+            field,
+            app: path.to_owned(),
             source,
         })?;
-        let app_error = |problem: String| Error::App { app: self.app.clone(), problem };
-        let module = match self.app.extension().and_then(|extension| extension.to_str()) {
+        let app_error = |problem: String| Error::App { field, app: path.to_owned(), problem };
+        let module = match path.extension().and_then(|extension| extension.to_str()) {
             Some("wasm") => {
                 if !bytes.starts_with(b"\0asm") {
                     return Err(app_error("not a WebAssembly binary module (no \\0asm header)".to_owned()));
@@ -424,7 +504,7 @@ impl Manifest {
                 bytes
             }
             Some("wat") => wat::Parser::new()
-                .parse_bytes(Some(&self.app), &bytes)
+                .parse_bytes(Some(path), &bytes)
                 .map(|module| module.into_owned())
                 .map_err(|error| app_error(format!("invalid WebAssembly text: {error}")))?,
             _ => return Err(app_error("unknown kind of app: the file name must end in .wasm or .wat".to_owned())),
@@ -453,8 +533,8 @@ impl Manifest {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
-    pub fn validator(&self) -> Validator {
-        self.validator
+    pub fn validator(&self) -> &Validator {
+        &self.validator
     }
     pub fn work_unit_source(&self) -> &WorkUnitSource {
         &self.work_units
@@ -548,7 +628,7 @@ mod toml_format {
 
     use serde::Deserialize;
 
-    use super::Validator;
+    use super::FuzzyFormat;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -592,7 +672,30 @@ mod toml_format {
     #[serde(deny_unknown_fields)]
     pub struct ValidatorTable {
         #[serde(default)]
-        pub kind: Validator,
+        pub kind: ValidatorKindName,
+        pub format: Option<FuzzyFormat>,
+        pub relative_tolerance: Option<f64>,
+        pub absolute_tolerance: Option<f64>,
+        pub module: Option<PathBuf>,
+    }
+
+    #[derive(Debug, Clone, Copy, Default, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ValidatorKindName {
+        #[default]
+        Bitwise,
+        Fuzzy,
+        Custom,
+    }
+
+    impl ValidatorKindName {
+        pub fn name(self) -> &'static str {
+            match self {
+                ValidatorKindName::Bitwise => "bitwise",
+                ValidatorKindName::Fuzzy => "fuzzy",
+                ValidatorKindName::Custom => "custom",
+            }
+        }
     }
 
     #[derive(Debug, Deserialize)]
@@ -810,7 +913,20 @@ mod tests {
         check(app, "missing field `work_units`");
         check(&format!("{app}[policy]\nmin_quorum = -1\n{RANGE}"), "min_quorum");
         check(&format!("name = 3\napp = \"app.wat\"\n{RANGE}"), "invalid type: integer `3`");
-        check(&format!("{app}[validator]\nkind = \"fuzzy\"\n{RANGE}"), "unknown variant `fuzzy`, expected `bitwise`");
+        check(
+            &format!("{app}[validator]\nkind = \"fuzzy\"\n{RANGE}"),
+            "validator.relative_tolerance: a fuzzy validator needs relative_tolerance or absolute_tolerance above 0",
+        );
+        check(
+            &format!("{app}[validator]\nkind = \"fuzzy\"\nrelative_tolerance = -1.0\n{RANGE}"),
+            "validator.relative_tolerance: must be a finite number, at least 0, got -1",
+        );
+        check(
+            &format!("{app}[validator]\nkind = \"bitwise\"\nmodule = \"v.wat\"\n{RANGE}"),
+            "validator.module: does not apply to kind = \"bitwise\"",
+        );
+        check(&format!("{app}[validator]\nkind = \"custom\"\n{RANGE}"), "validator.module: a custom validator needs");
+        check(&format!("{app}[validator]\nkind = \"exact\"\n{RANGE}"), "unknown variant `exact`");
         check(&format!("{app}[limits]\nmemory = -5\n{RANGE}"), "a size cannot be negative, got -5");
         check(&format!("{app}[work_units]\nrange = {{ start = 0, end = 10 }}\n"), "missing field `chunk`");
         // Field checks: file, field, problem.

@@ -92,6 +92,7 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
         policy,
         limits: Limits::DEFAULT,
         validator: ValidatorKind::Bitwise,
+        validator_module: None,
         nan_canonicalization: false,
     };
     let units: Vec<NewWorkUnit> =

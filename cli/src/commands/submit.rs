@@ -19,7 +19,7 @@ use sha2::Digest as _;
 
 use super::Context;
 use crate::client::Coordinator;
-use crate::manifest::{Manifest, Project, Validator};
+use crate::manifest::{FuzzyFormat, Manifest, Project, Validator};
 use crate::output;
 
 /// The largest encoded request the CLI sends in one call (the gRPC limit on
@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, manifest_path: &Path) -> anyhow::Result<()> {
 pub async fn submit(coordinator: &Coordinator, project: Project) -> anyhow::Result<output::Submitted> {
     let name = project.manifest.name().to_string();
     let local_digest = hex::encode(sha2::Sha256::digest(&project.app_module));
-    let mut request = create_request(&project.manifest, project.app_module);
+    let mut request = create_request(&project.manifest, project.app_module, project.validator_module);
     let mut work_units: Vec<v1::WorkUnitInput> = project
         .work_units
         .into_iter()
@@ -122,7 +122,11 @@ pub async fn submit(coordinator: &Coordinator, project: Project) -> anyhow::Resu
 }
 
 /// The `CreateProject` request without its work units.
-fn create_request(manifest: &Manifest, app_module: Vec<u8>) -> v1::CreateProjectRequest {
+fn create_request(
+    manifest: &Manifest,
+    app_module: Vec<u8>,
+    validator_module: Option<Vec<u8>>,
+) -> v1::CreateProjectRequest {
     let policy = manifest.policy();
     let limits = manifest.limits();
     v1::CreateProjectRequest {
@@ -144,8 +148,24 @@ fn create_request(manifest: &Manifest, app_module: Vec<u8>) -> v1::CreateProject
             wall_time_ms: u64::try_from(limits.wall_time().as_millis()).unwrap_or(u64::MAX),
         }),
         validator: match manifest.validator() {
-            Validator::Bitwise => v1::ValidatorKind::Bitwise.into(),
+            Validator::Bitwise => v1::ValidatorKind::Bitwise,
+            Validator::Fuzzy { .. } => v1::ValidatorKind::Fuzzy,
+            Validator::Custom { .. } => v1::ValidatorKind::Custom,
+        }
+        .into(),
+        fuzzy: match manifest.validator() {
+            Validator::Fuzzy { format, relative_tolerance, absolute_tolerance } => Some(v1::FuzzyValidator {
+                format: match format {
+                    FuzzyFormat::Whitespace => v1::FuzzyFormat::Whitespace,
+                    FuzzyFormat::Json => v1::FuzzyFormat::Json,
+                }
+                .into(),
+                relative_tolerance: *relative_tolerance,
+                absolute_tolerance: *absolute_tolerance,
+            }),
+            Validator::Bitwise | Validator::Custom { .. } => None,
         },
+        validator_module: validator_module.unwrap_or_default(),
         nan_canonicalization: manifest.nan_canonicalization(),
         work_units: Vec::new(),
     }
@@ -252,14 +272,14 @@ mod tests {
             Path::new("dir/project.toml"),
         )
         .expect("a valid manifest");
-        let request = create_request(&manifest, vec![0, 1]);
+        let request = create_request(&manifest, vec![0, 1], None);
         assert_eq!(
             format!("{request:?}"),
             "CreateProjectRequest { name: \"p\", app_module: [0, 1], policy: Some(ReplicationPolicy { \
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
              deadline_secs: 3600, max_success_results: 0, adaptive_replication: false }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
              output_bytes: 1048576, wall_time_ms: 2000 }), validator: Bitwise, nan_canonicalization: true, \
-             work_units: [] }"
+             work_units: [], fuzzy: None, validator_module: [] }"
         );
     }
 }

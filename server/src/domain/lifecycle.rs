@@ -12,7 +12,7 @@
 //! again.
 
 use super::policy::ReplicationPolicy;
-use super::validator;
+use super::validator::{self, Comparator};
 use super::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
 
 macro_rules! named_enum {
@@ -318,6 +318,7 @@ pub fn transition(
     policy: &ReplicationPolicy,
     work_unit: &WorkUnit,
     results: &[ResultCopy],
+    comparator: &dyn Comparator,
     now: Timestamp,
 ) -> Transition {
     let mut wu = work_unit.clone();
@@ -349,8 +350,15 @@ pub fn transition(
         }
     }
 
+    // Successes the validator cannot read are validate errors.
+    for r in rs.iter_mut().filter(|r| r.is_candidate() && r.validate_state == ValidateState::Pending) {
+        if !comparator.readable(r) {
+            r.outcome = Some(Outcome::ValidateError);
+        }
+    }
+
     if wu.state == WorkUnitState::Open {
-        validate(policy, &mut wu, &mut rs);
+        validate(policy, &mut wu, &mut rs, comparator);
     }
 
     if wu.state == WorkUnitState::Open {
@@ -379,7 +387,7 @@ pub fn transition(
     }
 
     if wu.state == WorkUnitState::Done {
-        check_late_successes(&wu, &mut rs);
+        check_late_successes(&wu, &mut rs, comparator);
     }
 
     if wu.state != WorkUnitState::Open {
@@ -405,6 +413,9 @@ pub fn transition(
             if after.outcome == Some(Outcome::NoReply) && before.outcome != Some(Outcome::NoReply) {
                 host_events.push((host, HostEvent::NoReply));
             }
+            if after.outcome == Some(Outcome::ValidateError) && before.outcome != Some(Outcome::ValidateError) {
+                host_events.push((host, HostEvent::Invalid));
+            }
             if after.validate_state != before.validate_state {
                 match after.validate_state {
                     ValidateState::Valid => host_events.push((
@@ -427,7 +438,7 @@ pub fn transition(
 /// invalid, the work unit done. Not found: every candidate is inconclusive and
 /// one more copy is wanted, unless there are already more successes than
 /// `max_success_results`: then the app looks nondeterministic and the work unit fails.
-fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]) {
+fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy], comparator: &dyn Comparator) {
     let candidates: Vec<(ResultId, &ResultCopy)> = rs.iter().filter(|r| r.is_candidate()).map(|r| (r.id, r)).collect();
     let n_candidates = candidates.len() as u32;
     let min_quorum = if wu.single_result { 1 } else { policy.min_quorum() };
@@ -435,7 +446,7 @@ fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]
         return;
     }
     let agreement_size = min_quorum as usize / 2 + 1;
-    match validator::find_agreement(&candidates, agreement_size, |a, b| validator::bitwise_agree(a, b)) {
+    match validator::find_agreement(&candidates, agreement_size, |a, b| validator::agree(comparator, a, b)) {
         Some(agreement) => {
             wu.state = WorkUnitState::Done;
             wu.canonical_result = Some(agreement.canonical);
@@ -458,13 +469,13 @@ fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]
 }
 
 /// Compares successes that arrived after the work unit got its canonical result.
-fn check_late_successes(wu: &WorkUnit, rs: &mut [ResultCopy]) {
+fn check_late_successes(wu: &WorkUnit, rs: &mut [ResultCopy], comparator: &dyn Comparator) {
     let Some(canonical) = wu.canonical_result.and_then(|id| rs.iter().find(|r| r.id == id)).cloned() else {
         return;
     };
     for r in rs.iter_mut().filter(|r| r.is_candidate()) {
         r.validate_state =
-            if validator::bitwise_agree(r, &canonical) { ValidateState::Valid } else { ValidateState::Invalid };
+            if validator::agree(comparator, r, &canonical) { ValidateState::Valid } else { ValidateState::Invalid };
     }
 }
 
@@ -475,7 +486,7 @@ pub fn cancel(work_unit: &WorkUnit, results: &[ResultCopy], now: Timestamp, poli
     if cancelled.state == WorkUnitState::Open {
         cancelled.state = WorkUnitState::Failed(FailReason::Cancelled);
     }
-    transition(policy, &cancelled, results, now)
+    transition(policy, &cancelled, results, &validator::Bitwise, now)
 }
 
 /// What becomes of a copy in progress whose host is told to abort it.

@@ -5,6 +5,9 @@
 
 use std::fmt;
 
+use super::Digest;
+use super::fuzzy::{Format, Tolerance};
+
 /// Why a policy or limit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -204,23 +207,24 @@ impl Limits {
 }
 
 /// How results of a project are compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ValidatorKind {
     /// Outputs agree when they are byte-for-byte equal (compared by SHA-256).
     Bitwise,
+    /// Outputs are parsed as numbers (whitespace-separated or JSON) and agree
+    /// within a tolerance.
+    Fuzzy { format: Format, tolerance: Tolerance },
+    /// A WebAssembly module supplied by the project says whether two outputs agree.
+    Custom { module_digest: Digest },
 }
 
 impl ValidatorKind {
-    pub fn as_str(self) -> &'static str {
+    /// The kind's name, as stored and shown.
+    pub fn as_str(&self) -> &'static str {
         match self {
             ValidatorKind::Bitwise => "bitwise",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<ValidatorKind, PolicyError> {
-        match text {
-            "bitwise" => Ok(ValidatorKind::Bitwise),
-            other => Err(PolicyError::UnknownValidator(other.to_owned())),
+            ValidatorKind::Fuzzy { .. } => "fuzzy",
+            ValidatorKind::Custom { .. } => "custom",
         }
     }
 }
@@ -228,6 +232,23 @@ impl ValidatorKind {
 impl fmt::Display for ValidatorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The name of a fuzzy output format, as stored.
+pub fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Whitespace => "whitespace",
+        Format::Json => "json",
+    }
+}
+
+/// The inverse of `format_name`.
+pub fn parse_format(text: &str) -> Result<Format, PolicyError> {
+    match text {
+        "whitespace" => Ok(Format::Whitespace),
+        "json" => Ok(Format::Json),
+        other => Err(PolicyError::UnknownValidator(format!("fuzzy format {other:?}"))),
     }
 }
 
@@ -293,8 +314,10 @@ pub(crate) mod tests {
 
     #[test]
     fn validator_names_round_trip() {
-        assert_eq!(ValidatorKind::parse("bitwise"), Ok(ValidatorKind::Bitwise));
         assert_eq!(ValidatorKind::Bitwise.as_str(), "bitwise");
-        assert!(ValidatorKind::parse("fuzzy").is_err());
+        for format in [Format::Whitespace, Format::Json] {
+            assert_eq!(parse_format(format_name(format)), Ok(format));
+        }
+        assert!(parse_format("xml").is_err());
     }
 }

@@ -1,7 +1,10 @@
 //! How results are compared: BOINC's agreement rule over any notion of
 //! "these two outputs agree", and the bitwise notion used by default.
 
+use std::collections::HashMap;
+
 use super::ResultId;
+use super::fuzzy::{self, FuzzyError, Parsed, Tolerance};
 use super::lifecycle::ResultCopy;
 
 /// A group of agreeing results: the canonical candidate and every member in id order.
@@ -35,11 +38,55 @@ pub fn find_agreement<T>(
     best.filter(|b| b.members.len() >= agreement_size)
 }
 
-/// Bitwise agreement of two successful results: the same output digest, and,
-/// when both ran on the same engine version, the same fuel (fuel is an exact
-/// instruction count there, so a difference means a copy misreported its work).
-pub fn bitwise_agree(a: &ResultCopy, b: &ResultCopy) -> bool {
-    a.output_digest.is_some() && a.output_digest == b.output_digest && (a.engine != b.engine || a.fuel_used == b.fuel_used)
+/// Compares the outputs of two successful results of one work unit. The
+/// caller supplies what the comparison needs (parsed outputs, a validator
+/// module): the lifecycle rules only ask questions.
+pub trait Comparator {
+    /// Whether the result's output can be compared at all; an unreadable one
+    /// ends as a validate error.
+    fn readable(&self, _result: &ResultCopy) -> bool {
+        true
+    }
+
+    /// Whether the two outputs agree.
+    fn outputs_agree(&self, a: &ResultCopy, b: &ResultCopy) -> bool;
+}
+
+/// Byte-for-byte comparison, by output digest.
+pub struct Bitwise;
+
+impl Comparator for Bitwise {
+    fn outputs_agree(&self, a: &ResultCopy, b: &ResultCopy) -> bool {
+        a.output_digest.is_some() && a.output_digest == b.output_digest
+    }
+}
+
+/// Comparison within a tolerance of outputs the caller has parsed.
+pub struct Fuzzy {
+    pub tolerance: Tolerance,
+    /// Every candidate's parsed output; a missing or unparsable one is unreadable.
+    pub parsed: HashMap<ResultId, Result<Parsed, FuzzyError>>,
+}
+
+impl Comparator for Fuzzy {
+    fn readable(&self, result: &ResultCopy) -> bool {
+        matches!(self.parsed.get(&result.id), Some(Ok(_)))
+    }
+
+    fn outputs_agree(&self, a: &ResultCopy, b: &ResultCopy) -> bool {
+        match (self.parsed.get(&a.id), self.parsed.get(&b.id)) {
+            (Some(Ok(a)), Some(Ok(b))) => fuzzy::agree(a, b, &self.tolerance),
+            _ => false,
+        }
+    }
+}
+
+/// Whether two successful results agree: their outputs agree, and, when both
+/// ran on the same engine version, they report the same fuel (fuel is an
+/// exact instruction count there, so a difference means a copy misreported
+/// its work).
+pub fn agree(comparator: &dyn Comparator, a: &ResultCopy, b: &ResultCopy) -> bool {
+    (a.engine != b.engine || a.fuel_used == b.fuel_used) && comparator.outputs_agree(a, b)
 }
 
 #[cfg(test)]
@@ -88,10 +135,36 @@ mod tests {
             engine: Some(engine.to_owned()),
             ..ResultCopy::unsent(ResultId(1))
         };
-        assert!(bitwise_agree(&copy(5, "wasmtime 48"), &copy(5, "wasmtime 48")));
-        assert!(!bitwise_agree(&copy(5, "wasmtime 48"), &copy(6, "wasmtime 48")));
-        assert!(bitwise_agree(&copy(5, "wasmtime 48"), &copy(6, "wasmtime 49")));
+        let agree = |a: &ResultCopy, b: &ResultCopy| agree(&Bitwise, a, b);
+        assert!(agree(&copy(5, "wasmtime 48"), &copy(5, "wasmtime 48")));
+        assert!(!agree(&copy(5, "wasmtime 48"), &copy(6, "wasmtime 48")));
+        assert!(agree(&copy(5, "wasmtime 48"), &copy(6, "wasmtime 49")));
         let other = ResultCopy { output_digest: Some(Digest::from_hex("b".repeat(64))), ..copy(5, "wasmtime 48") };
-        assert!(!bitwise_agree(&copy(5, "wasmtime 48"), &other));
+        assert!(!agree(&copy(5, "wasmtime 48"), &other));
+    }
+}
+
+#[cfg(test)]
+mod fuzzy_tests {
+    use super::*;
+    use crate::domain::fuzzy::{Format, parse};
+
+    #[test]
+    fn fuzzy_comparator_reads_parsed_outputs() {
+        let copy = |id| ResultCopy { engine: Some("e".into()), ..ResultCopy::unsent(ResultId(id)) };
+        let comparator = Fuzzy {
+            tolerance: Tolerance::new(1e-3, 0.0).unwrap(),
+            parsed: HashMap::from([
+                (ResultId(1), parse(Format::Whitespace, b"1.0000 2")),
+                (ResultId(2), parse(Format::Whitespace, b"1.0001 2")),
+                (ResultId(3), parse(Format::Whitespace, b"1.1 2")),
+                (ResultId(4), parse(Format::Json, b"{")),
+            ]),
+        };
+        assert!(agree(&comparator, &copy(1), &copy(2)));
+        assert!(!agree(&comparator, &copy(1), &copy(3)));
+        assert!(comparator.readable(&copy(1)));
+        assert!(!comparator.readable(&copy(4)), "unparsable");
+        assert!(!comparator.readable(&copy(5)), "not parsed at all");
     }
 }

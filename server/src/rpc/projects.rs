@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::Context;
 use super::status::invalid;
 use crate::domain::app;
+use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::store::{self, NewProject, NewWorkUnit};
@@ -69,6 +70,38 @@ fn policy(policy: Option<pb::ReplicationPolicy>) -> Result<ReplicationPolicy, St
     })?)
 }
 
+/// The project's validator, and its module for a custom one (checked like an app).
+fn validator(
+    kind: i32,
+    fuzzy: Option<pb::FuzzyValidator>,
+    module: Vec<u8>,
+) -> Result<(ValidatorKind, Option<Vec<u8>>), Status> {
+    let kind = pb::ValidatorKind::try_from(kind).map_err(|_| invalid("validator", format!("unknown kind {kind}")))?;
+    if kind != pb::ValidatorKind::Custom && !module.is_empty() {
+        return Err(invalid("validator_module", "only a custom validator takes a module"));
+    }
+    match kind {
+        pb::ValidatorKind::Unspecified | pb::ValidatorKind::Bitwise => Ok((ValidatorKind::Bitwise, None)),
+        pb::ValidatorKind::Fuzzy => {
+            let fuzzy = fuzzy.ok_or_else(|| invalid("fuzzy", "a fuzzy validator needs its format and tolerances"))?;
+            let format = match pb::FuzzyFormat::try_from(fuzzy.format) {
+                Ok(pb::FuzzyFormat::Whitespace) => Format::Whitespace,
+                Ok(pb::FuzzyFormat::Json) => Format::Json,
+                Ok(pb::FuzzyFormat::Unspecified) | Err(_) => {
+                    return Err(invalid("fuzzy.format", "must be WHITESPACE or JSON"));
+                }
+            };
+            let tolerance = Tolerance::new(fuzzy.relative_tolerance, fuzzy.absolute_tolerance)
+                .map_err(|e| invalid("fuzzy", e))?;
+            Ok((ValidatorKind::Fuzzy { format, tolerance }, None))
+        }
+        pb::ValidatorKind::Custom => {
+            app::check_module(&module).map_err(|e| invalid("validator_module", e))?;
+            Ok((ValidatorKind::Custom { module_digest: app::digest_of(&module) }, Some(module)))
+        }
+    }
+}
+
 fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
     pb::ReplicationPolicy {
         min_quorum: policy.min_quorum(),
@@ -88,6 +121,7 @@ fn status_to_proto(s: store::ProjectStatus) -> pb::ProjectStatus {
         state: s.state,
         app_digest: s.app_digest,
         policy: Some(policy_to_proto(&s.policy)),
+        validator: s.validator,
         work_units_total: s.work_units_total,
         work_units_open: s.work_units_open,
         work_units_done: s.work_units_done,
@@ -113,13 +147,11 @@ impl Projects for ProjectsService {
         let policy = policy(request.policy)?;
         let limits = request.limits.unwrap_or_default();
         let limits = Limits::with_defaults(limits.fuel, limits.memory_bytes, limits.output_bytes, limits.wall_time_ms)?;
-        let validator = match pb::ValidatorKind::try_from(request.validator) {
-            Ok(pb::ValidatorKind::Bitwise | pb::ValidatorKind::Unspecified) => ValidatorKind::Bitwise,
-            Err(_) => return Err(invalid("validator", format!("unknown validator kind {}", request.validator))),
-        };
+        let (validator, validator_module) = validator(request.validator, request.fuzzy, request.validator_module)?;
         app::check_module(&request.app_module)?;
         let work_units = work_units(request.work_units)?;
         let project = NewProject {
+            validator_module,
             name,
             app_digest: app::digest_of(&request.app_module),
             app_module: request.app_module,

@@ -6,7 +6,8 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Error, Result};
 use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
-use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy};
+use crate::domain::fuzzy::Tolerance;
+use crate::domain::policy::{self, Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::trust::HostTrust;
 use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
 
@@ -23,7 +24,8 @@ macro_rules! project_policy_columns {
     () => {
         "p.min_quorum, p.target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
          p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, p.nan_canonicalization, \
-         p.max_success_results, p.adaptive_replication"
+         p.max_success_results, p.adaptive_replication, p.fuzzy_format, p.relative_tolerance, \
+         p.absolute_tolerance, p.validator_digest"
     };
 }
 
@@ -93,6 +95,33 @@ pub fn policy(row: &SqliteRow) -> Result<ReplicationPolicy> {
         adaptive_replication: row.try_get("adaptive_replication")?,
     })
     .map_err(|e| corrupt("projects", e.to_string()))
+}
+
+/// The project's validator from the columns of `project_policy_columns`.
+pub fn validator(row: &SqliteRow) -> Result<ValidatorKind> {
+    let kind: String = row.try_get("validator")?;
+    match kind.as_str() {
+        "bitwise" => Ok(ValidatorKind::Bitwise),
+        "fuzzy" => {
+            let format: Option<String> = row.try_get("fuzzy_format")?;
+            let format = policy::parse_format(format.as_deref().unwrap_or("")).map_err(|e| corrupt("projects", e.to_string()))?;
+            let tolerance = Tolerance::new(
+                row.try_get::<Option<f64>, _>("relative_tolerance")?.unwrap_or(0.0),
+                row.try_get::<Option<f64>, _>("absolute_tolerance")?.unwrap_or(0.0),
+            )
+            .map_err(|e| corrupt("projects", e.to_string()))?;
+            Ok(ValidatorKind::Fuzzy { format, tolerance })
+        }
+        "custom" => {
+            let digest: Option<String> = row.try_get("validator_digest")?;
+            let digest = digest
+                .as_deref()
+                .and_then(Digest::parse)
+                .ok_or_else(|| corrupt("projects", "custom validator without a module digest"))?;
+            Ok(ValidatorKind::Custom { module_digest: digest })
+        }
+        other => Err(corrupt("projects", format!("validator {other:?}"))),
+    }
 }
 
 pub fn limits(row: &SqliteRow) -> Result<Limits> {

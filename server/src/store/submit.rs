@@ -6,7 +6,8 @@ use super::rows::{self, int};
 use super::{Error, Result, Store};
 use crate::domain::lifecycle::{self, WorkUnit, WorkUnitState};
 use crate::domain::names::{ProjectName, WorkUnitName};
-use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
+use crate::domain::policy::{self, Limits, ReplicationPolicy, ValidatorKind};
+use crate::domain::validator::Bitwise;
 use crate::domain::{Digest, ProjectId, Timestamp, WorkUnitId};
 
 /// A project to create, already checked by the domain constructors.
@@ -19,6 +20,8 @@ pub struct NewProject {
     pub policy: ReplicationPolicy,
     pub limits: Limits,
     pub validator: ValidatorKind,
+    /// The module of a custom validator (its digest is in `validator`).
+    pub validator_module: Option<Vec<u8>>,
     pub nan_canonicalization: bool,
 }
 
@@ -53,13 +56,23 @@ impl Store {
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
+        if let (ValidatorKind::Custom { module_digest }, Some(module)) = (&project.validator, &project.validator_module) {
+            sqlx::query("INSERT OR IGNORE INTO apps (digest, module, size, created_at) VALUES (?, ?, ?, ?)")
+                .bind(module_digest.as_str())
+                .bind(module)
+                .bind(module.len() as i64)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+        }
         let policy = &project.policy;
         let limits = &project.limits;
         let id: i64 = sqlx::query(
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
-             validator, nan_canonicalization, created_at, max_success_results, adaptive_replication) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
+             relative_tolerance, absolute_tolerance, validator_digest) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -77,6 +90,22 @@ impl Store {
         .bind(now.0)
         .bind(policy.max_success_results())
         .bind(policy.adaptive_replication())
+        .bind(match &project.validator {
+            ValidatorKind::Fuzzy { format, .. } => Some(policy::format_name(*format)),
+            ValidatorKind::Bitwise | ValidatorKind::Custom { .. } => None,
+        })
+        .bind(match &project.validator {
+            ValidatorKind::Fuzzy { tolerance, .. } => Some(tolerance.relative()),
+            ValidatorKind::Bitwise | ValidatorKind::Custom { .. } => None,
+        })
+        .bind(match &project.validator {
+            ValidatorKind::Fuzzy { tolerance, .. } => Some(tolerance.absolute()),
+            ValidatorKind::Bitwise | ValidatorKind::Custom { .. } => None,
+        })
+        .bind(match &project.validator {
+            ValidatorKind::Custom { module_digest } => Some(module_digest.as_str()),
+            ValidatorKind::Bitwise | ValidatorKind::Fuzzy { .. } => None,
+        })
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -172,7 +201,7 @@ async fn insert_work_units(
             canonical_result: None,
             single_result: false,
         };
-        let transition = lifecycle::transition(policy, &work_unit, &[], now);
+        let transition = lifecycle::transition(policy, &work_unit, &[], &Bitwise, now);
         for _ in 0..transition.new_results {
             insert_unsent(tx, work_unit.id, project_id).await?;
         }

@@ -34,6 +34,7 @@ fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
         policy: crate::domain::policy::tests::policy(min_quorum, target, 3, 8, DEADLINE_MS).unwrap(),
         limits: Limits::DEFAULT,
         validator: ValidatorKind::Bitwise,
+        validator_module: None,
         nan_canonicalization: false,
     }
 }

@@ -7,7 +7,12 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::rows;
 use super::submit::insert_unsent;
 use super::{Error, Result, Store};
-use crate::domain::lifecycle::{self, HostEvent, Transition, WorkUnit};
+use std::collections::HashMap;
+
+use crate::domain::fuzzy;
+use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition, WorkUnit};
+use crate::domain::policy::ValidatorKind;
+use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
 use crate::domain::names::ProjectName;
 use crate::domain::{HostId, ProjectId, Timestamp, WorkUnitId};
 
@@ -45,11 +50,40 @@ pub(super) async fn transition_work_unit(
         .iter()
         .map(rows::result_copy)
         .collect::<Result<Vec<_>>>()?;
+    let validator = rows::validator(&row)?;
     let transition = match event {
-        Event::Update => lifecycle::transition(&policy, &work_unit, &results, now),
+        Event::Update => {
+            let comparator = comparator(tx, &validator, &results).await?;
+            lifecycle::transition(&policy, &work_unit, &results, comparator.as_ref(), now)
+        }
         Event::Cancel => lifecycle::cancel(&work_unit, &results, now, &policy),
     };
     persist(tx, &work_unit, project, &transition, now).await
+}
+
+/// What compares this work unit's results: the project's validator, with the
+/// outputs it needs loaded.
+async fn comparator(
+    tx: &mut Transaction<'_, Sqlite>,
+    validator: &ValidatorKind,
+    results: &[ResultCopy],
+) -> Result<Box<dyn Comparator + Send>> {
+    match validator {
+        ValidatorKind::Bitwise => Ok(Box::new(Bitwise)),
+        ValidatorKind::Fuzzy { format, tolerance } => {
+            let mut parsed = HashMap::new();
+            for result in results.iter().filter(|r| r.outcome == Some(Outcome::Success)) {
+                let output: Option<Vec<u8>> = sqlx::query("SELECT output FROM results WHERE id = ?")
+                    .bind(result.id.0)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("output")?;
+                parsed.insert(result.id, fuzzy::parse(*format, output.as_deref().unwrap_or_default()));
+            }
+            Ok(Box::new(Fuzzy { tolerance: *tolerance, parsed }))
+        }
+        ValidatorKind::Custom { .. } => Err(Error::Corrupt { table: "projects", detail: "custom validators are not wired yet".into() }),
+    }
 }
 
 async fn persist(

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::domain::policy::ReplicationPolicy;
+use crate::domain::validator::Bitwise;
 
 const NOW: Timestamp = Timestamp(1_000_000);
 
@@ -82,7 +83,7 @@ struct Expect {
 fn check(policy: ReplicationPolicy, target: u32, spec: &str, expected: Expect) -> Transition {
     let wu = open_wu(target);
     let results = copies(spec);
-    let t = transition(&policy, &wu, &results, NOW);
+    let t = transition(&policy, &wu, &results, &Bitwise, NOW);
     assert_eq!(t.work_unit.state, expected.state, "state for {spec:?}");
     assert_eq!(t.new_results, expected.new_results, "new copies for {spec:?}");
     assert_eq!(validate_states(&results, &t), expected.validate, "validate states for {spec:?}");
@@ -94,7 +95,7 @@ fn check(policy: ReplicationPolicy, target: u32, spec: &str, expected: Expect) -
     for i in 0..t.new_results {
         after.push(ResultCopy::unsent(ResultId(1000 + i as i64)));
     }
-    let again = transition(&policy, &t.work_unit, &after, NOW);
+    let again = transition(&policy, &t.work_unit, &after, &Bitwise, NOW);
     assert!(again.is_noop(&t.work_unit), "second transition of {spec:?} changed {again:?}");
     t
 }
@@ -194,7 +195,7 @@ fn late_success_is_compared_with_the_canonical_result() {
         r.validate_state = ValidateState::Valid;
     }
     let wu = WorkUnit { state: WorkUnitState::Done, canonical_result: Some(ResultId(1)), ..open_wu(2) };
-    let t = transition(&policy, &wu, &results, NOW);
+    let t = transition(&policy, &wu, &results, &Bitwise, NOW);
     assert_eq!(validate_states(&results, &t), "vvvi");
     assert_eq!(t.host_events, vec![(HostId(3), HostEvent::Valid { credit: 2.0, replicated: true }), (HostId(4), HostEvent::Invalid)]);
 }
@@ -302,10 +303,10 @@ fn same_engine_copies_with_different_fuel_do_not_agree() {
     let policy = policy(2, 2, 3, 8);
     let mut results = copies("aa");
     results[1].fuel_used += 1;
-    let t = transition(&policy, &open_wu(2), &results, NOW);
+    let t = transition(&policy, &open_wu(2), &results, &Bitwise, NOW);
     assert_eq!((t.work_unit.state, t.new_results), (WorkUnitState::Open, 1), "inconclusive: fuel differs");
     results[1].engine = Some("wasmtime 49.0.0".into());
-    let t = transition(&policy, &open_wu(2), &results, NOW);
+    let t = transition(&policy, &open_wu(2), &results, &Bitwise, NOW);
     assert_eq!(t.work_unit.state, WorkUnitState::Done, "different engines are compared on output only");
 }
 
@@ -318,13 +319,13 @@ fn a_single_trusted_result_is_accepted_alone() {
     let policy = policy(2, 2, 3, 8);
     // The second copy, still unsent, is retired.
     let results = copies(">.");
-    let t = transition(&policy, &single(1), &results, NOW);
+    let t = transition(&policy, &single(1), &results, &Bitwise, NOW);
     assert_eq!((t.work_unit.state, t.new_results), (WorkUnitState::Open, 0));
     assert_eq!(t.changed_results.len(), 1);
     assert_eq!((t.changed_results[0].id, t.changed_results[0].outcome), (ResultId(2), Some(Outcome::DidntNeed)));
 
     let results = copies("a");
-    let t = transition(&policy, &single(1), &results, NOW);
+    let t = transition(&policy, &single(1), &results, &Bitwise, NOW);
     assert_eq!(t.work_unit.state, WorkUnitState::Done);
     assert_eq!(t.host_events, vec![(HostId(1), HostEvent::Valid { credit: 2.0, replicated: false })]);
 }
@@ -333,7 +334,7 @@ fn a_single_trusted_result_is_accepted_alone() {
 fn a_failed_single_result_restores_replication() {
     let policy = policy(2, 2, 3, 8);
     for spec in ["e", "!"] {
-        let t = transition(&policy, &single(1), &copies(spec), NOW);
+        let t = transition(&policy, &single(1), &copies(spec), &Bitwise, NOW);
         assert!(!t.work_unit.single_result, "{spec}");
         assert_eq!((t.work_unit.target_results, t.new_results), (2, 2), "{spec}");
     }
@@ -345,4 +346,20 @@ fn report_events() {
     assert_eq!(report_event(&copy), None);
     copy.outcome = Some(Outcome::ClientError);
     assert_eq!(report_event(&copy), Some(HostEvent::ClientError));
+}
+
+#[test]
+fn unreadable_outputs_are_validate_errors() {
+    use crate::domain::fuzzy::{Format, Tolerance, parse};
+    use crate::domain::validator::Fuzzy;
+    let policy = policy(2, 2, 3, 8);
+    let results = copies("ab");
+    let comparator = Fuzzy {
+        tolerance: Tolerance::new(0.0, 0.5).unwrap(),
+        parsed: std::collections::HashMap::from([(ResultId(1), parse(Format::Whitespace, b"1.0"))]),
+    };
+    let t = transition(&policy, &open_wu(2), &results, &comparator, NOW);
+    assert_eq!(t.new_results, 1, "the unreadable copy is replaced");
+    assert_eq!(t.changed_results[0].outcome, Some(Outcome::ValidateError));
+    assert_eq!(t.host_events, vec![(HostId(2), HostEvent::Invalid)]);
 }
