@@ -242,3 +242,59 @@ async fn concurrent_leases_and_reports_all_succeed() {
     assert_eq!(total, 80);
     assert_eq!(status(&f.store, "p").await.work_units_done, 40);
 }
+
+/// Two colluding hosts return the same wrong output whenever they both hold a
+/// copy of the work unit; honest hosts return the right one. The colluders ask
+/// for work first. Returns whether the wrong output became canonical.
+async fn collusion(min_quorum: u32, colluders_account: [&str; 2]) -> bool {
+    let f = fixture().await;
+    let mut project = project("p", min_quorum, min_quorum);
+    project.policy = crate::domain::policy::tests::policy(min_quorum, min_quorum, 3, 12, DEADLINE_MS).unwrap();
+    f.store.create_project(&project, &units(1), T0).await.unwrap();
+    let mut colluders = Vec::new();
+    for (i, account) in colluders_account.iter().enumerate() {
+        let new = NewHost {
+            name: format!("colluder-{i}"),
+            n_cpus: 1,
+            memory_bytes: 1 << 30,
+            engine: "test".into(),
+            os: "test".into(),
+            account: (*account).to_owned(),
+        };
+        colluders.push(f.store.register_host(&new, &format!("colluder-{i}"), T0).await.unwrap());
+    }
+    let mut honest = Vec::new();
+    for i in 0..10 {
+        honest.push(host(&f.store, &format!("honest-{i}")).await);
+    }
+    for &colluder in &colluders {
+        for copy in f.store.lease_work(colluder, 1, T0).await.unwrap() {
+            f.store.record_reports(colluder, &[success(copy.result_id, "wrong")], T0).await.unwrap();
+        }
+    }
+    for &h in &honest {
+        if status(&f.store, "p").await.work_units_open == 0 {
+            break;
+        }
+        for copy in f.store.lease_work(h, 1, T0).await.unwrap() {
+            f.store.record_reports(h, &[success(copy.result_id, "right")], T0).await.unwrap();
+        }
+    }
+    let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
+    assert_eq!(canonical.len(), 1, "the work unit ends with a canonical result");
+    canonical[0].output == b"wrong"
+}
+
+/// Which policies two colluding hosts defeat when both get copies of one work
+/// unit, and which they cannot. The README's "Choosing a policy" states this.
+#[tokio::test]
+async fn colluding_hosts_defeat_small_quorums_unless_accounts_are_distinct() {
+    // Two accounts: a pair agreeing on a wrong output wins wherever 2 is enough.
+    assert!(collusion(2, ["a", "b"]).await, "quorum 2: both copies go to the colluders");
+    assert!(collusion(3, ["a", "b"]).await, "quorum 3: 2 of 3 agree");
+    assert!(!collusion(4, ["a", "b"]).await, "quorum 4 needs 3 agreeing results");
+    assert!(!collusion(5, ["a", "b"]).await, "quorum 5 needs 3 agreeing results");
+    // One account: the second colluder never gets a copy of the same work unit.
+    assert!(!collusion(2, ["mallory", "mallory"]).await, "quorum 2, one copy per account");
+    assert!(!collusion(3, ["mallory", "mallory"]).await, "quorum 3, one copy per account");
+}
