@@ -6,6 +6,11 @@
 //! - `primes`: the happy path, from `quorum submit` to `quorum results`.
 //! - `malicious`: a host reporting wrong outputs never makes them canonical.
 //! - `deadlines`: copies of a killed worker become "no reply" and are reissued.
+//! - `late_results`: a copy reported after its work unit is done is still
+//!   validated against the canonical result; copies told to abort stay retired.
+//! - `cancel`: `quorum cancel` with copies in flight; workers abort them.
+//! - `coordinator_restart`: the coordinator is killed while workers report
+//!   and restarted on the same database and address; nothing is lost.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `operations`: health checking, reflection and clean shutdown.
@@ -15,7 +20,10 @@
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
 mod bad_manifests;
+mod cancel;
+mod coordinator_restart;
 mod deadlines;
+mod late_results;
 mod malicious;
 mod operations;
 mod primes;

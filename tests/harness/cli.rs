@@ -110,6 +110,13 @@ pub struct Submitted {
     pub n_work_units: u64,
 }
 
+/// `quorum cancel --json`.
+#[derive(Debug, Deserialize)]
+pub struct Cancelled {
+    pub project: String,
+    pub n_work_units_cancelled: u64,
+}
+
 /// `quorum status --json` (and `quorum wait --json`).
 #[derive(Debug, Deserialize)]
 pub struct Statuses {

@@ -81,6 +81,9 @@ impl Host {
                 memory_bytes: 1 << 30,
                 engine: ENGINE.to_owned(),
                 os: "linux x86_64".to_owned(),
+                // Fields added later (e.g. a volunteer account) keep their
+                // defaults: the host stands alone.
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|status| panic!("RegisterHost {name}: {status:?}"))

@@ -12,11 +12,13 @@
 //! - [`binaries`]: where the built binaries are (next to the test executable).
 //! - [`dir`]: [`TestDir`], the per-test temporary directory.
 //! - [`process`]: a child process with a log file, killed on drop.
-//! - [`server`]: [`Server`], a `quorum-server` on `127.0.0.1:0`.
+//! - [`server`]: [`Server`], a `quorum-server` on `127.0.0.1:0` (or a given
+//!   address, to restart it where its workers point).
 //! - [`worker`]: [`Worker`], a `quorum-worker` pointed at a server.
 //! - [`cli`]: [`cli()`], the `quorum` CLI, and the types of its `--json` output.
 //! - [`grpc`]: speaking the protocol directly: a [`grpc::Host`] (scheduler
 //!   side, e.g. a malicious volunteer) and the `Projects` service.
+//! - [`poll`]: [`poll::poll_until`], waiting for a state no event reports.
 //! - [`primes`]: the primes example app, manifests that use it, and an
 //!   independent prime count to check its outputs against.
 
@@ -24,6 +26,7 @@ pub mod binaries;
 pub mod cli;
 pub mod dir;
 pub mod grpc;
+pub mod poll;
 pub mod primes;
 pub mod process;
 pub mod server;

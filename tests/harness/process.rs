@@ -47,6 +47,15 @@ impl Process {
         self.child.as_ref().map(Child::id)
     }
 
+    /// True while the process runs (it has not exited, nor been killed or
+    /// stopped by the test).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+        }
+    }
+
     /// SIGKILL, then reap it. Does nothing if it already ended.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

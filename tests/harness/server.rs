@@ -1,5 +1,6 @@
-//! [`Server`]: a real `quorum-server` process on `127.0.0.1:0` with its
-//! SQLite database in the test directory.
+//! [`Server`]: a real `quorum-server` process on `127.0.0.1:0` (or a given
+//! address, to restart one where its workers point) with its SQLite database
+//! in the test directory.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -34,11 +35,18 @@ impl Server {
     /// Like [`Server::spawn`] with a given database file (e.g. to restart a
     /// server on the same database).
     pub fn spawn_with_db(dir: &Path, db: &Path) -> Server {
+        Server::spawn_at(dir, db, "127.0.0.1:0")
+    }
+
+    /// Like [`Server::spawn_with_db`], listening on `listen` (`IP:PORT`):
+    /// a coordinator restarted where its workers already point, e.g.
+    /// `Server::spawn_at(dir, db, old.addr())` after `old` was killed.
+    pub fn spawn_at(dir: &Path, db: &Path, listen: &str) -> Server {
         let log_path = unused_path(dir, "quorum-server", "log");
         let log = std::fs::File::create(&log_path).expect("create the server log");
         let mut child = Command::new(binaries::path(binaries::SERVER))
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--db")
             .arg(db)
             .stdin(Stdio::null())

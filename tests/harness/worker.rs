@@ -60,6 +60,11 @@ impl Worker {
         self.process.log()
     }
 
+    /// True while the worker process runs (it has not crashed or exited).
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
     /// SIGKILL: the worker dies holding whatever it was computing.
     pub fn kill_9(&mut self) {
         self.process.kill();
