@@ -8,6 +8,8 @@
 //! - `manifest`: `project.toml` parsed into domain types (`Manifest`,
 //!   `Policy`, `Limits`, `WorkUnitSource`), the app module and the work units.
 //!   Knows nothing of gRPC.
+//! - `credit`: the credit leaderboard of `quorum credit`, a pure function
+//!   of the hosts.
 //! - `client`: the connection to the coordinator and the one place where gRPC
 //!   errors become readable messages.
 //! - `output`: tables for people and the stable `--json` schemas.
@@ -19,9 +21,11 @@
 
 pub mod client;
 pub mod commands;
+pub mod credit;
 pub mod manifest;
 pub mod output;
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -103,8 +107,24 @@ pub enum Command {
 
     /// List the volunteer hosts and their counters.
     ///
-    /// --json prints {"hosts":[...]} with the fields of the protocol's HostInfo.
+    /// Shows each host's account, its streak of valid results in a row and
+    /// the number of results it may receive per day. --json prints
+    /// {"hosts":[...]} with the fields of the protocol's HostInfo.
     Hosts,
+
+    /// Show the credit leaderboard: credit per volunteer account.
+    ///
+    /// The hosts of one account are summed; a host without an account stands
+    /// alone as "host ID (NAME)". Sorted by credit, most first, then by name.
+    /// --json prints
+    /// {"volunteers":[{"rank","volunteer","n_hosts","n_valid","total_credit"}]}.
+    Credit {
+        /// Show only the first N volunteers.
+        ///
+        /// Every volunteer when omitted.
+        #[arg(long, value_name = "N")]
+        top: Option<NonZeroUsize>,
+    },
 
     /// Cancel a project: its open work units fail as cancelled.
     ///
@@ -180,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::results::run(&ctx, &project, format, out.as_deref()).await
         }
         Command::Hosts => commands::hosts::run(&ctx).await,
+        Command::Credit { top } => commands::credit::run(&ctx, top).await,
         Command::Cancel { project } => commands::cancel::run(&ctx, &project).await,
         Command::Wait { project, timeout } => commands::wait::run(&ctx, &project, timeout).await,
         Command::Demo { dir, example, timeout } => commands::demo::run(&ctx, &dir, example, timeout).await,
@@ -228,7 +249,10 @@ mod tests {
             &["quorum", "--server=h:5", "demo", "--example", "integral"],
             r#"h:5 json=false Demo { dir: "quorum-demo", example: Integral, timeout: 600s }"#,
         );
+        check(&["quorum", "--server=h:6", "credit"], "h:6 json=false Credit { top: None }");
+        check(&["quorum", "--server=h:6", "credit", "--top", "3", "--json"], "h:6 json=true Credit { top: Some(3) }");
         assert!(Cli::try_parse_from(["quorum", "results", "p", "--format", "xml"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "credit", "--top", "0"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "wait", "p", "--timeout", "soon"]).is_err());
     }
 }

@@ -97,7 +97,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} {}: {problem}", role(*field), app.display())]
+    #[error("{} {}: {problem}", role(field), app.display())]
     App { field: &'static str, app: PathBuf, problem: String },
     #[error("cannot read work unit inputs {}", path.display())]
     ReadInputs {

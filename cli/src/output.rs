@@ -12,6 +12,8 @@ use base64::Engine as _;
 use quorum_proto::v1;
 use serde::Serialize;
 
+use crate::credit;
+
 /// How a column's cells line up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
@@ -219,6 +221,12 @@ pub struct Host {
     pub n_no_reply: u64,
     pub n_in_progress: u64,
     pub total_credit: f64,
+    /// The volunteer account the host belongs to; empty when it has none.
+    pub account: String,
+    /// Valid results in a row (adaptive replication trusts long streaks).
+    pub consecutive_valid: u32,
+    /// Results the host may receive per day.
+    pub daily_quota: u32,
 }
 
 impl From<&v1::HostInfo> for Host {
@@ -238,6 +246,9 @@ impl From<&v1::HostInfo> for Host {
             n_no_reply: host.n_no_reply,
             n_in_progress: host.n_in_progress,
             total_credit: host.total_credit,
+            account: host.account.clone(),
+            consecutive_valid: host.consecutive_valid,
+            daily_quota: host.daily_quota,
         }
     }
 }
@@ -248,6 +259,7 @@ pub fn hosts_table(hosts: &[v1::HostInfo], now_unix_ms: i64) -> Table {
     let mut table = Table::new(&[
         ("ID", Right),
         ("NAME", Left),
+        ("ACCOUNT", Left),
         ("CPUS", Right),
         ("MEMORY", Right),
         ("ENGINE", Left),
@@ -258,12 +270,16 @@ pub fn hosts_table(hosts: &[v1::HostInfo], now_unix_ms: i64) -> Table {
         ("INVALID", Right),
         ("ERROR", Right),
         ("NO REPLY", Right),
+        ("STREAK", Right),
+        ("QUOTA/DAY", Right),
         ("CREDIT", Right),
     ]);
     for host in hosts {
+        let account = if host.account.is_empty() { "-".to_owned() } else { host.account.clone() };
         table.row(vec![
             host.id.to_string(),
             host.name.clone(),
+            account,
             host.n_cpus.to_string(),
             format_bytes(host.memory_bytes),
             host.engine.clone(),
@@ -274,7 +290,54 @@ pub fn hosts_table(hosts: &[v1::HostInfo], now_unix_ms: i64) -> Table {
             host.n_invalid.to_string(),
             host.n_error.to_string(),
             host.n_no_reply.to_string(),
+            host.consecutive_valid.to_string(),
+            host.daily_quota.to_string(),
             format!("{:.1}", host.total_credit),
+        ]);
+    }
+    table
+}
+
+/// `quorum credit --json`: {"volunteers":[...]}, best first.
+#[derive(Debug, Serialize)]
+pub struct Volunteers {
+    pub volunteers: Vec<Volunteer>,
+}
+
+/// One line of the credit leaderboard.
+#[derive(Debug, Serialize)]
+pub struct Volunteer {
+    pub rank: u64,
+    pub volunteer: String,
+    pub n_hosts: u64,
+    pub n_valid: u64,
+    pub total_credit: f64,
+}
+
+impl From<&credit::Volunteer> for Volunteer {
+    fn from(volunteer: &credit::Volunteer) -> Volunteer {
+        Volunteer {
+            rank: volunteer.rank,
+            volunteer: volunteer.name.clone(),
+            n_hosts: volunteer.n_hosts,
+            n_valid: volunteer.n_valid,
+            total_credit: volunteer.total_credit,
+        }
+    }
+}
+
+/// The credit leaderboard table: one line per volunteer, best first.
+pub fn credit_table(volunteers: &[credit::Volunteer]) -> Table {
+    use Align::{Left, Right};
+    let mut table =
+        Table::new(&[("RANK", Right), ("VOLUNTEER", Left), ("HOSTS", Right), ("VALID", Right), ("CREDIT", Right)]);
+    for volunteer in volunteers {
+        table.row(vec![
+            volunteer.rank.to_string(),
+            volunteer.name.clone(),
+            volunteer.n_hosts.to_string(),
+            volunteer.n_valid.to_string(),
+            format!("{:.2}", volunteer.total_credit),
         ]);
     }
     table
@@ -493,6 +556,65 @@ mod tests {
             table,
             "PROJECT  ID  STATE   WORK UNITS  OPEN  DONE  FAILED  UNSENT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY\n\
              primes    1  active         200    10   190       0       0            0      0        0      0         0\n"
+        );
+    }
+
+    #[test]
+    fn hosts_json_schema_and_table() {
+        let host = |id: i64, name: &str, account: &str| v1::HostInfo {
+            id,
+            name: name.into(),
+            n_cpus: 4,
+            memory_bytes: 8 << 30,
+            engine: "wasmtime".into(),
+            os: "linux".into(),
+            created_unix_ms: 1_000,
+            last_contact_unix_ms: 1_000,
+            n_valid: 10,
+            n_invalid: 1,
+            total_credit: 12.5,
+            account: account.into(),
+            consecutive_valid: 7,
+            daily_quota: 80,
+            ..Default::default()
+        };
+        let hosts = [host(1, "a", "alice"), host(2, "b", "")];
+        let json = text(|out| write_json(out, &Hosts { hosts: hosts[..1].iter().map(Host::from).collect() }));
+        assert_eq!(
+            json,
+            "{\"hosts\":[{\"id\":1,\"name\":\"a\",\"n_cpus\":4,\"memory_bytes\":8589934592,\"engine\":\"wasmtime\",\
+             \"os\":\"linux\",\"created_unix_ms\":1000,\"last_contact_unix_ms\":1000,\"n_valid\":10,\"n_invalid\":1,\
+             \"n_error\":0,\"n_no_reply\":0,\"n_in_progress\":0,\"total_credit\":12.5,\"account\":\"alice\",\
+             \"consecutive_valid\":7,\"daily_quota\":80}]}\n"
+        );
+        let table = text(|out| hosts_table(&hosts, 13_500).write(out));
+        assert_eq!(
+            table,
+            "ID  NAME  ACCOUNT  CPUS   MEMORY  ENGINE    OS     LAST CONTACT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY  STREAK  QUOTA/DAY  CREDIT\n\
+             \x201  a     alice       4  8.0 GiB  wasmtime  linux  12s ago                 0     10        1      0         0       7         80    12.5\n\
+             \x202  b     -           4  8.0 GiB  wasmtime  linux  12s ago                 0     10        1      0         0       7         80    12.5\n"
+        );
+    }
+
+    #[test]
+    fn credit_json_schema_and_table() {
+        let volunteers = [
+            credit::Volunteer { rank: 1, name: "alice".into(), n_hosts: 2, n_valid: 10, total_credit: 12.5 },
+            credit::Volunteer { rank: 2, name: "host 3 (c)".into(), n_hosts: 1, n_valid: 1, total_credit: 0.5 },
+        ];
+        let json = text(|out| {
+            write_json(out, &Volunteers { volunteers: volunteers[..1].iter().map(Volunteer::from).collect() })
+        });
+        assert_eq!(
+            json,
+            "{\"volunteers\":[{\"rank\":1,\"volunteer\":\"alice\",\"n_hosts\":2,\"n_valid\":10,\"total_credit\":12.5}]}\n"
+        );
+        let table = text(|out| credit_table(&volunteers).write(out));
+        assert_eq!(
+            table,
+            "RANK  VOLUNTEER   HOSTS  VALID  CREDIT\n\
+             \x20\x20\x201  alice           2     10   12.50\n\
+             \x20\x20\x202  host 3 (c)      1      1    0.50\n"
         );
     }
 

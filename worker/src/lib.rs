@@ -3,8 +3,9 @@
 //! tasks in a deterministic WebAssembly sandbox on a rayon pool, report results.
 //!
 //! Layout:
-//! - `sandbox`: runs one task in wasmtime (WASI preview 1, fixed clocks, seeded
-//!   random source, fuel / memory / output / wall-time limits). No I/O, no async.
+//! - `sandbox`: the crate `quorum-sandbox`, re-exported: runs one task in
+//!   wasmtime (WASI preview 1, fixed clocks, seeded random source, fuel /
+//!   memory / output / wall-time limits). No I/O, no async.
 //! - `state`: the state directory: identity (`host.json`) and app cache.
 //! - `client`: the `Scheduler` gRPC client and the retry backoff.
 //! - `worker`: the loop tying them together (async side; CPU work goes to the pool).
@@ -13,9 +14,10 @@
 //! tokio threads; the pool sends outcomes back over a channel.
 
 pub mod client;
-pub mod sandbox;
 pub mod state;
 mod worker;
+
+pub use quorum_sandbox as sandbox;
 
 use std::future::Future;
 use std::path::PathBuf;

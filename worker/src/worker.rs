@@ -306,6 +306,9 @@ impl Worker {
                 return ControlFlow::Continue(());
             }
         };
+        if !response.abort.is_empty() {
+            self.abort(&response.abort);
+        }
         if response.assignments.is_empty() {
             let delay = if response.retry_after_ms > 0 {
                 self.request_retry.backoff.reset();

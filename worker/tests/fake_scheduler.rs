@@ -116,6 +116,7 @@ impl Scheduler for Fake {
         Ok(Response::new(RequestWorkResponse {
             retry_after_ms: if assignments.is_empty() { 50 } else { 0 },
             assignments,
+            abort: Vec::new(),
         }))
     }
 

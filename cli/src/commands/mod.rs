@@ -3,6 +3,7 @@
 //! `output`.
 
 pub mod cancel;
+pub mod credit;
 pub mod demo;
 pub mod hosts;
 pub mod results;

@@ -5,6 +5,7 @@
 //! functions with `now`, and persist what they return.
 //!
 //! Layout:
+//! - `batch`: automatic pause of failing batches; the tail of a batch (fast hosts, spare copies).
 //! - `app`: app modules: their digest and the check that they are WASI commands.
 //! - `policy`: a project's replication policy, sandbox limits and validator, checked on construction.
 //! - `lifecycle`: the states of results and work units and the transitioner's rules
@@ -16,6 +17,7 @@
 //! - `names`: project and work-unit names.
 
 pub mod app;
+pub mod batch;
 pub mod fuzzy;
 pub mod lifecycle;
 pub mod names;

@@ -122,6 +122,17 @@ fn status_to_proto(s: store::ProjectStatus) -> pb::ProjectStatus {
         app_digest: s.app_digest,
         policy: Some(policy_to_proto(&s.policy)),
         validator: s.validator,
+        batches: s
+            .batches
+            .into_iter()
+            .map(|b| pb::BatchInfo {
+                id: b.id,
+                state: b.state,
+                pause_reason: b.pause_reason.unwrap_or_default(),
+                n_work_units: b.n_work_units,
+                n_ended: b.n_ended,
+            })
+            .collect(),
         work_units_total: s.work_units_total,
         work_units_open: s.work_units_open,
         work_units_done: s.work_units_done,
@@ -180,10 +191,10 @@ impl Projects for ProjectsService {
             return Err(invalid("work_units", "empty batch"));
         }
         let work_units = work_units(request.work_units)?;
-        let (n, first) = self.ctx.store.add_work_units(&name, &work_units, self.ctx.clock.now()).await?;
+        let (n, first, batch_id) = self.ctx.store.add_work_units(&name, &work_units, self.ctx.clock.now()).await?;
         tracing::info!(project = %name, n_work_units = n, "work units added");
         self.ctx.changes.notify();
-        Ok(Response::new(pb::AddWorkUnitsResponse { n_work_units: n, first_work_unit_id: first.0 }))
+        Ok(Response::new(pb::AddWorkUnitsResponse { n_work_units: n, first_work_unit_id: first.0, batch_id }))
     }
 
     async fn get_status(
@@ -316,6 +327,18 @@ impl Projects for ProjectsService {
         tracing::info!(project = %name, n_work_units = n, "project cancelled");
         self.ctx.changes.notify();
         Ok(Response::new(pb::CancelProjectResponse { n_work_units_cancelled: n }))
+    }
+
+    async fn resume_batch(
+        &self,
+        request: Request<pb::ResumeBatchRequest>,
+    ) -> Result<Response<pb::ResumeBatchResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        let batch = (request.batch_id != 0).then_some(request.batch_id);
+        let n = self.ctx.store.resume_batches(&name, batch).await?;
+        tracing::info!(project = %name, n_batches = n, "batches resumed");
+        Ok(Response::new(pb::ResumeBatchResponse { n_batches_resumed: n }))
     }
 
     async fn wait_project(

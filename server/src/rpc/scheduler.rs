@@ -107,6 +107,7 @@ impl Scheduler for SchedulerService {
             return Err(invalid("slots", format!("must be between 1 and {}", scheduler::MAX_SLOTS_PER_REQUEST)));
         }
         let leased = self.ctx.store.lease_work(host, slots, self.ctx.clock.now()).await?;
+        let abort = self.ctx.store.take_aborts(host).await?;
         if !leased.is_empty() {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
         }
@@ -114,6 +115,7 @@ impl Scheduler for SchedulerService {
         Ok(Response::new(RequestWorkResponse {
             assignments: leased.into_iter().map(assignment).collect(),
             retry_after_ms,
+            abort: abort.iter().map(|id| id.0).collect(),
         }))
     }
 

@@ -28,7 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::domain::lifecycle::ReportError;
 
-pub use reads::{CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
+pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary};
 pub use submit::{NewProject, NewWorkUnit};
 
@@ -43,6 +43,8 @@ pub enum Error {
     ProjectCancelled(String),
     #[error("work unit name {name:?} is used twice in project {project:?}")]
     DuplicateWorkUnit { project: String, name: String },
+    #[error("batch {batch} of project {project:?} not found")]
+    BatchNotFound { project: String, batch: i64 },
     #[error("app {0} not found")]
     AppNotFound(String),
     #[error("host token not recognised")]

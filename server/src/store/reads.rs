@@ -17,6 +17,7 @@ pub struct ProjectStatus {
     pub app_digest: String,
     pub policy: ReplicationPolicy,
     pub validator: String,
+    pub batches: Vec<BatchInfo>,
     pub work_units_total: u64,
     pub work_units_open: u64,
     pub work_units_done: u64,
@@ -28,6 +29,16 @@ pub struct ProjectStatus {
     pub results_invalid: u64,
     pub results_error: u64,
     pub results_no_reply: u64,
+}
+
+/// A batch of a project.
+#[derive(Debug, Clone)]
+pub struct BatchInfo {
+    pub id: i64,
+    pub state: String,
+    pub pause_reason: Option<String>,
+    pub n_work_units: u64,
+    pub n_ended: u64,
 }
 
 /// One work unit, without its input.
@@ -125,6 +136,7 @@ impl Store {
             app_digest: row.try_get("app_digest")?,
             policy: rows::policy(row)?,
             validator: row.try_get("validator")?,
+            batches: Vec::new(),
             work_units_total: 0,
             work_units_open: 0,
             work_units_done: 0,
@@ -137,6 +149,20 @@ impl Store {
             results_error: 0,
             results_no_reply: 0,
         };
+        let batches =
+            sqlx::query("SELECT id, state, pause_reason, n_work_units, n_ended FROM batches WHERE project_id = ? ORDER BY id")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        for batch in &batches {
+            status.batches.push(BatchInfo {
+                id: batch.try_get("id")?,
+                state: batch.try_get("state")?,
+                pause_reason: batch.try_get("pause_reason")?,
+                n_work_units: u64_column(batch, "n_work_units")?,
+                n_ended: u64_column(batch, "n_ended")?,
+            });
+        }
         let counts = sqlx::query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
             .bind(id)
             .fetch_all(&self.pool)

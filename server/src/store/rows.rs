@@ -40,6 +40,12 @@ pub fn u32_column(row: &SqliteRow, column: &str) -> Result<u32> {
     u32::try_from(value).map_err(|_| corrupt("?", format!("{column} = {value} is out of range")))
 }
 
+/// A nullable non-negative INTEGER column.
+pub fn optional_u64(row: &SqliteRow, column: &str) -> Result<Option<u64>> {
+    let value: Option<i64> = row.try_get(column)?;
+    value.map(|v| u64::try_from(v).map_err(|_| corrupt("?", format!("{column} = {v} is negative")))).transpose()
+}
+
 pub fn u64_column(row: &SqliteRow, column: &str) -> Result<u64> {
     let value: Option<i64> = row.try_get(column)?;
     let value = value.unwrap_or(0);

@@ -10,7 +10,7 @@ use super::transitions::{Event, apply_host_event, transition_work_unit};
 use super::{Error, Result, Store};
 use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
-use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler, trust};
+use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
 
 /// A volunteer machine registering.
 #[derive(Debug, Clone)]
@@ -99,9 +99,11 @@ impl Store {
     /// accepted on that copy alone. One transaction.
     pub async fn lease_work(&self, host: HostId, slots: u32, now: Timestamp) -> Result<Vec<Assignment>> {
         let mut tx = self.write().await?;
-        let query = concat!("SELECT account, ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
+        let query =
+            concat!("SELECT account, avg_turnaround_ms, ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
         let host_row = sqlx::query(query).bind(host.0).fetch_optional(&mut *tx).await?.ok_or(Error::UnknownHost)?;
         let account: String = host_row.try_get("account")?;
+        let host_turnaround = rows::optional_u64(&host_row, "avg_turnaround_ms")?;
         let mut trust = rows::host_trust(&host_row)?;
         let slots = slots.min(trust.remaining_today(now)) as usize;
         let mut assignments = Vec::new();
@@ -116,12 +118,15 @@ impl Store {
                 break;
             }
             let query = concat!(
-                "SELECT r.id AS result_id, r.work_unit_id, w.name AS work_unit_name, w.input, p.name AS project, \
-                 p.app_digest, ",
+                "SELECT r.id AS result_id, r.work_unit_id, r.created_at, w.name AS work_unit_name, w.input, \
+                 p.name AS project, p.app_digest, b.n_work_units AS batch_size, b.n_ended AS batch_ended, \
+                 b.avg_turnaround_ms AS batch_turnaround, ",
                 rows::project_policy_columns!(),
                 " FROM results r \
                  JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
+                 LEFT JOIN batches b ON b.id = w.batch_id \
                  WHERE r.server_state = 'unsent' AND r.id > ? AND p.state = 'active' \
+                 AND (b.id IS NULL OR b.state = 'active') \
                  AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id IN \
                    (SELECT h.id FROM hosts h WHERE h.id = ? OR (? != '' AND h.account = ?))) \
                  ORDER BY r.id LIMIT ?"
@@ -138,10 +143,20 @@ impl Store {
             for row in &page {
                 after_id = row.try_get("result_id")?;
                 let work_unit_id: i64 = row.try_get("work_unit_id")?;
-                if assignments.len() == slots || !taken.insert(work_unit_id) {
+                if assignments.len() == slots || taken.contains(&work_unit_id) {
                     continue;
                 }
                 let policy = rows::policy(row)?;
+                // The tail of a batch goes preferably to hosts with a short turnaround.
+                let in_tail = batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
+                let waited = u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
+                let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
+                if in_tail
+                    && !batch::may_take_tail_copy(host_turnaround, batch_turnaround, waited, policy.deadline_ms() / 10)
+                {
+                    continue;
+                }
+                taken.insert(work_unit_id);
                 if policy.adaptive_replication()
                     && trust::accept_single(trust.consecutive_valid, trust::draw(self.secret, ResultId(after_id)))
                     && first_copy(&mut tx, WorkUnitId(work_unit_id)).await?
@@ -195,6 +210,15 @@ impl Store {
         Ok(assignments)
     }
 
+    /// Copies `host` holds whose work unit has ended: they are over, and the
+    /// host should abort them. One transaction.
+    pub async fn take_aborts(&self, host: HostId) -> Result<Vec<ResultId>> {
+        let mut tx = self.write().await?;
+        let abort = abort_unneeded(&mut tx, host).await?;
+        tx.commit().await?;
+        Ok(abort)
+    }
+
     /// Records a batch of reports from `host` and brings their work units up
     /// to date, all in one transaction. Any report that must be refused (a copy
     /// the host does not hold, a conflicting second report, an output above the
@@ -208,8 +232,8 @@ impl Store {
             let query = concat!(
                 "SELECT ",
                 rows::result_copy_columns!(),
-                ", r.work_unit_id, p.output_limit_bytes FROM results r \
-                 JOIN projects p ON p.id = r.project_id WHERE r.id = ?"
+                ", r.work_unit_id, r.sent_at, w.batch_id, p.output_limit_bytes FROM results r \
+                 JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id = ?"
             );
             let row = sqlx::query(query)
                 .bind(input.result_id.0)
@@ -231,6 +255,9 @@ impl Store {
                     if let Some(event) = lifecycle::report_event(&recorded) {
                         apply_host_event(&mut tx, host, &event).await?;
                     }
+                    let sent_at: Option<i64> = row.try_get("sent_at")?;
+                    let turnaround = sent_at.map(|sent| u64::try_from(now.0 - sent).unwrap_or(0));
+                    note_report(&mut tx, host, row.try_get("batch_id")?, &recorded, turnaround).await?;
                     touched.insert(row.try_get::<i64, _>("work_unit_id")?);
                 }
                 ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
@@ -271,6 +298,56 @@ async fn record_one(
     .bind(recorded.id.0)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Updates turnaround averages and the batch's error watch after a report;
+/// pauses the batch if its first results are mostly errors.
+async fn note_report(
+    tx: &mut Transaction<'_, Sqlite>,
+    host: HostId,
+    batch_id: Option<i64>,
+    recorded: &lifecycle::ResultCopy,
+    turnaround_ms: Option<u64>,
+) -> Result<()> {
+    let success = recorded.outcome == Some(lifecycle::Outcome::Success);
+    let sample = turnaround_ms.filter(|_| success);
+    if let Some(sample) = sample {
+        let row = sqlx::query("SELECT avg_turnaround_ms FROM hosts WHERE id = ?").bind(host.0).fetch_one(&mut **tx).await?;
+        let average = batch::update_turnaround(rows::optional_u64(&row, "avg_turnaround_ms")?, sample);
+        sqlx::query("UPDATE hosts SET avg_turnaround_ms = ? WHERE id = ?")
+            .bind(int(average))
+            .bind(host.0)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let Some(batch_id) = batch_id else { return Ok(()) };
+    let row = sqlx::query(
+        "UPDATE batches SET n_reported = n_reported + 1, n_errors = n_errors + ? WHERE id = ? \
+         RETURNING n_reported, n_errors, state, avg_turnaround_ms",
+    )
+    .bind(i64::from(!success))
+    .bind(batch_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(sample) = sample {
+        let average = batch::update_turnaround(rows::optional_u64(&row, "avg_turnaround_ms")?, sample);
+        sqlx::query("UPDATE batches SET avg_turnaround_ms = ? WHERE id = ?")
+            .bind(int(average))
+            .bind(batch_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let state: String = row.try_get("state")?;
+    let reported = rows::u32_column(&row, "n_reported")?;
+    let errors = rows::u32_column(&row, "n_errors")?;
+    if let (true, Some(reason)) = (state == "active", batch::auto_pause(reported, errors)) {
+        sqlx::query("UPDATE batches SET state = 'paused', pause_reason = ? WHERE id = ?")
+            .bind(reason)
+            .bind(batch_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 

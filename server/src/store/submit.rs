@@ -110,19 +110,23 @@ impl Store {
         .await?
         .try_get("id")?;
         let project_id = ProjectId(id);
-        let n = insert_work_units(&mut tx, project_id, &project.name, policy, work_units, now).await?;
+        let n = if work_units.is_empty() {
+            0
+        } else {
+            insert_work_units(&mut tx, project_id, &project.name, policy, work_units, now).await?.0
+        };
         tx.commit().await?;
         Ok((project_id, n))
     }
 
     /// Adds a batch of work units to an active project, all or nothing.
-    /// Returns the number added and the id of the first.
+    /// Returns the number added, the id of the first, and the batch's id.
     pub async fn add_work_units(
         &self,
         project: &ProjectName,
         work_units: &[NewWorkUnit],
         now: Timestamp,
-    ) -> Result<(u64, WorkUnitId)> {
+    ) -> Result<(u64, WorkUnitId, i64)> {
         let mut tx = self.write().await?;
         let query =
             concat!("SELECT p.id, p.state, ", rows::project_policy_columns!(), " FROM projects p WHERE p.name = ?");
@@ -137,9 +141,10 @@ impl Store {
         }
         let policy = rows::policy(&row)?;
         let first = next_work_unit_id(&mut tx).await?;
-        let n = insert_work_units(&mut tx, ProjectId(row.try_get("id")?), project, &policy, work_units, now).await?;
+        let (n, batch) =
+            insert_work_units(&mut tx, ProjectId(row.try_get("id")?), project, &policy, work_units, now).await?;
         tx.commit().await?;
-        Ok((n, WorkUnitId(first)))
+        Ok((n, WorkUnitId(first), batch))
     }
 
     /// An app module by its digest.
@@ -160,7 +165,8 @@ async fn next_work_unit_id(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
     Ok(row.try_get("next")?)
 }
 
-/// Inserts work units with their first copies, as the lifecycle rules ask.
+/// Inserts work units as a new batch, with their first copies as the
+/// lifecycle rules ask. Returns how many, and the batch's id.
 async fn insert_work_units(
     tx: &mut Transaction<'_, Sqlite>,
     project_id: ProjectId,
@@ -168,7 +174,16 @@ async fn insert_work_units(
     policy: &ReplicationPolicy,
     work_units: &[NewWorkUnit],
     now: Timestamp,
-) -> Result<u64> {
+) -> Result<(u64, i64)> {
+    let batch: i64 = sqlx::query(
+        "INSERT INTO batches (project_id, state, n_work_units, created_at) VALUES (?, 'active', ?, ?) RETURNING id",
+    )
+    .bind(project_id.0)
+    .bind(work_units.len() as i64)
+    .bind(now.0)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
     let mut id = next_work_unit_id(tx).await?;
     let mut names = std::collections::HashSet::new();
     for unit in work_units {
@@ -180,8 +195,8 @@ async fn insert_work_units(
             return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
         }
         let inserted = sqlx::query(
-            "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at) \
-             VALUES (?, ?, ?, ?, 'open', ?, ?) ON CONFLICT (project_id, name) DO NOTHING",
+            "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at, batch_id) \
+             VALUES (?, ?, ?, ?, 'open', ?, ?, ?) ON CONFLICT (project_id, name) DO NOTHING",
         )
         .bind(id)
         .bind(project_id.0)
@@ -189,6 +204,7 @@ async fn insert_work_units(
         .bind(&unit.input)
         .bind(policy.target_results())
         .bind(now.0)
+        .bind(batch)
         .execute(&mut **tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -203,11 +219,11 @@ async fn insert_work_units(
         };
         let transition = lifecycle::transition(policy, &work_unit, &[], &Bitwise, now);
         for _ in 0..transition.new_results {
-            insert_unsent(tx, work_unit.id, project_id).await?;
+            insert_unsent(tx, work_unit.id, project_id, now).await?;
         }
         id += 1;
     }
-    Ok(work_units.len() as u64)
+    Ok((work_units.len() as u64, batch))
 }
 
 /// Inserts one unsent copy of a work unit.
@@ -215,13 +231,15 @@ pub(super) async fn insert_unsent(
     tx: &mut Transaction<'_, Sqlite>,
     work_unit: WorkUnitId,
     project: ProjectId,
+    now: Timestamp,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state) \
-         VALUES (?, ?, 'unsent', 'pending')",
+        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at) \
+         VALUES (?, ?, 'unsent', 'pending', ?)",
     )
     .bind(work_unit.0)
     .bind(project.0)
+    .bind(now.0)
     .execute(&mut **tx)
     .await?;
     Ok(())

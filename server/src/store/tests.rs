@@ -188,7 +188,7 @@ async fn a_failed_submission_leaves_nothing_behind() {
     let error = f.store.add_work_units(&name("p"), &clash, T0).await;
     assert!(matches!(error, Err(Error::DuplicateWorkUnit { .. })), "{error:?}");
     assert_eq!(status(&f.store, "p").await.work_units_total, 2);
-    let (n, _) = f.store.add_work_units(&name("p"), &units(4), T0).await.unwrap();
+    let (n, _, _) = f.store.add_work_units(&name("p"), &units(4), T0).await.unwrap();
     assert_eq!((n, status(&f.store, "p").await.work_units_total), (4, 6));
 }
 

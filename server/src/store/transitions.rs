@@ -14,7 +14,7 @@ use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition,
 use crate::domain::policy::ValidatorKind;
 use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
 use crate::domain::names::ProjectName;
-use crate::domain::{HostId, ProjectId, Timestamp, WorkUnitId};
+use crate::domain::{HostId, ProjectId, Timestamp, WorkUnitId, batch};
 
 /// Which rule to apply to a work unit.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,13 @@ async fn persist(
         .await?;
     }
     for _ in 0..transition.new_results {
-        insert_unsent(tx, after.id, project).await?;
+        insert_unsent(tx, after.id, project, now).await?;
+    }
+    if before.state == lifecycle::WorkUnitState::Open && after.state != lifecycle::WorkUnitState::Open {
+        sqlx::query("UPDATE batches SET n_ended = n_ended + 1 WHERE id = (SELECT batch_id FROM work_units WHERE id = ?)")
+            .bind(after.id.0)
+            .execute(&mut **tx)
+            .await?;
     }
     for (host, event) in &transition.host_events {
         apply_host_event(tx, *host, event).await?;
@@ -163,6 +169,45 @@ pub(super) async fn apply_host_event(tx: &mut Transaction<'_, Sqlite>, host: Hos
     Ok(())
 }
 
+/// The tail of a batch: a copy in progress that is at risk of missing its
+/// deadline gets a spare copy sent early (once per work unit), so the last
+/// percent does not wait for the slowest host. Returns how many were sent.
+async fn send_spare_copies(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<usize> {
+    let rows = sqlx::query(
+        "SELECT r.work_unit_id, r.sent_at, p.deadline_ms, h.avg_turnaround_ms, b.n_work_units, b.n_ended \
+         FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN batches b ON b.id = w.batch_id \
+         JOIN projects p ON p.id = r.project_id JOIN hosts h ON h.id = r.host_id \
+         WHERE r.server_state = 'in_progress' AND w.state = 'open' AND w.spare_sent = 0 AND b.state = 'active' \
+         AND b.n_ended >= b.n_work_units * ? AND r.sent_at <= ? - p.deadline_ms / 2 LIMIT 500",
+    )
+    .bind(batch::TAIL_SHARE)
+    .bind(now.0)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut sent = 0;
+    for row in &rows {
+        let elapsed = u64::try_from(now.0 - row.try_get::<i64, _>("sent_at")?).unwrap_or(0);
+        let tail = batch::in_tail(rows::u64_column(row, "n_work_units")?, rows::u64_column(row, "n_ended")?);
+        let risk = batch::at_risk(elapsed, rows::u64_column(row, "deadline_ms")?, rows::optional_u64(row, "avg_turnaround_ms")?);
+        if !(tail && risk) {
+            continue;
+        }
+        let work_unit: i64 = row.try_get("work_unit_id")?;
+        let raised = sqlx::query(
+            "UPDATE work_units SET spare_sent = 1, target_results = target_results + 1 WHERE id = ? AND spare_sent = 0",
+        )
+        .bind(work_unit)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if raised > 0 {
+            transition_work_unit(tx, WorkUnitId(work_unit), Event::Update, now).await?;
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
 /// What one transitioner pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransitionerPass {
@@ -196,8 +241,43 @@ impl Store {
         for &id in batch {
             transition_work_unit(&mut tx, WorkUnitId(id), Event::Update, now).await?;
         }
+        let spares = send_spare_copies(&mut tx, now).await?;
         tx.commit().await?;
-        Ok(TransitionerPass { work_units: batch.len(), more })
+        Ok(TransitionerPass { work_units: batch.len() + spares, more })
+    }
+
+    /// Resumes a paused batch of a project, or all of them when `batch_id` is
+    /// None; their error watch starts over. Returns how many were resumed.
+    pub async fn resume_batches(&self, project: &ProjectName, batch_id: Option<i64>) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
+            .bind(project.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
+        let project_id: i64 = row.try_get("id")?;
+        if let Some(id) = batch_id {
+            let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
+                .bind(id)
+                .bind(project_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(Error::BatchNotFound { project: project.to_string(), batch: id });
+            }
+        }
+        let resumed = sqlx::query(
+            "UPDATE batches SET state = 'active', pause_reason = NULL, n_reported = 0, n_errors = 0 \
+             WHERE project_id = ? AND state = 'paused' AND (? IS NULL OR id = ?)",
+        )
+        .bind(project_id)
+        .bind(batch_id)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(resumed)
     }
 
     /// The earliest deadline of any copy in progress.

@@ -1,4 +1,5 @@
-//! Unit tests of the sandbox: real wasmtime, tiny WAT apps written inline.
+//! Unit tests of the sandbox: real wasmtime, tiny WAT apps and validators
+//! written inline.
 
 use super::*;
 
@@ -250,4 +251,146 @@ fn zero_limits_mean_worker_defaults() {
         }
     );
     assert_eq!(Limits::with_defaults(5, 6, 7, 8).wall_time, Duration::from_millis(8));
+}
+
+// Custom validators.
+
+/// Reads all of stdin, checks that it is exactly two length-prefixed outputs
+/// (traps otherwise), and agrees iff the two lengths are equal.
+const SAME_LENGTH_VALIDATOR: &str = r#"
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (local $end i32) (local $n i32) (local $len_a i64) (local $len_b i64)
+    ;; stdin goes to [1024, 131072); the iovec is at 0, the count read at 8.
+    (local.set $end (i32.const 1024))
+    (block $eof
+      (loop $read
+        (i32.store (i32.const 0) (local.get $end))
+        (i32.store (i32.const 4) (i32.sub (i32.const 131072) (local.get $end)))
+        (if (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)) (then unreachable))
+        (local.set $n (i32.load (i32.const 8)))
+        (br_if $eof (i32.eqz (local.get $n)))
+        (local.set $end (i32.add (local.get $end) (local.get $n)))
+        (br $read)))
+    (local.set $len_a (i64.load (i32.const 1024)))
+    (local.set $len_b (i64.load (i32.add (i32.const 1032) (i32.wrap_i64 (local.get $len_a)))))
+    (if (i64.ne (i64.extend_i32_u (local.get $end))
+                (i64.add (i64.const 1040) (i64.add (local.get $len_a) (local.get $len_b))))
+      (then unreachable))
+    (if (i64.ne (local.get $len_a) (local.get $len_b))
+      (then (call $proc_exit (i32.const 1)))))
+"#;
+
+fn validator(sandbox: &Sandbox, wat: &str) -> Validator {
+    Validator::new(sandbox, app(wat).as_bytes()).expect("valid validator")
+}
+
+/// Compares `a` and `b` with the validator `wat` on a fresh sandbox.
+fn check_compare(wat: &str, a: &[u8], b: &[u8], expected: Result<bool, CompareError>) {
+    let sandbox = Sandbox::new().expect("sandbox");
+    assert_eq!(validator(&sandbox, wat).compare(a, b), expected);
+}
+
+#[test]
+fn validator_input_frames_both_outputs() {
+    let mut expected = vec![2, 0, 0, 0, 0, 0, 0, 0, b'a', b'b'];
+    expected.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, b'c']);
+    assert_eq!(validator_input(b"ab", b"c"), expected);
+    assert_eq!(validator_input(b"", b""), vec![0; 16]);
+}
+
+#[test]
+fn validator_agrees_on_equal_lengths() {
+    check_compare(SAME_LENGTH_VALIDATOR, b"abc", b"xyz", Ok(true));
+    check_compare(SAME_LENGTH_VALIDATOR, b"", b"", Ok(true));
+    check_compare(SAME_LENGTH_VALIDATOR, &[7; 40_000], &[8; 40_000], Ok(true));
+}
+
+#[test]
+fn validator_disagrees_on_different_lengths() {
+    check_compare(SAME_LENGTH_VALIDATOR, b"abc", b"ab", Ok(false));
+    check_compare(SAME_LENGTH_VALIDATOR, b"", b"x", Ok(false));
+    check_compare(SAME_LENGTH_VALIDATOR, &[7; 40_000], &[7; 40_001], Ok(false));
+}
+
+#[test]
+fn validator_is_shared_between_threads_and_outlives_its_sandbox() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Validator>();
+    let sandbox = Sandbox::new().expect("sandbox");
+    let validator = validator(&sandbox, SAME_LENGTH_VALIDATOR);
+    drop(sandbox);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4usize)
+            .map(|i| {
+                let validator = &validator;
+                scope.spawn(move || (validator.compare(&vec![1; i], b"xx"), i == 2))
+            })
+            .collect();
+        for thread in threads {
+            let (verdict, expected) = thread.join().expect("comparison thread");
+            assert_eq!(verdict, Ok(expected));
+        }
+    });
+}
+
+#[test]
+fn validator_trap_is_an_error() {
+    let wat = r#"(memory (export "memory") 1)
+        (data (i32.const 100) "cannot parse A\n")
+        (func (export "_start")
+          (i32.store (i32.const 0) (i32.const 100))
+          (i32.store (i32.const 4) (i32.const 15))
+          (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+          unreachable)"#;
+    let expected = CompareError::Trap {
+        message: "wasm `unreachable` instruction executed".into(),
+        stderr_tail: "cannot parse A\n".into(),
+    };
+    assert_eq!(
+        expected.to_string(),
+        "validator trapped: wasm `unreachable` instruction executed; stderr: cannot parse A"
+    );
+    check_compare(wat, b"a", b"b", Err(expected));
+}
+
+#[test]
+fn validator_exit_code_other_than_0_or_1_is_an_error() {
+    let wat = r#"(memory (export "memory") 1) (func (export "_start") (call $proc_exit (i32.const 2)))"#;
+    check_compare(wat, b"a", b"a", Err(CompareError::ExitCode { code: 2, stderr_tail: String::new() }));
+}
+
+#[test]
+fn validator_looping_forever_hits_the_fuel_limit() {
+    // 10,000 fuel per iteration, so the 10^10 limit comes after 10^6
+    // iterations (milliseconds), long before the wall time limit.
+    let body = "(drop (i32.const 1))".repeat(10_000);
+    let wat = format!(r#"(memory (export "memory") 1) (func (export "_start") (loop $l {body} (br $l)))"#);
+    check_compare(&wat, b"a", b"a", Err(CompareError::FuelLimit));
+}
+
+#[test]
+fn validator_growing_past_256_mib_hits_the_memory_limit() {
+    // 4097 pages of 64 KiB: one more than 256 MiB.
+    let wat = r#"(memory (export "memory") 1)
+        (func (export "_start")
+          (if (i32.eq (memory.grow (i32.const 4096)) (i32.const -1)) (then unreachable)))"#;
+    check_compare(wat, b"a", b"a", Err(CompareError::MemoryLimit));
+}
+
+#[test]
+fn validator_without_start_is_rejected() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let wat = r#"(module (memory (export "memory") 1) (func (export "main")))"#;
+    let error = Validator::new(&sandbox, wat.as_bytes()).expect_err("no _start");
+    assert!(matches!(error, Error::ValidatorWithoutStart), "{error:?}");
+}
+
+#[test]
+fn invalid_validator_module_is_rejected() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    for module in [&b"not wasm"[..], br#"(module (import "env" "f" (func)) (func (export "_start")))"#] {
+        let error = Validator::new(&sandbox, module).expect_err("invalid module");
+        assert!(matches!(error, Error::InvalidValidator(_)), "{error:?}");
+    }
 }

@@ -1,4 +1,4 @@
-//! The deterministic WASI preview 1 environment a task sees.
+//! The deterministic WASI preview 1 environment an app (or a validator) sees.
 //!
 //! Everything an app could observe about the host is fixed here: the clocks
 //! never move, randomness comes from a generator seeded by the assignment,
@@ -27,15 +27,15 @@ const FIXED_MONOTONIC_NANOS: u64 = 1_000_000_000;
 /// How much of stderr is kept for the report (its last bytes).
 pub const STDERR_TAIL_BYTES: usize = 4096;
 
-/// Builds the WASI context of one task and returns it with handles on its
-/// captured stdout and stderr.
-pub fn build_ctx(input: &[u8], random_seed: u64, output_limit: usize) -> (WasiP1Ctx, CapturePipe, CapturePipe) {
+/// Builds the WASI context of one run, `input` being its stdin, and returns it
+/// with handles on its captured stdout and stderr.
+pub fn build_ctx(input: Vec<u8>, random_seed: u64, output_limit: usize) -> (WasiP1Ctx, CapturePipe, CapturePipe) {
     let stdout = CapturePipe::limited(output_limit);
     let stderr = CapturePipe::tail(STDERR_TAIL_BYTES);
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&["app"])
-        .stdin(MemoryInputPipe::new(input.to_vec()))
+        .stdin(MemoryInputPipe::new(input))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .wall_clock(FixedWallClock)
