@@ -10,6 +10,7 @@
 //! - `store`: SQLite through sqlx, an API in domain terms; the only SQL.
 //! - `rpc`: the gRPC services, thin adapters between protobuf and the store.
 //! - `transitioner`: the loop that applies deadlines.
+//! - `validators`: custom validator modules, compiled once and run in the sandbox.
 //! - `clock`: where `now` comes from.
 //!
 //! Entry point: [`run`], called by `main.rs` and by tests.
@@ -21,6 +22,7 @@ pub mod rpc;
 mod simulation;
 pub mod store;
 pub mod transitioner;
+pub mod validators;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -29,3 +29,4 @@ mod operations;
 mod primes;
 mod protocol_errors;
 mod tidy;
+mod validators;

@@ -27,6 +27,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::lifecycle::ReportError;
+use crate::validators::{self, Validators};
 
 pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary};
@@ -53,6 +54,8 @@ pub enum Error {
     Report(#[from] ReportError),
     #[error("output of result {result} is {size} bytes, above the project's limit of {limit}")]
     OutputTooLarge { result: i64, size: usize, limit: u64 },
+    #[error(transparent)]
+    Validator(#[from] validators::Error),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
     #[error("database: {0}")]
@@ -70,6 +73,8 @@ pub struct Store {
     /// Secret mixed into adaptive replication's draws, so hosts cannot predict
     /// which work units will be accepted on a single result.
     secret: u64,
+    /// Custom validator modules, compiled once.
+    validators: Validators,
 }
 
 impl Store {
@@ -94,7 +99,7 @@ impl Store {
         // SQLite has one writer; a small pool serves concurrent readers.
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Store { pool, secret })
+        Ok(Store { pool, secret, validators: Validators::default() })
     }
 
     /// Starts a write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock

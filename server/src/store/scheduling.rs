@@ -195,7 +195,7 @@ impl Store {
                 .bind(work_unit.0)
                 .execute(&mut *tx)
                 .await?;
-            transition_work_unit(&mut tx, work_unit, Event::Update, now).await?;
+            transition_work_unit(&mut tx, &self.validators, work_unit, Event::Update, now).await?;
         }
         if !assignments.is_empty() {
             trust.record_sent(assignments.len() as u32, now);
@@ -265,7 +265,7 @@ impl Store {
             summary.accepted.push(input.result_id);
         }
         for id in touched {
-            transition_work_unit(&mut tx, WorkUnitId(id), Event::Update, now).await?;
+            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Update, now).await?;
         }
         summary.abort = abort_unneeded(&mut tx, host).await?;
         tx.commit().await?;

@@ -298,3 +298,29 @@ async fn colluding_hosts_defeat_small_quorums_unless_accounts_are_distinct() {
     assert!(!collusion(2, ["mallory", "mallory"]).await, "quorum 2, one copy per account");
     assert!(!collusion(3, ["mallory", "mallory"]).await, "quorum 3, one copy per account");
 }
+
+#[tokio::test]
+async fn a_custom_validator_module_decides_agreement() {
+    let f = fixture().await;
+    let validator = wat::parse_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/validators/first_line.wat"))
+        .expect("the example validator compiles");
+    let mut project = project("p", 2, 2);
+    project.validator = ValidatorKind::Custom { module_digest: digest_of(&validator) };
+    project.validator_module = Some(validator);
+    f.store.create_project(&project, &units(2), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let for_a = f.store.lease_work(a, 2, T0).await.unwrap();
+    let for_b = f.store.lease_work(b, 2, T0).await.unwrap();
+    // Work unit 1: same first line, different diagnostics: they agree.
+    // Work unit 2: different first lines: inconclusive, a third copy settles it.
+    f.store.record_reports(a, &[success(for_a[0].result_id, "42\nran in 3 ms"), success(for_a[1].result_id, "7\n")], T0).await.unwrap();
+    f.store.record_reports(b, &[success(for_b[0].result_id, "42\nran in 5 ms"), success(for_b[1].result_id, "8\n")], T0).await.unwrap();
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.work_units_done, s.results_unsent), (1, 1));
+    let z = f.store.lease_work(c, 1, T0).await.unwrap().remove(0);
+    f.store.record_reports(c, &[success(z.result_id, "8\nother log")], T0).await.unwrap();
+    let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
+    assert_eq!(canonical[0].output, b"42\nran in 3 ms");
+    assert_eq!(canonical[1].output, b"8\n");
+    assert_eq!(status(&f.store, "p").await.results_invalid, 1);
+}

@@ -13,8 +13,9 @@ use crate::domain::fuzzy;
 use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition, WorkUnit};
 use crate::domain::policy::ValidatorKind;
 use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
+use crate::validators::{Custom, Validators};
 use crate::domain::names::ProjectName;
-use crate::domain::{HostId, ProjectId, Timestamp, WorkUnitId, batch};
+use crate::domain::{HostId, ProjectId, ResultId, Timestamp, WorkUnitId, batch};
 
 /// Which rule to apply to a work unit.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,7 @@ pub(super) enum Event {
 /// Loads a work unit and its results, applies `event` and stores the outcome.
 pub(super) async fn transition_work_unit(
     tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
     work_unit_id: WorkUnitId,
     event: Event,
     now: Timestamp,
@@ -53,8 +55,9 @@ pub(super) async fn transition_work_unit(
     let validator = rows::validator(&row)?;
     let transition = match event {
         Event::Update => {
-            let comparator = comparator(tx, &validator, &results).await?;
-            lifecycle::transition(&policy, &work_unit, &results, comparator.as_ref(), now)
+            let comparator = comparator(tx, validators, &validator, &results).await?;
+            let custom = matches!(validator, ValidatorKind::Custom { .. });
+            run_comparisons(custom, || lifecycle::transition(&policy, &work_unit, &results, comparator.as_ref(), now))
         }
         Event::Cancel => lifecycle::cancel(&work_unit, &results, now, &policy),
     };
@@ -65,25 +68,54 @@ pub(super) async fn transition_work_unit(
 /// outputs it needs loaded.
 async fn comparator(
     tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
     validator: &ValidatorKind,
     results: &[ResultCopy],
-) -> Result<Box<dyn Comparator + Send>> {
+) -> Result<Box<dyn Comparator + Send + Sync>> {
     match validator {
         ValidatorKind::Bitwise => Ok(Box::new(Bitwise)),
         ValidatorKind::Fuzzy { format, tolerance } => {
-            let mut parsed = HashMap::new();
-            for result in results.iter().filter(|r| r.outcome == Some(Outcome::Success)) {
-                let output: Option<Vec<u8>> = sqlx::query("SELECT output FROM results WHERE id = ?")
-                    .bind(result.id.0)
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .try_get("output")?;
-                parsed.insert(result.id, fuzzy::parse(*format, output.as_deref().unwrap_or_default()));
-            }
+            let parsed = success_outputs(tx, results).await?.into_iter().map(|(id, output)| (id, fuzzy::parse(*format, &output))).collect();
             Ok(Box::new(Fuzzy { tolerance: *tolerance, parsed }))
         }
-        ValidatorKind::Custom { .. } => Err(Error::Corrupt { table: "projects", detail: "custom validators are not wired yet".into() }),
+        ValidatorKind::Custom { module_digest } => {
+            let outputs = success_outputs(tx, results).await?;
+            let module: Vec<u8> = sqlx::query("SELECT module FROM apps WHERE digest = ?")
+                .bind(module_digest.as_str())
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("module")?;
+            let validator = validators.get(module_digest.as_str(), || module)?;
+            Ok(Box::new(Custom { validator, outputs }))
+        }
     }
+}
+
+/// The outputs of the successful results among `results`.
+async fn success_outputs(tx: &mut Transaction<'_, Sqlite>, results: &[ResultCopy]) -> Result<HashMap<ResultId, Vec<u8>>> {
+    let mut outputs = HashMap::new();
+    for result in results.iter().filter(|r| r.outcome == Some(Outcome::Success)) {
+        let output: Option<Vec<u8>> = sqlx::query("SELECT output FROM results WHERE id = ?")
+            .bind(result.id.0)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("output")?;
+        outputs.insert(result.id, output.unwrap_or_default());
+    }
+    Ok(outputs)
+}
+
+/// Runs `compare`. With a custom validator it executes WebAssembly (CPU work,
+/// and wasmtime's WASI drives its own runtime), so it runs on a thread of its
+/// own, outside the async runtime.
+fn run_comparisons<T: Send>(custom: bool, compare: impl FnOnce() -> T + Send) -> T {
+    if !custom {
+        return compare();
+    }
+    std::thread::scope(|scope| match scope.spawn(compare).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 async fn persist(
@@ -172,7 +204,7 @@ pub(super) async fn apply_host_event(tx: &mut Transaction<'_, Sqlite>, host: Hos
 /// The tail of a batch: a copy in progress that is at risk of missing its
 /// deadline gets a spare copy sent early (once per work unit), so the last
 /// percent does not wait for the slowest host. Returns how many were sent.
-async fn send_spare_copies(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<usize> {
+async fn send_spare_copies(tx: &mut Transaction<'_, Sqlite>, validators: &Validators, now: Timestamp) -> Result<usize> {
     let rows = sqlx::query(
         "SELECT r.work_unit_id, r.sent_at, p.deadline_ms, h.avg_turnaround_ms, b.n_work_units, b.n_ended \
          FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN batches b ON b.id = w.batch_id \
@@ -201,7 +233,7 @@ async fn send_spare_copies(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> 
         .await?
         .rows_affected();
         if raised > 0 {
-            transition_work_unit(tx, WorkUnitId(work_unit), Event::Update, now).await?;
+            transition_work_unit(tx, validators, WorkUnitId(work_unit), Event::Update, now).await?;
             sent += 1;
         }
     }
@@ -239,9 +271,9 @@ impl Store {
         let more = ids.len() as i64 > Self::TRANSITIONER_BATCH;
         let batch = &ids[..ids.len().min(Self::TRANSITIONER_BATCH as usize)];
         for &id in batch {
-            transition_work_unit(&mut tx, WorkUnitId(id), Event::Update, now).await?;
+            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Update, now).await?;
         }
-        let spares = send_spare_copies(&mut tx, now).await?;
+        let spares = send_spare_copies(&mut tx, &self.validators, now).await?;
         tx.commit().await?;
         Ok(TransitionerPass { work_units: batch.len() + spares, more })
     }
@@ -308,7 +340,7 @@ impl Store {
             .map(|row| row.try_get("id"))
             .collect::<Result<_, _>>()?;
         for &id in &ids {
-            transition_work_unit(&mut tx, WorkUnitId(id), Event::Cancel, now).await?;
+            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Cancel, now).await?;
         }
         tx.commit().await?;
         Ok(ids.len() as u64)
