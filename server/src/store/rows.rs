@@ -20,9 +20,10 @@ macro_rules! result_copy_columns {
 }
 
 /// Columns `policy` and `limits` read, to splice with `concat!` into SELECTs on `projects p`.
+/// The policy's `target_results` is aliased: work units have their own.
 macro_rules! project_policy_columns {
     () => {
-        "p.min_quorum, p.target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
+        "p.min_quorum, p.target_results AS policy_target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
          p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, p.nan_canonicalization, \
          p.max_success_results, p.adaptive_replication, p.fuzzy_format, p.relative_tolerance, \
          p.absolute_tolerance, p.validator_digest"
@@ -93,7 +94,7 @@ pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
 pub fn policy(row: &SqliteRow) -> Result<ReplicationPolicy> {
     ReplicationPolicy::new(PolicySpec {
         min_quorum: u32_column(row, "min_quorum")?,
-        target_results: u32_column(row, "target_results")?,
+        target_results: u32_column(row, "policy_target_results")?,
         max_error_results: u32_column(row, "max_error_results")?,
         max_total_results: u32_column(row, "max_total_results")?,
         max_success_results: u32_column(row, "max_success_results")?,

@@ -324,3 +324,93 @@ async fn a_custom_validator_module_decides_agreement() {
     assert_eq!(canonical[1].output, b"8\n");
     assert_eq!(status(&f.store, "p").await.results_invalid, 1);
 }
+
+fn error_report(result: ResultId) -> ReportInput {
+    ReportInput {
+        result_id: result,
+        report: Report::ClientError { fuel_used: 10, engine: "test".into() },
+        output: Vec::new(),
+        stderr_tail: String::new(),
+        run_time_ms: 1,
+        error_message: "exit code 3".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_first_results_are_errors_is_paused_until_resumed() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(30), T0).await.unwrap();
+    let hosts = [host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await];
+    let mut leased = Vec::new();
+    for &h in &hosts {
+        leased.push((h, f.store.lease_work(h, 10, T0).await.unwrap()));
+    }
+    for (h, copies) in &leased {
+        let reports: Vec<_> = copies.iter().map(|c| error_report(c.result_id)).collect();
+        f.store.record_reports(*h, &reports, T0).await.unwrap();
+    }
+    let s = status(&f.store, "p").await;
+    assert_eq!(s.batches.len(), 1);
+    assert_eq!(s.batches[0].state, "paused");
+    let reason = s.batches[0].pause_reason.clone().unwrap();
+    assert!(reason.contains("of its first 20 results were errors"), "{reason}");
+    assert!(s.work_units_open > 0 && s.results_unsent > 0);
+
+    let fresh = host(&f.store, "d").await;
+    assert!(f.store.lease_work(fresh, 10, T0).await.unwrap().is_empty(), "a paused batch is not scheduled");
+    assert_eq!(f.store.resume_batches(&name("p"), None).await.unwrap(), 1);
+    assert_eq!(status(&f.store, "p").await.batches[0].state, "active");
+    assert!(!f.store.lease_work(fresh, 10, T0).await.unwrap().is_empty(), "resumed");
+    let missing = f.store.resume_batches(&name("p"), Some(99)).await;
+    assert!(matches!(missing, Err(Error::BatchNotFound { .. })), "{missing:?}");
+}
+
+/// A batch of 10 work units at quorum 1 whose first 9 are done by a fast host
+/// (1 s turnaround): the batch is in its tail.
+async fn tail_fixture(deadline_ms: u64) -> (Fixture, HostId) {
+    let f = fixture().await;
+    let mut project = project("p", 1, 1);
+    project.policy = crate::domain::policy::tests::policy(1, 1, 3, 8, deadline_ms).unwrap();
+    f.store.create_project(&project, &units(10), T0).await.unwrap();
+    let fast = host(&f.store, "fast").await;
+    let copies = f.store.lease_work(fast, 9, T0).await.unwrap();
+    let reports: Vec<_> = copies.iter().map(|c| success(c.result_id, "v")).collect();
+    f.store.record_reports(fast, &reports, T0.plus_ms(1000)).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 9);
+    (f, fast)
+}
+
+#[tokio::test]
+async fn the_tail_of_a_batch_goes_to_fast_hosts_first() {
+    let (f, _fast) = tail_fixture(100_000).await;
+    // A slow host: 50 s turnaround on another project.
+    let slow = host(&f.store, "slow").await;
+    f.store.create_project(&project("other", 1, 1), &units(1), T0).await.unwrap();
+    let mut other = f.store.lease_work(slow, 10, T0).await.unwrap();
+    other.retain(|a| a.project == "other");
+    f.store.record_reports(slow, &[success(other[0].result_id, "v")], T0.plus_ms(50_000)).await.unwrap();
+
+    // The last copy was created at T0; the slow host may take it only after the
+    // grace period (a tenth of the deadline), then it is no longer refused.
+    let refused = f.store.lease_work(slow, 1, T0.plus_ms(9_999)).await.unwrap();
+    assert!(refused.is_empty(), "a tail copy does not go to a slow host at once");
+    let taken = f.store.lease_work(slow, 1, T0.plus_ms(10_000)).await.unwrap();
+    assert_eq!(taken.len(), 1, "after the grace period it does");
+}
+
+#[tokio::test]
+async fn a_tail_copy_at_risk_gets_a_spare_copy_early() {
+    let (f, _fast) = tail_fixture(100_000).await;
+    let unknown = host(&f.store, "new").await;
+    let last = f.store.lease_work(unknown, 1, T0.plus_ms(20_000)).await.unwrap();
+    assert_eq!(last.len(), 1, "no turnaround known yet for this batch's hosts... the copy went out");
+    f.store.run_transitioner(T0.plus_ms(69_999)).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.results_unsent, 0, "not yet at risk: less than half the deadline");
+    let pass = f.store.run_transitioner(T0.plus_ms(70_000)).await.unwrap();
+    assert_eq!(pass.work_units, 1);
+    assert_eq!(status(&f.store, "p").await.results_unsent, 1, "a spare copy was sent early");
+    let work_units = f.store.list_work_units(&name("p"), 9, 10).await.unwrap();
+    assert_eq!(work_units[0].target_results, 2, "the work unit's own target, not the project's, is read back");
+    f.store.run_transitioner(T0.plus_ms(80_000)).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.results_unsent, 1, "one spare per work unit");
+}
