@@ -23,6 +23,7 @@
 //! max_success_results = 8         # default: max_total_results
 //! deadline = "1h"                  # humantime, whole seconds
 //! adaptive_replication = false     # accept one result from a trusted host
+//! priority = 0                     # higher first when copies are handed out
 //! [limits]                         # optional, defaults shown
 //! fuel = 100_000_000_000
 //! memory = "256MiB"                # or an integer of bytes, or memory_bytes = N
@@ -153,6 +154,8 @@ pub struct Policy {
     /// 0: the coordinator's default (max_total_results).
     max_success_results: u32,
     adaptive_replication: bool,
+    /// Higher first when copies are handed out.
+    priority: i32,
 }
 
 impl Policy {
@@ -201,6 +204,7 @@ impl Policy {
             deadline,
             max_success_results: 0,
             adaptive_replication: false,
+            priority: 0,
         })
     }
 
@@ -213,6 +217,11 @@ impl Policy {
             )),
             _ => Ok(Policy { max_success_results: max_success_results.unwrap_or(0), ..self }),
         }
+    }
+
+    /// Sets the priority (higher first).
+    pub fn with_priority(self, priority: i32) -> Policy {
+        Policy { priority, ..self }
     }
 
     /// Turns adaptive replication on or off.
@@ -240,6 +249,9 @@ impl Policy {
     }
     pub fn adaptive_replication(&self) -> bool {
         self.adaptive_replication
+    }
+    pub fn priority(&self) -> i32 {
+        self.priority
     }
 }
 
@@ -438,7 +450,8 @@ impl Manifest {
         )
         .and_then(|policy| policy.with_max_success_results(raw.policy.max_success_results))
         .map_err(field_error)?
-        .with_adaptive_replication(raw.policy.adaptive_replication.unwrap_or(false));
+        .with_adaptive_replication(raw.policy.adaptive_replication.unwrap_or(false))
+        .with_priority(raw.policy.priority.unwrap_or(0));
         let memory_bytes = match (raw.limits.memory, raw.limits.memory_bytes) {
             (Some(_), Some(_)) => {
                 return Err(field_error(("limits.memory", "give either memory or memory_bytes, not both".to_owned())));
@@ -656,6 +669,7 @@ mod toml_format {
         pub max_success_results: Option<u32>,
         pub deadline: Option<String>,
         pub adaptive_replication: Option<bool>,
+        pub priority: Option<i32>,
     }
 
     #[derive(Debug, Default, Deserialize)]

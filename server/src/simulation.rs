@@ -82,6 +82,7 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
         max_success_results: 0,
         deadline_ms: DEADLINE_MS,
         adaptive_replication,
+        priority: 0,
     })
     .expect("coherent policy");
     let name = ProjectName::parse("sim").expect("valid name");

@@ -57,6 +57,14 @@ async fn coordinator_killed_while_workers_report() {
     assert_eq!(server.addr(), addr, "the restarted coordinator listens where the workers point");
     let projects = Projects::connect(&url).await;
     cli(&url, ["wait", "primes", "--timeout", "120s"]).await.success();
+    // A lease lost in the kill ends when its host is told to abort it at its
+    // next contact, or as "no reply" at its deadline (spare copies may have
+    // completed its work unit before).
+    projects
+        .poll_status_until("primes", Duration::from_millis(20), "copies of lost leases to end", |status| {
+            status.results_in_progress == 0
+        })
+        .await;
 
     let statuses: Statuses = cli(&url, ["--json", "status", "primes"]).await.json();
     let status = &statuses.projects[0];
@@ -87,10 +95,11 @@ async fn coordinator_killed_while_workers_report() {
     }
 
     // Nothing lost: every copy ended valid, agreeing with its canonical
-    // result, or as "no reply" (a lease lost in the kill), replaced once.
+    // result, or as "no reply" or "didn't need" (a lease lost in the kill).
     let results = projects.results("primes").await;
     let mut valid_per_work_unit: BTreeMap<i64, u64> = BTreeMap::new();
     let mut n_no_reply = 0_u64;
+    let mut n_didnt_need = 0_u64;
     for result in &results {
         assert_eq!(result.server_state, "over", "{result:?}");
         match (result.outcome.as_str(), result.validate_state.as_str()) {
@@ -100,6 +109,7 @@ async fn coordinator_killed_while_workers_report() {
                 *valid_per_work_unit.entry(result.work_unit_id).or_default() += 1;
             }
             ("no_reply", _) => n_no_reply += 1,
+            ("didnt_need", _) => n_didnt_need += 1,
             _ => panic!("a copy ended neither valid nor as no reply: {result:?}"),
         }
     }
@@ -110,8 +120,8 @@ async fn coordinator_killed_while_workers_report() {
     let n_valid: u64 = valid_per_work_unit.values().sum();
     assert_eq!(status.results_valid, n_valid, "{status:?}");
     assert_eq!(status.results_no_reply, n_no_reply, "{status:?}");
-    assert_eq!(results.len() as u64, 2 * N_WORK_UNITS + n_no_reply, "one replacement per copy without reply");
-    assert_eq!(n_valid, 2 * N_WORK_UNITS, "two valid copies per work unit, no more, no fewer");
+    assert_eq!(results.len() as u64, n_valid + n_no_reply + n_didnt_need, "every copy is accounted for");
+    assert!(n_valid >= 2 * N_WORK_UNITS, "at least two valid copies per work unit");
     let n_failed_calls: usize = workers.iter().map(|worker| worker.log().matches("cannot ").count()).sum();
     eprintln!("the workers logged {n_failed_calls} failed calls while the coordinator was down");
     if n_no_reply > 0 {

@@ -46,6 +46,16 @@ async fn killed_worker_copies_are_reissued() {
     let _others: Vec<Worker> =
         ["worker-b", "worker-c"].iter().map(|name| Worker::spawn(&url, &dir.join(name), 1)).collect();
     cli(&url, ["wait", "slow-primes", "--timeout", "120s"]).await.success();
+    // In the batch's tail the killed copies may have been replaced early by
+    // spare copies; either way they end as "no reply" once their deadline passes.
+    projects
+        .poll_status_until(
+            "slow-primes",
+            Duration::from_millis(20),
+            "the killed worker's copies to time out",
+            |status| status.results_in_progress == 0,
+        )
+        .await;
 
     let statuses: Statuses = cli(&url, ["--json", "status", "slow-primes"]).await.json();
     let status = &statuses.projects[0];

@@ -99,7 +99,7 @@ pub async fn submit(coordinator: &Coordinator, project: Project) -> anyhow::Resu
         let batch_units: Vec<v1::WorkUnitInput> = rest.by_ref().take(batch.len()).collect();
         let response = coordinator
             .client()
-            .add_work_units(v1::AddWorkUnitsRequest { project: name.clone(), work_units: batch_units })
+            .add_work_units(v1::AddWorkUnitsRequest { project: name.clone(), work_units: batch_units, policy: None })
             .await
             .map_err(|status| coordinator.error(status))
             .with_context(|| {
@@ -140,6 +140,7 @@ fn create_request(
             deadline_secs: policy.deadline().as_secs(),
             max_success_results: policy.max_success_results(),
             adaptive_replication: policy.adaptive_replication(),
+            priority: policy.priority(),
         }),
         limits: Some(v1::Limits {
             fuel: limits.fuel(),
@@ -277,7 +278,7 @@ mod tests {
             format!("{request:?}"),
             "CreateProjectRequest { name: \"p\", app_module: [0, 1], policy: Some(ReplicationPolicy { \
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
-             deadline_secs: 3600, max_success_results: 0, adaptive_replication: false }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
+             deadline_secs: 3600, max_success_results: 0, adaptive_replication: false, priority: 0 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
              output_bytes: 1048576, wall_time_ms: 2000 }), validator: Bitwise, nan_canonicalization: true, \
              work_units: [], fuzzy: None, validator_module: [] }"
         );

@@ -40,6 +40,8 @@ pub struct PolicySpec {
     pub max_success_results: u32,
     pub deadline_ms: u64,
     pub adaptive_replication: bool,
+    /// Higher first: copies of higher-priority work go out before others.
+    pub priority: i32,
 }
 
 /// BOINC's replication policy of a work unit (shared/BOINC.md).
@@ -52,6 +54,7 @@ pub struct ReplicationPolicy {
     max_success_results: u32,
     deadline_ms: u64,
     adaptive_replication: bool,
+    priority: i32,
 }
 
 impl ReplicationPolicy {
@@ -69,6 +72,7 @@ impl ReplicationPolicy {
             max_success_results,
             deadline_ms,
             adaptive_replication,
+            priority,
         } = spec;
         let max_success_results = if max_success_results == 0 { max_total_results } else { max_success_results };
         if min_quorum == 0 {
@@ -106,6 +110,7 @@ impl ReplicationPolicy {
             max_success_results,
             deadline_ms,
             adaptive_replication,
+            priority,
         })
     }
 
@@ -127,6 +132,10 @@ impl ReplicationPolicy {
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
     }
+    /// Higher first when copies are handed out.
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
     /// Whether a work unit may be accepted on one result from a trusted host.
     pub fn adaptive_replication(&self) -> bool {
         self.adaptive_replication
@@ -142,6 +151,7 @@ impl ReplicationPolicy {
             max_success_results: self.max_success_results,
             deadline_ms: self.deadline_ms,
             adaptive_replication: self.adaptive_replication,
+            priority: self.priority,
         }
     }
 
@@ -266,6 +276,7 @@ pub(crate) mod tests {
             max_success_results: 0,
             deadline_ms: d,
             adaptive_replication: false,
+            priority: 0,
         })
     }
 

@@ -12,7 +12,8 @@ use crate::domain::app;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
-use crate::store::{self, NewProject, NewWorkUnit};
+use crate::domain::WorkUnitId;
+use crate::store::{self, CancelScope, NewProject, NewWorkUnit};
 
 /// Largest input of one work unit.
 const MAX_INPUT_BYTES: usize = 16 << 20;
@@ -67,6 +68,7 @@ fn policy(policy: Option<pb::ReplicationPolicy>) -> Result<ReplicationPolicy, St
         max_success_results: p.max_success_results,
         deadline_ms,
         adaptive_replication: p.adaptive_replication,
+        priority: p.priority,
     })?)
 }
 
@@ -111,6 +113,7 @@ fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
         deadline_secs: policy.deadline_ms() / 1000,
         max_success_results: policy.max_success_results(),
         adaptive_replication: policy.adaptive_replication(),
+        priority: policy.priority(),
     }
 }
 
@@ -191,7 +194,9 @@ impl Projects for ProjectsService {
             return Err(invalid("work_units", "empty batch"));
         }
         let work_units = work_units(request.work_units)?;
-        let (n, first, batch_id) = self.ctx.store.add_work_units(&name, &work_units, self.ctx.clock.now()).await?;
+        let batch_policy = request.policy.map(|p| policy(Some(p))).transpose()?;
+        let (n, first, batch_id) =
+            self.ctx.store.add_work_units(&name, &work_units, batch_policy.as_ref(), self.ctx.clock.now()).await?;
         tracing::info!(project = %name, n_work_units = n, "work units added");
         self.ctx.changes.notify();
         Ok(Response::new(pb::AddWorkUnitsResponse { n_work_units: n, first_work_unit_id: first.0, batch_id }))
@@ -327,6 +332,38 @@ impl Projects for ProjectsService {
         tracing::info!(project = %name, n_work_units = n, "project cancelled");
         self.ctx.changes.notify();
         Ok(Response::new(pb::CancelProjectResponse { n_work_units_cancelled: n }))
+    }
+
+    async fn cancel_work_units(
+        &self,
+        request: Request<pb::CancelWorkUnitsRequest>,
+    ) -> Result<Response<pb::CancelProjectResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        let scope = match (request.batch_id, request.work_unit_ids.is_empty()) {
+            (0, false) => CancelScope::WorkUnits(request.work_unit_ids.into_iter().map(WorkUnitId).collect()),
+            (batch, true) if batch > 0 => CancelScope::Batch(batch),
+            _ => return Err(invalid("batch_id/work_unit_ids", "give either a batch id or work unit ids")),
+        };
+        let n = self.ctx.store.cancel_work_units(&name, &scope, self.ctx.clock.now()).await?;
+        tracing::info!(project = %name, n_work_units = n, "work units cancelled");
+        self.ctx.changes.notify();
+        Ok(Response::new(pb::CancelProjectResponse { n_work_units_cancelled: n }))
+    }
+
+    async fn retry_work_units(
+        &self,
+        request: Request<pb::RetryWorkUnitsRequest>,
+    ) -> Result<Response<pb::RetryWorkUnitsResponse>, Status> {
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        let batch_policy = request.policy.map(|p| policy(Some(p))).transpose()?;
+        let ids: Vec<WorkUnitId> = request.work_unit_ids.into_iter().map(WorkUnitId).collect();
+        let (n, batch_id) =
+            self.ctx.store.retry_work_units(&name, &ids, batch_policy.as_ref(), self.ctx.clock.now()).await?;
+        tracing::info!(project = %name, n_work_units = n, batch_id, "work units retried");
+        self.ctx.changes.notify();
+        Ok(Response::new(pb::RetryWorkUnitsResponse { n_work_units: n, batch_id }))
     }
 
     async fn resume_batch(

@@ -31,6 +31,7 @@ use crate::validators::{self, Validators};
 
 pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary};
+pub use transitions::CancelScope;
 pub use submit::{NewProject, NewWorkUnit};
 
 /// Everything that can go wrong in the store.
@@ -46,6 +47,10 @@ pub enum Error {
     DuplicateWorkUnit { project: String, name: String },
     #[error("batch {batch} of project {project:?} not found")]
     BatchNotFound { project: String, batch: i64 },
+    #[error("work unit {work_unit} of project {project:?} not found")]
+    WorkUnitNotFound { project: String, work_unit: i64 },
+    #[error("work unit {work_unit} is {state}, not failed: only failed work units can be retried")]
+    NotFailed { work_unit: i64, state: String },
     #[error("app {0} not found")]
     AppNotFound(String),
     #[error("host token not recognised")]

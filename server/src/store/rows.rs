@@ -19,6 +19,24 @@ macro_rules! result_copy_columns {
     };
 }
 
+/// Columns `policy`, `limits` and `validator` read for a work unit, to splice
+/// with `concat!` into SELECTs on `projects p LEFT JOIN batches b`: a batch's
+/// own policy, when it has one, overrides the project's (all fields or none).
+macro_rules! work_unit_policy_columns {
+    () => {
+        "COALESCE(b.min_quorum, p.min_quorum) AS min_quorum, \
+         COALESCE(b.target_results, p.target_results) AS policy_target_results, \
+         COALESCE(b.max_error_results, p.max_error_results) AS max_error_results, \
+         COALESCE(b.max_total_results, p.max_total_results) AS max_total_results, \
+         COALESCE(b.max_success_results, p.max_success_results) AS max_success_results, \
+         COALESCE(b.deadline_ms, p.deadline_ms) AS deadline_ms, \
+         COALESCE(b.adaptive_replication, p.adaptive_replication) AS adaptive_replication, \
+         COALESCE(b.priority, p.priority) AS priority, \
+         p.fuel_limit, p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, \
+         p.nan_canonicalization, p.fuzzy_format, p.relative_tolerance, p.absolute_tolerance, p.validator_digest"
+    };
+}
+
 /// Columns `policy` and `limits` read, to splice with `concat!` into SELECTs on `projects p`.
 /// The policy's `target_results` is aliased: work units have their own.
 macro_rules! project_policy_columns {
@@ -26,11 +44,11 @@ macro_rules! project_policy_columns {
         "p.min_quorum, p.target_results AS policy_target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
          p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, p.nan_canonicalization, \
          p.max_success_results, p.adaptive_replication, p.fuzzy_format, p.relative_tolerance, \
-         p.absolute_tolerance, p.validator_digest"
+         p.absolute_tolerance, p.validator_digest, p.priority"
     };
 }
 
-pub(super) use {project_policy_columns, result_copy_columns};
+pub(super) use {project_policy_columns, result_copy_columns, work_unit_policy_columns};
 
 fn corrupt(table: &'static str, detail: impl Into<String>) -> Error {
     Error::Corrupt { table, detail: detail.into() }
@@ -100,6 +118,7 @@ pub fn policy(row: &SqliteRow) -> Result<ReplicationPolicy> {
         max_success_results: u32_column(row, "max_success_results")?,
         deadline_ms: u64_column(row, "deadline_ms")?,
         adaptive_replication: row.try_get("adaptive_replication")?,
+        priority: row.try_get("priority")?,
     })
     .map_err(|e| corrupt("projects", e.to_string()))
 }

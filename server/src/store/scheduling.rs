@@ -109,9 +109,10 @@ impl Store {
         let mut assignments = Vec::new();
         let mut taken: HashSet<i64> = HashSet::new();
         let mut single = Vec::new();
-        let mut after_id = 0_i64;
-        // Candidates come a page at a time; copies of work units this host (or
-        // its account) already has are skipped. A few pages bound the cost of one request.
+        // Candidates come a page at a time, highest priority first, then
+        // oldest; copies of work units this host (or its account) already has
+        // are skipped. A few pages bound the cost of one request.
+        let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
         for _ in 0..4 {
             let wanted = slots - assignments.len();
             if wanted == 0 {
@@ -121,18 +122,22 @@ impl Store {
                 "SELECT r.id AS result_id, r.work_unit_id, r.created_at, w.name AS work_unit_name, w.input, \
                  p.name AS project, p.app_digest, b.n_work_units AS batch_size, b.n_ended AS batch_ended, \
                  b.avg_turnaround_ms AS batch_turnaround, ",
-                rows::project_policy_columns!(),
+                rows::work_unit_policy_columns!(),
                 " FROM results r \
                  JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
                  LEFT JOIN batches b ON b.id = w.batch_id \
-                 WHERE r.server_state = 'unsent' AND r.id > ? AND p.state = 'active' \
+                 WHERE r.server_state = 'unsent' AND p.state = 'active' \
+                 AND (COALESCE(b.priority, p.priority) < ? \
+                      OR (COALESCE(b.priority, p.priority) = ? AND r.id > ?)) \
                  AND (b.id IS NULL OR b.state = 'active') \
                  AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id IN \
                    (SELECT h.id FROM hosts h WHERE h.id = ? OR (? != '' AND h.account = ?))) \
-                 ORDER BY r.id LIMIT ?"
+                 ORDER BY COALESCE(b.priority, p.priority) DESC, r.id LIMIT ?"
             );
             let page_size = wanted * 2 + 16;
             let page = sqlx::query(query)
+                .bind(after_priority)
+                .bind(after_priority)
                 .bind(after_id)
                 .bind(host.0)
                 .bind(&account)
@@ -142,6 +147,7 @@ impl Store {
                 .await?;
             for row in &page {
                 after_id = row.try_get("result_id")?;
+                after_priority = row.try_get("priority")?;
                 let work_unit_id: i64 = row.try_get("work_unit_id")?;
                 if assignments.len() == slots || taken.contains(&work_unit_id) {
                     continue;

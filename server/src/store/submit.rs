@@ -71,8 +71,8 @@ impl Store {
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
              validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
-             relative_tolerance, absolute_tolerance, validator_digest) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             relative_tolerance, absolute_tolerance, validator_digest, priority) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -106,6 +106,7 @@ impl Store {
             ValidatorKind::Custom { module_digest } => Some(module_digest.as_str()),
             ValidatorKind::Bitwise | ValidatorKind::Fuzzy { .. } => None,
         })
+        .bind(policy.priority())
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -113,18 +114,20 @@ impl Store {
         let n = if work_units.is_empty() {
             0
         } else {
-            insert_work_units(&mut tx, project_id, &project.name, policy, work_units, now).await?.0
+            insert_work_units(&mut tx, project_id, &project.name, policy, None, work_units, now).await?.0
         };
         tx.commit().await?;
         Ok((project_id, n))
     }
 
-    /// Adds a batch of work units to an active project, all or nothing.
-    /// Returns the number added, the id of the first, and the batch's id.
+    /// Adds a batch of work units to an active project, all or nothing, with
+    /// its own replication policy if given. Returns the number added, the id
+    /// of the first, and the batch's id.
     pub async fn add_work_units(
         &self,
         project: &ProjectName,
         work_units: &[NewWorkUnit],
+        batch_policy: Option<&ReplicationPolicy>,
         now: Timestamp,
     ) -> Result<(u64, WorkUnitId, i64)> {
         let mut tx = self.write().await?;
@@ -141,8 +144,9 @@ impl Store {
         }
         let policy = rows::policy(&row)?;
         let first = next_work_unit_id(&mut tx).await?;
+        let project_id = ProjectId(row.try_get("id")?);
         let (n, batch) =
-            insert_work_units(&mut tx, ProjectId(row.try_get("id")?), project, &policy, work_units, now).await?;
+            insert_work_units(&mut tx, project_id, project, &policy, batch_policy, work_units, now).await?;
         tx.commit().await?;
         Ok((n, WorkUnitId(first), batch))
     }
@@ -159,6 +163,36 @@ impl Store {
     }
 }
 
+/// Creates a batch of `n_work_units`, with its own policy if given.
+pub(super) async fn create_batch(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: ProjectId,
+    n_work_units: u64,
+    policy: Option<&ReplicationPolicy>,
+    now: Timestamp,
+) -> Result<i64> {
+    let spec = policy.map(ReplicationPolicy::spec);
+    let row = sqlx::query(
+        "INSERT INTO batches (project_id, state, n_work_units, created_at, min_quorum, target_results, \
+         max_error_results, max_total_results, max_success_results, deadline_ms, adaptive_replication, priority) \
+         VALUES (?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(project_id.0)
+    .bind(int(n_work_units))
+    .bind(now.0)
+    .bind(spec.map(|s| s.min_quorum))
+    .bind(spec.map(|s| s.target_results))
+    .bind(spec.map(|s| s.max_error_results))
+    .bind(spec.map(|s| s.max_total_results))
+    .bind(spec.map(|s| s.max_success_results))
+    .bind(spec.map(|s| int(s.deadline_ms)))
+    .bind(spec.map(|s| s.adaptive_replication))
+    .bind(spec.map(|s| s.priority))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
 /// The id the next work unit will get. Safe inside a write transaction: SQLite has a single writer.
 async fn next_work_unit_id(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
     let row = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM work_units").fetch_one(&mut **tx).await?;
@@ -172,18 +206,12 @@ async fn insert_work_units(
     project_id: ProjectId,
     project: &ProjectName,
     policy: &ReplicationPolicy,
+    batch_policy: Option<&ReplicationPolicy>,
     work_units: &[NewWorkUnit],
     now: Timestamp,
 ) -> Result<(u64, i64)> {
-    let batch: i64 = sqlx::query(
-        "INSERT INTO batches (project_id, state, n_work_units, created_at) VALUES (?, 'active', ?, ?) RETURNING id",
-    )
-    .bind(project_id.0)
-    .bind(work_units.len() as i64)
-    .bind(now.0)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")?;
+    let batch = create_batch(tx, project_id, work_units.len() as u64, batch_policy, now).await?;
+    let policy = batch_policy.unwrap_or(policy);
     let mut id = next_work_unit_id(tx).await?;
     let mut names = std::collections::HashSet::new();
     for unit in work_units {
@@ -234,12 +262,13 @@ pub(super) async fn insert_unsent(
     now: Timestamp,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at) \
-         VALUES (?, ?, 'unsent', 'pending', ?)",
+        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at, attempt) \
+         VALUES (?, ?, 'unsent', 'pending', ?, (SELECT attempt FROM work_units WHERE id = ?))",
     )
     .bind(work_unit.0)
     .bind(project.0)
     .bind(now.0)
+    .bind(work_unit.0)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -4,7 +4,7 @@ use super::*;
 use crate::domain::app::digest_of;
 use crate::domain::lifecycle::{Report, ReportError};
 use crate::domain::names::{ProjectName, WorkUnitName};
-use crate::domain::policy::{Limits, ValidatorKind};
+use crate::domain::policy::{Limits, ReplicationPolicy, ValidatorKind};
 use crate::domain::{HostId, ResultId, Timestamp};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -185,10 +185,10 @@ async fn a_failed_submission_leaves_nothing_behind() {
     assert!(matches!(duplicate, Err(Error::ProjectExists(_))));
     let mut clash = units(1);
     clash[0].name = Some(WorkUnitName::parse("wu-1").unwrap());
-    let error = f.store.add_work_units(&name("p"), &clash, T0).await;
+    let error = f.store.add_work_units(&name("p"), &clash, None, T0).await;
     assert!(matches!(error, Err(Error::DuplicateWorkUnit { .. })), "{error:?}");
     assert_eq!(status(&f.store, "p").await.work_units_total, 2);
-    let (n, _, _) = f.store.add_work_units(&name("p"), &units(4), T0).await.unwrap();
+    let (n, _, _) = f.store.add_work_units(&name("p"), &units(4), None, T0).await.unwrap();
     assert_eq!((n, status(&f.store, "p").await.work_units_total), (4, 6));
 }
 
@@ -413,4 +413,57 @@ async fn a_tail_copy_at_risk_gets_a_spare_copy_early() {
     assert_eq!(work_units[0].target_results, 2, "the work unit's own target, not the project's, is read back");
     f.store.run_transitioner(T0.plus_ms(80_000)).await.unwrap();
     assert_eq!(status(&f.store, "p").await.results_unsent, 1, "one spare per work unit");
+}
+
+#[tokio::test]
+async fn failed_work_units_are_retried_with_a_new_policy_and_batches_cancelled() {
+    let f = fixture().await;
+    let mut strict = project("p", 2, 2);
+    strict.policy = crate::domain::policy::tests::policy(2, 2, 0, 2, DEADLINE_MS).unwrap();
+    f.store.create_project(&strict, &units(2), T0).await.unwrap();
+    let a = host(&f.store, "a").await;
+    // One error fails a work unit at max_error_results = 0.
+    let copies = f.store.lease_work(a, 2, T0).await.unwrap();
+    f.store.record_reports(a, &[error_report(copies[0].result_id)], T0).await.unwrap();
+    let failed = copies[0].work_unit_id;
+    assert_eq!(status(&f.store, "p").await.work_units_failed, 1);
+    let open = f.store.retry_work_units(&name("p"), &[copies[1].work_unit_id], None, T0).await;
+    assert!(matches!(open, Err(Error::NotFailed { .. })), "{open:?}");
+
+    // Retried as a new batch with a lenient policy: a new attempt, fresh copies.
+    let lenient = crate::domain::policy::tests::policy(1, 1, 3, 4, DEADLINE_MS).unwrap();
+    let (n, batch) = f.store.retry_work_units(&name("p"), &[], Some(&lenient), T0).await.unwrap();
+    assert_eq!(n, 1);
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.work_units_open, s.work_units_failed, s.batches.len()), (2, 0, 2));
+    let b = host(&f.store, "b").await;
+    let retried = f.store.lease_work(b, 2, T0).await.unwrap();
+    let copy = retried.iter().find(|c| c.work_unit_id == failed).expect("a fresh copy of the retried work unit");
+    f.store.record_reports(b, &[success(copy.result_id, "v")], T0).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 1, "quorum 1 under the batch's policy");
+
+    // Cancelling a batch fails its open work units only.
+    let n = f.store.cancel_work_units(&name("p"), &CancelScope::Batch(batch), T0).await.unwrap();
+    assert_eq!(n, 0, "the retried work unit is already done");
+    let n = f.store.cancel_work_units(&name("p"), &CancelScope::Batch(1), T0).await.unwrap();
+    assert_eq!(n, 1);
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.work_units_done, s.work_units_failed, s.work_units_open), (1, 1, 0));
+    let missing = f.store.cancel_work_units(&name("p"), &CancelScope::WorkUnits(vec![crate::domain::WorkUnitId(99)]), T0).await;
+    assert!(matches!(missing, Err(Error::WorkUnitNotFound { .. })), "{missing:?}");
+}
+
+#[tokio::test]
+async fn higher_priority_batches_go_out_first() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 1, 1), &units(3), T0).await.unwrap();
+    let spec = crate::domain::policy::PolicySpec { priority: 5, ..project("p", 1, 1).policy.spec() };
+    let urgent = ReplicationPolicy::new(spec).unwrap();
+    let mut later = units(2);
+    later[0].name = Some(WorkUnitName::parse("urgent-1").unwrap());
+    later[1].name = Some(WorkUnitName::parse("urgent-2").unwrap());
+    f.store.add_work_units(&name("p"), &later, Some(&urgent), T0).await.unwrap();
+    let a = host(&f.store, "a").await;
+    let first: Vec<String> = f.store.lease_work(a, 3, T0).await.unwrap().into_iter().map(|x| x.work_unit_name).collect();
+    assert_eq!(first, ["urgent-1", "urgent-2", "wu-1"]);
 }

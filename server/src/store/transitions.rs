@@ -5,13 +5,13 @@
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::rows;
-use super::submit::insert_unsent;
+use super::submit::{create_batch, insert_unsent};
 use super::{Error, Result, Store};
 use std::collections::HashMap;
 
 use crate::domain::fuzzy;
 use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition, WorkUnit};
-use crate::domain::policy::ValidatorKind;
+use crate::domain::policy::{ReplicationPolicy, ValidatorKind};
 use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
 use crate::validators::{Custom, Validators};
 use crate::domain::names::ProjectName;
@@ -35,18 +35,26 @@ pub(super) async fn transition_work_unit(
     now: Timestamp,
 ) -> Result<()> {
     let query = concat!(
-        "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, w.single_result, ",
-        rows::project_policy_columns!(),
-        " FROM work_units w JOIN projects p ON p.id = w.project_id WHERE w.id = ?"
+        "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, w.single_result, \
+         w.attempt, ",
+        rows::work_unit_policy_columns!(),
+        " FROM work_units w JOIN projects p ON p.id = w.project_id LEFT JOIN batches b ON b.id = w.batch_id \
+         WHERE w.id = ?"
     );
     let row = sqlx::query(query).bind(work_unit_id.0).fetch_one(&mut **tx).await?;
     let work_unit = rows::work_unit(&row)?;
     let project = ProjectId(row.try_get("project_id")?);
     let policy = rows::policy(&row)?;
-    let query =
-        concat!("SELECT ", rows::result_copy_columns!(), " FROM results r WHERE r.work_unit_id = ? ORDER BY r.id");
+    // Only the copies of the current attempt count (a retried work unit starts afresh).
+    let query = concat!(
+        "SELECT ",
+        rows::result_copy_columns!(),
+        " FROM results r WHERE r.work_unit_id = ? AND r.attempt = ? ORDER BY r.id"
+    );
+    let attempt: i64 = row.try_get("attempt")?;
     let results = sqlx::query(query)
         .bind(work_unit_id.0)
+        .bind(attempt)
         .fetch_all(&mut **tx)
         .await?
         .iter()
@@ -240,6 +248,22 @@ async fn send_spare_copies(tx: &mut Transaction<'_, Sqlite>, validators: &Valida
     Ok(sent)
 }
 
+/// Which work units to cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelScope {
+    Batch(i64),
+    WorkUnits(Vec<WorkUnitId>),
+}
+
+async fn project_id(tx: &mut Transaction<'_, Sqlite>, project: &ProjectName) -> Result<i64> {
+    let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
+        .bind(project.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
+    Ok(row.try_get("id")?)
+}
+
 /// What one transitioner pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransitionerPass {
@@ -276,6 +300,121 @@ impl Store {
         let spares = send_spare_copies(&mut tx, &self.validators, now).await?;
         tx.commit().await?;
         Ok(TransitionerPass { work_units: batch.len() + spares, more })
+    }
+
+    /// Cancels work units of a project: those of one batch, or those listed.
+    /// Open ones fail as cancelled, their unsent copies are retired and the
+    /// hosts holding copies are told to abort them. Returns how many were cancelled.
+    pub async fn cancel_work_units(&self, project: &ProjectName, scope: &CancelScope, now: Timestamp) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let project_id = project_id(&mut tx, project).await?;
+        let ids: Vec<i64> = match scope {
+            CancelScope::Batch(batch) => {
+                let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
+                    .bind(batch)
+                    .bind(project_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    return Err(Error::BatchNotFound { project: project.to_string(), batch: *batch });
+                }
+                sqlx::query("SELECT id FROM work_units WHERE batch_id = ? AND state = 'open'")
+                    .bind(batch)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get("id"))
+                    .collect::<Result<_, _>>()?
+            }
+            CancelScope::WorkUnits(ids) => {
+                let mut open = Vec::new();
+                for &id in ids {
+                    let row = sqlx::query("SELECT state FROM work_units WHERE id = ? AND project_id = ?")
+                        .bind(id.0)
+                        .bind(project_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| Error::WorkUnitNotFound { project: project.to_string(), work_unit: id.0 })?;
+                    if row.try_get::<String, _>("state")? == "open" {
+                        open.push(id.0);
+                    }
+                }
+                open
+            }
+        };
+        for &id in &ids {
+            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Cancel, now).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    /// Retries failed work units of an active project (the listed ones, or
+    /// every failed one) as a new batch, with its own policy if given. Each
+    /// starts a new attempt: the copies of earlier attempts no longer count.
+    /// Returns how many were retried and the new batch's id.
+    pub async fn retry_work_units(
+        &self,
+        project: &ProjectName,
+        work_units: &[WorkUnitId],
+        policy: Option<&ReplicationPolicy>,
+        now: Timestamp,
+    ) -> Result<(u64, i64)> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query("SELECT id, state, target_results FROM projects WHERE name = ?")
+            .bind(project.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
+        let project_id: i64 = row.try_get("id")?;
+        if row.try_get::<String, _>("state")? != "active" {
+            return Err(Error::ProjectCancelled(project.to_string()));
+        }
+        let ids: Vec<i64> = if work_units.is_empty() {
+            sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'failed' ORDER BY id")
+                .bind(project_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<Result<_, _>>()?
+        } else {
+            let mut ids = Vec::new();
+            for id in work_units {
+                let row = sqlx::query("SELECT state FROM work_units WHERE id = ? AND project_id = ?")
+                    .bind(id.0)
+                    .bind(project_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| Error::WorkUnitNotFound { project: project.to_string(), work_unit: id.0 })?;
+                let state: String = row.try_get("state")?;
+                if state != "failed" {
+                    return Err(Error::NotFailed { work_unit: id.0, state });
+                }
+                ids.push(id.0);
+            }
+            ids
+        };
+        let batch = create_batch(&mut tx, ProjectId(project_id), ids.len() as u64, policy, now).await?;
+        let target = match policy {
+            Some(policy) => i64::from(policy.target_results()),
+            None => row.try_get("target_results")?,
+        };
+        for &id in &ids {
+            sqlx::query(
+                "UPDATE work_units SET state = 'open', fail_reason = NULL, canonical_result_id = NULL, \
+                 single_result = 0, spare_sent = 0, ended_at = NULL, attempt = attempt + 1, target_results = ?, \
+                 batch_id = ? WHERE id = ?",
+            )
+            .bind(target)
+            .bind(batch)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Update, now).await?;
+        }
+        tx.commit().await?;
+        Ok((ids.len() as u64, batch))
     }
 
     /// Resumes a paused batch of a project, or all of them when `batch_id` is
