@@ -1,7 +1,7 @@
 //! `quorum`, the command line for scientists and operators: submit a project
 //! (an app and its work units) to a coordinator, follow it, read its
-//! validated (canonical) results, list hosts, cancel, and run the whole system
-//! locally with `quorum demo`.
+//! validated (canonical) results, list hosts, cancel, resume paused batches,
+//! and run the whole system locally with `quorum demo`.
 //!
 //! Layout:
 //! - `Cli`, `Command`: the command line, parsed by clap (this file).
@@ -75,9 +75,11 @@ pub enum Command {
 
     /// Show the state of one project or of all of them.
     ///
-    /// Counts work units by state (open, done, failed) and results by state.
-    /// --json prints {"projects":[...]} with the fields of the protocol's
-    /// ProjectStatus.
+    /// Counts work units by state (open, done, failed) and results by state,
+    /// names each project's validator, and lists every paused batch with the
+    /// reason it was paused (resume it with `quorum resume`). --json prints
+    /// {"projects":[...]} with the fields of the protocol's ProjectStatus,
+    /// batches included.
     Status {
         /// The project to show; every project when omitted.
         #[arg(value_name = "PROJECT")]
@@ -133,6 +135,25 @@ pub enum Command {
         /// The project to cancel.
         #[arg(value_name = "PROJECT")]
         project: String,
+    },
+
+    /// Resume paused batches of a project so that their copies are sent again.
+    ///
+    /// The coordinator pauses a batch (the work units of one submission)
+    /// whose first results are mostly errors; `quorum status` shows it with
+    /// the reason. Resuming starts its error watch over. Without --batch,
+    /// every paused batch of the project is resumed. --json prints
+    /// {"project","n_batches_resumed"}.
+    Resume {
+        /// The project whose batches to resume.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+
+        /// Resume only this batch (its id, as `quorum status` shows it).
+        ///
+        /// Every paused batch of the project when omitted.
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        batch: Option<i64>,
     },
 
     /// Block until every work unit of a project has ended (done or failed).
@@ -202,6 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hosts => commands::hosts::run(&ctx).await,
         Command::Credit { top } => commands::credit::run(&ctx, top).await,
         Command::Cancel { project } => commands::cancel::run(&ctx, &project).await,
+        Command::Resume { project, batch } => commands::resume::run(&ctx, &project, batch).await,
         Command::Wait { project, timeout } => commands::wait::run(&ctx, &project, timeout).await,
         Command::Demo { dir, example, timeout } => commands::demo::run(&ctx, &dir, example, timeout).await,
     }
@@ -251,6 +273,13 @@ mod tests {
         );
         check(&["quorum", "--server=h:6", "credit"], "h:6 json=false Credit { top: None }");
         check(&["quorum", "--server=h:6", "credit", "--top", "3", "--json"], "h:6 json=true Credit { top: Some(3) }");
+        check(&["quorum", "--server=h:7", "resume", "p"], r#"h:7 json=false Resume { project: "p", batch: None }"#);
+        check(
+            &["quorum", "--server=h:7", "resume", "p", "--batch", "3", "--json"],
+            r#"h:7 json=true Resume { project: "p", batch: Some(3) }"#,
+        );
+        assert!(Cli::try_parse_from(["quorum", "resume", "p", "--batch", "0"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "resume"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "results", "p", "--format", "xml"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "credit", "--top", "0"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "wait", "p", "--timeout", "soon"]).is_err());

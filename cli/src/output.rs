@@ -94,6 +94,19 @@ pub struct Cancelled {
     pub n_work_units_cancelled: u64,
 }
 
+/// `quorum resume --json`.
+#[derive(Debug, Serialize)]
+pub struct Resumed {
+    pub project: String,
+    pub n_batches_resumed: u64,
+}
+
+/// What `quorum resume` prints for people: "resumed 1 paused batch of project 'p'".
+pub fn resumed_line(resumed: &Resumed) -> String {
+    let batches = if resumed.n_batches_resumed == 1 { "batch" } else { "batches" };
+    format!("resumed {} paused {batches} of project '{}'", resumed.n_batches_resumed, resumed.project)
+}
+
 /// `quorum status --json` and `quorum wait --json`: {"projects":[...]}.
 #[derive(Debug, Serialize)]
 pub struct Statuses {
@@ -129,7 +142,38 @@ pub struct ProjectStatus {
     pub results_invalid: u64,
     pub results_error: u64,
     pub results_no_reply: u64,
+    /// "bitwise", "fuzzy" or "custom": how the project's outputs are compared.
+    pub validator: String,
+    /// The project's batches (the work units of each submission call), by id.
+    pub batches: Vec<Batch>,
 }
+
+/// The protocol's `BatchInfo`.
+#[derive(Debug, Serialize)]
+pub struct Batch {
+    pub id: i64,
+    /// "active" or "paused" (not scheduled until resumed).
+    pub state: String,
+    /// Why the batch is paused; empty when it is active.
+    pub pause_reason: String,
+    pub n_work_units: u64,
+    pub n_ended: u64,
+}
+
+impl From<&v1::BatchInfo> for Batch {
+    fn from(batch: &v1::BatchInfo) -> Batch {
+        Batch {
+            id: batch.id,
+            state: batch.state.clone(),
+            pause_reason: batch.pause_reason.clone(),
+            n_work_units: batch.n_work_units,
+            n_ended: batch.n_ended,
+        }
+    }
+}
+
+/// The state of a paused batch, as the protocol's `BatchInfo.state` spells it.
+pub const BATCH_PAUSED: &str = "paused";
 
 impl From<&v1::ProjectStatus> for ProjectStatus {
     fn from(status: &v1::ProjectStatus) -> ProjectStatus {
@@ -156,6 +200,8 @@ impl From<&v1::ProjectStatus> for ProjectStatus {
             results_invalid: status.results_invalid,
             results_error: status.results_error,
             results_no_reply: status.results_no_reply,
+            validator: status.validator.clone(),
+            batches: status.batches.iter().map(Batch::from).collect(),
         }
     }
 }
@@ -167,6 +213,7 @@ pub fn status_table(projects: &[v1::ProjectStatus]) -> Table {
         ("PROJECT", Left),
         ("ID", Right),
         ("STATE", Left),
+        ("VALIDATOR", Left),
         ("WORK UNITS", Right),
         ("OPEN", Right),
         ("DONE", Right),
@@ -183,6 +230,7 @@ pub fn status_table(projects: &[v1::ProjectStatus]) -> Table {
             status.name.clone(),
             status.project_id.to_string(),
             status.state.clone(),
+            if status.validator.is_empty() { "-".to_owned() } else { status.validator.clone() },
             status.work_units_total.to_string(),
             status.work_units_open.to_string(),
             status.work_units_done.to_string(),
@@ -196,6 +244,23 @@ pub fn status_table(projects: &[v1::ProjectStatus]) -> Table {
         ]);
     }
     table
+}
+
+/// One line per paused batch, for people, after the status table:
+/// "project 'p': batch 3 is paused: REASON (`quorum resume p --batch 3`)".
+pub fn write_paused_batches(out: &mut dyn Write, projects: &[v1::ProjectStatus]) -> io::Result<()> {
+    for status in projects {
+        for batch in status.batches.iter().filter(|batch| batch.state == BATCH_PAUSED) {
+            let reason = if batch.pause_reason.is_empty() { "no reason given" } else { &batch.pause_reason };
+            writeln!(
+                out,
+                "project '{}': batch {} is paused ({} of {} work units ended): {reason} \
+                 (`quorum resume {} --batch {}`)",
+                status.name, batch.id, batch.n_ended, batch.n_work_units, status.name, batch.id
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `quorum hosts --json`: {"hosts":[...]}.
@@ -522,9 +587,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn status_json_schema() {
-        let status = v1::ProjectStatus {
+    fn batch(id: i64, state: &str, pause_reason: &str) -> v1::BatchInfo {
+        v1::BatchInfo { id, state: state.into(), pause_reason: pause_reason.into(), n_work_units: 100, n_ended: 25 }
+    }
+
+    fn project_status(batches: Vec<v1::BatchInfo>) -> v1::ProjectStatus {
+        v1::ProjectStatus {
             name: "primes".into(),
             project_id: 1,
             state: "active".into(),
@@ -537,11 +605,18 @@ mod tests {
                 deadline_secs: 3600,
                 ..Default::default()
             }),
+            validator: "bitwise".into(),
+            batches,
             work_units_total: 200,
             work_units_open: 10,
             work_units_done: 190,
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn status_json_schema() {
+        let status = project_status(vec![batch(1, "active", ""), batch(2, "paused", "20 of 20 were errors")]);
         let json = text(|out| write_json(out, &Statuses { projects: vec![ProjectStatus::from(&status)] }));
         assert_eq!(
             json,
@@ -549,14 +624,58 @@ mod tests {
              \"policy\":{\"min_quorum\":2,\"target_results\":2,\"max_error_results\":3,\"max_total_results\":8,\"deadline_secs\":3600},\
              \"work_units_total\":200,\"work_units_open\":10,\"work_units_done\":190,\"work_units_failed\":0,\
              \"results_unsent\":0,\"results_in_progress\":0,\"results_over\":0,\"results_valid\":0,\
-             \"results_invalid\":0,\"results_error\":0,\"results_no_reply\":0}]}\n"
+             \"results_invalid\":0,\"results_error\":0,\"results_no_reply\":0,\"validator\":\"bitwise\",\
+             \"batches\":[{\"id\":1,\"state\":\"active\",\"pause_reason\":\"\",\"n_work_units\":100,\"n_ended\":25},\
+             {\"id\":2,\"state\":\"paused\",\"pause_reason\":\"20 of 20 were errors\",\"n_work_units\":100,\"n_ended\":25}]}]}\n"
         );
-        let table = text(|out| status_table(&[status]).write(out));
-        assert_eq!(
-            table,
-            "PROJECT  ID  STATE   WORK UNITS  OPEN  DONE  FAILED  UNSENT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY\n\
-             primes    1  active         200    10   190       0       0            0      0        0      0         0\n"
+    }
+
+    #[test]
+    fn status_table_and_paused_batches() {
+        let check = |projects: &[v1::ProjectStatus], expected: &str| {
+            let actual = text(|out| {
+                status_table(projects).write(out)?;
+                write_paused_batches(out, projects)
+            });
+            assert_eq!(actual, expected);
+        };
+        let header = "PROJECT  ID  STATE   VALIDATOR  WORK UNITS  OPEN  DONE  FAILED  UNSENT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY\n";
+        let row = "primes    1  active  bitwise           200    10   190       0       0            0      0        0      0         0\n";
+        check(&[project_status(vec![batch(1, "active", "")])], &format!("{header}{row}"));
+        check(
+            &[project_status(vec![
+                batch(1, "active", ""),
+                batch(2, "paused", "20 of 20 were errors"),
+                batch(3, "paused", ""),
+            ])],
+            &format!(
+                "{header}{row}\
+                 project 'primes': batch 2 is paused (25 of 100 work units ended): 20 of 20 were errors \
+                 (`quorum resume primes --batch 2`)\n\
+                 project 'primes': batch 3 is paused (25 of 100 work units ended): no reason given \
+                 (`quorum resume primes --batch 3`)\n"
+            ),
         );
+        // A coordinator that does not name its validator.
+        let mut unnamed = project_status(Vec::new());
+        unnamed.validator.clear();
+        check(
+            &[unnamed],
+            "PROJECT  ID  STATE   VALIDATOR  WORK UNITS  OPEN  DONE  FAILED  UNSENT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY\n\
+             primes    1  active  -                 200    10   190       0       0            0      0        0      0         0\n",
+        );
+    }
+
+    #[test]
+    fn resumed_json_schema_and_line() {
+        let check = |n_batches_resumed: u64, json: &str, line: &str| {
+            let resumed = Resumed { project: "primes".into(), n_batches_resumed };
+            assert_eq!(text(|out| write_json(out, &resumed)), format!("{json}\n"));
+            assert_eq!(resumed_line(&resumed), line);
+        };
+        check(1, r#"{"project":"primes","n_batches_resumed":1}"#, "resumed 1 paused batch of project 'primes'");
+        check(0, r#"{"project":"primes","n_batches_resumed":0}"#, "resumed 0 paused batches of project 'primes'");
+        check(3, r#"{"project":"primes","n_batches_resumed":3}"#, "resumed 3 paused batches of project 'primes'");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - `cancel`: `quorum cancel` with copies in flight; workers abort them.
 //! - `coordinator_restart`: the coordinator is killed while workers report
 //!   and restarted on the same database and address; nothing is lost.
+//! - `auto_pause`: a batch whose app always fails is paused automatically;
+//!   workers get no more copies of it until `quorum resume`.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `operations`: health checking, reflection and clean shutdown.
@@ -19,6 +21,7 @@
 //!
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
+mod auto_pause;
 mod bad_manifests;
 mod cancel;
 mod coordinator_restart;

@@ -117,6 +117,13 @@ pub struct Cancelled {
     pub n_work_units_cancelled: u64,
 }
 
+/// `quorum resume --json`.
+#[derive(Debug, Deserialize)]
+pub struct Resumed {
+    pub project: String,
+    pub n_batches_resumed: u64,
+}
+
 /// `quorum status --json` (and `quorum wait --json`).
 #[derive(Debug, Deserialize)]
 pub struct Statuses {
@@ -141,6 +148,21 @@ pub struct ProjectStatus {
     pub results_invalid: u64,
     pub results_error: u64,
     pub results_no_reply: u64,
+    /// "bitwise", "fuzzy" or "custom".
+    pub validator: String,
+    pub batches: Vec<Batch>,
+}
+
+/// One batch of `quorum status --json`: the protocol's `BatchInfo`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Batch {
+    pub id: i64,
+    /// "active" or "paused".
+    pub state: String,
+    /// Empty while the batch is active.
+    pub pause_reason: String,
+    pub n_work_units: u64,
+    pub n_ended: u64,
 }
 
 /// `quorum hosts --json`.

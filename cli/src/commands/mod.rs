@@ -7,6 +7,7 @@ pub mod credit;
 pub mod demo;
 pub mod hosts;
 pub mod results;
+pub mod resume;
 pub mod status;
 pub mod submit;
 pub mod wait;

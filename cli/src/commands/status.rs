@@ -1,5 +1,5 @@
 //! `quorum status [PROJECT]`: work unit and result counts of one project or of
-//! all of them.
+//! all of them, its validator, and its paused batches with their reasons.
 
 use std::io::Write;
 
@@ -27,7 +27,8 @@ pub async fn run(ctx: &Context, project: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints statuses as a table, or as {"projects":[...]} with `json`.
+/// Prints statuses as a table followed by a line per paused batch, or as
+/// {"projects":[...]} with `json`.
 pub fn print_statuses(out: &mut dyn Write, json: bool, projects: &[v1::ProjectStatus]) -> std::io::Result<()> {
     if json {
         output::write_json(
@@ -37,6 +38,7 @@ pub fn print_statuses(out: &mut dyn Write, json: bool, projects: &[v1::ProjectSt
     } else if projects.is_empty() {
         writeln!(out, "no projects")
     } else {
-        output::status_table(projects).write(out)
+        output::status_table(projects).write(out)?;
+        output::write_paused_batches(out, projects)
     }
 }

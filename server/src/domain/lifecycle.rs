@@ -141,6 +141,8 @@ pub struct WorkUnit {
     /// Accepted on a single result from a trusted host (adaptive replication);
     /// cleared, and replication restored, if that result fails.
     pub single_result: bool,
+    /// Its data (input, other copies' outputs) was purged: late copies are too late.
+    pub purged: bool,
 }
 
 /// One copy of a work unit as the lifecycle rules see it.
@@ -470,6 +472,12 @@ fn validate(policy: &ReplicationPolicy, wu: &mut WorkUnit, rs: &mut [ResultCopy]
 
 /// Compares successes that arrived after the work unit got its canonical result.
 fn check_late_successes(wu: &WorkUnit, rs: &mut [ResultCopy], comparator: &dyn Comparator) {
+    if wu.purged {
+        for r in rs.iter_mut().filter(|r| r.is_candidate()) {
+            r.validate_state = ValidateState::TooLate;
+        }
+        return;
+    }
     let Some(canonical) = wu.canonical_result.and_then(|id| rs.iter().find(|r| r.id == id)).cloned() else {
         return;
     };

@@ -366,6 +366,16 @@ impl Projects for ProjectsService {
         Ok(Response::new(pb::RetryWorkUnitsResponse { n_work_units: n, batch_id }))
     }
 
+    async fn purge_project(
+        &self,
+        request: Request<pb::PurgeProjectRequest>,
+    ) -> Result<Response<pb::PurgeProjectResponse>, Status> {
+        let name = project_name(&request.into_inner().project)?;
+        let n = self.ctx.store.purge_project(&name, self.ctx.clock.now()).await?;
+        tracing::info!(project = %name, n_work_units = n, "work units purged");
+        Ok(Response::new(pb::PurgeProjectResponse { n_work_units_purged: n }))
+    }
+
     async fn resume_batch(
         &self,
         request: Request<pb::ResumeBatchRequest>,
@@ -375,6 +385,7 @@ impl Projects for ProjectsService {
         let batch = (request.batch_id != 0).then_some(request.batch_id);
         let n = self.ctx.store.resume_batches(&name, batch).await?;
         tracing::info!(project = %name, n_batches = n, "batches resumed");
+        self.ctx.changes.notify();
         Ok(Response::new(pb::ResumeBatchResponse { n_batches_resumed: n }))
     }
 

@@ -106,6 +106,7 @@ pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
         target_results: u32_column(row, "target_results")?,
         canonical_result: row.try_get::<Option<i64>, _>("canonical_result_id")?.map(ResultId),
         single_result: row.try_get("single_result")?,
+        purged: row.try_get::<Option<i64>, _>("purged_at")?.is_some(),
     })
 }
 

@@ -244,6 +244,7 @@ async fn insert_work_units(
             target_results: policy.target_results(),
             canonical_result: None,
             single_result: false,
+            purged: false,
         };
         let transition = lifecycle::transition(policy, &work_unit, &[], &Bitwise, now);
         for _ in 0..transition.new_results {

@@ -467,3 +467,22 @@ async fn higher_priority_batches_go_out_first() {
     let first: Vec<String> = f.store.lease_work(a, 3, T0).await.unwrap().into_iter().map(|x| x.work_unit_name).collect();
     assert_eq!(first, ["urgent-1", "urgent-2", "wu-1"]);
 }
+
+#[tokio::test]
+async fn a_copy_reported_after_the_purge_is_too_late() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 3), &units(1), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let x = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let y = f.store.lease_work(b, 1, T0).await.unwrap().remove(0);
+    let z = f.store.lease_work(c, 1, T0).await.unwrap().remove(0);
+    f.store.record_reports(a, &[success(x.result_id, "v")], T0).await.unwrap();
+    f.store.record_reports(b, &[success(y.result_id, "v")], T0).await.unwrap();
+    assert_eq!(f.store.purge_project(&name("p"), T0).await.unwrap(), 1);
+    assert_eq!(f.store.purge_project(&name("p"), T0).await.unwrap(), 0, "idempotent");
+    f.store.record_reports(c, &[success(z.result_id, "v")], T0).await.unwrap();
+    let late = f.store.list_results(&name("p"), None, 0, 10).await.unwrap().remove(2);
+    assert_eq!((late.validate_state.as_str(), late.granted_credit), ("too_late", 0.0));
+    let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
+    assert_eq!(canonical[0].output, b"v", "the canonical output survives the purge");
+}

@@ -36,7 +36,7 @@ pub(super) async fn transition_work_unit(
 ) -> Result<()> {
     let query = concat!(
         "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, w.single_result, \
-         w.attempt, ",
+         w.attempt, w.purged_at, ",
         rows::work_unit_policy_columns!(),
         " FROM work_units w JOIN projects p ON p.id = w.project_id LEFT JOIN batches b ON b.id = w.batch_id \
          WHERE w.id = ?"
@@ -415,6 +415,36 @@ impl Store {
         }
         tx.commit().await?;
         Ok((ids.len() as u64, batch))
+    }
+
+    /// Purges the data of a project's ended work units: their inputs and the
+    /// outputs of every copy but the canonical one (which `quorum results`
+    /// still reads). A copy reported afterwards is too late. Returns how many
+    /// work units were purged.
+    pub async fn purge_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let project_id = project_id(&mut tx, project).await?;
+        sqlx::query(
+            "UPDATE results SET output = NULL WHERE work_unit_id IN (SELECT id FROM work_units \
+             WHERE project_id = ? AND state != 'open' AND purged_at IS NULL) \
+             AND id NOT IN (SELECT canonical_result_id FROM work_units WHERE project_id = ? \
+             AND canonical_result_id IS NOT NULL)",
+        )
+        .bind(project_id)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
+        let purged = sqlx::query(
+            "UPDATE work_units SET input = X'', purged_at = ? WHERE project_id = ? AND state != 'open' \
+             AND purged_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(purged)
     }
 
     /// Resumes a paused batch of a project, or all of them when `batch_id` is

@@ -21,6 +21,7 @@ fn open_wu(target: u32) -> WorkUnit {
         target_results: target,
         canonical_result: None,
         single_result: false,
+        purged: false,
     }
 }
 
@@ -362,4 +363,17 @@ fn unreadable_outputs_are_validate_errors() {
     assert_eq!(t.new_results, 1, "the unreadable copy is replaced");
     assert_eq!(t.changed_results[0].outcome, Some(Outcome::ValidateError));
     assert_eq!(t.host_events, vec![(HostId(2), HostEvent::Invalid)]);
+}
+
+#[test]
+fn a_late_success_after_the_purge_is_too_late() {
+    let policy = policy(2, 2, 3, 8);
+    let mut results = copies("aaa");
+    for r in &mut results[..2] {
+        r.validate_state = ValidateState::Valid;
+    }
+    let wu = WorkUnit { state: WorkUnitState::Done, canonical_result: Some(ResultId(1)), purged: true, ..open_wu(2) };
+    let t = transition(&policy, &wu, &results, &Bitwise, NOW);
+    assert_eq!(t.changed_results[0].validate_state, ValidateState::TooLate);
+    assert!(t.host_events.is_empty(), "no credit, no penalty");
 }
