@@ -186,7 +186,12 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
         after = last.work_unit_id;
         for result in page {
             let input = &inputs[&WorkUnitId(result.work_unit_id)];
-            assert_eq!(result.output, correct_output(input), "work unit {} has a wrong canonical result", result.work_unit_id);
+            assert_eq!(
+                result.output,
+                correct_output(input),
+                "work unit {} has a wrong canonical result",
+                result.work_unit_id
+            );
             canonical.insert(result.work_unit_id, result.output_digest);
         }
     }
@@ -204,7 +209,11 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
         for result in page {
             if let Some(host) = result.host_id {
                 sent += 1;
-                assert!(held.insert((result.work_unit_id, host)), "host {host} got two copies of {}", result.work_unit_id);
+                assert!(
+                    held.insert((result.work_unit_id, host)),
+                    "host {host} got two copies of {}",
+                    result.work_unit_id
+                );
                 *credit_by_host.entry(host).or_default() += result.granted_credit;
             }
             if result.validate_state == "valid" {
@@ -218,7 +227,12 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
     for host in store.list_hosts().await.expect("hosts") {
         let behaviour = behaviour_of[&HostId(host.id)];
         let granted = credit_by_host.get(&host.id).copied().unwrap_or(0.0);
-        assert!((host.total_credit - granted).abs() < 1e-6, "host {} credit {} != {granted}", host.id, host.total_credit);
+        assert!(
+            (host.total_credit - granted).abs() < 1e-6,
+            "host {} credit {} != {granted}",
+            host.id,
+            host.total_credit
+        );
         if matches!(behaviour, Behaviour::Wrong | Behaviour::Silent | Behaviour::Erroring) {
             assert_eq!((host.n_valid, host.total_credit), (0, 0.0), "{behaviour:?} host earned credit: {host:?}");
         }

@@ -19,13 +19,15 @@ pub const FAST_HOST_FACTOR: f64 = 1.5;
 pub enum BatchState {
     Active,
     /// Not scheduled until resumed; the reason is shown to the operator.
-    Paused { reason: String },
+    Paused {
+        reason: String,
+    },
 }
 
 /// Whether a batch whose first `reported` results include `errors` errors
 /// should be paused, and why.
 pub fn auto_pause(reported: u32, errors: u32) -> Option<String> {
-    if reported < AUTO_PAUSE_MIN_RESULTS || reported > AUTO_PAUSE_WINDOW {
+    if !(AUTO_PAUSE_MIN_RESULTS..=AUTO_PAUSE_WINDOW).contains(&reported) {
         return None;
     }
     (f64::from(errors) >= AUTO_PAUSE_ERROR_SHARE * f64::from(reported)).then(|| {
@@ -52,7 +54,12 @@ pub fn update_turnaround(average_ms: Option<u64>, sample_ms: u64) -> u64 {
 /// Whether a host may take a tail copy now: fast hosts always; a slow or
 /// unknown host only once the copy has waited unsent for `grace_ms` (so the
 /// tail goes *preferably* to fast hosts, never to nobody).
-pub fn may_take_tail_copy(host_turnaround_ms: Option<u64>, batch_turnaround_ms: Option<u64>, waited_ms: u64, grace_ms: u64) -> bool {
+pub fn may_take_tail_copy(
+    host_turnaround_ms: Option<u64>,
+    batch_turnaround_ms: Option<u64>,
+    waited_ms: u64,
+    grace_ms: u64,
+) -> bool {
     let fast = match (host_turnaround_ms, batch_turnaround_ms) {
         (Some(host), Some(batch)) => host as f64 <= FAST_HOST_FACTOR * batch as f64,
         (_, None) => true,

@@ -375,12 +375,14 @@ mod tests {
         let mut candidates: Vec<(ResultId, &Parsed)> =
             parsed.iter().enumerate().map(|(i, p)| (ResultId(i as i64 + 1), p)).collect();
         candidates.reverse();
-        let found = crate::domain::validator::find_agreement(&candidates, agreement_size, |a, b| agree(a, b, &tolerance))
-            .map(|agreement| {
-                let mut ids = vec![agreement.canonical];
-                ids.extend(agreement.members.into_iter().filter(|&id| id != agreement.canonical));
-                ids
-            });
+        let found =
+            crate::domain::validator::find_agreement(&candidates, agreement_size, |a, b| agree(a, b, &tolerance)).map(
+                |agreement| {
+                    let mut ids = vec![agreement.canonical];
+                    ids.extend(agreement.members.into_iter().filter(|&id| id != agreement.canonical));
+                    ids
+                },
+            );
         let expected = expected.map(|ids| ids.iter().map(|&i| ResultId(i)).collect::<Vec<_>>());
         assert_eq!(found, expected, "{outputs:?} with agreement size {agreement_size} within {tolerance:?}");
     }

@@ -272,7 +272,10 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
 pub enum HostEvent {
     /// Found valid; `replicated` when it was compared with another copy
     /// (only those lengthen the host's streak).
-    Valid { credit: f64, replicated: bool },
+    Valid {
+        credit: f64,
+        replicated: bool,
+    },
     Invalid,
     NoReply,
     ClientError,
@@ -336,9 +339,9 @@ pub fn transition(
 
     // A single trusted result that failed: back to normal replication.
     if wu.single_result && wu.state == WorkUnitState::Open {
-        let failed = rs.iter().any(|r| {
-            r.is_error() || r.outcome == Some(Outcome::NoReply) || r.validate_state == ValidateState::Invalid
-        });
+        let failed = rs
+            .iter()
+            .any(|r| r.is_error() || r.outcome == Some(Outcome::NoReply) || r.validate_state == ValidateState::Invalid);
         if failed {
             wu.single_result = false;
             wu.target_results = wu.target_results.max(policy.target_results());
@@ -420,10 +423,8 @@ pub fn transition(
             }
             if after.validate_state != before.validate_state {
                 match after.validate_state {
-                    ValidateState::Valid => host_events.push((
-                        host,
-                        HostEvent::Valid { credit: after.granted_credit, replicated: !wu.single_result },
-                    )),
+                    ValidateState::Valid => host_events
+                        .push((host, HostEvent::Valid { credit: after.granted_credit, replicated: !wu.single_result })),
                     ValidateState::Invalid => host_events.push((host, HostEvent::Invalid)),
                     ValidateState::Pending | ValidateState::Inconclusive | ValidateState::TooLate => {}
                 }

@@ -56,7 +56,11 @@ impl HostTrust {
 
     /// How many more results the host may receive today.
     pub fn remaining_today(&self, now: Timestamp) -> u32 {
-        if day_of(now) != self.quota_day { self.daily_quota } else { self.daily_quota.saturating_sub(self.results_today) }
+        if day_of(now) != self.quota_day {
+            self.daily_quota
+        } else {
+            self.daily_quota.saturating_sub(self.results_today)
+        }
     }
 
     /// Counts `n` results sent at `now`.

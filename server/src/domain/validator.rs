@@ -123,7 +123,10 @@ mod tests {
         // 1 ~ 2, 2 ~ 3, 1 !~ 3: result 2 agrees with both and becomes canonical.
         let candidates = [(ResultId(1), 1.0), (ResultId(2), 2.0), (ResultId(3), 3.0)];
         let found = find_agreement(&candidates, 2, |a: &f64, b: &f64| (a - b).abs() <= 1.0);
-        assert_eq!(found, Some(Agreement { canonical: ResultId(2), members: vec![ResultId(1), ResultId(2), ResultId(3)] }));
+        assert_eq!(
+            found,
+            Some(Agreement { canonical: ResultId(2), members: vec![ResultId(1), ResultId(2), ResultId(3)] })
+        );
     }
 
     #[test]

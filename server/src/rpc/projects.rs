@@ -8,11 +8,11 @@ use tonic::{Request, Response, Status};
 
 use super::Context;
 use super::status::invalid;
+use crate::domain::WorkUnitId;
 use crate::domain::app;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
-use crate::domain::WorkUnitId;
 use crate::store::{self, CancelScope, NewProject, NewWorkUnit};
 
 /// Largest input of one work unit.
@@ -93,8 +93,8 @@ fn validator(
                     return Err(invalid("fuzzy.format", "must be WHITESPACE or JSON"));
                 }
             };
-            let tolerance = Tolerance::new(fuzzy.relative_tolerance, fuzzy.absolute_tolerance)
-                .map_err(|e| invalid("fuzzy", e))?;
+            let tolerance =
+                Tolerance::new(fuzzy.relative_tolerance, fuzzy.absolute_tolerance).map_err(|e| invalid("fuzzy", e))?;
             Ok((ValidatorKind::Fuzzy { format, tolerance }, None))
         }
         pb::ValidatorKind::Custom => {

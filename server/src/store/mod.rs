@@ -31,8 +31,8 @@ use crate::validators::{self, Validators};
 
 pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary};
-pub use transitions::CancelScope;
 pub use submit::{NewProject, NewWorkUnit};
+pub use transitions::CancelScope;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

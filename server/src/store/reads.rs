@@ -149,11 +149,12 @@ impl Store {
             results_error: 0,
             results_no_reply: 0,
         };
-        let batches =
-            sqlx::query("SELECT id, state, pause_reason, n_work_units, n_ended FROM batches WHERE project_id = ? ORDER BY id")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
+        let batches = sqlx::query(
+            "SELECT id, state, pause_reason, n_work_units, n_ended FROM batches WHERE project_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         for batch in &batches {
             status.batches.push(BatchInfo {
                 id: batch.try_get("id")?,

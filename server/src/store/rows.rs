@@ -5,8 +5,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Error, Result};
-use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
 use crate::domain::fuzzy::Tolerance;
+use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
 use crate::domain::policy::{self, Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::trust::HostTrust;
 use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
@@ -131,7 +131,8 @@ pub fn validator(row: &SqliteRow) -> Result<ValidatorKind> {
         "bitwise" => Ok(ValidatorKind::Bitwise),
         "fuzzy" => {
             let format: Option<String> = row.try_get("fuzzy_format")?;
-            let format = policy::parse_format(format.as_deref().unwrap_or("")).map_err(|e| corrupt("projects", e.to_string()))?;
+            let format = policy::parse_format(format.as_deref().unwrap_or(""))
+                .map_err(|e| corrupt("projects", e.to_string()))?;
             let tolerance = Tolerance::new(
                 row.try_get::<Option<f64>, _>("relative_tolerance")?.unwrap_or(0.0),
                 row.try_get::<Option<f64>, _>("absolute_tolerance")?.unwrap_or(0.0),

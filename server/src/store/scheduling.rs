@@ -154,8 +154,10 @@ impl Store {
                 }
                 let policy = rows::policy(row)?;
                 // The tail of a batch goes preferably to hosts with a short turnaround.
-                let in_tail = batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
-                let waited = u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
+                let in_tail =
+                    batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
+                let waited =
+                    u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
                 let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
                 if in_tail
                     && !batch::may_take_tail_copy(host_turnaround, batch_turnaround, waited, policy.deadline_ms() / 10)
@@ -319,7 +321,8 @@ async fn note_report(
     let success = recorded.outcome == Some(lifecycle::Outcome::Success);
     let sample = turnaround_ms.filter(|_| success);
     if let Some(sample) = sample {
-        let row = sqlx::query("SELECT avg_turnaround_ms FROM hosts WHERE id = ?").bind(host.0).fetch_one(&mut **tx).await?;
+        let row =
+            sqlx::query("SELECT avg_turnaround_ms FROM hosts WHERE id = ?").bind(host.0).fetch_one(&mut **tx).await?;
         let average = batch::update_turnaround(rows::optional_u64(&row, "avg_turnaround_ms")?, sample);
         sqlx::query("UPDATE hosts SET avg_turnaround_ms = ? WHERE id = ?")
             .bind(int(average))

@@ -56,7 +56,8 @@ impl Store {
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
-        if let (ValidatorKind::Custom { module_digest }, Some(module)) = (&project.validator, &project.validator_module) {
+        if let (ValidatorKind::Custom { module_digest }, Some(module)) = (&project.validator, &project.validator_module)
+        {
             sqlx::query("INSERT OR IGNORE INTO apps (digest, module, size, created_at) VALUES (?, ?, ?, ?)")
                 .bind(module_digest.as_str())
                 .bind(module)

@@ -313,8 +313,14 @@ async fn a_custom_validator_module_decides_agreement() {
     let for_b = f.store.lease_work(b, 2, T0).await.unwrap();
     // Work unit 1: same first line, different diagnostics: they agree.
     // Work unit 2: different first lines: inconclusive, a third copy settles it.
-    f.store.record_reports(a, &[success(for_a[0].result_id, "42\nran in 3 ms"), success(for_a[1].result_id, "7\n")], T0).await.unwrap();
-    f.store.record_reports(b, &[success(for_b[0].result_id, "42\nran in 5 ms"), success(for_b[1].result_id, "8\n")], T0).await.unwrap();
+    f.store
+        .record_reports(a, &[success(for_a[0].result_id, "42\nran in 3 ms"), success(for_a[1].result_id, "7\n")], T0)
+        .await
+        .unwrap();
+    f.store
+        .record_reports(b, &[success(for_b[0].result_id, "42\nran in 5 ms"), success(for_b[1].result_id, "8\n")], T0)
+        .await
+        .unwrap();
     let s = status(&f.store, "p").await;
     assert_eq!((s.work_units_done, s.results_unsent), (1, 1));
     let z = f.store.lease_work(c, 1, T0).await.unwrap().remove(0);
@@ -449,7 +455,8 @@ async fn failed_work_units_are_retried_with_a_new_policy_and_batches_cancelled()
     assert_eq!(n, 1);
     let s = status(&f.store, "p").await;
     assert_eq!((s.work_units_done, s.work_units_failed, s.work_units_open), (1, 1, 0));
-    let missing = f.store.cancel_work_units(&name("p"), &CancelScope::WorkUnits(vec![crate::domain::WorkUnitId(99)]), T0).await;
+    let missing =
+        f.store.cancel_work_units(&name("p"), &CancelScope::WorkUnits(vec![crate::domain::WorkUnitId(99)]), T0).await;
     assert!(matches!(missing, Err(Error::WorkUnitNotFound { .. })), "{missing:?}");
 }
 
@@ -464,7 +471,8 @@ async fn higher_priority_batches_go_out_first() {
     later[1].name = Some(WorkUnitName::parse("urgent-2").unwrap());
     f.store.add_work_units(&name("p"), &later, Some(&urgent), T0).await.unwrap();
     let a = host(&f.store, "a").await;
-    let first: Vec<String> = f.store.lease_work(a, 3, T0).await.unwrap().into_iter().map(|x| x.work_unit_name).collect();
+    let first: Vec<String> =
+        f.store.lease_work(a, 3, T0).await.unwrap().into_iter().map(|x| x.work_unit_name).collect();
     assert_eq!(first, ["urgent-1", "urgent-2", "wu-1"]);
 }
 

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 
 use crate::domain::fuzzy;
 use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition, WorkUnit};
+use crate::domain::names::ProjectName;
 use crate::domain::policy::{ReplicationPolicy, ValidatorKind};
 use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
-use crate::validators::{Custom, Validators};
-use crate::domain::names::ProjectName;
 use crate::domain::{HostId, ProjectId, ResultId, Timestamp, WorkUnitId, batch};
+use crate::validators::{Custom, Validators};
 
 /// Which rule to apply to a work unit.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,11 @@ async fn comparator(
     match validator {
         ValidatorKind::Bitwise => Ok(Box::new(Bitwise)),
         ValidatorKind::Fuzzy { format, tolerance } => {
-            let parsed = success_outputs(tx, results).await?.into_iter().map(|(id, output)| (id, fuzzy::parse(*format, &output))).collect();
+            let parsed = success_outputs(tx, results)
+                .await?
+                .into_iter()
+                .map(|(id, output)| (id, fuzzy::parse(*format, &output)))
+                .collect();
             Ok(Box::new(Fuzzy { tolerance: *tolerance, parsed }))
         }
         ValidatorKind::Custom { module_digest } => {
@@ -100,7 +104,10 @@ async fn comparator(
 }
 
 /// The outputs of the successful results among `results`.
-async fn success_outputs(tx: &mut Transaction<'_, Sqlite>, results: &[ResultCopy]) -> Result<HashMap<ResultId, Vec<u8>>> {
+async fn success_outputs(
+    tx: &mut Transaction<'_, Sqlite>,
+    results: &[ResultCopy],
+) -> Result<HashMap<ResultId, Vec<u8>>> {
     let mut outputs = HashMap::new();
     for result in results.iter().filter(|r| r.outcome == Some(Outcome::Success)) {
         let output: Option<Vec<u8>> = sqlx::query("SELECT output FROM results WHERE id = ?")
@@ -169,10 +176,12 @@ async fn persist(
         insert_unsent(tx, after.id, project, now).await?;
     }
     if before.state == lifecycle::WorkUnitState::Open && after.state != lifecycle::WorkUnitState::Open {
-        sqlx::query("UPDATE batches SET n_ended = n_ended + 1 WHERE id = (SELECT batch_id FROM work_units WHERE id = ?)")
-            .bind(after.id.0)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE batches SET n_ended = n_ended + 1 WHERE id = (SELECT batch_id FROM work_units WHERE id = ?)",
+        )
+        .bind(after.id.0)
+        .execute(&mut **tx)
+        .await?;
     }
     for (host, event) in &transition.host_events {
         apply_host_event(tx, *host, event).await?;
@@ -228,7 +237,11 @@ async fn send_spare_copies(tx: &mut Transaction<'_, Sqlite>, validators: &Valida
     for row in &rows {
         let elapsed = u64::try_from(now.0 - row.try_get::<i64, _>("sent_at")?).unwrap_or(0);
         let tail = batch::in_tail(rows::u64_column(row, "n_work_units")?, rows::u64_column(row, "n_ended")?);
-        let risk = batch::at_risk(elapsed, rows::u64_column(row, "deadline_ms")?, rows::optional_u64(row, "avg_turnaround_ms")?);
+        let risk = batch::at_risk(
+            elapsed,
+            rows::u64_column(row, "deadline_ms")?,
+            rows::optional_u64(row, "avg_turnaround_ms")?,
+        );
         if !(tail && risk) {
             continue;
         }

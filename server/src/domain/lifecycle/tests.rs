@@ -119,7 +119,10 @@ fn agreement_makes_canonical_and_grants_credit() {
     assert_eq!(t.work_unit.canonical_result, Some(ResultId(1)));
     assert_eq!(
         t.host_events,
-        vec![(HostId(1), HostEvent::Valid { credit: 2.0, replicated: true }), (HostId(2), HostEvent::Valid { credit: 2.0, replicated: true })]
+        vec![
+            (HostId(1), HostEvent::Valid { credit: 2.0, replicated: true }),
+            (HostId(2), HostEvent::Valid { credit: 2.0, replicated: true })
+        ]
     );
 }
 
@@ -198,7 +201,10 @@ fn late_success_is_compared_with_the_canonical_result() {
     let wu = WorkUnit { state: WorkUnitState::Done, canonical_result: Some(ResultId(1)), ..open_wu(2) };
     let t = transition(&policy, &wu, &results, &Bitwise, NOW);
     assert_eq!(validate_states(&results, &t), "vvvi");
-    assert_eq!(t.host_events, vec![(HostId(3), HostEvent::Valid { credit: 2.0, replicated: true }), (HostId(4), HostEvent::Invalid)]);
+    assert_eq!(
+        t.host_events,
+        vec![(HostId(3), HostEvent::Valid { credit: 2.0, replicated: true }), (HostId(4), HostEvent::Invalid)]
+    );
 }
 
 #[test]
