@@ -268,6 +268,45 @@ pub enum CancelScope {
     WorkUnits(Vec<WorkUnitId>),
 }
 
+/// The `id` column of every row.
+fn ids(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<i64>> {
+    Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?)
+}
+
+/// The state of one of the project's work units.
+async fn work_unit_state(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: i64,
+    project: &ProjectName,
+    work_unit: WorkUnitId,
+) -> Result<String> {
+    let row = sqlx::query("SELECT state FROM work_units WHERE id = ? AND project_id = ?")
+        .bind(work_unit.0)
+        .bind(project_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::WorkUnitNotFound { project: project.to_string(), work_unit: work_unit.0 })?;
+    Ok(row.try_get("state")?)
+}
+
+/// Fails unless `batch` is one of the project's batches.
+async fn check_batch(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: i64,
+    project: &ProjectName,
+    batch: i64,
+) -> Result<()> {
+    let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
+        .bind(batch)
+        .bind(project_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(Error::BatchNotFound { project: project.to_string(), batch }),
+    }
+}
+
 async fn project_id(tx: &mut Transaction<'_, Sqlite>, project: &ProjectName) -> Result<i64> {
     let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
         .bind(project.as_str())
@@ -323,32 +362,17 @@ impl Store {
         let project_id = project_id(&mut tx, project).await?;
         let ids: Vec<i64> = match scope {
             CancelScope::Batch(batch) => {
-                let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
-                    .bind(batch)
-                    .bind(project_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if exists.is_none() {
-                    return Err(Error::BatchNotFound { project: project.to_string(), batch: *batch });
-                }
-                sqlx::query("SELECT id FROM work_units WHERE batch_id = ? AND state = 'open'")
+                check_batch(&mut tx, project_id, project, *batch).await?;
+                let rows = sqlx::query("SELECT id FROM work_units WHERE batch_id = ? AND state = 'open'")
                     .bind(batch)
                     .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|row| row.try_get("id"))
-                    .collect::<Result<_, _>>()?
+                    .await?;
+                ids(&rows)?
             }
-            CancelScope::WorkUnits(ids) => {
+            CancelScope::WorkUnits(work_units) => {
                 let mut open = Vec::new();
-                for &id in ids {
-                    let row = sqlx::query("SELECT state FROM work_units WHERE id = ? AND project_id = ?")
-                        .bind(id.0)
-                        .bind(project_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| Error::WorkUnitNotFound { project: project.to_string(), work_unit: id.0 })?;
-                    if row.try_get::<String, _>("state")? == "open" {
+                for &id in work_units {
+                    if work_unit_state(&mut tx, project_id, project, id).await? == "open" {
                         open.push(id.0);
                     }
                 }
@@ -384,29 +408,21 @@ impl Store {
             return Err(Error::ProjectCancelled(project.to_string()));
         }
         let ids: Vec<i64> = if work_units.is_empty() {
-            sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'failed' ORDER BY id")
+            let rows = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'failed' ORDER BY id")
                 .bind(project_id)
                 .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get("id"))
-                .collect::<Result<_, _>>()?
+                .await?;
+            ids(&rows)?
         } else {
-            let mut ids = Vec::new();
-            for id in work_units {
-                let row = sqlx::query("SELECT state FROM work_units WHERE id = ? AND project_id = ?")
-                    .bind(id.0)
-                    .bind(project_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or_else(|| Error::WorkUnitNotFound { project: project.to_string(), work_unit: id.0 })?;
-                let state: String = row.try_get("state")?;
+            let mut failed = Vec::new();
+            for &id in work_units {
+                let state = work_unit_state(&mut tx, project_id, project, id).await?;
                 if state != "failed" {
                     return Err(Error::NotFailed { work_unit: id.0, state });
                 }
-                ids.push(id.0);
+                failed.push(id.0);
             }
-            ids
+            failed
         };
         let batch = create_batch(&mut tx, ProjectId(project_id), ids.len() as u64, policy, now).await?;
         let target = match policy {
@@ -464,21 +480,9 @@ impl Store {
     /// None; their error watch starts over. Returns how many were resumed.
     pub async fn resume_batches(&self, project: &ProjectName, batch_id: Option<i64>) -> Result<u64> {
         let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
-            .bind(project.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
-        let project_id: i64 = row.try_get("id")?;
-        if let Some(id) = batch_id {
-            let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
-                .bind(id)
-                .bind(project_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Err(Error::BatchNotFound { project: project.to_string(), batch: id });
-            }
+        let project_id = project_id(&mut tx, project).await?;
+        if let Some(batch) = batch_id {
+            check_batch(&mut tx, project_id, project, batch).await?;
         }
         let resumed = sqlx::query(
             "UPDATE batches SET state = 'active', pause_reason = NULL, n_reported = 0, n_errors = 0 \
@@ -507,20 +511,13 @@ impl Store {
     /// are told to abort them. Returns how many work units were cancelled.
     pub async fn cancel_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
         let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
-            .bind(project.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
-        let project_id: i64 = row.try_get("id")?;
+        let project_id = project_id(&mut tx, project).await?;
         sqlx::query("UPDATE projects SET state = 'cancelled' WHERE id = ?").bind(project_id).execute(&mut *tx).await?;
-        let ids: Vec<i64> = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'open'")
+        let rows = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'open'")
             .bind(project_id)
             .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get("id"))
-            .collect::<Result<_, _>>()?;
+            .await?;
+        let ids = ids(&rows)?;
         for &id in &ids {
             transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Cancel, now).await?;
         }
