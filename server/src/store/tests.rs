@@ -428,8 +428,11 @@ async fn failed_work_units_are_retried_with_a_new_policy_and_batches_cancelled()
     strict.policy = crate::domain::policy::tests::policy(2, 2, 0, 2, DEADLINE_MS).unwrap();
     f.store.create_project(&strict, &units(2), T0).await.unwrap();
     let a = host(&f.store, "a").await;
-    // One error fails a work unit at max_error_results = 0.
+    // One error fails a work unit at max_error_results = 0; its other copy is still out.
     let copies = f.store.lease_work(a, 2, T0).await.unwrap();
+    let other = host(&f.store, "other").await;
+    let still_out = f.store.lease_work(other, 1, T0).await.unwrap().remove(0);
+    assert_eq!(still_out.work_unit_id, copies[0].work_unit_id);
     f.store.record_reports(a, &[error_report(copies[0].result_id)], T0).await.unwrap();
     let failed = copies[0].work_unit_id;
     assert_eq!(status(&f.store, "p").await.work_units_failed, 1);
@@ -440,6 +443,11 @@ async fn failed_work_units_are_retried_with_a_new_policy_and_batches_cancelled()
     let lenient = crate::domain::policy::tests::policy(1, 1, 3, 4, DEADLINE_MS).unwrap();
     let (n, batch) = f.store.retry_work_units(&name("p"), &[], Some(&lenient), T0).await.unwrap();
     assert_eq!(n, 1);
+    let old_copy = f.store.list_results(&name("p"), None, 0, 100).await.unwrap();
+    let old_copy = old_copy.iter().find(|r| r.id == still_out.result_id.0).unwrap();
+    assert_eq!((old_copy.server_state.as_str(), old_copy.outcome.as_deref()), ("over", Some("didnt_need")));
+    // Its late report is acknowledged and changes nothing.
+    f.store.record_reports(other, &[success(still_out.result_id, "late")], T0).await.unwrap();
     let s = status(&f.store, "p").await;
     assert_eq!((s.work_units_open, s.work_units_failed, s.batches.len()), (2, 0, 2));
     let b = host(&f.store, "b").await;

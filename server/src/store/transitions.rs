@@ -430,6 +430,14 @@ impl Store {
             None => row.try_get("target_results")?,
         };
         for &id in &ids {
+            // Copies of the failed attempt still out are not needed any more.
+            sqlx::query(
+                "UPDATE results SET server_state = 'over', outcome = 'didnt_need' \
+                 WHERE work_unit_id = ? AND server_state != 'over'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE work_units SET state = 'open', fail_reason = NULL, canonical_result_id = NULL, \
                  single_result = 0, spare_sent = 0, ended_at = NULL, attempt = attempt + 1, target_results = ?, \
