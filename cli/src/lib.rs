@@ -1,7 +1,7 @@
 //! `quorum`, the command line for scientists and operators: submit a project
 //! (an app and its work units) to a coordinator, follow it, read its
-//! validated (canonical) results, list hosts, cancel, resume paused batches,
-//! and run the whole system locally with `quorum demo`.
+//! validated (canonical) results, list hosts, cancel, retry failed work
+//! units, purge ended ones, resume paused batches, and run the whole system locally with `quorum demo`.
 //!
 //! Layout:
 //! - `Cli`, `Command`: the command line, parsed by clap (this file).
@@ -128,11 +128,64 @@ pub enum Command {
         top: Option<NonZeroUsize>,
     },
 
-    /// Cancel a project: its open work units fail as cancelled.
+    /// Cancel a project, one of its batches or some of its work units.
     ///
-    /// --json prints {"project","n_work_units_cancelled"}.
+    /// Without options the whole project is cancelled: its open work units
+    /// fail as cancelled and it gets no new work. With --batch or --work-unit
+    /// only those work units are cancelled (the ones still open) and the
+    /// project stays active. Hosts holding copies of a cancelled work unit are
+    /// told to abort them. --json prints {"project","n_work_units_cancelled"}.
     Cancel {
-        /// The project to cancel.
+        /// The project to cancel, or whose work units to cancel.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+
+        /// Cancel only the open work units of this batch (its id, as `quorum
+        /// status --json` shows it).
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..), conflicts_with = "work_units")]
+        batch: Option<i64>,
+
+        /// Cancel only this work unit (its id); repeat for several.
+        ///
+        /// Work units that have already ended are left as they are.
+        #[arg(long = "work-unit", value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        work_units: Vec<i64>,
+    },
+
+    /// Retry failed work units as a new batch, optionally with a new policy.
+    ///
+    /// Every failed work unit of the project is retried, or only those given
+    /// with --work-unit (each must have failed, or nothing is retried). Each
+    /// starts a new attempt: copies of its earlier attempts no longer count.
+    /// The new batch uses the project's replication policy; any policy flag
+    /// gives it the project's current policy with that field replaced (the
+    /// coordinator checks the result is coherent). --json prints
+    /// {"project","n_work_units","batch_id"}.
+    Retry {
+        /// The project whose failed work units to retry.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+
+        /// Retry only this work unit (its id); repeat for several.
+        ///
+        /// Every failed work unit of the project when omitted.
+        #[arg(long = "work-unit", value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        work_units: Vec<i64>,
+
+        #[command(flatten)]
+        policy: commands::retry::PolicyOverrides,
+    },
+
+    /// Purge the data of a project's ended work units to free space.
+    ///
+    /// Drops the inputs of every ended (done or failed) work unit and the
+    /// outputs of their non-canonical copies. Canonical results stay readable
+    /// with `quorum results`; a copy of a purged work unit reported later is
+    /// marked too late. Open work units are untouched, and purging again only
+    /// purges work units that ended since. --json prints
+    /// {"project","n_work_units_purged"}.
+    Purge {
+        /// The project to purge.
         #[arg(value_name = "PROJECT")]
         project: String,
     },
@@ -222,7 +275,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Hosts => commands::hosts::run(&ctx).await,
         Command::Credit { top } => commands::credit::run(&ctx, top).await,
-        Command::Cancel { project } => commands::cancel::run(&ctx, &project).await,
+        Command::Cancel { project, batch, work_units } => {
+            commands::cancel::run(&ctx, &project, commands::cancel::Scope::new(batch, work_units)).await
+        }
+        Command::Retry { project, work_units, policy } => {
+            commands::retry::run(&ctx, &project, &work_units, &policy).await
+        }
+        Command::Purge { project } => commands::purge::run(&ctx, &project).await,
         Command::Resume { project, batch } => commands::resume::run(&ctx, &project, batch).await,
         Command::Wait { project, timeout } => commands::wait::run(&ctx, &project, timeout).await,
         Command::Demo { dir, example, timeout } => commands::demo::run(&ctx, &dir, example, timeout).await,
@@ -278,10 +337,91 @@ mod tests {
             &["quorum", "--server=h:7", "resume", "p", "--batch", "3", "--json"],
             r#"h:7 json=true Resume { project: "p", batch: Some(3) }"#,
         );
+        check(
+            &["quorum", "--server=h:8", "cancel", "p"],
+            r#"h:8 json=false Cancel { project: "p", batch: None, work_units: [] }"#,
+        );
+        check(
+            &["quorum", "--server=h:8", "cancel", "p", "--batch", "2", "--json"],
+            r#"h:8 json=true Cancel { project: "p", batch: Some(2), work_units: [] }"#,
+        );
+        check(
+            &["quorum", "--server=h:8", "cancel", "p", "--work-unit", "3", "--work-unit", "5"],
+            r#"h:8 json=false Cancel { project: "p", batch: None, work_units: [3, 5] }"#,
+        );
+        check(
+            &["quorum", "--server=h:9", "retry", "p"],
+            "h:9 json=false Retry { project: \"p\", work_units: [], policy: PolicyOverrides { min_quorum: None, \
+             target_results: None, max_error_results: None, max_total_results: None, max_success_results: None, \
+             deadline: None, priority: None, adaptive_replication: None } }",
+        );
+        check(
+            &[
+                "quorum",
+                "--server=h:9",
+                "retry",
+                "p",
+                "--work-unit",
+                "3",
+                "--work-unit",
+                "4",
+                "--min-quorum",
+                "1",
+                "--target-results",
+                "2",
+                "--max-error-results",
+                "0",
+                "--max-total-results",
+                "9",
+                "--max-success-results",
+                "5",
+                "--deadline",
+                "90s",
+                "--priority",
+                "-3",
+                "--adaptive-replication",
+                "true",
+            ],
+            "h:9 json=false Retry { project: \"p\", work_units: [3, 4], policy: PolicyOverrides { min_quorum: Some(1), \
+             target_results: Some(2), max_error_results: Some(0), max_total_results: Some(9), \
+             max_success_results: Some(5), deadline: Some(90s), priority: Some(-3), adaptive_replication: Some(true) } }",
+        );
+        check(&["quorum", "--server=h:10", "purge", "p", "--json"], r#"h:10 json=true Purge { project: "p" }"#);
         assert!(Cli::try_parse_from(["quorum", "resume", "p", "--batch", "0"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "resume"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "results", "p", "--format", "xml"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "credit", "--top", "0"]).is_err());
         assert!(Cli::try_parse_from(["quorum", "wait", "p", "--timeout", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "purge"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "cancel", "p", "--work-unit", "0"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "retry", "p", "--min-quorum", "0"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "retry", "p", "--deadline", "500ms"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "retry", "p", "--adaptive-replication", "maybe"]).is_err());
+        assert!(Cli::try_parse_from(["quorum", "retry", "p", "--max-error-results", "-1"]).is_err());
+    }
+
+    #[test]
+    fn cancel_takes_a_batch_or_work_units_not_both() {
+        let check = |args: &[&str], expected: Result<commands::cancel::Scope, clap::error::ErrorKind>| {
+            let actual = Cli::try_parse_from(args).map_err(|error| error.kind()).map(|cli| match cli.command {
+                Command::Cancel { batch, work_units, .. } => commands::cancel::Scope::new(batch, work_units),
+                other => panic!("not a cancel: {other:?}"),
+            });
+            assert_eq!(actual, expected, "for {args:?}");
+        };
+        use commands::cancel::Scope;
+        check(&["quorum", "cancel", "p"], Ok(Scope::Project));
+        check(&["quorum", "cancel", "p", "--batch", "4"], Ok(Scope::Batch(4)));
+        check(&["quorum", "cancel", "p", "--work-unit", "7"], Ok(Scope::WorkUnits(vec![7])));
+        check(&["quorum", "cancel", "p", "--work-unit", "7", "--work-unit", "8"], Ok(Scope::WorkUnits(vec![7, 8])));
+        check(
+            &["quorum", "cancel", "p", "--batch", "4", "--work-unit", "7"],
+            Err(clap::error::ErrorKind::ArgumentConflict),
+        );
+        check(
+            &["quorum", "cancel", "p", "--work-unit", "7", "--batch", "4"],
+            Err(clap::error::ErrorKind::ArgumentConflict),
+        );
+        check(&["quorum", "cancel", "p", "--batch", "0"], Err(clap::error::ErrorKind::ValueValidation));
     }
 }

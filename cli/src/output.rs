@@ -12,6 +12,7 @@ use base64::Engine as _;
 use quorum_proto::v1;
 use serde::Serialize;
 
+use crate::commands::cancel::Scope as CancelScope;
 use crate::credit;
 
 /// How a column's cells line up.
@@ -92,6 +93,61 @@ pub struct Submitted {
 pub struct Cancelled {
     pub project: String,
     pub n_work_units_cancelled: u64,
+}
+
+/// What `quorum cancel` prints for people, e.g. "cancelled batch 2 of
+/// project 'p': 3 open work units cancelled".
+pub fn cancelled_line(cancelled: &Cancelled, scope: &CancelScope) -> String {
+    let what = match scope {
+        CancelScope::Project => format!("project '{}'", cancelled.project),
+        CancelScope::Batch(batch) => format!("batch {batch} of project '{}'", cancelled.project),
+        CancelScope::WorkUnits(ids) => {
+            let noun = if ids.len() == 1 { "work unit" } else { "work units" };
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            format!("{noun} {} of project '{}'", ids.join(", "), cancelled.project)
+        }
+    };
+    format!(
+        "cancelled {what}: {} open {} cancelled",
+        cancelled.n_work_units_cancelled,
+        work_units(cancelled.n_work_units_cancelled)
+    )
+}
+
+/// `quorum retry --json`.
+#[derive(Debug, Serialize)]
+pub struct Retried {
+    pub project: String,
+    pub n_work_units: u64,
+    /// The new batch the retried work units now belong to.
+    pub batch_id: i64,
+}
+
+/// What `quorum retry` prints for people: "retried 1 work unit as batch 2".
+pub fn retried_line(retried: &Retried) -> String {
+    format!("retried {} {} as batch {}", retried.n_work_units, work_units(retried.n_work_units), retried.batch_id)
+}
+
+/// `quorum purge --json`.
+#[derive(Debug, Serialize)]
+pub struct Purged {
+    pub project: String,
+    pub n_work_units_purged: u64,
+}
+
+/// What `quorum purge` prints for people: "purged 3 ended work units of project 'p'".
+pub fn purged_line(purged: &Purged) -> String {
+    format!(
+        "purged {} ended {} of project '{}'",
+        purged.n_work_units_purged,
+        work_units(purged.n_work_units_purged),
+        purged.project
+    )
+}
+
+/// "work unit" or "work units", to follow the count `n`.
+fn work_units(n: u64) -> &'static str {
+    if n == 1 { "work unit" } else { "work units" }
 }
 
 /// `quorum resume --json`.
@@ -676,6 +732,62 @@ mod tests {
         check(1, r#"{"project":"primes","n_batches_resumed":1}"#, "resumed 1 paused batch of project 'primes'");
         check(0, r#"{"project":"primes","n_batches_resumed":0}"#, "resumed 0 paused batches of project 'primes'");
         check(3, r#"{"project":"primes","n_batches_resumed":3}"#, "resumed 3 paused batches of project 'primes'");
+    }
+
+    #[test]
+    fn cancelled_json_schema_and_line() {
+        let check = |n_work_units_cancelled: u64, scope: CancelScope, json: &str, line: &str| {
+            let cancelled = Cancelled { project: "primes".into(), n_work_units_cancelled };
+            assert_eq!(text(|out| write_json(out, &cancelled)), format!("{json}\n"));
+            assert_eq!(cancelled_line(&cancelled, &scope), line);
+        };
+        check(
+            3,
+            CancelScope::Project,
+            r#"{"project":"primes","n_work_units_cancelled":3}"#,
+            "cancelled project 'primes': 3 open work units cancelled",
+        );
+        check(
+            1,
+            CancelScope::Batch(2),
+            r#"{"project":"primes","n_work_units_cancelled":1}"#,
+            "cancelled batch 2 of project 'primes': 1 open work unit cancelled",
+        );
+        check(
+            1,
+            CancelScope::WorkUnits(vec![4]),
+            r#"{"project":"primes","n_work_units_cancelled":1}"#,
+            "cancelled work unit 4 of project 'primes': 1 open work unit cancelled",
+        );
+        check(
+            0,
+            CancelScope::WorkUnits(vec![4, 7]),
+            r#"{"project":"primes","n_work_units_cancelled":0}"#,
+            "cancelled work units 4, 7 of project 'primes': 0 open work units cancelled",
+        );
+    }
+
+    #[test]
+    fn retried_json_schema_and_line() {
+        let check = |n_work_units: u64, batch_id: i64, json: &str, line: &str| {
+            let retried = Retried { project: "primes".into(), n_work_units, batch_id };
+            assert_eq!(text(|out| write_json(out, &retried)), format!("{json}\n"));
+            assert_eq!(retried_line(&retried), line);
+        };
+        check(1, 2, r#"{"project":"primes","n_work_units":1,"batch_id":2}"#, "retried 1 work unit as batch 2");
+        check(12, 5, r#"{"project":"primes","n_work_units":12,"batch_id":5}"#, "retried 12 work units as batch 5");
+    }
+
+    #[test]
+    fn purged_json_schema_and_line() {
+        let check = |n_work_units_purged: u64, json: &str, line: &str| {
+            let purged = Purged { project: "primes".into(), n_work_units_purged };
+            assert_eq!(text(|out| write_json(out, &purged)), format!("{json}\n"));
+            assert_eq!(purged_line(&purged), line);
+        };
+        check(3, r#"{"project":"primes","n_work_units_purged":3}"#, "purged 3 ended work units of project 'primes'");
+        check(1, r#"{"project":"primes","n_work_units_purged":1}"#, "purged 1 ended work unit of project 'primes'");
+        check(0, r#"{"project":"primes","n_work_units_purged":0}"#, "purged 0 ended work units of project 'primes'");
     }
 
     #[test]

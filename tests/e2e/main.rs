@@ -11,6 +11,9 @@
 //! - `cancel`: `quorum cancel` with copies in flight; workers abort them.
 //! - `coordinator_restart`: the coordinator is killed while workers report
 //!   and restarted on the same database and address; nothing is lost.
+//! - `retry`: a work unit failed by a client error is retried as a new batch
+//!   with a more lenient policy and completes; `quorum purge` keeps the
+//!   canonical results readable.
 //! - `auto_pause`: a batch whose app always fails is paused automatically;
 //!   workers get no more copies of it until `quorum resume`.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
@@ -31,5 +34,6 @@ mod malicious;
 mod operations;
 mod primes;
 mod protocol_errors;
+mod retry;
 mod tidy;
 mod validators;

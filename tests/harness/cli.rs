@@ -117,6 +117,21 @@ pub struct Cancelled {
     pub n_work_units_cancelled: u64,
 }
 
+/// `quorum retry --json`.
+#[derive(Debug, Deserialize)]
+pub struct Retried {
+    pub project: String,
+    pub n_work_units: u64,
+    pub batch_id: i64,
+}
+
+/// `quorum purge --json`.
+#[derive(Debug, Deserialize)]
+pub struct Purged {
+    pub project: String,
+    pub n_work_units_purged: u64,
+}
+
 /// `quorum resume --json`.
 #[derive(Debug, Deserialize)]
 pub struct Resumed {

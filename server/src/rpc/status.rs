@@ -17,7 +17,7 @@ impl From<store::Error> for Status {
             E::ProjectNotFound(_) | E::AppNotFound(_) | E::BatchNotFound { .. } | E::WorkUnitNotFound { .. } => {
                 Status::not_found(error.to_string())
             }
-            E::NotFailed { .. } => Status::failed_precondition(error.to_string()),
+            E::NotFailed { .. } | E::NothingToRetry(_) => Status::failed_precondition(error.to_string()),
             E::ProjectExists(_) | E::DuplicateWorkUnit { .. } => Status::already_exists(error.to_string()),
             E::ProjectCancelled(_) => Status::failed_precondition(error.to_string()),
             E::UnknownHost => Status::unauthenticated(error.to_string()),

@@ -51,6 +51,8 @@ pub enum Error {
     WorkUnitNotFound { project: String, work_unit: i64 },
     #[error("work unit {work_unit} is {state}, not failed: only failed work units can be retried")]
     NotFailed { work_unit: i64, state: String },
+    #[error("project {0:?} has no failed work units to retry")]
+    NothingToRetry(String),
     #[error("app {0} not found")]
     AppNotFound(String),
     #[error("host token not recognised")]

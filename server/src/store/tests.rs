@@ -439,10 +439,15 @@ async fn failed_work_units_are_retried_with_a_new_policy_and_batches_cancelled()
     let open = f.store.retry_work_units(&name("p"), &[copies[1].work_unit_id], None, T0).await;
     assert!(matches!(open, Err(Error::NotFailed { .. })), "{open:?}");
 
+    let nothing = f.store.retry_work_units(&name("q"), &[], None, T0).await;
+    assert!(matches!(nothing, Err(Error::ProjectNotFound(_))), "{nothing:?}");
+
     // Retried as a new batch with a lenient policy: a new attempt, fresh copies.
     let lenient = crate::domain::policy::tests::policy(1, 1, 3, 4, DEADLINE_MS).unwrap();
     let (n, batch) = f.store.retry_work_units(&name("p"), &[], Some(&lenient), T0).await.unwrap();
     assert_eq!(n, 1);
+    let again = f.store.retry_work_units(&name("p"), &[], None, T0).await;
+    assert!(matches!(again, Err(Error::NothingToRetry(_))), "nothing failed any more: {again:?}");
     let old_copy = f.store.list_results(&name("p"), None, 0, 100).await.unwrap();
     let old_copy = old_copy.iter().find(|r| r.id == still_out.result_id.0).unwrap();
     assert_eq!((old_copy.server_state.as_str(), old_copy.outcome.as_deref()), ("over", Some("didnt_need")));

@@ -424,6 +424,9 @@ impl Store {
             }
             failed
         };
+        if ids.is_empty() {
+            return Err(Error::NothingToRetry(project.to_string()));
+        }
         let batch = create_batch(&mut tx, ProjectId(project_id), ids.len() as u64, policy, now).await?;
         let target = match policy {
             Some(policy) => i64::from(policy.target_results()),
