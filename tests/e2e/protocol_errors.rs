@@ -108,13 +108,13 @@ async fn scheduler_calls_without_a_valid_token_are_unauthenticated() {
     let status_before = projects.status("p").await;
 
     let error = client
-        .request_work(Request::new(v1::RequestWorkRequest { slots: 1 }))
+        .request_work(Request::new(v1::RequestWorkRequest { slots: 1, ..Default::default() }))
         .await
         .expect_err("RequestWork without a token");
     assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
 
     let error = client
-        .request_work(with_token(v1::RequestWorkRequest { slots: 1 }, "not-a-token"))
+        .request_work(with_token(v1::RequestWorkRequest { slots: 1, ..Default::default() }, "not-a-token"))
         .await
         .expect_err("RequestWork with a wrong token");
     assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");

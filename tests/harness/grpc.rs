@@ -98,7 +98,7 @@ impl Host {
 
     /// `RequestWork(slots)` with this host's token.
     pub async fn request_work(&mut self, slots: u32) -> Result<v1::RequestWorkResponse, Status> {
-        let request = with_token(v1::RequestWorkRequest { slots }, &self.token);
+        let request = with_token(v1::RequestWorkRequest { slots, ..Default::default() }, &self.token);
         self.client.request_work(request).await.map(tonic::Response::into_inner)
     }
 

@@ -132,8 +132,10 @@ impl Client {
         Ok(self.scheduler.register_host(request).await?.into_inner())
     }
 
-    pub async fn request_work(&mut self, slots: u32) -> Result<RequestWorkResponse, Status> {
-        let request = self.unary(RequestWorkRequest { slots });
+    /// Asks for up to `slots` results, listing every result the worker still
+    /// holds so that the coordinator sends again those whose assignment was lost.
+    pub async fn request_work(&mut self, slots: u32, held: Vec<i64>) -> Result<RequestWorkResponse, Status> {
+        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true });
         Ok(self.scheduler.request_work(request).await?.into_inner())
     }
 
@@ -290,7 +292,7 @@ mod tests {
         let address = listener.local_addr().expect("address");
         drop(listener);
         let mut client = Client::new(&format!("http://{address}")).expect("client");
-        let status = client.request_work(1).await.expect_err("nobody listens");
+        let status = client.request_work(1, Vec::new()).await.expect_err("nobody listens");
         assert_eq!(status.code(), Code::Unavailable);
     }
 }

@@ -291,8 +291,9 @@ impl Worker {
 
     async fn request_work<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> Flow {
         let slots = u32::try_from(self.free_slots()).unwrap_or(u32::MAX);
+        let held = self.held();
         let result = tokio::select! {
-            result = self.client.request_work(slots) => result,
+            result = self.client.request_work(slots, held) => result,
             _ = shutdown.wait() => return ControlFlow::Break(()),
         };
         let response = match result {
@@ -330,6 +331,13 @@ impl Worker {
             self.queue.push_back(assignment);
         }
         ControlFlow::Continue(())
+    }
+
+    /// Every result this worker holds: queued, running, or finished and not yet accepted.
+    fn held(&self) -> Vec<i64> {
+        let queued = self.queue.iter().map(|assignment| assignment.result_id);
+        let finished = self.unreported.iter().map(|report| report.result_id);
+        queued.chain(self.running.keys().copied()).chain(finished).collect()
     }
 
     fn knows(&self, result_id: i64) -> bool {

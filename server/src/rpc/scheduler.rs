@@ -25,6 +25,8 @@ const CHUNK_BYTES: usize = 256 << 10;
 const MAX_REPORTS_PER_CALL: usize = 10_000;
 /// Longest stderr tail kept per result.
 const MAX_STDERR_TAIL: usize = 4096;
+/// Most results a host may list as held.
+const MAX_HELD: usize = 100_000;
 /// Longest free-text field a host may send (names, engine, messages).
 const MAX_TEXT: usize = 256;
 
@@ -102,11 +104,29 @@ impl Scheduler for SchedulerService {
         request: Request<RequestWorkRequest>,
     ) -> Result<Response<RequestWorkResponse>, Status> {
         let host = self.authenticate(&request).await?;
-        let slots = request.into_inner().slots;
-        if slots == 0 || slots > scheduler::MAX_SLOTS_PER_REQUEST {
+        let request = request.into_inner();
+        let slots = request.slots;
+        if slots > scheduler::MAX_SLOTS_PER_REQUEST || (slots == 0 && !request.held_is_complete) {
             return Err(invalid("slots", format!("must be between 1 and {}", scheduler::MAX_SLOTS_PER_REQUEST)));
         }
-        let leased = self.ctx.store.lease_work(host, slots, self.ctx.clock.now()).await?;
+        if request.held.len() > MAX_HELD {
+            return Err(invalid("held", format!("more than {MAX_HELD} results")));
+        }
+        let now = self.ctx.clock.now();
+        // A host that lists what it holds gets back copies whose assignment it lost.
+        let mut leased = if request.held_is_complete {
+            let held: Vec<ResultId> = request.held.into_iter().map(ResultId).collect();
+            self.ctx.store.lost_results(host, &held, now).await?
+        } else {
+            Vec::new()
+        };
+        if !leased.is_empty() {
+            tracing::info!(host_id = %host, n = leased.len(), "lost results sent again");
+        }
+        let wanted = slots.saturating_sub(leased.len() as u32);
+        if wanted > 0 {
+            leased.extend(self.ctx.store.lease_work(host, wanted, now).await?);
+        }
         let abort = self.ctx.store.take_aborts(host).await?;
         if !leased.is_empty() {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");

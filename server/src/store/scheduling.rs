@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::rows::{self, int};
@@ -181,18 +182,7 @@ impl Store {
                 .bind(after_id)
                 .execute(&mut *tx)
                 .await?;
-                assignments.push(Assignment {
-                    result_id: ResultId(after_id),
-                    work_unit_id: WorkUnitId(work_unit_id),
-                    work_unit_name: row.try_get("work_unit_name")?,
-                    project: row.try_get("project")?,
-                    app_digest: row.try_get("app_digest")?,
-                    input: row.try_get("input")?,
-                    random_seed: scheduler::random_seed(WorkUnitId(work_unit_id)),
-                    limits: rows::limits(row)?,
-                    deadline,
-                    nan_canonicalization: row.try_get("nan_canonicalization")?,
-                });
+                assignments.push(assignment(row, deadline)?);
             }
             if page.len() < page_size {
                 break;
@@ -216,6 +206,31 @@ impl Store {
         }
         tx.commit().await?;
         Ok(assignments)
+    }
+
+    /// BOINC's "resend lost results": copies in progress for `host`, still
+    /// wanted and within their deadline, that the host does not list in
+    /// `held` (the answer that gave them was lost, e.g. in a coordinator
+    /// crash). They are handed out again with their original deadline.
+    pub async fn lost_results(&self, host: HostId, held: &[ResultId], now: Timestamp) -> Result<Vec<Assignment>> {
+        let query = concat!(
+            "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
+             p.name AS project, p.app_digest, ",
+            rows::work_unit_policy_columns!(),
+            " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
+             LEFT JOIN batches b ON b.id = w.batch_id \
+             WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state = 'open' AND r.deadline > ? \
+             ORDER BY r.id"
+        );
+        let rows = sqlx::query(query).bind(host.0).bind(now.0).fetch_all(&self.pool).await?;
+        let held: HashSet<ResultId> = held.iter().copied().collect();
+        let mut lost = Vec::new();
+        for row in &rows {
+            if !held.contains(&ResultId(row.try_get("result_id")?)) {
+                lost.push(assignment(row, Timestamp(row.try_get("deadline")?))?);
+            }
+        }
+        Ok(lost)
     }
 
     /// Copies `host` holds whose work unit has ended: they are over, and the
@@ -358,6 +373,23 @@ async fn note_report(
             .await?;
     }
     Ok(())
+}
+
+/// An assignment from a row with the columns of a lease query.
+fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
+    let work_unit_id = WorkUnitId(row.try_get("work_unit_id")?);
+    Ok(Assignment {
+        result_id: ResultId(row.try_get("result_id")?),
+        work_unit_id,
+        work_unit_name: row.try_get("work_unit_name")?,
+        project: row.try_get("project")?,
+        app_digest: row.try_get("app_digest")?,
+        input: row.try_get("input")?,
+        random_seed: scheduler::random_seed(work_unit_id),
+        limits: rows::limits(row)?,
+        deadline,
+        nan_canonicalization: row.try_get("nan_canonicalization")?,
+    })
 }
 
 /// Whether no copy of the work unit has been sent yet.

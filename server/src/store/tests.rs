@@ -507,3 +507,21 @@ async fn a_copy_reported_after_the_purge_is_too_late() {
     let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
     assert_eq!(canonical[0].output, b"v", "the canonical output survives the purge");
 }
+
+#[tokio::test]
+async fn lost_results_are_found_again() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(3), T0).await.unwrap();
+    let a = host(&f.store, "a").await;
+    let leased = f.store.lease_work(a, 3, T0).await.unwrap();
+    let ids: Vec<ResultId> = leased.iter().map(|x| x.result_id).collect();
+    assert!(f.store.lost_results(a, &ids, T0).await.unwrap().is_empty(), "nothing lost");
+    let lost = f.store.lost_results(a, &ids[..1], T0).await.unwrap();
+    assert_eq!(lost.iter().map(|x| x.result_id).collect::<Vec<_>>(), ids[1..].to_vec());
+    assert_eq!(lost[0].deadline, leased[1].deadline, "the original deadline stands");
+    assert_eq!(lost[0].input, leased[1].input);
+    let b = host(&f.store, "b").await;
+    assert!(f.store.lost_results(b, &[], T0).await.unwrap().is_empty(), "only the host's own copies");
+    let late = T0.plus_ms(DEADLINE_MS);
+    assert!(f.store.lost_results(a, &[], late).await.unwrap().is_empty(), "not past their deadline");
+}
