@@ -19,6 +19,8 @@
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `operations`: health checking, reflection and clean shutdown.
+//! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
+//!   generator never rots (figures present, every work unit validated).
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
 //!   free of gRPC, SQL and tokio).
 //!
@@ -26,6 +28,7 @@
 
 mod auto_pause;
 mod bad_manifests;
+mod bench_smoke;
 mod cancel;
 mod coordinator_restart;
 mod deadlines;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// The crates whose sources are checked.
-const CRATES: &[&str] = &["server", "worker", "cli", "proto", "tests"];
+const CRATES: &[&str] = &["server", "worker", "cli", "proto", "tests", "bench"];
 
 /// Words the domain must never mention.
 const FORBIDDEN_IN_DOMAIN: &[&str] = &["tonic", "sqlx", "tokio"];

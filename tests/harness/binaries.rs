@@ -9,6 +9,8 @@ pub const SERVER: &str = "quorum-server";
 pub const WORKER: &str = "quorum-worker";
 /// The admin CLI.
 pub const CLI: &str = "quorum";
+/// The load generator (`bench/`).
+pub const BENCH: &str = "quorum-bench";
 
 /// The path of the built binary `name`; panics with the command to run when
 /// it has not been built.

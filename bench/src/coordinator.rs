@@ -1,0 +1,179 @@
+//! The coordinator under test: the real `quorum-server` binary started as a
+//! child process on `127.0.0.1:0` with a fresh SQLite file in a temporary
+//! folder, and what `/proc` says about it (CPU time, peak resident memory).
+//!
+//! The server is started with no flag but `--listen` and `--db`, so it runs
+//! with its shipped defaults (WAL, `synchronous=FULL`). Its log goes to
+//! `server.log` in the temporary folder; the last lines are shown on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// The line the server prints on stdout once bound, before the address.
+const LISTENING_PREFIX: &str = "quorum-server listening on ";
+/// How long the server may take to print its address.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A running `quorum-server`, killed if dropped.
+pub struct Coordinator {
+    child: Child,
+    pid: u32,
+    /// Kept open: the server writes to stdout, and a closed pipe would fail it.
+    _stdout: BufReader<ChildStdout>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    log: PathBuf,
+    /// Holds the database and the log; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl Coordinator {
+    /// Starts the `quorum-server` found next to this executable.
+    pub async fn start() -> anyhow::Result<Coordinator> {
+        let program = server_binary()?;
+        let dir =
+            tempfile::Builder::new().prefix("quorum-bench-").tempdir().context("cannot create a temporary folder")?;
+        let log = dir.path().join("server.log");
+        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let mut child = Command::new(&program)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(dir.path().join("quorum.db"))
+            // The log is a file read by people: no colour codes.
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let pid = child.id().context("quorum-server exited at once")?;
+        let stdout = child.stdout.take().context("the server's stdout is piped")?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = tokio::time::timeout(STARTUP_TIMEOUT, stdout.read_line(&mut line))
+            .await
+            .map_err(|_| anyhow::anyhow!("quorum-server did not print its address within {STARTUP_TIMEOUT:?}"))?
+            .context("cannot read quorum-server's stdout")?;
+        anyhow::ensure!(read > 0, "quorum-server closed its stdout before listening:\n{}", log_tail(&log));
+        let address = line
+            .trim()
+            .strip_prefix(LISTENING_PREFIX)
+            .with_context(|| {
+                format!("quorum-server printed {:?} instead of \"{LISTENING_PREFIX}ADDRESS\"", line.trim())
+            })?
+            .to_owned();
+        Ok(Coordinator { child, pid, _stdout: stdout, url: format!("http://{address}"), log, _dir: dir })
+    }
+
+    /// User plus system CPU seconds used so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(&format!("/proc/{}/stat", self.pid))
+    }
+
+    /// Peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:")).context("no VmHWM in /proc/PID/status")?;
+        let kib: u64 = line
+            .trim_start_matches("VmHWM:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .with_context(|| format!("cannot parse {line:?}"))?;
+        Ok(kib * 1024)
+    }
+
+    /// Fails, with the end of the server's log, if the server has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait().context("cannot check on quorum-server")? {
+            None => Ok(()),
+            Some(status) => Err(anyhow::anyhow!("quorum-server exited ({status}):\n{}", log_tail(&self.log))),
+        }
+    }
+
+    /// The last lines of the server's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
+    /// Sends SIGTERM and waits for the exit; kills after [`STOP_GRACE`].
+    pub async fn stop(mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let pid = libc::pid_t::try_from(self.pid).expect("a Linux pid fits in pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
+        // own child, which has not been reaped (try_wait above saw it running).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_err() {
+            tracing::warn!("quorum-server did not stop after SIGTERM; killing it");
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// The `quorum-server` executable next to this one.
+fn server_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the quorum-bench executable")?;
+    let folder = exe.parent().context("the quorum-bench executable has no parent folder")?;
+    let path = folder.join(format!("quorum-server{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        path.is_file(),
+        "cannot find quorum-server next to {}: build both with \
+         `cargo build --release -p quorum-bench -p quorum-server`",
+        exe.display()
+    );
+    Ok(path)
+}
+
+/// User plus system CPU seconds of the process whose `/proc/PID/stat` is at `path`.
+pub fn cpu_seconds(path: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces; the
+    // fields after the last ')' start with field 3 (state), so utime (field
+    // 14) and stime (field 15) are the 12th and 13th of them.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| -> anyhow::Result<u64> {
+        fields.get(index).context("short /proc/PID/stat")?.parse().context("malformed /proc/PID/stat")
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(total as f64 / clock_ticks_per_second())
+}
+
+/// `sysconf(_SC_CLK_TCK)`: the unit of the times in `/proc/PID/stat`.
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// The last error lines of the log, or its last lines when it has none.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text.lines().filter(|line| line.contains("ERROR")).collect();
+    let lines: Vec<&str> = if errors.is_empty() { text.lines().collect() } else { errors };
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_cpu_time() {
+        let seconds = cpu_seconds("/proc/self/stat").expect("/proc/self/stat is readable");
+        assert!(seconds >= 0.0);
+    }
+}

@@ -1,0 +1,439 @@
+//! The `lifecycle` benchmark: the whole life of work units through a real
+//! coordinator, as fast as simulated hosts can drive it.
+//!
+//! 1. Submission: when `--backlog` is set, a project `bench-backlog` of that
+//!    many work units at priority -1 is submitted first (so its copies are the
+//!    oldest in the table and the dispatch query must look past them); then
+//!    the measured project `bench` with `--work-units` work units at priority
+//!    0. Both through `CreateProject` and `AddWorkUnits` batches of 10,000.
+//! 2. `--hosts` hosts register, each with its own token, and share a few
+//!    HTTP/2 channels. Each loops as a real worker does: `RequestWork(slots)`,
+//!    then one `ReportResults` with a success for every copy it got (the
+//!    input echoed as output, so every copy of a work unit agrees), then asks
+//!    again. A host given nothing waits `retry_after_ms`, capped at
+//!    [`MAX_IDLE_WAIT`] so the tail is not stretched by the idle back-off.
+//! 3. One task polls `GetStatus` every [`SAMPLE_INTERVAL`] (faster once every
+//!    copy is reported, to time the validation lag) until every measured work
+//!    unit has ended or `--duration` elapses.
+//!
+//! Once the measured work is all handed out, idle hosts may get copies of the
+//! backlog; they report them too (a real worker would), counted apart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use quorum_proto::v1;
+use quorum_proto::v1::projects_client::ProjectsClient;
+use quorum_proto::v1::scheduler_client::SchedulerClient;
+use tonic::Request;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::coordinator::{self, Coordinator};
+use crate::figures::{self, Figures, Sample};
+
+/// The measured project.
+pub const PROJECT: &str = "bench";
+/// The project holding the backlog.
+pub const BACKLOG_PROJECT: &str = "bench-backlog";
+/// Work units per `AddWorkUnits` call.
+pub const SUBMIT_BATCH: usize = 10_000;
+/// Longest wait of a host given no work (the coordinator says 10 s).
+pub const MAX_IDLE_WAIT: Duration = Duration::from_millis(50);
+/// Interval between two `GetStatus` samples.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+/// Interval between samples once every copy is reported (timing the lag),
+/// and how often the sampler checks whether that has happened.
+pub const FINAL_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a host waits after a failed call before trying again.
+pub const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Engine the simulated hosts claim; equal fuel on one engine is required to agree.
+const ENGINE: &str = "wasmtime 48.0.8";
+/// Fuel every simulated copy reports.
+const FUEL_USED: u64 = 1_000_000;
+/// Deadline of every copy: long enough that no copy of a run misses it.
+const DEADLINE_SECS: u64 = 3600;
+
+/// The options of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub hosts: u32,
+    /// Copies asked for per `RequestWork`.
+    pub slots: u32,
+    pub quorum: u32,
+    pub work_units: u64,
+    pub backlog: u64,
+    /// The run stops when this elapses, even with work units open.
+    pub duration: Duration,
+    /// HTTP/2 connections shared by the hosts.
+    pub channels: u32,
+}
+
+/// Counters shared by the hosts and the sampling task.
+#[derive(Default)]
+struct Counters {
+    dispatched: AtomicU64,
+    reported: AtomicU64,
+    backlog_reported: AtomicU64,
+    /// Failed RequestWork and ReportResults calls (each retried after
+    /// [`ERROR_BACKOFF`]) and GetStatus calls (retried at the next sample).
+    rpc_errors: AtomicU64,
+    /// Nanoseconds from the start of the run to the latest `ReportResults`
+    /// reply that carried a copy of the measured project.
+    last_report_ns: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// What one host measured.
+#[derive(Default)]
+struct HostLatencies {
+    request_work: Vec<Duration>,
+    report_results: Vec<Duration>,
+}
+
+/// Starts a coordinator, runs the benchmark against it and stops it.
+pub async fn run(options: &Options) -> anyhow::Result<Figures> {
+    anyhow::ensure!(options.hosts >= options.quorum, "a quorum of {} needs at least as many hosts", options.quorum);
+    anyhow::ensure!(options.work_units > 0, "--work-units must be at least 1");
+    anyhow::ensure!(options.slots > 0 && options.channels > 0, "--slots and --channels must be at least 1");
+    let mut coordinator = Coordinator::start().await?;
+    tracing::info!(url = %coordinator.url, "coordinator started");
+    let outcome = measure(&mut coordinator, options).await;
+    let outcome = match outcome {
+        Ok(figures) => Ok(figures),
+        Err(error) => {
+            let running = coordinator.check_running();
+            let log = coordinator.log_tail();
+            Err(error.context(format!("coordinator: {running:?}; end of its log:\n{log}")))
+        }
+    };
+    coordinator.stop().await;
+    outcome
+}
+
+async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Result<Figures> {
+    let mut channels = Vec::new();
+    for _ in 0..options.channels {
+        let endpoint = Endpoint::from_shared(coordinator.url.clone()).context("a valid coordinator URL")?;
+        channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {}", coordinator.url))?);
+    }
+    let mut projects = ProjectsClient::new(channels[0].clone());
+
+    // 1. Submission.
+    let cpu_before_submit = coordinator.cpu_seconds()?;
+    let submit_started = Instant::now();
+    if options.backlog > 0 {
+        submit(&mut projects, BACKLOG_PROJECT, options.backlog, options.quorum, -1).await?;
+    }
+    submit(&mut projects, PROJECT, options.work_units, options.quorum, 0).await?;
+    let submit_seconds = submit_started.elapsed().as_secs_f64();
+    let coordinator_submit_cpu_seconds = coordinator.cpu_seconds()? - cpu_before_submit;
+    let work_units_submitted = options.work_units + options.backlog;
+    tracing::info!(work_units_submitted, submit_seconds, "submitted");
+
+    // 2. Hosts.
+    let mut tokens = Vec::with_capacity(options.hosts as usize);
+    for number in 0..options.hosts {
+        let mut client = SchedulerClient::new(channels[number as usize % channels.len()].clone());
+        let registered = client
+            .register_host(v1::RegisterHostRequest {
+                name: format!("bench-host-{number}"),
+                n_cpus: options.slots,
+                memory_bytes: 1 << 30,
+                engine: ENGINE.to_owned(),
+                os: "linux x86_64".to_owned(),
+                account: String::new(),
+            })
+            .await
+            .context("RegisterHost")?
+            .into_inner();
+        tokens.push(registered.token);
+    }
+    tracing::info!(hosts = options.hosts, "hosts registered");
+
+    let counters = Arc::new(Counters::default());
+    let cpu_before_run = coordinator.cpu_seconds()?;
+    let bench_cpu_before = coordinator::cpu_seconds("/proc/self/stat")?;
+    let started = Instant::now();
+    let mut host_tasks = tokio::task::JoinSet::new();
+    for (number, token) in tokens.into_iter().enumerate() {
+        let client = SchedulerClient::new(channels[number % channels.len()].clone());
+        host_tasks.spawn(host(client, token, options.slots, counters.clone(), started));
+    }
+
+    // 3. Sampling until every measured work unit has ended.
+    let expected_copies = options.work_units * u64::from(options.quorum);
+    let mut samples = Vec::new();
+    let mut status;
+    let mut last_status: Option<v1::ProjectStatus> = None;
+    loop {
+        status = match project_status(&mut projects).await {
+            Ok(status) => status,
+            Err(error) => {
+                // A busy coordinator may fail the call: count it and sample
+                // again, or end on the last good sample once time is up.
+                counters.rpc_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("GetStatus failed: {error:#}");
+                match (&last_status, started.elapsed() >= options.duration) {
+                    (Some(last), true) => {
+                        status = last.clone();
+                        break;
+                    }
+                    (None, true) => return Err(error),
+                    (_, false) => {
+                        tokio::time::sleep(SAMPLE_INTERVAL).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        last_status = Some(status.clone());
+        samples.push(Sample {
+            seconds: started.elapsed().as_secs_f64(),
+            validated: status.results_valid,
+            dispatched: counters.dispatched.load(Ordering::Relaxed),
+            reported: counters.reported.load(Ordering::Relaxed),
+        });
+        if status.work_units_open == 0 || started.elapsed() >= options.duration {
+            break;
+        }
+        if let Some(joined) = host_tasks.try_join_next() {
+            // A host stops early only on an error.
+            counters.stop.store(true, Ordering::Relaxed);
+            joined.context("a host task panicked")??;
+            anyhow::bail!("a simulated host stopped early");
+        }
+        coordinator.check_running()?;
+        // Sleep until the next sample is due, but sample at once (and then
+        // every FINAL_SAMPLE_INTERVAL) when the last copy has been reported.
+        let next_sample = Instant::now() + SAMPLE_INTERVAL;
+        loop {
+            tokio::time::sleep(FINAL_SAMPLE_INTERVAL).await;
+            let all_reported = counters.reported.load(Ordering::Relaxed) >= expected_copies;
+            if all_reported || Instant::now() >= next_sample {
+                break;
+            }
+        }
+    }
+    let ended_at = started.elapsed();
+    counters.stop.store(true, Ordering::Relaxed);
+    let mut request_work = Vec::new();
+    let mut report_results = Vec::new();
+    while let Some(joined) = host_tasks.join_next().await {
+        let latencies = joined.context("a host task panicked")??;
+        request_work.extend(latencies.request_work);
+        report_results.extend(latencies.report_results);
+    }
+    let coordinator_cpu_seconds = coordinator.cpu_seconds()? - cpu_before_run;
+    let bench_cpu_seconds = coordinator::cpu_seconds("/proc/self/stat")? - bench_cpu_before;
+    let peak_rss = coordinator.peak_rss_bytes()?;
+    let completed = status.work_units_open == 0;
+    if counters.rpc_errors.load(Ordering::Relaxed) > 0 {
+        tracing::warn!("calls failed; the coordinator's log says:\n{}", coordinator.log_tail());
+    }
+
+    request_work.sort_unstable();
+    report_results.sort_unstable();
+    let run_seconds = ended_at.as_secs_f64();
+    let results_validated = status.results_valid;
+    let results_reported = counters.reported.load(Ordering::Relaxed);
+    let backlog_results_reported = counters.backlog_reported.load(Ordering::Relaxed);
+    let overall_validated_per_sec = results_validated as f64 / run_seconds;
+    let (steady_dispatched_per_sec, steady_reported_per_sec, steady_validated_per_sec, steady_seconds) =
+        figures::steady_rates(&samples, results_validated).unwrap_or((
+            counters.dispatched.load(Ordering::Relaxed) as f64 / run_seconds,
+            results_reported as f64 / run_seconds,
+            overall_validated_per_sec,
+            0.0,
+        ));
+    let last_report = Duration::from_nanos(counters.last_report_ns.load(Ordering::Relaxed));
+    let all_results = (results_reported + backlog_results_reported).max(1);
+    Ok(Figures {
+        hosts: options.hosts,
+        slots: options.slots,
+        quorum: options.quorum,
+        work_units: options.work_units,
+        backlog: options.backlog,
+        channels: options.channels,
+        work_units_submitted,
+        submit_seconds,
+        work_units_submitted_per_sec: work_units_submitted as f64 / submit_seconds,
+        completed,
+        run_seconds,
+        work_units_done: status.work_units_done,
+        work_units_failed: status.work_units_failed,
+        results_dispatched: counters.dispatched.load(Ordering::Relaxed),
+        results_reported,
+        results_validated,
+        backlog_results_reported,
+        steady_dispatched_per_sec,
+        steady_reported_per_sec,
+        steady_validated_per_sec,
+        steady_seconds,
+        overall_validated_per_sec,
+        validation_lag_ms: if completed { figures::ms(ended_at.saturating_sub(last_report)) } else { 0.0 },
+        request_work_calls: request_work.len() as u64,
+        request_work_p50_ms: figures::ms(figures::percentile(&request_work, 50.0)),
+        request_work_p99_ms: figures::ms(figures::percentile(&request_work, 99.0)),
+        request_work_max_ms: figures::ms(request_work.last().copied().unwrap_or_default()),
+        report_results_calls: report_results.len() as u64,
+        report_results_p50_ms: figures::ms(figures::percentile(&report_results, 50.0)),
+        report_results_p99_ms: figures::ms(figures::percentile(&report_results, 99.0)),
+        coordinator_cpu_seconds,
+        coordinator_cpu_seconds_per_1000_results: coordinator_cpu_seconds * 1000.0 / all_results as f64,
+        coordinator_submit_cpu_seconds,
+        coordinator_peak_rss_mb: peak_rss as f64 / (1024.0 * 1024.0),
+        bench_cpu_seconds,
+        rpc_errors: counters.rpc_errors.load(Ordering::Relaxed),
+    })
+}
+
+/// The replication policy of both projects: `quorum` copies, all must agree
+/// (they do), a deadline no copy of a run reaches.
+fn policy(quorum: u32, priority: i32) -> v1::ReplicationPolicy {
+    v1::ReplicationPolicy {
+        min_quorum: quorum,
+        target_results: quorum,
+        max_error_results: quorum,
+        max_total_results: 2 * quorum + 2,
+        deadline_secs: DEADLINE_SECS,
+        max_success_results: 0,
+        adaptive_replication: false,
+        priority,
+    }
+}
+
+/// Creates project `name` and adds `n` work units in batches of [`SUBMIT_BATCH`].
+async fn submit(
+    projects: &mut ProjectsClient<Channel>,
+    name: &str,
+    n: u64,
+    quorum: u32,
+    priority: i32,
+) -> anyhow::Result<()> {
+    projects
+        .create_project(v1::CreateProjectRequest {
+            name: name.to_owned(),
+            app_module: crate::NOOP_APP.to_vec(),
+            policy: Some(policy(quorum, priority)),
+            limits: None,
+            validator: v1::ValidatorKind::Bitwise.into(),
+            nan_canonicalization: false,
+            work_units: Vec::new(),
+            fuzzy: None,
+            validator_module: Vec::new(),
+        })
+        .await
+        .with_context(|| format!("CreateProject {name}"))?;
+    let mut next = 0_u64;
+    while next < n {
+        let end = (next + SUBMIT_BATCH as u64).min(n);
+        let work_units = (next..end)
+            .map(|i| v1::WorkUnitInput { name: String::new(), input: format!("{i}\n").into_bytes() })
+            .collect();
+        let request = v1::AddWorkUnitsRequest { project: name.to_owned(), work_units, policy: None };
+        projects.add_work_units(request).await.with_context(|| format!("AddWorkUnits {name}"))?;
+        next = end;
+    }
+    Ok(())
+}
+
+async fn project_status(projects: &mut ProjectsClient<Channel>) -> anyhow::Result<v1::ProjectStatus> {
+    let response = projects
+        .get_status(v1::GetStatusRequest { project: PROJECT.to_owned() })
+        .await
+        .context("GetStatus")?
+        .into_inner();
+    response.projects.into_iter().next().context("GetStatus returned no project")
+}
+
+/// Counts a failed call; the first few are logged (stderr).
+fn note_error(counters: &Counters, call: &str, status: &tonic::Status) {
+    let n = counters.rpc_errors.fetch_add(1, Ordering::Relaxed);
+    if n < 5 {
+        tracing::warn!(call, code = ?status.code(), message = status.message(), "call failed; retrying");
+    }
+}
+
+/// Wraps `message` with the host's `authorization: Bearer TOKEN`.
+fn with_token<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(quorum_proto::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+/// One simulated host: asks for work, reports every copy, asks again, until
+/// told to stop.
+async fn host(
+    mut client: SchedulerClient<Channel>,
+    token: String,
+    slots: u32,
+    counters: Arc<Counters>,
+    started: Instant,
+) -> anyhow::Result<HostLatencies> {
+    let mut latencies = HostLatencies::default();
+    while !counters.stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        // Like the real worker, the host lists every result it holds: none,
+        // since it reported every copy before asking again.
+        let request = v1::RequestWorkRequest { slots, held: Vec::new(), held_is_complete: true };
+        let response = match client.request_work(with_token(request, &token)?).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                // A real worker backs off and asks again; the error is counted.
+                note_error(&counters, "RequestWork", &status);
+                tokio::time::sleep(ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        latencies.request_work.push(sent.elapsed());
+        if response.assignments.is_empty() {
+            tokio::time::sleep(Duration::from_millis(response.retry_after_ms).min(MAX_IDLE_WAIT)).await;
+            continue;
+        }
+        let measured = response.assignments.iter().filter(|a| a.project == PROJECT).count() as u64;
+        let backlog = response.assignments.len() as u64 - measured;
+        counters.dispatched.fetch_add(measured, Ordering::Relaxed);
+        // A real worker computes here; the output is the input echoed, the
+        // same for every copy of a work unit, so the copies agree.
+        let reports: Vec<v1::ResultReport> = response
+            .assignments
+            .into_iter()
+            .map(|assignment| v1::ResultReport {
+                result_id: assignment.result_id,
+                outcome: v1::ReportedOutcome::Success.into(),
+                output: assignment.input,
+                stderr_tail: String::new(),
+                fuel_used: FUEL_USED,
+                run_time_ms: 1,
+                error_message: String::new(),
+                engine: ENGINE.to_owned(),
+            })
+            .collect();
+        // A real worker keeps its reports until they are accepted.
+        let reply = loop {
+            let sent = Instant::now();
+            let request = with_token(v1::ReportResultsRequest { reports: reports.clone() }, &token)?;
+            match client.report_results(request).await {
+                Ok(reply) => {
+                    latencies.report_results.push(sent.elapsed());
+                    break reply;
+                }
+                Err(status) => {
+                    note_error(&counters, "ReportResults", &status);
+                    tokio::time::sleep(ERROR_BACKOFF).await;
+                }
+            }
+        };
+        let accepted = reply.into_inner().accepted.len() as u64;
+        anyhow::ensure!(accepted == measured + backlog, "{accepted} of {} reports accepted", measured + backlog);
+        counters.reported.fetch_add(measured, Ordering::Relaxed);
+        counters.backlog_reported.fetch_add(backlog, Ordering::Relaxed);
+        if measured > 0 {
+            let now = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            counters.last_report_ns.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+    Ok(latencies)
+}

@@ -1,0 +1,110 @@
+//! `quorum-bench`: parses flags, sets up logging (stderr) and runs a
+//! benchmark; the one-line summary, or the JSON figures with `--json`, go to
+//! stdout.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use quorum_bench::lifecycle;
+
+/// Benchmarks of the quorum coordinator, against the real `quorum-server`
+/// binary (next to this one) on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "quorum-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work units through their whole lifecycle: submission, dispatch, reports
+    /// and validation, driven by simulated hosts.
+    Lifecycle {
+        /// Simulated volunteer hosts.
+        #[arg(long, default_value_t = 100)]
+        hosts: u32,
+        /// Copies each host asks for per RequestWork.
+        #[arg(long, default_value_t = 20)]
+        slots: u32,
+        /// Copies per work unit that must agree (min_quorum = target_results).
+        #[arg(long, default_value_t = 2)]
+        quorum: u32,
+        /// Work units the hosts process.
+        #[arg(long, default_value_t = 20_000)]
+        work_units: u64,
+        /// Work units queued in addition (a lower-priority project), so the
+        /// dispatch query faces a large backlog.
+        #[arg(long, default_value_t = 0)]
+        backlog: u64,
+        /// Stop after this many seconds even if work units are still open.
+        #[arg(long, default_value_t = 600)]
+        duration: u64,
+        /// HTTP/2 connections the hosts share.
+        #[arg(long, default_value_t = 8)]
+        channels: u32,
+        /// Print every figure as one JSON object instead of the summary line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Lifecycle { hosts, slots, quorum, work_units, backlog, duration, channels, json } => {
+            let options = lifecycle::Options {
+                hosts,
+                slots,
+                quorum,
+                work_units,
+                backlog,
+                duration: Duration::from_secs(duration),
+                channels,
+            };
+            let figures = lifecycle::run(&options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                println!("{}", figures.summary());
+            }
+            anyhow::ensure!(figures.completed, "the run did not complete within {duration} s");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        super::Cli::command().debug_assert();
+    }
+}

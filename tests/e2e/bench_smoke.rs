@@ -1,0 +1,88 @@
+//! A smoke run of the load generator, so it never rots: `quorum-bench
+//! lifecycle` with 4 hosts and 200 work units prints every figure of its JSON
+//! form, and every work unit is validated. No speed is asserted: CI machines
+//! are shared and noisy; the figures are recorded in BENCHMARKS.md.
+
+use std::process::Stdio;
+
+use quorum_tests::{STEP_TIMEOUT, binaries};
+use serde::Deserialize;
+
+/// `quorum-bench lifecycle --json`: every field, so that a renamed or
+/// missing one fails the test by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "the fields are checked by deserialization; a few are asserted on")]
+struct Figures {
+    hosts: u32,
+    slots: u32,
+    quorum: u32,
+    work_units: u64,
+    backlog: u64,
+    channels: u32,
+    work_units_submitted: u64,
+    submit_seconds: f64,
+    work_units_submitted_per_sec: f64,
+    completed: bool,
+    run_seconds: f64,
+    work_units_done: u64,
+    work_units_failed: u64,
+    results_dispatched: u64,
+    results_reported: u64,
+    results_validated: u64,
+    backlog_results_reported: u64,
+    steady_dispatched_per_sec: f64,
+    steady_reported_per_sec: f64,
+    steady_validated_per_sec: f64,
+    steady_seconds: f64,
+    overall_validated_per_sec: f64,
+    validation_lag_ms: f64,
+    request_work_calls: u64,
+    request_work_p50_ms: f64,
+    request_work_p99_ms: f64,
+    request_work_max_ms: f64,
+    report_results_calls: u64,
+    report_results_p50_ms: f64,
+    report_results_p99_ms: f64,
+    coordinator_cpu_seconds: f64,
+    coordinator_cpu_seconds_per_1000_results: f64,
+    coordinator_submit_cpu_seconds: f64,
+    coordinator_peak_rss_mb: f64,
+    bench_cpu_seconds: f64,
+    rpc_errors: u64,
+}
+
+#[tokio::test]
+async fn lifecycle_smoke_run_validates_every_work_unit() {
+    let command_line = "quorum-bench lifecycle --hosts 4 --work-units 200 --json";
+    let child = tokio::process::Command::new(binaries::path(binaries::BENCH))
+        .args(["lifecycle", "--hosts", "4", "--work-units", "200", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn quorum-bench");
+    let output = tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`{command_line}` did not finish within {STEP_TIMEOUT:?}"))
+        .expect("wait for quorum-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "`{command_line}` failed ({})\n{stdout}\n{stderr}", output.status);
+    let figures: Figures = serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("stdout is not the expected JSON: {error}\n{stdout}\n{stderr}"));
+
+    assert!(figures.completed, "{figures:?}");
+    assert_eq!((figures.hosts, figures.work_units, figures.backlog), (4, 200, 0));
+    assert_eq!(figures.work_units_submitted, 200);
+    assert_eq!(figures.work_units_done, 200, "every work unit validated: {figures:?}");
+    assert_eq!(figures.work_units_failed, 0);
+    let copies = 200 * u64::from(figures.quorum);
+    assert_eq!(figures.results_dispatched, copies);
+    assert_eq!(figures.results_reported, copies);
+    assert_eq!(figures.results_validated, copies, "every copy agrees, so every copy is valid");
+    assert!(figures.request_work_calls > 0 && figures.report_results_calls > 0);
+    assert!(figures.coordinator_peak_rss_mb > 0.0);
+    assert_eq!(figures.rpc_errors, 0, "no call failed: {figures:?}");
+}
