@@ -13,6 +13,9 @@ use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUn
 use crate::domain::policy::Limits;
 use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
 
+/// How stale a host's recorded last contact may get before a call updates it.
+const CONTACT_RESOLUTION_MS: i64 = 60_000;
+
 /// A volunteer machine registering.
 #[derive(Debug, Clone)]
 pub struct NewHost {
@@ -82,15 +85,24 @@ impl Store {
         Ok(HostId(id))
     }
 
-    /// The host whose token hashes to `token_hash`, recording its contact.
+    /// The host whose token hashes to `token_hash`, recording its contact
+    /// (at most once per `CONTACT_RESOLUTION_MS`, so that most calls only read).
     pub async fn authenticate_host(&self, token_hash: &str, now: Timestamp) -> Result<HostId> {
-        let row = sqlx::query("UPDATE hosts SET last_contact_at = ? WHERE token_hash = ? RETURNING id")
-            .bind(now.0)
+        let row = sqlx::query("SELECT id, last_contact_at FROM hosts WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?
             .ok_or(Error::UnknownHost)?;
-        Ok(HostId(row.try_get("id")?))
+        let host = HostId(row.try_get("id")?);
+        let last_contact: i64 = row.try_get("last_contact_at")?;
+        if now.0 - last_contact >= CONTACT_RESOLUTION_MS {
+            sqlx::query("UPDATE hosts SET last_contact_at = ? WHERE id = ?")
+                .bind(now.0)
+                .bind(host.0)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(host)
     }
 
     /// Leases up to `slots` unsent copies to `host`, oldest first, within
@@ -120,7 +132,8 @@ impl Store {
                 break;
             }
             let query = concat!(
-                "SELECT r.id AS result_id, r.work_unit_id, r.created_at, w.name AS work_unit_name, w.input, \
+                "SELECT r.id AS result_id, r.priority AS result_priority, r.work_unit_id, r.created_at, \
+                 w.name AS work_unit_name, w.input, \
                  p.name AS project, p.app_digest, b.n_work_units AS batch_size, b.n_ended AS batch_ended, \
                  b.avg_turnaround_ms AS batch_turnaround, ",
                 rows::work_unit_policy_columns!(),
@@ -128,12 +141,12 @@ impl Store {
                  JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
                  LEFT JOIN batches b ON b.id = w.batch_id \
                  WHERE r.server_state = 'unsent' AND p.state = 'active' \
-                 AND (COALESCE(b.priority, p.priority) < ? \
-                      OR (COALESCE(b.priority, p.priority) = ? AND r.id > ?)) \
+                 AND (r.priority < ? OR (r.priority = ? AND r.id > ?)) \
                  AND (b.id IS NULL OR b.state = 'active') \
-                 AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id IN \
-                   (SELECT h.id FROM hosts h WHERE h.id = ? OR (? != '' AND h.account = ?))) \
-                 ORDER BY COALESCE(b.priority, p.priority) DESC, r.id LIMIT ?"
+                 AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id = ?) \
+                 AND (? = '' OR NOT EXISTS (SELECT 1 FROM results o JOIN hosts h ON h.id = o.host_id \
+                   WHERE o.work_unit_id = r.work_unit_id AND h.account = ?)) \
+                 ORDER BY r.priority DESC, r.id LIMIT ?"
             );
             let page_size = wanted * 2 + 16;
             let page = sqlx::query(query)
@@ -148,7 +161,7 @@ impl Store {
                 .await?;
             for row in &page {
                 after_id = row.try_get("result_id")?;
-                after_priority = row.try_get("priority")?;
+                after_priority = row.try_get("result_priority")?;
                 let work_unit_id: i64 = row.try_get("work_unit_id")?;
                 if assignments.len() == slots || taken.contains(&work_unit_id) {
                     continue;
@@ -236,6 +249,17 @@ impl Store {
     /// Copies `host` holds whose work unit has ended: they are over, and the
     /// host should abort them. One transaction.
     pub async fn take_aborts(&self, host: HostId) -> Result<Vec<ResultId>> {
+        // Most calls find nothing: look before taking the write lock.
+        let any = sqlx::query(
+            "SELECT 1 FROM results r JOIN work_units w ON w.id = r.work_unit_id \
+             WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state != 'open' LIMIT 1",
+        )
+        .bind(host.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write().await?;
         let abort = abort_unneeded(&mut tx, host).await?;
         tx.commit().await?;

@@ -264,10 +264,11 @@ pub(super) async fn insert_unsent(
     now: Timestamp,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at, attempt) \
-         VALUES (?, ?, 'unsent', 'pending', ?, (SELECT attempt FROM work_units WHERE id = ?))",
+        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at, attempt, priority) \
+         SELECT w.id, ?, 'unsent', 'pending', ?, w.attempt, COALESCE(b.priority, p.priority) \
+         FROM work_units w JOIN projects p ON p.id = w.project_id LEFT JOIN batches b ON b.id = w.batch_id \
+         WHERE w.id = ?",
     )
-    .bind(work_unit.0)
     .bind(project.0)
     .bind(now.0)
     .bind(work_unit.0)
