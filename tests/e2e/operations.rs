@@ -65,15 +65,10 @@ async fn worker_and_server_stop_cleanly_on_sigterm() {
     // No event says "registered and saved": poll for the identity file in
     // which the worker keeps what RegisterHost returned (a condition wait).
     let host_json = dir.join("worker").join("host.json");
-    let started = std::time::Instant::now();
-    while !host_json.is_file() {
-        assert!(
-            started.elapsed() < quorum_tests::STEP_TIMEOUT,
-            "the worker never saved STATE_DIR/host.json\n{}",
-            worker.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    quorum_tests::poll::poll_until("the worker to save STATE_DIR/host.json", Duration::from_millis(20), || async {
+        if host_json.is_file() { Ok(()) } else { Err(worker.log()) }
+    })
+    .await;
     assert_eq!(projects.hosts().await.len(), 1, "the worker registered once");
 
     let exit = worker.terminate().await;
