@@ -125,13 +125,18 @@ impl Coordinator {
 
 /// The `quorum-server` executable next to this one.
 fn server_binary() -> anyhow::Result<PathBuf> {
+    sibling_binary("quorum-server")
+}
+
+/// The executable `name` next to this one (the `quorum-bench` executable).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the quorum-bench executable")?;
     let folder = exe.parent().context("the quorum-bench executable has no parent folder")?;
-    let path = folder.join(format!("quorum-server{}", std::env::consts::EXE_SUFFIX));
+    let path = folder.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     anyhow::ensure!(
         path.is_file(),
-        "cannot find quorum-server next to {}: build both with \
-         `cargo build --release -p quorum-bench -p quorum-server`",
+        "cannot find {name} next to {}: build them with \
+         `cargo build --release -p quorum-bench -p quorum-server -p quorum-worker`",
         exe.display()
     );
     Ok(path)
@@ -160,7 +165,7 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// The last error lines of the log, or its last lines when it has none.
-fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let errors: Vec<&str> = text.lines().filter(|line| line.contains("ERROR")).collect();
     let lines: Vec<&str> = if errors.is_empty() { text.lines().collect() } else { errors };

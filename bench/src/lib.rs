@@ -15,10 +15,15 @@
 //!   unit is validated.
 //! - [`figures`]: the measured figures, percentiles, steady-state rates, the
 //!   one-line summary and the JSON form.
+//! - [`worker`]: the `worker` benchmark: the primes example through a real
+//!   coordinator and one real `quorum-worker`, against the same module run
+//!   directly in `quorum-sandbox` and a native Rust count. Unlike the rest of
+//!   the crate it links the sandbox (wasmtime); never the server.
 
 pub mod coordinator;
 pub mod figures;
 pub mod lifecycle;
+pub mod worker;
 
 /// The smallest valid WASI command: `(module (func (export "_start")))`,
 /// assembled by hand so that the bench needs no WebAssembly toolchain. The

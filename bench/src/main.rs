@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use quorum_bench::lifecycle;
+use quorum_bench::{lifecycle, worker};
 
-/// Benchmarks of the quorum coordinator, against the real `quorum-server`
-/// binary (next to this one) on loopback.
+/// Benchmarks of quorum, against the real `quorum-server` (and, for `worker`,
+/// `quorum-worker`) binaries next to this one, on loopback.
 #[derive(Debug, Parser)]
 #[command(name = "quorum-bench", version)]
 struct Cli {
@@ -44,6 +44,29 @@ enum Command {
         /// HTTP/2 connections the hosts share.
         #[arg(long, default_value_t = 8)]
         channels: u32,
+        /// Print every figure as one JSON object instead of the summary line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Worker efficiency: the primes example through the whole platform (a
+    /// real quorum-server and one real quorum-worker), against the same
+    /// module run directly in the sandbox and a native Rust prime count.
+    Worker {
+        /// First number of the range.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// End of the range (exclusive).
+        #[arg(long, default_value_t = 10_000_000)]
+        end: u64,
+        /// Numbers per work unit.
+        #[arg(long, default_value_t = 50_000)]
+        chunk: u64,
+        /// Cores: threads of the direct and native pools, the worker's --cpus.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        cpus: u32,
+        /// Fail if the platform has not finished after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
         /// Print every figure as one JSON object instead of the summary line.
         #[arg(long)]
         json: bool,
@@ -94,6 +117,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", figures.summary());
             }
             anyhow::ensure!(figures.completed, "the run did not complete within {duration} s");
+            Ok(())
+        }
+        Command::Worker { start, end, chunk, cpus, timeout, json } => {
+            let options =
+                worker::Options { start, end, chunk, cpus: cpus as usize, timeout: Duration::from_secs(timeout) };
+            let figures = worker::run(&options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                println!("{}", figures.summary());
+            }
             Ok(())
         }
     }
