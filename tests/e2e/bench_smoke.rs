@@ -86,3 +86,43 @@ async fn lifecycle_smoke_run_validates_every_work_unit() {
     assert!(figures.coordinator_peak_rss_mb > 0.0);
     assert_eq!(figures.rpc_errors, 0, "no call failed: {figures:?}");
 }
+
+/// `quorum-bench worker --json`: the fields this test reads.
+#[derive(Debug, Deserialize)]
+struct WorkerFigures {
+    cpus: usize,
+    work_units: u64,
+    primes: u64,
+    platform_units_per_sec: f64,
+    direct_units_per_sec: f64,
+    native_units_per_sec: f64,
+}
+
+/// The worker-efficiency benchmark on a tiny range: it checks every output of
+/// the direct and platform runs against the native counts itself, so a
+/// successful exit means all three agree.
+#[tokio::test]
+async fn worker_smoke_run_agrees_with_native() {
+    let args = ["worker", "--start", "0", "--end", "20000", "--chunk", "2000", "--cpus", "1", "--json"];
+    let child = tokio::process::Command::new(binaries::path(binaries::BENCH))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn quorum-bench");
+    let output = tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`quorum-bench {args:?}` did not finish within {STEP_TIMEOUT:?}"))
+        .expect("wait for quorum-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "quorum-bench worker failed ({})\n{stdout}\n{stderr}", output.status);
+    let figures: WorkerFigures = serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("stdout is not the expected JSON: {error}\n{stdout}\n{stderr}"));
+    assert_eq!((figures.cpus, figures.work_units), (1, 10));
+    assert_eq!(figures.primes, 2262, "primes below 20,000");
+    assert!(figures.platform_units_per_sec > 0.0 && figures.direct_units_per_sec > 0.0);
+    assert!(figures.native_units_per_sec > 0.0);
+}
