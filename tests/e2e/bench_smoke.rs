@@ -52,11 +52,12 @@ struct Figures {
     rpc_errors: u64,
 }
 
-#[tokio::test]
-async fn lifecycle_smoke_run_validates_every_work_unit() {
-    let command_line = "quorum-bench lifecycle --hosts 4 --work-units 200 --json";
+/// Runs `quorum-bench ARGS` to completion (bounded by [`STEP_TIMEOUT`]),
+/// checks it succeeded and parses its JSON output.
+async fn run_bench<T: serde::de::DeserializeOwned>(args: &[&str]) -> T {
+    let command_line = format!("quorum-bench {}", args.join(" "));
     let child = tokio::process::Command::new(binaries::path(binaries::BENCH))
-        .args(["lifecycle", "--hosts", "4", "--work-units", "200", "--json"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,8 +71,13 @@ async fn lifecycle_smoke_run_validates_every_work_unit() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "`{command_line}` failed ({})\n{stdout}\n{stderr}", output.status);
-    let figures: Figures = serde_json::from_str(&stdout)
-        .unwrap_or_else(|error| panic!("stdout is not the expected JSON: {error}\n{stdout}\n{stderr}"));
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("stdout is not the expected JSON: {error}\n{stdout}\n{stderr}"))
+}
+
+#[tokio::test]
+async fn lifecycle_smoke_run_validates_every_work_unit() {
+    let figures: Figures = run_bench(&["lifecycle", "--hosts", "4", "--work-units", "200", "--json"]).await;
 
     assert!(figures.completed, "{figures:?}");
     assert_eq!((figures.hosts, figures.work_units, figures.backlog), (4, 200, 0));
@@ -103,24 +109,8 @@ struct WorkerFigures {
 /// successful exit means all three agree.
 #[tokio::test]
 async fn worker_smoke_run_agrees_with_native() {
-    let args = ["worker", "--start", "0", "--end", "20000", "--chunk", "2000", "--cpus", "1", "--json"];
-    let child = tokio::process::Command::new(binaries::path(binaries::BENCH))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn quorum-bench");
-    let output = tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("`quorum-bench {args:?}` did not finish within {STEP_TIMEOUT:?}"))
-        .expect("wait for quorum-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "quorum-bench worker failed ({})\n{stdout}\n{stderr}", output.status);
-    let figures: WorkerFigures = serde_json::from_str(&stdout)
-        .unwrap_or_else(|error| panic!("stdout is not the expected JSON: {error}\n{stdout}\n{stderr}"));
+    let figures: WorkerFigures =
+        run_bench(&["worker", "--start", "0", "--end", "20000", "--chunk", "2000", "--cpus", "1", "--json"]).await;
     assert_eq!((figures.cpus, figures.work_units), (1, 10));
     assert_eq!(figures.primes, 2262, "primes below 20,000");
     assert!(figures.platform_units_per_sec > 0.0 && figures.direct_units_per_sec > 0.0);

@@ -258,17 +258,14 @@ impl Projects {
         project: &str,
         interval: Duration,
         what: &str,
-        mut condition: impl FnMut(&v1::ProjectStatus) -> bool,
+        condition: impl FnMut(&v1::ProjectStatus) -> bool,
     ) -> v1::ProjectStatus {
-        let started = Instant::now();
-        loop {
+        let condition = std::cell::RefCell::new(condition);
+        crate::poll::poll_until(what, interval, || async {
             let status = self.status(project).await;
-            if condition(&status) {
-                return status;
-            }
-            assert!(started.elapsed() < STEP_TIMEOUT, "waited {STEP_TIMEOUT:?} for {what}; last status: {status:?}");
-            tokio::time::sleep(interval).await;
-        }
+            if (condition.borrow_mut())(&status) { Ok(status) } else { Err(format!("{status:?}")) }
+        })
+        .await
     }
 }
 

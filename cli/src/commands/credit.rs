@@ -3,20 +3,11 @@
 use std::io::Write;
 use std::num::NonZeroUsize;
 
-use quorum_proto::v1;
-
 use super::Context;
 use crate::{credit, output};
 
 pub async fn run(ctx: &Context, top: Option<NonZeroUsize>) -> anyhow::Result<()> {
-    let coordinator = ctx.connect().await?;
-    let hosts = coordinator
-        .client()
-        .list_hosts(v1::ListHostsRequest {})
-        .await
-        .map_err(|status| coordinator.error(status))?
-        .into_inner()
-        .hosts;
+    let hosts = ctx.hosts().await?;
     let mut volunteers = credit::leaderboard(&hosts);
     if let Some(top) = top {
         volunteers.truncate(top.get());

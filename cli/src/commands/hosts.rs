@@ -3,20 +3,11 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use quorum_proto::v1;
-
 use super::Context;
 use crate::output;
 
 pub async fn run(ctx: &Context) -> anyhow::Result<()> {
-    let coordinator = ctx.connect().await?;
-    let hosts = coordinator
-        .client()
-        .list_hosts(v1::ListHostsRequest {})
-        .await
-        .map_err(|status| coordinator.error(status))?
-        .into_inner()
-        .hosts;
+    let hosts = ctx.hosts().await?;
     let mut out = super::stdout();
     if ctx.json {
         output::write_json(&mut out, &output::Hosts { hosts: hosts.iter().map(output::Host::from).collect() })?;

@@ -32,6 +32,17 @@ impl Context {
     pub async fn connect(&self) -> anyhow::Result<Coordinator> {
         Coordinator::connect(&self.server).await
     }
+
+    /// Every volunteer host, as `ListHosts` returns them.
+    pub async fn hosts(&self) -> anyhow::Result<Vec<quorum_proto::v1::HostInfo>> {
+        let coordinator = self.connect().await?;
+        let response = coordinator
+            .client()
+            .list_hosts(quorum_proto::v1::ListHostsRequest {})
+            .await
+            .map_err(|status| coordinator.error(status))?;
+        Ok(response.into_inner().hosts)
+    }
 }
 
 /// Buffered stdout; commands flush it before returning so that a broken pipe
