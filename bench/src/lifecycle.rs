@@ -377,7 +377,7 @@ async fn host(
         let sent = Instant::now();
         // Like the real worker, the host lists every result it holds: none,
         // since it reported every copy before asking again.
-        let request = v1::RequestWorkRequest { slots, held: Vec::new(), held_is_complete: true };
+        let request = v1::RequestWorkRequest { slots, held: Vec::new(), held_is_complete: true, reports: Vec::new() };
         let response = match client.request_work(with_token(request, &token)?).await {
             Ok(response) => response.into_inner(),
             Err(status) => {
@@ -409,6 +409,7 @@ async fn host(
                 run_time_ms: 1,
                 error_message: String::new(),
                 engine: ENGINE.to_owned(),
+                resumed: false,
             })
             .collect();
         // A real worker keeps its reports until they are accepted.

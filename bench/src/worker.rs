@@ -65,6 +65,7 @@ pub const LIMITS: v1::Limits = v1::Limits {
     memory_bytes: 256 * 1024 * 1024,
     output_bytes: 1024 * 1024,
     wall_time_ms: 600_000,
+    stderr_bytes: 0,
 };
 
 /// The options of one run.

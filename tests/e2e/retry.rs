@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use quorum_proto::v1;
 use quorum_tests::cli::{ResultLine, Retried, Statuses, Submitted, parse_jsonl};
-use quorum_tests::grpc::{ENGINE, Host, Projects, success_report};
+use quorum_tests::grpc::{Host, Projects, success_report};
 use quorum_tests::poll::poll_until;
 use quorum_tests::{Server, TestDir, cli, primes};
 
@@ -22,14 +22,10 @@ const CHUNK: u64 = 1_000;
 /// A client error report for `result_id`: the app trapped, no output.
 fn client_error_report(result_id: i64) -> v1::ResultReport {
     v1::ResultReport {
-        result_id,
         outcome: v1::ReportedOutcome::ClientError.into(),
         output: Vec::new(),
-        stderr_tail: String::new(),
-        fuel_used: 1_000,
-        run_time_ms: 1,
         error_message: "wasm trap: unreachable".to_owned(),
-        engine: ENGINE.to_owned(),
+        ..quorum_tests::grpc::success_report(result_id, b"")
     }
 }
 

@@ -58,6 +58,7 @@ pub fn success_report(result_id: i64, output: &[u8]) -> v1::ResultReport {
         run_time_ms: 1,
         error_message: String::new(),
         engine: ENGINE.to_owned(),
+        resumed: false,
     }
 }
 

@@ -135,7 +135,7 @@ impl Client {
     /// Asks for up to `slots` results, listing every result the worker still
     /// holds so that the coordinator sends again those whose assignment was lost.
     pub async fn request_work(&mut self, slots: u32, held: Vec<i64>) -> Result<RequestWorkResponse, Status> {
-        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true });
+        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true, reports: Vec::new() });
         Ok(self.scheduler.request_work(request).await?.into_inner())
     }
 

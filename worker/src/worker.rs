@@ -628,6 +628,7 @@ fn report(result_id: i64, outcome: Outcome) -> ResultReport {
         run_time_ms: outcome.run_time_ms,
         error_message,
         engine: ENGINE.to_string(),
+        resumed: false,
     }
 }
 

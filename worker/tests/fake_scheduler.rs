@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use quorum_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
 use quorum_proto::v1::{
-    AppChunk, Assignment, DownloadAppRequest, Limits, RegisterHostRequest, RegisterHostResponse, ReportResultsRequest,
-    ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse, ResultReport,
+    AppChunk, Assignment, DownloadAppRequest, GetHostRequest, HostInfo, Limits, RegisterHostRequest,
+    RegisterHostResponse, ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest,
+    RequestWorkResponse, ResultReport,
 };
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -117,6 +118,7 @@ impl Scheduler for Fake {
             retry_after_ms: if assignments.is_empty() { 50 } else { 0 },
             assignments,
             abort: Vec::new(),
+            accepted: Vec::new(),
         }))
     }
 
@@ -163,6 +165,10 @@ impl Scheduler for Fake {
         // The test may have stopped listening already.
         let _ = self.reported.send(());
         result
+    }
+
+    async fn get_host(&self, _request: Request<GetHostRequest>) -> Result<Response<HostInfo>, Status> {
+        Err(Status::unimplemented("not needed by these tests"))
     }
 }
 

@@ -147,6 +147,7 @@ fn create_request(
             memory_bytes: limits.memory_bytes(),
             output_bytes: limits.output_bytes(),
             wall_time_ms: u64::try_from(limits.wall_time().as_millis()).unwrap_or(u64::MAX),
+            stderr_bytes: 0,
         }),
         validator: match manifest.validator() {
             Validator::Bitwise => v1::ValidatorKind::Bitwise,
@@ -279,7 +280,7 @@ mod tests {
             "CreateProjectRequest { name: \"p\", app_module: [0, 1], policy: Some(ReplicationPolicy { \
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
              deadline_secs: 3600, max_success_results: 0, adaptive_replication: false, priority: 0 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
-             output_bytes: 1048576, wall_time_ms: 2000 }), validator: Bitwise, nan_canonicalization: true, \
+             output_bytes: 1048576, wall_time_ms: 2000, stderr_bytes: 0 }), validator: Bitwise, nan_canonicalization: true, \
              work_units: [], fuzzy: None, validator_module: [] }"
         );
     }

@@ -297,30 +297,7 @@ impl Projects for ProjectsService {
         _request: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
         let hosts = self.ctx.store.list_hosts().await?;
-        Ok(Response::new(pb::ListHostsResponse {
-            hosts: hosts
-                .into_iter()
-                .map(|h| pb::HostInfo {
-                    id: h.id,
-                    name: h.name,
-                    n_cpus: h.n_cpus,
-                    memory_bytes: h.memory_bytes,
-                    engine: h.engine,
-                    os: h.os,
-                    created_unix_ms: h.created_at,
-                    last_contact_unix_ms: h.last_contact_at,
-                    n_valid: h.n_valid,
-                    n_invalid: h.n_invalid,
-                    n_error: h.n_error,
-                    n_no_reply: h.n_no_reply,
-                    n_in_progress: h.n_in_progress,
-                    total_credit: h.total_credit,
-                    account: h.account,
-                    consecutive_valid: h.consecutive_valid,
-                    daily_quota: h.daily_quota,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(pb::ListHostsResponse { hosts: hosts.into_iter().map(super::host_info).collect() }))
     }
 
     async fn cancel_project(

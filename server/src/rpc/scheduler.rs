@@ -5,8 +5,9 @@ use std::pin::Pin;
 
 use quorum_proto::v1::scheduler_server::Scheduler;
 use quorum_proto::v1::{
-    AppChunk, Assignment, DownloadAppRequest, Limits, RegisterHostRequest, RegisterHostResponse, ReportResultsRequest,
-    ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse, ResultReport,
+    AppChunk, Assignment, DownloadAppRequest, GetHostRequest, HostInfo, Limits, RegisterHostRequest,
+    RegisterHostResponse, ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest,
+    RequestWorkResponse, ResultReport,
 };
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
@@ -112,7 +113,20 @@ impl Scheduler for SchedulerService {
         if request.held.len() > MAX_HELD {
             return Err(invalid("held", format!("more than {MAX_HELD} results")));
         }
+        if request.reports.len() > MAX_REPORTS_PER_CALL {
+            return Err(invalid("reports", format!("more than {MAX_REPORTS_PER_CALL} reports")));
+        }
+        let inputs = request.reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
         let now = self.ctx.clock.now();
+        // Reports first: they free the host's slots and may end work units.
+        let mut accepted = Vec::new();
+        let mut abort = Vec::new();
+        if !inputs.is_empty() {
+            let summary = self.ctx.store.record_reports(host, &inputs, now).await?;
+            self.ctx.changes.notify();
+            accepted = summary.accepted;
+            abort = summary.abort;
+        }
         // A host that lists what it holds gets back copies whose assignment it lost.
         let mut leased = if request.held_is_complete {
             let held: Vec<ResultId> = request.held.into_iter().map(ResultId).collect();
@@ -127,7 +141,7 @@ impl Scheduler for SchedulerService {
         if wanted > 0 {
             leased.extend(self.ctx.store.lease_work(host, wanted, now).await?);
         }
-        let abort = self.ctx.store.take_aborts(host).await?;
+        abort.extend(self.ctx.store.take_aborts(host).await?);
         if !leased.is_empty() {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
         }
@@ -136,6 +150,7 @@ impl Scheduler for SchedulerService {
             assignments: leased.into_iter().map(assignment).collect(),
             retry_after_ms,
             abort: abort.iter().map(|id| id.0).collect(),
+            accepted: accepted.iter().map(|id| id.0).collect(),
         }))
     }
 
@@ -176,6 +191,11 @@ impl Scheduler for SchedulerService {
             abort: summary.abort.iter().map(|id| id.0).collect(),
         }))
     }
+
+    async fn get_host(&self, request: Request<GetHostRequest>) -> Result<Response<HostInfo>, Status> {
+        let host = self.authenticate(&request).await?;
+        Ok(Response::new(super::host_info(self.ctx.store.host(host).await?)))
+    }
 }
 
 fn assignment(a: store::Assignment) -> Assignment {
@@ -191,6 +211,8 @@ fn assignment(a: store::Assignment) -> Assignment {
             memory_bytes: a.limits.memory_bytes,
             output_bytes: a.limits.output_bytes,
             wall_time_ms: a.limits.wall_time_ms,
+            // The worker's default until projects set it.
+            stderr_bytes: 0,
         }),
         deadline_unix_ms: a.deadline.0,
         nan_canonicalization: a.nan_canonicalization,

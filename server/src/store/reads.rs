@@ -5,6 +5,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::rows::{self, u32_column, u64_column};
 use super::{Error, Result, Store};
+use crate::domain::HostId;
 use crate::domain::names::ProjectName;
 use crate::domain::policy::ReplicationPolicy;
 
@@ -321,10 +322,21 @@ impl Store {
 
     /// Every host with its counters.
     pub async fn list_hosts(&self) -> Result<Vec<HostInfo>> {
+        self.hosts(None).await
+    }
+
+    /// One host's record.
+    pub async fn host(&self, host: HostId) -> Result<HostInfo> {
+        self.hosts(Some(host)).await?.pop().ok_or(Error::UnknownHost)
+    }
+
+    /// Every host, or only `only`.
+    async fn hosts(&self, only: Option<HostId>) -> Result<Vec<HostInfo>> {
         let rows = sqlx::query(
             "SELECT h.*, (SELECT COUNT(*) FROM results r WHERE r.host_id = h.id AND r.server_state = 'in_progress') \
-             AS n_in_progress FROM hosts h ORDER BY h.id",
+             AS n_in_progress FROM hosts h WHERE ?1 IS NULL OR h.id = ?1 ORDER BY h.id",
         )
+        .bind(only.map(|host| host.0))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
