@@ -5,18 +5,68 @@
 //!
 //! A [`Sandbox`] owns two engines (NaN canonicalization off and on), a cache of
 //! compiled apps keyed by (digest, nan_canonicalization), and a ticker thread
-//! that advances both engines' epochs every 10 ms so wall-time limits and
-//! aborts can interrupt running code. Every run owns its `Store`.
+//! that advances both engines' epochs every 10 ms so wall-time limits, aborts,
+//! pauses and the CPU throttle can act on running code. Every run owns its
+//! `Store`.
 //!
-//! The environment is in `wasi`: no files, no network, no environment
-//! variables, fixed clocks, a seeded random source. Limits: fuel (an exact
-//! instruction count), linear memory, stdout size, wall time.
+//! The environment is in `wasi`: no files but the task's checkpoint
+//! directory, no network, no environment variables, fixed clocks, a seeded
+//! random source. Limits: fuel (an exact instruction count), linear memory,
+//! stdout size, stderr size, wall time.
 //!
 //! Layout:
 //! - this file: [`Sandbox`] (engines, app cache, [`Sandbox::run`]), [`Limits`],
 //!   [`Task`], [`Outcome`], and [`Validator`].
+//! - `control`: [`Gate`] (pause and CPU throttle shared by a worker's tasks)
+//!   and [`TaskControl`] (abort and progress of one task).
 //! - `wasi`: the deterministic WASI preview 1 context and captured stdio.
-//! - `tests`: unit tests with real wasmtime and inline WAT modules.
+//! - `tests`: unit tests with real wasmtime, inline WAT modules and the C
+//!   apps of `examples/hostile` and `examples/checkpoint`.
+//!
+//! # Apps (quorum's app contract)
+//!
+//! An app is a WASI preview 1 command (it exports `_start` and imports
+//! nothing but `wasi_snapshot_preview1`). It reads its work unit's input on
+//! stdin and writes its output on stdout; exit code 0 (or returning from
+//! `_start`) is a success, anything else an error. It sees no environment
+//! variables, no network, a wall clock fixed at 2000-01-01T00:00:00Z, a
+//! monotonic clock that never moves, sleeps that return at once, and random
+//! bytes drawn from the result's seed: the same input and seed give the same
+//! output, and the same fuel, on every host.
+//!
+//! ## Checkpoints
+//!
+//! When the worker gives a task a checkpoint directory
+//! ([`Task::checkpoint_dir`]), the app sees it, read-write, as
+//! **`/checkpoint`**: its only filesystem (everything else, `/etc/passwd`,
+//! `/`, `..` out of `/checkpoint`, fails). An app may keep its state there
+//! to survive interruptions; BOINC calls this cooperative checkpointing:
+//!
+//! - write the state to a temporary file, then rename it over the real one
+//!   (`/checkpoint/state.tmp` → `/checkpoint/state`), so that an
+//!   interruption at any point leaves either the old or the new state;
+//! - on start, read the state if present and resume from it;
+//! - the output must be byte-identical whether the app was interrupted (any
+//!   number of times) or not: every copy of a work unit is compared byte for
+//!   byte with the others.
+//!
+//! The worker keeps the directory across interruptions and restarts of the
+//! task (and of the worker) and deletes it once the result is accepted. Fuel
+//! is counted per run: a resumed run reports the fuel of its own segment.
+//!
+//! Determinism caveat: the files' timestamps (and the order in which a
+//! directory lists its entries) are the host's, not virtual ones; apps must
+//! not depend on them.
+//!
+//! ## Limits
+//!
+//! A task that exceeds a limit ends as an error whose message names it:
+//! "fuel limit exceeded", "memory limit exceeded", "output limit exceeded"
+//! (stdout), "stderr limit exceeded", "wall time limit exceeded". A trap ends
+//! as "trap: " and wasmtime's description (unbounded recursion: "trap: call
+//! stack exhausted"). Wall time counts only the time the task could run:
+//! time spent paused or throttled by the [`Gate`] is excluded, from the limit
+//! and from [`Outcome::run_time_ms`].
 //!
 //! # Custom validators (part of quorum's app contract)
 //!
@@ -41,11 +91,12 @@
 //! wall time. A validator should be symmetric (`compare(a, b) ==
 //! compare(b, a)`); quorum does not check it.
 
+mod control;
 mod wasi;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -56,6 +107,9 @@ use wasmtime::{
 };
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
+
+use control::Pacer;
+pub use control::{Gate, TaskControl};
 
 /// The engine reported with every result. wasmtime exports no version
 /// constant, so this must follow the `wasmtime` version pinned in Cargo.lock.
@@ -69,6 +123,7 @@ pub const DEFAULT_FUEL: u64 = 1_000_000_000_000;
 pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 pub const DEFAULT_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_WALL_TIME: Duration = Duration::from_secs(3600);
+pub const DEFAULT_STDERR_BYTES: u64 = 1024 * 1024;
 /// Longest wall time accepted, so that `Instant + wall_time` cannot overflow.
 const MAX_WALL_TIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -78,6 +133,7 @@ pub const VALIDATOR_LIMITS: Limits = Limits {
     memory_bytes: 256 * 1024 * 1024,
     output_bytes: 64 * 1024,
     wall_time: Duration::from_secs(10),
+    stderr_bytes: 64 * 1024,
 };
 /// The random seed of every validator run.
 const VALIDATOR_RANDOM_SEED: u64 = 0;
@@ -117,6 +173,8 @@ pub enum CompareError {
     MemoryLimit,
     #[error("validator exceeded its output limit")]
     OutputLimit,
+    #[error("validator exceeded its stderr limit")]
+    StderrLimit,
     #[error("validator exceeded its wall time limit")]
     WallTimeLimit,
 }
@@ -134,12 +192,21 @@ pub struct Limits {
     pub fuel: u64,
     pub memory_bytes: u64,
     pub output_bytes: u64,
+    /// Time the task may run, not counting time paused or throttled.
     pub wall_time: Duration,
+    /// Bytes the task may write to stderr in all (only the last 4 KiB are kept).
+    pub stderr_bytes: u64,
 }
 
 impl Limits {
     /// Builds limits from an assignment's values; 0 means "the worker default".
-    pub fn with_defaults(fuel: u64, memory_bytes: u64, output_bytes: u64, wall_time_ms: u64) -> Self {
+    pub fn with_defaults(
+        fuel: u64,
+        memory_bytes: u64,
+        output_bytes: u64,
+        wall_time_ms: u64,
+        stderr_bytes: u64,
+    ) -> Self {
         let or = |value: u64, default: u64| if value == 0 { default } else { value };
         let wall_time =
             if wall_time_ms == 0 { DEFAULT_WALL_TIME } else { Duration::from_millis(wall_time_ms).min(MAX_WALL_TIME) };
@@ -148,13 +215,14 @@ impl Limits {
             memory_bytes: or(memory_bytes, DEFAULT_MEMORY_BYTES),
             output_bytes: or(output_bytes, DEFAULT_OUTPUT_BYTES),
             wall_time,
+            stderr_bytes: or(stderr_bytes, DEFAULT_STDERR_BYTES),
         }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits::with_defaults(0, 0, 0, 0)
+        Limits::with_defaults(0, 0, 0, 0, 0)
     }
 }
 
@@ -170,6 +238,11 @@ pub struct Task {
     pub random_seed: u64,
     pub limits: Limits,
     pub nan_canonicalization: bool,
+    /// A host directory the worker owns for this task, preopened read-write
+    /// as `/checkpoint` (see "Checkpoints" in the crate docs); `None`: no
+    /// filesystem at all. It must exist: a directory that cannot be opened
+    /// ends the task as an error.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 /// How a task ended.
@@ -179,8 +252,8 @@ pub enum Status {
     Success(Vec<u8>),
     /// Trap, non-zero exit, limit exceeded, invalid module: why.
     Error(String),
-    /// Stopped through its abort flag (work no longer needed, or shutdown):
-    /// nothing to report.
+    /// Stopped through [`TaskControl::abort`] (work no longer needed, or
+    /// shutdown): nothing to report.
     Aborted,
 }
 
@@ -192,6 +265,7 @@ pub struct Outcome {
     pub stderr_tail: String,
     /// Fuel consumed: the limit minus what was left.
     pub fuel_used: u64,
+    /// Time the task ran, not counting time paused or throttled.
     pub run_time_ms: u64,
 }
 
@@ -232,28 +306,43 @@ impl Sandbox {
     }
 
     /// Runs `task` to completion on the current thread (CPU-bound: call it
-    /// from a worker pool, never from an async runtime). Setting `abort`
-    /// interrupts it within about one epoch tick.
-    pub fn run(&self, task: &Task, abort: Arc<AtomicBool>) -> Outcome {
+    /// from a worker pool, never from an async runtime). `control` aborts it
+    /// (within about one epoch tick), reports its progress, and holds it
+    /// while its gate is paused or throttled. Use one `TaskControl` per run.
+    pub fn run(&self, task: &Task, control: Arc<TaskControl>) -> Outcome {
         let started = Instant::now();
+        let idle_before = control.idle();
+        let run_time_ms = |control: &TaskControl| {
+            let idle = control.idle().saturating_sub(idle_before);
+            u64::try_from(started.elapsed().saturating_sub(idle).as_millis()).unwrap_or(u64::MAX)
+        };
+        let failed = |message: String| Outcome {
+            status: Status::Error(message),
+            stderr_tail: String::new(),
+            fuel_used: 0,
+            run_time_ms: run_time_ms(&control),
+        };
         let pre = match self.prepare(task) {
             Ok(pre) => pre,
-            Err(message) => {
-                return Outcome {
-                    status: Status::Error(message),
-                    stderr_tail: String::new(),
-                    fuel_used: 0,
-                    run_time_ms: elapsed_ms(started),
-                };
-            }
+            Err(message) => return failed(message),
         };
-        let run = execute(&pre, task.input.clone(), task.random_seed, task.limits, started, abort);
+        let env = wasi::Environment {
+            input: task.input.clone(),
+            random_seed: task.random_seed,
+            output_limit: usize::try_from(task.limits.output_bytes).unwrap_or(usize::MAX),
+            stderr_limit: usize::try_from(task.limits.stderr_bytes).unwrap_or(usize::MAX),
+            checkpoint_dir: task.checkpoint_dir.as_deref(),
+        };
+        let run = match execute(&pre, env, task.limits, started, control.clone()) {
+            Ok(run) => run,
+            Err(message) => return failed(message),
+        };
         let status = match run.ending {
             Ending::Exit(0) => Status::Success(run.stdout),
             Ending::Aborted => Status::Aborted,
             ending => Status::Error(ending.to_string()),
         };
-        Outcome { status, stderr_tail: run.stderr_tail, fuel_used: run.fuel_used, run_time_ms: elapsed_ms(started) }
+        Outcome { status, stderr_tail: run.stderr_tail, fuel_used: run.fuel_used, run_time_ms: run_time_ms(&control) }
     }
 
     /// The linked module for `task`, compiled on first use.
@@ -313,15 +402,20 @@ impl Validator {
     /// thread, never from an async runtime's.
     pub fn compare(&self, a: &[u8], b: &[u8]) -> Result<bool, CompareError> {
         let started = Instant::now();
-        let run = execute(
-            &self.pre,
-            validator_input(a, b),
-            VALIDATOR_RANDOM_SEED,
-            VALIDATOR_LIMITS,
-            started,
-            // Nothing aborts a comparison; it is bounded by its limits.
-            Arc::new(AtomicBool::new(false)),
-        );
+        let env = wasi::Environment {
+            input: validator_input(a, b),
+            random_seed: VALIDATOR_RANDOM_SEED,
+            output_limit: usize::try_from(VALIDATOR_LIMITS.output_bytes).unwrap_or(usize::MAX),
+            stderr_limit: usize::try_from(VALIDATOR_LIMITS.stderr_bytes).unwrap_or(usize::MAX),
+            checkpoint_dir: None,
+        };
+        // Nothing pauses or aborts a comparison; it is bounded by its limits.
+        let control = TaskControl::new(Gate::new());
+        let run = match execute(&self.pre, env, VALIDATOR_LIMITS, started, control) {
+            Ok(run) => run,
+            // Only a checkpoint directory can fail to open, and there is none.
+            Err(message) => return Err(CompareError::Trap { message, stderr_tail: String::new() }),
+        };
         match run.ending {
             Ending::Exit(0) => Ok(true),
             Ending::Exit(1) => Ok(false),
@@ -330,6 +424,7 @@ impl Validator {
             Ending::FuelLimit => Err(CompareError::FuelLimit),
             Ending::MemoryLimit => Err(CompareError::MemoryLimit),
             Ending::OutputLimit => Err(CompareError::OutputLimit),
+            Ending::StderrLimit => Err(CompareError::StderrLimit),
             // No abort flag is ever set, so `Aborted` cannot happen; were it
             // to, it would still be a run stopped from outside on time.
             Ending::WallTimeLimit | Ending::Aborted => Err(CompareError::WallTimeLimit),
@@ -362,6 +457,7 @@ enum Ending {
     Aborted,
     WallTimeLimit,
     OutputLimit,
+    StderrLimit,
     MemoryLimit,
     FuelLimit,
     /// Any other trap, described without wasmtime's "wasm trap: " prefix.
@@ -376,6 +472,7 @@ impl fmt::Display for Ending {
             Ending::Aborted => f.write_str("aborted"),
             Ending::WallTimeLimit => f.write_str("wall time limit exceeded"),
             Ending::OutputLimit => f.write_str("output limit exceeded"),
+            Ending::StderrLimit => f.write_str("stderr limit exceeded"),
             Ending::MemoryLimit => f.write_str("memory limit exceeded"),
             Ending::FuelLimit => f.write_str("fuel limit exceeded"),
             Ending::Trap(message) => write!(f, "trap: {message}"),
@@ -395,27 +492,37 @@ struct Run {
 }
 
 /// Instantiates `pre` in a fresh `Store` with the deterministic WASI context
-/// and `limits`, and calls `_start`. The wall time counts from `started`;
-/// setting `abort` interrupts the run within about one epoch tick.
+/// `env` and `limits`, and calls `_start`. The wall time counts from
+/// `started`, less the time `control`'s gate holds the run; aborting
+/// `control` interrupts the run within about one epoch tick. `Err` if the
+/// environment cannot be built (the checkpoint directory cannot be opened).
 fn execute(
     pre: &InstancePre<TaskState>,
-    input: Vec<u8>,
-    random_seed: u64,
+    env: wasi::Environment<'_>,
     limits: Limits,
     started: Instant,
-    abort: Arc<AtomicBool>,
-) -> Run {
-    let output_limit = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
-    let (wasi, stdout, stderr) = wasi::build_ctx(input, random_seed, output_limit);
+    control: Arc<TaskControl>,
+) -> Result<Run, String> {
+    if control.is_aborted() {
+        return Ok(Run { ending: Ending::Aborted, stdout: Vec::new(), stderr_tail: String::new(), fuel_used: 0 });
+    }
+    let (wasi, stdout, stderr) = wasi::build_ctx(env)?;
     let state = TaskState { wasi, limiter: MemoryLimiter::new(limits.memory_bytes), interrupt: None };
     let mut store = Store::new(pre.module().engine(), state);
     store.limiter(|state| &mut state.limiter);
     store.set_fuel(limits.fuel).expect("fuel metering is enabled on both engines");
-    let deadline = started + limits.wall_time;
+    let idle_before = control.idle();
+    let mut pacer = Pacer::new(control.clone());
+    let callback_control = control.clone();
     store.epoch_deadline_callback(move |mut ctx| {
-        let interrupt = if abort.load(Ordering::Relaxed) {
+        let control = &callback_control;
+        control.set_fuel_used(limits.fuel.saturating_sub(ctx.get_fuel().unwrap_or(0)));
+        // Blocks while paused, sleeps while throttled.
+        pacer.tick();
+        let running = started.elapsed().saturating_sub(control.idle().saturating_sub(idle_before));
+        let interrupt = if control.is_aborted() {
             Interrupt::Aborted
-        } else if Instant::now() >= deadline {
+        } else if running >= limits.wall_time {
             Interrupt::WallTime
         } else {
             return Ok(UpdateDeadline::Continue(1));
@@ -430,14 +537,15 @@ fn execute(
         start.call(&mut store, ())
     });
 
-    let remaining = store.get_fuel().unwrap_or(0);
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    control.set_fuel_used(fuel_used);
     let state = store.data();
-    Run {
-        ending: classify(result, state.interrupt, stdout.overflowed(), state.limiter.denied),
+    Ok(Run {
+        ending: classify(result, state.interrupt, stdout.overflowed(), stderr.overflowed(), state.limiter.denied),
         stdout: stdout.take(),
         stderr_tail: String::from_utf8_lossy(&stderr.take()).into_owned(),
-        fuel_used: limits.fuel.saturating_sub(remaining),
-    }
+        fuel_used,
+    })
 }
 
 /// Maps how the run ended to an [`Ending`]; the checks go from the most to
@@ -446,6 +554,7 @@ fn classify(
     result: wasmtime::Result<()>,
     interrupt: Option<Interrupt>,
     output_overflowed: bool,
+    stderr_overflowed: bool,
     memory_denied: bool,
 ) -> Ending {
     match interrupt {
@@ -455,6 +564,9 @@ fn classify(
     }
     if output_overflowed {
         return Ending::OutputLimit;
+    }
+    if stderr_overflowed {
+        return Ending::StderrLimit;
     }
     let error = match result {
         Ok(()) => return Ending::Exit(0),
@@ -515,10 +627,6 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<InstancePre<TaskState>, Comp
     wasi::add_to_linker(&mut linker, |state: &mut TaskState| &mut state.wasi)
         .map_err(|error| CompileError::Wasi(format!("{error:#}")))?;
     linker.instantiate_pre(&module).map_err(|error| CompileError::Invalid(format!("{error:#}")))
-}
-
-fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `StoreLimits` that remembers whether it refused to grow a memory, so a trap

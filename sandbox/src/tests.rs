@@ -42,11 +42,17 @@ fn task(wat: &str, input: &[u8], seed: u64, limits: Limits) -> Task {
         random_seed: seed,
         limits,
         nan_canonicalization: false,
+        checkpoint_dir: None,
     }
 }
 
+/// A control for a task on its own open gate.
+fn control() -> Arc<TaskControl> {
+    TaskControl::new(Gate::new())
+}
+
 fn run_with(sandbox: &Sandbox, wat: &str, input: &[u8], seed: u64, limits: Limits) -> Outcome {
-    sandbox.run(&task(wat, input, seed, limits), Arc::new(AtomicBool::new(false)))
+    sandbox.run(&task(wat, input, seed, limits), control())
 }
 
 /// Runs `wat` with `limits` on a fresh sandbox and checks the status.
@@ -102,24 +108,33 @@ fn trap_is_reported() {
 
 const INFINITE_LOOP: &str = r#"(memory (export "memory") 1) (func (export "_start") (loop $l (br $l)))"#;
 
+/// An endless loop that calls a function on every iteration: compiled code
+/// saves its fuel counter where the epoch callback can read it only at calls
+/// and returns, so progress shows only for code that makes calls.
+const INFINITE_LOOP_WITH_CALLS: &str = r#"(memory (export "memory") 1)
+  (func $step)
+  (func (export "_start") (loop $l (call $step) (br $l)))"#;
+
 #[test]
 fn infinite_loop_hits_the_fuel_limit() {
-    let limits = Limits::with_defaults(1_000_000, 0, 0, 0);
+    let limits = Limits::with_defaults(1_000_000, 0, 0, 0, 0);
     let outcome = check(&app(INFINITE_LOOP), b"", limits, error("fuel limit exceeded"));
     assert_eq!(outcome.fuel_used, 1_000_000);
 }
 
 #[test]
 fn infinite_loop_with_huge_fuel_hits_the_wall_time_limit() {
-    let limits = Limits::with_defaults(u64::MAX, 0, 0, 200);
+    let limits = Limits::with_defaults(u64::MAX, 0, 0, 200, 0);
     check(&app(INFINITE_LOOP), b"", limits, error("wall time limit exceeded"));
 }
 
 #[test]
-fn abort_flag_interrupts_a_task() {
+fn aborted_control_stops_a_task() {
     let sandbox = Sandbox::new().expect("sandbox");
-    let limits = Limits::with_defaults(u64::MAX, 0, 0, 0);
-    let outcome = sandbox.run(&task(&app(INFINITE_LOOP), b"", 1, limits), Arc::new(AtomicBool::new(true)));
+    let limits = Limits::with_defaults(u64::MAX, 0, 0, 0, 0);
+    let control = control();
+    control.abort();
+    let outcome = sandbox.run(&task(&app(INFINITE_LOOP), b"", 1, limits), control);
     assert_eq!(outcome.status, Status::Aborted);
 }
 
@@ -129,16 +144,16 @@ fn memory_grow_beyond_the_cap() {
     let wat = app(r#"(memory (export "memory") 1)
            (func (export "_start")
              (if (i32.eq (memory.grow (i32.const 64)) (i32.const -1)) (then unreachable)))"#);
-    check(&wat, b"", Limits::with_defaults(0, 1 << 20, 0, 0), error("memory limit exceeded"));
+    check(&wat, b"", Limits::with_defaults(0, 1 << 20, 0, 0, 0), error("memory limit exceeded"));
     // The same app within its cap succeeds.
-    check(&wat, b"", Limits::with_defaults(0, 8 << 20, 0, 0), Status::Success(Vec::new()));
+    check(&wat, b"", Limits::with_defaults(0, 8 << 20, 0, 0, 0), Status::Success(Vec::new()));
 }
 
 #[test]
 fn output_over_the_limit() {
     let input = vec![b'x'; 100];
-    check(&app(ECHO), &input, Limits::with_defaults(0, 0, 10, 0), error("output limit exceeded"));
-    check(&app(ECHO), &input, Limits::with_defaults(0, 0, 100, 0), Status::Success(input.clone()));
+    check(&app(ECHO), &input, Limits::with_defaults(0, 0, 10, 0, 0), error("output limit exceeded"));
+    check(&app(ECHO), &input, Limits::with_defaults(0, 0, 100, 0, 0), Status::Success(input.clone()));
 }
 
 #[test]
@@ -242,15 +257,222 @@ fn stderr_tail_is_kept() {
 #[test]
 fn zero_limits_mean_worker_defaults() {
     assert_eq!(
-        Limits::with_defaults(0, 0, 0, 0),
+        Limits::with_defaults(0, 0, 0, 0, 0),
         Limits {
             fuel: DEFAULT_FUEL,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             output_bytes: DEFAULT_OUTPUT_BYTES,
             wall_time: DEFAULT_WALL_TIME,
+            stderr_bytes: DEFAULT_STDERR_BYTES,
         }
     );
-    assert_eq!(Limits::with_defaults(5, 6, 7, 8).wall_time, Duration::from_millis(8));
+    assert_eq!(Limits::with_defaults(5, 6, 7, 8, 0).wall_time, Duration::from_millis(8));
+}
+
+// The checkpoint directory.
+
+/// Probes the filesystem: writes to stdout the errno of `fd_prestat_get(3)`,
+/// the name of preopen 3, the errnos of `fd_prestat_get(4)`, of opening
+/// `../x` and `/etc/passwd` from fd 3, and of creating `out` in fd 3; then
+/// writes "hello" into `out`.
+const FS_PROBE: &str = r#"
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $fd_prestat_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $fd_prestat_dir_name (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "../x")
+  (data (i32.const 110) "/etc/passwd")
+  (data (i32.const 130) "out")
+  (data (i32.const 140) "hello")
+  ;; Writes memory[ptr, ptr + len) to stdout (iovec at 0, count at 8).
+  (func $put (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $ptr))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func $byte (param $b i32)
+    (i32.store8 (i32.const 20) (local.get $b))
+    (call $put (i32.const 20) (i32.const 1)))
+  ;; Opens a path relative to fd 3 with every right; the new fd goes to 24.
+  (func $open (param $path i32) (param $len i32) (param $oflags i32) (result i32)
+    (call $path_open (i32.const 3) (i32.const 0) (local.get $path) (local.get $len) (local.get $oflags)
+      (i64.const 0x1FFFFFFF) (i64.const 0x1FFFFFFF) (i32.const 0) (i32.const 24)))
+  (func (export "_start")
+    (call $byte (call $fd_prestat_get (i32.const 3) (i32.const 32)))
+    (drop (call $fd_prestat_dir_name (i32.const 3) (i32.const 200) (i32.load (i32.const 36))))
+    (call $put (i32.const 200) (i32.load (i32.const 36)))
+    (call $byte (call $fd_prestat_get (i32.const 4) (i32.const 32)))
+    (call $byte (call $open (i32.const 100) (i32.const 4) (i32.const 1)))
+    (call $byte (call $open (i32.const 110) (i32.const 11) (i32.const 0)))
+    ;; oflags 9: create, truncate.
+    (call $byte (call $open (i32.const 130) (i32.const 3) (i32.const 9)))
+    (i32.store (i32.const 0) (i32.const 140))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $fd_write (i32.load (i32.const 24)) (i32.const 0) (i32.const 1) (i32.const 8))))
+"#;
+
+/// WASI errno 8: bad file descriptor.
+const ERRNO_BADF: u8 = 8;
+
+#[test]
+fn checkpoint_dir_is_the_only_preopen_and_cannot_be_escaped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::new().expect("sandbox");
+    let mut task = task(&app(FS_PROBE), b"", 1, Limits::default());
+    task.checkpoint_dir = Some(dir.path().to_path_buf());
+    let outcome = sandbox.run(&task, control());
+    let Status::Success(output) = outcome.status else { panic!("unexpected status {:?}", outcome.status) };
+    let (head, errnos) = output.split_at(output.len() - 4);
+    assert_eq!(head, b"\0/checkpoint", "fd 3 is /checkpoint");
+    let [no_fd_4, dot_dot, etc_passwd, create] = errnos.try_into().expect("4 errnos");
+    assert_eq!(no_fd_4, ERRNO_BADF, "no second preopen");
+    assert_ne!(dot_dot, 0, "../x must not open");
+    assert_ne!(etc_passwd, 0, "/etc/passwd must not open");
+    assert_eq!(create, 0, "creating a file in /checkpoint works");
+    assert_eq!(std::fs::read(dir.path().join("out")).expect("out written"), b"hello");
+    assert!(!dir.path().parent().expect("parent").join("x").exists());
+}
+
+#[test]
+fn without_checkpoint_dir_there_is_no_filesystem() {
+    // No preopen, so no name, and every call answers "bad file descriptor".
+    check(&app(FS_PROBE), b"", Limits::default(), Status::Success(vec![ERRNO_BADF; 5]));
+}
+
+#[test]
+fn missing_checkpoint_dir_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::new().expect("sandbox");
+    let mut task = task(&app(FS_PROBE), b"", 1, Limits::default());
+    task.checkpoint_dir = Some(dir.path().join("missing"));
+    let outcome = sandbox.run(&task, control());
+    assert!(
+        matches!(&outcome.status, Status::Error(message) if message.starts_with("cannot open the checkpoint directory")),
+        "{:?}",
+        outcome.status
+    );
+}
+
+// stderr.
+
+/// Writes "oops" to stderr `$n` times (`$n` = the first byte of stdin, 0
+/// meaning forever).
+const STDERR_WRITER: &str = r#"
+  (memory (export "memory") 1)
+  (data (i32.const 100) "oops")
+  (func (export "_start")
+    (local $n i32)
+    (i32.store (i32.const 0) (i32.const 200))
+    (i32.store (i32.const 4) (i32.const 1))
+    (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (local.set $n (i32.load8_u (i32.const 200)))
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 4))
+    (loop $l
+      (if (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)) (then unreachable))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $l (local.get $n))))
+"#;
+
+#[test]
+fn stderr_over_the_limit() {
+    let limits = Limits::with_defaults(0, 0, 0, 0, 100);
+    let outcome = check(&app(STDERR_WRITER), &[0], limits, error("stderr limit exceeded"));
+    assert!(outcome.stderr_tail.ends_with("oopsoops"), "{}", outcome.stderr_tail);
+    // 25 writes of 4 bytes are exactly the limit.
+    let outcome = check(&app(STDERR_WRITER), &[25], limits, Status::Success(Vec::new()));
+    assert_eq!(outcome.stderr_tail, "oops".repeat(25));
+}
+
+#[test]
+fn stderr_limit_defaults_to_one_mib_and_keeps_a_4_kib_tail() {
+    let outcome = check(&app(STDERR_WRITER), &[0], Limits::default(), error("stderr limit exceeded"));
+    assert_eq!(outcome.stderr_tail, "oops".repeat(1024));
+}
+
+// Pause, throttle, abort, progress.
+
+/// Runs `wat` on a thread of its own under `control`.
+fn spawn_run(
+    sandbox: &Arc<Sandbox>,
+    wat: &str,
+    limits: Limits,
+    control: &Arc<TaskControl>,
+) -> std::thread::JoinHandle<Outcome> {
+    let (sandbox, task, control) = (sandbox.clone(), task(wat, b"", 1, limits), control.clone());
+    std::thread::spawn(move || sandbox.run(&task, control))
+}
+
+#[test]
+fn paused_gate_holds_every_task_until_resumed() {
+    let sandbox = Arc::new(Sandbox::new().expect("sandbox"));
+    let gate = Gate::new();
+    gate.pause();
+    assert!(gate.is_paused());
+    // Endless loops that the wall time limit ends once they run again.
+    let limits = Limits::with_defaults(u64::MAX, 0, 0, 50, 0);
+    let controls = [TaskControl::new(gate.clone()), TaskControl::new(gate.clone())];
+    let threads: Vec<_> =
+        controls.iter().map(|control| spawn_run(&sandbox, &app(INFINITE_LOOP_WITH_CALLS), limits, control)).collect();
+    gate.wait_for_waiting(2);
+    let fuel_at_pause: Vec<u64> = controls.iter().map(|control| control.fuel_used()).collect();
+    for (thread, fuel) in threads.iter().zip(&fuel_at_pause) {
+        assert!(!thread.is_finished(), "a paused task is held");
+        assert!(*fuel > 0, "progress is reported before the pause");
+    }
+    gate.resume();
+    assert!(!gate.is_paused());
+    for ((thread, control), fuel_at_pause) in threads.into_iter().zip(&controls).zip(fuel_at_pause) {
+        let outcome = thread.join().expect("task thread");
+        assert_eq!(outcome.status, error("wall time limit exceeded"));
+        assert!(outcome.fuel_used > fuel_at_pause, "the task ran again after the resume");
+        assert_eq!(control.fuel_used(), outcome.fuel_used, "final progress is exact");
+        assert!(control.idle() > Duration::ZERO);
+    }
+}
+
+#[test]
+fn aborting_a_paused_task_ends_it() {
+    let sandbox = Arc::new(Sandbox::new().expect("sandbox"));
+    let gate = Gate::new();
+    gate.pause();
+    let control = TaskControl::new(gate.clone());
+    let thread = spawn_run(&sandbox, &app(INFINITE_LOOP), Limits::with_defaults(u64::MAX, 0, 0, 0, 0), &control);
+    gate.wait_for_waiting(1);
+    control.abort();
+    assert!(control.is_aborted());
+    assert_eq!(thread.join().expect("task thread").status, Status::Aborted);
+    assert!(gate.is_paused(), "aborting a task leaves the gate paused");
+}
+
+#[test]
+fn throttled_time_is_not_run_time() {
+    let sandbox = Arc::new(Sandbox::new().expect("sandbox"));
+    let gate = Gate::new();
+    gate.set_cpu_limit(50);
+    assert_eq!(gate.cpu_limit(), 50);
+    let control = TaskControl::new(gate.clone());
+    let started = Instant::now();
+    let thread = spawn_run(&sandbox, &app(INFINITE_LOOP), Limits::with_defaults(u64::MAX, 0, 0, 0, 0), &control);
+    // The task sleeps its share of idle time (an abort cuts the sleep short).
+    gate.wait_for_waiting(1);
+    control.abort();
+    let outcome = thread.join().expect("task thread");
+    let elapsed = started.elapsed();
+    assert_eq!(outcome.status, Status::Aborted);
+    let idle = control.idle();
+    assert!(idle > Duration::ZERO);
+    assert!(Duration::from_millis(outcome.run_time_ms) + idle <= elapsed, "{outcome:?}, idle {idle:?}, {elapsed:?}");
+}
+
+#[test]
+fn cpu_limit_is_clamped() {
+    let gate = Gate::new();
+    assert_eq!(gate.cpu_limit(), 100);
+    gate.set_cpu_limit(0);
+    assert_eq!(gate.cpu_limit(), 1);
+    gate.set_cpu_limit(200);
+    assert_eq!(gate.cpu_limit(), 100);
 }
 
 // Custom validators.

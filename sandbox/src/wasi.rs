@@ -4,8 +4,11 @@
 //! never move, randomness comes from a generator seeded by the assignment,
 //! stdout and stderr are captured in memory, and `poll_oneoff` (sleeping) returns
 //! at once instead of blocking a worker thread for as long as the app asks.
+//! The only filesystem is the task's checkpoint directory, preopened as
+//! `/checkpoint` when the worker gives one.
 
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -18,7 +21,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 /// What the wall clock always says: 2000-01-01T00:00:00Z, in seconds since the Unix epoch.
 const FIXED_WALL_CLOCK_SECS: u64 = 946_684_800;
@@ -26,13 +29,36 @@ const FIXED_WALL_CLOCK_SECS: u64 = 946_684_800;
 const FIXED_MONOTONIC_NANOS: u64 = 1_000_000_000;
 /// How much of stderr is kept for the report (its last bytes).
 pub const STDERR_TAIL_BYTES: usize = 4096;
+/// Where the checkpoint directory appears inside the sandbox.
+pub const CHECKPOINT_GUEST_PATH: &str = "/checkpoint";
 
-/// Builds the WASI context of one run, `input` being its stdin, and returns it
-/// with handles on its captured stdout and stderr.
-pub fn build_ctx(input: Vec<u8>, random_seed: u64, output_limit: usize) -> (WasiP1Ctx, CapturePipe, CapturePipe) {
+/// What one run sees: stdin, the random seed, the stdout and stderr limits,
+/// and the host directory preopened as `/checkpoint`, if any.
+pub struct Environment<'a> {
+    pub input: Vec<u8>,
+    pub random_seed: u64,
+    pub output_limit: usize,
+    pub stderr_limit: usize,
+    pub checkpoint_dir: Option<&'a Path>,
+}
+
+/// Builds the WASI context of one run and returns it with handles on its
+/// captured stdout and stderr; `Err` (a message) if the checkpoint directory
+/// cannot be opened.
+pub fn build_ctx(env: Environment<'_>) -> Result<(WasiP1Ctx, CapturePipe, CapturePipe), String> {
+    let Environment { input, random_seed, output_limit, stderr_limit, checkpoint_dir } = env;
     let stdout = CapturePipe::limited(output_limit);
-    let stderr = CapturePipe::tail(STDERR_TAIL_BYTES);
+    let stderr = CapturePipe::tail(STDERR_TAIL_BYTES, stderr_limit);
     let mut builder = WasiCtxBuilder::new();
+    if let Some(dir) = checkpoint_dir {
+        builder
+            .preopened_dir(dir, CHECKPOINT_GUEST_PATH, FsPerms::ReadWrite)
+            .map_err(|error| format!("cannot open the checkpoint directory {}: {error:#}", dir.display()))?;
+        // Tasks run on threads of their own (never on an async runtime), so
+        // file operations may block them instead of going through a
+        // blocking-task pool.
+        builder.allow_blocking_current_thread(true);
+    }
     builder
         .args(&["app"])
         .stdin(MemoryInputPipe::new(input))
@@ -48,7 +74,7 @@ pub fn build_ctx(input: Vec<u8>, random_seed: u64, output_limit: usize) -> (Wasi
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    (builder.build_p1(), stdout, stderr)
+    Ok((builder.build_p1(), stdout, stderr))
 }
 
 /// Adds WASI preview 1 to `linker`, with `poll_oneoff` replaced by the
@@ -187,8 +213,11 @@ pub struct CapturePipe {
 struct Capture {
     bytes: Vec<u8>,
     mode: Mode,
-    /// Set when the app wrote past a `Mode::Limit`: the task then fails with
-    /// "output limit exceeded", whatever the app did next.
+    /// Bytes written so far (kept or not).
+    written: usize,
+    /// Set when the app wrote past the limit: the task then fails with
+    /// "output limit exceeded" (or "stderr limit exceeded"), whatever the app
+    /// did next.
     overflowed: bool,
 }
 
@@ -196,8 +225,8 @@ struct Capture {
 enum Mode {
     /// Keep everything, up to this many bytes; writing more traps.
     Limit(usize),
-    /// Accept everything, keep only the last this-many bytes.
-    Tail(usize),
+    /// Keep only the last `keep` bytes; writing more than `limit` in all traps.
+    Tail { keep: usize, limit: usize },
 }
 
 /// How many bytes `check_write` promises. Never 0: wasmtime-wasi's blocking
@@ -209,12 +238,12 @@ impl CapturePipe {
         Self::new(Mode::Limit(limit))
     }
 
-    fn tail(keep: usize) -> Self {
-        Self::new(Mode::Tail(keep))
+    fn tail(keep: usize, limit: usize) -> Self {
+        Self::new(Mode::Tail { keep, limit })
     }
 
     fn new(mode: Mode) -> Self {
-        CapturePipe { inner: Arc::new(Mutex::new(Capture { bytes: Vec::new(), mode, overflowed: false })) }
+        CapturePipe { inner: Arc::new(Mutex::new(Capture { bytes: Vec::new(), mode, written: 0, overflowed: false })) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Capture> {
@@ -232,7 +261,7 @@ impl CapturePipe {
     pub fn take(&self) -> Vec<u8> {
         let mut capture = self.lock();
         let mut bytes = std::mem::take(&mut capture.bytes);
-        if let Mode::Tail(keep) = capture.mode
+        if let Mode::Tail { keep, .. } = capture.mode
             && bytes.len() > keep
         {
             bytes.drain(..bytes.len() - keep);
@@ -243,20 +272,27 @@ impl CapturePipe {
     /// Appends `bytes`; false if that went over the limit.
     fn append(&self, bytes: &[u8]) -> bool {
         let mut capture = self.lock();
+        capture.written = capture.written.saturating_add(bytes.len());
         match capture.mode {
             Mode::Limit(limit) => {
-                if capture.bytes.len() + bytes.len() > limit {
+                if capture.written > limit {
                     capture.overflowed = true;
                     return false;
                 }
                 capture.bytes.extend_from_slice(bytes);
             }
-            Mode::Tail(keep) => {
+            Mode::Tail { keep, limit } => {
+                // Kept even when over the limit: the tail then shows what the
+                // app was writing when it was stopped.
                 capture.bytes.extend_from_slice(bytes);
                 // Trim now and then, not on every write.
                 if capture.bytes.len() > 2 * keep.max(1024) {
                     let excess = capture.bytes.len() - keep;
                     capture.bytes.drain(..excess);
+                }
+                if capture.written > limit {
+                    capture.overflowed = true;
+                    return false;
                 }
             }
         }
@@ -288,7 +324,7 @@ impl Pollable for CapturePipe {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CapturePipe {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        if self.append(&bytes) { Ok(()) } else { Err(StreamError::trap("output limit exceeded")) }
+        if self.append(&bytes) { Ok(()) } else { Err(StreamError::trap("stream limit exceeded")) }
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -305,7 +341,7 @@ impl AsyncWrite for CapturePipe {
         if self.append(buf) {
             Poll::Ready(Ok(buf.len()))
         } else {
-            Poll::Ready(Err(io::Error::other("output limit exceeded")))
+            Poll::Ready(Err(io::Error::other("stream limit exceeded")))
         }
     }
 
@@ -337,13 +373,23 @@ mod tests {
 
     #[test]
     fn tail_pipe_keeps_the_last_bytes() {
-        let pipe = CapturePipe::tail(4);
+        let pipe = CapturePipe::tail(4, usize::MAX);
         for chunk in [&b"hello "[..], b"world", &[b'x'; 3000]] {
             assert!(pipe.append(chunk));
         }
         assert!(pipe.append(b"1234"));
         assert_eq!(pipe.take(), b"1234");
         assert!(!pipe.overflowed());
+    }
+
+    #[test]
+    fn tail_pipe_overflows_past_its_limit_and_keeps_the_tail() {
+        let pipe = CapturePipe::tail(4, 10);
+        assert!(pipe.append(b"0123456789"));
+        assert!(!pipe.overflowed());
+        assert!(!pipe.append(b"ab"));
+        assert!(pipe.overflowed());
+        assert_eq!(pipe.take(), b"89ab");
     }
 
     #[test]
