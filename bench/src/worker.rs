@@ -33,13 +33,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use quorum_proto::v1;
 use quorum_proto::v1::projects_client::ProjectsClient;
-use quorum_sandbox::{Limits, Sandbox, Status, Task};
+use quorum_sandbox::{Gate, Limits, Sandbox, Status, Task, TaskControl};
 use rayon::prelude::*;
 use serde::Serialize;
 use tokio::process::{Child, Command};
@@ -263,7 +262,14 @@ fn native(units: &[Unit], cpus: usize) -> anyhow::Result<(f64, Vec<u64>)> {
 fn direct(units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64, Vec<Vec<u8>>, u64)> {
     let sandbox = Sandbox::new().context("cannot create the sandbox")?;
     let pool = pool(cpus)?;
-    let limits = Limits::with_defaults(LIMITS.fuel, LIMITS.memory_bytes, LIMITS.output_bytes, LIMITS.wall_time_ms);
+    let limits = Limits::with_defaults(
+        LIMITS.fuel,
+        LIMITS.memory_bytes,
+        LIMITS.output_bytes,
+        LIMITS.wall_time_ms,
+        LIMITS.stderr_bytes,
+    );
+    let gate = Gate::new();
     let started = Instant::now();
     let outcomes: Vec<_> = pool.install(|| {
         units
@@ -276,8 +282,9 @@ fn direct(units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64
                     random_seed: 0,
                     limits,
                     nan_canonicalization: false,
+                    checkpoint_dir: None,
                 };
-                sandbox.run(&task, Arc::new(AtomicBool::new(false)))
+                sandbox.run(&task, TaskControl::new(gate.clone()))
             })
             .collect()
     });

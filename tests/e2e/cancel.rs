@@ -53,9 +53,11 @@ async fn cancel_with_copies_in_flight() {
     assert_eq!(submitted.n_work_units, N_WORK_UNITS);
     let projects = Projects::connect(&url).await;
 
+    // A buffer of one queued task: each worker holds one copy running and one queued.
+    let buffer = ["--buffer-low", "1", "--buffer-high", "1"];
     let mut workers: Vec<Worker> =
-        ["worker-a", "worker-b"].iter().map(|name| Worker::spawn(&url, &dir.join(name), 1)).collect();
-    // Each worker asks for two copies at once; wait until both hold them.
+        ["worker-a", "worker-b"].iter().map(|name| Worker::spawn_with(&[&url], &dir.join(name), 1, &buffer)).collect();
+    // Wait until both hold their two copies.
     let hosts = poll_until("both workers to hold their copies", Duration::from_millis(10), || async {
         let hosts = projects.hosts().await;
         let holding = hosts.len() == workers.len() && hosts.iter().all(|host| host.n_in_progress == COPIES_PER_WORKER);

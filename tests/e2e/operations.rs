@@ -62,18 +62,19 @@ async fn worker_and_server_stop_cleanly_on_sigterm() {
     let projects = Projects::connect(&server.url()).await;
     let mut worker = Worker::spawn(&server.url(), &dir.join("worker"), 1);
 
-    // No event says "registered and saved": poll for the identity file in
-    // which the worker keeps what RegisterHost returned (a condition wait).
-    let host_json = dir.join("worker").join("host.json");
-    quorum_tests::poll::poll_until("the worker to save STATE_DIR/host.json", Duration::from_millis(20), || async {
-        if host_json.is_file() { Ok(()) } else { Err(worker.log()) }
+    // No event says "registered and saved": poll `quorum-worker status`,
+    // which reads the identity from the worker's journal (a condition wait).
+    quorum_tests::poll::poll_until("the worker to journal its identity", Duration::from_millis(20), || async {
+        let status = worker.try_command("status").await?;
+        if status.contains("(host 1, share 100)") { Ok(()) } else { Err(format!("{status}\n{}", worker.log())) }
     })
     .await;
     assert_eq!(projects.hosts().await.len(), 1, "the worker registered once");
 
     let exit = worker.terminate().await;
     assert!(exit.success(), "quorum-worker exits 0 on SIGTERM, got {exit}\n{}", worker.log());
-    assert!(host_json.is_file(), "the worker keeps its identity after stopping");
+    let status = worker.command("status").await;
+    assert!(status.contains("worker: not running") && status.contains("(host 1, share 100)"), "{status}");
     drop(projects);
     let exit = server.terminate().await;
     assert!(exit.success(), "quorum-server exits 0 on SIGTERM, got {exit}\n{}", server.log());

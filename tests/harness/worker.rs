@@ -1,6 +1,6 @@
 //! [`Worker`]: a real `quorum-worker` process pointed at a server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use crate::binaries;
@@ -16,6 +16,7 @@ pub struct Worker {
     process: Process,
     /// The host name it registers with: the state directory's file name.
     name: String,
+    state_dir: PathBuf,
 }
 
 impl Worker {
@@ -23,6 +24,12 @@ impl Worker {
     /// --name NAME --max-backoff-ms 300`, where NAME is the state directory's
     /// file name; stderr goes to `STATE_DIR.log` next to it.
     pub fn spawn(server_url: &str, state_dir: &Path, cpus: u32) -> Worker {
+        Worker::spawn_with(&[server_url], state_dir, cpus, &[])
+    }
+
+    /// As [`Worker::spawn`], attached to every server of `servers` (each
+    /// `URL` or `URL,share=N`), with `extra` flags.
+    pub fn spawn_with(servers: &[&str], state_dir: &Path, cpus: u32, extra: &[&str]) -> Worker {
         let name = state_dir
             .file_name()
             .and_then(|name| name.to_str())
@@ -31,9 +38,11 @@ impl Worker {
         let parent = state_dir.parent().expect("the state directory has a parent");
         let log_path = unused_path(parent, &name, "log");
         let log = std::fs::File::create(&log_path).expect("create the worker log");
-        let child = Command::new(binaries::path(binaries::WORKER))
-            .arg("--server")
-            .arg(server_url)
+        let mut command = Command::new(binaries::path(binaries::WORKER));
+        for server in servers {
+            command.arg("--server").arg(server);
+        }
+        let child = command
             .arg("--state-dir")
             .arg(state_dir)
             .arg("--cpus")
@@ -42,12 +51,28 @@ impl Worker {
             .arg(&name)
             .arg("--max-backoff-ms")
             .arg(MAX_BACKOFF_MS.to_string())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("share the worker log"))
             .stderr(log)
             .spawn()
             .expect("spawn quorum-worker");
-        Worker { process: Process::new(format!("quorum-worker {name}"), child, log_path), name }
+        Worker {
+            process: Process::new(format!("quorum-worker {name}"), child, log_path),
+            name,
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    /// Runs `quorum-worker COMMAND --state-dir STATE_DIR` (status, pause,
+    /// resume) beside the worker; returns its stdout, panicking on failure.
+    pub async fn command(&self, command: &str) -> String {
+        worker_command(command, &self.state_dir).await
+    }
+
+    /// As [`Worker::command`], returning the failure instead of panicking.
+    pub async fn try_command(&self, command: &str) -> Result<String, String> {
+        try_worker_command(command, &self.state_dir).await
     }
 
     /// The host name it registered with.
@@ -73,5 +98,32 @@ impl Worker {
     /// SIGTERM, then waits for it to exit; returns its exit status.
     pub async fn terminate(&mut self) -> ExitStatus {
         self.process.terminate().await
+    }
+}
+
+/// Runs `quorum-worker COMMAND --state-dir STATE_DIR`; returns its stdout,
+/// panicking with its stderr if it fails.
+pub async fn worker_command(command: &str, state_dir: &Path) -> String {
+    try_worker_command(command, state_dir).await.unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Runs `quorum-worker COMMAND --state-dir STATE_DIR`; its stdout, or why it failed.
+pub async fn try_worker_command(command: &str, state_dir: &Path) -> Result<String, String> {
+    let output = tokio::process::Command::new(binaries::path(binaries::WORKER))
+        .arg(command)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .await
+        .expect("run quorum-worker");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "quorum-worker {command} failed: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
     }
 }

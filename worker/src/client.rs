@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use quorum_proto::v1::scheduler_client::SchedulerClient;
 use quorum_proto::v1::{
-    DownloadAppRequest, RegisterHostRequest, RegisterHostResponse, ReportResultsRequest, RequestWorkRequest,
-    RequestWorkResponse, ResultReport,
+    DownloadAppRequest, GetHostRequest, HostInfo, RegisterHostRequest, RegisterHostResponse, ReportResultsRequest,
+    RequestWorkRequest, RequestWorkResponse, ResultReport,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -87,7 +87,9 @@ pub struct Reported {
     pub abort: Vec<i64>,
 }
 
-/// A `Scheduler` client holding the host's token.
+/// A `Scheduler` client holding the host's token. Cheap to clone: clones
+/// share one connection.
+#[derive(Clone)]
 pub struct Client {
     scheduler: SchedulerClient<Channel>,
     /// `Bearer <token>`, once registered.
@@ -133,10 +135,22 @@ impl Client {
     }
 
     /// Asks for up to `slots` results, listing every result the worker still
-    /// holds so that the coordinator sends again those whose assignment was lost.
-    pub async fn request_work(&mut self, slots: u32, held: Vec<i64>) -> Result<RequestWorkResponse, Status> {
-        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true, reports: Vec::new() });
+    /// holds so that the coordinator sends again those whose assignment was
+    /// lost, and carrying finished `reports` (one round trip for both).
+    pub async fn request_work(
+        &mut self,
+        slots: u32,
+        held: Vec<i64>,
+        reports: Vec<ResultReport>,
+    ) -> Result<RequestWorkResponse, Status> {
+        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true, reports });
         Ok(self.scheduler.request_work(request).await?.into_inner())
+    }
+
+    /// This host's record at the coordinator (credit, counters).
+    pub async fn get_host(&mut self) -> Result<HostInfo, Status> {
+        let request = self.unary(GetHostRequest {});
+        Ok(self.scheduler.get_host(request).await?.into_inner())
     }
 
     /// Downloads the module with `digest`, checking its announced size and its SHA-256.
@@ -292,7 +306,7 @@ mod tests {
         let address = listener.local_addr().expect("address");
         drop(listener);
         let mut client = Client::new(&format!("http://{address}")).expect("client");
-        let status = client.request_work(1, Vec::new()).await.expect_err("nobody listens");
+        let status = client.request_work(1, Vec::new(), Vec::new()).await.expect_err("nobody listens");
         assert_eq!(status.code(), Code::Unavailable);
     }
 }

@@ -1,19 +1,31 @@
-//! quorum-worker: a volunteer host. It registers with the coordinator once,
-//! then loops: ask for work to fill its slots, fetch the apps it lacks, run the
-//! tasks in a deterministic WebAssembly sandbox on a rayon pool, report results.
+//! quorum-worker: a volunteer host. It registers with each coordinator once,
+//! then loops: keep a buffer of work, fetch the apps it lacks, run the tasks
+//! in a deterministic WebAssembly sandbox on a rayon pool (earliest deadline
+//! first, cores divided between coordinators by resource share), journal
+//! everything, report results.
 //!
 //! Layout:
 //! - `sandbox`: the crate `quorum-sandbox`, re-exported: runs one task in
-//!   wasmtime (WASI preview 1, fixed clocks, seeded random source, fuel /
-//!   memory / output / wall-time limits). No I/O, no async.
-//! - `state`: the state directory: identity (`host.json`) and app cache.
+//!   wasmtime (WASI preview 1, fixed clocks, seeded random source, a
+//!   `/checkpoint` directory, fuel / memory / output / stderr / wall-time
+//!   limits, pause and CPU throttle). No async.
+//! - `state`: the state directory: app cache and checkpoint directories.
+//! - `journal`: the SQLite journal (identities, tasks and their reports,
+//!   per-app speed, settings): what survives crashes.
+//! - `schedule`: the pure scheduling rules (work buffer, deadlines,
+//!   resource shares).
 //! - `client`: the `Scheduler` gRPC client and the retry backoff.
 //! - `worker`: the loop tying them together (async side; CPU work goes to the pool).
+//! - `control`: `quorum-worker status`, `pause` and `resume`, run beside a
+//!   worker on the same state directory.
 //!
 //! Architecture invariant: CPU work (compiling and running apps) never runs on
 //! tokio threads; the pool sends outcomes back over a channel.
 
 pub mod client;
+pub mod control;
+pub mod journal;
+pub mod schedule;
 pub mod state;
 mod worker;
 
@@ -24,16 +36,32 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+/// One coordinator to work for, and its resource share (BOINC's: the cores
+/// are divided between coordinators in proportion to their shares).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attach {
+    /// URL of the coordinator, e.g. `http://127.0.0.1:7737`.
+    pub server: String,
+    pub share: f64,
+}
 
 /// Everything the worker needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// URL of the coordinator, e.g. `http://127.0.0.1:7737`.
-    pub server: String,
-    /// Holds `host.json` (identity) and `apps/<digest>.wasm`; created if missing.
+    /// The coordinators, at least one, each once.
+    pub attachments: Vec<Attach>,
+    /// Holds the journal, the app cache and checkpoints; created if missing.
     pub state_dir: PathBuf,
     /// Tasks run at once (rayon threads); at least 1.
     pub cpus: usize,
+    /// Percent of CPU time tasks may use (BOINC's CPU throttle), 1 to 100.
+    pub cpu_limit: u8,
+    /// Keep at least this many tasks queued (over all coordinators)...
+    pub buffer_low: usize,
+    /// ... and fetch up to this many when below.
+    pub buffer_high: usize,
     /// Host name sent at registration.
     pub name: String,
     /// The volunteer account owning this host (empty: none).
@@ -42,20 +70,33 @@ pub struct Config {
     pub max_backoff: Duration,
 }
 
+/// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2 resumes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+}
+
 /// Runs the worker until `shutdown` completes (or a fatal error: bad state
-/// directory, invalid server URL). Being unable to reach the server is not
+/// directory, invalid server URL). Being unable to reach a coordinator is not
 /// fatal: the worker keeps retrying.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!config.attachments.is_empty(), "no coordinator given");
     let state = state::StateDir::open(&config.state_dir)
         .with_context(|| format!("cannot open state directory {}", config.state_dir.display()))?;
-    let client = client::Client::new(&config.server)?;
     let sandbox = sandbox::Sandbox::new().context("cannot create the sandbox")?;
     let cpus = config.cpus.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cpus)
-        .thread_name(|index| format!("quorum-task-{index}"))
-        .build()
-        .context("cannot start the task thread pool")?;
-    let config = Config { cpus, ..config };
-    worker::Worker::new(config, state, client, sandbox, pool).run(shutdown).await
+    let buffer_low = config.buffer_low.max(1);
+    let config = Config {
+        cpus,
+        buffer_low,
+        buffer_high: config.buffer_high.max(buffer_low),
+        cpu_limit: config.cpu_limit.clamp(1, 100),
+        ..config
+    };
+    worker::Worker::new(config, state, sandbox).await?.run(shutdown, commands).await
 }

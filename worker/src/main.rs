@@ -1,5 +1,6 @@
 //! The `quorum-worker` binary: parses flags, installs logging and signal
-//! handlers, then runs [`quorum_worker::run`] until SIGINT or SIGTERM.
+//! handlers, then runs [`quorum_worker::run`] until SIGINT or SIGTERM; or
+//! runs one of the `status`, `pause`, `resume` commands.
 //! Exit codes: 0 after a clean stop, 2 on error (`error: ...` on stderr).
 
 use std::path::PathBuf;
@@ -7,33 +8,58 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
-/// A quorum volunteer worker: asks the coordinator for work, runs it in a
+/// A quorum volunteer worker: asks coordinators for work, runs it in a
 /// deterministic WebAssembly sandbox, reports the results.
 ///
 /// Logs one line per event on stderr (filter with RUST_LOG, default info).
-/// Stops cleanly on SIGINT (Ctrl-C) or SIGTERM.
+/// Stops cleanly on SIGINT (Ctrl-C) or SIGTERM; SIGUSR1 pauses computing,
+/// SIGUSR2 resumes. Everything it must not lose is in STATE_DIR/journal.db:
+/// after a crash it reports finished results and resumes unfinished tasks.
 #[derive(Debug, Parser)]
 #[command(name = "quorum-worker", version)]
 struct Cli {
-    /// URL of the quorum coordinator.
-    #[arg(long, env = "QUORUM_SERVER", value_name = "URL", default_value = "http://127.0.0.1:7737")]
-    server: String,
+    #[command(subcommand)]
+    command: Option<Command>,
 
-    /// Directory holding this host's identity and app cache.
+    /// A coordinator to work for, as `URL` or `URL,share=N`. Repeat it to
+    /// attach to several; the cores are divided in proportion to the shares
+    /// (default share 100).
+    #[arg(long = "server", env = "QUORUM_SERVER", value_name = "URL[,share=N]", value_delimiter = ' ', default_value = "http://127.0.0.1:7737", value_parser = parse_attach)]
+    servers: Vec<quorum_worker::Attach>,
+
+    /// Directory holding this host's journal, app cache and checkpoints.
     ///
-    /// Contains host.json (server, host id and secret token, mode 0600) and
-    /// apps/<digest>.wasm. Created if missing.
-    #[arg(long, env = "QUORUM_WORKER_STATE", value_name = "DIR", default_value = "./quorum-worker-state")]
+    /// Contains journal.db (identities, tasks, settings; mode 0600),
+    /// apps/<digest>.wasm and checkpoints/. Created if missing.
+    #[arg(
+        long,
+        env = "QUORUM_WORKER_STATE",
+        value_name = "DIR",
+        default_value = "./quorum-worker-state",
+        global = true
+    )]
     state_dir: PathBuf,
 
     /// Tasks to run at once [default: all logical cores].
-    ///
-    /// The worker also keeps up to this many more tasks queued locally.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     cpus: Option<u32>,
+
+    /// Use at most this percentage of CPU time (BOINC's CPU throttle): tasks
+    /// run and rest in turn.
+    #[arg(long, value_name = "PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    cpu_limit: u8,
+
+    /// Ask for more work when fewer than this many tasks are queued [default: cpus].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    buffer_low: Option<u32>,
+
+    /// Fill the queue up to this many tasks [default: 4 × cpus].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    buffer_high: Option<u32>,
 
     /// Host name sent at registration [default: this machine's hostname].
     #[arg(long, value_name = "NAME")]
@@ -54,6 +80,37 @@ struct Cli {
     max_backoff_ms: u64,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints what the worker on STATE_DIR is doing: tasks, progress, time to
+    /// deadlines, credit.
+    Status,
+    /// Pauses computing (held across restarts) until `resume`.
+    Pause,
+    /// Resumes computing after `pause`.
+    Resume,
+}
+
+/// `URL` or `URL,share=N` with N > 0.
+fn parse_attach(text: &str) -> Result<quorum_worker::Attach, String> {
+    let (server, share) = match text.split_once(",share=") {
+        Some((server, share)) => {
+            let share: f64 = share.parse().map_err(|_| format!("invalid share {share:?}: expected a number"))?;
+            if !(share > 0.0 && share.is_finite()) {
+                return Err(format!("invalid share {share}: must be positive"));
+            }
+            (server, share)
+        }
+        None => (text, DEFAULT_SHARE),
+    };
+    if server.is_empty() {
+        return Err("empty server URL".to_string());
+    }
+    Ok(quorum_worker::Attach { server: server.to_string(), share })
+}
+
+const DEFAULT_SHARE: f64 = 100.0;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -71,23 +128,46 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
+    match cli.command {
+        Some(Command::Status) => {
+            print!("{}", runtime.block_on(quorum_worker::control::status(&cli.state_dir))?);
+            return Ok(());
+        }
+        Some(Command::Pause | Command::Resume) => {
+            let pause = matches!(cli.command, Some(Command::Pause));
+            println!("{}", runtime.block_on(quorum_worker::control::set_paused(&cli.state_dir, pause))?);
+            return Ok(());
+        }
+        None => {}
+    }
+    let mut seen = std::collections::HashSet::new();
+    for attach in &cli.servers {
+        anyhow::ensure!(seen.insert(attach.server.as_str()), "coordinator {} given twice", attach.server);
+    }
     let cpus = match cli.cpus {
         Some(cpus) => cpus as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let buffer_low = cli.buffer_low.map_or(cpus, |n| n as usize);
+    let buffer_high = cli.buffer_high.map_or(4 * cpus, |n| n as usize);
+    anyhow::ensure!(buffer_high >= buffer_low, "--buffer-high ({buffer_high}) is below --buffer-low ({buffer_low})");
     let config = quorum_worker::Config {
-        server: cli.server,
+        attachments: cli.servers,
         state_dir: cli.state_dir,
         cpus,
+        cpu_limit: cli.cpu_limit,
+        buffer_low,
+        buffer_high,
         name: cli.name.unwrap_or_else(hostname),
         account: cli.account,
         max_backoff: Duration::from_millis(cli.max_backoff_ms),
     };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;
-        quorum_worker::run(config, shutdown).await
+        let commands = command_signals()?;
+        quorum_worker::run(config, shutdown, commands).await
     })
 }
 
@@ -116,6 +196,32 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     }
 }
 
+/// SIGUSR1 pauses, SIGUSR2 resumes (what `quorum-worker pause` / `resume` send).
+fn command_signals() -> anyhow::Result<mpsc::UnboundedReceiver<quorum_worker::Command>> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut pause = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+        let mut resume = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
+        tokio::spawn(async move {
+            loop {
+                let command = tokio::select! {
+                    Some(()) = pause.recv() => quorum_worker::Command::Pause,
+                    Some(()) = resume.recv() => quorum_worker::Command::Resume,
+                    else => break,
+                };
+                if sender.send(command).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(sender);
+    Ok(receiver)
+}
+
 /// This machine's host name, or "quorum-worker" when it cannot be found.
 fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
@@ -142,16 +248,46 @@ mod tests {
         let cli = Cli::try_parse_from(["quorum-worker"]).expect("no flags needed");
         // Environment variables may override these in a developer's shell.
         if std::env::var_os("QUORUM_SERVER").is_none() {
-            assert_eq!(cli.server, "http://127.0.0.1:7737");
+            assert_eq!(cli.servers, [quorum_worker::Attach { server: "http://127.0.0.1:7737".into(), share: 100.0 }]);
         }
         if std::env::var_os("QUORUM_WORKER_STATE").is_none() {
             assert_eq!(cli.state_dir, PathBuf::from("./quorum-worker-state"));
         }
         assert_eq!(cli.max_backoff_ms, 30_000);
-        assert_eq!(cli.cpus, None);
+        assert_eq!((cli.cpus, cli.cpu_limit, cli.buffer_low, cli.buffer_high), (None, 100, None, None));
+        assert!(cli.command.is_none());
         assert!(Cli::try_parse_from(["quorum-worker", "--cpus", "0"]).is_err());
+        assert!(Cli::try_parse_from(["quorum-worker", "--cpu-limit", "0"]).is_err());
+        assert!(Cli::try_parse_from(["quorum-worker", "--cpu-limit", "101"]).is_err());
         let cli =
             Cli::try_parse_from(["quorum-worker", "--cpus", "3", "--max-backoff-ms", "500"]).expect("valid flags");
         assert_eq!((cli.cpus, cli.max_backoff_ms), (Some(3), 500));
+    }
+
+    #[test]
+    fn several_servers_with_shares() {
+        let cli = Cli::try_parse_from(["quorum-worker", "--server", "http://a:1", "--server", "http://b:2,share=300"])
+            .expect("valid flags");
+        assert_eq!(
+            cli.servers,
+            [
+                quorum_worker::Attach { server: "http://a:1".into(), share: 100.0 },
+                quorum_worker::Attach { server: "http://b:2".into(), share: 300.0 },
+            ]
+        );
+        for bad in ["http://a,share=0", "http://a,share=-1", "http://a,share=x", ",share=5", "http://a,share=inf"] {
+            assert!(Cli::try_parse_from(["quorum-worker", "--server", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commands_take_the_state_dir() {
+        let cli = Cli::try_parse_from(["quorum-worker", "status", "--state-dir", "/tmp/x"]).expect("valid");
+        assert!(matches!(cli.command, Some(Command::Status)));
+        assert_eq!(cli.state_dir, PathBuf::from("/tmp/x"));
+        assert!(matches!(
+            Cli::try_parse_from(["quorum-worker", "pause"]).expect("valid").command,
+            Some(Command::Pause)
+        ));
     }
 }

@@ -1,5 +1,7 @@
-//! The worker's state directory: its identity (`host.json`) and its app cache
-//! (`apps/<digest>.wasm`).
+//! The worker's state directory: the journal (`journal.db`, see `journal`),
+//! the app cache (`apps/<digest>.wasm`) and one checkpoint directory per task
+//! (`checkpoints/<server key>/<result id>/`, preopened as `/checkpoint` for
+//! the app).
 //!
 //! Files are written atomically (temporary file, then rename), so a crash
 //! never leaves half a file under a real name. App modules are checked against
@@ -7,12 +9,10 @@
 //! cached file is deleted and reported as missing, so it gets downloaded again.
 //! Plain blocking `std::fs`: callers on an async runtime use `spawn_blocking`.
 
-use std::fmt;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,36 +23,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: invalid identity file: {source}")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("invalid app digest {0:?}: expected 64 lowercase hex digits")]
     InvalidDigest(String),
     #[error("app digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
-}
-
-/// Who this worker is for one server: the result of RegisterHost.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The server URL this identity belongs to; another server means registering again.
-    pub server: String,
-    pub host_id: i64,
-    /// Secret sent as `authorization: Bearer <token>`; never printed.
-    pub token: String,
-}
-
-impl fmt::Debug for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity")
-            .field("server", &self.server)
-            .field("host_id", &self.host_id)
-            .field("token", &"<secret>")
-            .finish()
-    }
 }
 
 /// The state directory.
@@ -70,27 +44,36 @@ impl StateDir {
         Ok(StateDir { root })
     }
 
-    fn identity_path(&self) -> PathBuf {
-        self.root.join("host.json")
+    /// The journal's file.
+    pub fn journal_path(&self) -> PathBuf {
+        self.root.join("journal.db")
     }
 
-    /// The identity stored for `server`, if any (an identity for another
-    /// server does not count).
-    pub fn load_identity(&self, server: &str) -> Result<Option<Identity>, Error> {
-        let path = self.identity_path();
-        let text = match fs::read(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Io { path, source }),
-        };
-        let identity: Identity = serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
-        Ok((identity.server == server).then_some(identity))
+    /// The checkpoint directory of one task (not created).
+    pub fn checkpoint_dir(&self, server: &str, result_id: i64) -> PathBuf {
+        let server_key = &sha256_hex(server.as_bytes())[..16];
+        self.root.join("checkpoints").join(server_key).join(result_id.to_string())
     }
 
-    /// Stores `identity`, readable by the owner only (it holds the token).
-    pub fn save_identity(&self, identity: &Identity) -> Result<(), Error> {
-        let json = serde_json::to_vec_pretty(identity).expect("an Identity always serializes");
-        write_atomically(&self.identity_path(), &json)
+    /// Creates the task's checkpoint directory if needed; returns it and
+    /// whether it already held something (the task resumes).
+    pub fn prepare_checkpoint_dir(&self, server: &str, result_id: i64) -> Result<(PathBuf, bool), Error> {
+        let dir = self.checkpoint_dir(server, result_id);
+        fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+        let mut entries = fs::read_dir(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+        let resumes = entries.next().is_some();
+        Ok((dir, resumes))
+    }
+
+    /// Deletes the task's checkpoint directory (the result was accepted, or
+    /// is no longer wanted). A missing directory is fine.
+    pub fn remove_checkpoint_dir(&self, server: &str, result_id: i64) -> Result<(), Error> {
+        let dir = self.checkpoint_dir(server, result_id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { path: dir, source }),
+        }
     }
 
     fn app_path(&self, digest: &str) -> Result<PathBuf, Error> {
@@ -175,20 +158,18 @@ mod tests {
     }
 
     #[test]
-    fn identity_round_trips_per_server() {
+    fn checkpoint_dirs_are_per_server_and_task() {
         let (_dir, state) = state();
-        assert_eq!(state.load_identity("http://a").expect("load"), None);
-        let identity = Identity { server: "http://a".into(), host_id: 7, token: "hunter2".into() };
-        state.save_identity(&identity).expect("save");
-        assert_eq!(state.load_identity("http://a").expect("load"), Some(identity.clone()));
-        assert_eq!(state.load_identity("http://b").expect("load"), None);
-        assert!(!format!("{identity:?}").contains("hunter2"));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs::metadata(state.identity_path()).expect("metadata").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        let (dir, resumes) = state.prepare_checkpoint_dir("http://a", 7).expect("prepare");
+        assert!(dir.is_dir() && !resumes);
+        assert_ne!(dir, state.checkpoint_dir("http://b", 7));
+        assert_ne!(dir, state.checkpoint_dir("http://a", 8));
+        fs::write(dir.join("state"), b"42").expect("write checkpoint");
+        let (again, resumes) = state.prepare_checkpoint_dir("http://a", 7).expect("prepare");
+        assert!(again == dir && resumes, "a checkpoint makes the task resume");
+        state.remove_checkpoint_dir("http://a", 7).expect("remove");
+        assert!(!dir.exists());
+        state.remove_checkpoint_dir("http://a", 7).expect("removing twice is fine");
     }
 
     #[test]

@@ -1,68 +1,154 @@
-//! The worker loop: one async task that talks to the server, and a rayon pool
-//! that computes.
+//! The worker loop: one async task that owns all state, a rayon pool that
+//! computes, and network calls spawned as tokio tasks (at most one in flight
+//! per coordinator), so the cores never wait for the network.
 //!
-//! Each turn of the loop does one thing: start queued tasks on free slots
-//! (fetching their app first if needed), report finished results, ask for
-//! work, or wait for a task to finish / a retry timer / shutdown. Calls that
-//! fail set a retry time from a [`Backoff`]; nothing is retried in a tight loop.
-//! Finished results stay in memory until the server accepts them.
+//! Each turn: take finished tasks (journal them), start queued tasks on free
+//! cores in the order `schedule` picks (fetching apps first), then launch
+//! what each coordinator needs: registration, a work request (when its queue
+//! is below the buffer's low mark; it carries the finished reports too), a
+//! report on its own (when results have waited a while and no request is
+//! due), an app download, or a refresh of the host's credit. Then wait for
+//! the next event: a task done, a call answered, a timer, pause or resume,
+//! shutdown. Calls that fail wait a growing, jittered delay; the server's
+//! retry hints are honoured; nothing is retried in a tight loop.
+//!
+//! Everything the worker must not forget is in the journal before it acts:
+//! a task is journalled when received, its report when finished, and it is
+//! marked reported once the coordinator accepted it. On start, the journal's
+//! pending tasks come back: finished ones are reported, others queued again
+//! (resuming from their checkpoint directory when the app left one there).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use quorum_proto::v1::{Assignment, RegisterHostRequest, ReportedOutcome, ResultReport};
+use quorum_proto::v1::{
+    Assignment, HostInfo, RegisterHostRequest, RegisterHostResponse, ReportedOutcome, ResultReport,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::Code;
+use tonic::{Code, Status};
 use tracing::{debug, error, info, warn};
 
-use crate::Config;
-use crate::client::{Backoff, Client, DownloadError};
-use crate::sandbox::{ENGINE, Limits, Outcome, Sandbox, Status, Task};
-use crate::state::{self, Identity, StateDir};
+use crate::client::{Backoff, Client, DownloadError, Reported, is_bad_request};
+use crate::journal::{self, Finished, HostRecord, Identity, Journal, TaskState};
+use crate::sandbox::{ENGINE, Gate, Limits, Outcome, Sandbox, Status as TaskStatus, Task, TaskControl};
+use crate::schedule::{self, Buffer, Candidate, Choice};
+use crate::state::{self, StateDir};
+use crate::{Command, Config};
 
-/// How long shutdown waits for interrupted tasks, then for the last report.
+/// How long shutdown waits for interrupted tasks, then for the last calls.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// Longest a registration call may take.
+/// Longest a registration call may take (it is not abandoned at shutdown).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most results sent in one `ReportResults` call.
+/// Most results sent in one call.
 const MAX_REPORT_BATCH: usize = 1000;
-/// Bytes of output a batch may carry before the rest waits for the next call
+/// Bytes of output a call may carry before the rest waits for the next one
 /// (tonic servers refuse messages over 4 MiB by default). A single larger
 /// result still goes alone.
 const MAX_REPORT_BATCH_BYTES: usize = 3 * 1024 * 1024;
+/// A finished result waits at most this long for a work request to carry it
+/// before it is reported on its own.
+const REPORT_DELAY: Duration = Duration::from_secs(1);
+/// This many waiting results are reported at once.
+const REPORT_BATCH_TRIGGER: usize = 64;
+/// When a coordinator gave fewer tasks than asked and no hint: wait this long.
+const PARTIAL_WORK_RETRY: Duration = Duration::from_secs(1);
+/// How often running tasks' progress and the usage are journalled.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How often the host's credit is refreshed (after a report) at most.
+const HOST_RECORD_EVERY: Duration = Duration::from_secs(60);
 
-/// A task's result id and its outcome; `None` if the sandbox panicked.
-type Done = (i64, Option<Outcome>);
+/// A coordinator and a result id: tasks of different coordinators may share ids.
+type Key = (usize, i64);
+
+/// A task's outcome from the pool; `None` if the sandbox panicked.
+type Done = (Key, Option<Outcome>);
 
 pub(crate) struct Worker {
     config: Config,
     state: StateDir,
-    client: Client,
+    journal: Journal,
     sandbox: Arc<Sandbox>,
     pool: rayon::ThreadPool,
-    identity: Option<Identity>,
-    /// Assignments received and not started yet, oldest first.
-    queue: VecDeque<Assignment>,
-    /// Abort flags of the tasks on the pool, by result id.
-    running: HashMap<i64, Arc<AtomicBool>>,
-    /// Finished results the server has not accepted yet.
-    unreported: Vec<ResultReport>,
+    gate: Arc<Gate>,
+    paused: bool,
+    attachments: Vec<Attachment>,
+    queue: HashMap<Key, Queued>,
+    running: HashMap<Key, Running>,
+    /// Finished results not yet accepted, per coordinator, oldest first.
+    unreported: Vec<Vec<Unreported>>,
     /// App modules already fetched and verified, by digest.
     apps: HashMap<String, Arc<[u8]>>,
-    /// The pool sends finished tasks here.
+    /// Apps the worker knows it cannot get: why, by digest.
+    unusable_apps: HashMap<String, String>,
+    app_stats: HashMap<String, journal::AppStats>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
+    calls_tx: mpsc::UnboundedSender<(usize, Answer)>,
+    calls_rx: mpsc::UnboundedReceiver<(usize, Answer)>,
+    next_progress: Instant,
+}
+
+/// One coordinator this worker is attached to.
+struct Attachment {
+    server: String,
+    share: f64,
+    client: Client,
+    identity: Option<Identity>,
+    buffer: Buffer,
+    /// A call is in flight.
+    busy: bool,
+    register_retry: Retry,
     request_retry: Retry,
     report_retry: Retry,
     download_retry: Retry,
+    /// RequestWork refused its reports once: report them on their own first.
+    report_separately: bool,
+    /// Fuel spent on this coordinator's tasks (decayed).
+    usage: f64,
+    usage_at_ms: i64,
+    host_record_due: Option<Instant>,
+}
+
+struct Queued {
+    assignment: Assignment,
+    seq: i64,
+    /// Fuel of earlier segments (counts only if the checkpoint is there).
+    fuel_before: u64,
+}
+
+struct Running {
+    control: Arc<TaskControl>,
+    app_digest: String,
+    /// The task resumed from a checkpoint: `fuel_before` counts.
+    resumed: bool,
+    fuel_before: u64,
+    /// Fuel of this segment already added to the coordinator's usage.
+    fuel_counted: u64,
+    seq: i64,
+    assignment: Assignment,
+    /// The coordinator no longer wants it: forget it when it stops.
+    unwanted: bool,
+}
+
+struct Unreported {
+    report: ResultReport,
+    since: Instant,
+}
+
+/// The answer to a spawned call.
+enum Answer {
+    Registered(Result<RegisterHostResponse, Status>),
+    Work { asked: u32, sent: Vec<i64>, result: Result<quorum_proto::v1::RequestWorkResponse, Status> },
+    Reported { sent: Vec<i64>, result: Result<Reported, Status> },
+    Downloaded { digest: String, result: Result<Vec<u8>, DownloadError> },
+    Host(Result<HostInfo, Status>),
 }
 
 /// When a kind of call may next be made, and the backoff that sets it.
@@ -80,7 +166,6 @@ impl Retry {
         Instant::now() >= self.not_before
     }
 
-    /// The call worked: the next one may go at once.
     fn succeeded(&mut self) {
         self.backoff.reset();
         self.not_before = Instant::now();
@@ -108,7 +193,6 @@ impl<F: Future<Output = ()>> Shutdown<F> {
         Shutdown { signal: Some(Box::pin(signal)) }
     }
 
-    /// Completes when shutdown was requested (at once if it already was).
     async fn wait(&mut self) {
         if let Some(signal) = &mut self.signal {
             signal.as_mut().await;
@@ -117,119 +201,556 @@ impl<F: Future<Output = ()>> Shutdown<F> {
     }
 }
 
-/// `Break` means shutdown was requested.
-type Flow = ControlFlow<()>;
-
-/// Where an app module comes from, for one assignment.
-enum Fetched {
-    Ready(Arc<[u8]>),
-    /// The app cannot be used (bad digest, rejected download): the result is an error.
-    Unusable(String),
-    /// The server could not serve it now: try again later.
-    Retry,
-    /// The server no longer knows our token.
-    Unauthenticated,
-}
-
 impl Worker {
-    pub(crate) fn new(
-        config: Config,
-        state: StateDir,
-        client: Client,
-        sandbox: Sandbox,
-        pool: rayon::ThreadPool,
-    ) -> Self {
+    pub(crate) async fn new(config: Config, state: StateDir, sandbox: Sandbox) -> anyhow::Result<Worker> {
+        let journal = Journal::open(&state.journal_path())
+            .await
+            .with_context(|| format!("cannot open the journal {}", state.journal_path().display()))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.cpus)
+            .thread_name(|index| format!("quorum-task-{index}"))
+            .build()
+            .context("cannot start the task thread pool")?;
+        let gate = Gate::new();
+        gate.set_cpu_limit(config.cpu_limit);
+        let total_share: f64 = config.attachments.iter().map(|a| a.share).sum();
+        let now = now_ms();
+        let mut attachments = Vec::with_capacity(config.attachments.len());
+        for attach in &config.attachments {
+            journal.attach(&attach.server, attach.share).await?;
+            let identity = journal.identity(&attach.server).await?;
+            let mut client = Client::new(&attach.server)?;
+            if let Some(identity) = &identity {
+                client.set_token(&identity.token)?;
+            }
+            let (usage, usage_at_ms) = journal.usage(&attach.server).await?;
+            let max = config.max_backoff;
+            attachments.push(Attachment {
+                server: attach.server.clone(),
+                share: attach.share,
+                client,
+                identity,
+                buffer: Buffer::split(config.buffer_low, config.buffer_high, attach.share, total_share),
+                busy: false,
+                register_retry: Retry::new(max),
+                request_retry: Retry::new(max),
+                report_retry: Retry::new(max),
+                download_retry: Retry::new(max),
+                report_separately: false,
+                usage: schedule::decay(usage, usage_at_ms, now),
+                usage_at_ms: now,
+                host_record_due: Some(Instant::now()),
+            });
+        }
+        // A coordinator attached for the first time starts level with the others.
+        let levels: Vec<(f64, f64)> =
+            attachments.iter().filter(|a| a.usage > 0.0).map(|a| (a.usage, a.share)).collect();
+        for attachment in attachments.iter_mut().filter(|a| a.usage == 0.0) {
+            attachment.usage = schedule::initial_usage(attachment.share, &levels);
+        }
+        let app_stats = journal.app_stats().await?.into_iter().collect();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let max = config.max_backoff;
-        Worker {
+        let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        let n = attachments.len();
+        Ok(Worker {
             config,
             state,
-            client,
+            journal,
             sandbox: Arc::new(sandbox),
             pool,
-            identity: None,
-            queue: VecDeque::new(),
+            gate,
+            paused: false,
+            attachments,
+            queue: HashMap::new(),
             running: HashMap::new(),
-            unreported: Vec::new(),
+            unreported: (0..n).map(|_| Vec::new()).collect(),
             apps: HashMap::new(),
+            unusable_apps: HashMap::new(),
+            app_stats,
             done_tx,
             done_rx,
-            request_retry: Retry::new(max),
-            report_retry: Retry::new(max),
-            download_retry: Retry::new(max),
-        }
+            calls_tx,
+            calls_rx,
+            next_progress: Instant::now() + PROGRESS_EVERY,
+        })
     }
 
-    pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub(crate) async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> anyhow::Result<()> {
         let mut shutdown = Shutdown::new(shutdown);
-        let state = self.state.clone();
-        let server = self.config.server.clone();
-        let identity = tokio::task::spawn_blocking(move || state.load_identity(&server))
-            .await
-            .context("identity loader panicked")??;
-        if let Some(identity) = identity {
-            self.client.set_token(&identity.token)?;
-            info!(host_id = identity.host_id, "using stored identity");
-            self.identity = Some(identity);
-        } else if self.register(&mut shutdown).await.is_break() {
-            info!("stopped before registering");
-            return Ok(());
+        self.journal.set_setting("pid", &std::process::id().to_string()).await?;
+        self.journal.set_setting("cpus", &self.config.cpus.to_string()).await?;
+        self.journal.set_setting("cpu_limit", &self.config.cpu_limit.to_string()).await?;
+        if self.journal.setting("paused").await?.as_deref() == Some("1") {
+            self.set_paused(true).await;
         }
-        info!(cpus = self.config.cpus, server = %self.config.server, "worker started");
-        while self.step(&mut shutdown).await.is_continue() {}
+        for (server, result_id) in self.journal.collect_garbage(now_ms()).await? {
+            self.remove_checkpoint(&server, result_id);
+        }
+        self.recover().await?;
+        info!(
+            cpus = self.config.cpus,
+            cpu_limit = self.config.cpu_limit,
+            servers = %self.attachments.iter().map(|a| a.server.as_str()).collect::<Vec<_>>().join(" "),
+            "worker started"
+        );
+        loop {
+            self.turn().await?;
+            let wake = self.next_wake();
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                Some(done) = self.done_rx.recv() => self.finish(vec![done]).await?,
+                Some((attachment, answer)) = self.calls_rx.recv() => self.answered(attachment, answer).await?,
+                Some(command) = commands.recv() => match command {
+                    Command::Pause => self.set_paused(true).await,
+                    Command::Resume => self.set_paused(false).await,
+                },
+                _ = sleep_until(wake) => {}
+            }
+        }
         self.stop().await;
         Ok(())
     }
 
-    /// One turn of the loop.
-    async fn step<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> Flow {
-        self.collect_finished();
-        if self.download_retry.due() {
-            self.start_tasks(shutdown).await?;
-        }
-        if !self.unreported.is_empty() && self.report_retry.due() {
-            return self.report(shutdown).await;
-        }
-        if self.free_slots() > 0 && self.request_retry.due() {
-            return self.request_work(shutdown).await;
-        }
-        let wake = self.next_wake();
-        tokio::select! {
-            _ = shutdown.wait() => ControlFlow::Break(()),
-            Some(done) = self.done_rx.recv() => {
-                self.finish(done);
-                ControlFlow::Continue(())
+    /// Brings back what the journal holds for each coordinator.
+    async fn recover(&mut self) -> anyhow::Result<()> {
+        for index in 0..self.attachments.len() {
+            let server = self.attachments[index].server.clone();
+            let pending = self.journal.pending(&server).await?;
+            let (mut queued, mut finished) = (0, 0);
+            for task in pending {
+                let key = (index, task.assignment.result_id);
+                match (task.state, task.report) {
+                    (TaskState::Finished, Some(report)) => {
+                        finished += 1;
+                        self.unreported[index].push(Unreported { report, since: Instant::now() });
+                    }
+                    _ => {
+                        queued += 1;
+                        let fuel_before = task.fuel_before;
+                        self.queue.insert(key, Queued { assignment: task.assignment, seq: task.seq, fuel_before });
+                    }
+                }
             }
-            _ = sleep_until(wake) => ControlFlow::Continue(()),
+            if queued + finished > 0 {
+                info!(server, queued, finished, "recovered tasks from the journal");
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything that can be done now without waiting.
+    async fn turn(&mut self) -> anyhow::Result<()> {
+        let mut done = Vec::new();
+        while let Ok(item) = self.done_rx.try_recv() {
+            done.push(item);
+        }
+        self.finish(done).await?;
+        if !self.paused {
+            self.start_tasks().await?;
+        }
+        if Instant::now() >= self.next_progress {
+            self.save_progress().await?;
+        }
+        for index in 0..self.attachments.len() {
+            if !self.attachments[index].busy {
+                self.launch_call(index).await;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- computing -----------------------------------------------------------
+
+    /// Starts queued tasks on free cores, in the order `schedule` picks.
+    async fn start_tasks(&mut self) -> anyhow::Result<()> {
+        while self.running.len() < self.config.cpus {
+            let now = now_ms();
+            let keys: Vec<Key> = self.ready_keys().await;
+            if keys.is_empty() {
+                break;
+            }
+            let candidates: Vec<Candidate> = keys
+                .iter()
+                .map(|key| {
+                    let queued = &self.queue[key];
+                    Candidate {
+                        attachment: key.0,
+                        deadline_ms: deadline_ms(&queued.assignment),
+                        seq: queued.seq,
+                        estimate_ms: self.estimate(&queued.assignment.app_digest, queued.fuel_before),
+                    }
+                })
+                .collect();
+            let usage: Vec<f64> = (0..self.attachments.len()).map(|index| self.current_usage(index)).collect();
+            let shares: Vec<f64> = self.attachments.iter().map(|a| a.share).collect();
+            match schedule::next(&candidates, &usage, &shares, now) {
+                Some(Choice::Start(index)) => self.spawn(keys[index]).await?,
+                Some(Choice::Abandon(index)) => {
+                    let key = keys[index];
+                    let queued = self.queue.remove(&key).expect("candidates come from the queue");
+                    let left_ms = queued.assignment.deadline_unix_ms.saturating_sub(now);
+                    let message = match candidates[index].estimate_ms {
+                        Some(estimate) => format!(
+                            "abandoned: cannot finish by the deadline at this host's speed (needs about {} s, {} s left)",
+                            estimate.div_ceil(1000),
+                            left_ms.max(0) / 1000
+                        ),
+                        None => "abandoned: the deadline passed before the task could start".to_string(),
+                    };
+                    warn!(server = %self.attachments[key.0].server, result_id = key.1, "{message}");
+                    let report = error_report(key.1, message);
+                    self.record_finished(key.0, &queued.assignment.app_digest, report, None, false).await?;
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Queued tasks whose app is in memory (loading cached apps from disk,
+    /// and turning tasks whose app cannot be had into error reports).
+    async fn ready_keys(&mut self) -> Vec<Key> {
+        let digests: HashSet<String> = self.queue.values().map(|q| q.assignment.app_digest.clone()).collect();
+        for digest in digests {
+            if self.apps.contains_key(&digest) || self.unusable_apps.contains_key(&digest) {
+                continue;
+            }
+            let state = self.state.clone();
+            let owned = digest.clone();
+            match tokio::task::spawn_blocking(move || state.read_app(&owned)).await {
+                Ok(Ok(Some(bytes))) => {
+                    self.apps.insert(digest, bytes.into());
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(state::Error::InvalidDigest(_))) => {
+                    self.unusable_apps.insert(digest.clone(), format!("invalid app digest {digest:?}"));
+                }
+                Ok(Err(error)) => warn!(error = %error, "cannot read the app cache, downloading"),
+                Err(error) => warn!(error = %error, "app cache reader panicked, downloading"),
+            }
+        }
+        let unusable: Vec<Key> = self
+            .queue
+            .iter()
+            .filter(|(_, q)| self.unusable_apps.contains_key(&q.assignment.app_digest))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in unusable {
+            let queued = self.queue.remove(&key).expect("key from the queue");
+            let message = self.unusable_apps[&queued.assignment.app_digest].clone();
+            warn!(result_id = key.1, error = %message, "finished result (cannot get its app)");
+            let report = error_report(key.1, message);
+            if let Err(error) = self.record_finished(key.0, &queued.assignment.app_digest, report, None, false).await {
+                error!(error = %error, "cannot journal a finished result");
+            }
+        }
+        self.queue
+            .iter()
+            .filter(|(_, q)| self.apps.contains_key(&q.assignment.app_digest))
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
+    /// Estimated run time left for a task of `app_digest`.
+    fn estimate(&self, app_digest: &str, fuel_done: u64) -> Option<u64> {
+        let stats = self.app_stats.get(app_digest)?;
+        let per_task = (stats.fuel_per_task > 0.0).then_some(stats.fuel_per_task);
+        schedule::estimate_ms(per_task, Some(stats.fuel_per_second), fuel_done, self.gate.cpu_limit())
+    }
+
+    /// A coordinator's usage including what its running tasks did so far.
+    fn current_usage(&self, index: usize) -> f64 {
+        let running: u64 = self
+            .running
+            .iter()
+            .filter(|(key, _)| key.0 == index)
+            .map(|(_, r)| r.control.fuel_used().saturating_sub(r.fuel_counted))
+            .sum();
+        self.attachments[index].usage + running as f64
+    }
+
+    /// Runs the queued task `key` on the pool; its outcome comes back on `done_rx`.
+    async fn spawn(&mut self, key: Key) -> anyhow::Result<()> {
+        let queued = self.queue.remove(&key).expect("spawned tasks come from the queue");
+        let assignment = queued.assignment;
+        let server = self.attachments[key.0].server.clone();
+        let module = self.apps[&assignment.app_digest].clone();
+        let state = self.state.clone();
+        let (dir_server, result_id) = (server.clone(), key.1);
+        let prepared = tokio::task::spawn_blocking(move || state.prepare_checkpoint_dir(&dir_server, result_id))
+            .await
+            .context("checkpoint directory preparation panicked")?;
+        let (checkpoint_dir, resumed): (Option<PathBuf>, bool) = match prepared {
+            Ok((dir, resumed)) => (Some(dir), resumed),
+            Err(error) => {
+                // The task can still run, without a place to checkpoint.
+                warn!(error = %error, result_id, "cannot prepare the checkpoint directory");
+                (None, false)
+            }
+        };
+        let fuel_before = if resumed { queued.fuel_before } else { 0 };
+        self.journal.start(&server, result_id, fuel_before, now_ms()).await?;
+        let limits = assignment.limits.unwrap_or_default();
+        let task = Task {
+            app_digest: assignment.app_digest.clone(),
+            module,
+            input: assignment.input.clone(),
+            random_seed: assignment.random_seed,
+            limits: Limits::with_defaults(
+                limits.fuel.saturating_sub(fuel_before).max(u64::from(limits.fuel > 0)),
+                limits.memory_bytes,
+                limits.output_bytes,
+                limits.wall_time_ms,
+                limits.stderr_bytes,
+            ),
+            nan_canonicalization: assignment.nan_canonicalization,
+            checkpoint_dir,
+        };
+        info!(
+            server = %server,
+            result_id,
+            work_unit = %assignment.work_unit_name,
+            project = %assignment.project,
+            resumed,
+            "{}",
+            if resumed { "resumed result from its checkpoint" } else { "started result" }
+        );
+        let control = TaskControl::new(self.gate.clone());
+        self.running.insert(
+            key,
+            Running {
+                control: control.clone(),
+                app_digest: assignment.app_digest.clone(),
+                resumed,
+                fuel_before,
+                fuel_counted: 0,
+                seq: queued.seq,
+                assignment,
+                unwanted: false,
+            },
+        );
+        let sandbox = self.sandbox.clone();
+        let done_tx = self.done_tx.clone();
+        self.pool.spawn(move || {
+            // rayon aborts the process on a panic in a spawned job; a bug in
+            // the sandbox must cost one result, not the worker.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| sandbox.run(&task, control))).ok();
+            // The receiver is gone only when the worker has stopped: nothing to do.
+            let _ = done_tx.send((key, outcome));
+        });
+        Ok(())
+    }
+
+    /// Handles tasks that came back from the pool.
+    async fn finish(&mut self, done: Vec<Done>) -> anyhow::Result<()> {
+        for (key, outcome) in done {
+            let Some(running) = self.running.remove(&key) else {
+                continue;
+            };
+            let server = self.attachments[key.0].server.clone();
+            let segment_fuel = outcome.as_ref().map_or(0, |o| o.fuel_used);
+            self.attachments[key.0].usage += segment_fuel.saturating_sub(running.fuel_counted) as f64;
+            if running.unwanted {
+                info!(server = %server, result_id = key.1, "aborted result");
+                self.journal.forget(&server, &[key.1]).await?;
+                self.remove_checkpoint(&server, key.1);
+                continue;
+            }
+            let Some(outcome) = outcome else {
+                error!(result_id = key.1, "sandbox panicked; the result is an error");
+                let report = error_report(key.1, "the worker's sandbox failed (a bug in quorum-worker)".into());
+                self.record_finished(key.0, &running.app_digest, report, None, false).await?;
+                continue;
+            };
+            if outcome.status == TaskStatus::Aborted {
+                // Stopped by shutdown: back to the queue, keeping its checkpoint.
+                let fuel = running.fuel_before.saturating_add(outcome.fuel_used);
+                self.journal.interrupted(&server, key.1, fuel).await?;
+                self.queue.insert(key, Queued { assignment: running.assignment, seq: running.seq, fuel_before: fuel });
+                continue;
+            }
+            let segment = Some((outcome.fuel_used, outcome.run_time_ms));
+            let whole = !running.resumed && matches!(outcome.status, TaskStatus::Success(_));
+            let mut report = report(key.1, outcome);
+            report.resumed = running.resumed;
+            report.fuel_used = report.fuel_used.saturating_add(running.fuel_before);
+            match report.outcome() {
+                ReportedOutcome::Success => info!(
+                    server = %server,
+                    result_id = key.1,
+                    fuel_used = report.fuel_used,
+                    run_time_ms = report.run_time_ms,
+                    resumed = report.resumed,
+                    "finished result"
+                ),
+                _ => info!(
+                    server = %server,
+                    result_id = key.1,
+                    fuel_used = report.fuel_used,
+                    error = %report.error_message,
+                    "finished result (client error)"
+                ),
+            }
+            self.record_finished(key.0, &running.app_digest, report, segment, whole).await?;
+        }
+        Ok(())
+    }
+
+    /// Journals a finished result, then queues its report.
+    async fn record_finished(
+        &mut self,
+        index: usize,
+        app_digest: &str,
+        report: ResultReport,
+        segment: Option<(u64, u64)>,
+        whole: bool,
+    ) -> anyhow::Result<()> {
+        let outcome = match report.outcome() {
+            ReportedOutcome::Success => "success".to_string(),
+            _ => format!("client error: {}", report.error_message),
+        };
+        let finished =
+            Finished { server: &self.attachments[index].server, report: &report, app_digest, segment, whole, outcome };
+        self.journal.finish(&[finished], now_ms()).await?;
+        if let Some((fuel, run_time_ms)) = segment.filter(|(fuel, ms)| *fuel > 0 && *ms > 0) {
+            let speed = fuel as f64 * 1000.0 / run_time_ms as f64;
+            let stats = self
+                .app_stats
+                .entry(app_digest.to_string())
+                .or_insert(journal::AppStats { fuel_per_task: -1.0, fuel_per_second: speed });
+            stats.fuel_per_second = 0.7 * stats.fuel_per_second + 0.3 * speed;
+            if whole {
+                let fuel = report.fuel_used as f64;
+                stats.fuel_per_task =
+                    if stats.fuel_per_task < 0.0 { fuel } else { 0.7 * stats.fuel_per_task + 0.3 * fuel };
+            }
+        }
+        self.unreported[index].push(Unreported { report, since: Instant::now() });
+        Ok(())
+    }
+
+    /// Journals running tasks' progress and the coordinators' usage.
+    async fn save_progress(&mut self) -> anyhow::Result<()> {
+        self.next_progress = Instant::now() + PROGRESS_EVERY;
+        let now = now_ms();
+        for (key, running) in &mut self.running {
+            let used = running.control.fuel_used();
+            self.attachments[key.0].usage += used.saturating_sub(running.fuel_counted) as f64;
+            running.fuel_counted = running.fuel_counted.max(used);
+        }
+        for attachment in &mut self.attachments {
+            attachment.usage = schedule::decay(attachment.usage, attachment.usage_at_ms, now);
+            attachment.usage_at_ms = now;
+        }
+        let snapshots: Vec<(&str, i64, u64)> = self
+            .running
+            .iter()
+            .map(|(key, r)| (self.attachments[key.0].server.as_str(), key.1, r.control.fuel_used()))
+            .collect();
+        self.journal.progress(&snapshots).await?;
+        let usages: Vec<(&str, f64)> = self.attachments.iter().map(|a| (a.server.as_str(), a.usage)).collect();
+        self.journal.save_usage(&usages, now).await?;
+        Ok(())
+    }
+
+    async fn set_paused(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        if paused {
+            self.gate.pause();
+            info!("paused: tasks stop computing until resumed");
+        } else {
+            self.gate.resume();
+            info!("resumed");
+        }
+        if let Err(error) = self.journal.set_setting("paused", if paused { "1" } else { "0" }).await {
+            warn!(error = %error, "cannot journal the pause setting");
         }
     }
 
-    /// Slots to ask the server for: every task running or queued counts, and
-    /// the worker keeps up to `cpus` tasks queued behind the `cpus` running.
-    fn free_slots(&self) -> usize {
-        (2 * self.config.cpus).saturating_sub(self.running.len() + self.queue.len())
+    fn remove_checkpoint(&self, server: &str, result_id: i64) {
+        if let Err(error) = self.state.remove_checkpoint_dir(server, result_id) {
+            warn!(error = %error, result_id, "cannot delete a checkpoint directory");
+        }
     }
 
-    /// The earliest retry time that matters now, if any.
-    fn next_wake(&self) -> Option<Instant> {
-        let mut wake: Option<Instant> = None;
-        let mut consider = |when: Instant| wake = Some(wake.map_or(when, |wake| wake.min(when)));
-        if !self.unreported.is_empty() {
-            consider(self.report_retry.not_before);
-        }
-        if self.free_slots() > 0 {
-            consider(self.request_retry.not_before);
-        }
-        if !self.queue.is_empty() && self.running.len() < self.config.cpus {
-            consider(self.download_retry.not_before);
-        }
-        wake
+    // ---- talking to coordinators --------------------------------------------
+
+    /// Tasks of coordinator `index` queued, not started.
+    fn queued(&self, index: usize) -> usize {
+        self.queue.keys().filter(|key| key.0 == index).count()
     }
 
-    /// Registers (again), retrying with backoff until it works or shutdown.
-    async fn register<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> Flow {
-        let mut backoff = Backoff::new(self.config.max_backoff);
-        loop {
+    /// Every result coordinator `index` gave this worker and has not accepted back.
+    fn held(&self, index: usize) -> Vec<i64> {
+        let queued = self.queue.keys().chain(self.running.keys()).filter(|key| key.0 == index).map(|key| key.1);
+        queued.chain(self.unreported[index].iter().map(|u| u.report.result_id)).collect()
+    }
+
+    /// The oldest waiting reports of coordinator `index` that fit in one call.
+    fn report_batch(&self, index: usize) -> Vec<ResultReport> {
+        let mut bytes = 0;
+        let reports: Vec<ResultReport> = self.unreported[index]
+            .iter()
+            .take(MAX_REPORT_BATCH)
+            .take_while(|u| {
+                bytes += u.report.output.len() + u.report.stderr_tail.len();
+                bytes <= MAX_REPORT_BATCH_BYTES
+            })
+            .map(|u| u.report.clone())
+            .collect();
+        if reports.is_empty() {
+            self.unreported[index].iter().take(1).map(|u| u.report.clone()).collect()
+        } else {
+            reports
+        }
+    }
+
+    fn wants_work(&self, index: usize) -> usize {
+        if self.paused {
+            return 0;
+        }
+        self.attachments[index].buffer.wanted(self.queued(index))
+    }
+
+    fn report_due(&self, index: usize) -> bool {
+        let waiting = &self.unreported[index];
+        let Some(oldest) = waiting.first() else {
+            return false;
+        };
+        let idle = !self.queue.keys().chain(self.running.keys()).any(|key| key.0 == index);
+        idle || waiting.len() >= REPORT_BATCH_TRIGGER || oldest.since.elapsed() >= REPORT_DELAY
+    }
+
+    /// A digest some queued task of coordinator `index` needs and lacks.
+    fn missing_app(&self, index: usize) -> Option<String> {
+        self.queue
+            .iter()
+            .filter(|(key, _)| key.0 == index)
+            .map(|(_, q)| &q.assignment.app_digest)
+            .find(|digest| !self.apps.contains_key(*digest) && !self.unusable_apps.contains_key(*digest))
+            .cloned()
+    }
+
+    /// Starts the call coordinator `index` needs most, if any is due.
+    async fn launch_call(&mut self, index: usize) {
+        let attachment = &self.attachments[index];
+        let mut client = attachment.client.clone();
+        let calls = self.calls_tx.clone();
+        let send = move |answer: Answer| {
+            // The receiver is gone only when the worker has stopped.
+            let _ = calls.send((index, answer));
+        };
+        if attachment.identity.is_none() {
+            if !attachment.register_retry.due() {
+                return;
+            }
             let request = RegisterHostRequest {
                 name: self.config.name.clone(),
                 n_cpus: u32::try_from(self.config.cpus).unwrap_or(u32::MAX),
@@ -238,369 +759,350 @@ impl Worker {
                 os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
                 account: self.config.account.clone(),
             };
-            // A registration in flight is not abandoned on shutdown: the
-            // coordinator may already have created the host, and dropping the
-            // answer would leave a host nobody owns. The call is bounded instead.
-            let result = match tokio::time::timeout(REGISTER_TIMEOUT, self.client.register(request)).await {
-                Ok(result) => result,
-                Err(_) => Err(tonic::Status::deadline_exceeded("registration took too long")),
-            };
-            let failure = match result {
-                Ok(response) => match self.client.set_token(&response.token) {
+            self.attachments[index].busy = true;
+            tokio::spawn(async move {
+                let result = match tokio::time::timeout(REGISTER_TIMEOUT, client.register(request)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Status::deadline_exceeded("registration took too long")),
+                };
+                send(Answer::Registered(result));
+            });
+            return;
+        }
+        if attachment.download_retry.due()
+            && let Some(digest) = self.missing_app(index)
+        {
+            self.attachments[index].busy = true;
+            tokio::spawn(async move {
+                let result = client.download_app(&digest).await;
+                send(Answer::Downloaded { digest, result });
+            });
+            return;
+        }
+        let wanted = self.wants_work(index);
+        let report_due = self.report_due(index) && attachment.report_retry.due();
+        if report_due && (attachment.report_separately || wanted == 0 || !attachment.request_retry.due()) {
+            let reports = self.report_batch(index);
+            let sent = reports.iter().map(|r| r.result_id).collect();
+            self.attachments[index].busy = true;
+            tokio::spawn(async move {
+                let result = client.report_results(&reports).await;
+                send(Answer::Reported { sent, result });
+            });
+            return;
+        }
+        if wanted > 0 && attachment.request_retry.due() {
+            let reports = if attachment.report_separately { Vec::new() } else { self.report_batch(index) };
+            let sent: Vec<i64> = reports.iter().map(|r| r.result_id).collect();
+            let held = self.held(index);
+            let asked = u32::try_from(wanted).unwrap_or(u32::MAX);
+            self.attachments[index].busy = true;
+            tokio::spawn(async move {
+                let result = client.request_work(asked, held, reports).await;
+                send(Answer::Work { asked, sent, result });
+            });
+            return;
+        }
+        if attachment.host_record_due.is_some_and(|due| Instant::now() >= due) {
+            self.attachments[index].host_record_due = None;
+            self.attachments[index].busy = true;
+            tokio::spawn(async move {
+                send(Answer::Host(client.get_host().await));
+            });
+        }
+    }
+
+    /// Handles the answer to a call of coordinator `index`.
+    async fn answered(&mut self, index: usize, answer: Answer) -> anyhow::Result<()> {
+        self.attachments[index].busy = false;
+        let server = self.attachments[index].server.clone();
+        match answer {
+            Answer::Registered(Ok(response)) => {
+                let identity = Identity { server: server.clone(), host_id: response.host_id, token: response.token };
+                match self.attachments[index].client.set_token(&identity.token) {
                     Ok(()) => {
-                        self.adopt_identity(Identity {
-                            server: self.config.server.clone(),
-                            host_id: response.host_id,
-                            token: response.token,
-                        })
-                        .await;
-                        return ControlFlow::Continue(());
+                        info!(server = %server, host_id = identity.host_id, "registered");
+                        self.journal.save_identity(&identity).await?;
+                        self.attachments[index].identity = Some(identity);
+                        self.attachments[index].register_retry.succeeded();
                     }
-                    Err(error) => error.to_string(),
-                },
-                Err(status) => describe(&status),
-            };
-            let delay = backoff.next_delay();
-            warn!(error = %failure, retry_in = ?delay, "cannot register");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait() => return ControlFlow::Break(()),
-            }
-        }
-    }
-
-    async fn adopt_identity(&mut self, identity: Identity) {
-        info!(host_id = identity.host_id, "registered");
-        let state = self.state.clone();
-        let saved = identity.clone();
-        match tokio::task::spawn_blocking(move || state.save_identity(&saved)).await {
-            Ok(Ok(())) => {}
-            // Not fatal: this run keeps its identity; the next one registers again.
-            Ok(Err(error)) => error!(error = %error, "cannot save identity"),
-            Err(error) => error!(error = %error, "identity writer panicked"),
-        }
-        self.identity = Some(identity);
-    }
-
-    /// The server no longer knows our token: register again, then carry on.
-    async fn reregister<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> Flow {
-        warn!("token rejected (unauthenticated), registering again");
-        self.identity = None;
-        self.register(shutdown).await
-    }
-
-    async fn request_work<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> Flow {
-        let slots = u32::try_from(self.free_slots()).unwrap_or(u32::MAX);
-        let held = self.held();
-        let result = tokio::select! {
-            result = self.client.request_work(slots, held) => result,
-            _ = shutdown.wait() => return ControlFlow::Break(()),
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(status) if status.code() == Code::Unauthenticated => {
-                return self.reregister(shutdown).await;
-            }
-            Err(status) => {
-                let delay = self.request_retry.failed();
-                warn!(error = %describe(&status), retry_in = ?delay, "cannot request work");
-                return ControlFlow::Continue(());
-            }
-        };
-        if !response.abort.is_empty() {
-            self.abort(&response.abort);
-        }
-        if response.assignments.is_empty() {
-            let delay = if response.retry_after_ms > 0 {
-                self.request_retry.backoff.reset();
-                self.request_retry.backoff.retry_after(response.retry_after_ms)
-            } else {
-                self.request_retry.backoff.next_delay()
-            };
-            self.request_retry.wait(delay);
-            debug!(retry_in = ?delay, "no work");
-            return ControlFlow::Continue(());
-        }
-        self.request_retry.succeeded();
-        info!(n = response.assignments.len(), "got {} results", response.assignments.len());
-        for assignment in response.assignments {
-            if self.knows(assignment.result_id) {
-                debug!(result_id = assignment.result_id, "duplicate assignment ignored");
-                continue;
-            }
-            self.queue.push_back(assignment);
-        }
-        ControlFlow::Continue(())
-    }
-
-    /// Every result this worker holds: queued, running, or finished and not yet accepted.
-    fn held(&self) -> Vec<i64> {
-        let queued = self.queue.iter().map(|assignment| assignment.result_id);
-        let finished = self.unreported.iter().map(|report| report.result_id);
-        queued.chain(self.running.keys().copied()).chain(finished).collect()
-    }
-
-    fn knows(&self, result_id: i64) -> bool {
-        self.running.contains_key(&result_id)
-            || self.queue.iter().any(|queued| queued.result_id == result_id)
-            || self.unreported.iter().any(|report| report.result_id == result_id)
-    }
-
-    /// Starts queued tasks on free slots.
-    async fn start_tasks<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> Flow {
-        while self.running.len() < self.config.cpus {
-            let Some(assignment) = self.queue.pop_front() else {
-                break;
-            };
-            let fetched = tokio::select! {
-                fetched = self.fetch_app(&assignment.app_digest) => fetched,
-                _ = shutdown.wait() => return ControlFlow::Break(()),
-            };
-            match fetched {
-                Fetched::Ready(module) => self.spawn(assignment, module),
-                Fetched::Unusable(message) => {
-                    warn!(result_id = assignment.result_id, error = %message, "finished result (cannot get its app)");
-                    self.unreported.push(error_report(assignment.result_id, message));
-                }
-                Fetched::Retry => {
-                    self.queue.push_front(assignment);
-                    break;
-                }
-                Fetched::Unauthenticated => {
-                    self.queue.push_front(assignment);
-                    return self.reregister(shutdown).await;
+                    Err(error) => {
+                        let delay = self.attachments[index].register_retry.failed();
+                        warn!(server = %server, error = %error, retry_in = ?delay, "cannot register");
+                    }
                 }
             }
-        }
-        ControlFlow::Continue(())
-    }
-
-    /// The app module with `digest`: from memory, the disk cache, or the server.
-    async fn fetch_app(&mut self, digest: &str) -> Fetched {
-        if let Some(module) = self.apps.get(digest) {
-            return Fetched::Ready(module.clone());
-        }
-        let state = self.state.clone();
-        let owned_digest = digest.to_string();
-        match tokio::task::spawn_blocking(move || state.read_app(&owned_digest)).await {
-            Ok(Ok(Some(bytes))) => return Fetched::Ready(self.remember_app(digest, bytes)),
-            Ok(Ok(None)) => {}
-            Ok(Err(state::Error::InvalidDigest(digest))) => {
-                return Fetched::Unusable(format!("invalid app digest {digest:?}"));
+            Answer::Registered(Err(status)) => {
+                let delay = self.attachments[index].register_retry.failed();
+                warn!(server = %server, error = %describe(&status), retry_in = ?delay, "cannot register");
             }
-            Ok(Err(error)) => warn!(error = %error, "cannot read the app cache, downloading"),
-            Err(error) => warn!(error = %error, "app cache reader panicked, downloading"),
-        }
-        let bytes = match self.client.download_app(digest).await {
-            Ok(bytes) => bytes,
-            Err(DownloadError::Status(status)) if status.code() == Code::Unauthenticated => {
-                return Fetched::Unauthenticated;
+            Answer::Work { asked, sent, result } => match result {
+                Ok(response) => {
+                    self.settle(index, &response.accepted, &[], &response.abort, &sent).await?;
+                    let n = response.assignments.len();
+                    let new = self.journal.receive(&server, response.assignments, now_ms()).await?;
+                    for assignment in new {
+                        let key = (index, assignment.result_id);
+                        if self.running.contains_key(&key) {
+                            continue;
+                        }
+                        let seq = self.journal.seq(&server, assignment.result_id).await?;
+                        self.queue.insert(key, Queued { assignment, seq, fuel_before: 0 });
+                    }
+                    let attachment = &mut self.attachments[index];
+                    if n > 0 {
+                        info!(server = %server, n, "got {n} results");
+                    }
+                    if (n as u32) < asked {
+                        let delay = if response.retry_after_ms > 0 {
+                            attachment.request_retry.backoff.retry_after(response.retry_after_ms)
+                        } else {
+                            PARTIAL_WORK_RETRY.min(self.config.max_backoff)
+                        };
+                        attachment.request_retry.backoff.reset();
+                        attachment.request_retry.wait(delay);
+                        debug!(server = %server, retry_in = ?delay, "not as much work as asked");
+                    } else {
+                        attachment.request_retry.succeeded();
+                    }
+                }
+                Err(status) => self.call_failed(index, "request work", &status, !sent.is_empty()),
+            },
+            Answer::Reported { sent, result } => match result {
+                Ok(reported) => {
+                    self.settle(index, &reported.accepted, &reported.rejected, &reported.abort, &sent).await?;
+                    let attachment = &mut self.attachments[index];
+                    attachment.report_separately = false;
+                    let sent: HashSet<i64> = sent.into_iter().collect();
+                    if self.unreported[index].iter().any(|u| sent.contains(&u.report.result_id)) {
+                        let delay = self.attachments[index].report_retry.failed();
+                        warn!(server = %server, retry_in = ?delay, "some results not accepted yet");
+                    } else {
+                        self.attachments[index].report_retry.succeeded();
+                    }
+                }
+                Err(status) => self.call_failed(index, "report results", &status, false),
+            },
+            Answer::Downloaded { digest, result } => match result {
+                Ok(bytes) => {
+                    self.attachments[index].download_retry.succeeded();
+                    info!(server = %server, digest, size = bytes.len(), "downloaded app");
+                    let module: Arc<[u8]> = bytes.into();
+                    self.apps.insert(digest.clone(), module.clone());
+                    let state = self.state.clone();
+                    match tokio::task::spawn_blocking(move || state.write_app(&digest, &module)).await {
+                        Ok(Ok(())) => {}
+                        // Not fatal: the module stays in memory for this run.
+                        Ok(Err(error)) => warn!(error = %error, "cannot cache app on disk"),
+                        Err(error) => warn!(error = %error, "app cache writer panicked"),
+                    }
+                }
+                Err(DownloadError::Status(status)) if status.code() == Code::Unauthenticated => {
+                    self.forget_identity(index);
+                }
+                Err(error) if error.is_transient() => {
+                    let delay = self.attachments[index].download_retry.failed();
+                    warn!(server = %server, digest, error = %error, retry_in = ?delay, "cannot download app");
+                }
+                Err(error) => {
+                    self.unusable_apps.insert(digest, format!("cannot download app: {error}"));
+                }
+            },
+            Answer::Host(Ok(host)) => {
+                let record = HostRecord {
+                    total_credit: host.total_credit,
+                    n_valid: host.n_valid,
+                    n_invalid: host.n_invalid,
+                    n_error: host.n_error,
+                };
+                self.journal.save_host_record(&server, record).await?;
             }
-            Err(error) if error.is_transient() => {
-                let delay = self.download_retry.failed();
-                warn!(digest, error = %error, retry_in = ?delay, "cannot download app");
-                return Fetched::Retry;
+            Answer::Host(Err(status)) => {
+                debug!(server = %server, error = %describe(&status), "cannot refresh the host's record");
             }
-            Err(error) => return Fetched::Unusable(format!("cannot download app: {error}")),
-        };
-        self.download_retry.succeeded();
-        info!(digest, size = bytes.len(), "downloaded app");
-        let module = self.remember_app(digest, bytes);
-        let state = self.state.clone();
-        let (owned_digest, cached) = (digest.to_string(), module.clone());
-        match tokio::task::spawn_blocking(move || state.write_app(&owned_digest, &cached)).await {
-            Ok(Ok(())) => {}
-            // Not fatal: the module stays in memory for this run.
-            Ok(Err(error)) => warn!(error = %error, "cannot cache app on disk"),
-            Err(error) => warn!(error = %error, "app cache writer panicked"),
         }
-        Fetched::Ready(module)
+        Ok(())
     }
 
-    fn remember_app(&mut self, digest: &str, bytes: Vec<u8>) -> Arc<[u8]> {
-        let module: Arc<[u8]> = bytes.into();
-        self.apps.insert(digest.to_string(), module.clone());
-        module
-    }
-
-    /// Runs `assignment` on the pool; its outcome comes back on `done_rx`.
-    fn spawn(&mut self, assignment: Assignment, module: Arc<[u8]>) {
-        let result_id = assignment.result_id;
-        let limits = assignment.limits.unwrap_or_default();
-        let task = Task {
-            app_digest: assignment.app_digest,
-            module,
-            input: assignment.input,
-            random_seed: assignment.random_seed,
-            limits: Limits::with_defaults(limits.fuel, limits.memory_bytes, limits.output_bytes, limits.wall_time_ms),
-            nan_canonicalization: assignment.nan_canonicalization,
-        };
-        info!(
-            result_id,
-            work_unit_id = assignment.work_unit_id,
-            work_unit = %assignment.work_unit_name,
-            project = %assignment.project,
-            "started result"
-        );
-        let abort = Arc::new(AtomicBool::new(false));
-        self.running.insert(result_id, abort.clone());
-        let sandbox = self.sandbox.clone();
-        let done_tx = self.done_tx.clone();
-        self.pool.spawn(move || {
-            // rayon aborts the process on a panic in a spawned job; a bug in
-            // the sandbox must cost one result, not the worker.
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| sandbox.run(&task, abort))).ok();
-            // The receiver is gone only when the worker has stopped: nothing to do.
-            let _ = done_tx.send((result_id, outcome));
-        });
-    }
-
-    /// Takes every outcome already waiting, without blocking.
-    fn collect_finished(&mut self) {
-        while let Ok(done) = self.done_rx.try_recv() {
-            self.finish(done);
-        }
-    }
-
-    fn finish(&mut self, (result_id, outcome): Done) {
-        // A task that finished before its abort flag was seen is reported
-        // anyway: reports are idempotent and the server ignores unneeded ones.
-        self.running.remove(&result_id);
-        let Some(outcome) = outcome else {
-            error!(result_id, "sandbox panicked; dropping the result");
-            return;
-        };
-        if outcome.status == Status::Aborted {
-            info!(result_id, "aborted result");
+    /// A call failed: re-register, fall back to separate reports, or back off.
+    fn call_failed(&mut self, index: usize, what: &str, status: &Status, carried_reports: bool) {
+        let attachment = &mut self.attachments[index];
+        if status.code() == Code::Unauthenticated {
+            self.forget_identity(index);
             return;
         }
-        let report = report(result_id, outcome);
-        match report.outcome() {
-            ReportedOutcome::Success => info!(
-                result_id,
-                fuel_used = report.fuel_used,
-                run_time_ms = report.run_time_ms,
-                output_bytes = report.output.len(),
-                "finished result"
-            ),
-            _ => info!(
-                result_id,
-                fuel_used = report.fuel_used,
-                run_time_ms = report.run_time_ms,
-                error = %report.error_message,
-                "finished result (client error)"
-            ),
+        if carried_reports && is_bad_request(status.code()) {
+            // A report was refused: sort them out with ReportResults, which
+            // falls back to one report per call.
+            warn!(server = %attachment.server, error = %describe(status), "reports refused with the work request, reporting them apart");
+            attachment.report_separately = true;
+            return;
         }
-        self.unreported.push(report);
+        let retry = if what == "report results" { &mut attachment.report_retry } else { &mut attachment.request_retry };
+        let delay = retry.failed();
+        warn!(server = %attachment.server, error = %describe(status), retry_in = ?delay, "cannot {what}");
     }
 
-    async fn report<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> Flow {
-        let n = self.batch_len();
-        let result = tokio::select! {
-            result = self.client.report_results(&self.unreported[..n]) => result,
-            _ = shutdown.wait() => return ControlFlow::Break(()),
-        };
-        match result {
-            Ok(reported) => {
-                let batch: HashSet<i64> = self.unreported[..n].iter().map(|report| report.result_id).collect();
-                self.settle(reported);
-                let all_settled = !self.unreported.iter().any(|report| batch.contains(&report.result_id));
-                if all_settled {
-                    self.report_retry.succeeded();
-                } else {
-                    let delay = self.report_retry.failed();
-                    warn!(n = self.unreported.len(), retry_in = ?delay, "some results not accepted yet");
-                }
-                ControlFlow::Continue(())
-            }
-            Err(status) if status.code() == Code::Unauthenticated => self.reregister(shutdown).await,
-            Err(status) => {
-                let delay = self.report_retry.failed();
-                warn!(error = %describe(&status), unreported = self.unreported.len(), retry_in = ?delay, "cannot report results");
-                ControlFlow::Continue(())
+    /// The coordinator no longer knows our token: register again.
+    fn forget_identity(&mut self, index: usize) {
+        let attachment = &mut self.attachments[index];
+        warn!(server = %attachment.server, "token rejected (unauthenticated), registering again");
+        attachment.identity = None;
+    }
+
+    /// Applies a coordinator's verdict on reports, and its abort list.
+    async fn settle(
+        &mut self,
+        index: usize,
+        accepted: &[i64],
+        rejected: &[(i64, Status)],
+        abort: &[i64],
+        sent: &[i64],
+    ) -> anyhow::Result<()> {
+        let server = self.attachments[index].server.clone();
+        let sent: HashSet<i64> = sent.iter().copied().collect();
+        let accepted: Vec<i64> = accepted.iter().copied().filter(|id| sent.contains(id)).collect();
+        if !accepted.is_empty() {
+            self.journal.reported(&server, &accepted).await?;
+            info!(server = %server, n = accepted.len(), "reported {} results", accepted.len());
+            if self.attachments[index].host_record_due.is_none() {
+                self.attachments[index].host_record_due = Some(Instant::now() + HOST_RECORD_EVERY);
             }
         }
-    }
-
-    /// How many of the oldest unreported results go in the next call.
-    fn batch_len(&self) -> usize {
-        let mut bytes = 0;
-        let n = self
-            .unreported
-            .iter()
-            .take(MAX_REPORT_BATCH)
-            .take_while(|report| {
-                bytes += report.output.len() + report.stderr_tail.len();
-                bytes <= MAX_REPORT_BATCH_BYTES
-            })
-            .count();
-        n.max(1).min(self.unreported.len())
-    }
-
-    /// Forgets what the server accepted or rejected, and aborts what it no longer needs.
-    fn settle(&mut self, reported: crate::client::Reported) {
-        for (result_id, status) in &reported.rejected {
-            warn!(result_id, error = %describe(status), "report rejected, dropping it");
+        for (result_id, status) in rejected {
+            warn!(server = %server, result_id, error = %describe(status), "report rejected, dropping it");
         }
-        let settled: HashSet<i64> = reported
-            .accepted
-            .iter()
-            .copied()
-            .chain(reported.rejected.iter().map(|(result_id, _)| *result_id))
-            .collect();
-        self.unreported.retain(|report| !settled.contains(&report.result_id));
-        info!(n = reported.accepted.len(), "reported {} results", reported.accepted.len());
-        self.abort(&reported.abort);
+        let rejected: Vec<i64> = rejected.iter().map(|(id, _)| *id).collect();
+        self.journal.forget(&server, &rejected).await?;
+        let settled: HashSet<i64> = accepted.iter().chain(&rejected).copied().collect();
+        self.unreported[index].retain(|u| !settled.contains(&u.report.result_id));
+        for result_id in settled {
+            self.remove_checkpoint(&server, result_id);
+        }
+        self.abort(index, abort).await
     }
 
     /// Drops queued and unreported copies of `result_ids` and interrupts running ones.
-    fn abort(&mut self, result_ids: &[i64]) {
+    async fn abort(&mut self, index: usize, result_ids: &[i64]) -> anyhow::Result<()> {
         if result_ids.is_empty() {
-            return;
+            return Ok(());
         }
-        let result_ids: HashSet<i64> = result_ids.iter().copied().collect();
-        self.queue.retain(|assignment| !result_ids.contains(&assignment.result_id));
-        self.unreported.retain(|report| !result_ids.contains(&report.result_id));
-        for result_id in &result_ids {
-            if let Some(abort) = self.running.get(result_id) {
-                abort.store(true, Ordering::Relaxed);
+        let server = self.attachments[index].server.clone();
+        let mut forget = Vec::new();
+        for result_id in result_ids {
+            let key = (index, *result_id);
+            if let Some(running) = self.running.get_mut(&key) {
+                running.unwanted = true;
+                running.control.abort();
+            } else {
+                self.queue.remove(&key);
+                forget.push(*result_id);
             }
         }
-        info!(n = result_ids.len(), "aborting {} results", result_ids.len());
+        let aborted: HashSet<i64> = result_ids.iter().copied().collect();
+        self.unreported[index].retain(|u| !aborted.contains(&u.report.result_id));
+        self.journal.forget(&server, &forget).await?;
+        for result_id in &forget {
+            self.remove_checkpoint(&server, *result_id);
+        }
+        info!(server = %server, n = result_ids.len(), "aborting {} results", result_ids.len());
+        Ok(())
     }
 
-    /// Shutdown: interrupt running tasks, then try once to report what finished.
+    /// The earliest time something becomes due, if any.
+    fn next_wake(&self) -> Option<Instant> {
+        let mut wake: Option<Instant> = None;
+        let mut consider = |when: Instant| wake = Some(wake.map_or(when, |wake| wake.min(when)));
+        if !self.running.is_empty() {
+            consider(self.next_progress);
+        }
+        for (index, attachment) in self.attachments.iter().enumerate() {
+            if attachment.busy {
+                continue;
+            }
+            if attachment.identity.is_none() {
+                consider(attachment.register_retry.not_before);
+                continue;
+            }
+            if let Some(oldest) = self.unreported[index].first() {
+                consider((oldest.since + REPORT_DELAY).max(attachment.report_retry.not_before));
+            }
+            if self.wants_work(index) > 0 {
+                consider(attachment.request_retry.not_before);
+            }
+            if self.missing_app(index).is_some() {
+                consider(attachment.download_retry.not_before);
+            }
+            if let Some(due) = attachment.host_record_due {
+                consider(due);
+            }
+        }
+        wake
+    }
+
+    /// Shutdown: interrupt running tasks (their checkpoints stay), wait
+    /// briefly for calls in flight (a registration must not be lost), then
+    /// try once to report what finished.
     async fn stop(mut self) {
         info!(running = self.running.len(), queued = self.queue.len(), "shutting down");
-        self.queue.clear();
-        self.collect_finished();
-        for abort in self.running.values() {
-            abort.store(true, Ordering::Relaxed);
+        for running in self.running.values() {
+            running.control.abort();
         }
+        self.gate.resume();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
-                Ok(Some(done)) => self.finish(done),
+                Ok(Some(done)) => {
+                    if let Err(error) = self.finish(vec![done]).await {
+                        error!(error = %error, "cannot journal a task at shutdown");
+                    }
+                }
                 Ok(None) | Err(_) => break,
             }
         }
-        if self.unreported.is_empty() {
-            return;
+        let deadline = Instant::now() + REGISTER_TIMEOUT.max(SHUTDOWN_GRACE);
+        while self.attachments.iter().any(|a| a.busy) {
+            match tokio::time::timeout_at(deadline, self.calls_rx.recv()).await {
+                Ok(Some((index, answer))) => {
+                    if let Err(error) = self.answered(index, answer).await {
+                        error!(error = %error, "cannot journal an answer at shutdown");
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
         }
-        let n = self.batch_len();
-        match tokio::time::timeout(SHUTDOWN_GRACE, self.client.report_results(&self.unreported[..n])).await {
-            Ok(Ok(reported)) => self.settle(reported),
-            Ok(Err(status)) => warn!(error = %describe(&status), "cannot report results at shutdown"),
-            Err(_) => warn!("reporting at shutdown timed out"),
+        for index in 0..self.attachments.len() {
+            if self.unreported[index].is_empty() || self.attachments[index].identity.is_none() {
+                continue;
+            }
+            let reports = self.report_batch(index);
+            let sent: Vec<i64> = reports.iter().map(|r| r.result_id).collect();
+            let mut client = self.attachments[index].client.clone();
+            match tokio::time::timeout(SHUTDOWN_GRACE, client.report_results(&reports)).await {
+                Ok(Ok(reported)) => {
+                    if let Err(error) =
+                        self.settle(index, &reported.accepted, &reported.rejected, &reported.abort, &sent).await
+                    {
+                        error!(error = %error, "cannot journal reports at shutdown");
+                    }
+                }
+                Ok(Err(status)) => warn!(error = %describe(&status), "cannot report results at shutdown"),
+                Err(_) => warn!("reporting at shutdown timed out"),
+            }
         }
-        if !self.unreported.is_empty() {
-            warn!(n = self.unreported.len(), "exiting with unreported results");
+        let left: usize = self.unreported.iter().map(Vec::len).sum();
+        if left > 0 {
+            info!(n = left, "exiting with unreported results (kept in the journal)");
         }
+        if let Err(error) = self.journal.set_setting("pid", "0").await {
+            warn!(error = %error, "cannot clear the pid in the journal");
+        }
+        self.journal.close().await;
     }
 }
 
 /// A status in one short line: its code and message, without transport internals.
-fn describe(status: &tonic::Status) -> String {
+fn describe(status: &Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
@@ -612,12 +1114,22 @@ async fn sleep_until(wake: Option<Instant>) {
     }
 }
 
+/// The task's deadline; an assignment without one (0) never expires here.
+fn deadline_ms(assignment: &Assignment) -> i64 {
+    if assignment.deadline_unix_ms > 0 { assignment.deadline_unix_ms } else { i64::MAX }
+}
+
+/// Milliseconds since the Unix epoch (deadlines are in this unit).
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The report of a finished (not aborted) task.
 fn report(result_id: i64, outcome: Outcome) -> ResultReport {
     let (reported, output, error_message) = match outcome.status {
-        Status::Success(output) => (ReportedOutcome::Success, output, String::new()),
-        Status::Error(message) => (ReportedOutcome::ClientError, Vec::new(), message),
-        Status::Aborted => (ReportedOutcome::ClientError, Vec::new(), "aborted".to_string()),
+        TaskStatus::Success(output) => (ReportedOutcome::Success, output, String::new()),
+        TaskStatus::Error(message) => (ReportedOutcome::ClientError, Vec::new(), message),
+        TaskStatus::Aborted => (ReportedOutcome::ClientError, Vec::new(), "aborted".to_string()),
     };
     ResultReport {
         result_id,
@@ -632,11 +1144,11 @@ fn report(result_id: i64, outcome: Outcome) -> ResultReport {
     }
 }
 
-/// A client error for a result that could not even start.
+/// A client error for a result that did not run.
 fn error_report(result_id: i64, message: String) -> ResultReport {
     report(
         result_id,
-        Outcome { status: Status::Error(message), stderr_tail: String::new(), fuel_used: 0, run_time_ms: 0 },
+        Outcome { status: TaskStatus::Error(message), stderr_tail: String::new(), fuel_used: 0, run_time_ms: 0 },
     )
 }
 
@@ -661,7 +1173,7 @@ mod tests {
         let success = report(
             7,
             Outcome {
-                status: Status::Success(b"42\n".to_vec()),
+                status: TaskStatus::Success(b"42\n".to_vec()),
                 stderr_tail: String::new(),
                 fuel_used: 10,
                 run_time_ms: 1,

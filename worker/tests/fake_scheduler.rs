@@ -1,6 +1,7 @@
 //! The worker loop against an in-process fake coordinator: registration,
 //! re-registration after `Unauthenticated`, app download, parallel runs,
-//! batched reports with the one-by-one fallback, and a clean shutdown.
+//! reports carried by work requests, the fallback to ReportResults and then
+//! to one report per call when one is refused, and a clean shutdown.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ struct FakeState {
 struct Fake {
     apps: HashMap<String, Vec<u8>>,
     state: Mutex<FakeState>,
-    /// Pinged after every ReportResults call.
+    /// Pinged after every ReportResults and RequestWork call.
     reported: mpsc::UnboundedSender<()>,
 }
 
@@ -110,15 +111,27 @@ impl Scheduler for Fake {
             state.refused_once = true;
             return Err(Status::unauthenticated("host forgotten"));
         }
-        let slots = request.into_inner().slots as usize;
-        assert!(slots <= 4, "2 cpus ask for at most 4 slots, asked {slots}");
+        let request = request.into_inner();
+        let slots = request.slots as usize;
+        assert!(slots <= 4, "a buffer of 4 asks for at most 4 slots, asked {slots}");
+        // As the real coordinator: one refused report fails the whole call.
+        if request.reports.iter().any(|report| report.result_id == BAD_RESULT) {
+            return Err(Status::invalid_argument("bad report"));
+        }
+        let accepted = request.reports.iter().map(|report| report.result_id).collect();
+        for report in request.reports {
+            state.accepted.insert(report.result_id, report);
+        }
         let n = slots.min(state.assignments.len());
         let assignments: Vec<Assignment> = state.assignments.drain(..n).collect();
+        drop(state);
+        // The test may have stopped listening already.
+        let _ = self.reported.send(());
         Ok(Response::new(RequestWorkResponse {
             retry_after_ms: if assignments.is_empty() { 50 } else { 0 },
             assignments,
             abort: Vec::new(),
-            accepted: Vec::new(),
+            accepted,
         }))
     }
 
@@ -217,17 +230,25 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
 
     let state_dir = tempfile::tempdir().expect("temp dir");
     let config = quorum_worker::Config {
-        server: format!("http://{address}"),
+        attachments: vec![quorum_worker::Attach { server: format!("http://{address}"), share: 100.0 }],
         state_dir: state_dir.path().to_path_buf(),
         cpus: 2,
+        cpu_limit: 100,
+        buffer_low: 2,
+        buffer_high: 4,
         name: "test-host".into(),
         account: String::new(),
         max_backoff: Duration::from_millis(200),
     };
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(quorum_worker::run(config, async {
-        let _ = worker_stopped.await;
-    }));
+    let (_commands, commands) = mpsc::unbounded_channel();
+    let worker = tokio::spawn(quorum_worker::run(
+        config,
+        async {
+            let _ = worker_stopped.await;
+        },
+        commands,
+    ));
 
     // Wait (bounded) until the three good results are accepted and the bad
     // one was rejected on its own at least once.
@@ -252,25 +273,28 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
     stop_server.send(()).expect("server still running");
     server.await.expect("server task").expect("server");
 
-    let state = fake.state();
-    assert_eq!(state.n_registrations, 2, "registered, then again after Unauthenticated");
-    for (result_id, output) in [(1, &b"one\n"[..]), (3, b"three\n")] {
-        let report = &state.accepted[&result_id];
-        assert_eq!(report.outcome(), ReportedOutcome::Success);
-        assert_eq!(report.output, output);
-        assert!(report.fuel_used > 0);
-        assert!(report.engine.starts_with("wasmtime "));
+    {
+        let state = fake.state();
+        assert_eq!(state.n_registrations, 2, "registered, then again after Unauthenticated");
+        for (result_id, output) in [(1, &b"one\n"[..]), (3, b"three\n")] {
+            let report = &state.accepted[&result_id];
+            assert_eq!(report.outcome(), ReportedOutcome::Success);
+            assert_eq!(report.output, output);
+            assert!(report.fuel_used > 0);
+            assert!(report.engine.starts_with("wasmtime "));
+        }
+        let failed = &state.accepted[&4];
+        assert_eq!(failed.outcome(), ReportedOutcome::ClientError);
+        assert_eq!(failed.error_message, "exit code 3");
+        assert!(!state.accepted.contains_key(&BAD_RESULT));
     }
-    let failed = &state.accepted[&4];
-    assert_eq!(failed.outcome(), ReportedOutcome::ClientError);
-    assert_eq!(failed.error_message, "exit code 3");
-    assert!(!state.accepted.contains_key(&BAD_RESULT));
 
-    // The identity and both apps were kept in the state directory.
-    let host: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_dir.path().join("host.json")).expect("host.json"))
-            .expect("host.json is JSON");
-    assert_eq!(host["host_id"], 2);
+    // The identity (in the journal) and both apps were kept in the state directory.
+    let journal = quorum_worker::journal::Journal::open_existing(&state_dir.path().join("journal.db"))
+        .await
+        .expect("the journal exists");
+    let identity = journal.identity(&format!("http://{address}")).await.expect("read").expect("identity kept");
+    assert_eq!(identity.host_id, 2);
     for app in [ECHO, EXIT_3] {
         let cached = state_dir.path().join("apps").join(format!("{}.wasm", digest(app.as_bytes())));
         assert_eq!(std::fs::read(cached).expect("cached app"), app.as_bytes());
