@@ -227,9 +227,11 @@ impl Client {
     }
 }
 
-/// Exponential backoff with full jitter: the n-th delay is uniform in
-/// `[FLOOR, min(max, 100 ms * 2^n)]`. The floor keeps a run of unlucky draws
-/// from turning into a busy loop.
+/// Exponential backoff with "equal jitter": the n-th delay is uniform in
+/// `[cap/2, cap]` where `cap = min(max, 100 ms * 2^n)`. The jitter spreads
+/// the retries of many workers; the lower half guarantees that once the cap
+/// is reached, a worker calls a coordinator that is down at most once per
+/// `max / 2` for each kind of call: no busy loop, whatever the draws.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     attempt: u32,
@@ -246,10 +248,9 @@ impl Backoff {
 
     /// The delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
-        let cap = self.cap();
+        let cap = self.cap().as_millis() as u64;
         self.attempt = self.attempt.saturating_add(1);
-        let millis = rand::random_range(BACKOFF_FLOOR.as_millis() as u64..=cap.as_millis() as u64);
-        Duration::from_millis(millis)
+        Duration::from_millis(rand::random_range(cap / 2..=cap))
     }
 
     /// The upper bound of the next delay.
@@ -280,7 +281,7 @@ mod tests {
             .map(|_| {
                 let cap = backoff.cap();
                 let delay = backoff.next_delay();
-                assert!(delay >= BACKOFF_FLOOR && delay <= cap, "{delay:?} > {cap:?}");
+                assert!(delay >= cap / 2 && delay <= cap, "{delay:?} outside [{:?}, {cap:?}]", cap / 2);
                 cap.as_millis() as u64
             })
             .collect();
