@@ -616,3 +616,5 @@ fn invalid_validator_module_is_rejected() {
         assert!(matches!(error, Error::InvalidValidator(_)), "{error:?}");
     }
 }
+
+mod apps;
