@@ -32,6 +32,7 @@ mod bench_smoke;
 mod cancel;
 mod coordinator_restart;
 mod deadlines;
+mod hostile_apps;
 mod late_results;
 mod malicious;
 mod operations;
