@@ -503,6 +503,10 @@ fn execute(
     started: Instant,
     control: Arc<TaskControl>,
 ) -> Result<Run, String> {
+    let idle_before = control.idle();
+    let mut pacer = Pacer::new(control.clone());
+    // A task started on a paused gate waits before running at all.
+    pacer.wait_while_paused();
     if control.is_aborted() {
         return Ok(Run { ending: Ending::Aborted, stdout: Vec::new(), stderr_tail: String::new(), fuel_used: 0 });
     }
@@ -511,8 +515,6 @@ fn execute(
     let mut store = Store::new(pre.module().engine(), state);
     store.limiter(|state| &mut state.limiter);
     store.set_fuel(limits.fuel).expect("fuel metering is enabled on both engines");
-    let idle_before = control.idle();
-    let mut pacer = Pacer::new(control.clone());
     let callback_control = control.clone();
     store.epoch_deadline_callback(move |mut ctx| {
         let control = &callback_control;
