@@ -182,43 +182,62 @@ impl Pacer {
     /// is paused, then sleeps for the throttle's share of the active stretch
     /// that just ended. Returns at once when the task is aborted.
     pub(crate) fn tick(&mut self) {
-        let gate = &self.control.gate;
-        let mut state = gate.lock();
+        let state = self.control.gate.lock();
         let now = Instant::now();
         let throttle_until = (state.cpu_limit < 100).then(|| {
             let active = now.saturating_duration_since(self.active_since).min(MAX_ACTIVE_STRETCH);
             let percent = u32::from(state.cpu_limit);
             now + active * (100 - percent) / percent
         });
-        if !state.paused && throttle_until.is_none_or(|until| until <= now) {
-            self.active_since = now;
-            return;
-        }
-        state.waiting += 1;
-        gate.changed.notify_all();
-        loop {
-            if self.control.is_aborted() {
-                break;
-            }
-            if state.paused {
-                state = gate.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-                continue;
-            }
-            let remaining = match throttle_until {
-                // The limit may have been lifted meanwhile.
-                Some(until) if state.cpu_limit < 100 => until.saturating_duration_since(Instant::now()),
-                _ => Duration::ZERO,
-            };
-            if remaining.is_zero() {
-                break;
-            }
-            state = gate.changed.wait_timeout(state, remaining).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
-        }
-        state.waiting -= 1;
-        gate.changed.notify_all();
-        drop(state);
-        let resumed = Instant::now();
-        self.control.add_idle(resumed.saturating_duration_since(now));
-        self.active_since = resumed;
+        self.active_since = hold(&self.control, state, now, throttle_until);
     }
+
+    /// Called on the task's thread before it starts: blocks while the gate is
+    /// paused, so a task started on a paused gate does not run at all.
+    pub(crate) fn wait_while_paused(&mut self) {
+        let state = self.control.gate.lock();
+        self.active_since = hold(&self.control, state, Instant::now(), None);
+    }
+}
+
+/// Blocks the task of `control` while its gate is paused, then until
+/// `throttle_until` (if the CPU limit still applies), unless the task is
+/// aborted; counts the time as idle. `state` is the gate's, locked at `now`.
+/// Returns when the task runs again.
+fn hold(
+    control: &TaskControl,
+    mut state: MutexGuard<'_, GateState>,
+    now: Instant,
+    throttle_until: Option<Instant>,
+) -> Instant {
+    let gate = &control.gate;
+    if !state.paused && throttle_until.is_none_or(|until| until <= now) {
+        return now;
+    }
+    state.waiting += 1;
+    gate.changed.notify_all();
+    loop {
+        if control.is_aborted() {
+            break;
+        }
+        if state.paused {
+            state = gate.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            continue;
+        }
+        let remaining = match throttle_until {
+            // The limit may have been lifted meanwhile.
+            Some(until) if state.cpu_limit < 100 => until.saturating_duration_since(Instant::now()),
+            _ => Duration::ZERO,
+        };
+        if remaining.is_zero() {
+            break;
+        }
+        state = gate.changed.wait_timeout(state, remaining).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+    }
+    state.waiting -= 1;
+    gate.changed.notify_all();
+    drop(state);
+    let resumed = Instant::now();
+    control.add_idle(resumed.saturating_duration_since(now));
+    resumed
 }

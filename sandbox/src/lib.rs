@@ -45,7 +45,8 @@
 //! - write the state to a temporary file, then rename it over the real one
 //!   (`/checkpoint/state.tmp` → `/checkpoint/state`), so that an
 //!   interruption at any point leaves either the old or the new state;
-//! - on start, read the state if present and resume from it;
+//! - on start, read the state if present and resume from it; a state it
+//!   cannot parse (after a power cut, a file may be empty) counts as absent;
 //! - the output must be byte-identical whether the app was interrupted (any
 //!   number of times) or not: every copy of a work unit is compared byte for
 //!   byte with the others.
@@ -54,9 +55,9 @@
 //! task (and of the worker) and deletes it once the result is accepted. Fuel
 //! is counted per run: a resumed run reports the fuel of its own segment.
 //!
-//! Determinism caveat: the files' timestamps (and the order in which a
-//! directory lists its entries) are the host's, not virtual ones; apps must
-//! not depend on them.
+//! Determinism caveat: the files' timestamps, inode numbers and the order in
+//! which a directory lists its entries are the host's, not virtual ones;
+//! apps must not depend on them.
 //!
 //! ## Limits
 //!
@@ -87,8 +88,8 @@
 //! network, fixed clocks, random bytes seeded with 0, NaN canonicalization on
 //! (so the verdict does not depend on the coordinator's CPU). Limits are
 //! [`VALIDATOR_LIMITS`]: 10^10 fuel, 256 MiB of memory, 64 KiB of stdout
-//! (stdout is otherwise ignored; stderr is kept for error messages), 10 s of
-//! wall time. A validator should be symmetric (`compare(a, b) ==
+//! (stdout is otherwise ignored), 64 KiB of stderr (its tail is kept for
+//! error messages), 10 s of wall time. A validator should be symmetric (`compare(a, b) ==
 //! compare(b, a)`); quorum does not check it.
 
 mod control;
@@ -124,7 +125,7 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 pub const DEFAULT_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_WALL_TIME: Duration = Duration::from_secs(3600);
 pub const DEFAULT_STDERR_BYTES: u64 = 1024 * 1024;
-/// Longest wall time accepted, so that `Instant + wall_time` cannot overflow.
+/// Longest wall time accepted (a month): longer is as good as no limit.
 const MAX_WALL_TIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Limits of one validator run (see the crate docs).
@@ -503,6 +504,10 @@ fn execute(
     started: Instant,
     control: Arc<TaskControl>,
 ) -> Result<Run, String> {
+    let idle_before = control.idle();
+    let mut pacer = Pacer::new(control.clone());
+    // A task started on a paused gate waits before running at all.
+    pacer.wait_while_paused();
     if control.is_aborted() {
         return Ok(Run { ending: Ending::Aborted, stdout: Vec::new(), stderr_tail: String::new(), fuel_used: 0 });
     }
@@ -511,8 +516,6 @@ fn execute(
     let mut store = Store::new(pre.module().engine(), state);
     store.limiter(|state| &mut state.limiter);
     store.set_fuel(limits.fuel).expect("fuel metering is enabled on both engines");
-    let idle_before = control.idle();
-    let mut pacer = Pacer::new(control.clone());
     let callback_control = control.clone();
     store.epoch_deadline_callback(move |mut ctx| {
         let control = &callback_control;

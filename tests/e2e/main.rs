@@ -33,6 +33,7 @@ mod cancel;
 mod coordinator_outage;
 mod coordinator_restart;
 mod deadlines;
+mod hostile_apps;
 mod late_results;
 mod malicious;
 mod operations;
