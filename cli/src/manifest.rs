@@ -29,6 +29,7 @@
 //! memory = "256MiB"                # or an integer of bytes, or memory_bytes = N
 //! output_bytes = 1048576           # integer or a size string
 //! wall_time = "10m"                # humantime
+//! stderr_bytes = 0                 # integer or a size string; 0: the worker's 1 MiB
 //! [validator]                      # optional; kind = "bitwise" (default), "fuzzy" or "custom"
 //! # kind = "fuzzy"                 # numbers within a tolerance:
 //! # format = "whitespace"          #   or "json"
@@ -264,14 +265,19 @@ impl Default for Policy {
 /// Sandbox limits of one run of the app.
 ///
 /// Invariants: fuel and output at least 1, memory at least one WebAssembly
-/// page (64 KiB), wall time at least 1 ms.
+/// page (64 KiB), wall time at least 1 ms, stderr at most
+/// [`MAX_STDERR_BYTES`] (0: the worker's default, 1 MiB).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     fuel: u64,
     memory_bytes: u64,
     output_bytes: u64,
     wall_time: Duration,
+    stderr_bytes: u64,
 }
+
+/// Largest `limits.stderr_bytes` the coordinator accepts.
+pub const MAX_STDERR_BYTES: u64 = 32 << 20;
 
 impl Limits {
     /// Builds limits from the manifest's optional fields, filling defaults.
@@ -280,6 +286,7 @@ impl Limits {
         memory_bytes: Option<u64>,
         output_bytes: Option<u64>,
         wall_time: Option<Duration>,
+        stderr_bytes: Option<u64>,
     ) -> Result<Limits, (&'static str, String)> {
         let fuel = fuel.unwrap_or(DEFAULT_FUEL);
         if fuel == 0 {
@@ -300,7 +307,14 @@ impl Limits {
         if wall_time < Duration::from_millis(1) {
             return Err(("limits.wall_time", "must be at least 1ms".to_owned()));
         }
-        Ok(Limits { fuel, memory_bytes, output_bytes, wall_time })
+        let stderr_bytes = stderr_bytes.unwrap_or(0);
+        if stderr_bytes > MAX_STDERR_BYTES {
+            return Err((
+                "limits.stderr_bytes",
+                format!("must be at most {MAX_STDERR_BYTES} bytes (32MiB), got {stderr_bytes}"),
+            ));
+        }
+        Ok(Limits { fuel, memory_bytes, output_bytes, wall_time, stderr_bytes })
     }
 
     pub fn fuel(&self) -> u64 {
@@ -315,11 +329,15 @@ impl Limits {
     pub fn wall_time(&self) -> Duration {
         self.wall_time
     }
+    /// Largest stderr of one run; 0 leaves it to the worker (1 MiB).
+    pub fn stderr_bytes(&self) -> u64 {
+        self.stderr_bytes
+    }
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits::new(None, None, None, None).expect("the defaults are valid limits")
+        Limits::new(None, None, None, None, None).expect("the defaults are valid limits")
     }
 }
 
@@ -463,11 +481,16 @@ impl Manifest {
             Some(size) => Some(size.bytes("limits.output_bytes").map_err(field_error)?),
             None => None,
         };
+        let stderr_bytes = match raw.limits.stderr_bytes {
+            Some(size) => Some(size.bytes("limits.stderr_bytes").map_err(field_error)?),
+            None => None,
+        };
         let limits = Limits::new(
             raw.limits.fuel,
             memory_bytes,
             output_bytes,
             parse_duration_field("limits.wall_time", raw.limits.wall_time.as_deref()).map_err(field_error)?,
+            stderr_bytes,
         )
         .map_err(field_error)?;
         let work_units = WorkUnitSource::from_toml(raw.work_units, base).map_err(field_error)?;
@@ -680,6 +703,7 @@ mod toml_format {
         pub memory_bytes: Option<u64>,
         pub output_bytes: Option<Size>,
         pub wall_time: Option<String>,
+        pub stderr_bytes: Option<Size>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -975,6 +999,10 @@ mod tests {
         );
         check(&format!("{app}[limits]\nfuel = 0\n{RANGE}"), "limits.fuel: must be at least 1");
         check(
+            &format!("{app}[limits]\nstderr_bytes = \"64MiB\"\n{RANGE}"),
+            "limits.stderr_bytes: must be at most 33554432 bytes (32MiB), got 67108864",
+        );
+        check(
             &format!("{app}[limits]\nmemory = \"12 parsecs\"\n{RANGE}"),
             "limits.memory: invalid size \"12 parsecs\"",
         );
@@ -1081,5 +1109,17 @@ mod tests {
         check("1.5MiB", Err("invalid size"));
         check("5 mib", Err("invalid size"));
         check("99999999999999GiB", Err("too large"));
+    }
+}
+
+#[cfg(test)]
+mod stderr_limit_tests {
+    use super::Limits;
+
+    #[test]
+    fn stderr_bytes_defaults_to_the_worker_and_is_capped() {
+        assert_eq!(Limits::default().stderr_bytes(), 0, "0: the worker's default");
+        assert_eq!(Limits::new(None, None, None, None, Some(4096)).map(|l| l.stderr_bytes()), Ok(4096));
+        assert!(Limits::new(None, None, None, None, Some(super::MAX_STDERR_BYTES + 1)).is_err());
     }
 }

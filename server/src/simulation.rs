@@ -142,12 +142,13 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
                 };
                 let Some(output) = report else { continue };
                 let report = if behaviour == Behaviour::Erroring {
-                    Report::ClientError { fuel_used: 10, engine: "wasmtime 48.0.8".into() }
+                    Report::ClientError { fuel_used: 10, engine: "wasmtime 48.0.8".into(), resumed: false }
                 } else {
                     Report::Success {
                         output_digest: digest_of(&output),
                         fuel_used: 1_000_000_000,
                         engine: "wasmtime 48.0.8".into(),
+                        resumed: false,
                     }
                 };
                 let output = if behaviour == Behaviour::Erroring { Vec::new() } else { output };

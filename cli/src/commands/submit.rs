@@ -147,7 +147,7 @@ fn create_request(
             memory_bytes: limits.memory_bytes(),
             output_bytes: limits.output_bytes(),
             wall_time_ms: u64::try_from(limits.wall_time().as_millis()).unwrap_or(u64::MAX),
-            stderr_bytes: 0,
+            stderr_bytes: limits.stderr_bytes(),
         }),
         validator: match manifest.validator() {
             Validator::Bitwise => v1::ValidatorKind::Bitwise,

@@ -162,6 +162,10 @@ pub struct ResultCopy {
     pub granted_credit: f64,
     /// The engine that ran it, as reported (fuel is comparable within one engine version).
     pub engine: Option<String>,
+    /// The task was interrupted and resumed from a checkpoint: `fuel_used`
+    /// counts only the segments it ran, so it is neither compared with other
+    /// copies' fuel nor used for credit when a copy that ran in one piece agrees.
+    pub resumed: bool,
 }
 
 impl ResultCopy {
@@ -178,6 +182,7 @@ impl ResultCopy {
             fuel_used: 0,
             granted_credit: 0.0,
             engine: None,
+            resumed: false,
         }
     }
 
@@ -201,9 +206,11 @@ impl ResultCopy {
 
 /// What a host says about a copy it computed.
 #[derive(Clone, Debug, PartialEq)]
+/// `resumed`: the task was interrupted and resumed from a checkpoint (its
+/// fuel counts only the segments it ran).
 pub enum Report {
-    Success { output_digest: Digest, fuel_used: u64, engine: String },
-    ClientError { fuel_used: u64, engine: String },
+    Success { output_digest: Digest, fuel_used: u64, engine: String, resumed: bool },
+    ClientError { fuel_used: u64, engine: String, resumed: bool },
 }
 
 /// A report the coordinator must refuse; nothing is changed.
@@ -232,7 +239,7 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
     if result.host_id != Some(host) {
         return Err(ReportError::NotYourResult { result: result.id });
     }
-    let recorded = |outcome, output_digest: Option<Digest>, fuel_used, engine: &str| {
+    let recorded = |outcome, output_digest: Option<Digest>, fuel_used, engine: &str, resumed| {
         ReportDecision::Record(ResultCopy {
             server_state: ServerState::Over,
             outcome: Some(outcome),
@@ -240,16 +247,19 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
             output_digest,
             fuel_used,
             engine: Some(engine.to_owned()),
+            resumed,
             ..result.clone()
         })
     };
     match (result.server_state, result.outcome) {
         (ServerState::Unsent, _) => Err(ReportError::NotYourResult { result: result.id }),
         (ServerState::InProgress, _) | (ServerState::Over, Some(Outcome::NoReply)) => Ok(match report {
-            Report::Success { output_digest, fuel_used, engine } => {
-                recorded(Outcome::Success, Some(output_digest.clone()), *fuel_used, engine)
+            Report::Success { output_digest, fuel_used, engine, resumed } => {
+                recorded(Outcome::Success, Some(output_digest.clone()), *fuel_used, engine, *resumed)
             }
-            Report::ClientError { fuel_used, engine } => recorded(Outcome::ClientError, None, *fuel_used, engine),
+            Report::ClientError { fuel_used, engine, resumed } => {
+                recorded(Outcome::ClientError, None, *fuel_used, engine, *resumed)
+            }
         }),
         (ServerState::Over, Some(Outcome::Success)) => match report {
             Report::Success { output_digest, .. } if result.output_digest.as_ref() == Some(output_digest) => {
@@ -306,10 +316,28 @@ impl Transition {
     }
 }
 
-/// Credit for one valid result: the canonical result's fuel in billions of
-/// instructions, so every valid copy earns the same and no host can inflate it.
-pub fn credit_for(canonical_fuel_used: u64) -> f64 {
-    canonical_fuel_used as f64 / 1e9
+/// Credit for one valid result: the fuel of the agreeing group's reference
+/// copy (see [`credit_fuel`]) in billions of instructions, so every valid
+/// copy earns the same and no host can inflate it.
+pub fn credit_for(reference_fuel_used: u64) -> f64 {
+    reference_fuel_used as f64 / 1e9
+}
+
+/// The fuel credit is computed from, among the valid copies of a work unit
+/// (the agreeing group and late copies that agree with it): the canonical
+/// result's when it ran in one piece; otherwise that of the first valid copy
+/// that did not resume from a checkpoint (a resumed copy counts only the
+/// segments it ran); if every one resumed, the largest reported.
+pub fn credit_fuel(valid: &[&ResultCopy], canonical: Option<ResultId>) -> u64 {
+    let whole = |r: &&&ResultCopy| !r.resumed;
+    valid
+        .iter()
+        .filter(whole)
+        .find(|r| Some(r.id) == canonical)
+        .or_else(|| valid.iter().find(whole))
+        .map(|r| r.fuel_used)
+        .or_else(|| valid.iter().map(|r| r.fuel_used).max())
+        .unwrap_or(0)
 }
 
 /// The transitioner: brings a work unit and its results up to date at `now`.
@@ -404,7 +432,8 @@ pub fn transition(
         }
     }
 
-    let canonical_fuel = wu.canonical_result.and_then(|id| rs.iter().find(|r| r.id == id)).map_or(0, |r| r.fuel_used);
+    let valid: Vec<&ResultCopy> = rs.iter().filter(|r| r.validate_state == ValidateState::Valid).collect();
+    let canonical_fuel = credit_fuel(&valid, wu.canonical_result);
     let mut changed_results = Vec::new();
     let mut host_events = Vec::new();
     for (before, mut after) in results.iter().zip(rs) {

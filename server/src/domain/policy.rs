@@ -168,15 +168,25 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub output_bytes: u64,
     pub wall_time_ms: u64,
+    /// Largest stderr one run may write (the report keeps only its tail).
+    pub stderr_bytes: u64,
 }
 
 impl Limits {
-    pub const DEFAULT: Limits =
-        Limits { fuel: 1_000_000_000_000, memory_bytes: 512 << 20, output_bytes: 16 << 20, wall_time_ms: 3600 * 1000 };
+    pub const DEFAULT: Limits = Limits {
+        fuel: 1_000_000_000_000,
+        memory_bytes: 512 << 20,
+        output_bytes: 16 << 20,
+        wall_time_ms: 3600 * 1000,
+        // The worker's own default.
+        stderr_bytes: 1 << 20,
+    };
     /// Largest output the coordinator stores for one result.
     pub const MAX_OUTPUT_BYTES: u64 = 32 << 20;
     /// Largest linear memory a project may ask of volunteers.
     pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+    /// Largest stderr a project may let one run write.
+    pub const MAX_STDERR_BYTES: u64 = 32 << 20;
 
     /// Limits from requested values, where 0 means "the default".
     pub fn with_defaults(
@@ -184,6 +194,7 @@ impl Limits {
         memory_bytes: u64,
         output_bytes: u64,
         wall_time_ms: u64,
+        stderr_bytes: u64,
     ) -> Result<Limits, PolicyError> {
         let pick = |value: u64, default: u64| if value == 0 { default } else { value };
         let limits = Limits {
@@ -191,7 +202,15 @@ impl Limits {
             memory_bytes: pick(memory_bytes, Self::DEFAULT.memory_bytes),
             output_bytes: pick(output_bytes, Self::DEFAULT.output_bytes),
             wall_time_ms: pick(wall_time_ms, Self::DEFAULT.wall_time_ms),
+            stderr_bytes: pick(stderr_bytes, Self::DEFAULT.stderr_bytes),
         };
+        if limits.stderr_bytes > Self::MAX_STDERR_BYTES {
+            return Err(PolicyError::TooLarge {
+                field: "stderr_bytes",
+                value: limits.stderr_bytes,
+                max: Self::MAX_STDERR_BYTES,
+            });
+        }
         if limits.output_bytes > Self::MAX_OUTPUT_BYTES {
             return Err(PolicyError::TooLarge {
                 field: "output_bytes",
@@ -315,11 +334,17 @@ pub(crate) mod tests {
 
     #[test]
     fn limits_default_and_caps() {
-        assert_eq!(Limits::with_defaults(0, 0, 0, 0), Ok(Limits::DEFAULT));
-        assert_eq!(Limits::with_defaults(5, 0, 0, 0).unwrap().fuel, 5);
+        assert_eq!(Limits::with_defaults(0, 0, 0, 0, 0), Ok(Limits::DEFAULT));
+        assert_eq!(Limits::with_defaults(5, 0, 0, 0, 0).unwrap().fuel, 5);
+        assert_eq!(Limits::with_defaults(0, 0, 0, 0, 4096).unwrap().stderr_bytes, 4096);
+        assert_eq!(Limits::DEFAULT.stderr_bytes, 1 << 20, "0 means the worker's default, 1 MiB");
         assert!(matches!(
-            Limits::with_defaults(0, 0, 1 << 40, 0),
+            Limits::with_defaults(0, 0, 1 << 40, 0, 0),
             Err(PolicyError::TooLarge { field: "output_bytes", .. })
+        ));
+        assert!(matches!(
+            Limits::with_defaults(0, 0, 0, 0, 1 << 40),
+            Err(PolicyError::TooLarge { field: "stderr_bytes", .. })
         ));
     }
 

@@ -82,11 +82,13 @@ impl Comparator for Fuzzy {
 }
 
 /// Whether two successful results agree: their outputs agree, and, when both
-/// ran on the same engine version, they report the same fuel (fuel is an
-/// exact instruction count there, so a difference means a copy misreported
-/// its work).
+/// ran on the same engine version in one piece, they report the same fuel
+/// (fuel is an exact instruction count there, so a difference means a copy
+/// misreported its work). A copy resumed from a checkpoint counts only the
+/// segments it ran, so its fuel is not compared.
 pub fn agree(comparator: &dyn Comparator, a: &ResultCopy, b: &ResultCopy) -> bool {
-    (a.engine != b.engine || a.fuel_used == b.fuel_used) && comparator.outputs_agree(a, b)
+    let fuel_comparable = a.engine == b.engine && !a.resumed && !b.resumed;
+    (!fuel_comparable || a.fuel_used == b.fuel_used) && comparator.outputs_agree(a, b)
 }
 
 #[cfg(test)]
@@ -144,6 +146,25 @@ mod tests {
         assert!(agree(&copy(5, "wasmtime 48"), &copy(6, "wasmtime 49")));
         let other = ResultCopy { output_digest: Some(Digest::from_hex("b".repeat(64))), ..copy(5, "wasmtime 48") };
         assert!(!agree(&copy(5, "wasmtime 48"), &other));
+    }
+
+    #[test]
+    fn fuel_of_a_resumed_copy_is_not_compared() {
+        use crate::domain::Digest;
+        let copy = |fuel, resumed| ResultCopy {
+            output_digest: Some(Digest::from_hex("a".repeat(64))),
+            fuel_used: fuel,
+            engine: Some("wasmtime 48".to_owned()),
+            resumed,
+            ..ResultCopy::unsent(ResultId(1))
+        };
+        let agree = |a: &ResultCopy, b: &ResultCopy| agree(&Bitwise, a, b);
+        assert!(agree(&copy(5, false), &copy(3, true)), "the resumed one ran only its last segments");
+        assert!(agree(&copy(3, true), &copy(5, false)));
+        assert!(agree(&copy(2, true), &copy(3, true)));
+        assert!(!agree(&copy(5, false), &copy(3, false)), "both whole: fuel must be equal");
+        let other = ResultCopy { output_digest: Some(Digest::from_hex("b".repeat(64))), ..copy(5, true) };
+        assert!(!agree(&copy(5, false), &other), "outputs still count");
     }
 }
 

@@ -160,7 +160,13 @@ impl Projects for ProjectsService {
         let name = project_name(&request.name)?;
         let policy = policy(request.policy)?;
         let limits = request.limits.unwrap_or_default();
-        let limits = Limits::with_defaults(limits.fuel, limits.memory_bytes, limits.output_bytes, limits.wall_time_ms)?;
+        let limits = Limits::with_defaults(
+            limits.fuel,
+            limits.memory_bytes,
+            limits.output_bytes,
+            limits.wall_time_ms,
+            limits.stderr_bytes,
+        )?;
         let (validator, validator_module) = validator(request.validator, request.fuzzy, request.validator_module)?;
         app::check_module(&request.app_module)?;
         let work_units = work_units(request.work_units)?;

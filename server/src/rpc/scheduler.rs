@@ -18,7 +18,7 @@ use super::Context;
 use super::status::invalid;
 use crate::domain::lifecycle::Report;
 use crate::domain::{Digest, HostId, ResultId, app, scheduler};
-use crate::store::{self, NewHost, ReportInput};
+use crate::store::{self, NewHost, ReportInput, WorkReply, WorkRequest};
 
 /// Size of the chunks an app module is streamed in.
 const CHUNK_BYTES: usize = 256 << 10;
@@ -116,32 +116,19 @@ impl Scheduler for SchedulerService {
         if request.reports.len() > MAX_REPORTS_PER_CALL {
             return Err(invalid("reports", format!("more than {MAX_REPORTS_PER_CALL} reports")));
         }
-        let inputs = request.reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
-        let now = self.ctx.clock.now();
-        // Reports first: they free the host's slots and may end work units.
-        let mut accepted = Vec::new();
-        let mut abort = Vec::new();
-        if !inputs.is_empty() {
-            let summary = self.ctx.store.record_reports(host, &inputs, now).await?;
+        let reports = request.reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
+        let held = request.held_is_complete.then(|| request.held.into_iter().map(ResultId).collect());
+        let n_reports = reports.len();
+        let work = WorkRequest { reports, held, slots };
+        // One transaction: reports, lost copies sent again, new copies, aborts.
+        let reply = self.ctx.store.request_work(host, &work, self.ctx.clock.now()).await?;
+        if n_reports > 0 {
             self.ctx.changes.notify();
-            accepted = summary.accepted;
-            abort = summary.abort;
         }
-        // A host that lists what it holds gets back copies whose assignment it lost.
-        let mut leased = if request.held_is_complete {
-            let held: Vec<ResultId> = request.held.into_iter().map(ResultId).collect();
-            self.ctx.store.lost_results(host, &held, now).await?
-        } else {
-            Vec::new()
-        };
-        if !leased.is_empty() {
-            tracing::info!(host_id = %host, n = leased.len(), "lost results sent again");
+        if reply.n_lost > 0 {
+            tracing::info!(host_id = %host, n = reply.n_lost, "lost results sent again");
         }
-        let wanted = slots.saturating_sub(leased.len() as u32);
-        if wanted > 0 {
-            leased.extend(self.ctx.store.lease_work(host, wanted, now).await?);
-        }
-        abort.extend(self.ctx.store.take_aborts(host).await?);
+        let WorkReply { accepted, assignments: leased, abort, .. } = reply;
         if !leased.is_empty() {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
         }
@@ -211,8 +198,7 @@ fn assignment(a: store::Assignment) -> Assignment {
             memory_bytes: a.limits.memory_bytes,
             output_bytes: a.limits.output_bytes,
             wall_time_ms: a.limits.wall_time_ms,
-            // The worker's default until projects set it.
-            stderr_bytes: 0,
+            stderr_bytes: a.limits.stderr_bytes,
         }),
         deadline_unix_ms: a.deadline.0,
         nan_canonicalization: a.nan_canonicalization,
@@ -227,14 +213,17 @@ fn report_input(report: ResultReport) -> Result<ReportInput, Status> {
     }
     let engine = text("engine", report.engine, MAX_TEXT)?;
     let report_kind = match ReportedOutcome::try_from(report.outcome) {
-        Ok(ReportedOutcome::Success) => {
-            Report::Success { output_digest: app::digest_of(&report.output), fuel_used: report.fuel_used, engine }
-        }
+        Ok(ReportedOutcome::Success) => Report::Success {
+            output_digest: app::digest_of(&report.output),
+            fuel_used: report.fuel_used,
+            engine,
+            resumed: report.resumed,
+        },
         Ok(ReportedOutcome::ClientError) => {
             if !report.output.is_empty() {
                 return Err(invalid("output", "an error report carries no output"));
             }
-            Report::ClientError { fuel_used: report.fuel_used, engine }
+            Report::ClientError { fuel_used: report.fuel_used, engine, resumed: report.resumed }
         }
         Ok(ReportedOutcome::Unspecified) | Err(_) => {
             return Err(invalid("outcome", "must be SUCCESS or CLIENT_ERROR"));

@@ -30,7 +30,7 @@ use crate::domain::lifecycle::ReportError;
 use crate::validators::{self, Validators};
 
 pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
-pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary};
+pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
 pub use transitions::CancelScope;
 

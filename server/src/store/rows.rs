@@ -15,7 +15,7 @@ use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
 macro_rules! result_copy_columns {
     () => {
         "r.id, r.host_id, r.server_state, r.outcome, r.validate_state, r.deadline, r.output_digest, r.fuel_used, \
-         r.granted_credit, r.engine"
+         r.granted_credit, r.engine, r.resumed"
     };
 }
 
@@ -32,8 +32,8 @@ macro_rules! work_unit_policy_columns {
          COALESCE(b.deadline_ms, p.deadline_ms) AS deadline_ms, \
          COALESCE(b.adaptive_replication, p.adaptive_replication) AS adaptive_replication, \
          COALESCE(b.priority, p.priority) AS priority, \
-         p.fuel_limit, p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, \
-         p.nan_canonicalization, p.fuzzy_format, p.relative_tolerance, p.absolute_tolerance, p.validator_digest"
+         p.fuel_limit, p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.stderr_limit_bytes, \
+         p.validator, p.nan_canonicalization, p.fuzzy_format, p.relative_tolerance, p.absolute_tolerance, p.validator_digest"
     };
 }
 
@@ -42,8 +42,8 @@ macro_rules! work_unit_policy_columns {
 macro_rules! project_policy_columns {
     () => {
         "p.min_quorum, p.target_results AS policy_target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
-         p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.validator, p.nan_canonicalization, \
-         p.max_success_results, p.adaptive_replication, p.fuzzy_format, p.relative_tolerance, \
+         p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.stderr_limit_bytes, p.validator, \
+         p.nan_canonicalization, p.max_success_results, p.adaptive_replication, p.fuzzy_format, p.relative_tolerance, \
          p.absolute_tolerance, p.validator_digest, p.priority"
     };
 }
@@ -92,6 +92,7 @@ pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
         fuel_used: u64_column(row, "fuel_used")?,
         granted_credit: row.try_get("granted_credit")?,
         engine: row.try_get("engine")?,
+        resumed: row.try_get("resumed")?,
     })
 }
 
@@ -158,6 +159,7 @@ pub fn limits(row: &SqliteRow) -> Result<Limits> {
         memory_bytes: u64_column(row, "memory_limit_bytes")?,
         output_bytes: u64_column(row, "output_limit_bytes")?,
         wall_time_ms: u64_column(row, "wall_time_limit_ms")?,
+        stderr_bytes: u64_column(row, "stderr_limit_bytes")?,
     })
 }
 

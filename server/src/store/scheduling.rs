@@ -12,6 +12,7 @@ use super::{Error, Result, Store};
 use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
 use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
+use crate::validators::Validators;
 
 /// How stale a host's recorded last contact may get before a call updates it.
 const CONTACT_RESOLUTION_MS: i64 = 60_000;
@@ -29,7 +30,7 @@ pub struct NewHost {
 }
 
 /// One copy handed to a host, with everything needed to compute it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
     pub result_id: ResultId,
     pub work_unit_id: WorkUnitId,
@@ -59,6 +60,32 @@ pub struct ReportInput {
 pub struct ReportSummary {
     /// Reports stored or already stored: the host may forget them.
     pub accepted: Vec<ResultId>,
+    /// Copies the host holds that are no longer needed: it should stop them.
+    pub abort: Vec<ResultId>,
+}
+
+/// One turn of a worker's loop: what it finished, what it holds, how many
+/// copies it can take.
+#[derive(Debug, Clone, Default)]
+pub struct WorkRequest {
+    /// Finished copies, recorded before new work is chosen.
+    pub reports: Vec<ReportInput>,
+    /// Every copy the host still holds, when it says so: copies assigned to it
+    /// that it does not list were lost on the way and are sent again.
+    pub held: Option<Vec<ResultId>>,
+    /// Copies it can take (lost ones included).
+    pub slots: u32,
+}
+
+/// The answer to a [`WorkRequest`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkReply {
+    /// Reports stored or already stored: the host may forget them.
+    pub accepted: Vec<ResultId>,
+    /// Copies to compute: the lost ones first, then new ones.
+    pub assignments: Vec<Assignment>,
+    /// How many of `assignments` are lost copies sent again.
+    pub n_lost: usize,
     /// Copies the host holds that are no longer needed: it should stop them.
     pub abort: Vec<ResultId>,
 }
@@ -112,111 +139,7 @@ impl Store {
     /// accepted on that copy alone. One transaction.
     pub async fn lease_work(&self, host: HostId, slots: u32, now: Timestamp) -> Result<Vec<Assignment>> {
         let mut tx = self.write().await?;
-        let query =
-            concat!("SELECT account, avg_turnaround_ms, ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
-        let host_row = sqlx::query(query).bind(host.0).fetch_optional(&mut *tx).await?.ok_or(Error::UnknownHost)?;
-        let account: String = host_row.try_get("account")?;
-        let host_turnaround = rows::optional_u64(&host_row, "avg_turnaround_ms")?;
-        let mut trust = rows::host_trust(&host_row)?;
-        let slots = slots.min(trust.remaining_today(now)) as usize;
-        let mut assignments = Vec::new();
-        let mut taken: HashSet<i64> = HashSet::new();
-        let mut single = Vec::new();
-        // Candidates come a page at a time, highest priority first, then
-        // oldest; copies of work units this host (or its account) already has
-        // are skipped. A few pages bound the cost of one request.
-        let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
-        for _ in 0..4 {
-            let wanted = slots - assignments.len();
-            if wanted == 0 {
-                break;
-            }
-            let query = concat!(
-                "SELECT r.id AS result_id, r.priority AS result_priority, r.work_unit_id, r.created_at, \
-                 w.name AS work_unit_name, w.input, \
-                 p.name AS project, p.app_digest, b.n_work_units AS batch_size, b.n_ended AS batch_ended, \
-                 b.avg_turnaround_ms AS batch_turnaround, ",
-                rows::work_unit_policy_columns!(),
-                " FROM results r \
-                 JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
-                 LEFT JOIN batches b ON b.id = w.batch_id \
-                 WHERE r.server_state = 'unsent' AND p.state = 'active' \
-                 AND (r.priority < ? OR (r.priority = ? AND r.id > ?)) \
-                 AND (b.id IS NULL OR b.state = 'active') \
-                 AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id = ?) \
-                 AND (? = '' OR NOT EXISTS (SELECT 1 FROM results o JOIN hosts h ON h.id = o.host_id \
-                   WHERE o.work_unit_id = r.work_unit_id AND h.account = ?)) \
-                 ORDER BY r.priority DESC, r.id LIMIT ?"
-            );
-            let page_size = wanted * 2 + 16;
-            let page = sqlx::query(query)
-                .bind(after_priority)
-                .bind(after_priority)
-                .bind(after_id)
-                .bind(host.0)
-                .bind(&account)
-                .bind(&account)
-                .bind(page_size as i64)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &page {
-                after_id = row.try_get("result_id")?;
-                after_priority = row.try_get("result_priority")?;
-                let work_unit_id: i64 = row.try_get("work_unit_id")?;
-                if assignments.len() == slots || taken.contains(&work_unit_id) {
-                    continue;
-                }
-                let policy = rows::policy(row)?;
-                // The tail of a batch goes preferably to hosts with a short turnaround.
-                let in_tail =
-                    batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
-                let waited =
-                    u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
-                let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
-                if in_tail
-                    && !batch::may_take_tail_copy(host_turnaround, batch_turnaround, waited, policy.deadline_ms() / 10)
-                {
-                    continue;
-                }
-                taken.insert(work_unit_id);
-                if policy.adaptive_replication()
-                    && trust::accept_single(trust.consecutive_valid, trust::draw(self.secret, ResultId(after_id)))
-                    && first_copy(&mut tx, WorkUnitId(work_unit_id)).await?
-                {
-                    single.push(WorkUnitId(work_unit_id));
-                }
-                let deadline = scheduler::deadline(now, &policy);
-                sqlx::query(
-                    "UPDATE results SET server_state = 'in_progress', host_id = ?, sent_at = ?, deadline = ? WHERE id = ?",
-                )
-                .bind(host.0)
-                .bind(now.0)
-                .bind(deadline.0)
-                .bind(after_id)
-                .execute(&mut *tx)
-                .await?;
-                assignments.push(assignment(row, deadline)?);
-            }
-            if page.len() < page_size {
-                break;
-            }
-        }
-        for work_unit in single {
-            sqlx::query("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id = ?")
-                .bind(work_unit.0)
-                .execute(&mut *tx)
-                .await?;
-            transition_work_unit(&mut tx, &self.validators, work_unit, Event::Update, now).await?;
-        }
-        if !assignments.is_empty() {
-            trust.record_sent(assignments.len() as u32, now);
-            sqlx::query("UPDATE hosts SET results_today = ?, quota_day = ? WHERE id = ?")
-                .bind(trust.results_today)
-                .bind(trust.quota_day)
-                .bind(host.0)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let assignments = lease(&mut tx, &self.validators, self.secret, host, slots, now).await?;
         tx.commit().await?;
         Ok(assignments)
     }
@@ -226,23 +149,9 @@ impl Store {
     /// `held` (the answer that gave them was lost, e.g. in a coordinator
     /// crash). They are handed out again with their original deadline.
     pub async fn lost_results(&self, host: HostId, held: &[ResultId], now: Timestamp) -> Result<Vec<Assignment>> {
-        let query = concat!(
-            "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
-             p.name AS project, p.app_digest, ",
-            rows::work_unit_policy_columns!(),
-            " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
-             LEFT JOIN batches b ON b.id = w.batch_id \
-             WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state = 'open' AND r.deadline > ? \
-             ORDER BY r.id"
-        );
-        let rows = sqlx::query(query).bind(host.0).bind(now.0).fetch_all(&self.pool).await?;
-        let held: HashSet<ResultId> = held.iter().copied().collect();
-        let mut lost = Vec::new();
-        for row in &rows {
-            if !held.contains(&ResultId(row.try_get("result_id")?)) {
-                lost.push(assignment(row, Timestamp(row.try_get("deadline")?))?);
-            }
-        }
+        let mut tx = self.pool.begin().await?;
+        let lost = lost(&mut tx, host, held, now).await?;
+        tx.commit().await?;
         Ok(lost)
     }
 
@@ -273,51 +182,249 @@ impl Store {
     /// recorded is acknowledged again without counting twice.
     pub async fn record_reports(&self, host: HostId, reports: &[ReportInput], now: Timestamp) -> Result<ReportSummary> {
         let mut tx = self.write().await?;
-        let mut summary = ReportSummary::default();
-        let mut touched = BTreeSet::new();
-        for input in reports {
-            let query = concat!(
-                "SELECT ",
-                rows::result_copy_columns!(),
-                ", r.work_unit_id, r.sent_at, w.batch_id, p.output_limit_bytes FROM results r \
-                 JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id = ?"
-            );
-            let row = sqlx::query(query)
-                .bind(input.result_id.0)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(ReportError::NotYourResult { result: input.result_id })?;
-            let copy = rows::result_copy(&row)?;
-            let output_limit = rows::u64_column(&row, "output_limit_bytes")?;
-            if input.output.len() as u64 > output_limit && copy.host_id == Some(host) {
-                return Err(Error::OutputTooLarge {
-                    result: input.result_id.0,
-                    size: input.output.len(),
-                    limit: output_limit,
-                });
-            }
-            match lifecycle::apply_report(&copy, host, &input.report)? {
-                ReportDecision::Record(recorded) => {
-                    record_one(&mut tx, input, &recorded, now).await?;
-                    if let Some(event) = lifecycle::report_event(&recorded) {
-                        apply_host_event(&mut tx, host, &event).await?;
-                    }
-                    let sent_at: Option<i64> = row.try_get("sent_at")?;
-                    let turnaround = sent_at.map(|sent| u64::try_from(now.0 - sent).unwrap_or(0));
-                    note_report(&mut tx, host, row.try_get("batch_id")?, &recorded, turnaround).await?;
-                    touched.insert(row.try_get::<i64, _>("work_unit_id")?);
-                }
-                ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
-            }
-            summary.accepted.push(input.result_id);
-        }
-        for id in touched {
-            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Update, now).await?;
-        }
-        summary.abort = abort_unneeded(&mut tx, host).await?;
+        let summary = record_reports(&mut tx, &self.validators, host, reports, now).await?;
         tx.commit().await?;
         Ok(summary)
     }
+
+    /// One turn of a worker's loop, in one transaction: records `reports`
+    /// (exactly as [`Store::record_reports`]), sends again the copies whose
+    /// assignment was lost (when the host listed what it holds), leases new
+    /// copies up to `slots` in all, and lists the copies the host should
+    /// abort. If any report is refused, nothing changes and the error is returned.
+    pub async fn request_work(&self, host: HostId, request: &WorkRequest, now: Timestamp) -> Result<WorkReply> {
+        let mut tx = self.write().await?;
+        let reply = request_work(&mut tx, &self.validators, self.secret, host, request, now).await?;
+        tx.commit().await?;
+        Ok(reply)
+    }
+}
+
+/// The body of [`Store::request_work`], inside the caller's transaction.
+pub(super) async fn request_work(
+    tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
+    secret: u64,
+    host: HostId,
+    request: &WorkRequest,
+    now: Timestamp,
+) -> Result<WorkReply> {
+    let mut reply = WorkReply::default();
+    if !request.reports.is_empty() {
+        let summary = record_reports(tx, validators, host, &request.reports, now).await?;
+        reply.accepted = summary.accepted;
+        reply.abort = summary.abort;
+    }
+    if let Some(held) = &request.held {
+        reply.assignments = lost(tx, host, held, now).await?;
+        reply.n_lost = reply.assignments.len();
+    }
+    let wanted = request.slots.saturating_sub(reply.assignments.len() as u32);
+    if wanted > 0 {
+        reply.assignments.extend(lease(tx, validators, secret, host, wanted, now).await?);
+    }
+    reply.abort.extend(abort_unneeded(tx, host).await?);
+    Ok(reply)
+}
+
+/// The body of [`Store::record_reports`], inside the caller's transaction.
+pub(super) async fn record_reports(
+    tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
+    host: HostId,
+    reports: &[ReportInput],
+    now: Timestamp,
+) -> Result<ReportSummary> {
+    let mut summary = ReportSummary::default();
+    let mut touched = BTreeSet::new();
+    for input in reports {
+        let query = concat!(
+            "SELECT ",
+            rows::result_copy_columns!(),
+            ", r.work_unit_id, r.sent_at, w.batch_id, p.output_limit_bytes FROM results r \
+             JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id = ?"
+        );
+        let row = sqlx::query(query)
+            .bind(input.result_id.0)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(ReportError::NotYourResult { result: input.result_id })?;
+        let copy = rows::result_copy(&row)?;
+        let output_limit = rows::u64_column(&row, "output_limit_bytes")?;
+        if input.output.len() as u64 > output_limit && copy.host_id == Some(host) {
+            return Err(Error::OutputTooLarge {
+                result: input.result_id.0,
+                size: input.output.len(),
+                limit: output_limit,
+            });
+        }
+        match lifecycle::apply_report(&copy, host, &input.report)? {
+            ReportDecision::Record(recorded) => {
+                record_one(tx, input, &recorded, now).await?;
+                if let Some(event) = lifecycle::report_event(&recorded) {
+                    apply_host_event(tx, host, &event).await?;
+                }
+                let sent_at: Option<i64> = row.try_get("sent_at")?;
+                let turnaround = sent_at.map(|sent| u64::try_from(now.0 - sent).unwrap_or(0));
+                note_report(tx, host, row.try_get("batch_id")?, &recorded, turnaround).await?;
+                touched.insert(row.try_get::<i64, _>("work_unit_id")?);
+            }
+            ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
+        }
+        summary.accepted.push(input.result_id);
+    }
+    for id in touched {
+        transition_work_unit(tx, validators, WorkUnitId(id), Event::Update, now).await?;
+    }
+    summary.abort = abort_unneeded(tx, host).await?;
+    Ok(summary)
+}
+
+/// Leases up to `slots` unsent copies to `host`, oldest first, within
+/// the host's daily quota, never two copies of one work unit to the same
+/// host nor to two hosts of one volunteer account. Under adaptive
+/// replication, a work unit whose first copy goes to a trusted host may be
+/// accepted on that copy alone. One transaction.
+async fn lease(
+    tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
+    secret: u64,
+    host: HostId,
+    slots: u32,
+    now: Timestamp,
+) -> Result<Vec<Assignment>> {
+    let query = concat!("SELECT account, avg_turnaround_ms, ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
+    let host_row = sqlx::query(query).bind(host.0).fetch_optional(&mut **tx).await?.ok_or(Error::UnknownHost)?;
+    let account: String = host_row.try_get("account")?;
+    let host_turnaround = rows::optional_u64(&host_row, "avg_turnaround_ms")?;
+    let mut trust = rows::host_trust(&host_row)?;
+    let slots = slots.min(trust.remaining_today(now)) as usize;
+    let mut assignments = Vec::new();
+    let mut taken: HashSet<i64> = HashSet::new();
+    let mut single = Vec::new();
+    // Candidates come a page at a time, highest priority first, then
+    // oldest; copies of work units this host (or its account) already has
+    // are skipped. A few pages bound the cost of one request.
+    let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
+    for _ in 0..4 {
+        let wanted = slots - assignments.len();
+        if wanted == 0 {
+            break;
+        }
+        let query = concat!(
+            "SELECT r.id AS result_id, r.priority AS result_priority, r.work_unit_id, r.created_at, \
+             w.name AS work_unit_name, w.input, \
+             p.name AS project, p.app_digest, b.n_work_units AS batch_size, b.n_ended AS batch_ended, \
+             b.avg_turnaround_ms AS batch_turnaround, ",
+            rows::work_unit_policy_columns!(),
+            " FROM results r \
+             JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
+             LEFT JOIN batches b ON b.id = w.batch_id \
+             WHERE r.server_state = 'unsent' AND p.state = 'active' \
+             AND (r.priority < ? OR (r.priority = ? AND r.id > ?)) \
+             AND (b.id IS NULL OR b.state = 'active') \
+             AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id = ?) \
+             AND (? = '' OR NOT EXISTS (SELECT 1 FROM results o JOIN hosts h ON h.id = o.host_id \
+               WHERE o.work_unit_id = r.work_unit_id AND h.account = ?)) \
+             ORDER BY r.priority DESC, r.id LIMIT ?"
+        );
+        let page_size = wanted * 2 + 16;
+        let page = sqlx::query(query)
+            .bind(after_priority)
+            .bind(after_priority)
+            .bind(after_id)
+            .bind(host.0)
+            .bind(&account)
+            .bind(&account)
+            .bind(page_size as i64)
+            .fetch_all(&mut **tx)
+            .await?;
+        for row in &page {
+            after_id = row.try_get("result_id")?;
+            after_priority = row.try_get("result_priority")?;
+            let work_unit_id: i64 = row.try_get("work_unit_id")?;
+            if assignments.len() == slots || taken.contains(&work_unit_id) {
+                continue;
+            }
+            let policy = rows::policy(row)?;
+            // The tail of a batch goes preferably to hosts with a short turnaround.
+            let in_tail = batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
+            let waited =
+                u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
+            let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
+            if in_tail
+                && !batch::may_take_tail_copy(host_turnaround, batch_turnaround, waited, policy.deadline_ms() / 10)
+            {
+                continue;
+            }
+            taken.insert(work_unit_id);
+            if policy.adaptive_replication()
+                && trust::accept_single(trust.consecutive_valid, trust::draw(secret, ResultId(after_id)))
+                && first_copy(tx, WorkUnitId(work_unit_id)).await?
+            {
+                single.push(WorkUnitId(work_unit_id));
+            }
+            let deadline = scheduler::deadline(now, &policy);
+            sqlx::query(
+                "UPDATE results SET server_state = 'in_progress', host_id = ?, sent_at = ?, deadline = ? WHERE id = ?",
+            )
+            .bind(host.0)
+            .bind(now.0)
+            .bind(deadline.0)
+            .bind(after_id)
+            .execute(&mut **tx)
+            .await?;
+            assignments.push(assignment(row, deadline)?);
+        }
+        if page.len() < page_size {
+            break;
+        }
+    }
+    for work_unit in single {
+        sqlx::query("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id = ?")
+            .bind(work_unit.0)
+            .execute(&mut **tx)
+            .await?;
+        transition_work_unit(tx, validators, work_unit, Event::Update, now).await?;
+    }
+    if !assignments.is_empty() {
+        trust.record_sent(assignments.len() as u32, now);
+        sqlx::query("UPDATE hosts SET results_today = ?, quota_day = ? WHERE id = ?")
+            .bind(trust.results_today)
+            .bind(trust.quota_day)
+            .bind(host.0)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(assignments)
+}
+
+/// Copies in progress for `host`, still wanted and within their deadline,
+/// that it does not list in `held`: their assignment was lost.
+async fn lost(
+    tx: &mut Transaction<'_, Sqlite>,
+    host: HostId,
+    held: &[ResultId],
+    now: Timestamp,
+) -> Result<Vec<Assignment>> {
+    let query = concat!(
+        "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
+         p.name AS project, p.app_digest, ",
+        rows::work_unit_policy_columns!(),
+        " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
+         LEFT JOIN batches b ON b.id = w.batch_id \
+         WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state = 'open' AND r.deadline > ? \
+         ORDER BY r.id"
+    );
+    let rows = sqlx::query(query).bind(host.0).bind(now.0).fetch_all(&mut **tx).await?;
+    let held: HashSet<ResultId> = held.iter().copied().collect();
+    let mut lost = Vec::new();
+    for row in &rows {
+        if !held.contains(&ResultId(row.try_get("result_id")?)) {
+            lost.push(assignment(row, Timestamp(row.try_get("deadline")?))?);
+        }
+    }
+    Ok(lost)
 }
 
 async fn record_one(
@@ -329,7 +436,8 @@ async fn record_one(
     let output = (recorded.outcome == Some(lifecycle::Outcome::Success)).then_some(&input.output);
     sqlx::query(
         "UPDATE results SET server_state = ?, outcome = ?, validate_state = ?, received_at = ?, output = ?, \
-         output_digest = ?, fuel_used = ?, run_time_ms = ?, stderr_tail = ?, error_message = ?, engine = ? WHERE id = ?",
+         output_digest = ?, fuel_used = ?, run_time_ms = ?, stderr_tail = ?, error_message = ?, engine = ?, resumed = ? \
+         WHERE id = ?",
     )
     .bind(recorded.server_state.as_str())
     .bind(recorded.outcome.map(lifecycle::Outcome::as_str))
@@ -342,6 +450,7 @@ async fn record_one(
     .bind(&input.stderr_tail)
     .bind(&input.error_message)
     .bind(&recorded.engine)
+    .bind(recorded.resumed)
     .bind(recorded.id.0)
     .execute(&mut **tx)
     .await?;

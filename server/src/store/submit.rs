@@ -72,8 +72,8 @@ impl Store {
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
              validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
-             relative_tolerance, absolute_tolerance, validator_digest, priority) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -108,6 +108,7 @@ impl Store {
             ValidatorKind::Bitwise | ValidatorKind::Fuzzy { .. } => None,
         })
         .bind(policy.priority())
+        .bind(int(limits.stderr_bytes))
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;

@@ -62,6 +62,7 @@ fn success(result: ResultId, output: &str) -> ReportInput {
             output_digest: digest_of(output.as_bytes()),
             fuel_used: 3_000_000_000,
             engine: "test".into(),
+            resumed: false,
         },
         output: output.as_bytes().to_vec(),
         stderr_tail: String::new(),
@@ -334,7 +335,7 @@ async fn a_custom_validator_module_decides_agreement() {
 fn error_report(result: ResultId) -> ReportInput {
     ReportInput {
         result_id: result,
-        report: Report::ClientError { fuel_used: 10, engine: "test".into() },
+        report: Report::ClientError { fuel_used: 10, engine: "test".into(), resumed: false },
         output: Vec::new(),
         stderr_tail: String::new(),
         run_time_ms: 1,
@@ -524,4 +525,95 @@ async fn lost_results_are_found_again() {
     assert!(f.store.lost_results(b, &[], T0).await.unwrap().is_empty(), "only the host's own copies");
     let late = T0.plus_ms(DEADLINE_MS);
     assert!(f.store.lost_results(a, &[], late).await.unwrap().is_empty(), "not past their deadline");
+}
+
+fn work(reports: Vec<ReportInput>, held: Option<Vec<ResultId>>, slots: u32) -> WorkRequest {
+    WorkRequest { reports, held, slots }
+}
+
+#[tokio::test]
+async fn one_request_reports_resends_leases_and_aborts() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(4), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    let first = f.store.request_work(a, &work(Vec::new(), Some(Vec::new()), 2), T0).await.unwrap();
+    assert_eq!((first.assignments.len(), first.n_lost), (2, 0));
+    let for_b = f.store.request_work(b, &work(Vec::new(), None, 2), T0).await.unwrap().assignments;
+
+    // a reports its first copy, says it holds nothing else (the second was
+    // lost) and asks for 2: the lost copy comes back, then one new copy.
+    let report = success(first.assignments[0].result_id, "v");
+    let reply = f.store.request_work(a, &work(vec![report.clone()], Some(Vec::new()), 2), T0).await.unwrap();
+    assert_eq!(reply.accepted, vec![first.assignments[0].result_id]);
+    assert_eq!(reply.n_lost, 1);
+    assert_eq!(reply.assignments[0], first.assignments[1], "the lost copy, as first sent");
+    assert_eq!(reply.assignments.len(), 2);
+    assert!(reply.abort.is_empty());
+
+    // The same report again is acknowledged and not counted twice.
+    let held: Vec<ResultId> = reply.assignments.iter().map(|x| x.result_id).collect();
+    let again = f.store.request_work(a, &work(vec![report], Some(held.clone()), 0), T0).await.unwrap();
+    assert_eq!((again.accepted.len(), again.assignments.len()), (1, 0));
+    assert_eq!(status(&f.store, "p").await.results_over, 1);
+
+    // b's agreeing report ends the first work unit; its reply aborts nothing of
+    // b's, and the whole project is cancelled: a's next call is told to abort.
+    let b_report = for_b.iter().find(|x| x.work_unit_id == first.assignments[0].work_unit_id).unwrap();
+    f.store.request_work(b, &work(vec![success(b_report.result_id, "v")], None, 0), T0).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 1);
+    f.store.cancel_project(&name("p"), T0).await.unwrap();
+    let aborted = f.store.request_work(a, &work(Vec::new(), Some(held.clone()), 1), T0).await.unwrap();
+    let mut abort = aborted.abort.clone();
+    abort.sort();
+    let mut expected = held;
+    expected.sort();
+    assert_eq!(abort, expected);
+    assert!(aborted.assignments.is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_report_in_a_work_request_changes_nothing() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(3), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    let x = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let y = f.store.lease_work(b, 1, T0).await.unwrap().remove(0);
+    let before = status(&f.store, "p").await;
+    // b reports its copy and a's, and asks for work: refused as a whole.
+    let request = work(vec![success(y.result_id, "v"), success(x.result_id, "v")], Some(Vec::new()), 5);
+    let error = f.store.request_work(b, &request, T0).await;
+    assert!(matches!(error, Err(Error::Report(ReportError::NotYourResult { .. }))), "{error:?}");
+    let after = status(&f.store, "p").await;
+    assert_eq!(
+        (after.results_unsent, after.results_in_progress, after.results_over),
+        (before.results_unsent, before.results_in_progress, before.results_over),
+        "no report recorded, no copy leased"
+    );
+    let hosts = f.store.list_hosts().await.unwrap();
+    assert_eq!(hosts.iter().map(|h| h.n_in_progress).sum::<u64>(), 2);
+}
+
+#[tokio::test]
+async fn a_resumed_copy_is_validated_on_its_output_and_credited_from_a_whole_copy() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(1), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    let x = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let y = f.store.lease_work(b, 1, T0).await.unwrap().remove(0);
+    // a resumed from a checkpoint and ran only a third of the instructions.
+    let mut resumed = success(x.result_id, "v");
+    resumed.report = Report::Success {
+        output_digest: digest_of(b"v"),
+        fuel_used: 1_000_000_000,
+        engine: "test".into(),
+        resumed: true,
+    };
+    f.store.record_reports(a, &[resumed], T0).await.unwrap();
+    f.store.record_reports(b, &[success(y.result_id, "v")], T0).await.unwrap();
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.work_units_done, s.results_valid), (1, 2));
+    let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
+    for result in &results {
+        assert!((result.granted_credit - 3.0).abs() < 1e-9, "credit of the whole copy (3e9 fuel): {result:?}");
+    }
 }

@@ -231,17 +231,17 @@ fn in_progress_for(host: i64) -> ResultCopy {
 
 #[test]
 fn reports_are_checked_against_the_copy() {
-    let success = Report::Success { output_digest: digest('a'), fuel_used: 5, engine: "e".into() };
+    let success = Report::Success { output_digest: digest('a'), fuel_used: 5, engine: "e".into(), resumed: false };
     let copy = in_progress_for(1);
     let Ok(ReportDecision::Record(recorded)) = apply_report(&copy, HostId(1), &success) else {
         panic!("report of an in-progress copy must be recorded");
     };
     assert_eq!((recorded.server_state, recorded.outcome), (ServerState::Over, Some(Outcome::Success)));
     assert_eq!(apply_report(&recorded, HostId(1), &success), Ok(ReportDecision::AlreadyRecorded));
-    let other = Report::Success { output_digest: digest('b'), fuel_used: 5, engine: "e".into() };
+    let other = Report::Success { output_digest: digest('b'), fuel_used: 5, engine: "e".into(), resumed: false };
     assert_eq!(apply_report(&recorded, HostId(1), &other), Err(ReportError::ConflictingReport { result: ResultId(9) }));
     assert_eq!(
-        apply_report(&recorded, HostId(1), &Report::ClientError { fuel_used: 1, engine: "e".into() }),
+        apply_report(&recorded, HostId(1), &Report::ClientError { fuel_used: 1, engine: "e".into(), resumed: false }),
         Err(ReportError::ConflictingReport { result: ResultId(9) })
     );
     assert_eq!(apply_report(&copy, HostId(2), &success), Err(ReportError::NotYourResult { result: ResultId(9) }));
@@ -253,7 +253,7 @@ fn reports_are_checked_against_the_copy() {
 
 #[test]
 fn late_and_retired_reports() {
-    let success = Report::Success { output_digest: digest('a'), fuel_used: 5, engine: "e".into() };
+    let success = Report::Success { output_digest: digest('a'), fuel_used: 5, engine: "e".into(), resumed: false };
     let no_reply =
         ResultCopy { server_state: ServerState::Over, outcome: Some(Outcome::NoReply), ..in_progress_for(1) };
     assert!(matches!(apply_report(&no_reply, HostId(1), &success), Ok(ReportDecision::Record(_))));
@@ -315,6 +315,58 @@ fn same_engine_copies_with_different_fuel_do_not_agree() {
     results[1].engine = Some("wasmtime 49.0.0".into());
     let t = transition(&policy, &open_wu(2), &results, &Bitwise, NOW);
     assert_eq!(t.work_unit.state, WorkUnitState::Done, "different engines are compared on output only");
+}
+
+/// Credits granted by a transition, by host.
+fn credits(t: &Transition) -> Vec<(i64, f64)> {
+    t.host_events
+        .iter()
+        .filter_map(|(host, event)| match event {
+            HostEvent::Valid { credit, .. } => Some((host.0, *credit)),
+            HostEvent::Invalid | HostEvent::NoReply | HostEvent::ClientError => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_resumed_copy_agrees_whatever_its_fuel_and_credit_comes_from_a_whole_copy() {
+    let policy = policy(2, 2, 3, 8);
+    // The canonical copy (the first) resumed: credit comes from the whole one.
+    let mut results = copies("aa");
+    results[0].resumed = true;
+    results[0].fuel_used = 500_000_000;
+    let t = transition(&policy, &open_wu(2), &results, &Bitwise, NOW);
+    assert_eq!(t.work_unit.state, WorkUnitState::Done, "fuel of a resumed copy is not compared");
+    assert_eq!(t.work_unit.canonical_result, Some(ResultId(1)));
+    assert_eq!(credits(&t), vec![(1, 2.0), (2, 2.0)]);
+    // Quorum 3, 2 of 3: the whole copy outside the group does not count.
+    let mut results = copies("aab");
+    results[0].resumed = true;
+    results[0].fuel_used = 700_000_000;
+    results[1].resumed = true;
+    results[1].fuel_used = 900_000_000;
+    results[2].fuel_used = 5_000_000_000;
+    let t = transition(&policy_q3(), &open_wu(3), &results, &Bitwise, NOW);
+    assert_eq!(t.work_unit.state, WorkUnitState::Done);
+    assert_eq!(credits(&t), vec![(1, 0.9), (2, 0.9)], "all resumed: the largest fuel of the group");
+}
+
+fn policy_q3() -> ReplicationPolicy {
+    policy(3, 3, 3, 8)
+}
+
+#[test]
+fn credit_fuel_prefers_the_canonical_whole_copy() {
+    let copy = |id, fuel, resumed| ResultCopy { fuel_used: fuel, resumed, ..ResultCopy::unsent(ResultId(id)) };
+    let check = |copies: &[ResultCopy], canonical: i64, expected: u64| {
+        let valid: Vec<&ResultCopy> = copies.iter().collect();
+        assert_eq!(credit_fuel(&valid, Some(ResultId(canonical))), expected, "{copies:?}");
+    };
+    check(&[copy(1, 10, false), copy(2, 12, false)], 2, 12);
+    check(&[copy(1, 10, false), copy(2, 4, true)], 2, 10);
+    check(&[copy(1, 3, true), copy(2, 7, true), copy(3, 5, true)], 1, 7);
+    check(&[copy(1, 3, true), copy(2, 7, false), copy(3, 9, false)], 1, 7);
+    assert_eq!(credit_fuel(&[], None), 0);
 }
 
 fn single(target: u32) -> WorkUnit {
