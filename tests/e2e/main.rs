@@ -43,3 +43,4 @@ mod resource_share;
 mod retry;
 mod tidy;
 mod validators;
+mod worker_crash;

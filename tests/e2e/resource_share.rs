@@ -4,7 +4,6 @@
 //! the worker finished its tasks (its log), over the first 80 of 160, while
 //! both coordinators still had work queued; both projects then complete.
 
-
 use quorum_tests::cli::Submitted;
 use quorum_tests::{Server, TestDir, Worker, cli, primes};
 
