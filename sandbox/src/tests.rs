@@ -1,7 +1,9 @@
 //! Unit tests of the sandbox: real wasmtime, tiny WAT apps and validators
-//! written inline.
+//! written inline; `apps` runs the committed C apps.
 
 use super::*;
+
+mod apps;
 
 /// WASI imports most test apps need.
 const IMPORTS: &str = r#"
@@ -654,5 +656,3 @@ fn invalid_validator_module_is_rejected() {
         assert!(matches!(error, Error::InvalidValidator(_)), "{error:?}");
     }
 }
-
-mod apps;
