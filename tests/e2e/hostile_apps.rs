@@ -39,22 +39,7 @@ const HOSTILE: [Hostile; 6] = [
 
 /// What `snoop` prints in the sandbox (the same with or without a checkpoint
 /// directory; `sandbox/src/tests/apps.rs` checks both).
-const SNOOP_OUTPUT: &str = "\
-read /etc/passwd: denied
-read ../../../../etc/passwd: denied
-read /checkpoint/../../../../etc/passwd: denied
-read /proc/self/environ: denied
-write /tmp/snoop: denied
-write /checkpoint/../snoop: denied
-list /: denied
-list .: denied
-list /checkpoint/..: denied
-env HOME: unset
-env PATH: unset
-env USER: unset
-environment variables: 0
-arguments: 1, argv[0] = app
-";
+const SNOOP_OUTPUT: &str = include_str!("../../examples/hostile/snoop.expected");
 
 /// The normal project of the run: primes over 0..3000, three work units.
 const PRIMES_END: u64 = 3_000;

@@ -483,30 +483,27 @@ impl Journal {
 
     /// The coordinator accepted these reports.
     pub async fn reported(&self, server: &str, result_ids: &[i64]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for result_id in result_ids {
-            sqlx::query(
-                "UPDATE tasks SET state = 'reported', assignment = NULL, report = NULL \
-                 WHERE server = ?1 AND result_id = ?2",
-            )
-            .bind(server)
-            .bind(result_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.for_each_task(
+            "UPDATE tasks SET state = 'reported', assignment = NULL, report = NULL WHERE server = ?1 AND result_id = ?2",
+            server,
+            result_ids,
+        )
+        .await
     }
 
     /// Forgets tasks entirely (aborted by the coordinator, or refused reports).
     pub async fn forget(&self, server: &str, result_ids: &[i64]) -> Result<()> {
+        self.for_each_task("DELETE FROM tasks WHERE server = ?1 AND result_id = ?2", server, result_ids).await
+    }
+
+    /// Runs `sql` (`?1` the server, `?2` a result id) for each of `result_ids`, in one transaction.
+    async fn for_each_task(&self, sql: &'static str, server: &str, result_ids: &[i64]) -> Result<()> {
+        if result_ids.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         for result_id in result_ids {
-            sqlx::query("DELETE FROM tasks WHERE server = ?1 AND result_id = ?2")
-                .bind(server)
-                .bind(result_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(sql).bind(server).bind(result_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -78,22 +78,7 @@ fn recursion_within_the_stack_succeeds() {
 }
 
 /// What snoop sees in the sandbox, with or without a checkpoint directory.
-const SNOOP_OUTPUT: &str = "\
-read /etc/passwd: denied
-read ../../../../etc/passwd: denied
-read /checkpoint/../../../../etc/passwd: denied
-read /proc/self/environ: denied
-write /tmp/snoop: denied
-write /checkpoint/../snoop: denied
-list /: denied
-list .: denied
-list /checkpoint/..: denied
-env HOME: unset
-env PATH: unset
-env USER: unset
-environment variables: 0
-arguments: 1, argv[0] = app
-";
+const SNOOP_OUTPUT: &str = include_str!("../../../examples/hostile/snoop.expected");
 
 #[test]
 fn snoop_is_denied_everything() {
