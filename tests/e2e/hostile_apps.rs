@@ -32,8 +32,13 @@ const HOSTILE: [Hostile; 6] = [
     },
     Hostile { project: "membomb", app: "membomb.wasm", limits: "memory = \"16MiB\"", error: "memory limit exceeded" },
     Hostile { project: "flood", app: "flood.wasm", limits: "output_bytes = 65536", error: "output limit exceeded" },
-    // The manifest has no stderr limit: the worker's default (1 MiB) applies.
-    Hostile { project: "stderr-flood", app: "stderr_flood.wasm", limits: "", error: "stderr limit exceeded" },
+    // The project's stderr limit travels with each assignment to the worker.
+    Hostile {
+        project: "stderr-flood",
+        app: "stderr_flood.wasm",
+        limits: "stderr_bytes = 65536",
+        error: "stderr limit exceeded",
+    },
     Hostile { project: "recurse", app: "recurse.wasm", limits: "", error: "trap: call stack exhausted" },
 ];
 

@@ -32,6 +32,7 @@ mod bench_smoke;
 mod cancel;
 mod coordinator_outage;
 mod coordinator_restart;
+mod deadline_abandon;
 mod deadlines;
 mod hostile_apps;
 mod late_results;
