@@ -19,6 +19,15 @@
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `operations`: health checking, reflection and clean shutdown.
+//! - `worker_crash`: a worker killed (SIGKILL) with unreported and
+//!   checkpointed tasks reports them once and resumes from its checkpoints.
+//! - `coordinator_outage`: a worker computes its buffer while the coordinator
+//!   is down, backs off within a bound, and delivers everything afterwards.
+//! - `resource_share`: one worker, two coordinators, shares 1:3.
+//! - `deadline_abandon`: tasks that cannot meet their deadline at the
+//!   measured speed are given up unstarted and reported as such.
+//! - `hostile_apps`: apps that break each limit or snoop on the host end as
+//!   the right error (or see nothing); the worker carries on.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
