@@ -13,8 +13,15 @@
 //! - **settings**: pause, CPU limit and the pid of the running worker, read by
 //!   `quorum-worker status` / `pause` / `resume`.
 //!
-//! WAL mode with `synchronous = FULL`: a finished result is on disk before
-//! the worker reports it. The file is created readable by its owner only,
+//! WAL mode. Finished results and identities are committed with
+//! `synchronous = FULL` (on disk before the worker acts on them: a power cut
+//! loses no finished work and no identity); the other writes with `NORMAL`,
+//! which survives a crash of the process but may lose the last ones in a
+//! power cut. That is safe: an assignment the journal lost is sent again by
+//! the coordinator (the worker lists what it holds on every request), a lost
+//! "reported" mark only repeats a report (reports are idempotent), and a lost
+//! "running" mark is a task that starts again from its checkpoint. It keeps
+//! one fsync per finished task, off the cores' critical path. The file is created readable by its owner only,
 //! since it holds tokens. Messages are stored as their protobuf encoding.
 
 use std::path::Path;
@@ -24,7 +31,7 @@ use std::time::Duration;
 use prost::Message as _;
 use quorum_proto::v1::{Assignment, ResultReport};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row as _, SqliteConnection};
+use sqlx::{Connection as _, Row as _, SqliteConnection};
 
 /// How long `reported` rows stay for `quorum-worker status`.
 const KEEP_REPORTED_MS: i64 = 24 * 3600 * 1000;
@@ -185,7 +192,7 @@ impl Journal {
             .map_err(|source| Error::Open { path: path.display().to_string(), source })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // One connection: the worker's loop is the only writer, and one
@@ -243,15 +250,19 @@ impl Journal {
     }
 
     pub async fn save_identity(&self, identity: &Identity) -> Result<()> {
-        sqlx::query(
+        let mut conn = self.pool.acquire().await?;
+        durable(&mut conn, true).await?;
+        let result = sqlx::query(
             "INSERT INTO attachments (server, host_id, token) VALUES (?1, ?2, ?3) \
              ON CONFLICT (server) DO UPDATE SET host_id = excluded.host_id, token = excluded.token",
         )
         .bind(&identity.server)
         .bind(identity.host_id)
         .bind(&identity.token)
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *conn)
+        .await;
+        durable(&mut conn, false).await?;
+        result?;
         Ok(())
     }
 
@@ -462,23 +473,11 @@ impl Journal {
         if finished.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for task in finished {
-            sqlx::query(
-                "UPDATE tasks SET state = 'finished', report = ?3, outcome = ?4, finished_ms = ?5, \
-                 fuel_progress = 0 WHERE server = ?1 AND result_id = ?2",
-            )
-            .bind(task.server)
-            .bind(task.report.result_id)
-            .bind(task.report.encode_to_vec())
-            .bind(&task.outcome)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            learn(&mut tx, task).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        durable(&mut conn, true).await?;
+        let result = finish_in(&mut conn, finished, now_ms).await;
+        durable(&mut conn, false).await?;
+        result
     }
 
     /// The coordinator accepted these reports.
@@ -576,6 +575,34 @@ impl Journal {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Switches the connection's commits to `synchronous = FULL` (or back to `NORMAL`).
+async fn durable(conn: &mut SqliteConnection, full: bool) -> Result<()> {
+    let pragma = if full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+    sqlx::query(pragma).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The transaction of [`Journal::finish`].
+async fn finish_in(conn: &mut SqliteConnection, finished: &[Finished<'_>], now_ms: i64) -> Result<()> {
+    let mut tx = conn.begin().await?;
+    for task in finished {
+        sqlx::query(
+            "UPDATE tasks SET state = 'finished', report = ?3, outcome = ?4, finished_ms = ?5, \
+             fuel_progress = 0 WHERE server = ?1 AND result_id = ?2",
+        )
+        .bind(task.server)
+        .bind(task.report.result_id)
+        .bind(task.report.encode_to_vec())
+        .bind(&task.outcome)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        learn(&mut tx, task).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Updates the app's moving averages from a finished task.

@@ -493,7 +493,6 @@ impl Worker {
             }
         };
         let fuel_before = if resumed { queued.fuel_before } else { 0 };
-        self.journal.start(&server, result_id, fuel_before, now_ms()).await?;
         let limits = assignment.limits.unwrap_or_default();
         let task = Task {
             app_digest: assignment.app_digest.clone(),
@@ -542,15 +541,26 @@ impl Worker {
             // The receiver is gone only when the worker has stopped: nothing to do.
             let _ = done_tx.send((key, outcome));
         });
+        // Journalled once the core is busy: until then the task is
+        // `received`, which a restart treats the same way.
+        self.journal.start(&server, result_id, fuel_before, now_ms()).await?;
         Ok(())
     }
 
-    /// Handles tasks that came back from the pool.
+    /// Handles tasks that came back from the pool. Their cores are refilled
+    /// first: journalling (an fsync each) happens while the next tasks run.
     async fn finish(&mut self, done: Vec<Done>) -> anyhow::Result<()> {
-        for (key, outcome) in done {
-            let Some(running) = self.running.remove(&key) else {
-                continue;
-            };
+        let done: Vec<(Key, Running, Option<Outcome>)> = done
+            .into_iter()
+            .filter_map(|(key, outcome)| self.running.remove(&key).map(|running| (key, running, outcome)))
+            .collect();
+        if done.is_empty() {
+            return Ok(());
+        }
+        if !self.paused {
+            self.start_tasks().await?;
+        }
+        for (key, running, outcome) in done {
             let server = self.attachments[key.0].server.clone();
             let segment_fuel = outcome.as_ref().map_or(0, |o| o.fuel_used);
             self.attachments[key.0].usage += segment_fuel.saturating_sub(running.fuel_counted) as f64;
