@@ -4,7 +4,10 @@
 //! the worker finished its tasks (its log), over the first 80 of 160, while
 //! both coordinators still had work queued; both projects then complete.
 
+use std::time::Duration;
+
 use quorum_tests::cli::Submitted;
+use quorum_tests::poll::poll_until;
 use quorum_tests::{Server, TestDir, Worker, cli, primes};
 
 const N_WORK_UNITS: u64 = 80;
@@ -48,7 +51,13 @@ async fn two_coordinators_share_the_core_by_resource_share() {
         (15..=25).contains(&from_small),
         "{from_small} of the first {MEASURED} tasks were the small share's (expected about 20)\n{log}"
     );
-    let status = worker.command("status").await;
+    // The worker asks each coordinator for its record shortly after reporting.
+    let status = poll_until("the worker to learn its credit", Duration::from_millis(50), || async {
+        let status = worker.command("status").await;
+        let earned = status.lines().filter(|line| line.contains("share") && !line.contains("credit 0.00,")).count();
+        if earned == 2 { Ok(status) } else { Err(status) }
+    })
+    .await;
     assert!(status.contains(&format!("{small_url} (host 1, share 100)")), "{status}");
     assert!(status.contains("share 300"), "{status}");
 }

@@ -53,11 +53,11 @@ struct Cli {
     #[arg(long, value_name = "PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
     cpu_limit: u8,
 
-    /// Ask for more work when fewer than this many tasks are queued [default: cpus].
+    /// Ask for more work when fewer than this many tasks are queued [default: 2 × cpus].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     buffer_low: Option<u32>,
 
-    /// Fill the queue up to this many tasks [default: 4 × cpus].
+    /// Fill the queue up to this many tasks [default: 6 × cpus].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     buffer_high: Option<u32>,
 
@@ -150,8 +150,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(cpus) => cpus as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let buffer_low = cli.buffer_low.map_or(cpus, |n| n as usize);
-    let buffer_high = cli.buffer_high.map_or(4 * cpus, |n| n as usize);
+    let buffer_low = cli.buffer_low.map_or(2 * cpus, |n| n as usize);
+    let buffer_high = cli.buffer_high.map_or(6 * cpus, |n| n as usize);
     anyhow::ensure!(buffer_high >= buffer_low, "--buffer-high ({buffer_high}) is below --buffer-low ({buffer_low})");
     let config = quorum_worker::Config {
         attachments: cli.servers,

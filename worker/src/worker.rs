@@ -61,8 +61,10 @@ const REPORT_BATCH_TRIGGER: usize = 64;
 const PARTIAL_WORK_RETRY: Duration = Duration::from_secs(1);
 /// How often running tasks' progress and the usage are journalled.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-/// How often the host's credit is refreshed (after a report) at most.
-const HOST_RECORD_EVERY: Duration = Duration::from_secs(60);
+/// How often the host's credit is refreshed (after reports) at most...
+const HOST_RECORD_EVERY: Duration = Duration::from_secs(10);
+/// ...and how long after a report (validation may follow the report).
+const HOST_RECORD_DELAY: Duration = Duration::from_secs(2);
 
 /// A coordinator and a result id: tasks of different coordinators may share ids.
 type Key = (usize, i64);
@@ -114,6 +116,8 @@ struct Attachment {
     usage: f64,
     usage_at_ms: i64,
     host_record_due: Option<Instant>,
+    /// When the host's record was last asked for.
+    host_record_asked: Option<Instant>,
 }
 
 struct Queued {
@@ -239,7 +243,8 @@ impl Worker {
                 report_separately: false,
                 usage: schedule::decay(usage, usage_at_ms, now),
                 usage_at_ms: now,
-                host_record_due: Some(Instant::now()),
+                host_record_due: None,
+                host_record_asked: None,
             });
         }
         // A coordinator attached for the first time starts level with the others.
@@ -554,6 +559,11 @@ impl Worker {
             .into_iter()
             .filter_map(|(key, outcome)| self.running.remove(&key).map(|running| (key, running, outcome)))
             .collect();
+        // The usage the next choice sees includes what just finished.
+        for (key, running, outcome) in &done {
+            let segment_fuel = outcome.as_ref().map_or(0, |o| o.fuel_used);
+            self.attachments[key.0].usage += segment_fuel.saturating_sub(running.fuel_counted) as f64;
+        }
         if done.is_empty() {
             return Ok(());
         }
@@ -562,8 +572,6 @@ impl Worker {
         }
         for (key, running, outcome) in done {
             let server = self.attachments[key.0].server.clone();
-            let segment_fuel = outcome.as_ref().map_or(0, |o| o.fuel_used);
-            self.attachments[key.0].usage += segment_fuel.saturating_sub(running.fuel_counted) as f64;
             if running.unwanted {
                 info!(server = %server, result_id = key.1, "aborted result");
                 self.journal.forget(&server, &[key.1]).await?;
@@ -815,6 +823,7 @@ impl Worker {
         }
         if attachment.host_record_due.is_some_and(|due| Instant::now() >= due) {
             self.attachments[index].host_record_due = None;
+            self.attachments[index].host_record_asked = Some(Instant::now());
             self.attachments[index].busy = true;
             tokio::spawn(async move {
                 send(Answer::Host(client.get_host().await));
@@ -975,8 +984,11 @@ impl Worker {
         if !accepted.is_empty() {
             self.journal.reported(&server, &accepted).await?;
             info!(server = %server, n = accepted.len(), "reported {} results", accepted.len());
-            if self.attachments[index].host_record_due.is_none() {
-                self.attachments[index].host_record_due = Some(Instant::now() + HOST_RECORD_EVERY);
+            let attachment = &mut self.attachments[index];
+            if attachment.host_record_due.is_none() {
+                let soon = Instant::now() + HOST_RECORD_DELAY;
+                let allowed = attachment.host_record_asked.map_or(soon, |asked| asked + HOST_RECORD_EVERY);
+                attachment.host_record_due = Some(soon.max(allowed));
             }
         }
         for (result_id, status) in rejected {
