@@ -7,10 +7,11 @@
 //!    the measured project `bench` with `--work-units` work units at priority
 //!    0. Both through `CreateProject` and `AddWorkUnits` batches of 10,000.
 //! 2. `--hosts` hosts register, each with its own token, and share a few
-//!    HTTP/2 channels. Each loops as a real worker does: `RequestWork(slots)`,
-//!    then one `ReportResults` with a success for every copy it got (the
-//!    input echoed as output, so every copy of a work unit agrees), then asks
-//!    again. A host given nothing waits `retry_after_ms`, capped at
+//!    HTTP/2 channels. Each loops as a real worker does: `RequestWork(slots)`
+//!    carrying a success for every copy it got the turn before (the input
+//!    echoed as output, so every copy of a work unit agrees), and so on; with
+//!    `--separate-reports`, the successes go in a `ReportResults` call of
+//!    their own before it asks again. A host given nothing waits `retry_after_ms`, capped at
 //!    [`MAX_IDLE_WAIT`] so the tail is not stretched by the idle back-off.
 //! 3. One task polls `GetStatus` every [`SAMPLE_INTERVAL`] (faster once every
 //!    copy is reported, to time the validation lag) until every measured work
@@ -68,6 +69,9 @@ pub struct Options {
     pub duration: Duration,
     /// HTTP/2 connections shared by the hosts.
     pub channels: u32,
+    /// Report in `ReportResults` calls of their own instead of in the next
+    /// `RequestWork` (the older worker's protocol).
+    pub separate_reports: bool,
 }
 
 /// Counters shared by the hosts and the sampling task.
@@ -159,7 +163,8 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
     let mut host_tasks = tokio::task::JoinSet::new();
     for (number, token) in tokens.into_iter().enumerate() {
         let client = SchedulerClient::new(channels[number % channels.len()].clone());
-        host_tasks.spawn(host(client, token, options.slots, counters.clone(), started));
+        let host_options = HostOptions { slots: options.slots, separate_reports: options.separate_reports };
+        host_tasks.spawn(host(client, token, host_options, counters.clone(), started));
     }
 
     // 3. Sampling until every measured work unit has ended.
@@ -364,20 +369,30 @@ fn with_token<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
 }
 
 /// One simulated host: asks for work, reports every copy, asks again, until
-/// told to stop.
+/// told to stop. With `separate_reports` the reports go in their own
+/// `ReportResults` call; otherwise they ride on the next `RequestWork`, as
+/// the worker does (one round trip per turn).
 async fn host(
     mut client: SchedulerClient<Channel>,
     token: String,
-    slots: u32,
+    options: HostOptions,
     counters: Arc<Counters>,
     started: Instant,
 ) -> anyhow::Result<HostLatencies> {
     let mut latencies = HostLatencies::default();
+    // Finished copies not yet accepted, and how many of them are measured.
+    let mut pending: Vec<v1::ResultReport> = Vec::new();
+    let mut pending_measured = 0_u64;
     while !counters.stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
-        // Like the real worker, the host lists every result it holds: none,
-        // since it reported every copy before asking again.
-        let request = v1::RequestWorkRequest { slots, held: Vec::new(), held_is_complete: true, reports: Vec::new() };
+        // Like the real worker, the host lists every result it holds: only
+        // finished ones whose reports ride on this request.
+        let request = v1::RequestWorkRequest {
+            slots: options.slots,
+            held: pending.iter().map(|report| report.result_id).collect(),
+            held_is_complete: true,
+            reports: pending.clone(),
+        };
         let response = match client.request_work(with_token(request, &token)?).await {
             Ok(response) => response.into_inner(),
             Err(status) => {
@@ -388,6 +403,13 @@ async fn host(
             }
         };
         latencies.request_work.push(sent.elapsed());
+        if !pending.is_empty() {
+            let accepted = response.accepted.len();
+            anyhow::ensure!(accepted == pending.len(), "{accepted} of {} reports accepted", pending.len());
+            note_reported(&counters, started, pending_measured, pending.len() as u64 - pending_measured);
+            pending.clear();
+            pending_measured = 0;
+        }
         if response.assignments.is_empty() {
             tokio::time::sleep(Duration::from_millis(response.retry_after_ms).min(MAX_IDLE_WAIT)).await;
             continue;
@@ -412,6 +434,11 @@ async fn host(
                 resumed: false,
             })
             .collect();
+        if !options.separate_reports {
+            pending = reports;
+            pending_measured = measured;
+            continue;
+        }
         // A real worker keeps its reports until they are accepted.
         let reply = loop {
             let sent = Instant::now();
@@ -429,12 +456,25 @@ async fn host(
         };
         let accepted = reply.into_inner().accepted.len() as u64;
         anyhow::ensure!(accepted == measured + backlog, "{accepted} of {} reports accepted", measured + backlog);
-        counters.reported.fetch_add(measured, Ordering::Relaxed);
-        counters.backlog_reported.fetch_add(backlog, Ordering::Relaxed);
-        if measured > 0 {
-            let now = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            counters.last_report_ns.fetch_max(now, Ordering::Relaxed);
-        }
+        note_reported(&counters, started, measured, backlog);
     }
     Ok(latencies)
+}
+
+/// What a host does not change during a run.
+#[derive(Debug, Clone, Copy)]
+struct HostOptions {
+    slots: u32,
+    separate_reports: bool,
+}
+
+/// Counts accepted reports; the time of the last one of the measured project
+/// is where the validation lag starts.
+fn note_reported(counters: &Counters, started: Instant, measured: u64, backlog: u64) {
+    counters.reported.fetch_add(measured, Ordering::Relaxed);
+    counters.backlog_reported.fetch_add(backlog, Ordering::Relaxed);
+    if measured > 0 {
+        let now = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counters.last_report_ns.fetch_max(now, Ordering::Relaxed);
+    }
 }

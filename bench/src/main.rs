@@ -44,6 +44,10 @@ enum Command {
         /// HTTP/2 connections the hosts share.
         #[arg(long, default_value_t = 8)]
         channels: u32,
+        /// Report in ReportResults calls of their own instead of in the next
+        /// RequestWork (the protocol of workers before reports rode on RequestWork).
+        #[arg(long)]
+        separate_reports: bool,
         /// Print every figure as one JSON object instead of the summary line.
         #[arg(long)]
         json: bool,
@@ -100,7 +104,17 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Lifecycle { hosts, slots, quorum, work_units, backlog, duration, channels, json } => {
+        Command::Lifecycle {
+            hosts,
+            slots,
+            quorum,
+            work_units,
+            backlog,
+            duration,
+            channels,
+            separate_reports,
+            json,
+        } => {
             let options = lifecycle::Options {
                 hosts,
                 slots,
@@ -109,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 backlog,
                 duration: Duration::from_secs(duration),
                 channels,
+                separate_reports,
             };
             let figures = lifecycle::run(&options).await?;
             if json {

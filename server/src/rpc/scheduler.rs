@@ -121,7 +121,7 @@ impl Scheduler for SchedulerService {
         let n_reports = reports.len();
         let work = WorkRequest { reports, held, slots };
         // One transaction: reports, lost copies sent again, new copies, aborts.
-        let reply = self.ctx.store.request_work(host, &work, self.ctx.clock.now()).await?;
+        let reply = self.ctx.store.request_work(host, work, self.ctx.clock.now()).await?;
         if n_reports > 0 {
             self.ctx.changes.notify();
         }

@@ -23,7 +23,8 @@ impl From<store::Error> for Status {
             E::UnknownHost => Status::unauthenticated(error.to_string()),
             E::Report(report) => Status::from(report),
             E::OutputTooLarge { .. } => Status::invalid_argument(error.to_string()),
-            E::Corrupt { .. } | E::Database(_) | E::Migrate(_) | E::Validator(_) => {
+            E::Closed => Status::unavailable(error.to_string()),
+            E::Corrupt { .. } | E::Database(_) | E::Migrate(_) | E::Validator(_) | E::GroupCommit(_) => {
                 tracing::error!(error = %error, "store error");
                 Status::internal("internal error in the coordinator's store (logged)")
             }

@@ -12,17 +12,22 @@
 //! - `transitions`: loading a work unit, running the lifecycle rules, persisting the result; deadlines; cancellation.
 //! - `reads`: status counts and listings for the admin service.
 //! - `rows`: conversions between rows and domain types.
+//! - `writer`: group commit of the scheduler's writes (one task, one transaction for many RPCs).
+//! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`).
 
+mod bulk;
 mod reads;
 mod rows;
 mod scheduling;
 mod submit;
 mod transitions;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -65,6 +70,10 @@ pub enum Error {
     Validator(#[from] validators::Error),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    #[error("the transaction this request was grouped in failed: {0}")]
+    GroupCommit(String),
+    #[error("the store is closed")]
+    Closed,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migrations: {0}")]
@@ -82,6 +91,8 @@ pub struct Store {
     secret: u64,
     /// Custom validator modules, compiled once.
     validators: Validators,
+    /// The writer task that group-commits the scheduler's writes.
+    writer: tokio::sync::mpsc::Sender<writer::Job>,
 }
 
 impl Store {
@@ -103,10 +114,26 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        // SQLite has one writer; a small pool serves concurrent readers.
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        // SQLite has one writer; a small pool serves concurrent readers and
+        // the rare writes (submission, cancellation, the transitioner); the
+        // scheduler's writes go through the writer task's own connection.
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Store { pool, secret, validators: Validators::default() })
+        let validators = Validators::default();
+        let connection = options.connect().await?;
+        let writer = writer::spawn(connection, validators.clone(), secret);
+        Ok(Store { pool, secret, validators, writer })
+    }
+
+    /// Hands `request` to the writer task and waits for its answer (sent
+    /// once the group it ran in is committed).
+    async fn submit_write<T>(
+        &self,
+        request: impl FnOnce(tokio::sync::oneshot::Sender<Result<T>>) -> writer::Request,
+    ) -> Result<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer.send(writer::Job::Write(request(reply))).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
     }
 
     /// Starts a write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock
@@ -118,6 +145,10 @@ impl Store {
 
     /// Closes every connection (after the last transaction has committed).
     pub async fn close(&self) {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if self.writer.send(writer::Job::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
         self.pool.close().await;
     }
 }

@@ -1,17 +1,18 @@
 //! The scheduler's side of the store: hosts, leasing unsent copies to a host,
 //! and recording what hosts report.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::{self, int};
-use super::transitions::{Event, apply_host_event, transition_work_unit};
+use super::transitions::{Event, apply_host_events, transition_work_unit, transition_work_units};
 use super::{Error, Result, Store};
-use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
+use super::{bulk, writer};
+use crate::domain::lifecycle::{self, HostEvent, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
-use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
+use crate::domain::{HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
 use crate::validators::Validators;
 
 /// How stale a host's recorded last contact may get before a call updates it.
@@ -180,11 +181,10 @@ impl Store {
     /// the host does not hold, a conflicting second report, an output above the
     /// limit) refuses the whole batch and changes nothing. A report already
     /// recorded is acknowledged again without counting twice.
+    /// Group-committed with other calls' writes (see `writer`).
     pub async fn record_reports(&self, host: HostId, reports: &[ReportInput], now: Timestamp) -> Result<ReportSummary> {
-        let mut tx = self.write().await?;
-        let summary = record_reports(&mut tx, &self.validators, host, reports, now).await?;
-        tx.commit().await?;
-        Ok(summary)
+        let reports = reports.to_vec();
+        self.submit_write(|reply| writer::Request::Report { host, reports, now, reply }).await
     }
 
     /// One turn of a worker's loop, in one transaction: records `reports`
@@ -192,11 +192,9 @@ impl Store {
     /// assignment was lost (when the host listed what it holds), leases new
     /// copies up to `slots` in all, and lists the copies the host should
     /// abort. If any report is refused, nothing changes and the error is returned.
-    pub async fn request_work(&self, host: HostId, request: &WorkRequest, now: Timestamp) -> Result<WorkReply> {
-        let mut tx = self.write().await?;
-        let reply = request_work(&mut tx, &self.validators, self.secret, host, request, now).await?;
-        tx.commit().await?;
-        Ok(reply)
+    /// Group-committed with other calls' writes (see `writer`).
+    pub async fn request_work(&self, host: HostId, request: WorkRequest, now: Timestamp) -> Result<WorkReply> {
+        self.submit_write(|reply| writer::Request::RequestWork { host, request, now, reply }).await
     }
 }
 
@@ -211,9 +209,7 @@ pub(super) async fn request_work(
 ) -> Result<WorkReply> {
     let mut reply = WorkReply::default();
     if !request.reports.is_empty() {
-        let summary = record_reports(tx, validators, host, &request.reports, now).await?;
-        reply.accepted = summary.accepted;
-        reply.abort = summary.abort;
+        reply.accepted = record(tx, validators, host, &request.reports, now).await?;
     }
     if let Some(held) = &request.held {
         reply.assignments = lost(tx, host, held, now).await?;
@@ -223,7 +219,7 @@ pub(super) async fn request_work(
     if wanted > 0 {
         reply.assignments.extend(lease(tx, validators, secret, host, wanted, now).await?);
     }
-    reply.abort.extend(abort_unneeded(tx, host).await?);
+    reply.abort = abort_unneeded(tx, host).await?;
     Ok(reply)
 }
 
@@ -235,49 +231,122 @@ pub(super) async fn record_reports(
     reports: &[ReportInput],
     now: Timestamp,
 ) -> Result<ReportSummary> {
-    let mut summary = ReportSummary::default();
-    let mut touched = BTreeSet::new();
-    for input in reports {
-        let query = concat!(
+    let accepted = record(tx, validators, host, reports, now).await?;
+    Ok(ReportSummary { accepted, abort: abort_unneeded(tx, host).await? })
+}
+
+/// What the store knows of a reported copy, read once per batch of reports.
+struct Reported {
+    copy: lifecycle::ResultCopy,
+    work_unit_id: i64,
+    sent_at: Option<i64>,
+    batch_id: Option<i64>,
+    output_limit: u64,
+}
+
+/// Records reports and brings their work units up to date; returns the ids
+/// accepted. Every report is checked (by the domain) before anything is
+/// written, so a refused one leaves nothing behind; then the copies, the
+/// host, the batches and the work units are written with a few set-based
+/// statements.
+async fn record(
+    tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
+    host: HostId,
+    reports: &[ReportInput],
+    now: Timestamp,
+) -> Result<Vec<ResultId>> {
+    let mut known: HashMap<i64, Reported> = HashMap::with_capacity(reports.len());
+    let ids: Vec<i64> = reports.iter().map(|input| input.result_id.0).collect();
+    for chunk in ids.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(concat!(
             "SELECT ",
             rows::result_copy_columns!(),
             ", r.work_unit_id, r.sent_at, w.batch_id, p.output_limit_bytes FROM results r \
-             JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id = ?"
-        );
-        let row = sqlx::query(query)
-            .bind(input.result_id.0)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or(ReportError::NotYourResult { result: input.result_id })?;
-        let copy = rows::result_copy(&row)?;
-        let output_limit = rows::u64_column(&row, "output_limit_bytes")?;
-        if input.output.len() as u64 > output_limit && copy.host_id == Some(host) {
+             JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id IN "
+        ));
+        bulk::push_list(&mut query, chunk);
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            let reported = Reported {
+                copy: rows::result_copy(&row)?,
+                work_unit_id: row.try_get("work_unit_id")?,
+                sent_at: row.try_get("sent_at")?,
+                batch_id: row.try_get("batch_id")?,
+                output_limit: rows::u64_column(&row, "output_limit_bytes")?,
+            };
+            known.insert(reported.copy.id.0, reported);
+        }
+    }
+    // Decide every report first, in order (a copy reported twice in one batch
+    // sees its first report), so that a refusal writes nothing.
+    let mut accepted = Vec::with_capacity(reports.len());
+    let mut recorded = Vec::new();
+    for input in reports {
+        let reported =
+            known.get_mut(&input.result_id.0).ok_or(ReportError::NotYourResult { result: input.result_id })?;
+        if input.output.len() as u64 > reported.output_limit && reported.copy.host_id == Some(host) {
             return Err(Error::OutputTooLarge {
                 result: input.result_id.0,
                 size: input.output.len(),
-                limit: output_limit,
+                limit: reported.output_limit,
             });
         }
-        match lifecycle::apply_report(&copy, host, &input.report)? {
-            ReportDecision::Record(recorded) => {
-                record_one(tx, input, &recorded, now).await?;
-                if let Some(event) = lifecycle::report_event(&recorded) {
-                    apply_host_event(tx, host, &event).await?;
-                }
-                let sent_at: Option<i64> = row.try_get("sent_at")?;
-                let turnaround = sent_at.map(|sent| u64::try_from(now.0 - sent).unwrap_or(0));
-                note_report(tx, host, row.try_get("batch_id")?, &recorded, turnaround).await?;
-                touched.insert(row.try_get::<i64, _>("work_unit_id")?);
+        match lifecycle::apply_report(&reported.copy, host, &input.report)? {
+            ReportDecision::Record(copy) => {
+                reported.copy = copy.clone();
+                let turnaround = reported.sent_at.map(|sent| u64::try_from(now.0 - sent).unwrap_or(0));
+                recorded.push((input, copy, reported.work_unit_id, reported.batch_id, turnaround));
             }
             ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
         }
-        summary.accepted.push(input.result_id);
+        accepted.push(input.result_id);
     }
-    for id in touched {
-        transition_work_unit(tx, validators, WorkUnitId(id), Event::Update, now).await?;
+    if recorded.is_empty() {
+        return Ok(accepted);
     }
-    summary.abort = abort_unneeded(tx, host).await?;
-    Ok(summary)
+    for chunk in recorded.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(
+            "WITH v(id, server_state, outcome, validate_state, output, output_digest, fuel_used, run_time_ms, \
+             stderr_tail, error_message, engine, resumed) AS (",
+        );
+        query.push_values(chunk, |mut row, (input, copy, ..)| {
+            let success = copy.outcome == Some(lifecycle::Outcome::Success);
+            row.push_bind(copy.id.0)
+                .push_bind(copy.server_state.as_str())
+                .push_bind(copy.outcome.map(lifecycle::Outcome::as_str))
+                .push_bind(copy.validate_state.as_str())
+                .push_bind(success.then(|| input.output.clone()))
+                .push_bind(copy.output_digest.as_ref().map(|d| d.as_str().to_owned()))
+                .push_bind(int(copy.fuel_used))
+                .push_bind(int(input.run_time_ms))
+                .push_bind(input.stderr_tail.clone())
+                .push_bind(input.error_message.clone())
+                .push_bind(copy.engine.clone())
+                .push_bind(copy.resumed);
+        });
+        query.push(
+            ") UPDATE results SET server_state = v.server_state, outcome = v.outcome, \
+             validate_state = v.validate_state, received_at = ",
+        );
+        query.push_bind(now.0);
+        query.push(
+            ", output = v.output, output_digest = v.output_digest, fuel_used = v.fuel_used, \
+             run_time_ms = v.run_time_ms, stderr_tail = v.stderr_tail, error_message = v.error_message, \
+             engine = v.engine, resumed = v.resumed FROM v WHERE results.id = v.id",
+        );
+        query.build().persistent(false).execute(&mut **tx).await?;
+    }
+    let events: Vec<(HostId, HostEvent)> =
+        recorded.iter().filter_map(|(_, copy, ..)| lifecycle::report_event(copy).map(|event| (host, event))).collect();
+    apply_host_events(tx, &events).await?;
+    let notes: Vec<(Option<i64>, bool, Option<u64>)> = recorded
+        .iter()
+        .map(|(_, copy, _, batch, turnaround)| (*batch, copy.outcome == Some(lifecycle::Outcome::Success), *turnaround))
+        .collect();
+    note_reports(tx, host, &notes).await?;
+    let touched: Vec<WorkUnitId> = recorded.iter().map(|(_, _, work_unit, ..)| WorkUnitId(*work_unit)).collect();
+    transition_work_units(tx, validators, &touched, Event::Update, now).await?;
+    Ok(accepted)
 }
 
 /// Leases up to `slots` unsent copies to `host`, oldest first, within
@@ -365,20 +434,23 @@ async fn lease(
                 single.push(WorkUnitId(work_unit_id));
             }
             let deadline = scheduler::deadline(now, &policy);
-            sqlx::query(
-                "UPDATE results SET server_state = 'in_progress', host_id = ?, sent_at = ?, deadline = ? WHERE id = ?",
-            )
-            .bind(host.0)
-            .bind(now.0)
-            .bind(deadline.0)
-            .bind(after_id)
-            .execute(&mut **tx)
-            .await?;
             assignments.push(assignment(row, deadline)?);
         }
         if page.len() < page_size {
             break;
         }
+    }
+    for chunk in assignments.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new("WITH v(id, deadline) AS (");
+        query.push_values(chunk, |mut row, assignment| {
+            row.push_bind(assignment.result_id.0).push_bind(assignment.deadline.0);
+        });
+        query.push(") UPDATE results SET server_state = 'in_progress', host_id = ");
+        query.push_bind(host.0);
+        query.push(", sent_at = ");
+        query.push_bind(now.0);
+        query.push(", deadline = v.deadline FROM v WHERE results.id = v.id");
+        query.build().persistent(false).execute(&mut **tx).await?;
     }
     for work_unit in single {
         sqlx::query("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id = ?")
@@ -427,83 +499,65 @@ async fn lost(
     Ok(lost)
 }
 
-async fn record_one(
-    tx: &mut Transaction<'_, Sqlite>,
-    input: &ReportInput,
-    recorded: &lifecycle::ResultCopy,
-    now: Timestamp,
-) -> Result<()> {
-    let output = (recorded.outcome == Some(lifecycle::Outcome::Success)).then_some(&input.output);
-    sqlx::query(
-        "UPDATE results SET server_state = ?, outcome = ?, validate_state = ?, received_at = ?, output = ?, \
-         output_digest = ?, fuel_used = ?, run_time_ms = ?, stderr_tail = ?, error_message = ?, engine = ?, resumed = ? \
-         WHERE id = ?",
-    )
-    .bind(recorded.server_state.as_str())
-    .bind(recorded.outcome.map(lifecycle::Outcome::as_str))
-    .bind(recorded.validate_state.as_str())
-    .bind(now.0)
-    .bind(output)
-    .bind(recorded.output_digest.as_ref().map(Digest::as_str))
-    .bind(int(recorded.fuel_used))
-    .bind(int(input.run_time_ms))
-    .bind(&input.stderr_tail)
-    .bind(&input.error_message)
-    .bind(&recorded.engine)
-    .bind(recorded.resumed)
-    .bind(recorded.id.0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Updates turnaround averages and the batch's error watch after a report;
-/// pauses the batch if its first results are mostly errors.
-async fn note_report(
+/// Updates turnaround averages and the batches' error watch after reports
+/// (`(batch, success, turnaround)` each, in order); pauses a batch whose
+/// first results are mostly errors. One read and one write for the host and
+/// for each batch concerned.
+async fn note_reports(
     tx: &mut Transaction<'_, Sqlite>,
     host: HostId,
-    batch_id: Option<i64>,
-    recorded: &lifecycle::ResultCopy,
-    turnaround_ms: Option<u64>,
+    notes: &[(Option<i64>, bool, Option<u64>)],
 ) -> Result<()> {
-    let success = recorded.outcome == Some(lifecycle::Outcome::Success);
-    let sample = turnaround_ms.filter(|_| success);
-    if let Some(sample) = sample {
+    let samples: Vec<u64> = notes.iter().filter(|(_, success, _)| *success).filter_map(|(.., t)| *t).collect();
+    if !samples.is_empty() {
         let row =
             sqlx::query("SELECT avg_turnaround_ms FROM hosts WHERE id = ?").bind(host.0).fetch_one(&mut **tx).await?;
-        let average = batch::update_turnaround(rows::optional_u64(&row, "avg_turnaround_ms")?, sample);
+        let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
+        for sample in samples {
+            average = Some(batch::update_turnaround(average, sample));
+        }
         sqlx::query("UPDATE hosts SET avg_turnaround_ms = ? WHERE id = ?")
-            .bind(int(average))
+            .bind(average.map(int))
             .bind(host.0)
             .execute(&mut **tx)
             .await?;
     }
-    let Some(batch_id) = batch_id else { return Ok(()) };
-    let row = sqlx::query(
-        "UPDATE batches SET n_reported = n_reported + 1, n_errors = n_errors + ? WHERE id = ? \
-         RETURNING n_reported, n_errors, state, avg_turnaround_ms",
-    )
-    .bind(i64::from(!success))
-    .bind(batch_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    if let Some(sample) = sample {
-        let average = batch::update_turnaround(rows::optional_u64(&row, "avg_turnaround_ms")?, sample);
-        sqlx::query("UPDATE batches SET avg_turnaround_ms = ? WHERE id = ?")
-            .bind(int(average))
+    let mut batches: Vec<i64> = notes.iter().filter_map(|(batch, ..)| *batch).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    for batch_id in batches {
+        let row = sqlx::query("SELECT n_reported, n_errors, state, avg_turnaround_ms FROM batches WHERE id = ?")
             .bind(batch_id)
-            .execute(&mut **tx)
+            .fetch_one(&mut **tx)
             .await?;
-    }
-    let state: String = row.try_get("state")?;
-    let reported = rows::u32_column(&row, "n_reported")?;
-    let errors = rows::u32_column(&row, "n_errors")?;
-    if let (true, Some(reason)) = (state == "active", batch::auto_pause(reported, errors)) {
-        sqlx::query("UPDATE batches SET state = 'paused', pause_reason = ? WHERE id = ?")
-            .bind(reason)
-            .bind(batch_id)
-            .execute(&mut **tx)
-            .await?;
+        let mut reported = rows::u32_column(&row, "n_reported")?;
+        let mut errors = rows::u32_column(&row, "n_errors")?;
+        let mut state: String = row.try_get("state")?;
+        let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
+        let mut pause_reason = None;
+        for (_, success, turnaround) in notes.iter().filter(|(batch, ..)| *batch == Some(batch_id)) {
+            reported += 1;
+            errors += u32::from(!success);
+            if let (true, Some(sample)) = (*success, turnaround) {
+                average = Some(batch::update_turnaround(average, *sample));
+            }
+            if let (true, Some(reason)) = (state == "active", batch::auto_pause(reported, errors)) {
+                state = "paused".to_owned();
+                pause_reason = Some(reason);
+            }
+        }
+        sqlx::query(
+            "UPDATE batches SET n_reported = ?, n_errors = ?, avg_turnaround_ms = ?, state = ?, \
+             pause_reason = COALESCE(?, pause_reason) WHERE id = ?",
+        )
+        .bind(reported)
+        .bind(errors)
+        .bind(average.map(int))
+        .bind(&state)
+        .bind(pause_reason)
+        .bind(batch_id)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

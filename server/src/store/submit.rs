@@ -1,7 +1,8 @@
 //! Submission: apps (content-addressed), projects and batches of work units.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use super::bulk;
 use super::rows::{self, int};
 use super::{Error, Result, Store};
 use crate::domain::lifecycle::{self, WorkUnit, WorkUnitState};
@@ -202,7 +203,9 @@ async fn next_work_unit_id(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
 }
 
 /// Inserts work units as a new batch, with their first copies as the
-/// lifecycle rules ask. Returns how many, and the batch's id.
+/// lifecycle rules ask. Returns how many, and the batch's id. Set-based:
+/// multi-row inserts of [`bulk::CHUNK`] work units, then one statement for
+/// all their copies.
 async fn insert_work_units(
     tx: &mut Transaction<'_, Sqlite>,
     project_id: ProjectId,
@@ -214,9 +217,10 @@ async fn insert_work_units(
 ) -> Result<(u64, i64)> {
     let batch = create_batch(tx, project_id, work_units.len() as u64, batch_policy, now).await?;
     let policy = batch_policy.unwrap_or(policy);
-    let mut id = next_work_unit_id(tx).await?;
-    let mut names = std::collections::HashSet::new();
-    for unit in work_units {
+    let first_id = next_work_unit_id(tx).await?;
+    let mut names = std::collections::HashSet::with_capacity(work_units.len());
+    let mut rows = Vec::with_capacity(work_units.len());
+    for (id, unit) in (first_id..).zip(work_units) {
         let name = match &unit.name {
             Some(name) => name.as_str().to_owned(),
             None => format!("wu-{id}"),
@@ -224,35 +228,66 @@ async fn insert_work_units(
         if !names.insert(name.clone()) {
             return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
         }
-        let inserted = sqlx::query(
-            "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at, batch_id) \
-             VALUES (?, ?, ?, ?, 'open', ?, ?, ?) ON CONFLICT (project_id, name) DO NOTHING",
+        rows.push((id, name, &unit.input));
+    }
+    for chunk in rows.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(
+            "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at, batch_id) ",
+        );
+        query.push_values(chunk, |mut row, (id, name, input)| {
+            row.push_bind(*id)
+                .push_bind(project_id.0)
+                .push_bind(name.clone())
+                .push_bind((*input).clone())
+                .push_bind("open")
+                .push_bind(policy.target_results())
+                .push_bind(now.0)
+                .push_bind(batch);
+        });
+        query.push(" ON CONFLICT (project_id, name) DO NOTHING");
+        let inserted = query.build().persistent(false).execute(&mut **tx).await?.rows_affected();
+        if inserted < chunk.len() as u64 {
+            // A name already used by an earlier batch: say which.
+            let mut query = QueryBuilder::new("SELECT name FROM work_units WHERE project_id = ");
+            query.push_bind(project_id.0);
+            query.push(" AND batch_id != ");
+            query.push_bind(batch);
+            query.push(" AND name IN (");
+            let mut separated = query.separated(", ");
+            for (_, name, _) in chunk {
+                separated.push_bind(name.clone());
+            }
+            separated.push_unseparated(") LIMIT 1");
+            let row = query.build().persistent(false).fetch_optional(&mut **tx).await?;
+            let name = row.map(|row| row.try_get("name")).transpose()?.unwrap_or_default();
+            return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
+        }
+    }
+    // Every new work unit gets the copies the lifecycle rules ask of an empty
+    // one, in work-unit order (so dispatch, which follows ids, sends a work
+    // unit's copies together).
+    let empty = WorkUnit {
+        id: WorkUnitId(first_id),
+        state: WorkUnitState::Open,
+        target_results: policy.target_results(),
+        canonical_result: None,
+        single_result: false,
+        purged: false,
+    };
+    let copies = lifecycle::transition(policy, &empty, &[], &Bitwise, now).new_results;
+    if copies > 0 {
+        sqlx::query(
+            "WITH RECURSIVE copy(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM copy WHERE n < ?) \
+             INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at, attempt, priority) \
+             SELECT w.id, w.project_id, 'unsent', 'pending', ?, w.attempt, ? FROM work_units w, copy \
+             WHERE w.batch_id = ? ORDER BY w.id, copy.n",
         )
-        .bind(id)
-        .bind(project_id.0)
-        .bind(&name)
-        .bind(&unit.input)
-        .bind(policy.target_results())
+        .bind(copies)
         .bind(now.0)
+        .bind(policy.priority())
         .bind(batch)
         .execute(&mut **tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
-        }
-        let work_unit = WorkUnit {
-            id: WorkUnitId(id),
-            state: WorkUnitState::Open,
-            target_results: policy.target_results(),
-            canonical_result: None,
-            single_result: false,
-            purged: false,
-        };
-        let transition = lifecycle::transition(policy, &work_unit, &[], &Bitwise, now);
-        for _ in 0..transition.new_results {
-            insert_unsent(tx, work_unit.id, project_id, now).await?;
-        }
-        id += 1;
     }
     Ok((work_units.len() as u64, batch))
 }

@@ -536,14 +536,14 @@ async fn one_request_reports_resends_leases_and_aborts() {
     let f = fixture().await;
     f.store.create_project(&project("p", 2, 2), &units(4), T0).await.unwrap();
     let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
-    let first = f.store.request_work(a, &work(Vec::new(), Some(Vec::new()), 2), T0).await.unwrap();
+    let first = f.store.request_work(a, work(Vec::new(), Some(Vec::new()), 2), T0).await.unwrap();
     assert_eq!((first.assignments.len(), first.n_lost), (2, 0));
-    let for_b = f.store.request_work(b, &work(Vec::new(), None, 2), T0).await.unwrap().assignments;
+    let for_b = f.store.request_work(b, work(Vec::new(), None, 2), T0).await.unwrap().assignments;
 
     // a reports its first copy, says it holds nothing else (the second was
     // lost) and asks for 2: the lost copy comes back, then one new copy.
     let report = success(first.assignments[0].result_id, "v");
-    let reply = f.store.request_work(a, &work(vec![report.clone()], Some(Vec::new()), 2), T0).await.unwrap();
+    let reply = f.store.request_work(a, work(vec![report.clone()], Some(Vec::new()), 2), T0).await.unwrap();
     assert_eq!(reply.accepted, vec![first.assignments[0].result_id]);
     assert_eq!(reply.n_lost, 1);
     assert_eq!(reply.assignments[0], first.assignments[1], "the lost copy, as first sent");
@@ -552,17 +552,17 @@ async fn one_request_reports_resends_leases_and_aborts() {
 
     // The same report again is acknowledged and not counted twice.
     let held: Vec<ResultId> = reply.assignments.iter().map(|x| x.result_id).collect();
-    let again = f.store.request_work(a, &work(vec![report], Some(held.clone()), 0), T0).await.unwrap();
+    let again = f.store.request_work(a, work(vec![report], Some(held.clone()), 0), T0).await.unwrap();
     assert_eq!((again.accepted.len(), again.assignments.len()), (1, 0));
     assert_eq!(status(&f.store, "p").await.results_over, 1);
 
     // b's agreeing report ends the first work unit; its reply aborts nothing of
     // b's, and the whole project is cancelled: a's next call is told to abort.
     let b_report = for_b.iter().find(|x| x.work_unit_id == first.assignments[0].work_unit_id).unwrap();
-    f.store.request_work(b, &work(vec![success(b_report.result_id, "v")], None, 0), T0).await.unwrap();
+    f.store.request_work(b, work(vec![success(b_report.result_id, "v")], None, 0), T0).await.unwrap();
     assert_eq!(status(&f.store, "p").await.work_units_done, 1);
     f.store.cancel_project(&name("p"), T0).await.unwrap();
-    let aborted = f.store.request_work(a, &work(Vec::new(), Some(held.clone()), 1), T0).await.unwrap();
+    let aborted = f.store.request_work(a, work(Vec::new(), Some(held.clone()), 1), T0).await.unwrap();
     let mut abort = aborted.abort.clone();
     abort.sort();
     let mut expected = held;
@@ -581,7 +581,7 @@ async fn a_refused_report_in_a_work_request_changes_nothing() {
     let before = status(&f.store, "p").await;
     // b reports its copy and a's, and asks for work: refused as a whole.
     let request = work(vec![success(y.result_id, "v"), success(x.result_id, "v")], Some(Vec::new()), 5);
-    let error = f.store.request_work(b, &request, T0).await;
+    let error = f.store.request_work(b, request, T0).await;
     assert!(matches!(error, Err(Error::Report(ReportError::NotYourResult { .. }))), "{error:?}");
     let after = status(&f.store, "p").await;
     assert_eq!(
@@ -616,4 +616,52 @@ async fn a_resumed_copy_is_validated_on_its_output_and_credited_from_a_whole_cop
     for result in &results {
         assert!((result.granted_credit - 3.0).abs() < 1e-9, "credit of the whole copy (3e9 fuel): {result:?}");
     }
+}
+
+#[tokio::test]
+async fn concurrent_work_requests_commit_together_and_a_refused_one_keeps_nothing() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(40), T0).await.unwrap();
+    let mut hosts = Vec::new();
+    for i in 0..8 {
+        hosts.push(host(&f.store, &format!("h{i}")).await);
+    }
+    let first: Vec<Vec<Assignment>> = {
+        let calls = hosts.iter().map(|&h| {
+            let store = f.store.clone();
+            tokio::spawn(async move { store.request_work(h, work(Vec::new(), Some(Vec::new()), 10), T0).await })
+        });
+        let mut leased = Vec::new();
+        for call in calls {
+            leased.push(call.await.unwrap().unwrap().assignments);
+        }
+        leased
+    };
+    assert_eq!(first.iter().map(Vec::len).sum::<usize>(), 80);
+    // Every host reports its copies and asks again, concurrently; host 0 also
+    // reports host 1's first copy: its whole call is refused, the others are not.
+    let stolen = first[1][0].result_id;
+    let calls = hosts.iter().zip(&first).enumerate().map(|(i, (&h, leased))| {
+        let store = f.store.clone();
+        let mut reports: Vec<_> = leased.iter().map(|x| success(x.result_id, "same")).collect();
+        if i == 0 {
+            reports.push(success(stolen, "same"));
+        }
+        tokio::spawn(async move { store.request_work(h, work(reports, Some(Vec::new()), 10), T0).await })
+    });
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    assert!(matches!(outcomes[0], Err(Error::Report(ReportError::NotYourResult { .. }))), "{:?}", outcomes[0]);
+    for outcome in &outcomes[1..] {
+        assert_eq!(outcome.as_ref().unwrap().accepted.len(), 10);
+    }
+    let s = status(&f.store, "p").await;
+    assert_eq!(s.results_over, 70, "host 0's ten reports were not kept");
+    assert_eq!(s.results_in_progress, 10);
+    // Host 0 reports again, correctly: everything validates.
+    let reports: Vec<_> = first[0].iter().map(|x| success(x.result_id, "same")).collect();
+    f.store.request_work(hosts[0], work(reports, Some(Vec::new()), 0), T0).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 40);
 }

@@ -2,17 +2,18 @@
 //! all its results, ask `domain::lifecycle`, persist the answer, all inside
 //! the caller's transaction. Also the deadline sweep and cancellation.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::rows;
 use super::submit::{create_batch, insert_unsent};
 use super::{Error, Result, Store};
+use super::{bulk, rows};
 use std::collections::HashMap;
 
 use crate::domain::fuzzy;
 use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition, WorkUnit};
 use crate::domain::names::ProjectName;
 use crate::domain::policy::{ReplicationPolicy, ValidatorKind};
+use crate::domain::trust::HostTrust;
 use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
 use crate::domain::{HostId, ProjectId, ResultId, Timestamp, WorkUnitId, batch};
 use crate::validators::{Custom, Validators};
@@ -34,42 +35,72 @@ pub(super) async fn transition_work_unit(
     event: Event,
     now: Timestamp,
 ) -> Result<()> {
-    let query = concat!(
-        "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, w.single_result, \
-         w.attempt, w.purged_at, ",
-        rows::work_unit_policy_columns!(),
-        " FROM work_units w JOIN projects p ON p.id = w.project_id LEFT JOIN batches b ON b.id = w.batch_id \
-         WHERE w.id = ?"
-    );
-    let row = sqlx::query(query).bind(work_unit_id.0).fetch_one(&mut **tx).await?;
-    let work_unit = rows::work_unit(&row)?;
-    let project = ProjectId(row.try_get("project_id")?);
-    let policy = rows::policy(&row)?;
-    // Only the copies of the current attempt count (a retried work unit starts afresh).
-    let query = concat!(
-        "SELECT ",
-        rows::result_copy_columns!(),
-        " FROM results r WHERE r.work_unit_id = ? AND r.attempt = ? ORDER BY r.id"
-    );
-    let attempt: i64 = row.try_get("attempt")?;
-    let results = sqlx::query(query)
-        .bind(work_unit_id.0)
-        .bind(attempt)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(rows::result_copy)
-        .collect::<Result<Vec<_>>>()?;
-    let validator = rows::validator(&row)?;
-    let transition = match event {
-        Event::Update => {
-            let comparator = comparator(tx, validators, &validator, &results).await?;
-            let custom = matches!(validator, ValidatorKind::Custom { .. });
-            run_comparisons(custom, || lifecycle::transition(&policy, &work_unit, &results, comparator.as_ref(), now))
+    transition_work_units(tx, validators, &[work_unit_id], event, now).await
+}
+
+/// Loads work units and the copies of their current attempt, applies `event`
+/// to each and stores the outcomes: a few set-based statements per
+/// [`bulk::CHUNK`] work units instead of a handful per work unit.
+pub(super) async fn transition_work_units(
+    tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
+    work_unit_ids: &[WorkUnitId],
+    event: Event,
+    now: Timestamp,
+) -> Result<()> {
+    let mut ids: Vec<i64> = work_unit_ids.iter().map(|id| id.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(concat!(
+            "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, \
+             w.single_result, w.attempt, w.purged_at, ",
+            rows::work_unit_policy_columns!(),
+            " FROM work_units w JOIN projects p ON p.id = w.project_id LEFT JOIN batches b ON b.id = w.batch_id \
+             WHERE w.id IN "
+        ));
+        bulk::push_list(&mut query, chunk);
+        let work_unit_rows = query.build().persistent(false).fetch_all(&mut **tx).await?;
+        // Only the copies of the current attempt count (a retried work unit starts afresh).
+        let mut query = QueryBuilder::new(concat!(
+            "SELECT ",
+            rows::result_copy_columns!(),
+            ", r.work_unit_id FROM results r JOIN work_units w ON w.id = r.work_unit_id AND r.attempt = w.attempt \
+             WHERE r.work_unit_id IN "
+        ));
+        bulk::push_list(&mut query, chunk);
+        query.push(" ORDER BY r.id");
+        let mut copies: HashMap<i64, Vec<ResultCopy>> = HashMap::new();
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            copies.entry(row.try_get("work_unit_id")?).or_default().push(rows::result_copy(&row)?);
         }
-        Event::Cancel => lifecycle::cancel(&work_unit, &results, now, &policy),
-    };
-    persist(tx, &work_unit, project, &transition, now).await
+        let mut changes = Changes::default();
+        for row in &work_unit_rows {
+            let work_unit = rows::work_unit(row)?;
+            let project = ProjectId(row.try_get("project_id")?);
+            let policy = rows::policy(row)?;
+            let results = copies.remove(&work_unit.id.0).unwrap_or_default();
+            let transition = match event {
+                Event::Update => {
+                    let validator = rows::validator(row)?;
+                    if validator == ValidatorKind::Bitwise {
+                        // Outputs are compared by digest: nothing to load.
+                        lifecycle::transition(&policy, &work_unit, &results, &Bitwise, now)
+                    } else {
+                        let comparator = comparator(tx, validators, &validator, &results).await?;
+                        let custom = matches!(validator, ValidatorKind::Custom { .. });
+                        run_comparisons(custom, || {
+                            lifecycle::transition(&policy, &work_unit, &results, comparator.as_ref(), now)
+                        })
+                    }
+                }
+                Event::Cancel => lifecycle::cancel(&work_unit, &results, now, &policy),
+            };
+            changes.add(&work_unit, project, transition, now);
+        }
+        changes.persist(tx, now).await?;
+    }
+    Ok(())
 }
 
 /// What compares this work unit's results: the project's validator, with the
@@ -133,89 +164,158 @@ fn run_comparisons<T: Send>(custom: bool, compare: impl FnOnce() -> T + Send) ->
     })
 }
 
-async fn persist(
-    tx: &mut Transaction<'_, Sqlite>,
-    before: &WorkUnit,
-    project: ProjectId,
-    transition: &Transition,
-    now: Timestamp,
-) -> Result<()> {
-    if transition.is_noop(before) {
+/// What transitions of several work units decided, gathered to be written
+/// with a few set-based statements.
+#[derive(Default)]
+struct Changes {
+    /// Work units whose row changed, with the time they ended (if they did).
+    work_units: Vec<(WorkUnit, Option<i64>)>,
+    /// Copies whose state changed, as they are now.
+    results: Vec<ResultCopy>,
+    /// New unsent copies to create, per work unit.
+    new_results: Vec<(WorkUnitId, ProjectId, u32)>,
+    /// Work units that just ended (their batch counts them).
+    ended: Vec<i64>,
+    host_events: Vec<(HostId, HostEvent)>,
+}
+
+impl Changes {
+    fn add(&mut self, before: &WorkUnit, project: ProjectId, transition: Transition, now: Timestamp) {
+        if transition.is_noop(before) {
+            return;
+        }
+        let after = transition.work_unit;
+        let ended = after.state != lifecycle::WorkUnitState::Open;
+        if before.state == lifecycle::WorkUnitState::Open && ended {
+            self.ended.push(after.id.0);
+        }
+        if transition.new_results > 0 {
+            self.new_results.push((after.id, project, transition.new_results));
+        }
+        if after != *before {
+            self.work_units.push((after, ended.then_some(now.0)));
+        }
+        self.results.extend(transition.changed_results);
+        self.host_events.extend(transition.host_events);
+    }
+
+    async fn persist(self, tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<()> {
+        for chunk in self.work_units.chunks(bulk::CHUNK) {
+            let mut query = QueryBuilder::new(
+                "WITH v(id, state, fail_reason, target_results, canonical_result_id, single_result, ended_at) AS (",
+            );
+            query.push_values(chunk, |mut row, (work_unit, ended_at)| {
+                row.push_bind(work_unit.id.0)
+                    .push_bind(work_unit.state.as_str())
+                    .push_bind(work_unit.state.fail_reason().map(lifecycle::FailReason::as_str))
+                    .push_bind(work_unit.target_results)
+                    .push_bind(work_unit.canonical_result.map(|id| id.0))
+                    .push_bind(work_unit.single_result)
+                    .push_bind(*ended_at);
+            });
+            query.push(
+                ") UPDATE work_units SET state = v.state, fail_reason = v.fail_reason, \
+                 target_results = v.target_results, canonical_result_id = v.canonical_result_id, \
+                 single_result = v.single_result, ended_at = COALESCE(work_units.ended_at, v.ended_at) \
+                 FROM v WHERE work_units.id = v.id",
+            );
+            query.build().persistent(false).execute(&mut **tx).await?;
+        }
+        for chunk in self.results.chunks(bulk::CHUNK) {
+            let mut query = QueryBuilder::new("WITH v(id, server_state, outcome, validate_state, granted_credit) AS (");
+            query.push_values(chunk, |mut row, result| {
+                row.push_bind(result.id.0)
+                    .push_bind(result.server_state.as_str())
+                    .push_bind(result.outcome.map(lifecycle::Outcome::as_str))
+                    .push_bind(result.validate_state.as_str())
+                    .push_bind(result.granted_credit);
+            });
+            query.push(
+                ") UPDATE results SET server_state = v.server_state, outcome = v.outcome, \
+                 validate_state = v.validate_state, granted_credit = v.granted_credit FROM v WHERE results.id = v.id",
+            );
+            query.build().persistent(false).execute(&mut **tx).await?;
+        }
+        for (work_unit, project, n) in &self.new_results {
+            for _ in 0..*n {
+                insert_unsent(tx, *work_unit, *project, now).await?;
+            }
+        }
+        for chunk in self.ended.chunks(bulk::CHUNK) {
+            let mut query = QueryBuilder::new(
+                "UPDATE batches SET n_ended = n_ended + e.n FROM (SELECT batch_id, COUNT(*) AS n FROM work_units \
+                 WHERE batch_id IS NOT NULL AND id IN ",
+            );
+            bulk::push_list(&mut query, chunk);
+            query.push(" GROUP BY batch_id) AS e WHERE batches.id = e.batch_id");
+            query.build().persistent(false).execute(&mut **tx).await?;
+        }
+        apply_host_events(tx, &self.host_events).await
+    }
+}
+
+/// Updates hosts' counters and trust records after events on their results,
+/// in order: one read and one write for all the hosts concerned.
+pub(super) async fn apply_host_events(tx: &mut Transaction<'_, Sqlite>, events: &[(HostId, HostEvent)]) -> Result<()> {
+    if events.is_empty() {
         return Ok(());
     }
-    let after = &transition.work_unit;
-    if after != before {
-        let ended_at = (after.state != lifecycle::WorkUnitState::Open).then_some(now.0);
-        sqlx::query(
-            "UPDATE work_units SET state = ?, fail_reason = ?, target_results = ?, canonical_result_id = ?, \
-             single_result = ?, ended_at = COALESCE(ended_at, ?) WHERE id = ?",
-        )
-        .bind(after.state.as_str())
-        .bind(after.state.fail_reason().map(lifecycle::FailReason::as_str))
-        .bind(after.target_results)
-        .bind(after.canonical_result.map(|id| id.0))
-        .bind(after.single_result)
-        .bind(ended_at)
-        .bind(after.id.0)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for result in &transition.changed_results {
-        sqlx::query(
-            "UPDATE results SET server_state = ?, outcome = ?, validate_state = ?, granted_credit = ? WHERE id = ?",
-        )
-        .bind(result.server_state.as_str())
-        .bind(result.outcome.map(lifecycle::Outcome::as_str))
-        .bind(result.validate_state.as_str())
-        .bind(result.granted_credit)
-        .bind(result.id.0)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for _ in 0..transition.new_results {
-        insert_unsent(tx, after.id, project, now).await?;
-    }
-    if before.state == lifecycle::WorkUnitState::Open && after.state != lifecycle::WorkUnitState::Open {
-        sqlx::query(
-            "UPDATE batches SET n_ended = n_ended + 1 WHERE id = (SELECT batch_id FROM work_units WHERE id = ?)",
-        )
-        .bind(after.id.0)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (host, event) in &transition.host_events {
-        apply_host_event(tx, *host, event).await?;
+    let mut hosts: Vec<i64> = events.iter().map(|(host, _)| host.0).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    for chunk in hosts.chunks(bulk::CHUNK) {
+        let mut query =
+            QueryBuilder::new(concat!("SELECT id, ", rows::host_trust_columns!(), " FROM hosts WHERE id IN "));
+        bulk::push_list(&mut query, chunk);
+        let mut updates: Vec<HostUpdate> = Vec::with_capacity(chunk.len());
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            let host: i64 = row.try_get("id")?;
+            let mut update = HostUpdate { host, trust: rows::host_trust(&row)?, counts: [0; 4], credit: 0.0 };
+            for (_, event) in events.iter().filter(|(h, _)| h.0 == host) {
+                update.trust.apply(event);
+                match event {
+                    HostEvent::Valid { credit, .. } => {
+                        update.counts[0] += 1;
+                        update.credit += *credit;
+                    }
+                    HostEvent::Invalid => update.counts[1] += 1,
+                    HostEvent::ClientError => update.counts[2] += 1,
+                    HostEvent::NoReply => update.counts[3] += 1,
+                }
+            }
+            updates.push(update);
+        }
+        let mut query = QueryBuilder::new(
+            "WITH v(id, n_valid, n_invalid, n_error, n_no_reply, credit, consecutive_valid, daily_quota) AS (",
+        );
+        query.push_values(&updates, |mut row, update| {
+            row.push_bind(update.host)
+                .push_bind(update.counts[0])
+                .push_bind(update.counts[1])
+                .push_bind(update.counts[2])
+                .push_bind(update.counts[3])
+                .push_bind(update.credit)
+                .push_bind(update.trust.consecutive_valid)
+                .push_bind(update.trust.daily_quota);
+        });
+        query.push(
+            ") UPDATE hosts SET n_valid = hosts.n_valid + v.n_valid, n_invalid = hosts.n_invalid + v.n_invalid, \
+             n_error = hosts.n_error + v.n_error, n_no_reply = hosts.n_no_reply + v.n_no_reply, \
+             total_credit = hosts.total_credit + v.credit, consecutive_valid = v.consecutive_valid, \
+             daily_quota = v.daily_quota FROM v WHERE hosts.id = v.id",
+        );
+        query.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Updates a host's counters and trust record after an event on one of its results.
-pub(super) async fn apply_host_event(tx: &mut Transaction<'_, Sqlite>, host: HostId, event: &HostEvent) -> Result<()> {
-    let query = concat!("SELECT ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
-    let mut trust = rows::host_trust(&sqlx::query(query).bind(host.0).fetch_one(&mut **tx).await?)?;
-    trust.apply(event);
-    let (valid, invalid, error, no_reply, credit) = match event {
-        HostEvent::Valid { credit, .. } => (1, 0, 0, 0, *credit),
-        HostEvent::Invalid => (0, 1, 0, 0, 0.0),
-        HostEvent::ClientError => (0, 0, 1, 0, 0.0),
-        HostEvent::NoReply => (0, 0, 0, 1, 0.0),
-    };
-    sqlx::query(
-        "UPDATE hosts SET n_valid = n_valid + ?, n_invalid = n_invalid + ?, n_error = n_error + ?, \
-         n_no_reply = n_no_reply + ?, total_credit = total_credit + ?, consecutive_valid = ?, daily_quota = ? \
-         WHERE id = ?",
-    )
-    .bind(valid)
-    .bind(invalid)
-    .bind(error)
-    .bind(no_reply)
-    .bind(credit)
-    .bind(trust.consecutive_valid)
-    .bind(trust.daily_quota)
-    .bind(host.0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// One host's accumulated changes: trust after the events, and counters
+/// (valid, invalid, error, no reply) and credit to add.
+struct HostUpdate {
+    host: i64,
+    trust: HostTrust,
+    counts: [i64; 4],
+    credit: f64,
 }
 
 /// The tail of a batch: a copy in progress that is at risk of missing its
@@ -346,9 +446,8 @@ impl Store {
         .collect::<Result<_, _>>()?;
         let more = ids.len() as i64 > Self::TRANSITIONER_BATCH;
         let batch = &ids[..ids.len().min(Self::TRANSITIONER_BATCH as usize)];
-        for &id in batch {
-            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Update, now).await?;
-        }
+        let work_units: Vec<WorkUnitId> = batch.iter().copied().map(WorkUnitId).collect();
+        transition_work_units(&mut tx, &self.validators, &work_units, Event::Update, now).await?;
         let spares = send_spare_copies(&mut tx, &self.validators, now).await?;
         tx.commit().await?;
         Ok(TransitionerPass { work_units: batch.len() + spares, more })
@@ -379,9 +478,8 @@ impl Store {
                 open
             }
         };
-        for &id in &ids {
-            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Cancel, now).await?;
-        }
+        let work_units: Vec<WorkUnitId> = ids.iter().copied().map(WorkUnitId).collect();
+        transition_work_units(&mut tx, &self.validators, &work_units, Event::Cancel, now).await?;
         tx.commit().await?;
         Ok(ids.len() as u64)
     }
@@ -529,9 +627,8 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         let ids = ids(&rows)?;
-        for &id in &ids {
-            transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Cancel, now).await?;
-        }
+        let work_units: Vec<WorkUnitId> = ids.iter().copied().map(WorkUnitId).collect();
+        transition_work_units(&mut tx, &self.validators, &work_units, Event::Cancel, now).await?;
         tx.commit().await?;
         Ok(ids.len() as u64)
     }
