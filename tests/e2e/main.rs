@@ -3,6 +3,8 @@
 //! one server per test. Built into a single test binary (`e2e`).
 //!
 //! Layout:
+//! - `access`: API tokens and roles: every `Projects` RPC refuses callers
+//!   without the right role and changes nothing.
 //! - `primes`: the happy path, from `quorum submit` to `quorum results`.
 //! - `malicious`: a host reporting wrong outputs never makes them canonical.
 //! - `deadlines`: copies of a killed worker become "no reply" and are reissued.
@@ -26,6 +28,7 @@
 //!
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
+mod access;
 mod auto_pause;
 mod bad_manifests;
 mod bench_smoke;

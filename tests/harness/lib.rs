@@ -32,7 +32,7 @@ pub mod process;
 pub mod server;
 pub mod worker;
 
-pub use cli::{CliOutput, cli};
+pub use cli::{CliOutput, cli, cli_with_token};
 pub use dir::TestDir;
 pub use server::Server;
 pub use worker::Worker;

@@ -1,11 +1,17 @@
 //! [`Server`]: a real `quorum-server` process on `127.0.0.1:0` (or a given
 //! address, to restart one where its workers point) with its SQLite database
 //! in the test directory.
+//!
+//! A new database makes the server create its first admin token, written to
+//! `DB.admin-token`; [`Server`] reads it and records it under the server's
+//! URL, so that [`crate::cli()`] and [`crate::grpc::Projects::connect`] call
+//! as admin by default (tests of access control pass other tokens).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use crate::binaries;
@@ -17,12 +23,31 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The line the server prints once bound, followed by the address.
 const LISTENING_PREFIX: &str = "quorum-server listening on ";
 
+/// The admin token of every server a test started, by URL.
+static ADMIN_TOKENS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+/// The admin token of the server at `url` (`http://127.0.0.1:PORT`), if the
+/// harness started it.
+pub fn admin_token_for(url: &str) -> Option<String> {
+    let tokens = ADMIN_TOKENS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    tokens.as_ref().and_then(|tokens| tokens.get(url).cloned())
+}
+
+/// The file where a server on `db` writes its first admin token.
+pub fn admin_token_file(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".admin-token");
+    std::path::PathBuf::from(name)
+}
+
 /// A running coordinator, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
     process: Process,
     /// The bound address, from the server's first stdout line.
     addr: String,
+    /// The database's admin token (from `DB.admin-token`).
+    admin_token: String,
 }
 
 impl Server {
@@ -83,7 +108,21 @@ impl Server {
             })
             .to_owned();
         assert!(addr.parse::<std::net::SocketAddr>().is_ok(), "quorum-server announced {addr:?}, not a socket address");
-        Server { process, addr }
+        // Written before the address is announced (or by an earlier start on this database).
+        let token_file = admin_token_file(db);
+        let admin_token = std::fs::read_to_string(&token_file)
+            .unwrap_or_else(|error| panic!("read {}: {error}\n{}", token_file.display(), process.log_tail()))
+            .trim()
+            .to_owned();
+        let mut tokens = ADMIN_TOKENS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.get_or_insert_with(HashMap::new).insert(format!("http://{addr}"), admin_token.clone());
+        drop(tokens);
+        Server { process, addr, admin_token }
+    }
+
+    /// The database's admin API token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// `127.0.0.1:PORT`.
@@ -110,6 +149,27 @@ impl Server {
     pub async fn terminate(&mut self) -> ExitStatus {
         self.process.terminate().await
     }
+}
+
+/// Runs `quorum-server token ARGS... --db DB` (beside a running server or
+/// not); returns its stdout, panicking with its stderr if it fails.
+pub async fn token_command(db: &Path, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(binaries::path(binaries::SERVER))
+        .arg("token")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run quorum-server token");
+    assert!(
+        output.status.success(),
+        "quorum-server token {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 /// `DIR/STEM.EXT`, or `DIR/STEM-2.EXT`... if taken (a restarted server or a

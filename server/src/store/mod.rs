@@ -12,7 +12,9 @@
 //! - `transitions`: loading a work unit, running the lifecycle rules, persisting the result; deadlines; cancellation.
 //! - `reads`: status counts and listings for the admin service.
 //! - `rows`: conversions between rows and domain types.
+//! - `auth`: API tokens (roles, revocation, the first-start admin token).
 
+mod auth;
 mod reads;
 mod rows;
 mod scheduling;
@@ -29,6 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::domain::lifecycle::ReportError;
 use crate::validators::{self, Validators};
 
+pub use auth::{ApiTokenInfo, TokenKind};
 pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
