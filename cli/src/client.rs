@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use quorum_proto::v1::projects_client::ProjectsClient;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::token::Secret;
 
@@ -51,8 +51,10 @@ impl std::fmt::Debug for Coordinator {
 
 impl Coordinator {
     /// Connects to the coordinator at `url` ("http://HOST:PORT"; a bare
-    /// "HOST:PORT" gets "http://"), sending `token` with every call.
-    pub async fn connect(url: &str, token: Option<&Secret>) -> anyhow::Result<Coordinator> {
+    /// "HOST:PORT" gets "http://"), sending `token` with every call. An
+    /// https:// coordinator's certificate must chain to `ca_cert` (PEM), or
+    /// to the system's roots without it.
+    pub async fn connect(url: &str, token: Option<&Secret>, ca_cert: Option<&[u8]>) -> anyhow::Result<Coordinator> {
         let bearer = match token {
             Some(token) => Some(
                 format!("Bearer {}", token.expose())
@@ -62,9 +64,16 @@ impl Coordinator {
             None => None,
         };
         let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .with_context(|| format!("invalid coordinator URL '{url}'"))?
             .connect_timeout(CONNECT_TIMEOUT);
+        if url.starts_with("https://") {
+            let tls = match ca_cert {
+                Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS configuration for {url}"))?;
+        }
         let channel = endpoint
             .connect()
             .await
@@ -171,7 +180,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("local address");
         drop(listener);
-        let error = Coordinator::connect(&address.to_string(), None).await.expect_err("nothing listens");
+        let error = Coordinator::connect(&address.to_string(), None, None).await.expect_err("nothing listens");
         let text = format!("{error:#}");
         assert!(text.starts_with(&format!("cannot reach coordinator at http://{address}: ")), "{text}");
         assert!(text.ends_with("Connection refused (os error 111)"), "{text}");

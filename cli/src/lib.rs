@@ -59,6 +59,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Trust only this CA (PEM) for an https:// coordinator.
+    ///
+    /// Without it, the certificate must chain to the system's trusted roots.
+    #[arg(long, global = true, env = "QUORUM_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Print machine-readable JSON on stdout instead of tables.
     ///
     /// The schemas are stable: fields are only ever added.
@@ -280,7 +286,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs one parsed command line to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = commands::Context { server: cli.server, json: cli.json, token: cli.token, token_file: cli.token_file };
+    let ctx = commands::Context {
+        server: cli.server,
+        json: cli.json,
+        token: cli.token,
+        token_file: cli.token_file,
+        ca_cert: cli.ca_cert,
+    };
     match cli.command {
         Command::Submit { manifest } => commands::submit::run(&ctx, &manifest).await,
         Command::Status { project } => commands::status::run(&ctx, project.as_deref()).await,

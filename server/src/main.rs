@@ -28,6 +28,14 @@ struct Cli {
     /// Address to serve gRPC on (port 0 picks a free port).
     #[arg(long, env = "QUORUM_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:7737")]
     listen: SocketAddr,
+    /// Serve TLS with this certificate (PEM, the chain from the server's own).
+    ///
+    /// Needs --tls-key. Workers and the CLI then connect to https:// URLs.
+    #[arg(long, env = "QUORUM_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "QUORUM_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// SQLite database file; created with the schema if missing.
     #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
@@ -104,7 +112,8 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        None => runtime.block_on(serve(cli.listen, cli.db)),
+        None => tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())
+            .and_then(|tls| runtime.block_on(serve(cli.listen, cli.db, tls))),
         Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
     };
     match outcome {
@@ -116,7 +125,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: SocketAddr, db: PathBuf) -> anyhow::Result<()> {
+/// Reads the TLS certificate and key files, when given.
+fn tls_identity(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Option<quorum_server::TlsIdentity>> {
+    let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+    Ok(Some(quorum_server::TlsIdentity { cert_pem, key_pem }))
+}
+
+async fn serve(listen: SocketAddr, db: PathBuf, tls: Option<quorum_server::TlsIdentity>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Before binding, so the token file exists once the address is announced.
     let bootstrapped = bootstrap_admin_token(&db).await?;
@@ -130,10 +147,9 @@ async fn serve(listen: SocketAddr, db: PathBuf) -> anyhow::Result<()> {
             .context("writing to stdout")?;
     }
     stdout.flush().context("writing to stdout")?;
-    tracing::info!(%addr, db = %db.display(), "coordinator started");
-    quorum_server::run(quorum_server::Config::new(db.clone()), listener, shutdown)
-        .await
-        .with_context(|| format!("coordinator on {}", db.display()))?;
+    tracing::info!(%addr, db = %db.display(), tls = tls.is_some(), "coordinator started");
+    let config = quorum_server::Config { tls, ..quorum_server::Config::new(db.clone()) };
+    quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;
     tracing::info!("coordinator stopped");
     Ok(())
 }

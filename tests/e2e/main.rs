@@ -23,6 +23,8 @@
 //! - `operations`: health checking, reflection and clean shutdown.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
+//! - `tls`: a coordinator served over TLS; a worker given the wrong CA
+//!   refuses it and never registers.
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
 //!   free of gRPC, SQL and tokio).
 //!
@@ -45,5 +47,6 @@ mod protocol_errors;
 mod resource_share;
 mod retry;
 mod tidy;
+mod tls;
 mod validators;
 mod worker_crash;

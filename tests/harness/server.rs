@@ -48,6 +48,8 @@ pub struct Server {
     addr: String,
     /// The database's admin token (from `DB.admin-token`).
     admin_token: String,
+    /// "https" when serving TLS, else "http".
+    scheme: &'static str,
 }
 
 impl Server {
@@ -67,6 +69,24 @@ impl Server {
     /// a coordinator restarted where its workers already point, e.g.
     /// `Server::spawn_at(dir, db, old.addr())` after `old` was killed.
     pub fn spawn_at(dir: &Path, db: &Path, listen: &str) -> Server {
+        Server::spawn_with_args(dir, db, listen, &[])
+    }
+
+    /// Like [`Server::spawn`], serving TLS with the server certificate of `pki`.
+    pub fn spawn_tls(dir: &Path, pki: &crate::tls::Pki) -> Server {
+        let args = [
+            std::ffi::OsStr::new("--tls-cert"),
+            pki.server_cert.as_os_str(),
+            std::ffi::OsStr::new("--tls-key"),
+            pki.server_key.as_os_str(),
+        ];
+        Server::spawn_with_args(dir, &dir.join("quorum.db"), "127.0.0.1:0", &args)
+    }
+
+    /// Like [`Server::spawn_at`] with `extra` flags (`--tls-cert` and
+    /// `--tls-key` make it serve https).
+    pub fn spawn_with_args(dir: &Path, db: &Path, listen: &str, extra: &[&std::ffi::OsStr]) -> Server {
+        let scheme = if extra.iter().any(|arg| *arg == "--tls-cert") { "https" } else { "http" };
         let log_path = unused_path(dir, "quorum-server", "log");
         let log = std::fs::File::create(&log_path).expect("create the server log");
         let mut child = Command::new(binaries::path(binaries::SERVER))
@@ -74,6 +94,7 @@ impl Server {
             .arg(listen)
             .arg("--db")
             .arg(db)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -115,9 +136,9 @@ impl Server {
             .trim()
             .to_owned();
         let mut tokens = ADMIN_TOKENS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        tokens.get_or_insert_with(HashMap::new).insert(format!("http://{addr}"), admin_token.clone());
+        tokens.get_or_insert_with(HashMap::new).insert(format!("{scheme}://{addr}"), admin_token.clone());
         drop(tokens);
-        Server { process, addr, admin_token }
+        Server { process, addr, admin_token, scheme }
     }
 
     /// The database's admin API token.
@@ -130,9 +151,9 @@ impl Server {
         &self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, for `--server` and gRPC clients.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), for `--server` and gRPC clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The server's log (stderr) so far.

@@ -131,7 +131,7 @@ pub async fn run(_ctx: &Context, dir: &Path, example: Example, timeout: Duration
         println!("quorum demo: coordinator at {url}, files in {}", dir.display());
         // The coordinator's first-start admin token, written beside its database.
         let token = crate::token::read_file(&dir.join(ADMIN_TOKEN_FILE))?;
-        let coordinator = Coordinator::connect(&url, Some(&token)).await?;
+        let coordinator = Coordinator::connect(&url, Some(&token), None).await?;
         let submitted = super::submit::submit(&coordinator, project).await?;
         println!(
             "submitted project '{}' (id {}) with {} work units",

@@ -17,6 +17,8 @@ pub mod wait;
 use std::io::{BufWriter, Stdout};
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use crate::client::Coordinator;
 use crate::token::Secret;
 
@@ -31,13 +33,21 @@ pub struct Context {
     pub token: Option<Secret>,
     /// `--token-file`.
     pub token_file: Option<PathBuf>,
+    /// `--ca-cert`.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Context {
     /// Connects to the coordinator named by `--server`.
     pub async fn connect(&self) -> anyhow::Result<Coordinator> {
         let token = crate::token::resolve(self.token.as_ref(), self.token_file.as_deref())?;
-        Coordinator::connect(&self.server, token.as_ref()).await
+        let ca_cert = match &self.ca_cert {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("cannot read --ca-cert {}", path.display()))?)
+            }
+            None => None,
+        };
+        Coordinator::connect(&self.server, token.as_ref(), ca_cert.as_deref()).await
     }
 
     /// Every volunteer host, as `ListHosts` returns them.
