@@ -5,14 +5,21 @@
 //! The server is started with no flag but `--listen` and `--db`, so it runs
 //! with its shipped defaults (WAL, `synchronous=FULL`). Its log goes to
 //! `server.log` in the temporary folder; the last lines are shown on failure.
+//! Its first-start admin token (`quorum.db.admin-token`) authorises the
+//! benchmark's `Projects` calls ([`Coordinator::projects`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use quorum_proto::v1::projects_client::ProjectsClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 /// The line the server prints on stdout once bound, before the address.
 const LISTENING_PREFIX: &str = "quorum-server listening on ";
@@ -20,6 +27,20 @@ const LISTENING_PREFIX: &str = "quorum-server listening on ";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the server may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Adds the admin token to every `Projects` call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(quorum_proto::AUTHORIZATION, self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A `Projects` client calling with the coordinator's admin token.
+pub type ProjectsApi = ProjectsClient<InterceptedService<Channel, Bearer>>;
 
 /// A running `quorum-server`, killed if dropped.
 pub struct Coordinator {
@@ -29,6 +50,8 @@ pub struct Coordinator {
     _stdout: BufReader<ChildStdout>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// `authorization: Bearer <admin token>`.
+    admin: MetadataValue<Ascii>,
     log: PathBuf,
     /// Holds the database and the log; removed on drop.
     _dir: tempfile::TempDir,
@@ -71,7 +94,17 @@ impl Coordinator {
                 format!("quorum-server printed {:?} instead of \"{LISTENING_PREFIX}ADDRESS\"", line.trim())
             })?
             .to_owned();
-        Ok(Coordinator { child, pid, _stdout: stdout, url: format!("http://{address}"), log, _dir: dir })
+        // Written before the address is announced.
+        let token_file = dir.path().join("quorum.db.admin-token");
+        let token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("cannot read the admin token in {}", token_file.display()))?;
+        let admin = format!("Bearer {}", token.trim()).parse().context("the admin token is not valid metadata")?;
+        Ok(Coordinator { child, pid, _stdout: stdout, url: format!("http://{address}"), admin, log, _dir: dir })
+    }
+
+    /// A `Projects` client on `channel` with the admin token.
+    pub fn projects(&self, channel: Channel) -> ProjectsApi {
+        ProjectsClient::with_interceptor(channel, Bearer(self.admin.clone()))
     }
 
     /// User plus system CPU seconds used so far.

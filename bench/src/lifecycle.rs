@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use quorum_proto::v1;
-use quorum_proto::v1::projects_client::ProjectsClient;
 use quorum_proto::v1::scheduler_client::SchedulerClient;
 use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
@@ -122,7 +121,7 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
         let endpoint = Endpoint::from_shared(coordinator.url.clone()).context("a valid coordinator URL")?;
         channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {}", coordinator.url))?);
     }
-    let mut projects = ProjectsClient::new(channels[0].clone());
+    let mut projects = coordinator.projects(channels[0].clone());
 
     // 1. Submission.
     let cpu_before_submit = coordinator.cpu_seconds()?;
@@ -311,7 +310,7 @@ fn policy(quorum: u32, priority: i32) -> v1::ReplicationPolicy {
 
 /// Creates project `name` and adds `n` work units in batches of [`SUBMIT_BATCH`].
 async fn submit(
-    projects: &mut ProjectsClient<Channel>,
+    projects: &mut coordinator::ProjectsApi,
     name: &str,
     n: u64,
     quorum: u32,
@@ -344,7 +343,7 @@ async fn submit(
     Ok(())
 }
 
-async fn project_status(projects: &mut ProjectsClient<Channel>) -> anyhow::Result<v1::ProjectStatus> {
+async fn project_status(projects: &mut coordinator::ProjectsApi) -> anyhow::Result<v1::ProjectStatus> {
     let response = projects
         .get_status(v1::GetStatusRequest { project: PROJECT.to_owned() })
         .await

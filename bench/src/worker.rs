@@ -37,12 +37,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use quorum_proto::v1;
-use quorum_proto::v1::projects_client::ProjectsClient;
 use quorum_sandbox::{Gate, Limits, Sandbox, Status, Task, TaskControl};
 use rayon::prelude::*;
 use serde::Serialize;
 use tokio::process::{Child, Command};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::coordinator::{self, Coordinator};
 
@@ -357,7 +356,7 @@ async fn platform_run(
 ) -> anyhow::Result<Platform> {
     let endpoint = Endpoint::from_shared(coordinator.url.clone()).context("a valid coordinator URL")?;
     let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {}", coordinator.url))?;
-    let mut projects = ProjectsClient::new(channel);
+    let mut projects = coordinator.projects(channel);
     let request = v1::CreateProjectRequest {
         name: PROJECT.to_owned(),
         app_module: module.to_vec(),
@@ -473,7 +472,7 @@ async fn platform_run(
     Ok(Platform { seconds, worker_cpu_seconds, coordinator_cpu_seconds })
 }
 
-async fn project_status(projects: &mut ProjectsClient<Channel>) -> anyhow::Result<v1::ProjectStatus> {
+async fn project_status(projects: &mut coordinator::ProjectsApi) -> anyhow::Result<v1::ProjectStatus> {
     let response = projects
         .get_status(v1::GetStatusRequest { project: PROJECT.to_owned() })
         .await

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use quorum_proto::v1::projects_client::ProjectsClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::token::Secret;
 
 /// Largest gRPC message the CLI sends or accepts (the submission splits its
 /// requests well below this).
@@ -16,26 +20,65 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// How long connecting may take before the coordinator counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `Projects` client type: every call carries the API token.
+pub type Client = ProjectsClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` to every call (nothing without a token).
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert(quorum_proto::AUTHORIZATION, value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// A connected `Projects` client that remembers its URL for error messages.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Coordinator {
     url: String,
-    client: ProjectsClient<Channel>,
+    client: Client,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").field("url", &self.url).finish_non_exhaustive()
+    }
 }
 
 impl Coordinator {
     /// Connects to the coordinator at `url` ("http://HOST:PORT"; a bare
-    /// "HOST:PORT" gets "http://").
-    pub async fn connect(url: &str) -> anyhow::Result<Coordinator> {
+    /// "HOST:PORT" gets "http://"), sending `token` with every call. An
+    /// https:// coordinator's certificate must chain to `ca_cert` (PEM), or
+    /// to the system's roots without it.
+    pub async fn connect(url: &str, token: Option<&Secret>, ca_cert: Option<&[u8]>) -> anyhow::Result<Coordinator> {
+        let bearer = match token {
+            Some(token) => Some(
+                format!("Bearer {}", token.expose())
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("the API token has characters not allowed in gRPC metadata"))?,
+            ),
+            None => None,
+        };
         let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .with_context(|| format!("invalid coordinator URL '{url}'"))?
             .connect_timeout(CONNECT_TIMEOUT);
+        if url.starts_with("https://") {
+            let tls = match ca_cert {
+                Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS configuration for {url}"))?;
+        }
         let channel = endpoint
             .connect()
             .await
             .map_err(|error| anyhow::anyhow!("cannot reach coordinator at {url}: {}", error_chain_text(&error)))?;
-        let client = ProjectsClient::new(channel)
+        let client = ProjectsClient::with_interceptor(channel, Bearer(bearer))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Coordinator { url, client })
@@ -43,7 +86,7 @@ impl Coordinator {
 
     /// A client for one call (cloning a tonic client is cheap and shares the
     /// connection).
-    pub fn client(&self) -> ProjectsClient<Channel> {
+    pub fn client(&self) -> Client {
         self.client.clone()
     }
 
@@ -137,7 +180,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("local address");
         drop(listener);
-        let error = Coordinator::connect(&address.to_string()).await.expect_err("nothing listens");
+        let error = Coordinator::connect(&address.to_string(), None, None).await.expect_err("nothing listens");
         let text = format!("{error:#}");
         assert!(text.starts_with(&format!("cannot reach coordinator at http://{address}: ")), "{text}");
         assert!(text.ends_with("Connection refused (os error 111)"), "{text}");

@@ -13,6 +13,7 @@
 //! - `client`: the connection to the coordinator and the one place where gRPC
 //!   errors become readable messages.
 //! - `output`: tables for people and the stable `--json` schemas.
+//! - `token`: where the API token comes from (flag, file, environment).
 //! - `commands`: one module per command, each a thin adapter between the
 //!   three above.
 //!
@@ -24,6 +25,7 @@ pub mod commands;
 pub mod credit;
 pub mod manifest;
 pub mod output;
+pub mod token;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -44,6 +46,24 @@ pub struct Cli {
     /// A bare "HOST:PORT" is taken as "http://HOST:PORT".
     #[arg(long, global = true, env = "QUORUM_SERVER", value_name = "URL", default_value = "http://127.0.0.1:7737")]
     pub server: String,
+
+    /// The API token to call the coordinator with (admin or submit).
+    ///
+    /// Without --token or --token-file, the QUORUM_TOKEN environment variable,
+    /// then a file named by QUORUM_TOKEN_FILE. Prefer a file: a flag shows in
+    /// the process list.
+    #[arg(long, global = true, value_name = "TOKEN", value_parser = token::parse_secret, conflicts_with = "token_file")]
+    pub token: Option<token::Secret>,
+
+    /// A file holding the API token (readable by its owner only, e.g. mode 600).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Trust only this CA (PEM) for an https:// coordinator.
+    ///
+    /// Without it, the certificate must chain to the system's trusted roots.
+    #[arg(long, global = true, env = "QUORUM_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout instead of tables.
     ///
@@ -266,7 +286,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs one parsed command line to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = commands::Context { server: cli.server, json: cli.json };
+    let ctx = commands::Context {
+        server: cli.server,
+        json: cli.json,
+        token: cli.token,
+        token_file: cli.token_file,
+        ca_cert: cli.ca_cert,
+    };
     match cli.command {
         Command::Submit { manifest } => commands::submit::run(&ctx, &manifest).await,
         Command::Status { project } => commands::status::run(&ctx, project.as_deref()).await,

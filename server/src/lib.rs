@@ -46,12 +46,28 @@ pub struct Config {
     pub db_path: PathBuf,
     /// Where `now` comes from.
     pub clock: Arc<dyn Clock>,
+    /// Serve TLS with this certificate and key; plaintext when `None`.
+    pub tls: Option<TlsIdentity>,
 }
 
 impl Config {
-    /// A configuration with the real clock.
+    /// A configuration with the real clock, serving plaintext.
     pub fn new(db_path: PathBuf) -> Config {
-        Config { db_path, clock: Arc::new(SystemClock) }
+        Config { db_path, clock: Arc::new(SystemClock), tls: None }
+    }
+}
+
+/// The coordinator's TLS certificate (chain) and private key, both PEM.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    /// Secret: never printed.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").field("cert_pem", &self.cert_pem.len()).finish_non_exhaustive()
     }
 }
 
@@ -69,6 +85,11 @@ pub enum Error {
 /// Serves the coordinator on `listener` until `shutdown` completes, then
 /// lets the transitioner finish its pass and closes the database.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
     let store = Store::open(&config.db_path).await?;
     let ctx = Context { store: store.clone(), clock: config.clock.clone(), changes: Changes::new() };
 
@@ -92,7 +113,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-    let served = tonic::transport::Server::builder()
+    let served = server
         .add_service(health_service)
         .add_service(reflection)
         .add_service(scheduler)

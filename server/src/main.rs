@@ -1,13 +1,24 @@
 //! `quorum-server`: parses flags, sets up logging and signals, binds the
-//! listener and calls [`quorum_server::run`].
+//! listener and calls [`quorum_server::run`]; `quorum-server token ...`
+//! manages the API tokens in the database instead.
+//!
+//! On start, when the database has no active admin token, one is created
+//! (the first-start bootstrap): its secret is printed once on stdout after
+//! the `listening on` line and written to `DB.admin-token` (mode 0600) so
+//! that local scripts can pick it up.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+use quorum_server::clock::{Clock as _, SystemClock};
+use quorum_server::domain::access::Role;
+use quorum_server::domain::names::ProjectName;
+use quorum_server::rpc::auth;
+use quorum_server::store::Store;
 
 /// The quorum coordinator: stores projects, hands work units to volunteer
 /// workers over gRPC and validates their results.
@@ -17,9 +28,71 @@ struct Cli {
     /// Address to serve gRPC on (port 0 picks a free port).
     #[arg(long, env = "QUORUM_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:7737")]
     listen: SocketAddr,
+    /// Serve TLS with this certificate (PEM, the chain from the server's own).
+    ///
+    /// Needs --tls-key. Workers and the CLI then connect to https:// URLs.
+    #[arg(long, env = "QUORUM_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "QUORUM_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// SQLite database file; created with the schema if missing.
-    #[arg(long, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
+    #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
+    /// Manage the database instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list or revoke API tokens (for the `quorum` CLI).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print its secret on stdout (shown only once).
+    ///
+    /// An admin token may do everything; a submit token only acts on the
+    /// projects named with --project (creating them, adding work units,
+    /// reading, waiting, cancelling, retrying, resuming, purging) and never
+    /// lists hosts.
+    Create {
+        /// What the token may do.
+        #[arg(long, value_enum, value_name = "ROLE")]
+        role: RoleArg,
+        /// A project a submit token may act on; repeat for several.
+        #[arg(long = "project", value_name = "NAME")]
+        projects: Vec<String>,
+    },
+    /// List the API tokens (never their secrets).
+    List,
+    /// Revoke an API token by id: calls with it are refused at once.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+}
+
+/// Roles of `token create --role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RoleArg {
+    /// Everything.
+    Admin,
+    /// Only the projects named with --project.
+    Submit,
+}
+
+/// Where the first-start admin token is written: `DB.admin-token`.
+fn admin_token_file(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".admin-token");
+    PathBuf::from(name)
 }
 
 fn main() -> ExitCode {
@@ -38,7 +111,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(serve(cli)) {
+    let outcome = match cli.command {
+        None => tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())
+            .and_then(|tls| runtime.block_on(serve(cli.listen, cli.db, tls))),
+        Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -47,20 +125,122 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(cli: Cli) -> anyhow::Result<()> {
+/// Reads the TLS certificate and key files, when given.
+fn tls_identity(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Option<quorum_server::TlsIdentity>> {
+    let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+    Ok(Some(quorum_server::TlsIdentity { cert_pem, key_pem }))
+}
+
+async fn serve(listen: SocketAddr, db: PathBuf, tls: Option<quorum_server::TlsIdentity>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
-    let listener =
-        tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
+    // Before binding, so the token file exists once the address is announced.
+    let bootstrapped = bootstrap_admin_token(&db).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    // The one line on stdout: scripts and tests read the bound port from it.
+    // The first line on stdout: scripts and tests read the bound port from it.
     let mut stdout = std::io::stdout();
     writeln!(stdout, "quorum-server listening on {addr}").context("writing to stdout")?;
+    if let Some((secret, file)) = bootstrapped {
+        writeln!(stdout, "admin token (shown once; also written to {}): {secret}", file.display())
+            .context("writing to stdout")?;
+    }
     stdout.flush().context("writing to stdout")?;
-    tracing::info!(%addr, db = %cli.db.display(), "coordinator started");
-    quorum_server::run(quorum_server::Config::new(cli.db.clone()), listener, shutdown)
-        .await
-        .with_context(|| format!("coordinator on {}", cli.db.display()))?;
+    tracing::info!(%addr, db = %db.display(), tls = tls.is_some(), "coordinator started");
+    let config = quorum_server::Config { tls, ..quorum_server::Config::new(db.clone()) };
+    quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;
     tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Creates an admin token when the database has none, and writes it to
+/// [`admin_token_file`] with mode 0600. Returns the secret and the file.
+async fn bootstrap_admin_token(db: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
+    let store = Store::open(db).await.with_context(|| format!("opening {}", db.display()))?;
+    let secret = auth::new_api_token();
+    let created = store.bootstrap_admin_token(&auth::token_hash(&secret), SystemClock.now()).await;
+    store.close().await;
+    if !created.context("creating the first admin token")? {
+        return Ok(None);
+    }
+    let file = admin_token_file(db);
+    write_secret_file(&file, &secret).with_context(|| format!("writing the admin token to {}", file.display()))?;
+    tracing::info!(file = %file.display(), "first admin token created");
+    Ok(Some((secret, file)))
+}
+
+/// Writes `secret` to a new file readable by its owner only (replacing any
+/// earlier file, whose mode could be looser).
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
+}
+
+/// `quorum-server token ...`.
+async fn token(db: &Path, command: TokenCommand) -> anyhow::Result<()> {
+    let store = Store::open(db).await.with_context(|| format!("opening {}", db.display()))?;
+    let outcome = token_command(&store, command).await;
+    store.close().await;
+    outcome
+}
+
+async fn token_command(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout();
+    match command {
+        TokenCommand::Create { role, projects } => {
+            let role = match role {
+                RoleArg::Admin => {
+                    anyhow::ensure!(projects.is_empty(), "an admin token acts on every project: drop --project");
+                    Role::Admin
+                }
+                RoleArg::Submit => {
+                    anyhow::ensure!(!projects.is_empty(), "a submit token needs at least one --project");
+                    let projects = projects
+                        .iter()
+                        .map(|name| ProjectName::parse(name))
+                        .collect::<Result<Vec<_>, _>>()
+                        .context("--project")?;
+                    Role::submit(projects)
+                }
+            };
+            let secret = auth::new_api_token();
+            let id = store
+                .create_api_token(&role, &auth::token_hash(&secret), SystemClock.now())
+                .await
+                .context("storing the token")?;
+            eprintln!("created {} token {id} (its secret is shown only now)", role.kind());
+            writeln!(stdout, "{secret}")?;
+        }
+        TokenCommand::List => {
+            let tokens = store.list_api_tokens().await.context("reading the tokens")?;
+            writeln!(stdout, "{:>4}  {:<7}  {:<8}  PROJECTS", "ID", "ROLE", "STATE")?;
+            for token in tokens {
+                let projects = match &token.role {
+                    Role::Admin => "*".to_owned(),
+                    Role::Submit { projects } => projects.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                };
+                let state = if token.revoked_at.is_some() { "revoked" } else { "active" };
+                writeln!(stdout, "{:>4}  {:<7}  {:<8}  {projects}", token.id, token.role.kind(), state)?;
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let revoked = store.revoke_api_token(id, SystemClock.now()).await.context("revoking the token")?;
+            anyhow::ensure!(revoked, "no active API token with id {id}");
+            eprintln!("revoked token {id}");
+        }
+    }
+    stdout.flush()?;
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! one server per test. Built into a single test binary (`e2e`).
 //!
 //! Layout:
+//! - `access`: API tokens and roles: every `Projects` RPC refuses callers
+//!   without the right role and changes nothing.
 //! - `primes`: the happy path, from `quorum submit` to `quorum results`.
 //! - `malicious`: a host reporting wrong outputs never makes them canonical.
 //! - `deadlines`: copies of a killed worker become "no reply" and are reissued.
@@ -30,11 +32,14 @@
 //!   the right error (or see nothing); the worker carries on.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
+//! - `tls`: a coordinator served over TLS; a worker given the wrong CA
+//!   refuses it and never registers.
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
 //!   free of gRPC, SQL and tokio).
 //!
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
+mod access;
 mod auto_pause;
 mod bad_manifests;
 mod bench_smoke;
@@ -52,5 +57,6 @@ mod protocol_errors;
 mod resource_share;
 mod retry;
 mod tidy;
+mod tls;
 mod validators;
 mod worker_crash;

@@ -11,9 +11,21 @@ use serde::de::DeserializeOwned;
 
 use crate::{STEP_TIMEOUT, binaries};
 
-/// Runs `quorum --server SERVER_URL ARGS...` and returns what it did. The
-/// process is killed if it outlives [`STEP_TIMEOUT`] (the test then fails).
+/// Runs `quorum --server SERVER_URL ARGS...` with the server's admin token
+/// (in `QUORUM_TOKEN`, when the harness started that server) and returns what
+/// it did. The process is killed if it outlives [`STEP_TIMEOUT`] (the test
+/// then fails).
 pub async fn cli<I, S>(server_url: &str, args: I) -> CliOutput
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let token = crate::server::admin_token_for(server_url);
+    cli_with_token(server_url, token.as_deref(), args).await
+}
+
+/// As [`cli()`] with `QUORUM_TOKEN` set to `token`, or unset when `None`.
+pub async fn cli_with_token<I, S>(server_url: &str, token: Option<&str>, args: I) -> CliOutput
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -23,7 +35,12 @@ where
         "quorum --server {server_url} {}",
         args.iter().map(|arg| arg.to_string_lossy()).collect::<Vec<_>>().join(" ")
     );
-    let child = tokio::process::Command::new(binaries::path(binaries::CLI))
+    let mut command = tokio::process::Command::new(binaries::path(binaries::CLI));
+    command.env_remove("QUORUM_TOKEN").env_remove("QUORUM_TOKEN_FILE");
+    if let Some(token) = token {
+        command.env("QUORUM_TOKEN", token);
+    }
+    let child = command
         .arg("--server")
         .arg(server_url)
         .args(&args)

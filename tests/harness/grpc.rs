@@ -8,6 +8,8 @@ use quorum_proto::v1;
 use quorum_proto::v1::projects_client::ProjectsClient;
 use quorum_proto::v1::scheduler_client::SchedulerClient;
 use sha2::{Digest as _, Sha256};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
@@ -110,20 +112,47 @@ impl Host {
     }
 }
 
+/// Adds `authorization: Bearer TOKEN` to every call (nothing without a token).
+#[derive(Debug, Clone)]
+pub struct Bearer(Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            let value =
+                format!("Bearer {token}").parse().map_err(|_| Status::internal("token is not valid metadata"))?;
+            request.metadata_mut().insert(quorum_proto::AUTHORIZATION, value);
+        }
+        Ok(request)
+    }
+}
+
+/// A `Projects` client sending a fixed token (or none).
+pub type ProjectsApi = ProjectsClient<InterceptedService<Channel, Bearer>>;
+
 /// The `Projects` service, with helpers that page through listings and panic
 /// on errors (the tests that expect errors call `client()` directly).
 #[derive(Debug, Clone)]
 pub struct Projects {
-    client: ProjectsClient<Channel>,
+    client: ProjectsApi,
 }
 
 impl Projects {
+    /// Connects with the admin token of the server at `url` (see
+    /// [`crate::server::admin_token_for`]).
     pub async fn connect(url: &str) -> Projects {
-        Projects { client: ProjectsClient::new(channel(url).await) }
+        let token = crate::server::admin_token_for(url);
+        Projects::connect_with_token(url, token.as_deref()).await
+    }
+
+    /// Connects calling with `token` (none when `None`).
+    pub async fn connect_with_token(url: &str, token: Option<&str>) -> Projects {
+        let client = ProjectsClient::with_interceptor(channel(url).await, Bearer(token.map(str::to_owned)));
+        Projects { client }
     }
 
     /// A raw client, for calls without a helper.
-    pub fn client(&self) -> ProjectsClient<Channel> {
+    pub fn client(&self) -> ProjectsApi {
         self.client.clone()
     }
 

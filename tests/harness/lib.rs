@@ -14,6 +14,7 @@
 //! - [`process`]: a child process with a log file, killed on drop.
 //! - [`server`]: [`Server`], a `quorum-server` on `127.0.0.1:0` (or a given
 //!   address, to restart it where its workers point).
+//! - [`tls`]: [`tls::Pki`], a CA and a server certificate made with rcgen.
 //! - [`worker`]: [`Worker`], a `quorum-worker` pointed at a server.
 //! - [`cli`]: [`cli()`], the `quorum` CLI, and the types of its `--json` output.
 //! - [`grpc`]: speaking the protocol directly: a [`grpc::Host`] (scheduler
@@ -30,9 +31,10 @@ pub mod poll;
 pub mod primes;
 pub mod process;
 pub mod server;
+pub mod tls;
 pub mod worker;
 
-pub use cli::{CliOutput, cli};
+pub use cli::{CliOutput, cli, cli_with_token};
 pub use dir::TestDir;
 pub use server::Server;
 pub use worker::Worker;

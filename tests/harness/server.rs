@@ -1,11 +1,17 @@
 //! [`Server`]: a real `quorum-server` process on `127.0.0.1:0` (or a given
 //! address, to restart one where its workers point) with its SQLite database
 //! in the test directory.
+//!
+//! A new database makes the server create its first admin token, written to
+//! `DB.admin-token`; [`Server`] reads it and records it under the server's
+//! URL, so that [`crate::cli()`] and [`crate::grpc::Projects::connect`] call
+//! as admin by default (tests of access control pass other tokens).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use crate::binaries;
@@ -17,12 +23,33 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The line the server prints once bound, followed by the address.
 const LISTENING_PREFIX: &str = "quorum-server listening on ";
 
+/// The admin token of every server a test started, by URL.
+static ADMIN_TOKENS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+/// The admin token of the server at `url` (`http://127.0.0.1:PORT`), if the
+/// harness started it.
+pub fn admin_token_for(url: &str) -> Option<String> {
+    let tokens = ADMIN_TOKENS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    tokens.as_ref().and_then(|tokens| tokens.get(url).cloned())
+}
+
+/// The file where a server on `db` writes its first admin token.
+pub fn admin_token_file(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".admin-token");
+    std::path::PathBuf::from(name)
+}
+
 /// A running coordinator, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
     process: Process,
     /// The bound address, from the server's first stdout line.
     addr: String,
+    /// The database's admin token (from `DB.admin-token`).
+    admin_token: String,
+    /// "https" when serving TLS, else "http".
+    scheme: &'static str,
 }
 
 impl Server {
@@ -42,6 +69,24 @@ impl Server {
     /// a coordinator restarted where its workers already point, e.g.
     /// `Server::spawn_at(dir, db, old.addr())` after `old` was killed.
     pub fn spawn_at(dir: &Path, db: &Path, listen: &str) -> Server {
+        Server::spawn_with_args(dir, db, listen, &[])
+    }
+
+    /// Like [`Server::spawn`], serving TLS with the server certificate of `pki`.
+    pub fn spawn_tls(dir: &Path, pki: &crate::tls::Pki) -> Server {
+        let args = [
+            std::ffi::OsStr::new("--tls-cert"),
+            pki.server_cert.as_os_str(),
+            std::ffi::OsStr::new("--tls-key"),
+            pki.server_key.as_os_str(),
+        ];
+        Server::spawn_with_args(dir, &dir.join("quorum.db"), "127.0.0.1:0", &args)
+    }
+
+    /// Like [`Server::spawn_at`] with `extra` flags (`--tls-cert` and
+    /// `--tls-key` make it serve https).
+    pub fn spawn_with_args(dir: &Path, db: &Path, listen: &str, extra: &[&std::ffi::OsStr]) -> Server {
+        let scheme = if extra.iter().any(|arg| *arg == "--tls-cert") { "https" } else { "http" };
         let log_path = unused_path(dir, "quorum-server", "log");
         let log = std::fs::File::create(&log_path).expect("create the server log");
         let mut child = Command::new(binaries::path(binaries::SERVER))
@@ -49,6 +94,7 @@ impl Server {
             .arg(listen)
             .arg("--db")
             .arg(db)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -83,7 +129,21 @@ impl Server {
             })
             .to_owned();
         assert!(addr.parse::<std::net::SocketAddr>().is_ok(), "quorum-server announced {addr:?}, not a socket address");
-        Server { process, addr }
+        // Written before the address is announced (or by an earlier start on this database).
+        let token_file = admin_token_file(db);
+        let admin_token = std::fs::read_to_string(&token_file)
+            .unwrap_or_else(|error| panic!("read {}: {error}\n{}", token_file.display(), process.log_tail()))
+            .trim()
+            .to_owned();
+        let mut tokens = ADMIN_TOKENS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.get_or_insert_with(HashMap::new).insert(format!("{scheme}://{addr}"), admin_token.clone());
+        drop(tokens);
+        Server { process, addr, admin_token, scheme }
+    }
+
+    /// The database's admin API token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// `127.0.0.1:PORT`.
@@ -91,9 +151,9 @@ impl Server {
         &self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, for `--server` and gRPC clients.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), for `--server` and gRPC clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The server's log (stderr) so far.
@@ -110,6 +170,27 @@ impl Server {
     pub async fn terminate(&mut self) -> ExitStatus {
         self.process.terminate().await
     }
+}
+
+/// Runs `quorum-server token ARGS... --db DB` (beside a running server or
+/// not); returns its stdout, panicking with its stderr if it fails.
+pub async fn token_command(db: &Path, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(binaries::path(binaries::SERVER))
+        .arg("token")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run quorum-server token");
+    assert!(
+        output.status.success(),
+        "quorum-server token {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 /// `DIR/STEM.EXT`, or `DIR/STEM-2.EXT`... if taken (a restarted server or a

@@ -12,7 +12,7 @@ use quorum_proto::v1::{
     RequestWorkRequest, RequestWorkResponse, ResultReport,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::state;
@@ -36,6 +36,12 @@ pub enum Error {
     },
     #[error("the server gave a token that is not valid metadata")]
     InvalidToken,
+    #[error("TLS configuration for {url:?}")]
+    Tls {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
 }
 
 /// Why an app download failed.
@@ -97,12 +103,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `url`; no connection is made until the first call.
-    pub fn new(url: &str) -> Result<Self, Error> {
-        let endpoint = Endpoint::from_shared(url.to_string())
+    /// A client for `url`; no connection is made until the first call. An
+    /// https:// URL is verified against `ca_cert` (PEM), or the system's
+    /// roots without it.
+    pub fn new(url: &str, ca_cert: Option<&[u8]>) -> Result<Self, Error> {
+        let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|source| Error::InvalidUrl { url: url.to_string(), source })?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            let tls = match ca_cert {
+                Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            endpoint = endpoint.tls_config(tls).map_err(|source| Error::Tls { url: url.to_string(), source })?;
+        }
         let scheduler = SchedulerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Client { scheduler, authorization: None })
     }
@@ -306,7 +321,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         drop(listener);
-        let mut client = Client::new(&format!("http://{address}")).expect("client");
+        let mut client = Client::new(&format!("http://{address}"), None).expect("client");
         let status = client.request_work(1, Vec::new(), Vec::new()).await.expect_err("nobody listens");
         assert_eq!(status.code(), Code::Unavailable);
     }

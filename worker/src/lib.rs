@@ -68,6 +68,9 @@ pub struct Config {
     pub account: String,
     /// Cap of the retry backoff.
     pub max_backoff: Duration,
+    /// The CA (PEM) that https:// coordinators' certificates must chain to;
+    /// the system's roots when `None`.
+    pub ca_cert: Option<Vec<u8>>,
 }
 
 /// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2 resumes).

@@ -72,6 +72,13 @@ struct Cli {
     #[arg(long, env = "QUORUM_ACCOUNT", value_name = "NAME", default_value = "")]
     account: String,
 
+    /// Trust only this CA (PEM) for https:// coordinators.
+    ///
+    /// Without it, an https:// coordinator's certificate must chain to the
+    /// system's trusted roots. The certificate is always verified.
+    #[arg(long, env = "QUORUM_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+
     /// Cap of the retry backoff, in milliseconds.
     ///
     /// Failed calls are retried after an exponential, jittered delay starting
@@ -163,6 +170,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         name: cli.name.unwrap_or_else(hostname),
         account: cli.account,
         max_backoff: Duration::from_millis(cli.max_backoff_ms),
+        ca_cert: match &cli.ca_cert {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?),
+            None => None,
+        },
     };
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;

@@ -223,7 +223,7 @@ impl Worker {
         for attach in &config.attachments {
             journal.attach(&attach.server, attach.share).await?;
             let identity = journal.identity(&attach.server).await?;
-            let mut client = Client::new(&attach.server)?;
+            let mut client = Client::new(&attach.server, config.ca_cert.as_deref())?;
             if let Some(identity) = &identity {
                 client.set_token(&identity.token)?;
             }
@@ -1124,8 +1124,20 @@ impl Worker {
 }
 
 /// A status in one short line: its code and message, without transport internals.
+/// A failed call for the log: its code, message and causes (e.g. why a TLS
+/// handshake failed).
 fn describe(status: &Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let part = error.to_string();
+        if !text.ends_with(&part) {
+            text += ": ";
+            text += &part;
+        }
+        cause = error.source();
+    }
+    text
 }
 
 /// Sleeps until `wake`, or forever when there is nothing to wake for.

@@ -239,6 +239,7 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
         name: "test-host".into(),
         account: String::new(),
         max_backoff: Duration::from_millis(200),
+        ca_cert: None,
     };
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();
     let (_commands, commands) = mpsc::unbounded_channel();

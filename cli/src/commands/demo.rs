@@ -7,6 +7,9 @@
 //! against the known answer, then stops the workers and the server with
 //! SIGTERM. Children still running when the demo fails are killed on drop.
 //!
+//! The demo submits with the coordinator's first-start admin token, which
+//! the server writes to `quorum.db.admin-token` (mode 0600) in the folder.
+//!
 //! The demo folder holds `quorum.db`, `server.log`, `worker-N/` (state) and
 //! `worker-N.log`, and the example's files in `example/`.
 
@@ -32,6 +35,8 @@ const N_WORKERS: usize = 2;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a child may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Where a new coordinator writes its first admin token (beside `quorum.db`).
+const ADMIN_TOKEN_FILE: &str = "quorum.db.admin-token";
 /// The line the server prints on stdout once bound, before the address.
 const LISTENING_PREFIX: &str = "quorum-server listening on ";
 
@@ -124,7 +129,9 @@ pub async fn run(_ctx: &Context, dir: &Path, example: Example, timeout: Duration
     let outcome = async {
         let url = format!("http://{address}");
         println!("quorum demo: coordinator at {url}, files in {}", dir.display());
-        let coordinator = Coordinator::connect(&url).await?;
+        // The coordinator's first-start admin token, written beside its database.
+        let token = crate::token::read_file(&dir.join(ADMIN_TOKEN_FILE))?;
+        let coordinator = Coordinator::connect(&url, Some(&token), None).await?;
         let submitted = super::submit::submit(&coordinator, project).await?;
         println!(
             "submitted project '{}' (id {}) with {} work units",
@@ -196,7 +203,7 @@ impl Binaries {
 /// the files the demo itself makes).
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for file in ["quorum.db", "quorum.db-wal", "quorum.db-shm", "quorum.db-journal"] {
+    for file in ["quorum.db", "quorum.db-wal", "quorum.db-shm", "quorum.db-journal", ADMIN_TOKEN_FILE] {
         let path = dir.join(file);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

@@ -15,8 +15,12 @@ pub mod submit;
 pub mod wait;
 
 use std::io::{BufWriter, Stdout};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 
 use crate::client::Coordinator;
+use crate::token::Secret;
 
 /// What every command gets from the global flags.
 #[derive(Debug, Clone)]
@@ -25,12 +29,25 @@ pub struct Context {
     pub server: String,
     /// Print JSON instead of tables (`--json`).
     pub json: bool,
+    /// `--token`.
+    pub token: Option<Secret>,
+    /// `--token-file`.
+    pub token_file: Option<PathBuf>,
+    /// `--ca-cert`.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Context {
     /// Connects to the coordinator named by `--server`.
     pub async fn connect(&self) -> anyhow::Result<Coordinator> {
-        Coordinator::connect(&self.server).await
+        let token = crate::token::resolve(self.token.as_ref(), self.token_file.as_deref())?;
+        let ca_cert = match &self.ca_cert {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("cannot read --ca-cert {}", path.display()))?)
+            }
+            None => None,
+        };
+        Coordinator::connect(&self.server, token.as_ref(), ca_cert.as_deref()).await
     }
 
     /// Every volunteer host, as `ListHosts` returns them.

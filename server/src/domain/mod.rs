@@ -15,7 +15,9 @@
 //! - `scheduler`: what a host is handed: deadlines, random seeds, retry hints.
 //! - `trust`: a host's streak of valid results and daily quota; adaptive replication.
 //! - `names`: project and work-unit names.
+//! - `access`: API tokens' roles and what each may do on the `Projects` service.
 
+pub mod access;
 pub mod app;
 pub mod batch;
 pub mod fuzzy;

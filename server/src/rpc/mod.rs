@@ -5,7 +5,9 @@
 //! - `scheduler`: the `Scheduler` service spoken by volunteer workers.
 //! - `projects`: the `Projects` service spoken by the `quorum` CLI.
 //! - `status`: the one mapping from errors to `tonic::Status`.
+//! - `auth`: the caller of a request (API token and role, or a refused host token).
 
+pub mod auth;
 pub mod projects;
 pub mod scheduler;
 pub mod status;

@@ -6,9 +6,10 @@ use quorum_proto::v1 as pb;
 use quorum_proto::v1::projects_server::Projects;
 use tonic::{Request, Response, Status};
 
-use super::Context;
 use super::status::invalid;
+use super::{Context, auth};
 use crate::domain::WorkUnitId;
+use crate::domain::access::Action;
 use crate::domain::app;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::names::{ProjectName, WorkUnitName};
@@ -156,8 +157,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::CreateProjectRequest>,
     ) -> Result<Response<pb::CreateProjectResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.name)?;
+        role.authorize(Action::CreateProject(&name))?;
         let policy = policy(request.policy)?;
         let limits = request.limits.unwrap_or_default();
         let limits = Limits::with_defaults(
@@ -194,8 +197,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::AddWorkUnitsRequest>,
     ) -> Result<Response<pb::AddWorkUnitsResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         if request.work_units.is_empty() {
             return Err(invalid("work_units", "empty batch"));
         }
@@ -212,9 +217,12 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let project = request.into_inner().project;
         let name = if project.is_empty() { None } else { Some(project_name(&project)?) };
-        let statuses = self.ctx.store.project_status(name.as_ref()).await?;
+        role.authorize(name.as_ref().map_or(Action::StatusOfAll, Action::OnProject))?;
+        let mut statuses = self.ctx.store.project_status(name.as_ref()).await?;
+        statuses.retain(|status| role.sees(&status.name));
         Ok(Response::new(pb::GetStatusResponse { projects: statuses.into_iter().map(status_to_proto).collect() }))
     }
 
@@ -222,8 +230,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::ListWorkUnitsRequest>,
     ) -> Result<Response<pb::ListWorkUnitsResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         let units = self.ctx.store.list_work_units(&name, request.after_id, page_limit(request.limit)).await?;
         Ok(Response::new(pb::ListWorkUnitsResponse {
             work_units: units
@@ -245,8 +255,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::ListResultsRequest>,
     ) -> Result<Response<pb::ListResultsResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         let work_unit = (request.work_unit_id != 0).then_some(request.work_unit_id);
         let results =
             self.ctx.store.list_results(&name, work_unit, request.after_id, page_limit(request.limit)).await?;
@@ -279,8 +291,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::GetCanonicalResultsRequest>,
     ) -> Result<Response<pb::GetCanonicalResultsResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         let results =
             self.ctx.store.canonical_results(&name, request.after_work_unit_id, page_limit(request.limit)).await?;
         Ok(Response::new(pb::GetCanonicalResultsResponse {
@@ -300,8 +314,10 @@ impl Projects for ProjectsService {
 
     async fn list_hosts(
         &self,
-        _request: Request<pb::ListHostsRequest>,
+        request: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
+        role.authorize(Action::ListHosts)?;
         let hosts = self.ctx.store.list_hosts().await?;
         Ok(Response::new(pb::ListHostsResponse { hosts: hosts.into_iter().map(super::host_info).collect() }))
     }
@@ -310,7 +326,9 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::CancelProjectRequest>,
     ) -> Result<Response<pb::CancelProjectResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let name = project_name(&request.into_inner().project)?;
+        role.authorize(Action::OnProject(&name))?;
         let n = self.ctx.store.cancel_project(&name, self.ctx.clock.now()).await?;
         tracing::info!(project = %name, n_work_units = n, "project cancelled");
         self.ctx.changes.notify();
@@ -321,8 +339,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::CancelWorkUnitsRequest>,
     ) -> Result<Response<pb::CancelProjectResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         let scope = match (request.batch_id, request.work_unit_ids.is_empty()) {
             (0, false) => CancelScope::WorkUnits(request.work_unit_ids.into_iter().map(WorkUnitId).collect()),
             (batch, true) if batch > 0 => CancelScope::Batch(batch),
@@ -338,8 +358,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::RetryWorkUnitsRequest>,
     ) -> Result<Response<pb::RetryWorkUnitsResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         let batch_policy = request.policy.map(|p| policy(Some(p))).transpose()?;
         let ids: Vec<WorkUnitId> = request.work_unit_ids.into_iter().map(WorkUnitId).collect();
         let (n, batch_id) =
@@ -353,7 +375,9 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::PurgeProjectRequest>,
     ) -> Result<Response<pb::PurgeProjectResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let name = project_name(&request.into_inner().project)?;
+        role.authorize(Action::OnProject(&name))?;
         let n = self.ctx.store.purge_project(&name, self.ctx.clock.now()).await?;
         tracing::info!(project = %name, n_work_units = n, "work units purged");
         Ok(Response::new(pb::PurgeProjectResponse { n_work_units_purged: n }))
@@ -363,8 +387,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::ResumeBatchRequest>,
     ) -> Result<Response<pb::ResumeBatchResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         let batch = (request.batch_id != 0).then_some(request.batch_id);
         let n = self.ctx.store.resume_batches(&name, batch).await?;
         tracing::info!(project = %name, n_batches = n, "batches resumed");
@@ -376,8 +402,10 @@ impl Projects for ProjectsService {
         &self,
         request: Request<pb::WaitProjectRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
         let request = request.into_inner();
         let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
         let timeout =
             if request.timeout_ms == 0 { MAX_WAIT } else { Duration::from_millis(request.timeout_ms).min(MAX_WAIT) };
         let until = tokio::time::Instant::now() + timeout;

@@ -10,12 +10,11 @@ use quorum_proto::v1::{
     RequestWorkResponse, ResultReport,
 };
 use rand::Rng as _;
-use sha2::{Digest as _, Sha256};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::Context;
 use super::status::invalid;
+use super::{Context, auth};
 use crate::domain::lifecycle::Report;
 use crate::domain::{Digest, HostId, ResultId, app, scheduler};
 use crate::store::{self, NewHost, ReportInput, WorkReply, WorkRequest};
@@ -42,23 +41,13 @@ impl SchedulerService {
 
     /// The host whose token is in the `authorization` metadata.
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<HostId, Status> {
-        let value = request
-            .metadata()
-            .get(quorum_proto::AUTHORIZATION)
-            .ok_or_else(|| Status::unauthenticated("missing authorization metadata (Bearer <host token>)"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <host token>`"))?;
-        let host = self.ctx.store.authenticate_host(&token_hash(token), self.ctx.clock.now()).await?;
-        Ok(host)
+        let token_hash = auth::token_hash(&auth::bearer(request, "host token")?);
+        match self.ctx.store.authenticate_host(&token_hash, self.ctx.clock.now()).await {
+            Ok(host) => Ok(host),
+            Err(store::Error::UnknownHost) => Err(auth::not_a_host(&self.ctx, &token_hash).await),
+            Err(error) => Err(error.into()),
+        }
     }
-}
-
-/// Only hashes of tokens are stored.
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn text(field: &str, value: String, max: usize) -> Result<String, Status> {
@@ -95,7 +84,7 @@ impl Scheduler for SchedulerService {
         let mut secret = [0_u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let token = hex::encode(secret);
-        let host_id = self.ctx.store.register_host(&host, &token_hash(&token), self.ctx.clock.now()).await?;
+        let host_id = self.ctx.store.register_host(&host, &auth::token_hash(&token), self.ctx.clock.now()).await?;
         tracing::info!(host_id = %host_id, name = %host.name, n_cpus = host.n_cpus, "host registered");
         Ok(Response::new(RegisterHostResponse { host_id: host_id.0, token }))
     }

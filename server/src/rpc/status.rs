@@ -4,6 +4,7 @@
 
 use tonic::Status;
 
+use crate::domain::access::AccessError;
 use crate::domain::app::AppError;
 use crate::domain::lifecycle::ReportError;
 use crate::domain::names::NameError;
@@ -71,6 +72,17 @@ impl From<AppError> for Status {
         match error {
             AppError::Empty | AppError::Invalid(_) | AppError::NoStart => Status::invalid_argument(error.to_string()),
             AppError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
+        }
+    }
+}
+
+impl From<AccessError> for Status {
+    fn from(error: AccessError) -> Status {
+        match error {
+            AccessError::OutsideScope { .. }
+            | AccessError::AdminOnly
+            | AccessError::HostToken
+            | AccessError::ApiTokenAsHost => Status::permission_denied(error.to_string()),
         }
     }
 }

@@ -14,7 +14,9 @@
 //! - `rows`: conversions between rows and domain types.
 //! - `writer`: group commit of the scheduler's writes (one task, one transaction for many RPCs).
 //! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`).
+//! - `auth`: API tokens (roles, revocation, the first-start admin token).
 
+mod auth;
 mod bulk;
 mod reads;
 mod rows;
@@ -34,6 +36,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::domain::lifecycle::ReportError;
 use crate::validators::{self, Validators};
 
+pub use auth::{ApiTokenInfo, TokenKind};
 pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
