@@ -71,6 +71,12 @@ pub struct Options {
     /// Report in `ReportResults` calls of their own instead of in the next
     /// `RequestWork` (the older worker's protocol).
     pub separate_reports: bool,
+    /// How long a host "computes" the copies it got before reporting them.
+    /// Zero makes every host ask again at once: the coordinator is saturated
+    /// and a call's latency is the queue in front of it (hosts / calls per
+    /// second); a compute time offers a fixed load below saturation, where
+    /// latency is the coordinator's own.
+    pub compute_time: Duration,
 }
 
 /// Counters shared by the hosts and the sampling task.
@@ -162,7 +168,11 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
     let mut host_tasks = tokio::task::JoinSet::new();
     for (number, token) in tokens.into_iter().enumerate() {
         let client = SchedulerClient::new(channels[number % channels.len()].clone());
-        let host_options = HostOptions { slots: options.slots, separate_reports: options.separate_reports };
+        let host_options = HostOptions {
+            slots: options.slots,
+            separate_reports: options.separate_reports,
+            compute_time: options.compute_time,
+        };
         host_tasks.spawn(host(client, token, host_options, counters.clone(), started));
     }
 
@@ -416,6 +426,9 @@ async fn host(
         let measured = response.assignments.iter().filter(|a| a.project == PROJECT).count() as u64;
         let backlog = response.assignments.len() as u64 - measured;
         counters.dispatched.fetch_add(measured, Ordering::Relaxed);
+        if !options.compute_time.is_zero() {
+            tokio::time::sleep(options.compute_time).await;
+        }
         // A real worker computes here; the output is the input echoed, the
         // same for every copy of a work unit, so the copies agree.
         let reports: Vec<v1::ResultReport> = response
@@ -465,6 +478,7 @@ async fn host(
 struct HostOptions {
     slots: u32,
     separate_reports: bool,
+    compute_time: Duration,
 }
 
 /// Counts accepted reports; the time of the last one of the measured project

@@ -48,6 +48,12 @@ enum Command {
         /// RequestWork (the protocol of workers before reports rode on RequestWork).
         #[arg(long)]
         separate_reports: bool,
+        /// Milliseconds a host spends "computing" the copies it got before it
+        /// reports them and asks again. 0 saturates the coordinator (latency is
+        /// then the queue in front of it); a compute time offers a fixed load
+        /// of about hosts x slots / compute time results per second.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        compute_ms: u64,
         /// Print every figure as one JSON object instead of the summary line.
         #[arg(long)]
         json: bool,
@@ -113,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             channels,
             separate_reports,
+            compute_ms,
             json,
         } => {
             let options = lifecycle::Options {
@@ -124,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 duration: Duration::from_secs(duration),
                 channels,
                 separate_reports,
+                compute_time: Duration::from_millis(compute_ms),
             };
             let figures = lifecycle::run(&options).await?;
             if json {

@@ -60,6 +60,8 @@ pub(super) async fn transition_work_units(
              WHERE w.id IN "
         ));
         bulk::push_list(&mut query, chunk);
+        // In id order, so that host events (trust streaks) apply in a fixed order.
+        query.push(" ORDER BY w.id");
         let work_unit_rows = query.build().persistent(false).fetch_all(&mut **tx).await?;
         // Only the copies of the current attempt count (a retried work unit starts afresh).
         let mut query = QueryBuilder::new(concat!(

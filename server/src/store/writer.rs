@@ -16,6 +16,8 @@
 //! single request (no added latency); under heavy load the cost of a commit
 //! is shared by many.
 
+use std::collections::VecDeque;
+
 use sqlx::{Acquire as _, Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -115,9 +117,10 @@ async fn run(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<Job>, va
 /// then answers every request.
 async fn run_group(connection: &mut SqliteConnection, group: &mut Vec<Request>, validators: &Validators, secret: u64) {
     let mut done = Vec::with_capacity(group.len());
+    let mut pending: VecDeque<Request> = group.drain(..).collect();
     let outcome = async {
         let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-        for job in group.drain(..) {
+        while let Some(job) = pending.pop_front() {
             let mut savepoint = (&mut tx).begin().await?;
             let ran = match job {
                 Request::RequestWork { host, request, now, reply } => {
@@ -130,26 +133,29 @@ async fn run_group(connection: &mut SqliteConnection, group: &mut Vec<Request>, 
                     Done::Report(reply, result)
                 }
             };
-            if ran.is_ok() {
+            // Kept before the savepoint ends: if that fails, the request is
+            // answered with the group's error.
+            let kept = ran.is_ok();
+            done.push(ran);
+            if kept {
                 savepoint.commit().await?;
             } else {
                 savepoint.rollback().await?;
             }
-            done.push(ran);
         }
         tx.commit().await?;
         Ok::<_, sqlx::Error>(())
     }
     .await;
     let error = outcome.err().map(|error| {
-        tracing::error!(%error, n_requests = done.len() + group.len(), "group transaction failed; nothing was kept");
+        tracing::error!(%error, n_requests = done.len() + pending.len(), "group transaction failed; nothing was kept");
         error.to_string()
     });
     for ran in done {
         ran.send(error.as_deref());
     }
     // Requests not reached when the transaction failed.
-    for job in group.drain(..) {
+    for job in pending {
         let error = Error::GroupCommit(error.clone().unwrap_or_default());
         let _ = match job {
             Request::RequestWork { reply, .. } => reply.send(Err(error)).map_err(drop),
