@@ -23,6 +23,8 @@
 //! - `operations`: health checking, reflection and clean shutdown.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
+//! - `signed_apps`: workers refuse a module replaced in the coordinator's
+//!   database, and a project re-created with another key.
 //! - `tls`: a coordinator served over TLS; a worker given the wrong CA
 //!   refuses it and never registers.
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
@@ -46,6 +48,7 @@ mod primes;
 mod protocol_errors;
 mod resource_share;
 mod retry;
+mod signed_apps;
 mod tidy;
 mod tls;
 mod validators;

@@ -5,11 +5,13 @@
 //! - `scheduler`: the `Scheduler` service spoken by volunteer workers.
 //! - `projects`: the `Projects` service spoken by the `quorum` CLI.
 //! - `status`: the one mapping from errors to `tonic::Status`.
+//! - `signing`: the app signature that goes with every copy handed out.
 //! - `auth`: the caller of a request (API token and role, or a refused host token).
 
 pub mod auth;
 pub mod projects;
 pub mod scheduler;
+pub mod signing;
 pub mod status;
 
 use std::sync::Arc;

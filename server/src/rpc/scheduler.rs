@@ -122,8 +122,10 @@ impl Scheduler for SchedulerService {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
         }
         let retry_after_ms = if leased.is_empty() { scheduler::NO_WORK_RETRY_MS } else { 0 };
+        let mut assignments: Vec<Assignment> = leased.into_iter().map(assignment).collect();
+        super::signing::attach_signatures(&self.ctx, &mut assignments).await?;
         Ok(Response::new(RequestWorkResponse {
-            assignments: leased.into_iter().map(assignment).collect(),
+            assignments,
             retry_after_ms,
             abort: abort.iter().map(|id| id.0).collect(),
             accepted: accepted.iter().map(|id| id.0).collect(),
@@ -192,6 +194,9 @@ fn assignment(a: store::Assignment) -> Assignment {
         deadline_unix_ms: a.deadline.0,
         nan_canonicalization: a.nan_canonicalization,
         work_unit_name: a.work_unit_name,
+        // Filled in by `signing::attach_signatures`.
+        app_signature: Vec::new(),
+        app_public_key: Vec::new(),
     }
 }
 

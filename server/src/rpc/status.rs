@@ -9,6 +9,7 @@ use crate::domain::app::AppError;
 use crate::domain::lifecycle::ReportError;
 use crate::domain::names::NameError;
 use crate::domain::policy::PolicyError;
+use crate::domain::signing::SignatureError;
 use crate::store;
 
 impl From<store::Error> for Status {
@@ -82,6 +83,18 @@ impl From<AccessError> for Status {
             | AccessError::AdminOnly
             | AccessError::HostToken
             | AccessError::ApiTokenAsHost => Status::permission_denied(error.to_string()),
+        }
+    }
+}
+
+impl From<SignatureError> for Status {
+    fn from(error: SignatureError) -> Status {
+        match error {
+            SignatureError::Incomplete
+            | SignatureError::BadPublicKey(_)
+            | SignatureError::InvalidPublicKey
+            | SignatureError::BadSignature(_)
+            | SignatureError::DoesNotVerify => Status::invalid_argument(error.to_string()),
         }
     }
 }

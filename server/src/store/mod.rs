@@ -12,12 +12,14 @@
 //! - `transitions`: loading a work unit, running the lifecycle rules, persisting the result; deadlines; cancellation.
 //! - `reads`: status counts and listings for the admin service.
 //! - `rows`: conversions between rows and domain types.
+//! - `signing`: signatures of projects' app modules.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
 
 mod auth;
 mod reads;
 mod rows;
 mod scheduling;
+mod signing;
 mod submit;
 mod transitions;
 
