@@ -23,6 +23,7 @@
 //! - `operations`: health checking, reflection and clean shutdown.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
+//! - `rate_limits`: a host flooding the scheduler is limited, another is served.
 //! - `signed_apps`: workers refuse a module replaced in the coordinator's
 //!   database, and a project re-created with another key.
 //! - `tls`: a coordinator served over TLS; a worker given the wrong CA
@@ -46,6 +47,7 @@ mod malicious;
 mod operations;
 mod primes;
 mod protocol_errors;
+mod rate_limits;
 mod resource_share;
 mod retry;
 mod signed_apps;

@@ -43,7 +43,10 @@ impl SchedulerService {
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<HostId, Status> {
         let token_hash = auth::token_hash(&auth::bearer(request, "host token")?);
         match self.ctx.store.authenticate_host(&token_hash, self.ctx.clock.now()).await {
-            Ok(host) => Ok(host),
+            Ok(host) => {
+                self.ctx.limiters.host_request(host, self.ctx.clock.now())?;
+                Ok(host)
+            }
             Err(store::Error::UnknownHost) => Err(auth::not_a_host(&self.ctx, &token_hash).await),
             Err(error) => Err(error.into()),
         }
@@ -65,6 +68,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<RegisterHostRequest>,
     ) -> Result<Response<RegisterHostResponse>, Status> {
+        self.ctx.limiters.registration(request.remote_addr().map(|addr| addr.ip()), self.ctx.clock.now())?;
         let request = request.into_inner();
         if request.n_cpus == 0 || request.n_cpus > 65_536 {
             return Err(invalid("n_cpus", "must be between 1 and 65536"));

@@ -9,6 +9,7 @@ use crate::domain::app::AppError;
 use crate::domain::lifecycle::ReportError;
 use crate::domain::names::NameError;
 use crate::domain::policy::PolicyError;
+use crate::domain::rate::Limited;
 use crate::domain::signing::SignatureError;
 use crate::store;
 
@@ -96,6 +97,17 @@ impl From<SignatureError> for Status {
             | SignatureError::BadSignature(_)
             | SignatureError::DoesNotVerify => Status::invalid_argument(error.to_string()),
         }
+    }
+}
+
+/// Metadata entry of a rate-limited call: milliseconds to wait before retrying.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+impl From<Limited> for Status {
+    fn from(error: Limited) -> Status {
+        let mut status = Status::resource_exhausted(error.to_string());
+        status.metadata_mut().insert(RETRY_AFTER_MS, error.retry_after_ms.into());
+        status
     }
 }
 
