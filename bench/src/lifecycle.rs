@@ -337,6 +337,8 @@ async fn submit(
             work_units: Vec::new(),
             fuzzy: None,
             validator_module: Vec::new(),
+            // Unsigned: the benchmark measures the coordinator, not signing.
+            ..Default::default()
         })
         .await
         .with_context(|| format!("CreateProject {name}"))?;

@@ -379,6 +379,8 @@ async fn platform_run(
             .collect(),
         fuzzy: None,
         validator_module: Vec::new(),
+        // Unsigned: the benchmark measures the coordinator, not signing.
+        ..Default::default()
     };
     let log = std::fs::File::create(dir.join("worker.log")).context("cannot create the worker's log")?;
 

@@ -13,6 +13,7 @@
 //! - `client`: the connection to the coordinator and the one place where gRPC
 //!   errors become readable messages.
 //! - `output`: tables for people and the stable `--json` schemas.
+//! - `signing`: project keys (`quorum keygen`) and app signatures.
 //! - `token`: where the API token comes from (flag, file, environment).
 //! - `commands`: one module per command, each a thin adapter between the
 //!   three above.
@@ -25,6 +26,7 @@ pub mod commands;
 pub mod credit;
 pub mod manifest;
 pub mod output;
+pub mod signing;
 pub mod token;
 
 use std::num::NonZeroUsize;
@@ -91,6 +93,26 @@ pub enum Command {
         /// The project manifest; its paths are relative to its folder.
         #[arg(value_name = "MANIFEST")]
         manifest: PathBuf,
+
+        /// Sign the app with this project key (made by `quorum keygen`).
+        ///
+        /// Overrides the manifest's `signing_key`. Workers verify the
+        /// signature before running the app and pin the project's key.
+        #[arg(long, value_name = "FILE")]
+        signing_key: Option<PathBuf>,
+    },
+
+    /// Make an ed25519 project key for signing apps.
+    ///
+    /// Writes the private key to FILE (mode 0600; never replaces a file) and
+    /// the public key to FILE.pub, and prints the public key (base64), the
+    /// form `quorum-worker --trust-key PROJECT=BASE64` takes. Keep the
+    /// private key off the coordinator: whoever holds it can sign apps that
+    /// volunteers will run.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 
     /// Show the state of one project or of all of them.
@@ -294,7 +316,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         ca_cert: cli.ca_cert,
     };
     match cli.command {
-        Command::Submit { manifest } => commands::submit::run(&ctx, &manifest).await,
+        Command::Submit { manifest, signing_key } => {
+            commands::submit::run(&ctx, &manifest, signing_key.as_deref()).await
+        }
+        Command::Keygen { out } => {
+            let public = signing::keygen(&out)?;
+            println!("{public}");
+            eprintln!(
+                "project key written to {} (keep it private) and its public key to {}",
+                out.display(),
+                signing::public_key_path(&out).display()
+            );
+            Ok(())
+        }
         Command::Status { project } => commands::status::run(&ctx, project.as_deref()).await,
         Command::Results { project, format, out } => {
             commands::results::run(&ctx, &project, format, out.as_deref()).await
@@ -337,7 +371,7 @@ mod tests {
         };
         check(
             &["quorum", "--server", "http://h:1", "submit", "p.toml"],
-            r#"http://h:1 json=false Submit { manifest: "p.toml" }"#,
+            r#"http://h:1 json=false Submit { manifest: "p.toml", signing_key: None }"#,
         );
         check(&["quorum", "status", "--json", "--server", "h:2"], "h:2 json=true Status { project: None }");
         check(

@@ -422,6 +422,8 @@ pub struct Manifest {
     limits: Limits,
     validator: Validator,
     work_units: WorkUnitSource,
+    /// The private key that signs the app, when the manifest names one.
+    signing_key: Option<PathBuf>,
 }
 
 /// A project ready to submit: the manifest, the binary app module and every
@@ -504,6 +506,16 @@ impl Manifest {
             limits,
             validator: Validator::new(raw.validator, base).map_err(field_error)?,
             work_units,
+            signing_key: match raw.signing_key {
+                Some(key) if key.as_os_str().is_empty() => {
+                    return Err(field_error((
+                        "signing_key",
+                        "must name a key file made by `quorum keygen`".to_owned(),
+                    )));
+                }
+                Some(key) => Some(base.join(key)),
+                None => None,
+            },
         })
     }
 
@@ -559,6 +571,10 @@ impl Manifest {
     /// The app file, resolved against the manifest's folder.
     pub fn app(&self) -> &Path {
         &self.app
+    }
+    /// The key that signs the app (`signing_key`), resolved against the manifest's folder.
+    pub fn signing_key(&self) -> Option<&Path> {
+        self.signing_key.as_deref()
     }
     pub fn nan_canonicalization(&self) -> bool {
         self.nan_canonicalization
@@ -680,6 +696,9 @@ mod toml_format {
         #[serde(default)]
         pub validator: ValidatorTable,
         pub work_units: WorkUnits,
+        /// The project key that signs the app (made by `quorum keygen`).
+        #[serde(default)]
+        pub signing_key: Option<PathBuf>,
     }
 
     #[derive(Debug, Default, Deserialize)]

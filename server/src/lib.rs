@@ -48,12 +48,14 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
     /// Serve TLS with this certificate and key; plaintext when `None`.
     pub tls: Option<TlsIdentity>,
+    /// Rate limits of registrations and host requests.
+    pub rate_limits: rpc::limits::RateLimits,
 }
 
 impl Config {
     /// A configuration with the real clock, serving plaintext.
     pub fn new(db_path: PathBuf) -> Config {
-        Config { db_path, clock: Arc::new(SystemClock), tls: None }
+        Config { db_path, clock: Arc::new(SystemClock), tls: None, rate_limits: rpc::limits::RateLimits::default() }
     }
 }
 
@@ -91,7 +93,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     let store = Store::open(&config.db_path).await?;
-    let ctx = Context { store: store.clone(), clock: config.clock.clone(), changes: Changes::new() };
+    let ctx = Context {
+        store: store.clone(),
+        clock: config.clock.clone(),
+        changes: Changes::new(),
+        limiters: Arc::new(rpc::limits::Limiters::new(config.rate_limits)),
+    };
 
     let (stop_transitioner, transitioner_stopped) = tokio::sync::oneshot::channel::<()>();
     let transitioner =

@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use quorum_server::clock::{Clock as _, SystemClock};
 use quorum_server::domain::access::Role;
 use quorum_server::domain::names::ProjectName;
+use quorum_server::domain::rate::Rate;
 use quorum_server::rpc::auth;
+use quorum_server::rpc::limits::RateLimits;
 use quorum_server::store::Store;
 
 /// The quorum coordinator: stores projects, hands work units to volunteer
@@ -36,6 +38,21 @@ struct Cli {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "QUORUM_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Host registrations allowed per second from one IP address (sustained).
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    register_rate: f64,
+    /// Host registrations one IP address may make at once (the bucket's size).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    register_burst: u32,
+    /// Scheduler requests allowed per second from one host (sustained).
+    ///
+    /// A host over its limit gets RESOURCE_EXHAUSTED with a retry-after-ms
+    /// metadata entry; other hosts are unaffected.
+    #[arg(long, value_name = "N", default_value_t = 100.0)]
+    host_rate: f64,
+    /// Scheduler requests one host may make at once (the bucket's size).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    host_burst: u32,
     /// SQLite database file; created with the schema if missing.
     #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
@@ -112,8 +129,10 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        None => tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())
-            .and_then(|tls| runtime.block_on(serve(cli.listen, cli.db, tls))),
+        None => rate_limits(&cli).and_then(|limits| {
+            let tls = tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())?;
+            runtime.block_on(serve(cli.listen, cli.db, tls, limits))
+        }),
         Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
     };
     match outcome {
@@ -125,6 +144,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The rate limits of the flags.
+fn rate_limits(cli: &Cli) -> anyhow::Result<RateLimits> {
+    Ok(RateLimits {
+        registrations: Rate::new(cli.register_rate, cli.register_burst).context("--register-rate/--register-burst")?,
+        host_requests: Rate::new(cli.host_rate, cli.host_burst).context("--host-rate/--host-burst")?,
+    })
+}
+
 /// Reads the TLS certificate and key files, when given.
 fn tls_identity(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Option<quorum_server::TlsIdentity>> {
     let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
@@ -133,7 +160,12 @@ fn tls_identity(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Optio
     Ok(Some(quorum_server::TlsIdentity { cert_pem, key_pem }))
 }
 
-async fn serve(listen: SocketAddr, db: PathBuf, tls: Option<quorum_server::TlsIdentity>) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    db: PathBuf,
+    tls: Option<quorum_server::TlsIdentity>,
+    rate_limits: RateLimits,
+) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Before binding, so the token file exists once the address is announced.
     let bootstrapped = bootstrap_admin_token(&db).await?;
@@ -148,7 +180,7 @@ async fn serve(listen: SocketAddr, db: PathBuf, tls: Option<quorum_server::TlsId
     }
     stdout.flush().context("writing to stdout")?;
     tracing::info!(%addr, db = %db.display(), tls = tls.is_some(), "coordinator started");
-    let config = quorum_server::Config { tls, ..quorum_server::Config::new(db.clone()) };
+    let config = quorum_server::Config { tls, rate_limits, ..quorum_server::Config::new(db.clone()) };
     quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;
     tracing::info!("coordinator stopped");
     Ok(())

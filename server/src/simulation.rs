@@ -95,6 +95,7 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
         validator: ValidatorKind::Bitwise,
         validator_module: None,
         nan_canonicalization: false,
+        app_signature: None,
     };
     let units: Vec<NewWorkUnit> =
         (0..N_WORK_UNITS).map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes() }).collect();

@@ -32,6 +32,9 @@
 //!   the right error (or see nothing); the worker carries on.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
+//! - `rate_limits`: a host flooding the scheduler is limited, another is served.
+//! - `signed_apps`: workers refuse a module replaced in the coordinator's
+//!   database, and a project re-created with another key.
 //! - `tls`: a coordinator served over TLS; a worker given the wrong CA
 //!   refuses it and never registers.
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
@@ -54,8 +57,10 @@ mod malicious;
 mod operations;
 mod primes;
 mod protocol_errors;
+mod rate_limits;
 mod resource_share;
 mod retry;
+mod signed_apps;
 mod tidy;
 mod tls;
 mod validators;

@@ -10,6 +10,8 @@
 //!   restart reports every finished result and resumes every unfinished one.
 //! - **apps**: fuel per task and this host's speed, per app, to predict
 //!   whether a task can meet its deadline.
+//! - **pinned_keys**: the public key each project signed its app with, per
+//!   coordinator and project, pinned the first time (see `signing`).
 //! - **settings**: pause, CPU limit and the pid of the running worker, read by
 //!   `quorum-worker status` / `pause` / `resume`.
 //!
@@ -555,6 +557,32 @@ impl Journal {
                 Ok((row.try_get(0)?, AppStats { fuel_per_task: row.try_get(1)?, fuel_per_second: row.try_get(2)? }))
             })
             .collect()
+    }
+
+    // ---- pinned project keys ----------------------------------------------
+
+    /// The key pinned for `project` of coordinator `server`, if any.
+    pub async fn pinned_key(&self, server: &str, project: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT public_key FROM pinned_keys WHERE server = ?1 AND project = ?2")
+            .bind(server)
+            .bind(project)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Pins `public_key` for `project` of `server`, unless a key is pinned already.
+    pub async fn pin_key(&self, server: &str, project: &str, public_key: &[u8], now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pinned_keys (server, project, public_key, pinned_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (server, project) DO NOTHING",
+        )
+        .bind(server)
+        .bind(project)
+        .bind(public_key)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     // ---- settings ----------------------------------------------------------

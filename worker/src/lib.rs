@@ -15,6 +15,7 @@
 //! - `schedule`: the pure scheduling rules (work buffer, deadlines,
 //!   resource shares).
 //! - `client`: the `Scheduler` gRPC client and the retry backoff.
+//! - `signing`: whether to run an app module: its signature, the trusted and pinned project keys.
 //! - `worker`: the loop tying them together (async side; CPU work goes to the pool).
 //! - `control`: `quorum-worker status`, `pause` and `resume`, run beside a
 //!   worker on the same state directory.
@@ -26,6 +27,7 @@ pub mod client;
 pub mod control;
 pub mod journal;
 pub mod schedule;
+pub mod signing;
 pub mod state;
 mod worker;
 
@@ -71,6 +73,8 @@ pub struct Config {
     /// The CA (PEM) that https:// coordinators' certificates must chain to;
     /// the system's roots when `None`.
     pub ca_cert: Option<Vec<u8>>,
+    /// Trusted project keys and whether unsigned apps are refused.
+    pub trust: signing::Trust,
 }
 
 /// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2 resumes).

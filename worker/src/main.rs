@@ -79,6 +79,20 @@ struct Cli {
     #[arg(long, env = "QUORUM_CA_CERT", value_name = "PEM")]
     ca_cert: Option<PathBuf>,
 
+    /// Trust only this public key for a project's signed app: PROJECT=BASE64
+    /// (as `quorum keygen` prints it). Repeat for several projects.
+    ///
+    /// Without it, the first key a project signs with is pinned (per
+    /// coordinator and project) and any later change is refused.
+    #[arg(long = "trust-key", value_name = "PROJECT=BASE64", value_parser = quorum_worker::signing::parse_trust_key)]
+    trust_keys: Vec<(String, [u8; 32])>,
+
+    /// Refuse unsigned apps (each task of one is reported as a client error).
+    ///
+    /// Without it, unsigned apps run, unless their project signed before.
+    #[arg(long)]
+    require_signed: bool,
+
     /// Cap of the retry backoff, in milliseconds.
     ///
     /// Failed calls are retried after an exponential, jittered delay starting
@@ -170,6 +184,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         name: cli.name.unwrap_or_else(hostname),
         account: cli.account,
         max_backoff: Duration::from_millis(cli.max_backoff_ms),
+        trust: quorum_worker::signing::Trust {
+            keys: cli.trust_keys.into_iter().collect(),
+            require_signed: cli.require_signed,
+        },
         ca_cert: match &cli.ca_cert {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?),
             None => None,

@@ -39,6 +39,7 @@ use crate::client::{Backoff, Client, DownloadError, Reported, is_bad_request};
 use crate::journal::{self, Finished, HostRecord, Identity, Journal, TaskState};
 use crate::sandbox::{ENGINE, Gate, Limits, Outcome, Sandbox, Status as TaskStatus, Task, TaskControl};
 use crate::schedule::{self, Buffer, Candidate, Choice};
+use crate::signing;
 use crate::state::{self, StateDir};
 use crate::{Command, Config};
 
@@ -478,12 +479,45 @@ impl Worker {
         self.attachments[index].usage + running as f64
     }
 
+    /// Whether the app of `assignment` may run (see `signing`): its signature
+    /// and the project's trusted or pinned key. Pins the key the first time.
+    /// `Ok(Err(reason))` refuses the task.
+    async fn check_signature(
+        &mut self,
+        server: &str,
+        assignment: &Assignment,
+        module: &Arc<[u8]>,
+    ) -> anyhow::Result<Result<(), String>> {
+        let pinned = self.journal.pinned_key(server, &assignment.project).await?;
+        let (project, module, trust) = (assignment.project.clone(), module.clone(), self.config.trust.clone());
+        let (signature, public_key) = (assignment.app_signature.clone(), assignment.app_public_key.clone());
+        // Hashing the module and verifying are CPU work: off the async threads.
+        let verdict = tokio::task::spawn_blocking(move || {
+            signing::check(&project, &module, &signature, &public_key, pinned.as_deref(), &trust)
+        })
+        .await
+        .context("the signature check panicked")?;
+        match verdict {
+            Ok(Some(key)) => {
+                self.journal.pin_key(server, &assignment.project, &key, now_ms()).await?;
+                Ok(Ok(()))
+            }
+            Ok(None) => Ok(Ok(())),
+            Err(reason) => Ok(Err(reason)),
+        }
+    }
+
     /// Runs the queued task `key` on the pool; its outcome comes back on `done_rx`.
     async fn spawn(&mut self, key: Key) -> anyhow::Result<()> {
         let queued = self.queue.remove(&key).expect("spawned tasks come from the queue");
         let assignment = queued.assignment;
         let server = self.attachments[key.0].server.clone();
         let module = self.apps[&assignment.app_digest].clone();
+        if let Err(reason) = self.check_signature(&server, &assignment, &module).await? {
+            warn!(server = %server, result_id = key.1, project = %assignment.project, "{reason}");
+            let report = error_report(key.1, reason);
+            return self.record_finished(key.0, &assignment.app_digest, report, None, false).await;
+        }
         let state = self.state.clone();
         let (dir_server, result_id) = (server.clone(), key.1);
         let prepared = tokio::task::spawn_blocking(move || state.prepare_checkpoint_dir(&dir_server, result_id))

@@ -197,6 +197,8 @@ fn assignment(result_id: i64, app: &str, input: &[u8]) -> Assignment {
         deadline_unix_ms: 0,
         nan_canonicalization: false,
         work_unit_name: format!("wu-{result_id}"),
+        // Unsigned apps run (the worker is not started with --require-signed).
+        ..Default::default()
     }
 }
 
@@ -240,6 +242,7 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
         account: String::new(),
         max_backoff: Duration::from_millis(200),
         ca_cert: None,
+        trust: quorum_worker::signing::Trust::default(),
     };
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();
     let (_commands, commands) = mpsc::unbounded_channel();

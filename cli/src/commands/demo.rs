@@ -132,7 +132,7 @@ pub async fn run(_ctx: &Context, dir: &Path, example: Example, timeout: Duration
         // The coordinator's first-start admin token, written beside its database.
         let token = crate::token::read_file(&dir.join(ADMIN_TOKEN_FILE))?;
         let coordinator = Coordinator::connect(&url, Some(&token), None).await?;
-        let submitted = super::submit::submit(&coordinator, project).await?;
+        let submitted = super::submit::submit(&coordinator, project, None).await?;
         println!(
             "submitted project '{}' (id {}) with {} work units",
             submitted.project, submitted.project_id, submitted.n_work_units

@@ -33,11 +33,15 @@ pub const BATCH_WORK_UNITS: usize = 10_000;
 /// Tag of `CreateProjectRequest.work_units`.
 const CREATE_WORK_UNITS_TAG: u32 = 7;
 
-pub async fn run(ctx: &Context, manifest_path: &Path) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context, manifest_path: &Path, signing_key: Option<&Path>) -> anyhow::Result<()> {
     // Everything is read and checked before the first byte goes out.
     let project = Manifest::read(manifest_path).and_then(Manifest::load_project)?;
+    let signed = match signing_key.or(project.manifest.signing_key()) {
+        Some(path) => Some(crate::signing::sign(&crate::signing::read_key(path)?, &project.app_module)),
+        None => None,
+    };
     let coordinator = ctx.connect().await?;
-    let submitted = submit(&coordinator, project).await?;
+    let submitted = submit(&coordinator, project, signed).await?;
     let mut out = super::stdout();
     if ctx.json {
         output::write_json(&mut out, &submitted)?;
@@ -53,10 +57,19 @@ pub async fn run(ctx: &Context, manifest_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Creates the project on the coordinator with all its work units.
-pub async fn submit(coordinator: &Coordinator, project: Project) -> anyhow::Result<output::Submitted> {
+/// With `signed`, the app goes with its signature and the project's public key.
+pub async fn submit(
+    coordinator: &Coordinator,
+    project: Project,
+    signed: Option<crate::signing::Signed>,
+) -> anyhow::Result<output::Submitted> {
     let name = project.manifest.name().to_string();
     let local_digest = hex::encode(sha2::Sha256::digest(&project.app_module));
     let mut request = create_request(&project.manifest, project.app_module, project.validator_module);
+    if let Some(signed) = signed {
+        request.app_signature = signed.signature;
+        request.app_public_key = signed.public_key;
+    }
     let mut work_units: Vec<v1::WorkUnitInput> = project
         .work_units
         .into_iter()
@@ -170,6 +183,8 @@ fn create_request(
         validator_module: validator_module.unwrap_or_default(),
         nan_canonicalization: manifest.nan_canonicalization(),
         work_units: Vec::new(),
+        app_signature: Vec::new(),
+        app_public_key: Vec::new(),
     }
 }
 
@@ -281,7 +296,7 @@ mod tests {
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
              deadline_secs: 3600, max_success_results: 0, adaptive_replication: false, priority: 0 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
              output_bytes: 1048576, wall_time_ms: 2000, stderr_bytes: 0 }), validator: Bitwise, nan_canonicalization: true, \
-             work_units: [], fuzzy: None, validator_module: [] }"
+             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [] }"
         );
     }
 }

@@ -15,6 +15,8 @@
 //! - `scheduler`: what a host is handed: deadlines, random seeds, retry hints.
 //! - `trust`: a host's streak of valid results and daily quota; adaptive replication.
 //! - `names`: project and work-unit names.
+//! - `rate`: token buckets for rate limits (registrations per address, requests per host).
+//! - `signing`: ed25519 signatures of app modules by the scientist's project key.
 //! - `access`: API tokens' roles and what each may do on the `Projects` service.
 
 pub mod access;
@@ -24,7 +26,9 @@ pub mod fuzzy;
 pub mod lifecycle;
 pub mod names;
 pub mod policy;
+pub mod rate;
 pub mod scheduler;
+pub mod signing;
 pub mod trust;
 pub mod validator;
 

@@ -5,11 +5,15 @@
 //! - `scheduler`: the `Scheduler` service spoken by volunteer workers.
 //! - `projects`: the `Projects` service spoken by the `quorum` CLI.
 //! - `status`: the one mapping from errors to `tonic::Status`.
+//! - `signing`: the app signature that goes with every copy handed out.
+//! - `limits`: rate limits of registrations (per address) and requests (per host).
 //! - `auth`: the caller of a request (API token and role, or a refused host token).
 
 pub mod auth;
+pub mod limits;
 pub mod projects;
 pub mod scheduler;
+pub mod signing;
 pub mod status;
 
 use std::sync::Arc;
@@ -28,6 +32,8 @@ pub struct Context {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub changes: Changes,
+    /// Rate limits of the scheduler's callers.
+    pub limiters: Arc<limits::Limiters>,
 }
 
 /// Signals that work units may have changed state, so that `WaitProject`

@@ -14,6 +14,7 @@ use crate::domain::app;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
+use crate::domain::signing::AppSignature;
 use crate::store::{self, CancelScope, NewProject, NewWorkUnit};
 
 /// Largest input of one work unit.
@@ -172,11 +173,14 @@ impl Projects for ProjectsService {
         )?;
         let (validator, validator_module) = validator(request.validator, request.fuzzy, request.validator_module)?;
         app::check_module(&request.app_module)?;
+        let app_digest = app::digest_of(&request.app_module);
+        let app_signature = AppSignature::verify(&app_digest, &request.app_signature, &request.app_public_key)?;
         let work_units = work_units(request.work_units)?;
         let project = NewProject {
             validator_module,
             name,
-            app_digest: app::digest_of(&request.app_module),
+            app_signature,
+            app_digest,
             app_module: request.app_module,
             policy,
             limits,

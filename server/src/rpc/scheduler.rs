@@ -43,7 +43,10 @@ impl SchedulerService {
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<HostId, Status> {
         let token_hash = auth::token_hash(&auth::bearer(request, "host token")?);
         match self.ctx.store.authenticate_host(&token_hash, self.ctx.clock.now()).await {
-            Ok(host) => Ok(host),
+            Ok(host) => {
+                self.ctx.limiters.host_request(host, self.ctx.clock.now())?;
+                Ok(host)
+            }
             Err(store::Error::UnknownHost) => Err(auth::not_a_host(&self.ctx, &token_hash).await),
             Err(error) => Err(error.into()),
         }
@@ -65,6 +68,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<RegisterHostRequest>,
     ) -> Result<Response<RegisterHostResponse>, Status> {
+        self.ctx.limiters.registration(request.remote_addr().map(|addr| addr.ip()), self.ctx.clock.now())?;
         let request = request.into_inner();
         if request.n_cpus == 0 || request.n_cpus > 65_536 {
             return Err(invalid("n_cpus", "must be between 1 and 65536"));
@@ -122,8 +126,10 @@ impl Scheduler for SchedulerService {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
         }
         let retry_after_ms = if leased.is_empty() { scheduler::NO_WORK_RETRY_MS } else { 0 };
+        let mut assignments: Vec<Assignment> = leased.into_iter().map(assignment).collect();
+        super::signing::attach_signatures(&self.ctx, &mut assignments).await?;
         Ok(Response::new(RequestWorkResponse {
-            assignments: leased.into_iter().map(assignment).collect(),
+            assignments,
             retry_after_ms,
             abort: abort.iter().map(|id| id.0).collect(),
             accepted: accepted.iter().map(|id| id.0).collect(),
@@ -192,6 +198,9 @@ fn assignment(a: store::Assignment) -> Assignment {
         deadline_unix_ms: a.deadline.0,
         nan_canonicalization: a.nan_canonicalization,
         work_unit_name: a.work_unit_name,
+        // Filled in by `signing::attach_signatures`.
+        app_signature: Vec::new(),
+        app_public_key: Vec::new(),
     }
 }
 

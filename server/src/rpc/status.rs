@@ -9,6 +9,8 @@ use crate::domain::app::AppError;
 use crate::domain::lifecycle::ReportError;
 use crate::domain::names::NameError;
 use crate::domain::policy::PolicyError;
+use crate::domain::rate::Limited;
+use crate::domain::signing::SignatureError;
 use crate::store;
 
 impl From<store::Error> for Status {
@@ -84,6 +86,29 @@ impl From<AccessError> for Status {
             | AccessError::HostToken
             | AccessError::ApiTokenAsHost => Status::permission_denied(error.to_string()),
         }
+    }
+}
+
+impl From<SignatureError> for Status {
+    fn from(error: SignatureError) -> Status {
+        match error {
+            SignatureError::Incomplete
+            | SignatureError::BadPublicKey(_)
+            | SignatureError::InvalidPublicKey
+            | SignatureError::BadSignature(_)
+            | SignatureError::DoesNotVerify => Status::invalid_argument(error.to_string()),
+        }
+    }
+}
+
+/// Metadata entry of a rate-limited call: milliseconds to wait before retrying.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+impl From<Limited> for Status {
+    fn from(error: Limited) -> Status {
+        let mut status = Status::resource_exhausted(error.to_string());
+        status.metadata_mut().insert(RETRY_AFTER_MS, error.retry_after_ms.into());
+        status
     }
 }
 

@@ -14,6 +14,7 @@
 //! - `rows`: conversions between rows and domain types.
 //! - `writer`: group commit of the scheduler's writes (one task, one transaction for many RPCs).
 //! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`).
+//! - `signing`: signatures of projects' app modules.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
 
 mod auth;
@@ -21,6 +22,7 @@ mod bulk;
 mod reads;
 mod rows;
 mod scheduling;
+mod signing;
 mod submit;
 mod transitions;
 mod writer;

@@ -24,6 +24,8 @@ pub struct NewProject {
     /// The module of a custom validator (its digest is in `validator`).
     pub validator_module: Option<Vec<u8>>,
     pub nan_canonicalization: bool,
+    /// The scientist's signature of the app, checked by the caller.
+    pub app_signature: Option<crate::domain::signing::AppSignature>,
 }
 
 /// One work unit to add; its name defaults to `wu-<id>`.
@@ -114,6 +116,7 @@ impl Store {
         .await?
         .try_get("id")?;
         let project_id = ProjectId(id);
+        super::signing::record(&mut tx, project_id, project.app_signature.as_ref()).await?;
         let n = if work_units.is_empty() {
             0
         } else {
