@@ -54,21 +54,7 @@ pub fn keygen(out: &Path) -> anyhow::Result<String> {
 
 /// Reads a private key file, refusing one that group or others may read.
 pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = metadata.permissions().mode() & 0o777;
-        anyhow::ensure!(
-            mode & 0o077 == 0,
-            "key file {} is accessible by group or others (mode {mode:03o}); run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
-    }
-    #[cfg(not(unix))]
-    let _ = metadata;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    let text = crate::token::read_private(path, "key file")?;
     let seed = BASE64
         .decode(text.trim())
         .ok()

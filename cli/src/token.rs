@@ -59,22 +59,28 @@ pub fn resolve(flag: Option<&Secret>, file: Option<&Path>) -> anyhow::Result<Opt
 
 /// Reads a token file, refusing one that group or others may read.
 pub fn read_file(path: &Path) -> anyhow::Result<Secret> {
-    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read token file {}", path.display()))?;
+    let text = read_private(path, "token file")?;
+    parse_secret(&text).map_err(|error| anyhow::anyhow!("token file {}: {error}", path.display()))
+}
+
+/// Reads a file holding a secret (`what`: "token file", "key file"),
+/// refusing one that group or others may read.
+pub fn read_private(path: &Path, what: &str) -> anyhow::Result<String> {
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = metadata.permissions().mode() & 0o777;
         anyhow::ensure!(
             mode & 0o077 == 0,
-            "token file {} is accessible by group or others (mode {mode:03o}); run `chmod 600 {}`",
+            "{what} {} is accessible by group or others (mode {mode:03o}); run `chmod 600 {}`",
             path.display(),
             path.display()
         );
     }
     #[cfg(not(unix))]
     let _ = metadata;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read token file {}", path.display()))?;
-    parse_secret(&text).map_err(|error| anyhow::anyhow!("token file {}: {error}", path.display()))
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 #[cfg(test)]
