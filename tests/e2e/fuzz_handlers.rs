@@ -1,7 +1,9 @@
 //! Arbitrary and malformed messages to every RPC of both services over real
 //! gRPC (proptest): the coordinator never panics nor fails internally, every
 //! answer has a precise status code, and its database stays consistent
-//! (counts by state add up). CI runs `QUORUM_FUZZ_CASES` cases (default 48,
+//! (counts by state add up). Bytes that are no protobuf message at all get
+//! tonic's INTERNAL "failed to decode Protobuf message" (gRPC's code for a
+//! parse error) and change nothing. CI runs `QUORUM_FUZZ_CASES` cases (default 48,
 //! each a sequence of up to 8 calls); run longer by hand with e.g.
 //! `QUORUM_FUZZ_CASES=5000 cargo nextest run -p quorum-tests fuzz_handlers`.
 
@@ -357,4 +359,136 @@ fn arbitrary_messages_to_every_rpc_get_precise_statuses_and_leave_the_database_c
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Sends any bytes as the body of a gRPC call, and ignores the answer's body.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        let remaining = bytes::Buf::remaining(src);
+        bytes::Buf::advance(src, remaining);
+        Ok(Some(()))
+    }
+}
+
+/// Every method of both services, and whether it streams its answer.
+const METHODS: &[(&str, bool)] = &[
+    ("/quorum.v1.Projects/CreateProject", false),
+    ("/quorum.v1.Projects/AddWorkUnits", false),
+    ("/quorum.v1.Projects/GetStatus", false),
+    ("/quorum.v1.Projects/ListWorkUnits", false),
+    ("/quorum.v1.Projects/ListResults", false),
+    ("/quorum.v1.Projects/GetCanonicalResults", false),
+    ("/quorum.v1.Projects/ListHosts", false),
+    ("/quorum.v1.Projects/CancelProject", false),
+    ("/quorum.v1.Projects/WaitProject", false),
+    ("/quorum.v1.Projects/ResumeBatch", false),
+    ("/quorum.v1.Projects/CancelWorkUnits", false),
+    ("/quorum.v1.Projects/RetryWorkUnits", false),
+    ("/quorum.v1.Projects/PurgeProject", false),
+    ("/quorum.v1.Scheduler/RegisterHost", false),
+    ("/quorum.v1.Scheduler/RequestWork", false),
+    ("/quorum.v1.Scheduler/DownloadApp", true),
+    ("/quorum.v1.Scheduler/ReportResults", false),
+    ("/quorum.v1.Scheduler/GetHost", false),
+];
+
+#[test]
+fn any_bytes_to_every_rpc_get_precise_statuses_and_leave_the_database_consistent() {
+    let cases: u32 = std::env::var("QUORUM_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let dir = TestDir::new("fuzz-raw");
+    let args: Vec<&OsStr> =
+        ["--host-burst", "1000000", "--register-burst", "1000000"].into_iter().map(OsStr::new).collect();
+    let server = Server::spawn_with_args(dir.path(), &dir.join("quorum.db"), "127.0.0.1:0", &args);
+    let url = server.url();
+    let (admin, channel, host_token) = runtime.block_on(async {
+        let manifest =
+            dir.write("project.toml", primes::manifest("p", 0, 1000, 100, "min_quorum = 2\ntarget_results = 2"));
+        cli(&url, ["submit", &manifest.display().to_string()]).await.success();
+        let host = Host::register(&url, "fuzzer").await;
+        (Projects::connect(&url).await, channel(&url).await, host.token().to_owned())
+    });
+    let admin_token = server.admin_token().to_owned();
+    let before = runtime.block_on(admin.status("p"));
+
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let strategy = (0..METHODS.len(), proptest::collection::vec(any::<u8>(), 0..256));
+    let outcome = runner.run(&strategy, |(method, body)| {
+        runtime.block_on(async {
+            let (path, streaming) = METHODS[method];
+            let token = if path.contains("Projects") { &admin_token } else { &host_token };
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.map_err(|error| TestCaseError::fail(format!("channel: {error}")))?;
+            let request = with_token(body.clone(), token);
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+            let call = async {
+                if streaming {
+                    match grpc.server_streaming(request, path, RawCodec).await {
+                        Ok(response) => {
+                            let mut stream = response.into_inner();
+                            loop {
+                                match stream.message().await {
+                                    Ok(Some(())) => {}
+                                    Ok(None) => break Ok(()),
+                                    Err(status) => break Err(status),
+                                }
+                            }
+                        }
+                        Err(status) => Err(status),
+                    }
+                } else {
+                    grpc.unary(request, path, RawCodec).await.map(|_| ())
+                }
+            };
+            let outcome = tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| TestCaseError::fail(format!("{} hung on {body:?}", METHODS[method].0)))?;
+            if let Err(status) = outcome {
+                let decode_error = status.code() == Code::Internal
+                    && status.message().starts_with("failed to decode Protobuf message");
+                if !(precise(status.code()) || decode_error) {
+                    return Err(TestCaseError::fail(format!("{status:?} for {} with {body:?}", METHODS[method].0)));
+                }
+            }
+            check_consistent(&admin).await.map_err(TestCaseError::fail)
+        })
+    });
+    if let Err(error) = outcome {
+        panic!("{error}\n--- end of the server's log ---\n{}", tail(&server.log()));
+    }
+    // Still serving, and the project is what it was or moved on only by
+    // valid requests (random bytes can decode to a valid message).
+    let after = runtime.block_on(admin.status("p"));
+    assert!(after.work_units_total >= before.work_units_total, "{after:?}");
 }
