@@ -1142,3 +1142,89 @@ mod stderr_limit_tests {
         assert!(Limits::new(None, None, None, None, Some(super::MAX_STDERR_BYTES + 1)).is_err());
     }
 }
+
+/// Property tests: the manifest parser never panics, whatever the text.
+/// `PROPTEST_CASES` runs more cases by hand (the default is CI's).
+#[cfg(test)]
+mod fuzz {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::Manifest;
+
+    /// Manifest-shaped text: known keys and tables with values of any kind.
+    fn manifest_like() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("name"),
+            Just("app"),
+            Just("nan_canonicalization"),
+            Just("signing_key"),
+            Just("min_quorum"),
+            Just("target_results"),
+            Just("max_error_results"),
+            Just("max_total_results"),
+            Just("max_success_results"),
+            Just("deadline"),
+            Just("priority"),
+            Just("adaptive_replication"),
+            Just("fuel"),
+            Just("memory"),
+            Just("memory_bytes"),
+            Just("output_bytes"),
+            Just("stderr_bytes"),
+            Just("wall_time"),
+            Just("kind"),
+            Just("format"),
+            Just("relative_tolerance"),
+            Just("absolute_tolerance"),
+            Just("module"),
+            Just("range"),
+            Just("jsonl"),
+            Just("dir"),
+            Just("start"),
+            Just("end"),
+            Just("chunk"),
+        ];
+        let value = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|x| format!("{x:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
+            Just("\"10s\"".to_owned()),
+            Just("\"1 GiB\"".to_owned()),
+            Just("{ start = 0, end = 10, chunk = 3 }".to_owned()),
+            (any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(a, b, c)| format!("{{ start = {a}, end = {b}, chunk = {c} }}")),
+        ];
+        let line = prop_oneof![
+            (key, value).prop_map(|(key, value)| format!("{key} = {value}")),
+            prop_oneof![Just("[policy]"), Just("[limits]"), Just("[validator]"), Just("[work_units]"), Just("[other]")]
+                .prop_map(str::to_owned),
+        ];
+        proptest::collection::vec(line, 0..16).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn parse_never_panics_on_any_text(text in "\\PC{0,200}") {
+            let _ = Manifest::parse(&text, Path::new("/nonexistent/project.toml"));
+        }
+
+        #[test]
+        fn parse_never_panics_on_manifest_like_text(text in manifest_like()) {
+            if let Ok(manifest) = Manifest::parse(&text, Path::new("/nonexistent/project.toml")) {
+                // A parsed manifest is coherent: its policy's invariants hold.
+                let policy = manifest.policy();
+                prop_assert!(policy.min_quorum() >= 1);
+                prop_assert!(policy.min_quorum() <= policy.target_results());
+                prop_assert!(policy.target_results() <= policy.max_total_results());
+            }
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! Layout:
 //! - `access`: API tokens and roles: every `Projects` RPC refuses callers
 //!   without the right role and changes nothing.
+//! - `fuzz_handlers`: arbitrary messages to every RPC (proptest): precise
+//!   statuses, no panic, a consistent database.
 //! - `primes`: the happy path, from `quorum submit` to `quorum results`.
 //! - `malicious`: a host reporting wrong outputs never makes them canonical.
 //! - `deadlines`: copies of a killed worker become "no reply" and are reissued.
@@ -51,6 +53,7 @@ mod coordinator_outage;
 mod coordinator_restart;
 mod deadline_abandon;
 mod deadlines;
+mod fuzz_handlers;
 mod hostile_apps;
 mod late_results;
 mod malicious;
