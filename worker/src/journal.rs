@@ -497,6 +497,15 @@ impl Journal {
         self.for_each_task("DELETE FROM tasks WHERE server = ?1 AND result_id = ?2", server, result_ids).await
     }
 
+    /// Forgets every task of `server`, reported ones included; returns their result ids.
+    pub async fn forget_server(&self, server: &str) -> Result<Vec<i64>> {
+        let rows = sqlx::query("DELETE FROM tasks WHERE server = ?1 RETURNING result_id")
+            .bind(server)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
     /// Runs `sql` (`?1` the server, `?2` a result id) for each of `result_ids`, in one transaction.
     async fn for_each_task(&self, sql: &'static str, server: &str, result_ids: &[i64]) -> Result<()> {
         if result_ids.is_empty() {
@@ -754,6 +763,9 @@ mod tests {
         );
         assert!(journal.collect_garbage(13).await.expect("gc").is_empty(), "kept a day");
         assert_eq!(journal.collect_garbage(13 + KEEP_REPORTED_MS + 1).await.expect("gc"), [("http://a".into(), 2)]);
+        // A new registration at that coordinator: nothing of the old one stays.
+        assert_eq!(journal.forget_server("http://a").await.expect("forget server"), [1]);
+        assert!(journal.pending("http://a").await.expect("pending").is_empty());
     }
 
     #[tokio::test]

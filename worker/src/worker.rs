@@ -875,6 +875,11 @@ impl Worker {
                 match self.attachments[index].client.set_token(&identity.token) {
                     Ok(()) => {
                         info!(server = %server, host_id = identity.host_id, "registered");
+                        // A new identity holds nothing: what the journal kept for
+                        // this coordinator was given to a host it no longer knows
+                        // (e.g. a coordinator started again on a fresh database,
+                        // whose result ids start again from 1).
+                        self.drop_tasks(index).await?;
                         self.journal.save_identity(&identity).await?;
                         self.attachments[index].identity = Some(identity);
                         self.attachments[index].register_retry.succeeded();
@@ -1001,6 +1006,27 @@ impl Worker {
         let attachment = &mut self.attachments[index];
         warn!(server = %attachment.server, "token rejected (unauthenticated), registering again");
         attachment.identity = None;
+    }
+
+    /// Forgets every task of coordinator `index`: queued, running (aborted),
+    /// unreported, and the journal's history of them.
+    async fn drop_tasks(&mut self, index: usize) -> anyhow::Result<()> {
+        let server = self.attachments[index].server.clone();
+        self.queue.retain(|key, _| key.0 != index);
+        for (key, running) in self.running.iter_mut().filter(|(key, _)| key.0 == index) {
+            debug!(result_id = key.1, "aborting a task of a previous registration");
+            running.unwanted = true;
+            running.control.abort();
+        }
+        self.unreported[index].clear();
+        let dropped = self.journal.forget_server(&server).await?;
+        if !dropped.is_empty() {
+            warn!(server = %server, n = dropped.len(), "dropped tasks of a previous registration");
+        }
+        for result_id in dropped {
+            self.remove_checkpoint(&server, result_id);
+        }
+        Ok(())
     }
 
     /// Applies a coordinator's verdict on reports, and its abort list.
