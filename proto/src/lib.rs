@@ -17,3 +17,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("quor
 
 /// Metadata key that carries a host's token on scheduler calls (`Bearer <token>`).
 pub const AUTHORIZATION: &str = "authorization";
+
+/// Metadata key of a RESOURCE_EXHAUSTED answer to a call over its rate
+/// limit: milliseconds to wait before calling again.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";

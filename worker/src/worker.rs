@@ -997,7 +997,15 @@ impl Worker {
             return;
         }
         let retry = if what == "report results" { &mut attachment.report_retry } else { &mut attachment.request_retry };
-        let delay = retry.failed();
+        let delay = match retry_after(status) {
+            // Over the coordinator's rate limit: wait as long as it says (up to the cap).
+            Some(ms) => {
+                let delay = retry.backoff.retry_after(ms);
+                retry.wait(delay);
+                delay
+            }
+            None => retry.failed(),
+        };
         warn!(server = %attachment.server, error = %describe(status), retry_in = ?delay, "cannot {what}");
     }
 
@@ -1183,6 +1191,14 @@ impl Worker {
     }
 }
 
+/// The wait a rate-limited answer asks for, in milliseconds.
+fn retry_after(status: &Status) -> Option<u64> {
+    if status.code() != Code::ResourceExhausted {
+        return None;
+    }
+    status.metadata().get(quorum_proto::RETRY_AFTER_MS)?.to_str().ok()?.parse().ok()
+}
+
 /// A status in one short line: its code and message, without transport internals.
 /// A failed call for the log: its code, message and causes (e.g. why a TLS
 /// handshake failed).
@@ -1282,6 +1298,17 @@ mod tests {
         assert_eq!(failure.outcome(), ReportedOutcome::ClientError);
         assert_eq!(failure.error_message, "exit code 3");
         assert!(failure.output.is_empty());
+    }
+
+    #[test]
+    fn rate_limited_answers_say_how_long_to_wait() {
+        let mut status = Status::resource_exhausted("slow down");
+        assert_eq!(retry_after(&status), None);
+        status.metadata_mut().insert(quorum_proto::RETRY_AFTER_MS, 250u64.into());
+        assert_eq!(retry_after(&status), Some(250));
+        let mut other = Status::unavailable("down");
+        other.metadata_mut().insert(quorum_proto::RETRY_AFTER_MS, 250u64.into());
+        assert_eq!(retry_after(&other), None, "only rate limits carry a wait");
     }
 
     #[test]

@@ -101,13 +101,10 @@ impl From<SignatureError> for Status {
     }
 }
 
-/// Metadata entry of a rate-limited call: milliseconds to wait before retrying.
-pub const RETRY_AFTER_MS: &str = "retry-after-ms";
-
 impl From<Limited> for Status {
     fn from(error: Limited) -> Status {
         let mut status = Status::resource_exhausted(error.to_string());
-        status.metadata_mut().insert(RETRY_AFTER_MS, error.retry_after_ms.into());
+        status.metadata_mut().insert(quorum_proto::RETRY_AFTER_MS, error.retry_after_ms.into());
         status
     }
 }
