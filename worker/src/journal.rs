@@ -159,11 +159,41 @@ pub struct HostRecord {
     pub n_error: u64,
 }
 
-/// What the worker learnt about one app.
+/// What the worker learnt about one app: moving averages.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AppStats {
+    /// Fuel of a whole task; negative until a task ran in one piece.
     pub fuel_per_task: f64,
+    /// Fuel per second of active run time on this host.
     pub fuel_per_second: f64,
+}
+
+impl AppStats {
+    /// The averages after one more run: `segment_fuel` in `run_time_ms`,
+    /// and `whole_fuel` when that run was a whole task that succeeded.
+    /// `None` when the run teaches nothing (no fuel or no time measured).
+    pub fn learn(
+        previous: Option<AppStats>,
+        segment_fuel: u64,
+        run_time_ms: u64,
+        whole_fuel: Option<u64>,
+    ) -> Option<AppStats> {
+        if segment_fuel == 0 || run_time_ms == 0 {
+            return None;
+        }
+        let speed = segment_fuel as f64 * 1000.0 / run_time_ms as f64;
+        let average = |old: f64, new: f64| old * (1.0 - AVERAGE_WEIGHT) + new * AVERAGE_WEIGHT;
+        let Some(previous) = previous else {
+            let fuel_per_task = whole_fuel.map_or(-1.0, |fuel| fuel as f64);
+            return Some(AppStats { fuel_per_task, fuel_per_second: speed });
+        };
+        let fuel_per_task = match whole_fuel {
+            None => previous.fuel_per_task,
+            Some(fuel) if previous.fuel_per_task < 0.0 => fuel as f64,
+            Some(fuel) => average(previous.fuel_per_task, fuel as f64),
+        };
+        Some(AppStats { fuel_per_task, fuel_per_second: average(previous.fuel_per_second, speed) })
+    }
 }
 
 /// A task that finished, to journal.
@@ -172,12 +202,8 @@ pub struct Finished<'a> {
     pub server: &'a str,
     pub report: &'a ResultReport,
     pub app_digest: &'a str,
-    /// Fuel of this run's segment alone and its active run time, to learn
-    /// the host's speed (`None` when the task did not really run).
-    pub segment: Option<(u64, u64)>,
-    /// Whether `report.fuel_used` is a whole task's fuel (it ran in one piece
-    /// and succeeded), to learn the app's fuel per task.
-    pub whole: bool,
+    /// The app's averages after this run ([`AppStats::learn`]), when it taught something.
+    pub stats: Option<AppStats>,
     pub outcome: String,
 }
 
@@ -334,8 +360,13 @@ impl Journal {
     // ---- tasks -------------------------------------------------------------
 
     /// Journals newly received assignments (already known ones are ignored);
-    /// returns those that were new, in order.
-    pub async fn receive(&self, server: &str, assignments: Vec<Assignment>, now_ms: i64) -> Result<Vec<Assignment>> {
+    /// returns those that were new, in order, with their order number.
+    pub async fn receive(
+        &self,
+        server: &str,
+        assignments: Vec<Assignment>,
+        now_ms: i64,
+    ) -> Result<Vec<(Assignment, i64)>> {
         let mut tx = self.pool.begin().await?;
         let mut seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetch_one(&mut *tx).await?;
         let mut new = Vec::with_capacity(assignments.len());
@@ -359,21 +390,11 @@ impl Journal {
             .await?
             .rows_affected();
             if inserted == 1 {
-                new.push(assignment);
+                new.push((assignment, seq));
             }
         }
         tx.commit().await?;
         Ok(new)
-    }
-
-    /// The order number given to `result_id` on arrival.
-    pub async fn seq(&self, server: &str, result_id: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT seq FROM tasks WHERE server = ?1 AND result_id = ?2")
-            .bind(server)
-            .bind(result_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .unwrap_or(0))
     }
 
     /// Every task of `server` not yet reported, oldest first. A task found
@@ -642,30 +663,18 @@ async fn finish_in(conn: &mut SqliteConnection, finished: &[Finished<'_>], now_m
     Ok(())
 }
 
-/// Updates the app's moving averages from a finished task.
+/// Stores the app's averages learnt from a finished task.
 async fn learn(tx: &mut SqliteConnection, task: &Finished<'_>) -> Result<()> {
-    let Some((segment_fuel, run_time_ms)) = task.segment else {
+    let Some(stats) = task.stats else {
         return Ok(());
     };
-    if segment_fuel == 0 || run_time_ms == 0 {
-        return Ok(());
-    }
-    let speed = segment_fuel as f64 * 1000.0 / run_time_ms as f64;
-    let whole = if task.whole { task.report.fuel_used as f64 } else { -1.0 };
-    // A first observation of speed without a whole task's fuel still
-    // records the speed; fuel_per_task then waits for a whole task (-1).
     sqlx::query(
         "INSERT INTO apps (app_digest, fuel_per_task, fuel_per_second) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (app_digest) DO UPDATE SET \
-           fuel_per_second = fuel_per_second * (1 - ?4) + excluded.fuel_per_second * ?4, \
-           fuel_per_task = CASE WHEN excluded.fuel_per_task < 0 THEN fuel_per_task \
-                                WHEN fuel_per_task < 0 THEN excluded.fuel_per_task \
-                                ELSE fuel_per_task * (1 - ?4) + excluded.fuel_per_task * ?4 END",
+         ON CONFLICT (app_digest) DO UPDATE SET fuel_per_task = ?2, fuel_per_second = ?3",
     )
     .bind(task.app_digest)
-    .bind(whole)
-    .bind(speed)
-    .bind(AVERAGE_WEIGHT)
+    .bind(stats.fuel_per_task)
+    .bind(stats.fuel_per_second)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -721,7 +730,11 @@ mod tests {
         let new = journal.receive("http://a", vec![assignment(1), assignment(2)], 10).await.expect("receive");
         assert_eq!(new.len(), 2);
         let again = journal.receive("http://a", vec![assignment(2), assignment(3)], 11).await.expect("receive");
-        assert_eq!(again.iter().map(|a| a.result_id).collect::<Vec<_>>(), [3], "known tasks are not new");
+        assert_eq!(
+            again.iter().map(|(a, seq)| (a.result_id, *seq)).collect::<Vec<_>>(),
+            [(3, 4)],
+            "known tasks are not new"
+        );
         journal.start("http://a", 1, 0, 12).await.expect("start");
         journal.progress(&[("http://a", 1, 700)]).await.expect("progress");
         journal.start("http://a", 2, 0, 12).await.expect("start");
@@ -730,8 +743,7 @@ mod tests {
             server: "http://a",
             report: &report,
             app_digest: &"a".repeat(64),
-            segment: Some((50, 10)),
-            whole: true,
+            stats: AppStats::learn(None, 50, 10, Some(50)),
             outcome: "success".into(),
         };
         journal.finish(&[finished], 13).await.expect("finish");
@@ -766,6 +778,18 @@ mod tests {
         // A new registration at that coordinator: nothing of the old one stays.
         assert_eq!(journal.forget_server("http://a").await.expect("forget server"), [1]);
         assert!(journal.pending("http://a").await.expect("pending").is_empty());
+    }
+
+    #[test]
+    fn app_stats_are_moving_averages() {
+        assert_eq!(AppStats::learn(None, 0, 10, None), None, "nothing ran");
+        let first = AppStats::learn(None, 1_000, 100, None).expect("a speed");
+        assert_eq!(first, AppStats { fuel_per_task: -1.0, fuel_per_second: 10_000.0 }, "no whole task yet");
+        let second = AppStats::learn(Some(first), 2_000, 100, Some(2_000)).expect("learnt");
+        assert_eq!(second.fuel_per_task, 2_000.0, "the first whole task sets it");
+        assert!((second.fuel_per_second - 13_000.0).abs() < 1e-6, "{second:?}");
+        let third = AppStats::learn(Some(second), 1_000, 100, Some(1_000)).expect("learnt");
+        assert!((third.fuel_per_task - 1_700.0).abs() < 1e-6, "{third:?}");
     }
 
     #[tokio::test]

@@ -36,7 +36,7 @@ use tonic::{Code, Status};
 use tracing::{debug, error, info, warn};
 
 use crate::client::{Backoff, Client, DownloadError, Reported, is_bad_request};
-use crate::journal::{self, Finished, HostRecord, Identity, Journal, TaskState};
+use crate::journal::{AppStats, Finished, HostRecord, Identity, Journal, TaskState};
 use crate::sandbox::{ENGINE, Gate, Limits, Outcome, Sandbox, Status as TaskStatus, Task, TaskControl};
 use crate::schedule::{self, Buffer, Candidate, Choice};
 use crate::signing;
@@ -90,7 +90,7 @@ pub(crate) struct Worker {
     apps: HashMap<String, Arc<[u8]>>,
     /// Apps the worker knows it cannot get: why, by digest.
     unusable_apps: HashMap<String, String>,
-    app_stats: HashMap<String, journal::AppStats>,
+    app_stats: HashMap<String, AppStats>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     calls_tx: mpsc::UnboundedSender<(usize, Answer)>,
@@ -665,21 +665,15 @@ impl Worker {
             ReportedOutcome::Success => "success".to_string(),
             _ => format!("client error: {}", report.error_message),
         };
+        let whole_fuel = whole.then_some(report.fuel_used);
+        let stats = segment.and_then(|(fuel, run_time_ms)| {
+            AppStats::learn(self.app_stats.get(app_digest).copied(), fuel, run_time_ms, whole_fuel)
+        });
         let finished =
-            Finished { server: &self.attachments[index].server, report: &report, app_digest, segment, whole, outcome };
+            Finished { server: &self.attachments[index].server, report: &report, app_digest, stats, outcome };
         self.journal.finish(&[finished], now_ms()).await?;
-        if let Some((fuel, run_time_ms)) = segment.filter(|(fuel, ms)| *fuel > 0 && *ms > 0) {
-            let speed = fuel as f64 * 1000.0 / run_time_ms as f64;
-            let stats = self
-                .app_stats
-                .entry(app_digest.to_string())
-                .or_insert(journal::AppStats { fuel_per_task: -1.0, fuel_per_second: speed });
-            stats.fuel_per_second = 0.7 * stats.fuel_per_second + 0.3 * speed;
-            if whole {
-                let fuel = report.fuel_used as f64;
-                stats.fuel_per_task =
-                    if stats.fuel_per_task < 0.0 { fuel } else { 0.7 * stats.fuel_per_task + 0.3 * fuel };
-            }
+        if let Some(stats) = stats {
+            self.app_stats.insert(app_digest.to_string(), stats);
         }
         self.unreported[index].push(Unreported { report, since: Instant::now() });
         Ok(())
@@ -899,12 +893,11 @@ impl Worker {
                     self.settle(index, &response.accepted, &[], &response.abort, &sent).await?;
                     let n = response.assignments.len();
                     let new = self.journal.receive(&server, response.assignments, now_ms()).await?;
-                    for assignment in new {
+                    for (assignment, seq) in new {
                         let key = (index, assignment.result_id);
                         if self.running.contains_key(&key) {
                             continue;
                         }
-                        let seq = self.journal.seq(&server, assignment.result_id).await?;
                         self.queue.insert(key, Queued { assignment, seq, fuel_before: 0 });
                     }
                     let attachment = &mut self.attachments[index];
