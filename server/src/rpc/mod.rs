@@ -5,7 +5,6 @@
 //! - `scheduler`: the `Scheduler` service spoken by volunteer workers.
 //! - `projects`: the `Projects` service spoken by the `quorum` CLI.
 //! - `status`: the one mapping from errors to `tonic::Status`.
-//! - `signing`: the app signature that goes with every copy handed out.
 //! - `limits`: rate limits of registrations (per address) and requests (per host).
 //! - `auth`: the caller of a request (API token and role, or a refused host token).
 
@@ -13,7 +12,6 @@ pub mod auth;
 pub mod limits;
 pub mod projects;
 pub mod scheduler;
-pub mod signing;
 pub mod status;
 
 use std::sync::Arc;

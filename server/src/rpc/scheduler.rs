@@ -126,8 +126,7 @@ impl Scheduler for SchedulerService {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
         }
         let retry_after_ms = if leased.is_empty() { scheduler::NO_WORK_RETRY_MS } else { 0 };
-        let mut assignments: Vec<Assignment> = leased.into_iter().map(assignment).collect();
-        super::signing::attach_signatures(&self.ctx, &mut assignments).await?;
+        let assignments: Vec<Assignment> = leased.into_iter().map(assignment).collect();
         Ok(Response::new(RequestWorkResponse {
             assignments,
             retry_after_ms,
@@ -198,9 +197,8 @@ fn assignment(a: store::Assignment) -> Assignment {
         deadline_unix_ms: a.deadline.0,
         nan_canonicalization: a.nan_canonicalization,
         work_unit_name: a.work_unit_name,
-        // Filled in by `signing::attach_signatures`.
-        app_signature: Vec::new(),
-        app_public_key: Vec::new(),
+        app_signature: a.app_signature.as_ref().map(|s| s.signature().to_vec()).unwrap_or_default(),
+        app_public_key: a.app_signature.as_ref().map(|s| s.public_key().to_vec()).unwrap_or_default(),
     }
 }
 

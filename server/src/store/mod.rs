@@ -35,6 +35,7 @@ use sqlx::ConnectOptions as _;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::domain::Timestamp;
 use crate::domain::lifecycle::ReportError;
 use crate::validators::{self, Validators};
 
@@ -91,9 +92,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    /// Secret mixed into adaptive replication's draws, so hosts cannot predict
-    /// which work units will be accepted on a single result.
-    secret: u64,
     /// Custom validator modules, compiled once.
     validators: Validators,
     /// The writer task that group-commits the scheduler's writes.
@@ -110,7 +108,9 @@ impl Store {
         Store::open_with_secret(path, rand::rng().next_u64()).await
     }
 
-    /// Opens the store with a chosen secret, so that simulations are reproducible.
+    /// Opens the store with a chosen secret (mixed into adaptive replication's
+    /// draws, so hosts cannot predict which work units will be accepted on a
+    /// single result), so that simulations are reproducible.
     pub async fn open_with_secret(path: &Path, secret: u64) -> Result<Store> {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
@@ -127,17 +127,14 @@ impl Store {
         let validators = Validators::default();
         let connection = options.connect().await?;
         let writer = writer::spawn(connection, validators.clone(), secret);
-        Ok(Store { pool, secret, validators, writer })
+        Ok(Store { pool, validators, writer })
     }
 
-    /// Hands `request` to the writer task and waits for its answer (sent
-    /// once the group it ran in is committed).
-    async fn submit_write<T>(
-        &self,
-        request: impl FnOnce(tokio::sync::oneshot::Sender<Result<T>>) -> writer::Request,
-    ) -> Result<T> {
+    /// Hands `call` to the writer task and waits for its answer (sent once
+    /// the group it ran in is committed).
+    async fn submit_write(&self, call: scheduling::Call, now: Timestamp) -> Result<scheduling::Answer> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.writer.send(writer::Job::Write(request(reply))).await.map_err(|_| Error::Closed)?;
+        self.writer.send(writer::Job::Write(writer::Request { call, now, reply })).await.map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 

@@ -6,12 +6,14 @@ use std::collections::{HashMap, HashSet};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use super::bulk;
 use super::rows::{self, int};
-use super::transitions::{Event, apply_host_events, transition_work_unit, transition_work_units};
+use super::transitions::{Event, apply_host_events, transition_work_units};
 use super::{Error, Result, Store};
-use super::{bulk, writer};
 use crate::domain::lifecycle::{self, HostEvent, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
+use crate::domain::signing::AppSignature;
+use crate::domain::trust::HostTrust;
 use crate::domain::{HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
 use crate::validators::Validators;
 
@@ -38,6 +40,8 @@ pub struct Assignment {
     pub work_unit_name: String,
     pub project: String,
     pub app_digest: String,
+    /// The project's app signature, when its app is signed.
+    pub app_signature: Option<AppSignature>,
     pub input: Vec<u8>,
     pub random_seed: u64,
     pub limits: Limits,
@@ -133,47 +137,13 @@ impl Store {
         Ok(host)
     }
 
-    /// Leases up to `slots` unsent copies to `host`, oldest first, within
-    /// the host's daily quota, never two copies of one work unit to the same
-    /// host nor to two hosts of one volunteer account. Under adaptive
-    /// replication, a work unit whose first copy goes to a trusted host may be
-    /// accepted on that copy alone. One transaction.
+    /// Leases up to `slots` unsent copies to `host`: a [`Store::request_work`]
+    /// with no report, for simulations and tests. The copies the host should
+    /// abort are not returned (they are over all the same): callers that deal
+    /// with aborts use `request_work`.
     pub async fn lease_work(&self, host: HostId, slots: u32, now: Timestamp) -> Result<Vec<Assignment>> {
-        let mut tx = self.write().await?;
-        let assignments = lease(&mut tx, &self.validators, self.secret, host, slots, now).await?;
-        tx.commit().await?;
-        Ok(assignments)
-    }
-
-    /// BOINC's "resend lost results": copies in progress for `host`, still
-    /// wanted and within their deadline, that the host does not list in
-    /// `held` (the answer that gave them was lost, e.g. in a coordinator
-    /// crash). They are handed out again with their original deadline.
-    pub async fn lost_results(&self, host: HostId, held: &[ResultId], now: Timestamp) -> Result<Vec<Assignment>> {
-        let mut tx = self.pool.begin().await?;
-        let lost = lost(&mut tx, host, held, now).await?;
-        tx.commit().await?;
-        Ok(lost)
-    }
-
-    /// Copies `host` holds whose work unit has ended: they are over, and the
-    /// host should abort them. One transaction.
-    pub async fn take_aborts(&self, host: HostId) -> Result<Vec<ResultId>> {
-        // Most calls find nothing: look before taking the write lock.
-        let any = sqlx::query(
-            "SELECT 1 FROM results r JOIN work_units w ON w.id = r.work_unit_id \
-             WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state != 'open' LIMIT 1",
-        )
-        .bind(host.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        if any.is_none() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.write().await?;
-        let abort = abort_unneeded(&mut tx, host).await?;
-        tx.commit().await?;
-        Ok(abort)
+        let request = WorkRequest { slots, ..WorkRequest::default() };
+        Ok(self.request_work(host, request, now).await?.assignments)
     }
 
     /// Records a batch of reports from `host` and brings their work units up
@@ -183,8 +153,11 @@ impl Store {
     /// recorded is acknowledged again without counting twice.
     /// Group-committed with other calls' writes (see `writer`).
     pub async fn record_reports(&self, host: HostId, reports: &[ReportInput], now: Timestamp) -> Result<ReportSummary> {
-        let reports = reports.to_vec();
-        self.submit_write(|reply| writer::Request::Report { host, reports, now, reply }).await
+        let call = Call::Report { host, reports: reports.to_vec() };
+        match self.submit_write(call, now).await? {
+            Answer::Report(summary) => Ok(summary),
+            Answer::RequestWork(_) => unreachable!("a report call is answered with a report summary"),
+        }
     }
 
     /// One turn of a worker's loop, in one transaction: records `reports`
@@ -194,48 +167,82 @@ impl Store {
     /// abort. If any report is refused, nothing changes and the error is returned.
     /// Group-committed with other calls' writes (see `writer`).
     pub async fn request_work(&self, host: HostId, request: WorkRequest, now: Timestamp) -> Result<WorkReply> {
-        self.submit_write(|reply| writer::Request::RequestWork { host, request, now, reply }).await
+        match self.submit_write(Call::RequestWork { host, request }, now).await? {
+            Answer::RequestWork(reply) => Ok(reply),
+            Answer::Report(_) => unreachable!("a work request is answered with a work reply"),
+        }
     }
 }
 
-/// The body of [`Store::request_work`], inside the caller's transaction.
-pub(super) async fn request_work(
+/// One scheduler call that writes, as the writer task groups them.
+#[derive(Debug)]
+pub(super) enum Call {
+    RequestWork { host: HostId, request: WorkRequest },
+    Report { host: HostId, reports: Vec<ReportInput> },
+}
+
+impl Call {
+    fn host(&self) -> HostId {
+        match self {
+            Call::RequestWork { host, .. } | Call::Report { host, .. } => *host,
+        }
+    }
+
+    fn reports(&self) -> &[ReportInput] {
+        match self {
+            Call::RequestWork { request, .. } => &request.reports,
+            Call::Report { reports, .. } => reports,
+        }
+    }
+}
+
+/// What a [`Call`] is answered.
+#[derive(Debug)]
+pub(super) enum Answer {
+    RequestWork(WorkReply),
+    Report(ReportSummary),
+}
+
+/// Runs a group of calls inside the caller's transaction with a few
+/// set-based statements for the whole group, not per call: the reports of
+/// every call are read, decided (by the domain) and written together, their
+/// work units brought up to date together, then lost copies, new copies and
+/// aborts are chosen for every host with one candidate query. Each call gets
+/// its answer, or its refusal: a refused call (a report that must be refused)
+/// is decided before anything is written, and nothing of it is written.
+/// An `Err` is a database failure: the transaction must not be committed.
+pub(super) async fn run_calls(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
     secret: u64,
-    host: HostId,
-    request: &WorkRequest,
+    calls: &[Call],
     now: Timestamp,
-) -> Result<WorkReply> {
-    let mut reply = WorkReply::default();
-    if !request.reports.is_empty() {
-        reply.accepted = record(tx, validators, host, &request.reports, now).await?;
-    }
-    if let Some(held) = &request.held {
-        reply.assignments = lost(tx, host, held, now).await?;
-        reply.n_lost = reply.assignments.len();
-    }
-    let wanted = request.slots.saturating_sub(reply.assignments.len() as u32);
-    if wanted > 0 {
-        reply.assignments.extend(lease(tx, validators, secret, host, wanted, now).await?);
-    }
-    reply.abort = abort_unneeded(tx, host).await?;
-    Ok(reply)
+) -> Result<Vec<Result<Answer>>> {
+    let mut refused: Vec<Option<Error>> = calls.iter().map(|_| None).collect();
+    let accepted = record(tx, validators, calls, &mut refused, now).await?;
+    let mut assignments = lost(tx, calls, &refused, now).await?;
+    let n_lost: Vec<usize> = assignments.iter().map(Vec::len).collect();
+    lease(tx, validators, secret, calls, &mut refused, &mut assignments, now).await?;
+    let aborts = abort_unneeded(tx, calls, &refused).await?;
+    let answers = calls
+        .iter()
+        .zip(refused)
+        .zip(accepted.into_iter().zip(assignments).zip(n_lost))
+        .map(|((call, refused), ((accepted, assignments), n_lost))| {
+            if let Some(error) = refused {
+                return Err(error);
+            }
+            let abort = aborts.get(&call.host().0).cloned().unwrap_or_default();
+            Ok(match call {
+                Call::RequestWork { .. } => Answer::RequestWork(WorkReply { accepted, assignments, n_lost, abort }),
+                Call::Report { .. } => Answer::Report(ReportSummary { accepted, abort }),
+            })
+        })
+        .collect();
+    Ok(answers)
 }
 
-/// The body of [`Store::record_reports`], inside the caller's transaction.
-pub(super) async fn record_reports(
-    tx: &mut Transaction<'_, Sqlite>,
-    validators: &Validators,
-    host: HostId,
-    reports: &[ReportInput],
-    now: Timestamp,
-) -> Result<ReportSummary> {
-    let accepted = record(tx, validators, host, reports, now).await?;
-    Ok(ReportSummary { accepted, abort: abort_unneeded(tx, host).await? })
-}
-
-/// What the store knows of a reported copy, read once per batch of reports.
+/// What the store knows of a reported copy, read once per group.
 struct Reported {
     copy: lifecycle::ResultCopy,
     work_unit_id: i64,
@@ -244,20 +251,39 @@ struct Reported {
     output_limit: u64,
 }
 
-/// Records reports and brings their work units up to date; returns the ids
-/// accepted. Every report is checked (by the domain) before anything is
-/// written, so a refused one leaves nothing behind; then the copies, the
-/// host, the batches and the work units are written with a few set-based
-/// statements.
-async fn record(
+/// A report to be written: the copy as it is now, and what it means for its
+/// host, work unit and batch.
+struct Recorded<'a> {
+    host: HostId,
+    input: &'a ReportInput,
+    copy: lifecycle::ResultCopy,
+    work_unit_id: i64,
+    batch_id: Option<i64>,
+    turnaround: Option<u64>,
+}
+
+/// Records the reports of every call not refused and brings their work
+/// units up to date; returns the ids accepted, per call. Each call's reports
+/// are decided (by the domain) before anything is written: a call with a
+/// report to refuse gets its refusal in `refused` and nothing of it is
+/// written. Then the copies, hosts, batches and work units are written with a
+/// few set-based statements for the whole group.
+async fn record<'a>(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
-    host: HostId,
-    reports: &[ReportInput],
+    calls: &'a [Call],
+    refused: &mut [Option<Error>],
     now: Timestamp,
-) -> Result<Vec<ResultId>> {
-    let mut known: HashMap<i64, Reported> = HashMap::with_capacity(reports.len());
-    let ids: Vec<i64> = reports.iter().map(|input| input.result_id.0).collect();
+) -> Result<Vec<Vec<ResultId>>> {
+    let mut accepted: Vec<Vec<ResultId>> = calls.iter().map(|_| Vec::new()).collect();
+    let mut ids: Vec<i64> =
+        calls.iter().flat_map(|call| call.reports().iter().map(|input| input.result_id.0)).collect();
+    if ids.is_empty() {
+        return Ok(accepted);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut known: HashMap<i64, Reported> = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(concat!(
             "SELECT ",
@@ -277,29 +303,18 @@ async fn record(
             known.insert(reported.copy.id.0, reported);
         }
     }
-    // Decide every report first, in order (a copy reported twice in one batch
-    // sees its first report), so that a refusal writes nothing.
-    let mut accepted = Vec::with_capacity(reports.len());
-    let mut recorded = Vec::new();
-    for input in reports {
-        let reported =
-            known.get_mut(&input.result_id.0).ok_or(ReportError::NotYourResult { result: input.result_id })?;
-        if input.output.len() as u64 > reported.output_limit && reported.copy.host_id == Some(host) {
-            return Err(Error::OutputTooLarge {
-                result: input.result_id.0,
-                size: input.output.len(),
-                limit: reported.output_limit,
-            });
+    let mut recorded: Vec<Recorded<'a>> = Vec::new();
+    for (i, call) in calls.iter().enumerate() {
+        if call.reports().is_empty() {
+            continue;
         }
-        match lifecycle::apply_report(&reported.copy, host, &input.report)? {
-            ReportDecision::Record(copy) => {
-                reported.copy = copy.clone();
-                let turnaround = reported.sent_at.map(|sent| u64::try_from(now.0 - sent).unwrap_or(0));
-                recorded.push((input, copy, reported.work_unit_id, reported.batch_id, turnaround));
+        match decide(&mut known, call.host(), call.reports(), now) {
+            Ok((ids, decided)) => {
+                accepted[i] = ids;
+                recorded.extend(decided);
             }
-            ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
+            Err(error) => refused[i] = Some(error),
         }
-        accepted.push(input.result_id);
     }
     if recorded.is_empty() {
         return Ok(accepted);
@@ -309,7 +324,8 @@ async fn record(
             "WITH v(id, server_state, outcome, validate_state, output, output_digest, fuel_used, run_time_ms, \
              stderr_tail, error_message, engine, resumed) AS (",
         );
-        query.push_values(chunk, |mut row, (input, copy, ..)| {
+        query.push_values(chunk, |mut row, recorded| {
+            let (input, copy) = (recorded.input, &recorded.copy);
             let success = copy.outcome == Some(lifecycle::Outcome::Success);
             row.push_bind(copy.id.0)
                 .push_bind(copy.server_state.as_str())
@@ -337,54 +353,104 @@ async fn record(
         query.build().persistent(false).execute(&mut **tx).await?;
     }
     let events: Vec<(HostId, HostEvent)> =
-        recorded.iter().filter_map(|(_, copy, ..)| lifecycle::report_event(copy).map(|event| (host, event))).collect();
+        recorded.iter().filter_map(|r| lifecycle::report_event(&r.copy).map(|event| (r.host, event))).collect();
     apply_host_events(tx, &events).await?;
-    let notes: Vec<(Option<i64>, bool, Option<u64>)> = recorded
-        .iter()
-        .map(|(_, copy, _, batch, turnaround)| (*batch, copy.outcome == Some(lifecycle::Outcome::Success), *turnaround))
-        .collect();
-    note_reports(tx, host, &notes).await?;
-    let touched: Vec<WorkUnitId> = recorded.iter().map(|(_, _, work_unit, ..)| WorkUnitId(*work_unit)).collect();
+    note_reports(tx, &recorded).await?;
+    let touched: Vec<WorkUnitId> = recorded.iter().map(|r| WorkUnitId(r.work_unit_id)).collect();
     transition_work_units(tx, validators, &touched, Event::Update, now).await?;
     Ok(accepted)
 }
 
-/// Leases up to `slots` unsent copies to `host`, oldest first, within
-/// the host's daily quota, never two copies of one work unit to the same
-/// host nor to two hosts of one volunteer account. Under adaptive
-/// replication, a work unit whose first copy goes to a trusted host may be
-/// accepted on that copy alone. One transaction.
-async fn lease(
-    tx: &mut Transaction<'_, Sqlite>,
-    validators: &Validators,
-    secret: u64,
+/// Decides one call's reports, in order (a copy reported twice in one call
+/// sees its first report), against `known`, which is updated only if every
+/// report is accepted: a refused call leaves it as it was.
+fn decide<'a>(
+    known: &mut HashMap<i64, Reported>,
     host: HostId,
-    slots: u32,
+    reports: &'a [ReportInput],
     now: Timestamp,
-) -> Result<Vec<Assignment>> {
-    let query = concat!("SELECT account, avg_turnaround_ms, ", rows::host_trust_columns!(), " FROM hosts WHERE id = ?");
-    let host_row = sqlx::query(query).bind(host.0).fetch_optional(&mut **tx).await?.ok_or(Error::UnknownHost)?;
-    let account: String = host_row.try_get("account")?;
-    let host_turnaround = rows::optional_u64(&host_row, "avg_turnaround_ms")?;
-    let mut trust = rows::host_trust(&host_row)?;
-    let slots = slots.min(trust.remaining_today(now)) as usize;
-    let mut assignments = Vec::new();
-    let mut taken: HashSet<i64> = HashSet::new();
-    let mut single = Vec::new();
-    // Candidates come a page at a time, highest priority first, then
-    // oldest; copies of work units this host (or its account) already has
-    // are skipped. A few pages bound the cost of one request.
-    let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
-    for _ in 0..4 {
-        let wanted = slots - assignments.len();
-        if wanted == 0 {
-            break;
+) -> Result<(Vec<ResultId>, Vec<Recorded<'a>>)> {
+    let mut accepted = Vec::with_capacity(reports.len());
+    let mut recorded: Vec<Recorded<'a>> = Vec::new();
+    // Copies this call changed, as they are after its reports so far.
+    let mut changed: HashMap<i64, lifecycle::ResultCopy> = HashMap::new();
+    for input in reports {
+        let reported = known.get(&input.result_id.0).ok_or(ReportError::NotYourResult { result: input.result_id })?;
+        let copy = changed.get(&input.result_id.0).unwrap_or(&reported.copy);
+        if input.output.len() as u64 > reported.output_limit && copy.host_id == Some(host) {
+            return Err(Error::OutputTooLarge {
+                result: input.result_id.0,
+                size: input.output.len(),
+                limit: reported.output_limit,
+            });
         }
-        let query = concat!(
+        match lifecycle::apply_report(copy, host, &input.report)? {
+            ReportDecision::Record(copy) => {
+                changed.insert(copy.id.0, copy.clone());
+                let turnaround = reported.sent_at.map(|sent| u64::try_from(now.0 - sent).unwrap_or(0));
+                recorded.push(Recorded {
+                    host,
+                    input,
+                    copy,
+                    work_unit_id: reported.work_unit_id,
+                    batch_id: reported.batch_id,
+                    turnaround,
+                });
+            }
+            ReportDecision::AlreadyRecorded | ReportDecision::Ignore => {}
+        }
+        accepted.push(input.result_id);
+    }
+    for (id, copy) in changed {
+        if let Some(reported) = known.get_mut(&id) {
+            reported.copy = copy;
+        }
+    }
+    Ok((accepted, recorded))
+}
+
+/// A host asking for new copies, as read once per group after its reports.
+struct Lessee {
+    account: String,
+    turnaround: Option<u64>,
+    trust: HostTrust,
+    /// Copies it may still receive today.
+    remaining: u32,
+    /// Copies it got in this group.
+    sent: u32,
+}
+
+/// An unsent copy offered to the hosts of a group.
+struct Candidate {
+    row: SqliteRow,
+    result_id: i64,
+    work_unit_id: i64,
+    taken: bool,
+}
+
+/// Who already holds a copy of a candidate's work unit: hosts and accounts.
+#[derive(Default)]
+struct Holders {
+    hosts: Vec<i64>,
+    accounts: Vec<String>,
+    /// Accepted on a single copy in this group: no other copy goes out.
+    closed: bool,
+}
+
+/// The candidate query: unsent copies, highest priority first, then oldest,
+/// after a (priority, id) cursor, with who already holds a copy of their work
+/// unit (by host, and by volunteer account when `ACCOUNTS` is spliced in).
+macro_rules! candidates_query {
+    ($accounts:expr) => {
+        concat!(
             "SELECT r.id AS result_id, r.priority AS result_priority, r.work_unit_id, r.created_at, \
              w.name AS work_unit_name, w.input, \
-             p.name AS project, p.app_digest, b.n_work_units AS batch_size, b.n_ended AS batch_ended, \
-             b.avg_turnaround_ms AS batch_turnaround, ",
+             p.name AS project, p.app_digest, p.app_signature, p.app_public_key, \
+             b.n_work_units AS batch_size, b.n_ended AS batch_ended, b.avg_turnaround_ms AS batch_turnaround, \
+             (SELECT group_concat(o.host_id) FROM results o \
+               WHERE o.work_unit_id = r.work_unit_id AND o.host_id IS NOT NULL) AS holders, ",
+            $accounts,
+            " AS holder_accounts, ",
             rows::work_unit_policy_columns!(),
             " FROM results r \
              JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
@@ -392,137 +458,331 @@ async fn lease(
              WHERE r.server_state = 'unsent' AND p.state = 'active' \
              AND (r.priority < ? OR (r.priority = ? AND r.id > ?)) \
              AND (b.id IS NULL OR b.state = 'active') \
-             AND NOT EXISTS (SELECT 1 FROM results o WHERE o.work_unit_id = r.work_unit_id AND o.host_id = ?) \
-             AND (? = '' OR NOT EXISTS (SELECT 1 FROM results o JOIN hosts h ON h.id = o.host_id \
-               WHERE o.work_unit_id = r.work_unit_id AND h.account = ?)) \
              ORDER BY r.priority DESC, r.id LIMIT ?"
-        );
-        let page_size = wanted * 2 + 16;
+        )
+    };
+}
+
+/// Separates accounts in `holder_accounts`.
+const ACCOUNT_SEPARATOR: char = '\u{1f}';
+
+/// Leases unsent copies to the calls asking for work, in call order, each up
+/// to its free slots and its host's daily quota, never two copies of one
+/// work unit to the same host nor to two hosts of one volunteer account.
+/// The candidates are read a page at a time for the whole group. Under
+/// adaptive replication, a work unit whose first copy goes to a trusted host
+/// may be accepted on that copy alone.
+async fn lease(
+    tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
+    secret: u64,
+    calls: &[Call],
+    refused: &mut [Option<Error>],
+    assignments: &mut [Vec<Assignment>],
+    now: Timestamp,
+) -> Result<()> {
+    // What each call still wants.
+    let mut wants: Vec<usize> = calls
+        .iter()
+        .zip(refused.iter())
+        .zip(assignments.iter())
+        .map(|((call, refused), got)| match (call, refused) {
+            (Call::RequestWork { request, .. }, None) => (request.slots as usize).saturating_sub(got.len()),
+            _ => 0,
+        })
+        .collect();
+    if wants.iter().all(|&w| w == 0) {
+        return Ok(());
+    }
+    let mut hosts: Vec<i64> = calls.iter().zip(&wants).filter(|(_, w)| **w > 0).map(|(c, _)| c.host().0).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let mut lessees: HashMap<i64, Lessee> = HashMap::with_capacity(hosts.len());
+    for chunk in hosts.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(concat!(
+            "SELECT id, account, avg_turnaround_ms, ",
+            rows::host_trust_columns!(),
+            " FROM hosts WHERE id IN "
+        ));
+        bulk::push_list(&mut query, chunk);
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            let trust = rows::host_trust(&row)?;
+            let lessee = Lessee {
+                account: row.try_get("account")?,
+                turnaround: rows::optional_u64(&row, "avg_turnaround_ms")?,
+                remaining: trust.remaining_today(now),
+                trust,
+                sent: 0,
+            };
+            lessees.insert(row.try_get("id")?, lessee);
+        }
+    }
+    for (i, call) in calls.iter().enumerate() {
+        if wants[i] > 0 && !lessees.contains_key(&call.host().0) {
+            // Hosts are never deleted, and a call with recorded reports has a
+            // host that holds copies: this call has written nothing.
+            refused[i] = Some(Error::UnknownHost);
+            wants[i] = 0;
+        }
+    }
+    let query = if lessees.values().any(|l| !l.account.is_empty()) {
+        candidates_query!(
+            "(SELECT group_concat(h.account, char(31)) FROM results o JOIN hosts h ON h.id = o.host_id \
+             WHERE o.work_unit_id = r.work_unit_id AND h.account != '')"
+        )
+    } else {
+        candidates_query!("NULL")
+    };
+    let total: usize = wants.iter().sum();
+    let page_size = (total * 2 + 16).min(MAX_PAGE);
+    let max_pages = 4 + total / MAX_PAGE;
+    let mut holders: HashMap<i64, Holders> = HashMap::new();
+    let mut single: Vec<WorkUnitId> = Vec::new();
+    let mut leased: Vec<(i64, HostId, Timestamp)> = Vec::new();
+    let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
+    for _ in 0..max_pages {
+        if wants.iter().all(|&w| w == 0) {
+            break;
+        }
         let page = sqlx::query(query)
             .bind(after_priority)
             .bind(after_priority)
             .bind(after_id)
-            .bind(host.0)
-            .bind(&account)
-            .bind(&account)
             .bind(page_size as i64)
             .fetch_all(&mut **tx)
             .await?;
-        for row in &page {
+        let full = page.len() == page_size;
+        let mut candidates = Vec::with_capacity(page.len());
+        for row in page {
             after_id = row.try_get("result_id")?;
             after_priority = row.try_get("result_priority")?;
             let work_unit_id: i64 = row.try_get("work_unit_id")?;
-            if assignments.len() == slots || taken.contains(&work_unit_id) {
-                continue;
+            let entry = holders.entry(work_unit_id).or_default();
+            if let Some(list) = row.try_get::<Option<String>, _>("holders")? {
+                for host in list.split(',') {
+                    let host = host
+                        .parse()
+                        .map_err(|_| Error::Corrupt { table: "results", detail: format!("host id {host:?}") })?;
+                    if !entry.hosts.contains(&host) {
+                        entry.hosts.push(host);
+                    }
+                }
             }
-            let policy = rows::policy(row)?;
-            // The tail of a batch goes preferably to hosts with a short turnaround.
-            let in_tail = batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
-            let waited =
-                u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
-            let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
-            if in_tail
-                && !batch::may_take_tail_copy(host_turnaround, batch_turnaround, waited, policy.deadline_ms() / 10)
-            {
-                continue;
+            if let Some(list) = row.try_get::<Option<String>, _>("holder_accounts")? {
+                entry.accounts.extend(list.split(ACCOUNT_SEPARATOR).map(str::to_owned));
             }
-            taken.insert(work_unit_id);
-            if policy.adaptive_replication()
-                && trust::accept_single(trust.consecutive_valid, trust::draw(secret, ResultId(after_id)))
-                && first_copy(tx, WorkUnitId(work_unit_id)).await?
-            {
-                single.push(WorkUnitId(work_unit_id));
-            }
-            let deadline = scheduler::deadline(now, &policy);
-            assignments.push(assignment(row, deadline)?);
+            candidates.push(Candidate { row, result_id: after_id, work_unit_id, taken: false });
         }
-        if page.len() < page_size {
+        for (i, call) in calls.iter().enumerate() {
+            if wants[i] == 0 {
+                continue;
+            }
+            let host = call.host();
+            for candidate in candidates.iter_mut().filter(|c| !c.taken) {
+                let lessee = lessees.get_mut(&host.0).expect("every host asking has a row");
+                if wants[i] == 0 || lessee.sent >= lessee.remaining {
+                    break;
+                }
+                let held = holders.get_mut(&candidate.work_unit_id).expect("every candidate has holders");
+                if held.closed
+                    || held.hosts.contains(&host.0)
+                    || (!lessee.account.is_empty() && held.accounts.contains(&lessee.account))
+                {
+                    continue;
+                }
+                let row = &candidate.row;
+                let policy = rows::policy(row)?;
+                // The tail of a batch goes preferably to hosts with a short turnaround.
+                let in_tail =
+                    batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
+                let waited =
+                    u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
+                let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
+                if in_tail
+                    && !batch::may_take_tail_copy(
+                        lessee.turnaround,
+                        batch_turnaround,
+                        waited,
+                        policy.deadline_ms() / 10,
+                    )
+                {
+                    continue;
+                }
+                if policy.adaptive_replication()
+                    && held.hosts.is_empty()
+                    && trust::accept_single(
+                        lessee.trust.consecutive_valid,
+                        trust::draw(secret, ResultId(candidate.result_id)),
+                    )
+                    && first_copy(tx, WorkUnitId(candidate.work_unit_id)).await?
+                {
+                    single.push(WorkUnitId(candidate.work_unit_id));
+                    held.closed = true;
+                }
+                held.hosts.push(host.0);
+                if !lessee.account.is_empty() {
+                    held.accounts.push(lessee.account.clone());
+                }
+                candidate.taken = true;
+                lessee.sent += 1;
+                wants[i] -= 1;
+                let deadline = scheduler::deadline(now, &policy);
+                leased.push((candidate.result_id, host, deadline));
+                assignments[i].push(assignment(row, deadline)?);
+            }
+        }
+        if !full {
             break;
         }
     }
-    for chunk in assignments.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new("WITH v(id, deadline) AS (");
-        query.push_values(chunk, |mut row, assignment| {
-            row.push_bind(assignment.result_id.0).push_bind(assignment.deadline.0);
+    for chunk in leased.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new("WITH v(id, host_id, deadline) AS (");
+        query.push_values(chunk, |mut row, (id, host, deadline)| {
+            row.push_bind(*id).push_bind(host.0).push_bind(deadline.0);
         });
-        query.push(") UPDATE results SET server_state = 'in_progress', host_id = ");
-        query.push_bind(host.0);
-        query.push(", sent_at = ");
+        query.push(") UPDATE results SET server_state = 'in_progress', host_id = v.host_id, sent_at = ");
         query.push_bind(now.0);
         query.push(", deadline = v.deadline FROM v WHERE results.id = v.id");
         query.build().persistent(false).execute(&mut **tx).await?;
     }
-    for work_unit in single {
-        sqlx::query("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id = ?")
-            .bind(work_unit.0)
-            .execute(&mut **tx)
-            .await?;
-        transition_work_unit(tx, validators, work_unit, Event::Update, now).await?;
+    if !single.is_empty() {
+        for chunk in single.chunks(bulk::CHUNK) {
+            let mut query =
+                QueryBuilder::new("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id IN ");
+            bulk::push_list(&mut query, &chunk.iter().map(|w| w.0).collect::<Vec<_>>());
+            query.build().persistent(false).execute(&mut **tx).await?;
+        }
+        transition_work_units(tx, validators, &single, Event::Update, now).await?;
     }
-    if !assignments.is_empty() {
-        trust.record_sent(assignments.len() as u32, now);
-        sqlx::query("UPDATE hosts SET results_today = ?, quota_day = ? WHERE id = ?")
-            .bind(trust.results_today)
-            .bind(trust.quota_day)
-            .bind(host.0)
-            .execute(&mut **tx)
-            .await?;
+    let mut quotas: Vec<(i64, HostTrust)> = lessees
+        .into_iter()
+        .filter(|(_, lessee)| lessee.sent > 0)
+        .map(|(host, mut lessee)| {
+            lessee.trust.record_sent(lessee.sent, now);
+            (host, lessee.trust)
+        })
+        .collect();
+    quotas.sort_unstable_by_key(|(host, _)| *host);
+    for chunk in quotas.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new("WITH v(id, results_today, quota_day) AS (");
+        query.push_values(chunk, |mut row, (host, trust)| {
+            row.push_bind(*host).push_bind(trust.results_today).push_bind(trust.quota_day);
+        });
+        query.push(
+            ") UPDATE hosts SET results_today = v.results_today, quota_day = v.quota_day FROM v WHERE hosts.id = v.id",
+        );
+        query.build().persistent(false).execute(&mut **tx).await?;
     }
-    Ok(assignments)
+    Ok(())
 }
 
-/// Copies in progress for `host`, still wanted and within their deadline,
-/// that it does not list in `held`: their assignment was lost.
+/// Most candidates read at once.
+const MAX_PAGE: usize = 4096;
+
+/// For each call that lists what its host holds: the copies in progress for
+/// that host, still wanted and within their deadline, that it does not list
+/// (their assignment was lost). Only their ids are read, unless some are lost.
 async fn lost(
     tx: &mut Transaction<'_, Sqlite>,
-    host: HostId,
-    held: &[ResultId],
+    calls: &[Call],
+    refused: &[Option<Error>],
     now: Timestamp,
-) -> Result<Vec<Assignment>> {
-    let query = concat!(
-        "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
-         p.name AS project, p.app_digest, ",
-        rows::work_unit_policy_columns!(),
-        " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
-         LEFT JOIN batches b ON b.id = w.batch_id \
-         WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state = 'open' AND r.deadline > ? \
-         ORDER BY r.id"
-    );
-    let rows = sqlx::query(query).bind(host.0).bind(now.0).fetch_all(&mut **tx).await?;
-    let held: HashSet<ResultId> = held.iter().copied().collect();
-    let mut lost = Vec::new();
-    for row in &rows {
-        if !held.contains(&ResultId(row.try_get("result_id")?)) {
-            lost.push(assignment(row, Timestamp(row.try_get("deadline")?))?);
+) -> Result<Vec<Vec<Assignment>>> {
+    let mut lost: Vec<Vec<Assignment>> = calls.iter().map(|_| Vec::new()).collect();
+    let listing: Vec<(usize, HostId, HashSet<ResultId>)> = calls
+        .iter()
+        .zip(refused)
+        .enumerate()
+        .filter_map(|(i, (call, refused))| match (call, refused) {
+            (Call::RequestWork { host, request: WorkRequest { held: Some(held), .. } }, None) => {
+                Some((i, *host, held.iter().copied().collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    if listing.is_empty() {
+        return Ok(lost);
+    }
+    let mut hosts: Vec<i64> = listing.iter().map(|(_, host, _)| host.0).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let mut in_progress: HashMap<i64, Vec<i64>> = HashMap::new();
+    for chunk in hosts.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(
+            "SELECT r.id, r.host_id FROM results r WHERE r.server_state = 'in_progress' AND r.deadline > ",
+        );
+        query.push_bind(now.0);
+        query.push(" AND r.host_id IN ");
+        bulk::push_list(&mut query, chunk);
+        query.push(" ORDER BY r.id");
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            in_progress.entry(row.try_get("host_id")?).or_default().push(row.try_get("id")?);
+        }
+    }
+    // Which calls miss which copies.
+    let mut missing: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, host, held) in &listing {
+        for id in in_progress.get(&host.0).into_iter().flatten() {
+            if !held.contains(&ResultId(*id)) {
+                missing.entry(*id).or_default().push(*i);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(lost);
+    }
+    let mut ids: Vec<i64> = missing.keys().copied().collect();
+    ids.sort_unstable();
+    for chunk in ids.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(concat!(
+            "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
+             p.name AS project, p.app_digest, p.app_signature, p.app_public_key, ",
+            rows::work_unit_policy_columns!(),
+            " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
+             LEFT JOIN batches b ON b.id = w.batch_id WHERE w.state = 'open' AND r.id IN "
+        ));
+        bulk::push_list(&mut query, chunk);
+        query.push(" ORDER BY r.id");
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            let id: i64 = row.try_get("result_id")?;
+            let copy = assignment(&row, Timestamp(row.try_get("deadline")?))?;
+            for &i in missing.get(&id).into_iter().flatten() {
+                lost[i].push(copy.clone());
+            }
         }
     }
     Ok(lost)
 }
 
-/// Updates turnaround averages and the batches' error watch after reports
-/// (`(batch, success, turnaround)` each, in order); pauses a batch whose
-/// first results are mostly errors. One read and one write for the host and
-/// for each batch concerned.
-async fn note_reports(
-    tx: &mut Transaction<'_, Sqlite>,
-    host: HostId,
-    notes: &[(Option<i64>, bool, Option<u64>)],
-) -> Result<()> {
-    let samples: Vec<u64> = notes.iter().filter(|(_, success, _)| *success).filter_map(|(.., t)| *t).collect();
-    if !samples.is_empty() {
-        let row =
-            sqlx::query("SELECT avg_turnaround_ms FROM hosts WHERE id = ?").bind(host.0).fetch_one(&mut **tx).await?;
-        let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
-        for sample in samples {
-            average = Some(batch::update_turnaround(average, sample));
+/// Updates turnaround averages and the batches' error watch after reports,
+/// in order; pauses a batch whose first results are mostly errors. One read
+/// and one write for all the hosts concerned, and for each batch concerned.
+async fn note_reports(tx: &mut Transaction<'_, Sqlite>, recorded: &[Recorded<'_>]) -> Result<()> {
+    let success = |r: &Recorded<'_>| r.copy.outcome == Some(lifecycle::Outcome::Success);
+    let mut hosts: Vec<i64> =
+        recorded.iter().filter(|r| success(r) && r.turnaround.is_some()).map(|r| r.host.0).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    for chunk in hosts.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new("SELECT id, avg_turnaround_ms FROM hosts WHERE id IN ");
+        bulk::push_list(&mut query, chunk);
+        let mut averages: Vec<(i64, Option<u64>)> = Vec::with_capacity(chunk.len());
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            let host: i64 = row.try_get("id")?;
+            let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
+            for sample in recorded.iter().filter(|r| r.host.0 == host && success(r)).filter_map(|r| r.turnaround) {
+                average = Some(batch::update_turnaround(average, sample));
+            }
+            averages.push((host, average));
         }
-        sqlx::query("UPDATE hosts SET avg_turnaround_ms = ? WHERE id = ?")
-            .bind(average.map(int))
-            .bind(host.0)
-            .execute(&mut **tx)
-            .await?;
+        let mut query = QueryBuilder::new("WITH v(id, average) AS (");
+        query.push_values(&averages, |mut row, (host, average)| {
+            row.push_bind(*host).push_bind(average.map(int));
+        });
+        query.push(") UPDATE hosts SET avg_turnaround_ms = v.average FROM v WHERE hosts.id = v.id");
+        query.build().persistent(false).execute(&mut **tx).await?;
     }
-    let mut batches: Vec<i64> = notes.iter().filter_map(|(batch, ..)| *batch).collect();
+    let mut batches: Vec<i64> = recorded.iter().filter_map(|r| r.batch_id).collect();
     batches.sort_unstable();
     batches.dedup();
     for batch_id in batches {
@@ -535,11 +795,11 @@ async fn note_reports(
         let mut state: String = row.try_get("state")?;
         let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
         let mut pause_reason = None;
-        for (_, success, turnaround) in notes.iter().filter(|(batch, ..)| *batch == Some(batch_id)) {
+        for r in recorded.iter().filter(|r| r.batch_id == Some(batch_id)) {
             reported += 1;
-            errors += u32::from(!success);
-            if let (true, Some(sample)) = (*success, turnaround) {
-                average = Some(batch::update_turnaround(average, *sample));
+            errors += u32::from(!success(r));
+            if let (true, Some(sample)) = (success(r), r.turnaround) {
+                average = Some(batch::update_turnaround(average, sample));
             }
             if let (true, Some(reason)) = (state == "active", batch::auto_pause(reported, errors)) {
                 state = "paused".to_owned();
@@ -565,12 +825,15 @@ async fn note_reports(
 /// An assignment from a row with the columns of a lease query.
 fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
     let work_unit_id = WorkUnitId(row.try_get("work_unit_id")?);
+    let signature: Option<Vec<u8>> = row.try_get("app_signature")?;
+    let public_key: Option<Vec<u8>> = row.try_get("app_public_key")?;
     Ok(Assignment {
         result_id: ResultId(row.try_get("result_id")?),
         work_unit_id,
         work_unit_name: row.try_get("work_unit_name")?,
         project: row.try_get("project")?,
         app_digest: row.try_get("app_digest")?,
+        app_signature: signature.zip(public_key).map(|(s, k)| AppSignature::from_stored(s, k)),
         input: row.try_get("input")?,
         random_seed: scheduler::random_seed(work_unit_id),
         limits: rows::limits(row)?,
@@ -588,31 +851,46 @@ async fn first_copy(tx: &mut Transaction<'_, Sqlite>, work_unit: WorkUnitId) -> 
     Ok(row.try_get::<i64, _>("n")? == 0)
 }
 
-/// Copies `host` still has in progress whose work unit has ended: they are
-/// over (didn't need, or cancelled) and the host is told to abort them.
-async fn abort_unneeded(tx: &mut Transaction<'_, Sqlite>, host: HostId) -> Result<Vec<ResultId>> {
-    let rows = sqlx::query(
-        "SELECT r.id, w.state, w.fail_reason FROM results r JOIN work_units w ON w.id = r.work_unit_id \
-         WHERE r.host_id = ? AND r.server_state = 'in_progress' AND w.state != 'open'",
-    )
-    .bind(host.0)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut abort = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let state: String = row.try_get("state")?;
-        let fail_reason: Option<String> = row.try_get("fail_reason")?;
-        let state = WorkUnitState::parse(&state, fail_reason.as_deref()).ok_or_else(|| Error::Corrupt {
-            table: "work_units",
-            detail: format!("state {state:?} / {fail_reason:?}"),
-        })?;
-        let id: i64 = row.try_get("id")?;
-        sqlx::query("UPDATE results SET server_state = 'over', outcome = ? WHERE id = ?")
-            .bind(lifecycle::abort_outcome(state).as_str())
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        abort.push(ResultId(id));
+/// Copies the hosts of the calls not refused still have in progress whose
+/// work unit has ended: they are over (didn't need, or cancelled), and the
+/// hosts are told to abort them. By host.
+async fn abort_unneeded(
+    tx: &mut Transaction<'_, Sqlite>,
+    calls: &[Call],
+    refused: &[Option<Error>],
+) -> Result<HashMap<i64, Vec<ResultId>>> {
+    let mut hosts: Vec<i64> =
+        calls.iter().zip(refused).filter(|(_, refused)| refused.is_none()).map(|(call, _)| call.host().0).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let mut abort: HashMap<i64, Vec<ResultId>> = HashMap::new();
+    let mut over: Vec<(i64, &'static str)> = Vec::new();
+    for chunk in hosts.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(
+            "SELECT r.id, r.host_id, w.state, w.fail_reason FROM results r JOIN work_units w ON w.id = r.work_unit_id \
+             WHERE r.server_state = 'in_progress' AND w.state != 'open' AND r.host_id IN ",
+        );
+        bulk::push_list(&mut query, chunk);
+        query.push(" ORDER BY r.id");
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+            let state: String = row.try_get("state")?;
+            let fail_reason: Option<String> = row.try_get("fail_reason")?;
+            let state = WorkUnitState::parse(&state, fail_reason.as_deref()).ok_or_else(|| Error::Corrupt {
+                table: "work_units",
+                detail: format!("state {state:?} / {fail_reason:?}"),
+            })?;
+            let id: i64 = row.try_get("id")?;
+            over.push((id, lifecycle::abort_outcome(state).as_str()));
+            abort.entry(row.try_get("host_id")?).or_default().push(ResultId(id));
+        }
+    }
+    for chunk in over.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new("WITH v(id, outcome) AS (");
+        query.push_values(chunk, |mut row, (id, outcome)| {
+            row.push_bind(*id).push_bind(*outcome);
+        });
+        query.push(") UPDATE results SET server_state = 'over', outcome = v.outcome FROM v WHERE results.id = v.id");
+        query.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(abort)
 }

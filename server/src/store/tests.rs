@@ -203,13 +203,15 @@ async fn cancelling_retires_copies_and_aborts_those_in_flight() {
     assert_eq!(f.store.cancel_project(&name("p"), T0).await.unwrap(), 2);
     let s = status(&f.store, "p").await;
     assert_eq!((s.state.as_str(), s.work_units_failed, s.results_unsent), ("cancelled", 2, 0));
-    assert!(f.store.lease_work(a, 10, T0).await.unwrap().is_empty());
 
     let other = f.store.create_project(&project("q", 1, 1), &units(1), T0).await.unwrap();
     assert_eq!(other.1, 1);
-    let q = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let mut reply = f.store.request_work(a, work(vec![], None, 10), T0).await.unwrap();
+    assert_eq!(reply.abort, vec![leased[0].result_id], "the cancelled copy is aborted");
+    let q = reply.assignments.remove(0);
+    assert!(reply.assignments.is_empty(), "nothing from the cancelled project");
     let summary = f.store.record_reports(a, &[success(q.result_id, "v")], T0).await.unwrap();
-    assert_eq!(summary.abort, vec![leased[0].result_id], "the cancelled copy is aborted");
+    assert!(summary.abort.is_empty(), "an abort is told once");
     let late = f.store.record_reports(a, &[success(leased[0].result_id, "v")], T0).await.unwrap();
     assert_eq!(late.accepted, vec![leased[0].result_id], "a report of an aborted copy is acknowledged");
     assert_eq!(status(&f.store, "q").await.work_units_done, 1);
@@ -517,15 +519,20 @@ async fn lost_results_are_found_again() {
     let a = host(&f.store, "a").await;
     let leased = f.store.lease_work(a, 3, T0).await.unwrap();
     let ids: Vec<ResultId> = leased.iter().map(|x| x.result_id).collect();
-    assert!(f.store.lost_results(a, &ids, T0).await.unwrap().is_empty(), "nothing lost");
-    let lost = f.store.lost_results(a, &ids[..1], T0).await.unwrap();
-    assert_eq!(lost.iter().map(|x| x.result_id).collect::<Vec<_>>(), ids[1..].to_vec());
-    assert_eq!(lost[0].deadline, leased[1].deadline, "the original deadline stands");
-    assert_eq!(lost[0].input, leased[1].input);
+    let lost = |host, held: &[ResultId], now| {
+        let store = f.store.clone();
+        let request = work(vec![], Some(held.to_vec()), 0);
+        async move { store.request_work(host, request, now).await.unwrap().assignments }
+    };
+    assert!(lost(a, &ids, T0).await.is_empty(), "nothing lost");
+    let found = lost(a, &ids[..1], T0).await;
+    assert_eq!(found.iter().map(|x| x.result_id).collect::<Vec<_>>(), ids[1..].to_vec());
+    assert_eq!(found[0].deadline, leased[1].deadline, "the original deadline stands");
+    assert_eq!(found[0].input, leased[1].input);
     let b = host(&f.store, "b").await;
-    assert!(f.store.lost_results(b, &[], T0).await.unwrap().is_empty(), "only the host's own copies");
+    assert!(lost(b, &[], T0).await.is_empty(), "only the host's own copies");
     let late = T0.plus_ms(DEADLINE_MS);
-    assert!(f.store.lost_results(a, &[], late).await.unwrap().is_empty(), "not past their deadline");
+    assert!(lost(a, &[], late).await.is_empty(), "not past their deadline");
 }
 
 fn work(reports: Vec<ReportInput>, held: Option<Vec<ResultId>>, slots: u32) -> WorkRequest {
