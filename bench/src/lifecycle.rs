@@ -12,7 +12,8 @@
 //!    echoed as output, so every copy of a work unit agrees), and so on; with
 //!    `--separate-reports`, the successes go in a `ReportResults` call of
 //!    their own before it asks again. A host given nothing waits `retry_after_ms`, capped at
-//!    [`MAX_IDLE_WAIT`] so the tail is not stretched by the idle back-off.
+//!    [`MAX_IDLE_WAIT`] so the tail is not stretched by the idle back-off
+//!    (with `--compute-ms`, capped at the compute time instead).
 //! 3. One task polls `GetStatus` every [`SAMPLE_INTERVAL`] (faster once every
 //!    copy is reported, to time the validation lag) until every measured work
 //!    unit has ended or `--duration` elapses.
@@ -75,7 +76,9 @@ pub struct Options {
     /// Zero makes every host ask again at once: the coordinator is saturated
     /// and a call's latency is the queue in front of it (hosts / calls per
     /// second); a compute time offers a fixed load below saturation, where
-    /// latency is the coordinator's own.
+    /// latency is the coordinator's own. Each turn takes between 0.5 and 1.5
+    /// times it (hosts and work units differ), and each host starts after a
+    /// random delay of up to it, so that hosts do not call in step.
     pub compute_time: Duration,
 }
 
@@ -394,6 +397,10 @@ async fn host(
     // Finished copies not yet accepted, and how many of them are measured.
     let mut pending: Vec<v1::ResultReport> = Vec::new();
     let mut pending_measured = 0_u64;
+    if !options.compute_time.is_zero() {
+        // Volunteers do not start together.
+        tokio::time::sleep(options.compute_time.mul_f64(rand::random_range(0.0..1.0))).await;
+    }
     while !counters.stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
         // Like the real worker, the host lists every result it holds: only
@@ -422,14 +429,20 @@ async fn host(
             pending_measured = 0;
         }
         if response.assignments.is_empty() {
-            tokio::time::sleep(Duration::from_millis(response.retry_after_ms).min(MAX_IDLE_WAIT)).await;
+            // The coordinator says when to ask again (10 s); a saturating run
+            // asks again soon so that its tail is not stretched, and a host
+            // that computes asks again after a turn, as a worker whose buffer
+            // ran dry would.
+            let cap = if options.compute_time.is_zero() { MAX_IDLE_WAIT } else { options.compute_time };
+            tokio::time::sleep(Duration::from_millis(response.retry_after_ms).min(cap)).await;
             continue;
         }
         let measured = response.assignments.iter().filter(|a| a.project == PROJECT).count() as u64;
         let backlog = response.assignments.len() as u64 - measured;
         counters.dispatched.fetch_add(measured, Ordering::Relaxed);
         if !options.compute_time.is_zero() {
-            tokio::time::sleep(options.compute_time).await;
+            // Hosts differ in speed, and work units in size.
+            tokio::time::sleep(options.compute_time.mul_f64(rand::random_range(0.5..1.5))).await;
         }
         // A real worker computes here; the output is the input echoed, the
         // same for every copy of a work unit, so the copies agree.

@@ -51,7 +51,10 @@ enum Command {
         /// Milliseconds a host spends "computing" the copies it got before it
         /// reports them and asks again. 0 saturates the coordinator (latency is
         /// then the queue in front of it); a compute time offers a fixed load
-        /// of about hosts x slots / compute time results per second.
+        /// of about hosts x slots / compute time results per second. Hosts
+        /// differ, as volunteers do: each turn takes between 0.5 and 1.5 times
+        /// MS (uniformly at random), and each host starts after a random
+        /// delay of up to MS, so the hosts do not call in step.
         #[arg(long, default_value_t = 0, value_name = "MS")]
         compute_ms: u64,
         /// Print every figure as one JSON object instead of the summary line.

@@ -42,7 +42,7 @@ impl SchedulerService {
     /// The host whose token is in the `authorization` metadata.
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<HostId, Status> {
         let token_hash = auth::token_hash(&auth::bearer(request, "host token")?);
-        match self.ctx.store.authenticate_host(&token_hash, self.ctx.clock.now()).await {
+        match self.ctx.store.authenticate_host(&token_hash).await {
             Ok(host) => {
                 self.ctx.limiters.host_request(host, self.ctx.clock.now())?;
                 Ok(host)

@@ -117,23 +117,20 @@ impl Store {
         Ok(HostId(id))
     }
 
-    /// The host whose token hashes to `token_hash`, recording its contact
-    /// (at most once per `CONTACT_RESOLUTION_MS`, so that most calls only read).
-    pub async fn authenticate_host(&self, token_hash: &str, now: Timestamp) -> Result<HostId> {
-        let row = sqlx::query("SELECT id, last_contact_at FROM hosts WHERE token_hash = ?")
+    /// The host whose token hashes to `token_hash`. Host tokens never change,
+    /// so known ones are kept in memory and most calls read nothing. A host's
+    /// contact is recorded by its scheduler calls (`run_calls`), not here.
+    pub async fn authenticate_host(&self, token_hash: &str) -> Result<HostId> {
+        if let Some(host) = self.host_tokens.get(token_hash) {
+            return Ok(host);
+        }
+        let row = sqlx::query("SELECT id FROM hosts WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?
             .ok_or(Error::UnknownHost)?;
         let host = HostId(row.try_get("id")?);
-        let last_contact: i64 = row.try_get("last_contact_at")?;
-        if now.0 - last_contact >= CONTACT_RESOLUTION_MS {
-            sqlx::query("UPDATE hosts SET last_contact_at = ? WHERE id = ?")
-                .bind(now.0)
-                .bind(host.0)
-                .execute(&self.pool)
-                .await?;
-        }
+        self.host_tokens.insert(token_hash, host);
         Ok(host)
     }
 
@@ -219,6 +216,7 @@ pub(super) async fn run_calls(
     now: Timestamp,
 ) -> Result<Vec<Result<Answer>>> {
     let mut refused: Vec<Option<Error>> = calls.iter().map(|_| None).collect();
+    record_contact(tx, calls, now).await?;
     let accepted = record(tx, validators, calls, &mut refused, now).await?;
     let mut assignments = lost(tx, calls, &refused, now).await?;
     let n_lost: Vec<usize> = assignments.iter().map(Vec::len).collect();
@@ -240,6 +238,25 @@ pub(super) async fn run_calls(
         })
         .collect();
     Ok(answers)
+}
+
+/// Records the calls' hosts' last contact, at most once per
+/// `CONTACT_RESOLUTION_MS` (a host calls every few seconds; a row rewritten
+/// that often would be a write for nothing).
+async fn record_contact(tx: &mut Transaction<'_, Sqlite>, calls: &[Call], now: Timestamp) -> Result<()> {
+    let mut hosts: Vec<i64> = calls.iter().map(|call| call.host().0).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    for chunk in hosts.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new("UPDATE hosts SET last_contact_at = ");
+        query.push_bind(now.0);
+        query.push(" WHERE last_contact_at <= ");
+        query.push_bind(now.0 - CONTACT_RESOLUTION_MS);
+        query.push(" AND id IN ");
+        bulk::push_list(&mut query, chunk);
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// What the store knows of a reported copy, read once per group.
@@ -292,7 +309,7 @@ async fn record<'a>(
              JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id IN "
         ));
         bulk::push_list(&mut query, chunk);
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             let reported = Reported {
                 copy: rows::result_copy(&row)?,
                 work_unit_id: row.try_get("work_unit_id")?,
@@ -324,7 +341,7 @@ async fn record<'a>(
             "WITH v(id, server_state, outcome, validate_state, output, output_digest, fuel_used, run_time_ms, \
              stderr_tail, error_message, engine, resumed) AS (",
         );
-        query.push_values(chunk, |mut row, recorded| {
+        bulk::push_values(&mut query, chunk, 12, |mut row, recorded| {
             let (input, copy) = (recorded.input, &recorded.copy);
             let success = copy.outcome == Some(lifecycle::Outcome::Success);
             row.push_bind(copy.id.0)
@@ -350,7 +367,7 @@ async fn record<'a>(
              run_time_ms = v.run_time_ms, stderr_tail = v.stderr_tail, error_message = v.error_message, \
              engine = v.engine, resumed = v.resumed FROM v WHERE results.id = v.id",
         );
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().execute(&mut **tx).await?;
     }
     let events: Vec<(HostId, HostEvent)> =
         recorded.iter().filter_map(|r| lifecycle::report_event(&r.copy).map(|event| (r.host, event))).collect();
@@ -505,7 +522,7 @@ async fn lease(
             " FROM hosts WHERE id IN "
         ));
         bulk::push_list(&mut query, chunk);
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             let trust = rows::host_trust(&row)?;
             let lessee = Lessee {
                 account: row.try_get("account")?,
@@ -637,20 +654,20 @@ async fn lease(
     }
     for chunk in leased.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new("WITH v(id, host_id, deadline) AS (");
-        query.push_values(chunk, |mut row, (id, host, deadline)| {
+        bulk::push_values(&mut query, chunk, 3, |mut row, (id, host, deadline)| {
             row.push_bind(*id).push_bind(host.0).push_bind(deadline.0);
         });
         query.push(") UPDATE results SET server_state = 'in_progress', host_id = v.host_id, sent_at = ");
         query.push_bind(now.0);
         query.push(", deadline = v.deadline FROM v WHERE results.id = v.id");
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().execute(&mut **tx).await?;
     }
     if !single.is_empty() {
         for chunk in single.chunks(bulk::CHUNK) {
             let mut query =
                 QueryBuilder::new("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id IN ");
             bulk::push_list(&mut query, &chunk.iter().map(|w| w.0).collect::<Vec<_>>());
-            query.build().persistent(false).execute(&mut **tx).await?;
+            query.build().execute(&mut **tx).await?;
         }
         transition_work_units(tx, validators, &single, Event::Update, now).await?;
     }
@@ -665,13 +682,13 @@ async fn lease(
     quotas.sort_unstable_by_key(|(host, _)| *host);
     for chunk in quotas.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new("WITH v(id, results_today, quota_day) AS (");
-        query.push_values(chunk, |mut row, (host, trust)| {
+        bulk::push_values(&mut query, chunk, 3, |mut row, (host, trust)| {
             row.push_bind(*host).push_bind(trust.results_today).push_bind(trust.quota_day);
         });
         query.push(
             ") UPDATE hosts SET results_today = v.results_today, quota_day = v.quota_day FROM v WHERE hosts.id = v.id",
         );
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -715,7 +732,7 @@ async fn lost(
         query.push(" AND r.host_id IN ");
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             in_progress.entry(row.try_get("host_id")?).or_default().push(row.try_get("id")?);
         }
     }
@@ -743,7 +760,7 @@ async fn lost(
         ));
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             let id: i64 = row.try_get("result_id")?;
             let copy = assignment(&row, Timestamp(row.try_get("deadline")?))?;
             for &i in missing.get(&id).into_iter().flatten() {
@@ -767,7 +784,7 @@ async fn note_reports(tx: &mut Transaction<'_, Sqlite>, recorded: &[Recorded<'_>
         let mut query = QueryBuilder::new("SELECT id, avg_turnaround_ms FROM hosts WHERE id IN ");
         bulk::push_list(&mut query, chunk);
         let mut averages: Vec<(i64, Option<u64>)> = Vec::with_capacity(chunk.len());
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             let host: i64 = row.try_get("id")?;
             let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
             for sample in recorded.iter().filter(|r| r.host.0 == host && success(r)).filter_map(|r| r.turnaround) {
@@ -776,11 +793,11 @@ async fn note_reports(tx: &mut Transaction<'_, Sqlite>, recorded: &[Recorded<'_>
             averages.push((host, average));
         }
         let mut query = QueryBuilder::new("WITH v(id, average) AS (");
-        query.push_values(&averages, |mut row, (host, average)| {
+        bulk::push_values(&mut query, &averages, 2, |mut row, (host, average)| {
             row.push_bind(*host).push_bind(average.map(int));
         });
         query.push(") UPDATE hosts SET avg_turnaround_ms = v.average FROM v WHERE hosts.id = v.id");
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().execute(&mut **tx).await?;
     }
     let mut batches: Vec<i64> = recorded.iter().filter_map(|r| r.batch_id).collect();
     batches.sort_unstable();
@@ -872,7 +889,7 @@ async fn abort_unneeded(
         );
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             let state: String = row.try_get("state")?;
             let fail_reason: Option<String> = row.try_get("fail_reason")?;
             let state = WorkUnitState::parse(&state, fail_reason.as_deref()).ok_or_else(|| Error::Corrupt {
@@ -886,11 +903,11 @@ async fn abort_unneeded(
     }
     for chunk in over.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new("WITH v(id, outcome) AS (");
-        query.push_values(chunk, |mut row, (id, outcome)| {
+        bulk::push_values(&mut query, chunk, 2, |mut row, (id, outcome)| {
             row.push_bind(*id).push_bind(*outcome);
         });
         query.push(") UPDATE results SET server_state = 'over', outcome = v.outcome FROM v WHERE results.id = v.id");
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().execute(&mut **tx).await?;
     }
     Ok(abort)
 }

@@ -62,7 +62,7 @@ pub(super) async fn transition_work_units(
         bulk::push_list(&mut query, chunk);
         // In id order, so that host events (trust streaks) apply in a fixed order.
         query.push(" ORDER BY w.id");
-        let work_unit_rows = query.build().persistent(false).fetch_all(&mut **tx).await?;
+        let work_unit_rows = query.build().fetch_all(&mut **tx).await?;
         // Only the copies of the current attempt count (a retried work unit starts afresh).
         let mut query = QueryBuilder::new(concat!(
             "SELECT ",
@@ -73,7 +73,7 @@ pub(super) async fn transition_work_units(
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
         let mut copies: HashMap<i64, Vec<ResultCopy>> = HashMap::new();
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             copies.entry(row.try_get("work_unit_id")?).or_default().push(rows::result_copy(&row)?);
         }
         let mut changes = Changes::default();
@@ -206,7 +206,7 @@ impl Changes {
             let mut query = QueryBuilder::new(
                 "WITH v(id, state, fail_reason, target_results, canonical_result_id, single_result, ended_at) AS (",
             );
-            query.push_values(chunk, |mut row, (work_unit, ended_at)| {
+            bulk::push_values(&mut query, chunk, 7, |mut row, (work_unit, ended_at)| {
                 row.push_bind(work_unit.id.0)
                     .push_bind(work_unit.state.as_str())
                     .push_bind(work_unit.state.fail_reason().map(lifecycle::FailReason::as_str))
@@ -221,11 +221,11 @@ impl Changes {
                  single_result = v.single_result, ended_at = COALESCE(work_units.ended_at, v.ended_at) \
                  FROM v WHERE work_units.id = v.id",
             );
-            query.build().persistent(false).execute(&mut **tx).await?;
+            query.build().execute(&mut **tx).await?;
         }
         for chunk in self.results.chunks(bulk::CHUNK) {
             let mut query = QueryBuilder::new("WITH v(id, server_state, outcome, validate_state, granted_credit) AS (");
-            query.push_values(chunk, |mut row, result| {
+            bulk::push_values(&mut query, chunk, 5, |mut row, result| {
                 row.push_bind(result.id.0)
                     .push_bind(result.server_state.as_str())
                     .push_bind(result.outcome.map(lifecycle::Outcome::as_str))
@@ -236,7 +236,7 @@ impl Changes {
                 ") UPDATE results SET server_state = v.server_state, outcome = v.outcome, \
                  validate_state = v.validate_state, granted_credit = v.granted_credit FROM v WHERE results.id = v.id",
             );
-            query.build().persistent(false).execute(&mut **tx).await?;
+            query.build().execute(&mut **tx).await?;
         }
         for (work_unit, project, n) in &self.new_results {
             for _ in 0..*n {
@@ -250,7 +250,7 @@ impl Changes {
             );
             bulk::push_list(&mut query, chunk);
             query.push(" GROUP BY batch_id) AS e WHERE batches.id = e.batch_id");
-            query.build().persistent(false).execute(&mut **tx).await?;
+            query.build().execute(&mut **tx).await?;
         }
         apply_host_events(tx, &self.host_events).await
     }
@@ -270,7 +270,7 @@ pub(super) async fn apply_host_events(tx: &mut Transaction<'_, Sqlite>, events: 
             QueryBuilder::new(concat!("SELECT id, ", rows::host_trust_columns!(), " FROM hosts WHERE id IN "));
         bulk::push_list(&mut query, chunk);
         let mut updates: Vec<HostUpdate> = Vec::with_capacity(chunk.len());
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut **tx).await? {
             let host: i64 = row.try_get("id")?;
             let mut update = HostUpdate { host, trust: rows::host_trust(&row)?, counts: [0; 4], credit: 0.0 };
             for (_, event) in events.iter().filter(|(h, _)| h.0 == host) {
@@ -290,7 +290,7 @@ pub(super) async fn apply_host_events(tx: &mut Transaction<'_, Sqlite>, events: 
         let mut query = QueryBuilder::new(
             "WITH v(id, n_valid, n_invalid, n_error, n_no_reply, credit, consecutive_valid, daily_quota) AS (",
         );
-        query.push_values(&updates, |mut row, update| {
+        bulk::push_values(&mut query, &updates, 8, |mut row, update| {
             row.push_bind(update.host)
                 .push_bind(update.counts[0])
                 .push_bind(update.counts[1])
@@ -306,7 +306,7 @@ pub(super) async fn apply_host_events(tx: &mut Transaction<'_, Sqlite>, events: 
              total_credit = hosts.total_credit + v.credit, consecutive_valid = v.consecutive_valid, \
              daily_quota = v.daily_quota FROM v WHERE hosts.id = v.id",
         );
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().execute(&mut **tx).await?;
     }
     Ok(())
 }

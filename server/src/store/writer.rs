@@ -44,11 +44,21 @@ pub(super) struct Request {
     pub reply: oneshot::Sender<Result<Answer>>,
 }
 
-/// Starts the writer task on `connection`; returns where to send calls.
-pub(super) fn spawn(connection: SqliteConnection, validators: Validators, secret: u64) -> mpsc::Sender<Job> {
+/// Starts the writer on `connection`, on a thread of its own; returns where
+/// to send calls.
+///
+/// The writer waits for SQLite after every statement (sqlx runs each
+/// connection on a thread of its own). On the shared runtime, each of those
+/// wake-ups could wait for a worker busy with gRPC; on its own
+/// single-threaded runtime it goes on at once.
+pub(super) fn spawn(connection: SqliteConnection, validators: Validators, secret: u64) -> Result<mpsc::Sender<Job>> {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    tokio::spawn(run(connection, receiver, validators, secret));
-    sender
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Writer)?;
+    std::thread::Builder::new()
+        .name("quorum-writer".to_owned())
+        .spawn(move || runtime.block_on(run(connection, receiver, validators, secret)))
+        .map_err(Error::Writer)?;
+    Ok(sender)
 }
 
 async fn run(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<Job>, validators: Validators, secret: u64) {
@@ -88,6 +98,7 @@ async fn run_group(connection: &mut SqliteConnection, group: &mut Vec<Request>, 
     // milliseconds apart at most; none is answered as if earlier than it was made).
     let now = calls.iter().map(|(_, now)| *now).max().unwrap_or(Timestamp(0));
     let calls: Vec<Call> = calls.into_iter().map(|(call, _)| call).collect();
+    let started = std::time::Instant::now();
     let outcome = async {
         let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
         let answers = scheduling::run_calls(&mut tx, validators, secret, &calls, now).await?;
@@ -95,6 +106,7 @@ async fn run_group(connection: &mut SqliteConnection, group: &mut Vec<Request>, 
         Ok::<_, Error>(answers)
     }
     .await;
+    tracing::debug!(n_calls = calls.len(), elapsed_us = started.elapsed().as_micros() as u64, "group committed");
     match outcome {
         Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
