@@ -21,8 +21,8 @@
 //!   work unit inline, min_quorum 1, target_results 1: one host), the worker
 //!   is started once the project exists (so it finds work at its first
 //!   `RequestWork` instead of sleeping the coordinator's 10 s "no work"
-//!   delay), and `GetStatus` is polled every [`POLL_INTERVAL`] until no work
-//!   unit is open. The time therefore includes the worker's start,
+//!   delay), and one `WaitProject` call waits until no work unit is open
+//!   (nothing polls the coordinator while the worker computes). The time therefore includes the worker's start,
 //!   registration, app download and compilation. The canonical outputs are
 //!   then read back (`GetCanonicalResults`) and checked.
 //!
@@ -49,8 +49,8 @@ use crate::coordinator::{self, Coordinator};
 pub const PRIMES_WAT: &str = include_str!("../../examples/primes/primes.wat");
 /// The project submitted to the coordinator.
 pub const PROJECT: &str = "bench-primes";
-/// Interval between two `GetStatus` calls while the platform computes.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one `WaitProject` call may wait before it is made again.
+pub const WAIT_TIMEOUT_MS: u64 = 10_000;
 /// Work units per `GetCanonicalResults` page.
 const RESULTS_PAGE: u32 = 1000;
 /// How long the worker may take to stop after SIGTERM before it is killed.
@@ -405,19 +405,19 @@ async fn platform_run(
         .with_context(|| format!("cannot start {}", worker_program.display()))?;
     let worker_pid = child.id().context("quorum-worker exited at once")?;
     let child = worker.insert(child);
-    let mut worker_cpu_seconds = 0.0;
+    // `WaitProject` answers once no work unit is open (or after its timeout,
+    // and then it is asked again): nothing polls the coordinator while the
+    // worker computes.
     let status = loop {
-        tokio::time::sleep(POLL_INTERVAL).await;
-        // Read before the status: the worker is still running at this point.
-        if let Ok(seconds) = coordinator::cpu_seconds(&format!("/proc/{worker_pid}/stat")) {
-            worker_cpu_seconds = seconds;
-        }
-        let status = project_status(&mut projects).await?;
+        let wait =
+            projects.wait_project(v1::WaitProjectRequest { project: PROJECT.to_owned(), timeout_ms: WAIT_TIMEOUT_MS });
+        let status = tokio::select! {
+            reply = wait => reply.context("WaitProject")?.into_inner(),
+            exit = child.wait() => anyhow::bail!("quorum-worker exited ({})", exit.context("cannot wait for quorum-worker")?),
+        };
+        let status = status.projects.into_iter().next().context("WaitProject returned no project")?;
         if status.work_units_open == 0 {
             break status;
-        }
-        if let Some(exit) = child.try_wait().context("cannot check on quorum-worker")? {
-            anyhow::bail!("quorum-worker exited ({exit})");
         }
         coordinator.check_running()?;
         anyhow::ensure!(
@@ -430,9 +430,8 @@ async fn platform_run(
     };
     let seconds = started.elapsed().as_secs_f64();
     let coordinator_cpu_seconds = coordinator.cpu_seconds()? - coordinator_cpu_before;
-    if let Ok(seconds) = coordinator::cpu_seconds(&format!("/proc/{worker_pid}/stat")) {
-        worker_cpu_seconds = seconds;
-    }
+    // The worker is still running: it is stopped after the outputs are checked.
+    let worker_cpu_seconds = coordinator::cpu_seconds(&format!("/proc/{worker_pid}/stat")).unwrap_or(0.0);
     anyhow::ensure!(
         status.work_units_done == units.len() as u64 && status.work_units_failed == 0,
         "{} work units done, {} failed, of {}",
@@ -472,15 +471,6 @@ async fn platform_run(
     }
     anyhow::ensure!(checked == units.len(), "{checked} canonical results for {} work units", units.len());
     Ok(Platform { seconds, worker_cpu_seconds, coordinator_cpu_seconds })
-}
-
-async fn project_status(projects: &mut coordinator::ProjectsApi) -> anyhow::Result<v1::ProjectStatus> {
-    let response = projects
-        .get_status(v1::GetStatusRequest { project: PROJECT.to_owned() })
-        .await
-        .context("GetStatus")?
-        .into_inner();
-    response.projects.into_iter().next().context("GetStatus returned no project")
 }
 
 /// Sends SIGTERM to the worker and waits for it; kills after [`STOP_GRACE`].

@@ -1,24 +1,26 @@
 //! The coordinator's store: SQLite through sqlx, spoken to in domain terms.
 //!
 //! This is the only module that imports `sqlx`. Its API is what the
-//! coordinator needs (`lease_work`, `record_reports`, `run_transitioner`...),
+//! coordinator needs (`request_work`, `record_reports`, `run_transitioner`...),
 //! never table operations, so a PostgreSQL backend is a second implementation
 //! of the same API checked by the same tests. Every method that changes more
 //! than one row does it in one transaction.
 //!
 //! Layout:
 //! - `submit`: apps, projects and batches of work units.
-//! - `scheduling`: hosts, leasing work, recording reports.
+//! - `scheduling`: hosts, and the scheduler's calls, run a group at a time (reports, lost copies, leases, aborts).
+//! - `hosts`: host rows read once per transaction, changed in memory, written back once.
 //! - `transitions`: loading a work unit, running the lifecycle rules, persisting the result; deadlines; cancellation.
 //! - `reads`: status counts and listings for the admin service.
 //! - `rows`: conversions between rows and domain types.
-//! - `writer`: group commit of the scheduler's writes (one task, one transaction for many RPCs).
-//! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`).
+//! - `writer`: group commit of the scheduler's writes (one thread, one transaction for many RPCs).
+//! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`, padded to a few shapes).
 //! - `signing`: signatures of projects' app modules.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
 
 mod auth;
 mod bulk;
+mod hosts;
 mod reads;
 mod rows;
 mod scheduling;

@@ -7,18 +7,15 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::bulk;
+use super::hosts::HostTable;
 use super::rows::{self, int};
-use super::transitions::{Event, apply_host_events, transition_work_units};
+use super::transitions::{Event, transitions};
 use super::{Error, Result, Store};
 use crate::domain::lifecycle::{self, HostEvent, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
 use crate::domain::signing::AppSignature;
-use crate::domain::trust::HostTrust;
 use crate::domain::{HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
 use crate::validators::Validators;
-
-/// How stale a host's recorded last contact may get before a call updates it.
-const CONTACT_RESOLUTION_MS: i64 = 60_000;
 
 /// A volunteer machine registering.
 #[derive(Debug, Clone)]
@@ -216,12 +213,30 @@ pub(super) async fn run_calls(
     now: Timestamp,
 ) -> Result<Vec<Result<Answer>>> {
     let mut refused: Vec<Option<Error>> = calls.iter().map(|_| None).collect();
-    record_contact(tx, calls, now).await?;
-    let accepted = record(tx, validators, calls, &mut refused, now).await?;
-    let mut assignments = lost(tx, calls, &refused, now).await?;
+    let mut hosts = HostTable::default();
+    hosts.load(tx, calls.iter().map(|call| call.host().0)).await?;
+    for (call, refused) in calls.iter().zip(refused.iter_mut()) {
+        if hosts.get(call.host()).is_none() {
+            // Hosts are never deleted: only a forged id gets here.
+            *refused = Some(Error::UnknownHost);
+        }
+        // A host whose reports are refused below still called.
+        hosts.record_contact(call.host(), now);
+    }
+    let accepted = record(tx, validators, calls, &mut refused, &mut hosts, now).await?;
+    let (mut assignments, aborts) = held_copies(tx, calls, &refused, now).await?;
     let n_lost: Vec<usize> = assignments.iter().map(Vec::len).collect();
-    lease(tx, validators, secret, calls, &mut refused, &mut assignments, now).await?;
-    let aborts = abort_unneeded(tx, calls, &refused).await?;
+    let wants: Vec<(HostId, usize)> = calls
+        .iter()
+        .zip(&refused)
+        .zip(&assignments)
+        .map(|((call, refused), got)| match (call, refused) {
+            (Call::RequestWork { host, request }, None) => (*host, (request.slots as usize).saturating_sub(got.len())),
+            _ => (call.host(), 0),
+        })
+        .collect();
+    lease(tx, validators, secret, &wants, &mut assignments, &mut hosts, now).await?;
+    hosts.store(tx).await?;
     let answers = calls
         .iter()
         .zip(refused)
@@ -238,25 +253,6 @@ pub(super) async fn run_calls(
         })
         .collect();
     Ok(answers)
-}
-
-/// Records the calls' hosts' last contact, at most once per
-/// `CONTACT_RESOLUTION_MS` (a host calls every few seconds; a row rewritten
-/// that often would be a write for nothing).
-async fn record_contact(tx: &mut Transaction<'_, Sqlite>, calls: &[Call], now: Timestamp) -> Result<()> {
-    let mut hosts: Vec<i64> = calls.iter().map(|call| call.host().0).collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    for chunk in hosts.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new("UPDATE hosts SET last_contact_at = ");
-        query.push_bind(now.0);
-        query.push(" WHERE last_contact_at <= ");
-        query.push_bind(now.0 - CONTACT_RESOLUTION_MS);
-        query.push(" AND id IN ");
-        bulk::push_list(&mut query, chunk);
-        query.build().execute(&mut **tx).await?;
-    }
-    Ok(())
 }
 
 /// What the store knows of a reported copy, read once per group.
@@ -283,13 +279,14 @@ struct Recorded<'a> {
 /// units up to date; returns the ids accepted, per call. Each call's reports
 /// are decided (by the domain) before anything is written: a call with a
 /// report to refuse gets its refusal in `refused` and nothing of it is
-/// written. Then the copies, hosts, batches and work units are written with a
-/// few set-based statements for the whole group.
+/// written. Then the copies, batches and work units are written with a few
+/// set-based statements for the whole group; changes to hosts go to `hosts`.
 async fn record<'a>(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
     calls: &'a [Call],
     refused: &mut [Option<Error>],
+    hosts: &mut HostTable,
     now: Timestamp,
 ) -> Result<Vec<Vec<ResultId>>> {
     let mut accepted: Vec<Vec<ResultId>> = calls.iter().map(|_| Vec::new()).collect();
@@ -322,7 +319,7 @@ async fn record<'a>(
     }
     let mut recorded: Vec<Recorded<'a>> = Vec::new();
     for (i, call) in calls.iter().enumerate() {
-        if call.reports().is_empty() {
+        if call.reports().is_empty() || refused[i].is_some() {
             continue;
         }
         match decide(&mut known, call.host(), call.reports(), now) {
@@ -371,10 +368,13 @@ async fn record<'a>(
     }
     let events: Vec<(HostId, HostEvent)> =
         recorded.iter().filter_map(|r| lifecycle::report_event(&r.copy).map(|event| (r.host, event))).collect();
-    apply_host_events(tx, &events).await?;
-    note_reports(tx, &recorded).await?;
+    hosts.apply(&events);
+    note_reports(tx, &recorded, hosts).await?;
     let touched: Vec<WorkUnitId> = recorded.iter().map(|r| WorkUnitId(r.work_unit_id)).collect();
-    transition_work_units(tx, validators, &touched, Event::Update, now).await?;
+    let events = transitions(tx, validators, &touched, Event::Update, now).await?;
+    // Validation credits (or blames) the other copies' hosts too.
+    hosts.load(tx, events.iter().map(|(host, _)| host.0)).await?;
+    hosts.apply(&events);
     Ok(accepted)
 }
 
@@ -426,11 +426,8 @@ fn decide<'a>(
     Ok((accepted, recorded))
 }
 
-/// A host asking for new copies, as read once per group after its reports.
+/// A host asking for new copies in a group.
 struct Lessee {
-    account: String,
-    turnaround: Option<u64>,
-    trust: HostTrust,
     /// Copies it may still receive today.
     remaining: u32,
     /// Copies it got in this group.
@@ -483,8 +480,9 @@ macro_rules! candidates_query {
 /// Separates accounts in `holder_accounts`.
 const ACCOUNT_SEPARATOR: char = '\u{1f}';
 
-/// Leases unsent copies to the calls asking for work, in call order, each up
-/// to its free slots and its host's daily quota, never two copies of one
+/// Leases unsent copies to the calls asking for work (`wanted`: each call's
+/// host and how many copies it still wants), in call order, each up to its
+/// host's daily quota, never two copies of one
 /// work unit to the same host nor to two hosts of one volunteer account.
 /// The candidates are read a page at a time for the whole group. Under
 /// adaptive replication, a work unit whose first copy goes to a trusted host
@@ -493,56 +491,23 @@ async fn lease(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
     secret: u64,
-    calls: &[Call],
-    refused: &mut [Option<Error>],
+    wanted: &[(HostId, usize)],
     assignments: &mut [Vec<Assignment>],
+    hosts: &mut HostTable,
     now: Timestamp,
 ) -> Result<()> {
-    // What each call still wants.
-    let mut wants: Vec<usize> = calls
-        .iter()
-        .zip(refused.iter())
-        .zip(assignments.iter())
-        .map(|((call, refused), got)| match (call, refused) {
-            (Call::RequestWork { request, .. }, None) => (request.slots as usize).saturating_sub(got.len()),
-            _ => 0,
-        })
-        .collect();
+    let mut wants: Vec<usize> = wanted.iter().map(|(_, n)| *n).collect();
     if wants.iter().all(|&w| w == 0) {
         return Ok(());
     }
-    let mut hosts: Vec<i64> = calls.iter().zip(&wants).filter(|(_, w)| **w > 0).map(|(c, _)| c.host().0).collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    let mut lessees: HashMap<i64, Lessee> = HashMap::with_capacity(hosts.len());
-    for chunk in hosts.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new(concat!(
-            "SELECT id, account, avg_turnaround_ms, ",
-            rows::host_trust_columns!(),
-            " FROM hosts WHERE id IN "
-        ));
-        bulk::push_list(&mut query, chunk);
-        for row in query.build().fetch_all(&mut **tx).await? {
-            let trust = rows::host_trust(&row)?;
-            let lessee = Lessee {
-                account: row.try_get("account")?,
-                turnaround: rows::optional_u64(&row, "avg_turnaround_ms")?,
-                remaining: trust.remaining_today(now),
-                trust,
-                sent: 0,
-            };
-            lessees.insert(row.try_get("id")?, lessee);
+    let mut lessees: HashMap<i64, Lessee> = HashMap::new();
+    for (host, _) in wanted.iter().filter(|(_, n)| *n > 0) {
+        if let Some(row) = hosts.get(*host) {
+            let remaining = row.trust.remaining_today(now);
+            lessees.entry(host.0).or_insert(Lessee { remaining, sent: 0 });
         }
     }
-    for (i, call) in calls.iter().enumerate() {
-        if wants[i] > 0 && !lessees.contains_key(&call.host().0) {
-            // Hosts are never deleted, and a call with recorded reports has a
-            // host that holds copies: this call has written nothing.
-            refused[i] = Some(Error::UnknownHost);
-            wants[i] = 0;
-        }
-    }
-    let query = if lessees.values().any(|l| !l.account.is_empty()) {
+    let query = if lessees.keys().any(|id| hosts.get(HostId(*id)).is_some_and(|host| !host.account.is_empty())) {
         candidates_query!(
             "(SELECT group_concat(h.account, char(31)) FROM results o JOIN hosts h ON h.id = o.host_id \
              WHERE o.work_unit_id = r.work_unit_id AND h.account != '')"
@@ -590,20 +555,21 @@ async fn lease(
             }
             candidates.push(Candidate { row, result_id: after_id, work_unit_id, taken: false });
         }
-        for (i, call) in calls.iter().enumerate() {
+        for (i, (host, _)) in wanted.iter().enumerate() {
             if wants[i] == 0 {
                 continue;
             }
-            let host = call.host();
+            let host = *host;
+            // Calls of unknown hosts are refused before anything else.
+            let (Some(host_row), Some(lessee)) = (hosts.get(host), lessees.get_mut(&host.0)) else { continue };
             for candidate in candidates.iter_mut().filter(|c| !c.taken) {
-                let lessee = lessees.get_mut(&host.0).expect("every host asking has a row");
                 if wants[i] == 0 || lessee.sent >= lessee.remaining {
                     break;
                 }
                 let held = holders.get_mut(&candidate.work_unit_id).expect("every candidate has holders");
                 if held.closed
                     || held.hosts.contains(&host.0)
-                    || (!lessee.account.is_empty() && held.accounts.contains(&lessee.account))
+                    || (!host_row.account.is_empty() && held.accounts.contains(&host_row.account))
                 {
                     continue;
                 }
@@ -617,7 +583,7 @@ async fn lease(
                 let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
                 if in_tail
                     && !batch::may_take_tail_copy(
-                        lessee.turnaround,
+                        host_row.turnaround,
                         batch_turnaround,
                         waited,
                         policy.deadline_ms() / 10,
@@ -628,7 +594,7 @@ async fn lease(
                 if policy.adaptive_replication()
                     && held.hosts.is_empty()
                     && trust::accept_single(
-                        lessee.trust.consecutive_valid,
+                        host_row.trust.consecutive_valid,
                         trust::draw(secret, ResultId(candidate.result_id)),
                     )
                     && first_copy(tx, WorkUnitId(candidate.work_unit_id)).await?
@@ -637,8 +603,8 @@ async fn lease(
                     held.closed = true;
                 }
                 held.hosts.push(host.0);
-                if !lessee.account.is_empty() {
-                    held.accounts.push(lessee.account.clone());
+                if !host_row.account.is_empty() {
+                    held.accounts.push(host_row.account.clone());
                 }
                 candidate.taken = true;
                 lessee.sent += 1;
@@ -669,26 +635,14 @@ async fn lease(
             bulk::push_list(&mut query, &chunk.iter().map(|w| w.0).collect::<Vec<_>>());
             query.build().execute(&mut **tx).await?;
         }
-        transition_work_units(tx, validators, &single, Event::Update, now).await?;
+        let events = transitions(tx, validators, &single, Event::Update, now).await?;
+        hosts.load(tx, events.iter().map(|(host, _)| host.0)).await?;
+        hosts.apply(&events);
     }
-    let mut quotas: Vec<(i64, HostTrust)> = lessees
-        .into_iter()
-        .filter(|(_, lessee)| lessee.sent > 0)
-        .map(|(host, mut lessee)| {
-            lessee.trust.record_sent(lessee.sent, now);
-            (host, lessee.trust)
-        })
-        .collect();
-    quotas.sort_unstable_by_key(|(host, _)| *host);
-    for chunk in quotas.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new("WITH v(id, results_today, quota_day) AS (");
-        bulk::push_values(&mut query, chunk, 3, |mut row, (host, trust)| {
-            row.push_bind(*host).push_bind(trust.results_today).push_bind(trust.quota_day);
-        });
-        query.push(
-            ") UPDATE hosts SET results_today = v.results_today, quota_day = v.quota_day FROM v WHERE hosts.id = v.id",
-        );
-        query.build().execute(&mut **tx).await?;
+    for (host, lessee) in lessees {
+        if lessee.sent > 0 {
+            hosts.record_sent(HostId(host), lessee.sent, now);
+        }
     }
     Ok(())
 }
@@ -696,108 +650,19 @@ async fn lease(
 /// Most candidates read at once.
 const MAX_PAGE: usize = 4096;
 
-/// For each call that lists what its host holds: the copies in progress for
-/// that host, still wanted and within their deadline, that it does not list
-/// (their assignment was lost). Only their ids are read, unless some are lost.
-async fn lost(
+/// Updates turnaround averages (hosts' in `hosts`) and the batches' error
+/// watch after reports, in order; pauses a batch whose first results are
+/// mostly errors. One read and one write for each batch concerned.
+async fn note_reports(
     tx: &mut Transaction<'_, Sqlite>,
-    calls: &[Call],
-    refused: &[Option<Error>],
-    now: Timestamp,
-) -> Result<Vec<Vec<Assignment>>> {
-    let mut lost: Vec<Vec<Assignment>> = calls.iter().map(|_| Vec::new()).collect();
-    let listing: Vec<(usize, HostId, HashSet<ResultId>)> = calls
-        .iter()
-        .zip(refused)
-        .enumerate()
-        .filter_map(|(i, (call, refused))| match (call, refused) {
-            (Call::RequestWork { host, request: WorkRequest { held: Some(held), .. } }, None) => {
-                Some((i, *host, held.iter().copied().collect()))
-            }
-            _ => None,
-        })
-        .collect();
-    if listing.is_empty() {
-        return Ok(lost);
-    }
-    let mut hosts: Vec<i64> = listing.iter().map(|(_, host, _)| host.0).collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    let mut in_progress: HashMap<i64, Vec<i64>> = HashMap::new();
-    for chunk in hosts.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new(
-            "SELECT r.id, r.host_id FROM results r WHERE r.server_state = 'in_progress' AND r.deadline > ",
-        );
-        query.push_bind(now.0);
-        query.push(" AND r.host_id IN ");
-        bulk::push_list(&mut query, chunk);
-        query.push(" ORDER BY r.id");
-        for row in query.build().fetch_all(&mut **tx).await? {
-            in_progress.entry(row.try_get("host_id")?).or_default().push(row.try_get("id")?);
-        }
-    }
-    // Which calls miss which copies.
-    let mut missing: HashMap<i64, Vec<usize>> = HashMap::new();
-    for (i, host, held) in &listing {
-        for id in in_progress.get(&host.0).into_iter().flatten() {
-            if !held.contains(&ResultId(*id)) {
-                missing.entry(*id).or_default().push(*i);
-            }
-        }
-    }
-    if missing.is_empty() {
-        return Ok(lost);
-    }
-    let mut ids: Vec<i64> = missing.keys().copied().collect();
-    ids.sort_unstable();
-    for chunk in ids.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new(concat!(
-            "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
-             p.name AS project, p.app_digest, p.app_signature, p.app_public_key, ",
-            rows::work_unit_policy_columns!(),
-            " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
-             LEFT JOIN batches b ON b.id = w.batch_id WHERE w.state = 'open' AND r.id IN "
-        ));
-        bulk::push_list(&mut query, chunk);
-        query.push(" ORDER BY r.id");
-        for row in query.build().fetch_all(&mut **tx).await? {
-            let id: i64 = row.try_get("result_id")?;
-            let copy = assignment(&row, Timestamp(row.try_get("deadline")?))?;
-            for &i in missing.get(&id).into_iter().flatten() {
-                lost[i].push(copy.clone());
-            }
-        }
-    }
-    Ok(lost)
-}
-
-/// Updates turnaround averages and the batches' error watch after reports,
-/// in order; pauses a batch whose first results are mostly errors. One read
-/// and one write for all the hosts concerned, and for each batch concerned.
-async fn note_reports(tx: &mut Transaction<'_, Sqlite>, recorded: &[Recorded<'_>]) -> Result<()> {
+    recorded: &[Recorded<'_>],
+    hosts: &mut HostTable,
+) -> Result<()> {
     let success = |r: &Recorded<'_>| r.copy.outcome == Some(lifecycle::Outcome::Success);
-    let mut hosts: Vec<i64> =
-        recorded.iter().filter(|r| success(r) && r.turnaround.is_some()).map(|r| r.host.0).collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    for chunk in hosts.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new("SELECT id, avg_turnaround_ms FROM hosts WHERE id IN ");
-        bulk::push_list(&mut query, chunk);
-        let mut averages: Vec<(i64, Option<u64>)> = Vec::with_capacity(chunk.len());
-        for row in query.build().fetch_all(&mut **tx).await? {
-            let host: i64 = row.try_get("id")?;
-            let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
-            for sample in recorded.iter().filter(|r| r.host.0 == host && success(r)).filter_map(|r| r.turnaround) {
-                average = Some(batch::update_turnaround(average, sample));
-            }
-            averages.push((host, average));
+    for r in recorded.iter().filter(|r| success(r)) {
+        if let Some(sample) = r.turnaround {
+            hosts.note_turnaround(r.host, sample);
         }
-        let mut query = QueryBuilder::new("WITH v(id, average) AS (");
-        bulk::push_values(&mut query, &averages, 2, |mut row, (host, average)| {
-            row.push_bind(*host).push_bind(average.map(int));
-        });
-        query.push(") UPDATE hosts SET avg_turnaround_ms = v.average FROM v WHERE hosts.id = v.id");
-        query.build().execute(&mut **tx).await?;
     }
     let mut batches: Vec<i64> = recorded.iter().filter_map(|r| r.batch_id).collect();
     batches.sort_unstable();
@@ -868,37 +733,51 @@ async fn first_copy(tx: &mut Transaction<'_, Sqlite>, work_unit: WorkUnitId) -> 
     Ok(row.try_get::<i64, _>("n")? == 0)
 }
 
-/// Copies the hosts of the calls not refused still have in progress whose
-/// work unit has ended: they are over (didn't need, or cancelled), and the
-/// hosts are told to abort them. By host.
-async fn abort_unneeded(
+/// What the hosts of the calls not refused hold, from one read of their
+/// copies in progress:
+/// - per call that lists what its host holds, the copies in progress for
+///   that host, still wanted and within their deadline, that it does not
+///   list: their assignment was lost, and they are sent again (their full
+///   rows are read only when some are lost);
+/// - per host, the copies whose work unit has ended (didn't need, or
+///   cancelled): they are over, and the host is told to abort them.
+async fn held_copies(
     tx: &mut Transaction<'_, Sqlite>,
     calls: &[Call],
     refused: &[Option<Error>],
-) -> Result<HashMap<i64, Vec<ResultId>>> {
+    now: Timestamp,
+) -> Result<(Vec<Vec<Assignment>>, HashMap<i64, Vec<ResultId>>)> {
+    let mut lost: Vec<Vec<Assignment>> = calls.iter().map(|_| Vec::new()).collect();
+    let mut abort: HashMap<i64, Vec<ResultId>> = HashMap::new();
     let mut hosts: Vec<i64> =
         calls.iter().zip(refused).filter(|(_, refused)| refused.is_none()).map(|(call, _)| call.host().0).collect();
     hosts.sort_unstable();
     hosts.dedup();
-    let mut abort: HashMap<i64, Vec<ResultId>> = HashMap::new();
+    // Copies in progress of open work units within their deadline, by host.
+    let mut in_progress: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut over: Vec<(i64, &'static str)> = Vec::new();
     for chunk in hosts.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(
-            "SELECT r.id, r.host_id, w.state, w.fail_reason FROM results r JOIN work_units w ON w.id = r.work_unit_id \
-             WHERE r.server_state = 'in_progress' AND w.state != 'open' AND r.host_id IN ",
+            "SELECT r.id, r.host_id, r.deadline, w.state, w.fail_reason FROM results r \
+             JOIN work_units w ON w.id = r.work_unit_id WHERE r.server_state = 'in_progress' AND r.host_id IN ",
         );
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
         for row in query.build().fetch_all(&mut **tx).await? {
+            let id: i64 = row.try_get("id")?;
+            let host: i64 = row.try_get("host_id")?;
             let state: String = row.try_get("state")?;
             let fail_reason: Option<String> = row.try_get("fail_reason")?;
             let state = WorkUnitState::parse(&state, fail_reason.as_deref()).ok_or_else(|| Error::Corrupt {
                 table: "work_units",
                 detail: format!("state {state:?} / {fail_reason:?}"),
             })?;
-            let id: i64 = row.try_get("id")?;
-            over.push((id, lifecycle::abort_outcome(state).as_str()));
-            abort.entry(row.try_get("host_id")?).or_default().push(ResultId(id));
+            if state != WorkUnitState::Open {
+                over.push((id, lifecycle::abort_outcome(state).as_str()));
+                abort.entry(host).or_default().push(ResultId(id));
+            } else if row.try_get::<Option<i64>, _>("deadline")?.is_some_and(|deadline| deadline > now.0) {
+                in_progress.entry(host).or_default().push(id);
+            }
         }
     }
     for chunk in over.chunks(bulk::CHUNK) {
@@ -909,5 +788,39 @@ async fn abort_unneeded(
         query.push(") UPDATE results SET server_state = 'over', outcome = v.outcome FROM v WHERE results.id = v.id");
         query.build().execute(&mut **tx).await?;
     }
-    Ok(abort)
+    // Which calls miss which copies.
+    let mut missing: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, call) in calls.iter().enumerate() {
+        let (Call::RequestWork { host, request: WorkRequest { held: Some(held), .. } }, None) = (call, &refused[i])
+        else {
+            continue;
+        };
+        let held: HashSet<ResultId> = held.iter().copied().collect();
+        for id in in_progress.get(&host.0).into_iter().flatten() {
+            if !held.contains(&ResultId(*id)) {
+                missing.entry(*id).or_default().push(i);
+            }
+        }
+    }
+    let mut ids: Vec<i64> = missing.keys().copied().collect();
+    ids.sort_unstable();
+    for chunk in ids.chunks(bulk::CHUNK) {
+        let mut query = QueryBuilder::new(concat!(
+            "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
+             p.name AS project, p.app_digest, p.app_signature, p.app_public_key, ",
+            rows::work_unit_policy_columns!(),
+            " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
+             LEFT JOIN batches b ON b.id = w.batch_id WHERE r.id IN "
+        ));
+        bulk::push_list(&mut query, chunk);
+        query.push(" ORDER BY r.id");
+        for row in query.build().fetch_all(&mut **tx).await? {
+            let id: i64 = row.try_get("result_id")?;
+            let copy = assignment(&row, Timestamp(row.try_get("deadline")?))?;
+            for &i in missing.get(&id).into_iter().flatten() {
+                lost[i].push(copy.clone());
+            }
+        }
+    }
+    Ok((lost, abort))
 }

@@ -4,6 +4,7 @@
 
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use super::hosts::apply_host_events;
 use super::submit::{create_batch, insert_unsent};
 use super::{Error, Result, Store};
 use super::{bulk, rows};
@@ -13,7 +14,6 @@ use crate::domain::fuzzy;
 use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition, WorkUnit};
 use crate::domain::names::ProjectName;
 use crate::domain::policy::{ReplicationPolicy, ValidatorKind};
-use crate::domain::trust::HostTrust;
 use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
 use crate::domain::{HostId, ProjectId, ResultId, Timestamp, WorkUnitId, batch};
 use crate::validators::{Custom, Validators};
@@ -48,6 +48,20 @@ pub(super) async fn transition_work_units(
     event: Event,
     now: Timestamp,
 ) -> Result<()> {
+    let host_events = transitions(tx, validators, work_unit_ids, event, now).await?;
+    apply_host_events(tx, &host_events).await
+}
+
+/// [`transition_work_units`], except that the events on hosts (credit,
+/// trust) are returned, in order, for the caller to apply.
+pub(super) async fn transitions(
+    tx: &mut Transaction<'_, Sqlite>,
+    validators: &Validators,
+    work_unit_ids: &[WorkUnitId],
+    event: Event,
+    now: Timestamp,
+) -> Result<Vec<(HostId, HostEvent)>> {
+    let mut host_events = Vec::new();
     let mut ids: Vec<i64> = work_unit_ids.iter().map(|id| id.0).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -100,9 +114,9 @@ pub(super) async fn transition_work_units(
             };
             changes.add(&work_unit, project, transition, now);
         }
-        changes.persist(tx, now).await?;
+        host_events.extend(changes.persist(tx, now).await?);
     }
-    Ok(())
+    Ok(host_events)
 }
 
 /// What compares this work unit's results: the project's validator, with the
@@ -201,7 +215,8 @@ impl Changes {
         self.host_events.extend(transition.host_events);
     }
 
-    async fn persist(self, tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<()> {
+    /// Writes the changes; returns the events on hosts, for the caller to apply.
+    async fn persist(self, tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Vec<(HostId, HostEvent)>> {
         for chunk in self.work_units.chunks(bulk::CHUNK) {
             let mut query = QueryBuilder::new(
                 "WITH v(id, state, fail_reason, target_results, canonical_result_id, single_result, ended_at) AS (",
@@ -252,72 +267,8 @@ impl Changes {
             query.push(" GROUP BY batch_id) AS e WHERE batches.id = e.batch_id");
             query.build().execute(&mut **tx).await?;
         }
-        apply_host_events(tx, &self.host_events).await
+        Ok(self.host_events)
     }
-}
-
-/// Updates hosts' counters and trust records after events on their results,
-/// in order: one read and one write for all the hosts concerned.
-pub(super) async fn apply_host_events(tx: &mut Transaction<'_, Sqlite>, events: &[(HostId, HostEvent)]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut hosts: Vec<i64> = events.iter().map(|(host, _)| host.0).collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    for chunk in hosts.chunks(bulk::CHUNK) {
-        let mut query =
-            QueryBuilder::new(concat!("SELECT id, ", rows::host_trust_columns!(), " FROM hosts WHERE id IN "));
-        bulk::push_list(&mut query, chunk);
-        let mut updates: Vec<HostUpdate> = Vec::with_capacity(chunk.len());
-        for row in query.build().fetch_all(&mut **tx).await? {
-            let host: i64 = row.try_get("id")?;
-            let mut update = HostUpdate { host, trust: rows::host_trust(&row)?, counts: [0; 4], credit: 0.0 };
-            for (_, event) in events.iter().filter(|(h, _)| h.0 == host) {
-                update.trust.apply(event);
-                match event {
-                    HostEvent::Valid { credit, .. } => {
-                        update.counts[0] += 1;
-                        update.credit += *credit;
-                    }
-                    HostEvent::Invalid => update.counts[1] += 1,
-                    HostEvent::ClientError => update.counts[2] += 1,
-                    HostEvent::NoReply => update.counts[3] += 1,
-                }
-            }
-            updates.push(update);
-        }
-        let mut query = QueryBuilder::new(
-            "WITH v(id, n_valid, n_invalid, n_error, n_no_reply, credit, consecutive_valid, daily_quota) AS (",
-        );
-        bulk::push_values(&mut query, &updates, 8, |mut row, update| {
-            row.push_bind(update.host)
-                .push_bind(update.counts[0])
-                .push_bind(update.counts[1])
-                .push_bind(update.counts[2])
-                .push_bind(update.counts[3])
-                .push_bind(update.credit)
-                .push_bind(update.trust.consecutive_valid)
-                .push_bind(update.trust.daily_quota);
-        });
-        query.push(
-            ") UPDATE hosts SET n_valid = hosts.n_valid + v.n_valid, n_invalid = hosts.n_invalid + v.n_invalid, \
-             n_error = hosts.n_error + v.n_error, n_no_reply = hosts.n_no_reply + v.n_no_reply, \
-             total_credit = hosts.total_credit + v.credit, consecutive_valid = v.consecutive_valid, \
-             daily_quota = v.daily_quota FROM v WHERE hosts.id = v.id",
-        );
-        query.build().execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-/// One host's accumulated changes: trust after the events, and counters
-/// (valid, invalid, error, no reply) and credit to add.
-struct HostUpdate {
-    host: i64,
-    trust: HostTrust,
-    counts: [i64; 4],
-    credit: f64,
 }
 
 /// The tail of a batch: a copy in progress that is at risk of missing its
