@@ -1,5 +1,6 @@
 //! Store tests against a real SQLite file, with `now` chosen by the test.
 
+use super::scheduling::{Answer, Call};
 use super::*;
 use crate::domain::app::digest_of;
 use crate::domain::lifecycle::{Report, ReportError};
@@ -672,4 +673,294 @@ async fn concurrent_work_requests_commit_together_and_a_refused_one_keeps_nothin
     let reports: Vec<_> = first[0].iter().map(|x| success(x.result_id, "same")).collect();
     f.store.request_work(hosts[0], work(reports, Some(Vec::new()), 0), T0).await.unwrap();
     assert_eq!(status(&f.store, "p").await.work_units_done, 40);
+}
+
+// Groups of scheduler calls, run by `scheduling::run_calls` directly (as the
+// writer runs them: one transaction for the whole group).
+
+/// The coordinator's secret in group tests (no project here uses adaptive
+/// replication: no draw decides anything).
+const SECRET: u64 = 7;
+
+impl Store {
+    /// Runs `calls` as one group, as the writer does: `run_calls` inside one
+    /// transaction, then commit. Panics on a database failure.
+    async fn run_group(&self, calls: &[Call], now: Timestamp) -> Vec<Result<Answer>> {
+        let mut tx = self.write().await.expect("begin");
+        let answers = super::scheduling::run_calls(&mut tx, &self.validators, SECRET, calls, now)
+            .await
+            .expect("no database failure");
+        tx.commit().await.expect("commit");
+        assert_eq!(answers.len(), calls.len(), "one answer per call");
+        answers
+    }
+}
+
+/// A `RequestWork` call.
+fn ask(host: HostId, reports: Vec<ReportInput>, held: Option<Vec<ResultId>>, slots: u32) -> Call {
+    Call::RequestWork { host, request: work(reports, held, slots) }
+}
+
+/// A `ReportResults` call.
+fn report(host: HostId, reports: Vec<ReportInput>) -> Call {
+    Call::Report { host, reports }
+}
+
+fn reply(answer: &Result<Answer>) -> &WorkReply {
+    match answer {
+        Ok(Answer::RequestWork(reply)) => reply,
+        other => panic!("expected a work reply, got {other:?}"),
+    }
+}
+
+fn summary(answer: &Result<Answer>) -> &ReportSummary {
+    match answer {
+        Ok(Answer::Report(summary)) => summary,
+        other => panic!("expected a report summary, got {other:?}"),
+    }
+}
+
+fn work_units_of(assignments: &[Assignment]) -> Vec<crate::domain::WorkUnitId> {
+    assignments.iter().map(|x| x.work_unit_id).collect()
+}
+
+async fn account_host(store: &Store, name: &str, account: &str) -> HostId {
+    let new = NewHost {
+        name: name.into(),
+        n_cpus: 2,
+        memory_bytes: 1 << 30,
+        engine: "test".into(),
+        os: "test".into(),
+        account: account.into(),
+    };
+    store.register_host(&new, &format!("hash-{name}"), T0).await.unwrap()
+}
+
+/// Copies sent to `host` today, as stored.
+async fn results_today(store: &Store, host: HostId) -> i64 {
+    sqlx::query_scalar("SELECT results_today FROM hosts WHERE id = ?")
+        .bind(host.0)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+}
+
+/// Every copy of `project`, by id, as its debug text (to compare states).
+async fn copies(store: &Store, project: &str) -> HashMap<i64, String> {
+    let results = store.list_results(&name(project), None, 0, 1000).await.unwrap();
+    results.into_iter().map(|r| (r.id, format!("{r:?}"))).collect()
+}
+
+#[tokio::test]
+async fn a_refused_call_in_a_group_writes_nothing_and_the_other_calls_go_on() {
+    let f = fixture().await;
+    // q: one work unit, whose copy `a` holds when q is cancelled (an abort due to a).
+    f.store.create_project(&project("q", 1, 1), &units(1), T0).await.unwrap();
+    let (a, b, c, d) =
+        (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await, host(&f.store, "d").await);
+    let q_copy = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let mut p = project("p", 2, 2);
+    p.limits.output_bytes = 8;
+    f.store.create_project(&p, &units(4), T0).await.unwrap();
+    let for_a = f.store.lease_work(a, 2, T0).await.unwrap();
+    let for_b = f.store.lease_work(b, 2, T0).await.unwrap();
+    let for_c = f.store.lease_work(c, 2, T0).await.unwrap();
+    assert_eq!(work_units_of(&for_a), work_units_of(&for_b), "a and b hold copies of work units 1 and 2");
+    let (a1, a2, b1, b2) = (for_a[0].result_id, for_a[1].result_id, for_b[0].result_id, for_b[1].result_id);
+    let (c3, c4) = (for_c[0].result_id, for_c[1].result_id);
+    // Cancelled after a's last call: a is told to abort its copy on its next accepted call.
+    f.store.cancel_project(&name("q"), T0).await.unwrap();
+    let (p_before, q_before) = (copies(&f.store, "p").await, copies(&f.store, "q").await);
+    let today_before = [results_today(&f.store, a).await, results_today(&f.store, b).await];
+
+    let calls = [
+        report(b, vec![success(b1, "v")]),
+        // a reports its copy and c's, says it holds nothing (a2 would be lost)
+        // and asks for work: refused.
+        ask(a, vec![success(a1, "v"), success(c3, "v")], Some(Vec::new()), 4),
+        // c's second output is above the project's limit: refused.
+        report(c, vec![success(c3, "v"), success(c4, "far too long")]),
+        // b reports b2, then b1 with another output than call 0 did: refused.
+        ask(b, vec![success(b2, "v"), success(b1, "w")], Some(Vec::new()), 2),
+        ask(d, Vec::new(), None, 2),
+    ];
+    let answers = f.store.run_group(&calls, T0).await;
+
+    assert_eq!(summary(&answers[0]).accepted, vec![b1]);
+    assert!(matches!(answers[1], Err(Error::Report(ReportError::NotYourResult { .. }))), "{:?}", answers[1]);
+    assert!(matches!(answers[2], Err(Error::OutputTooLarge { .. })), "{:?}", answers[2]);
+    assert!(matches!(answers[3], Err(Error::Report(ReportError::ConflictingReport { .. }))), "{:?}", answers[3]);
+    let for_d = &reply(&answers[4]).assignments;
+    assert_eq!(work_units_of(for_d), work_units_of(&for_c), "d gets the last unsent copies");
+
+    // Nothing of the refused calls: their copies are as they were (no report,
+    // no abort of a's cancelled copy), nothing new was leased to their hosts.
+    let (p_after, q_after) = (copies(&f.store, "p").await, copies(&f.store, "q").await);
+    for id in [a1, a2, b2, c3, c4] {
+        assert_eq!(p_after[&id.0], p_before[&id.0], "copy {id:?} of a refused call");
+    }
+    assert_eq!(q_after[&q_copy.result_id.0], q_before[&q_copy.result_id.0], "a was not answered: its abort stays");
+    assert_eq!([results_today(&f.store, a).await, results_today(&f.store, b).await], today_before, "no lease");
+    let in_progress: HashMap<i64, u64> =
+        f.store.list_hosts().await.unwrap().into_iter().map(|h| (h.id, h.n_in_progress)).collect();
+    assert_eq!([in_progress[&a.0], in_progress[&b.0], in_progress[&c.0], in_progress[&d.0]], [3, 1, 2, 2]);
+    assert_eq!(status(&f.store, "p").await.work_units_done, 0, "a1 was not recorded: work unit 1 is not done");
+
+    // The other calls' effects are there: b1 recorded as call 0 reported it,
+    // d's copies leased to d.
+    let results = f.store.list_results(&name("p"), None, 0, 100).await.unwrap();
+    let b1_after = results.iter().find(|r| r.id == b1.0).unwrap();
+    assert_eq!((b1_after.server_state.as_str(), b1_after.outcome.as_deref()), ("over", Some("success")));
+    assert_eq!(b1_after.output_digest.as_deref(), Some(digest_of(b"v").as_str()));
+    for x in for_d {
+        let copy = results.iter().find(|r| r.id == x.result_id.0).unwrap();
+        assert_eq!((copy.server_state.as_str(), copy.host_id), ("in_progress", Some(d.0)));
+    }
+    // a's next call, accepted, is told to abort its cancelled copy.
+    let next = f.store.request_work(a, work(Vec::new(), None, 0), T0).await.unwrap();
+    assert_eq!(next.abort, vec![q_copy.result_id]);
+}
+
+#[tokio::test]
+async fn two_calls_of_one_host_in_a_group_never_get_two_copies_of_a_work_unit() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(2), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    let calls = [ask(a, Vec::new(), None, 2), ask(a, Vec::new(), None, 2), ask(b, Vec::new(), None, 2)];
+    let answers = f.store.run_group(&calls, T0).await;
+    let (first, second, for_b) =
+        (&reply(&answers[0]).assignments, &reply(&answers[1]).assignments, &reply(&answers[2]).assignments);
+    assert_eq!(first.len(), 2);
+    assert!(second.is_empty(), "a already got a copy of both work units in this group: {second:?}");
+    assert_eq!(work_units_of(for_b), work_units_of(first), "b gets the other copy of each");
+    for wu in work_units_of(first) {
+        let holders: Vec<Option<i64>> =
+            f.store.list_results(&name("p"), Some(wu.0), 0, 10).await.unwrap().into_iter().map(|r| r.host_id).collect();
+        assert_eq!(holders.len(), 2);
+        assert_ne!(holders[0], holders[1], "work unit {wu:?}: two hosts");
+    }
+}
+
+#[tokio::test]
+async fn two_hosts_of_one_account_in_a_group_never_get_copies_of_one_work_unit() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(2), T0).await.unwrap();
+    let alice_1 = account_host(&f.store, "alice-1", "alice").await;
+    let alice_2 = account_host(&f.store, "alice-2", "alice").await;
+    let (bob, carol) = (account_host(&f.store, "bob", "bob").await, host(&f.store, "carol").await);
+    let calls = [
+        ask(alice_1, Vec::new(), None, 1),
+        ask(alice_2, Vec::new(), None, 2),
+        ask(bob, Vec::new(), None, 2),
+        ask(carol, Vec::new(), None, 2),
+    ];
+    let answers = f.store.run_group(&calls, T0).await;
+    let got: Vec<Vec<crate::domain::WorkUnitId>> =
+        answers.iter().map(|answer| work_units_of(&reply(answer).assignments)).collect();
+    let both = work_units_of(&reply(&answers[2]).assignments);
+    assert_eq!(both.len(), 2, "bob, first of another account, gets one copy of each work unit");
+    assert_eq!(got[0], vec![both[0]], "alice-1 asks for one: the oldest");
+    assert_eq!(got[1], vec![both[1]], "alice-2 gets only the work unit alice-1 did not get");
+    assert!(got[3].is_empty(), "two copies of each work unit: none left for carol: {:?}", got[3]);
+}
+
+#[tokio::test]
+async fn a_hosts_daily_quota_holds_across_its_calls_in_one_group() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 1, 1), &units(10), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    sqlx::query("UPDATE hosts SET daily_quota = 3 WHERE id = ?").bind(a.0).execute(&f.store.pool).await.unwrap();
+    let calls = [ask(a, Vec::new(), None, 2), ask(a, Vec::new(), None, 2), ask(b, Vec::new(), None, 2)];
+    let answers = f.store.run_group(&calls, T0).await;
+    let got: Vec<usize> = answers.iter().map(|answer| reply(answer).assignments.len()).collect();
+    assert_eq!(got, [2, 1, 2], "a's second call gets only what is left of a's quota of 3");
+    assert_eq!(results_today(&f.store, a).await, 3, "both calls' copies are counted");
+    let later = f.store.run_group(&[ask(a, Vec::new(), None, 2)], T0.plus_ms(1)).await;
+    assert!(reply(&later[0]).assignments.is_empty(), "the quota is used up for the day");
+}
+
+#[tokio::test]
+async fn earlier_calls_in_a_group_get_the_highest_priority_then_oldest_copies() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 1, 1), &units(3), T0).await.unwrap();
+    let spec = crate::domain::policy::PolicySpec { priority: 5, ..project("p", 1, 1).policy.spec() };
+    let urgent = ReplicationPolicy::new(spec).unwrap();
+    let mut later = units(2);
+    later[0].name = Some(WorkUnitName::parse("urgent-1").unwrap());
+    later[1].name = Some(WorkUnitName::parse("urgent-2").unwrap());
+    f.store.add_work_units(&name("p"), &later, Some(&urgent), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let calls = [ask(a, Vec::new(), None, 2), ask(b, Vec::new(), None, 2), ask(c, Vec::new(), None, 2)];
+    let answers = f.store.run_group(&calls, T0).await;
+    let got: Vec<Vec<String>> = answers
+        .iter()
+        .map(|answer| reply(answer).assignments.iter().map(|x| x.work_unit_name.clone()).collect())
+        .collect();
+    assert_eq!(got, [vec!["urgent-1", "urgent-2"], vec!["wu-1", "wu-2"], vec!["wu-3"]]);
+}
+
+#[tokio::test]
+async fn reports_completing_a_quorum_in_a_group_validate_it_and_abort_the_copy_left() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 3), &units(1), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let x = f.store.lease_work(a, 1, T0).await.unwrap().remove(0).result_id;
+    let y = f.store.lease_work(b, 1, T0).await.unwrap().remove(0).result_id;
+    let z = f.store.lease_work(c, 1, T0).await.unwrap().remove(0).result_id;
+    // c's call comes first in the group, before the reports that end the work unit.
+    let calls = [
+        ask(c, Vec::new(), Some(vec![z]), 1),
+        report(a, vec![success(x, "v")]),
+        ask(b, vec![success(y, "v")], Some(Vec::new()), 0),
+    ];
+    let answers = f.store.run_group(&calls, T0).await;
+    assert_eq!(reply(&answers[0]).abort, vec![z], "c stops its copy: the work unit ended in this group");
+    assert!(reply(&answers[0]).assignments.is_empty());
+    assert!(summary(&answers[1]).abort.is_empty());
+    assert_eq!((reply(&answers[2]).accepted.clone(), reply(&answers[2]).abort.clone()), (vec![y], vec![]));
+
+    let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
+    assert_eq!(canonical.len(), 1, "the work unit is done, with a canonical result");
+    assert!([x.0, y.0].contains(&canonical[0].result_id));
+    assert_eq!(canonical[0].output, b"v");
+    let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
+    let states: Vec<(i64, &str, Option<&str>, &str)> = results
+        .iter()
+        .map(|r| (r.id, r.server_state.as_str(), r.outcome.as_deref(), r.validate_state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (x.0, "over", Some("success"), "valid"),
+            (y.0, "over", Some("success"), "valid"),
+            (z.0, "over", Some("didnt_need"), "pending")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn lost_copies_in_a_group_go_back_only_to_their_host_and_only_before_their_deadline() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(3), T0).await.unwrap();
+    let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
+    let expired = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    let due = f.store.lease_work(a, 1, T0.plus_ms(10_000)).await.unwrap().remove(0);
+    let now = T0.plus_ms(DEADLINE_MS);
+    assert_eq!(expired.deadline, now, "the first copy's deadline has come");
+    // b says it holds nothing, a too: only a's copy still due is a's lost copy.
+    let calls = [ask(b, Vec::new(), Some(Vec::new()), 0), ask(a, Vec::new(), Some(Vec::new()), 2)];
+    let answers = f.store.run_group(&calls, now).await;
+    let (for_b, for_a) = (reply(&answers[0]), reply(&answers[1]));
+    assert_eq!((for_b.n_lost, for_b.assignments.len()), (0, 0), "a's copies never go to b");
+    assert_eq!(for_a.n_lost, 1);
+    assert_eq!(for_a.assignments[0], due, "the lost copy, as first sent, deadline included");
+    assert_eq!(for_a.assignments.len(), 2, "then one new copy");
+    let new = &for_a.assignments[1];
+    assert!(
+        ![expired.work_unit_id, due.work_unit_id].contains(&new.work_unit_id),
+        "the new copy is of a third work unit: {new:?}"
+    );
+    let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
+    let expired_after = results.iter().find(|r| r.id == expired.result_id.0).unwrap();
+    assert_eq!((expired_after.host_id, expired_after.deadline), (Some(a.0), Some(expired.deadline.0)), "untouched");
 }
