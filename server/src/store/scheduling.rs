@@ -203,7 +203,8 @@ pub(super) enum Answer {
 /// work units brought up to date together, then lost copies, new copies and
 /// aborts are chosen for every host with one candidate query. Each call gets
 /// its answer, or its refusal: a refused call (a report that must be refused)
-/// is decided before anything is written, and nothing of it is written.
+/// is decided before anything is written, and nothing of its work is written
+/// (its host's last contact is: the host did call).
 /// An `Err` is a database failure: the transaction must not be committed.
 pub(super) async fn run_calls(
     tx: &mut Transaction<'_, Sqlite>,

@@ -46,13 +46,18 @@ fn units(n: usize) -> Vec<NewWorkUnit> {
 }
 
 async fn host(store: &Store, name: &str) -> HostId {
+    account_host(store, name, "").await
+}
+
+/// A host of volunteer account `account` (`""`: a host standing alone).
+async fn account_host(store: &Store, name: &str, account: &str) -> HostId {
     let new = NewHost {
         name: name.into(),
         n_cpus: 2,
         memory_bytes: 1 << 30,
         engine: "test".into(),
         os: "test".into(),
-        account: String::new(),
+        account: account.into(),
     };
     store.register_host(&new, &format!("hash-{name}"), T0).await.unwrap()
 }
@@ -258,15 +263,7 @@ async fn collusion(min_quorum: u32, colluders_account: [&str; 2]) -> bool {
     f.store.create_project(&project, &units(1), T0).await.unwrap();
     let mut colluders = Vec::new();
     for (i, account) in colluders_account.iter().enumerate() {
-        let new = NewHost {
-            name: format!("colluder-{i}"),
-            n_cpus: 1,
-            memory_bytes: 1 << 30,
-            engine: "test".into(),
-            os: "test".into(),
-            account: (*account).to_owned(),
-        };
-        colluders.push(f.store.register_host(&new, &format!("colluder-{i}"), T0).await.unwrap());
+        colluders.push(account_host(&f.store, &format!("colluder-{i}"), account).await);
     }
     let mut honest = Vec::new();
     for i in 0..10 {
@@ -478,9 +475,9 @@ async fn failed_work_units_are_retried_with_a_new_policy_and_batches_cancelled()
     assert!(matches!(missing, Err(Error::WorkUnitNotFound { .. })), "{missing:?}");
 }
 
-#[tokio::test]
-async fn higher_priority_batches_go_out_first() {
-    let f = fixture().await;
+/// Project "p" of 3 work units at priority 0, then a batch of 2 ("urgent-1",
+/// "urgent-2") at priority 5.
+async fn project_with_urgent_batch(f: &Fixture) {
     f.store.create_project(&project("p", 1, 1), &units(3), T0).await.unwrap();
     let spec = crate::domain::policy::PolicySpec { priority: 5, ..project("p", 1, 1).policy.spec() };
     let urgent = ReplicationPolicy::new(spec).unwrap();
@@ -488,6 +485,12 @@ async fn higher_priority_batches_go_out_first() {
     later[0].name = Some(WorkUnitName::parse("urgent-1").unwrap());
     later[1].name = Some(WorkUnitName::parse("urgent-2").unwrap());
     f.store.add_work_units(&name("p"), &later, Some(&urgent), T0).await.unwrap();
+}
+
+#[tokio::test]
+async fn higher_priority_batches_go_out_first() {
+    let f = fixture().await;
+    project_with_urgent_batch(&f).await;
     let a = host(&f.store, "a").await;
     let first: Vec<String> =
         f.store.lease_work(a, 3, T0).await.unwrap().into_iter().map(|x| x.work_unit_name).collect();
@@ -724,18 +727,6 @@ fn work_units_of(assignments: &[Assignment]) -> Vec<crate::domain::WorkUnitId> {
     assignments.iter().map(|x| x.work_unit_id).collect()
 }
 
-async fn account_host(store: &Store, name: &str, account: &str) -> HostId {
-    let new = NewHost {
-        name: name.into(),
-        n_cpus: 2,
-        memory_bytes: 1 << 30,
-        engine: "test".into(),
-        os: "test".into(),
-        account: account.into(),
-    };
-    store.register_host(&new, &format!("hash-{name}"), T0).await.unwrap()
-}
-
 /// Copies sent to `host` today, as stored.
 async fn results_today(store: &Store, host: HostId) -> i64 {
     sqlx::query_scalar("SELECT results_today FROM hosts WHERE id = ?")
@@ -882,13 +873,7 @@ async fn a_hosts_daily_quota_holds_across_its_calls_in_one_group() {
 #[tokio::test]
 async fn earlier_calls_in_a_group_get_the_highest_priority_then_oldest_copies() {
     let f = fixture().await;
-    f.store.create_project(&project("p", 1, 1), &units(3), T0).await.unwrap();
-    let spec = crate::domain::policy::PolicySpec { priority: 5, ..project("p", 1, 1).policy.spec() };
-    let urgent = ReplicationPolicy::new(spec).unwrap();
-    let mut later = units(2);
-    later[0].name = Some(WorkUnitName::parse("urgent-1").unwrap());
-    later[1].name = Some(WorkUnitName::parse("urgent-2").unwrap());
-    f.store.add_work_units(&name("p"), &later, Some(&urgent), T0).await.unwrap();
+    project_with_urgent_batch(&f).await;
     let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
     let calls = [ask(a, Vec::new(), None, 2), ask(b, Vec::new(), None, 2), ask(c, Vec::new(), None, 2)];
     let answers = f.store.run_group(&calls, T0).await;

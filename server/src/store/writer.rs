@@ -5,7 +5,9 @@
 //! call.
 //!
 //! A call that must be refused (a report the domain refuses) is decided
-//! before anything is written and nothing of it is written; the others go on.
+//! before anything is written and nothing of its work is written (only its
+//! host's last contact, at most once a minute: the host did call); the
+//! others go on.
 //! Answers are sent only after the group's `COMMIT` has returned, i.e. once
 //! the transaction is on disk (WAL with `synchronous=FULL`): an acknowledged
 //! report survives a power cut exactly as with one transaction per call. If
