@@ -1,5 +1,8 @@
-//! The scheduler's side of the store: hosts, leasing unsent copies to a host,
-//! and recording what hosts report.
+//! The scheduler's side of the store: registering and authenticating hosts,
+//! and the scheduler's calls (what hosts report, lost copies sent again, new
+//! copies leased, aborts), which the writer runs a group at a time
+//! ([`run_calls`]): a few set-based statements for the whole group, the
+//! decisions taken by the domain in memory.
 
 use std::collections::{HashMap, HashSet};
 
