@@ -23,6 +23,9 @@ const MAX_INPUT_BYTES: usize = 16 << 20;
 const MAX_PAGE: u32 = 10_000;
 /// Longest a `WaitProject` call waits.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// Least time between two counts of a waited-for project: under load every
+/// report is a change, and a count walks the project's index entries.
+const WAIT_RECOUNT_INTERVAL: Duration = Duration::from_millis(200);
 
 pub struct ProjectsService {
     ctx: Context,
@@ -416,6 +419,7 @@ impl Projects for ProjectsService {
         let mut changes = self.ctx.changes.subscribe();
         loop {
             changes.borrow_and_update();
+            let counted = tokio::time::Instant::now();
             let statuses = self.ctx.store.project_status(Some(&name)).await?;
             let ended = statuses.iter().all(|s| s.work_units_open == 0);
             let timed_out = ended || !matches!(tokio::time::timeout_at(until, changes.changed()).await, Ok(Ok(())));
@@ -424,6 +428,8 @@ impl Projects for ProjectsService {
                     projects: statuses.into_iter().map(status_to_proto).collect(),
                 }));
             }
+            // Changes that come meanwhile are counted together.
+            tokio::time::sleep_until((counted + WAIT_RECOUNT_INTERVAL).min(until)).await;
         }
     }
 }
