@@ -116,16 +116,17 @@ impl HostTable {
         }
     }
 
-    /// Writes every changed host back.
-    pub async fn store(self, tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+    /// Appends to `query` the statements that write every changed host back
+    /// (each followed by `; `); returns whether there were any.
+    pub fn push_store(self, query: &mut QueryBuilder<Sqlite>) -> bool {
         let mut changed: Vec<(i64, HostRow)> = self.0.into_iter().filter(|(_, row)| row.changed).collect();
         changed.sort_unstable_by_key(|(id, _)| *id);
         for chunk in changed.chunks(bulk::CHUNK) {
-            let mut query = QueryBuilder::new(
+            query.push(
                 "WITH v(id, last_contact_at, avg_turnaround_ms, n_valid, n_invalid, n_error, n_no_reply, credit, \
                  consecutive_valid, daily_quota, results_today, quota_day) AS (",
             );
-            bulk::push_values(&mut query, chunk, 12, |mut values, (id, row)| {
+            bulk::push_values(query, chunk, 12, |mut values, (id, row)| {
                 values
                     .push_bind(*id)
                     .push_bind(row.last_contact)
@@ -146,8 +147,16 @@ impl HostTable {
                  n_error = hosts.n_error + v.n_error, n_no_reply = hosts.n_no_reply + v.n_no_reply, \
                  total_credit = hosts.total_credit + v.credit, consecutive_valid = v.consecutive_valid, \
                  daily_quota = v.daily_quota, results_today = v.results_today, quota_day = v.quota_day \
-                 FROM v WHERE hosts.id = v.id",
+                 FROM v WHERE hosts.id = v.id; ",
             );
+        }
+        !changed.is_empty()
+    }
+
+    /// Writes every changed host back.
+    pub async fn store(self, tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        let mut query = QueryBuilder::new("");
+        if self.push_store(&mut query) {
             query.build().execute(&mut **tx).await?;
         }
         Ok(())

@@ -239,8 +239,14 @@ pub(super) async fn run_calls(
             _ => (call.host(), 0),
         })
         .collect();
-    lease(tx, validators, secret, &wants, &mut assignments, &mut hosts, now).await?;
-    hosts.store(tx).await?;
+    let leased = lease(tx, validators, secret, &wants, &mut assignments, &mut hosts, now).await?;
+    // The last writes go to SQLite as one multi-statement query: one round
+    // trip to its thread.
+    let mut writes = QueryBuilder::new("");
+    push_leased(&mut writes, &leased, now);
+    if hosts.push_store(&mut writes) || !leased.is_empty() {
+        writes.build().execute(&mut **tx).await?;
+    }
     let answers = calls
         .iter()
         .zip(refused)
@@ -486,11 +492,12 @@ const ACCOUNT_SEPARATOR: char = '\u{1f}';
 
 /// Leases unsent copies to the calls asking for work (`wanted`: each call's
 /// host and how many copies it still wants), in call order, each up to its
-/// host's daily quota, never two copies of one
-/// work unit to the same host nor to two hosts of one volunteer account.
-/// The candidates are read a page at a time for the whole group. Under
-/// adaptive replication, a work unit whose first copy goes to a trusted host
-/// may be accepted on that copy alone.
+/// host's daily quota, never two copies of one work unit to the same host
+/// nor to two hosts of one volunteer account. The candidates are read a page
+/// at a time for the whole group. Under adaptive replication, a work unit
+/// whose first copy goes to a trusted host may be accepted on that copy
+/// alone. Returns the copies leased but not yet marked as sent, for the
+/// caller to write with its last writes (`push_leased`).
 async fn lease(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
@@ -499,10 +506,10 @@ async fn lease(
     assignments: &mut [Vec<Assignment>],
     hosts: &mut HostTable,
     now: Timestamp,
-) -> Result<()> {
+) -> Result<Vec<Leased>> {
     let mut wants: Vec<usize> = wanted.iter().map(|(_, n)| *n).collect();
     if wants.iter().all(|&w| w == 0) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut lessees: HashMap<i64, Lessee> = HashMap::new();
     for (host, _) in wanted.iter().filter(|(_, n)| *n > 0) {
@@ -524,7 +531,7 @@ async fn lease(
     let max_pages = 4 + total / MAX_PAGE;
     let mut holders: HashMap<i64, Holders> = HashMap::new();
     let mut single: Vec<WorkUnitId> = Vec::new();
-    let mut leased: Vec<(i64, HostId, Timestamp)> = Vec::new();
+    let mut leased: Vec<Leased> = Vec::new();
     let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
     for _ in 0..max_pages {
         if wants.iter().all(|&w| w == 0) {
@@ -622,17 +629,13 @@ async fn lease(
             break;
         }
     }
-    for chunk in leased.chunks(bulk::CHUNK) {
-        let mut query = QueryBuilder::new("WITH v(id, host_id, deadline) AS (");
-        bulk::push_values(&mut query, chunk, 3, |mut row, (id, host, deadline)| {
-            row.push_bind(*id).push_bind(host.0).push_bind(deadline.0);
-        });
-        query.push(") UPDATE results SET server_state = 'in_progress', host_id = v.host_id, sent_at = ");
-        query.push_bind(now.0);
-        query.push(", deadline = v.deadline FROM v WHERE results.id = v.id");
-        query.build().execute(&mut **tx).await?;
-    }
     if !single.is_empty() {
+        // The transitions below must see the leased copies as sent: they are
+        // written now, not with the group's last writes.
+        let mut query = QueryBuilder::new("");
+        push_leased(&mut query, &leased, now);
+        query.build().execute(&mut **tx).await?;
+        leased.clear();
         for chunk in single.chunks(bulk::CHUNK) {
             let mut query =
                 QueryBuilder::new("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id IN ");
@@ -648,7 +651,24 @@ async fn lease(
             hosts.record_sent(HostId(host), lessee.sent, now);
         }
     }
-    Ok(())
+    Ok(leased)
+}
+
+/// A copy leased: its id, its host and its deadline.
+type Leased = (i64, HostId, Timestamp);
+
+/// Appends to `query` the statements that mark `leased` copies as sent at
+/// `now` (each followed by `; `).
+fn push_leased(query: &mut QueryBuilder<Sqlite>, leased: &[Leased], now: Timestamp) {
+    for chunk in leased.chunks(bulk::CHUNK) {
+        query.push("WITH v(id, host_id, deadline) AS (");
+        bulk::push_values(query, chunk, 3, |mut row, (id, host, deadline)| {
+            row.push_bind(*id).push_bind(host.0).push_bind(deadline.0);
+        });
+        query.push(") UPDATE results SET server_state = 'in_progress', host_id = v.host_id, sent_at = ");
+        query.push_bind(now.0);
+        query.push(", deadline = v.deadline FROM v WHERE results.id = v.id; ");
+    }
 }
 
 /// Most candidates read at once.

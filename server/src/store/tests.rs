@@ -949,3 +949,30 @@ async fn lost_copies_in_a_group_go_back_only_to_their_host_and_only_before_their
     let expired_after = results.iter().find(|r| r.id == expired.result_id.0).unwrap();
     assert_eq!((expired_after.host_id, expired_after.deadline), (Some(a.0), Some(expired.deadline.0)), "untouched");
 }
+
+#[tokio::test]
+async fn a_trusted_host_gets_a_work_unit_alone_and_its_other_copy_is_not_sent() {
+    let f = fixture().await;
+    let mut adaptive = project("p", 2, 2);
+    let spec = crate::domain::policy::PolicySpec { adaptive_replication: true, ..adaptive.policy.spec() };
+    adaptive.policy = ReplicationPolicy::new(spec).unwrap();
+    f.store.create_project(&adaptive, &units(1), T0).await.unwrap();
+    let a = host(&f.store, "a").await;
+    // A streak of 1,000 valid results: accepted alone with a chance of 0.999.
+    sqlx::query("UPDATE hosts SET consecutive_valid = 1000 WHERE id = ?")
+        .bind(a.0)
+        .execute(&f.store.pool)
+        .await
+        .unwrap();
+    let leased = f.store.lease_work(a, 1, T0).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
+    let sent = results.iter().find(|r| r.id == leased[0].result_id.0).unwrap();
+    assert_eq!((sent.server_state.as_str(), sent.outcome.as_deref()), ("in_progress", None), "{sent:?}");
+    let other = results.iter().find(|r| r.id != leased[0].result_id.0).unwrap();
+    assert_eq!((other.server_state.as_str(), other.outcome.as_deref()), ("over", Some("didnt_need")), "{other:?}");
+    let b = host(&f.store, "b").await;
+    assert!(f.store.lease_work(b, 1, T0).await.unwrap().is_empty(), "no second copy goes out");
+    f.store.record_reports(a, &[success(leased[0].result_id, "v")], T0).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 1, "accepted on the single result");
+}

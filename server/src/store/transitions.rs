@@ -217,8 +217,11 @@ impl Changes {
 
     /// Writes the changes; returns the events on hosts, for the caller to apply.
     async fn persist(self, tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Vec<(HostId, HostEvent)>> {
+        // The updates go to SQLite as one multi-statement query: one round
+        // trip to its thread instead of one per statement.
+        let mut query = QueryBuilder::new("");
         for chunk in self.work_units.chunks(bulk::CHUNK) {
-            let mut query = QueryBuilder::new(
+            query.push(
                 "WITH v(id, state, fail_reason, target_results, canonical_result_id, single_result, ended_at) AS (",
             );
             bulk::push_values(&mut query, chunk, 7, |mut row, (work_unit, ended_at)| {
@@ -234,12 +237,11 @@ impl Changes {
                 ") UPDATE work_units SET state = v.state, fail_reason = v.fail_reason, \
                  target_results = v.target_results, canonical_result_id = v.canonical_result_id, \
                  single_result = v.single_result, ended_at = COALESCE(work_units.ended_at, v.ended_at) \
-                 FROM v WHERE work_units.id = v.id",
+                 FROM v WHERE work_units.id = v.id; ",
             );
-            query.build().execute(&mut **tx).await?;
         }
         for chunk in self.results.chunks(bulk::CHUNK) {
-            let mut query = QueryBuilder::new("WITH v(id, server_state, outcome, validate_state, granted_credit) AS (");
+            query.push("WITH v(id, server_state, outcome, validate_state, granted_credit) AS (");
             bulk::push_values(&mut query, chunk, 5, |mut row, result| {
                 row.push_bind(result.id.0)
                     .push_bind(result.server_state.as_str())
@@ -249,23 +251,24 @@ impl Changes {
             });
             query.push(
                 ") UPDATE results SET server_state = v.server_state, outcome = v.outcome, \
-                 validate_state = v.validate_state, granted_credit = v.granted_credit FROM v WHERE results.id = v.id",
+                 validate_state = v.validate_state, granted_credit = v.granted_credit FROM v WHERE results.id = v.id; ",
             );
+        }
+        for chunk in self.ended.chunks(bulk::CHUNK) {
+            query.push(
+                "UPDATE batches SET n_ended = n_ended + e.n FROM (SELECT batch_id, COUNT(*) AS n FROM work_units \
+                 WHERE batch_id IS NOT NULL AND id IN ",
+            );
+            bulk::push_list(&mut query, chunk);
+            query.push(" GROUP BY batch_id) AS e WHERE batches.id = e.batch_id; ");
+        }
+        if !self.work_units.is_empty() || !self.results.is_empty() || !self.ended.is_empty() {
             query.build().execute(&mut **tx).await?;
         }
         for (work_unit, project, n) in &self.new_results {
             for _ in 0..*n {
                 insert_unsent(tx, *work_unit, *project, now).await?;
             }
-        }
-        for chunk in self.ended.chunks(bulk::CHUNK) {
-            let mut query = QueryBuilder::new(
-                "UPDATE batches SET n_ended = n_ended + e.n FROM (SELECT batch_id, COUNT(*) AS n FROM work_units \
-                 WHERE batch_id IS NOT NULL AND id IN ",
-            );
-            bulk::push_list(&mut query, chunk);
-            query.push(" GROUP BY batch_id) AS e WHERE batches.id = e.batch_id");
-            query.build().execute(&mut **tx).await?;
         }
         Ok(self.host_events)
     }
