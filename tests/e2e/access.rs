@@ -8,30 +8,12 @@
 
 use quorum_proto::v1;
 use quorum_tests::cli::Submitted;
-use quorum_tests::grpc::{Host, Projects, ProjectsApi, scheduler_client, success_report, with_token};
+use quorum_tests::grpc::{
+    Host, Projects, ProjectsApi, TINY_APP, scheduler_client, success_report, tiny_policy, with_token,
+};
 use quorum_tests::server::token_command;
 use quorum_tests::{Server, TestDir, cli, cli_with_token, primes};
 use tonic::{Code, Status};
-
-/// The smallest WASI command: one function exported as `_start`.
-const TINY_APP: &[u8] = &[
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
-    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
-    0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, // export "_start"
-    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code: an empty body
-];
-
-fn policy() -> v1::ReplicationPolicy {
-    v1::ReplicationPolicy {
-        min_quorum: 1,
-        target_results: 1,
-        max_error_results: 1,
-        max_total_results: 2,
-        deadline_secs: 60,
-        ..Default::default()
-    }
-}
 
 /// Calls every `Projects` RPC once on `project` (creating `new_project`),
 /// each with a request that an admin could make; returns each outcome by name.
@@ -52,7 +34,7 @@ async fn call_every_rpc(
                 c.create_project(v1::CreateProjectRequest {
                     name: new_project.to_owned(),
                     app_module: TINY_APP.to_vec(),
-                    policy: Some(policy()),
+                    policy: Some(tiny_policy()),
                     work_units: vec![v1::WorkUnitInput { name: String::new(), input: b"x".to_vec() }],
                     ..Default::default()
                 })
@@ -208,7 +190,7 @@ async fn a_submit_token_works_on_its_projects_only() {
     api.create_project(v1::CreateProjectRequest {
         name: "mine".to_owned(),
         app_module: TINY_APP.to_vec(),
-        policy: Some(policy()),
+        policy: Some(tiny_policy()),
         ..Default::default()
     })
     .await

@@ -14,16 +14,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use quorum_proto::v1;
 use quorum_proto::v1::scheduler_client::SchedulerClient;
-use quorum_tests::grpc::{Host, Projects, ProjectsApi, channel, with_token};
+use quorum_tests::grpc::{Host, Projects, ProjectsApi, TINY_APP, channel, with_token};
 use quorum_tests::{Server, TestDir, cli, primes};
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// The smallest WASI command: one function exported as `_start`.
-const TINY_APP: &[u8] = &[
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x07,
-    0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, 0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
-];
 
 /// Longest any one call may take (a hang fails the case).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -6,15 +6,9 @@
 
 use quorum_proto::v1;
 use quorum_tests::cli::Submitted;
-use quorum_tests::grpc::{Projects, digest};
+use quorum_tests::grpc::{Projects, TINY_APP, digest, tiny_policy};
 use quorum_tests::{Server, TestDir, Worker, cli, primes};
 use sqlx::sqlite::SqliteConnectOptions;
-
-/// The smallest WASI command: one function exported as `_start`.
-const TINY_APP: &[u8] = &[
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x07,
-    0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, 0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
-];
 
 /// A primes manifest over `0..n*100` signed by the key at `key` (a path
 /// relative to the manifest), one copy per work unit, failing at the first error.
@@ -140,14 +134,7 @@ async fn a_signature_that_does_not_verify_is_refused_at_submission() {
     let request = |signature: Vec<u8>, public_key: Vec<u8>| v1::CreateProjectRequest {
         name: "p".to_owned(),
         app_module: TINY_APP.to_vec(),
-        policy: Some(v1::ReplicationPolicy {
-            min_quorum: 1,
-            target_results: 1,
-            max_error_results: 1,
-            max_total_results: 2,
-            deadline_secs: 60,
-            ..Default::default()
-        }),
+        policy: Some(tiny_policy()),
         app_signature: signature,
         app_public_key: public_key,
         ..Default::default()

@@ -18,6 +18,27 @@ use crate::STEP_TIMEOUT;
 /// Engine a hand-made host claims to run.
 pub const ENGINE: &str = "wasmtime 48.0.8";
 
+/// The smallest WASI command: one function exported as `_start`.
+pub const TINY_APP: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, // export "_start"
+    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code: an empty body
+];
+
+/// A small coherent policy: one copy per work unit, one error allowed.
+pub fn tiny_policy() -> v1::ReplicationPolicy {
+    v1::ReplicationPolicy {
+        min_quorum: 1,
+        target_results: 1,
+        max_error_results: 1,
+        max_total_results: 2,
+        deadline_secs: 60,
+        ..Default::default()
+    }
+}
+
 /// Page size of the listing helpers.
 const PAGE: u32 = 500;
 

@@ -95,10 +95,11 @@ impl HostTable {
 
     /// Records that `host` called at `now`, at most once per `CONTACT_RESOLUTION_MS`.
     pub fn record_contact(&mut self, host: HostId, now: Timestamp) {
-        if self.get(host).is_some_and(|row| now.0 - row.last_contact >= CONTACT_RESOLUTION_MS)
-            && let Some(row) = self.get_mut(host)
+        if let Some(row) = self.0.get_mut(&host.0)
+            && now.0 - row.last_contact >= CONTACT_RESOLUTION_MS
         {
             row.last_contact = now.0;
+            row.changed = true;
         }
     }
 

@@ -98,17 +98,22 @@ pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
 
 /// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id, single_result`.
 pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
-    let state: String = row.try_get("state")?;
-    let fail_reason: Option<String> = row.try_get("fail_reason")?;
     Ok(WorkUnit {
         id: WorkUnitId(row.try_get("id")?),
-        state: WorkUnitState::parse(&state, fail_reason.as_deref())
-            .ok_or_else(|| corrupt("work_units", format!("state {state:?} / {fail_reason:?}")))?,
+        state: work_unit_state(row)?,
         target_results: u32_column(row, "target_results")?,
         canonical_result: row.try_get::<Option<i64>, _>("canonical_result_id")?.map(ResultId),
         single_result: row.try_get("single_result")?,
         purged: row.try_get::<Option<i64>, _>("purged_at")?.is_some(),
     })
+}
+
+/// A work unit's state from a row with its `state` and `fail_reason` columns.
+pub fn work_unit_state(row: &SqliteRow) -> Result<WorkUnitState> {
+    let state: String = row.try_get("state")?;
+    let fail_reason: Option<String> = row.try_get("fail_reason")?;
+    WorkUnitState::parse(&state, fail_reason.as_deref())
+        .ok_or_else(|| corrupt("work_units", format!("state {state:?} / {fail_reason:?}")))
 }
 
 pub fn policy(row: &SqliteRow) -> Result<ReplicationPolicy> {

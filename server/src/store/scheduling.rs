@@ -436,14 +436,6 @@ fn decide<'a>(
     Ok((accepted, recorded))
 }
 
-/// A host asking for new copies in a group.
-struct Lessee {
-    /// Copies it may still receive today.
-    remaining: u32,
-    /// Copies it got in this group.
-    sent: u32,
-}
-
 /// An unsent copy offered to the hosts of a group.
 struct Candidate {
     row: SqliteRow,
@@ -511,14 +503,8 @@ async fn lease(
     if wants.iter().all(|&w| w == 0) {
         return Ok(Vec::new());
     }
-    let mut lessees: HashMap<i64, Lessee> = HashMap::new();
-    for (host, _) in wanted.iter().filter(|(_, n)| *n > 0) {
-        if let Some(row) = hosts.get(*host) {
-            let remaining = row.trust.remaining_today(now);
-            lessees.entry(host.0).or_insert(Lessee { remaining, sent: 0 });
-        }
-    }
-    let query = if lessees.keys().any(|id| hosts.get(HostId(*id)).is_some_and(|host| !host.account.is_empty())) {
+    let accounts = wanted.iter().any(|(host, n)| *n > 0 && hosts.get(*host).is_some_and(|h| !h.account.is_empty()));
+    let query = if accounts {
         candidates_query!(
             "(SELECT group_concat(h.account, char(31)) FROM results o JOIN hosts h ON h.id = o.host_id \
              WHERE o.work_unit_id = r.work_unit_id AND h.account != '')"
@@ -572,15 +558,17 @@ async fn lease(
             }
             let host = *host;
             // Calls of unknown hosts are refused before anything else.
-            let (Some(host_row), Some(lessee)) = (hosts.get(host), lessees.get_mut(&host.0)) else { continue };
+            let Some(row) = hosts.get(host) else { continue };
+            let (account, turnaround, streak) = (row.account.clone(), row.turnaround, row.trust.consecutive_valid);
             for candidate in candidates.iter_mut().filter(|c| !c.taken) {
-                if wants[i] == 0 || lessee.sent >= lessee.remaining {
+                // Each copy counts against the host's quota as it is leased.
+                if wants[i] == 0 || hosts.get(host).is_none_or(|row| row.trust.remaining_today(now) == 0) {
                     break;
                 }
                 let held = holders.get_mut(&candidate.work_unit_id).expect("every candidate has holders");
                 if held.closed
                     || held.hosts.contains(&host.0)
-                    || (!host_row.account.is_empty() && held.accounts.contains(&host_row.account))
+                    || (!account.is_empty() && held.accounts.contains(&account))
                 {
                     continue;
                 }
@@ -593,32 +581,24 @@ async fn lease(
                     u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
                 let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
                 if in_tail
-                    && !batch::may_take_tail_copy(
-                        host_row.turnaround,
-                        batch_turnaround,
-                        waited,
-                        policy.deadline_ms() / 10,
-                    )
+                    && !batch::may_take_tail_copy(turnaround, batch_turnaround, waited, policy.deadline_ms() / 10)
                 {
                     continue;
                 }
                 if policy.adaptive_replication()
                     && held.hosts.is_empty()
-                    && trust::accept_single(
-                        host_row.trust.consecutive_valid,
-                        trust::draw(secret, ResultId(candidate.result_id)),
-                    )
+                    && trust::accept_single(streak, trust::draw(secret, ResultId(candidate.result_id)))
                     && first_copy(tx, WorkUnitId(candidate.work_unit_id)).await?
                 {
                     single.push(WorkUnitId(candidate.work_unit_id));
                     held.closed = true;
                 }
                 held.hosts.push(host.0);
-                if !host_row.account.is_empty() {
-                    held.accounts.push(host_row.account.clone());
+                if !account.is_empty() {
+                    held.accounts.push(account.clone());
                 }
                 candidate.taken = true;
-                lessee.sent += 1;
+                hosts.record_sent(host, 1, now);
                 wants[i] -= 1;
                 let deadline = scheduler::deadline(now, &policy);
                 leased.push((candidate.result_id, host, deadline));
@@ -645,11 +625,6 @@ async fn lease(
         let events = transitions(tx, validators, &single, Event::Update, now).await?;
         hosts.load(tx, events.iter().map(|(host, _)| host.0)).await?;
         hosts.apply(&events);
-    }
-    for (host, lessee) in lessees {
-        if lessee.sent > 0 {
-            hosts.record_sent(HostId(host), lessee.sent, now);
-        }
     }
     Ok(leased)
 }
@@ -790,12 +765,7 @@ async fn held_copies(
         for row in query.build().fetch_all(&mut **tx).await? {
             let id: i64 = row.try_get("id")?;
             let host: i64 = row.try_get("host_id")?;
-            let state: String = row.try_get("state")?;
-            let fail_reason: Option<String> = row.try_get("fail_reason")?;
-            let state = WorkUnitState::parse(&state, fail_reason.as_deref()).ok_or_else(|| Error::Corrupt {
-                table: "work_units",
-                detail: format!("state {state:?} / {fail_reason:?}"),
-            })?;
+            let state = rows::work_unit_state(&row)?;
             if state != WorkUnitState::Open {
                 over.push((id, lifecycle::abort_outcome(state).as_str()));
                 abort.entry(host).or_default().push(ResultId(id));
