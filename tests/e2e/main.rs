@@ -39,6 +39,8 @@
 //!   database, and a project re-created with another key.
 //! - `tls`: a coordinator served over TLS; a worker given the wrong CA
 //!   refuses it and never registers.
+//! - `lone_worker`: one worker with several quorum-2 projects computes one
+//!   copy of every work unit, then waits for a second host.
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
 //!   free of gRPC, SQL and tokio).
 //!
@@ -56,6 +58,7 @@ mod deadlines;
 mod fuzz_handlers;
 mod hostile_apps;
 mod late_results;
+mod lone_worker;
 mod malicious;
 mod operations;
 mod primes;

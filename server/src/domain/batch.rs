@@ -51,21 +51,42 @@ pub fn update_turnaround(average_ms: Option<u64>, sample_ms: u64) -> u64 {
     }
 }
 
-/// Whether a host may take a tail copy now: fast hosts always; a slow or
-/// unknown host only once the copy has waited unsent for `grace_ms` (so the
-/// tail goes *preferably* to fast hosts, never to nobody).
-pub fn may_take_tail_copy(
-    host_turnaround_ms: Option<u64>,
-    batch_turnaround_ms: Option<u64>,
-    waited_ms: u64,
-    grace_ms: u64,
-) -> bool {
-    let fast = match (host_turnaround_ms, batch_turnaround_ms) {
-        (Some(host), Some(batch)) => host as f64 <= FAST_HOST_FACTOR * batch as f64,
-        (_, None) => true,
-        (None, Some(_)) => false,
-    };
-    fast || waited_ms >= grace_ms
+/// What decides who may take a copy of a batch's tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tail {
+    /// The batch's moving average turnaround; `None` before its first result.
+    pub batch_turnaround_ms: Option<u64>,
+    /// The shortest turnaround among the hosts attached now (in recent
+    /// contact), the asking one included; `None` when none has one yet.
+    pub fastest_attached_ms: Option<u64>,
+    /// How long a copy waits for a fast host before any host may take it.
+    pub grace_ms: u64,
+}
+
+impl Tail {
+    /// The longest turnaround that counts as fast: [`FAST_HOST_FACTOR`] times
+    /// the batch's, or times the fastest attached host's when every attached
+    /// host is slower than that (the tail then waits for no one).
+    pub fn line_ms(&self) -> Option<u64> {
+        let batch = self.batch_turnaround_ms?;
+        let reference = batch.max(self.fastest_attached_ms.unwrap_or(0));
+        Some((FAST_HOST_FACTOR * reference as f64) as u64)
+    }
+
+    /// Whether a host with this turnaround may take a tail copy that has
+    /// waited `waited_ms` unsent: fast hosts always; a host with no
+    /// turnaround yet when no attached host has one either; any host once the
+    /// copy has waited the grace. So the tail goes *preferably* to fast
+    /// hosts, and never waits while every host that could take it is slower
+    /// than the line.
+    pub fn may_take(&self, host_turnaround_ms: Option<u64>, waited_ms: u64) -> bool {
+        let Some(line) = self.line_ms() else { return true };
+        let fast = match host_turnaround_ms {
+            Some(host) => host <= line,
+            None => self.fastest_attached_ms.is_none(),
+        };
+        fast || waited_ms >= self.grace_ms
+    }
 }
 
 /// Whether a copy in progress for `elapsed_ms` is at risk of missing its
@@ -104,13 +125,24 @@ mod tests {
     }
 
     #[test]
-    fn tail_copies_go_to_fast_hosts_first() {
-        assert!(may_take_tail_copy(Some(100), Some(100), 0, 1000));
-        assert!(may_take_tail_copy(Some(150), Some(100), 0, 1000));
-        assert!(!may_take_tail_copy(Some(151), Some(100), 0, 1000), "slow host, fresh copy");
-        assert!(may_take_tail_copy(Some(151), Some(100), 1000, 1000), "slow host, copy waited long enough");
-        assert!(!may_take_tail_copy(None, Some(100), 0, 1000), "unknown host");
-        assert!(may_take_tail_copy(None, None, 0, 1000), "nothing known yet");
+    fn tail_copies_go_to_fast_hosts_first_and_never_wait_for_no_one() {
+        // (batch, fastest attached, host, waited) -> may take; grace 1000.
+        let check = |batch, fastest, host, waited, expected| {
+            let tail = Tail { batch_turnaround_ms: batch, fastest_attached_ms: fastest, grace_ms: 1000 };
+            assert_eq!(tail.may_take(host, waited), expected, "{tail:?} host {host:?} waited {waited}");
+        };
+        check(Some(100), Some(100), Some(100), 0, true);
+        check(Some(100), Some(100), Some(150), 0, true);
+        check(Some(100), Some(100), Some(151), 0, false); // slow host, fresh copy, a fast host attached
+        check(Some(100), Some(100), Some(151), 1000, true); // the copy waited long enough
+        check(Some(100), Some(100), None, 0, false); // unknown host, a fast host attached
+        check(None, Some(100), Some(500), 0, true); // nothing known of the batch yet
+        // Every attached host slower than the batch's line: the fastest of them sets it.
+        check(Some(100), Some(300), Some(300), 0, true);
+        check(Some(100), Some(300), Some(450), 0, true);
+        check(Some(100), Some(300), Some(451), 0, false);
+        // No attached host has a turnaround yet: new hosts may take it.
+        check(Some(100), None, None, 0, true);
     }
 
     #[test]

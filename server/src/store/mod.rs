@@ -14,12 +14,14 @@
 //! - `reads`: status counts and listings for the admin service.
 //! - `rows`: conversions between rows and domain types.
 //! - `writer`: group commit of the scheduler's writes (one thread, one transaction for many RPCs).
+//! - `frontiers`: where each host's walk through the unsent copies starts (past what it can never take).
 //! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`, padded to a few shapes).
 //! - `signing`: signatures of projects' app modules.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
 
 mod auth;
 mod bulk;
+mod frontiers;
 mod hosts;
 mod reads;
 mod rows;
@@ -104,6 +106,8 @@ pub struct Store {
     host_tokens: Arc<HostTokens>,
     /// The writer task that group-commits the scheduler's writes.
     writer: tokio::sync::mpsc::Sender<writer::Job>,
+    /// Where each host's walk through the unsent copies starts.
+    frontiers: Arc<frontiers::Frontiers>,
 }
 
 impl Store {
@@ -146,9 +150,10 @@ impl Store {
         // indexes' right edges) in its own cache: up to 64 MiB instead of
         // SQLite's 2 MiB. Readers' caches are reset by every commit anyway.
         let connection = options.pragma("cache_size", "-65536").connect().await?;
-        let writer = writer::spawn(connection, validators.clone(), secret)?;
+        let frontiers = Arc::new(frontiers::Frontiers::default());
+        let writer = writer::spawn(connection, validators.clone(), secret, frontiers.clone())?;
         tokio::spawn(checkpoints(pool.clone(), path.to_owned()));
-        Ok(Store { pool, validators, host_tokens: Arc::default(), writer })
+        Ok(Store { pool, validators, host_tokens: Arc::default(), writer, frontiers })
     }
 
     /// Hands `call` to the writer task and waits for its answer (sent once

@@ -10,6 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::bulk;
+use super::frontiers::{Frontiers, HostFrontier, Walker};
 use super::hosts::HostTable;
 use super::rows::{self, int};
 use super::transitions::{Event, transitions};
@@ -213,9 +214,10 @@ pub(super) async fn run_calls(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
     secret: u64,
+    frontiers: &Frontiers,
     calls: &[Call],
     now: Timestamp,
-) -> Result<Vec<Result<Answer>>> {
+) -> Result<(Vec<Result<Answer>>, FrontierUpdate)> {
     let mut refused: Vec<Option<Error>> = calls.iter().map(|_| None).collect();
     let mut hosts = HostTable::default();
     hosts.load(tx, calls.iter().map(|call| call.host().0)).await?;
@@ -229,6 +231,14 @@ pub(super) async fn run_calls(
     }
     let accepted = record(tx, validators, calls, &mut refused, &mut hosts, now).await?;
     let (mut assignments, aborts) = held_copies(tx, calls, &refused, now).await?;
+    // Lost copies are sent again within the call's slots, oldest first.
+    for (call, lost) in calls.iter().zip(assignments.iter_mut()) {
+        let slots = match call {
+            Call::RequestWork { request, .. } => request.slots as usize,
+            Call::Report { .. } => 0,
+        };
+        lost.truncate(slots);
+    }
     let n_lost: Vec<usize> = assignments.iter().map(Vec::len).collect();
     let wants: Vec<(HostId, usize)> = calls
         .iter()
@@ -239,7 +249,8 @@ pub(super) async fn run_calls(
             _ => (call.host(), 0),
         })
         .collect();
-    let leased = lease(tx, validators, secret, &wants, &mut assignments, &mut hosts, now).await?;
+    let (leased, found, epoch) =
+        lease(tx, validators, secret, frontiers, &wants, &mut assignments, &mut hosts, now).await?;
     // The last writes go to SQLite as one multi-statement query: one round
     // trip to its thread.
     let mut writes = QueryBuilder::new("");
@@ -262,7 +273,20 @@ pub(super) async fn run_calls(
             })
         })
         .collect();
-    Ok(answers)
+    Ok((answers, FrontierUpdate { epoch, frontiers: found }))
+}
+
+/// Frontiers a group's walk found, to keep once its transaction committed.
+pub(super) struct FrontierUpdate {
+    epoch: u64,
+    frontiers: HashMap<Walker, HostFrontier>,
+}
+
+impl FrontierUpdate {
+    /// Keeps them (call after the commit).
+    pub fn keep(self, frontiers: &Frontiers) {
+        frontiers.update(self.epoch, self.frontiers);
+    }
 }
 
 /// What the store knows of a reported copy, read once per group.
@@ -436,28 +460,37 @@ fn decide<'a>(
     Ok((accepted, recorded))
 }
 
-/// An unsent copy offered to the hosts of a group.
-struct Candidate {
-    row: SqliteRow,
-    result_id: i64,
-    work_unit_id: i64,
-    taken: bool,
-}
-
 /// Who already holds a copy of a candidate's work unit: hosts and accounts.
 #[derive(Default)]
 struct Holders {
     hosts: Vec<i64>,
+    /// Their volunteer accounts, hex-encoded (a client can send any
+    /// character in an account, but never make one hex string out of two).
     accounts: Vec<String>,
     /// Accepted on a single copy in this group: no other copy goes out.
     closed: bool,
 }
 
 /// The candidate query: unsent copies, highest priority first, then oldest,
-/// after a (priority, id) cursor, with who already holds a copy of their work
-/// unit (by host, and by volunteer account when `ACCOUNTS` is spliced in).
+/// after a (priority, id) position, with who already holds a copy of their
+/// work unit (by host, and by volunteer account when `ACCOUNTS` is spliced
+/// in). Its parameters: the position's priority, its id, the page size.
+///
+/// Two parts, each read straight from the index `results_unsent(priority
+/// DESC, id)`: the rest of the position's level, then the levels below.
+/// (One condition `priority < ? OR (priority = ? AND id > ?)` would make
+/// SQLite scan the index from its start at every page.)
 macro_rules! candidates_query {
     ($accounts:expr) => {
+        concat!(
+            "SELECT * FROM (",
+            candidates_query!(@part $accounts, "r.priority = ?1 AND r.id > ?2 ORDER BY r.id"),
+            " LIMIT ?3) UNION ALL SELECT * FROM (",
+            candidates_query!(@part $accounts, "r.priority < ?1 ORDER BY r.priority DESC, r.id"),
+            " LIMIT ?3) LIMIT ?3"
+        )
+    };
+    (@part $accounts:expr, $position:expr) => {
         concat!(
             "SELECT r.id AS result_id, r.priority AS result_priority, r.work_unit_id, r.created_at, \
              w.name AS work_unit_name, w.input, \
@@ -472,65 +505,182 @@ macro_rules! candidates_query {
              JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
              LEFT JOIN batches b ON b.id = w.batch_id \
              WHERE r.server_state = 'unsent' AND p.state = 'active' \
-             AND (r.priority < ? OR (r.priority = ? AND r.id > ?)) \
-             AND (b.id IS NULL OR b.state = 'active') \
-             ORDER BY r.priority DESC, r.id LIMIT ?"
+             AND (b.id IS NULL OR b.state = 'active') AND ",
+            $position
         )
     };
 }
 
-/// Separates accounts in `holder_accounts`.
-const ACCOUNT_SEPARATOR: char = '\u{1f}';
+/// Hosts whose last contact is this recent are attached: the tail of a
+/// batch waits for the fast ones among them, not for hosts gone.
+const ATTACHED_MS: i64 = 10 * 60 * 1000;
+
+/// One call's walk through the unsent copies.
+struct Walk {
+    host: HostId,
+    /// Whose frontier it moves: its account's, or its own when it stands alone.
+    walker: Walker,
+    /// Copies it still wants.
+    wants: usize,
+    /// Its volunteer account, hex-encoded as `Holders::accounts`; `None` when it stands alone.
+    account: Option<String>,
+    turnaround: Option<u64>,
+    streak: u32,
+    /// Per priority level, the last copy passed (see `frontiers`).
+    frontier: HostFrontier,
+    /// Levels where it was refused a copy for a passing reason: its frontier stays there.
+    stuck: HashSet<i64>,
+    /// Why copies were not given to it, for the log when it gets nothing.
+    refused: Refused,
+}
+
+impl Walk {
+    /// Moves the frontier past the copy `id` of `level`, unless it stopped there.
+    fn pass(&mut self, level: i64, id: i64) {
+        if !self.stuck.contains(&level) {
+            self.frontier.insert(level, id);
+        }
+    }
+
+    /// Whether the copy `id` of `level` is behind the frontier: known to be
+    /// one the host may never take.
+    fn passed(&self, level: i64, id: i64) -> bool {
+        self.frontier.get(&level).is_some_and(|&last| id <= last)
+    }
+}
+
+/// Why copies were not given to a host, by reason.
+#[derive(Debug, Default)]
+struct Refused {
+    /// It holds (or held) a copy of the work unit.
+    own: usize,
+    /// Another host of its account holds one.
+    account: usize,
+    /// The copy is in a batch's tail, kept for faster hosts.
+    tail: usize,
+    /// Its quota for today is used.
+    quota: bool,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut reasons = Vec::new();
+        if self.quota {
+            reasons.push("its quota for today is used".to_owned());
+        }
+        if self.own > 0 {
+            reasons
+                .push(format!("{} unsent copies are of work units it already holds (they need other hosts)", self.own));
+        }
+        if self.account > 0 {
+            reasons.push(format!("{} are of work units another host of its account holds", self.account));
+        }
+        if self.tail > 0 {
+            reasons.push(format!("{} are in batches' tails, kept for faster hosts", self.tail));
+        }
+        if reasons.is_empty() {
+            reasons.push("no unsent copy it may take in an active project and batch".to_owned());
+        }
+        f.write_str(&reasons.join("; "))
+    }
+}
+
+/// Whether a host may take a candidate copy.
+enum Verdict {
+    Take,
+    /// Never: it or its account holds a copy of the work unit.
+    Never,
+    /// Not now: the copy waits for a faster host.
+    NotNow,
+}
 
 /// Leases unsent copies to the calls asking for work (`wanted`: each call's
 /// host and how many copies it still wants), in call order, each up to its
 /// host's daily quota, never two copies of one work unit to the same host
-/// nor to two hosts of one volunteer account. The candidates are read a page
-/// at a time for the whole group. Under adaptive replication, a work unit
-/// whose first copy goes to a trusted host may be accepted on that copy
-/// alone. Returns the copies leased but not yet marked as sent, for the
-/// caller to write with its last writes (`push_leased`).
+/// nor to two hosts of one volunteer account. The walk is complete: it goes
+/// on through the unsent copies until every call has what it wants or none
+/// is left, so a host is refused only when no copy it may take waits. It
+/// starts, per host and priority level, after the host's frontier (copies
+/// it can never take), so a backlog it cannot take is walked once, not at
+/// every call. The candidates are read a page at a time for the whole group.
+/// Under adaptive replication, a work unit whose first copy goes to a
+/// trusted host may be accepted on that copy alone. Returns the copies
+/// leased but not yet marked as sent, for the caller to write with its last
+/// writes (`push_leased`), and the hosts' new frontiers, to keep once the
+/// transaction has committed.
+#[allow(clippy::too_many_arguments)]
 async fn lease(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
     secret: u64,
+    frontiers: &Frontiers,
     wanted: &[(HostId, usize)],
     assignments: &mut [Vec<Assignment>],
     hosts: &mut HostTable,
     now: Timestamp,
-) -> Result<Vec<Leased>> {
-    let mut wants: Vec<usize> = wanted.iter().map(|(_, n)| *n).collect();
-    if wants.iter().all(|&w| w == 0) {
-        return Ok(Vec::new());
+) -> Result<(Vec<Leased>, HashMap<Walker, HostFrontier>, u64)> {
+    let mut walks: Vec<Walk> = Vec::new();
+    for &(host, wants) in wanted {
+        // Calls of unknown hosts are refused before anything else.
+        let Some(row) = hosts.get(host).filter(|_| wants > 0) else { continue };
+        let walker = if row.account.is_empty() { Walker::Host(host) } else { Walker::Account(row.account.clone()) };
+        walks.push(Walk {
+            host,
+            walker,
+            wants,
+            account: (!row.account.is_empty()).then(|| hex(&row.account)),
+            turnaround: row.turnaround,
+            streak: row.trust.consecutive_valid,
+            frontier: HostFrontier::new(),
+            stuck: HashSet::new(),
+            refused: Refused::default(),
+        });
     }
-    let accounts = wanted.iter().any(|(host, n)| *n > 0 && hosts.get(*host).is_some_and(|h| !h.account.is_empty()));
-    let query = if accounts {
+    let (epoch, known) = frontiers.read(walks.iter().map(|walk| &walk.walker));
+    for walk in &mut walks {
+        walk.frontier = known.get(&walk.walker).cloned().unwrap_or_default();
+    }
+    // Which walk each call's assignments go to.
+    let call_of: Vec<usize> = wanted
+        .iter()
+        .enumerate()
+        .filter(|(_, (host, wants))| *wants > 0 && hosts.get(*host).is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if walks.is_empty() {
+        return Ok((Vec::new(), HashMap::new(), epoch));
+    }
+    let query = if walks.iter().any(|walk| walk.account.is_some()) {
         candidates_query!(
-            "(SELECT group_concat(h.account, char(31)) FROM results o JOIN hosts h ON h.id = o.host_id \
+            "(SELECT group_concat(hex(h.account)) FROM results o JOIN hosts h ON h.id = o.host_id \
              WHERE o.work_unit_id = r.work_unit_id AND h.account != '')"
         )
     } else {
         candidates_query!("NULL")
     };
-    let total: usize = wants.iter().sum();
-    let page_size = (total * 2 + 16).min(MAX_PAGE);
-    let max_pages = 4 + total / MAX_PAGE;
+    let total: usize = walks.iter().map(|walk| walk.wants).sum();
+    // Most walks end within the first page; one that goes on reads larger pages.
+    let mut page_size = (total * 2 + 16).min(MAX_PAGE);
     let mut holders: HashMap<i64, Holders> = HashMap::new();
     let mut single: Vec<WorkUnitId> = Vec::new();
     let mut leased: Vec<Leased> = Vec::new();
+    // The turnaround of the fastest attached host, read when a tail needs it.
+    let mut fastest_attached: Option<Option<u64>> = None;
     let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
-    for _ in 0..max_pages {
-        if wants.iter().all(|&w| w == 0) {
+    loop {
+        let walking = |walk: &&Walk| walk.wants > 0 && !walk.refused.quota;
+        if !walks.iter().any(|walk| walking(&walk)) {
             break;
         }
-        let page = sqlx::query(query)
-            .bind(after_priority)
-            .bind(after_priority)
-            .bind(after_id)
-            .bind(page_size as i64)
-            .fetch_all(&mut **tx)
-            .await?;
+        // Within a level, skip what every host still walking has passed.
+        let seek = walks.iter().filter(walking).map(|walk| walk.frontier.get(&after_priority).copied());
+        if let Some(Some(seek)) = seek.min() {
+            after_id = after_id.max(seek);
+        }
+        let page =
+            sqlx::query(query).bind(after_priority).bind(after_id).bind(page_size as i64).fetch_all(&mut **tx).await?;
         let full = page.len() == page_size;
+        page_size = (page_size * 2).min(MAX_PAGE);
         let mut candidates = Vec::with_capacity(page.len());
         for row in page {
             after_id = row.try_get("result_id")?;
@@ -548,65 +698,112 @@ async fn lease(
                 }
             }
             if let Some(list) = row.try_get::<Option<String>, _>("holder_accounts")? {
-                entry.accounts.extend(list.split(ACCOUNT_SEPARATOR).map(str::to_owned));
+                entry.accounts.extend(list.split(',').map(str::to_owned));
             }
-            candidates.push(Candidate { row, result_id: after_id, work_unit_id, taken: false });
+            candidates.push(Candidate { row, result_id: after_id, level: after_priority, work_unit_id, taken: false });
         }
-        for (i, (host, _)) in wanted.iter().enumerate() {
-            if wants[i] == 0 {
-                continue;
-            }
-            let host = *host;
-            // Calls of unknown hosts are refused before anything else.
-            let Some(row) = hosts.get(host) else { continue };
-            let (account, turnaround, streak) = (row.account.clone(), row.turnaround, row.trust.consecutive_valid);
-            for candidate in candidates.iter_mut().filter(|c| !c.taken) {
+        for (walk, &call) in walks.iter_mut().zip(&call_of) {
+            for candidate in candidates.iter_mut() {
+                if walk.wants == 0 || walk.refused.quota {
+                    break;
+                }
+                let (level, id) = (candidate.level, candidate.result_id);
+                if candidate.taken {
+                    // Taken by an earlier call: gone from the unsent copies.
+                    walk.pass(level, id);
+                    continue;
+                }
+                if walk.passed(level, id) {
+                    continue;
+                }
                 // Each copy counts against the host's quota as it is leased.
-                if wants[i] == 0 || hosts.get(host).is_none_or(|row| row.trust.remaining_today(now) == 0) {
+                if hosts.get(walk.host).is_none_or(|row| row.trust.remaining_today(now) == 0) {
+                    walk.refused.quota = true;
                     break;
                 }
                 let held = holders.get_mut(&candidate.work_unit_id).expect("every candidate has holders");
-                if held.closed
-                    || held.hosts.contains(&host.0)
-                    || (!account.is_empty() && held.accounts.contains(&account))
-                {
-                    continue;
-                }
                 let row = &candidate.row;
-                let policy = rows::policy(row)?;
-                // The tail of a batch goes preferably to hosts with a short turnaround.
-                let in_tail =
-                    batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?);
-                let waited =
-                    u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0)).unwrap_or(0);
-                let batch_turnaround = rows::optional_u64(row, "batch_turnaround")?;
-                if in_tail
-                    && !batch::may_take_tail_copy(turnaround, batch_turnaround, waited, policy.deadline_ms() / 10)
-                {
-                    continue;
+                let verdict = if held.closed {
+                    // Its other copies are retired in this group: gone.
+                    Verdict::Never
+                } else if held.hosts.contains(&walk.host.0) {
+                    walk.refused.own += 1;
+                    Verdict::Never
+                } else if walk.account.as_ref().is_some_and(|account| held.accounts.contains(account)) {
+                    walk.refused.account += 1;
+                    Verdict::Never
+                } else if batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?) {
+                    // The tail of a batch goes preferably to hosts with a short turnaround.
+                    let waited = u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0))
+                        .unwrap_or(0);
+                    let fastest = match fastest_attached {
+                        Some(fastest) => fastest,
+                        None => *fastest_attached.insert(fastest_attached_turnaround(tx, now).await?),
+                    };
+                    let tail = batch::Tail {
+                        batch_turnaround_ms: rows::optional_u64(row, "batch_turnaround")?,
+                        // The asking host is attached, whatever its recorded contact.
+                        fastest_attached_ms: fastest.into_iter().chain(walk.turnaround).min(),
+                        grace_ms: rows::policy(row)?.deadline_ms() / 10,
+                    };
+                    if tail.may_take(walk.turnaround, waited) {
+                        Verdict::Take
+                    } else {
+                        walk.refused.tail += 1;
+                        Verdict::NotNow
+                    }
+                } else {
+                    Verdict::Take
+                };
+                match verdict {
+                    Verdict::Never => {
+                        walk.pass(level, id);
+                        continue;
+                    }
+                    Verdict::NotNow => {
+                        walk.stuck.insert(level);
+                        continue;
+                    }
+                    Verdict::Take => {}
                 }
+                let policy = rows::policy(row)?;
                 if policy.adaptive_replication()
                     && held.hosts.is_empty()
-                    && trust::accept_single(streak, trust::draw(secret, ResultId(candidate.result_id)))
+                    && trust::accept_single(walk.streak, trust::draw(secret, ResultId(id)))
                     && first_copy(tx, WorkUnitId(candidate.work_unit_id)).await?
                 {
                     single.push(WorkUnitId(candidate.work_unit_id));
                     held.closed = true;
                 }
-                held.hosts.push(host.0);
-                if !account.is_empty() {
+                held.hosts.push(walk.host.0);
+                if let Some(account) = &walk.account {
                     held.accounts.push(account.clone());
                 }
                 candidate.taken = true;
-                hosts.record_sent(host, 1, now);
-                wants[i] -= 1;
+                walk.pass(level, id);
+                hosts.record_sent(walk.host, 1, now);
+                walk.wants -= 1;
                 let deadline = scheduler::deadline(now, &policy);
-                leased.push((candidate.result_id, host, deadline));
-                assignments[i].push(assignment(row, deadline)?);
+                leased.push((id, walk.host, deadline));
+                assignments[call].push(assignment(row, deadline)?);
             }
         }
         if !full {
             break;
+        }
+    }
+    for (walk, &call) in walks.iter().zip(&call_of) {
+        if assignments[call].is_empty() && frontiers.explain(walk.host, now) {
+            tracing::info!(host_id = walk.host.0, "no work for this host: {}", walk.refused);
+        }
+    }
+    let mut found: HashMap<Walker, HostFrontier> = HashMap::new();
+    for walk in walks {
+        // Two calls of one walker: both frontiers hold, keep the further.
+        let frontier = found.entry(walk.walker).or_default();
+        for (level, id) in walk.frontier {
+            let last = frontier.entry(level).or_insert(id);
+            *last = (*last).max(id);
         }
     }
     if !single.is_empty() {
@@ -626,7 +823,32 @@ async fn lease(
         hosts.load(tx, events.iter().map(|(host, _)| host.0)).await?;
         hosts.apply(&events);
     }
-    Ok(leased)
+    Ok((leased, found, epoch))
+}
+
+/// An unsent copy offered to the hosts of a group.
+struct Candidate {
+    row: SqliteRow,
+    result_id: i64,
+    /// Its priority level.
+    level: i64,
+    work_unit_id: i64,
+    taken: bool,
+}
+
+/// Upper-case hex of `text`'s bytes, as SQLite's `hex()`.
+fn hex(text: &str) -> String {
+    text.bytes().map(|byte| format!("{byte:02X}")).collect()
+}
+
+/// The shortest turnaround among hosts attached (in contact within
+/// [`ATTACHED_MS`]), if any has one.
+async fn fastest_attached_turnaround(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Option<u64>> {
+    let row = sqlx::query("SELECT MIN(avg_turnaround_ms) AS fastest FROM hosts WHERE last_contact_at >= ?")
+        .bind(now.0 - ATTACHED_MS)
+        .fetch_one(&mut **tx)
+        .await?;
+    rows::optional_u64(&row, "fastest")
 }
 
 /// A copy leased: its id, its host and its deadline.

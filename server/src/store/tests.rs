@@ -523,20 +523,26 @@ async fn lost_results_are_found_again() {
     let a = host(&f.store, "a").await;
     let leased = f.store.lease_work(a, 3, T0).await.unwrap();
     let ids: Vec<ResultId> = leased.iter().map(|x| x.result_id).collect();
+    // Asks with room for every copy it could have lost (a holds all three
+    // work units, so no new copy can come).
     let lost = |host, held: &[ResultId], now| {
         let store = f.store.clone();
-        let request = work(vec![], Some(held.to_vec()), 0);
-        async move { store.request_work(host, request, now).await.unwrap().assignments }
+        let request = work(vec![], Some(held.to_vec()), 3);
+        async move { store.request_work(host, request, now).await.unwrap() }
     };
-    assert!(lost(a, &ids, T0).await.is_empty(), "nothing lost");
+    assert!(lost(a, &ids, T0).await.assignments.is_empty(), "nothing lost");
     let found = lost(a, &ids[..1], T0).await;
+    assert_eq!(found.n_lost, 2);
+    let found = found.assignments;
     assert_eq!(found.iter().map(|x| x.result_id).collect::<Vec<_>>(), ids[1..].to_vec());
     assert_eq!(found[0].deadline, leased[1].deadline, "the original deadline stands");
     assert_eq!(found[0].input, leased[1].input);
     let b = host(&f.store, "b").await;
-    assert!(lost(b, &[], T0).await.is_empty(), "only the host's own copies");
+    let for_b = lost(b, &[], T0).await;
+    assert_eq!(for_b.n_lost, 0, "only the host's own copies");
+    assert!(for_b.assignments.iter().all(|x| !ids.contains(&x.result_id)), "{for_b:?}");
     let late = T0.plus_ms(DEADLINE_MS);
-    assert!(lost(a, &[], late).await.is_empty(), "not past their deadline");
+    assert!(lost(a, &[], late).await.assignments.is_empty(), "not past their deadline");
 }
 
 fn work(reports: Vec<ReportInput>, held: Option<Vec<ResultId>>, slots: u32) -> WorkRequest {
@@ -690,10 +696,12 @@ impl Store {
     /// transaction, then commit. Panics on a database failure.
     async fn run_group(&self, calls: &[Call], now: Timestamp) -> Vec<Result<Answer>> {
         let mut tx = self.write().await.expect("begin");
-        let answers = super::scheduling::run_calls(&mut tx, &self.validators, SECRET, calls, now)
-            .await
-            .expect("no database failure");
+        let (answers, found) =
+            super::scheduling::run_calls(&mut tx, &self.validators, SECRET, &self.frontiers, calls, now)
+                .await
+                .expect("no database failure");
         tx.commit().await.expect("commit");
+        found.keep(&self.frontiers);
         assert_eq!(answers.len(), calls.len(), "one answer per call");
         answers
     }
@@ -975,4 +983,195 @@ async fn a_trusted_host_gets_a_work_unit_alone_and_its_other_copy_is_not_sent() 
     assert!(f.store.lease_work(b, 1, T0).await.unwrap().is_empty(), "no second copy goes out");
     f.store.record_reports(a, &[success(leased[0].result_id, "v")], T0).await.unwrap();
     assert_eq!(status(&f.store, "p").await.work_units_done, 1, "accepted on the single result");
+}
+
+// The scheduler's walk is complete: a host is refused only when no copy it
+// may take waits.
+
+/// Work units of a project "backlog" (quorum 2), each with one copy reported
+/// by `holder` (waiting for a second host) and one unsent copy, made with SQL
+/// so that a million of them take seconds.
+async fn backlog_held_by(store: &Store, holder: HostId, n: i64) {
+    store.create_project(&project("backlog", 2, 2), &units(1), T0).await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    let project: i64 =
+        sqlx::query_scalar("SELECT id FROM projects WHERE name = 'backlog'").fetch_one(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE results SET server_state = 'over', outcome = 'success', host_id = ? WHERE project_id = ? AND id = (SELECT MIN(id) FROM results WHERE project_id = ?)")
+        .bind(holder.0)
+        .bind(project)
+        .bind(project)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+         INSERT INTO work_units (project_id, name, input, state, target_results, created_at) \
+         SELECT ?, 'b' || i, X'00', 'open', 2, ? FROM n",
+    )
+    .bind(n)
+    .bind(project)
+    .bind(T0.0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO results (work_unit_id, project_id, server_state, outcome, validate_state, host_id, sent_at, \
+         received_at, output_digest, created_at) \
+         SELECT id, project_id, 'over', 'success', 'pending', ?, ?, ?, 'd', ? FROM work_units \
+         WHERE project_id = ? AND name LIKE 'b%' ORDER BY id",
+    )
+    .bind(holder.0)
+    .bind(T0.0)
+    .bind(T0.0)
+    .bind(T0.0)
+    .bind(project)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at) \
+         SELECT id, project_id, 'unsent', 'pending', ? FROM work_units WHERE project_id = ? AND name LIKE 'b%' ORDER BY id",
+    )
+    .bind(T0.0)
+    .bind(project)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn behind_a_million_copies_a_host_may_not_take_it_gets_the_one_it_may() {
+    let f = fixture().await;
+    let lone = host(&f.store, "lone").await;
+    backlog_held_by(&f.store, lone, 1_000_000).await;
+    assert_eq!(status(&f.store, "backlog").await.results_unsent, 1_000_000);
+    f.store.create_project(&project("small", 1, 1), &units(1), T0).await.unwrap();
+    let got = f.store.lease_work(lone, 4, T0).await.unwrap();
+    assert_eq!(work_units_of(&got).len(), 1, "{got:?}");
+    assert_eq!(got[0].project, "small");
+    // The walk remembered the backlog: the host's frontier is past it, and
+    // the next copy it may take, added later, is found at once.
+    let walker = super::frontiers::Walker::Host(lone);
+    let (_, frontier) = f.store.frontiers.read([&walker]);
+    let last_backlog: i64 = sqlx::query_scalar("SELECT MAX(id) FROM results WHERE server_state = 'unsent'")
+        .fetch_one(&f.store.pool)
+        .await
+        .unwrap();
+    assert!(frontier[&walker].get(&0).is_some_and(|&last| last >= last_backlog), "{frontier:?}");
+    assert!(f.store.lease_work(lone, 4, T0).await.unwrap().is_empty(), "nothing else it may take");
+    f.store.add_work_units(&name("small"), &units(2), None, T0).await.unwrap();
+    assert_eq!(f.store.lease_work(lone, 4, T0).await.unwrap().len(), 2, "new copies land after the frontier");
+    // Another host takes the backlog from its start.
+    let other = host(&f.store, "other").await;
+    let got = f.store.lease_work(other, 3, T0).await.unwrap();
+    assert_eq!(got.iter().map(|a| a.project.as_str()).collect::<Vec<_>>(), ["backlog"; 3]);
+}
+
+#[tokio::test]
+async fn a_lone_host_takes_one_copy_of_every_work_unit_of_every_project() {
+    let f = fixture().await;
+    // 190 copies in all: within a new host's daily quota.
+    for (project_name, n) in [("primes", 80), ("integral", 90), ("third", 20)] {
+        f.store.create_project(&project(project_name, 2, 2), &units(n), T0).await.unwrap();
+    }
+    let lone = host(&f.store, "lone").await;
+    let mut taken = std::collections::HashSet::new();
+    loop {
+        let got = f.store.lease_work(lone, 7, T0).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for copy in got {
+            assert!(taken.insert(copy.work_unit_id), "two copies of {:?}", copy.work_unit_id);
+        }
+    }
+    assert_eq!(taken.len(), 190, "one copy of each work unit, whatever the order of the unsent copies");
+    for project_name in ["primes", "integral", "third"] {
+        let s = status(&f.store, project_name).await;
+        assert_eq!(s.results_unsent, s.work_units_open, "{project_name}: the rest needs another host");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_resumed_behind_a_frontier_is_walked_again() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(30), T0).await.unwrap();
+    let erring = host(&f.store, "erring").await;
+    let copies = f.store.lease_work(erring, 30, T0).await.unwrap();
+    let errors: Vec<_> = copies.iter().map(|c| error_report(c.result_id)).collect();
+    f.store.record_reports(erring, &errors, T0).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.batches[0].state, "paused");
+    // A host walks the unsent copies while the batch is paused: none for it.
+    let late = host(&f.store, "late").await;
+    f.store.create_project(&project("q", 1, 1), &units(1), T0).await.unwrap();
+    let got = f.store.lease_work(late, 5, T0).await.unwrap();
+    assert_eq!(got.iter().map(|a| a.project.as_str()).collect::<Vec<_>>(), ["q"]);
+    f.store.resume_batches(&name("p"), None).await.unwrap();
+    assert_eq!(f.store.lease_work(late, 5, T0).await.unwrap().len(), 5, "the resumed batch's copies are found");
+}
+
+#[tokio::test]
+async fn when_every_attached_host_is_slower_than_the_tail_line_the_tail_goes_out_at_once() {
+    // The batch's first results came from a fast host (1 s turnaround); the
+    // grace for slow hosts is 10 hours (a tenth of the deadline).
+    let (f, _fast) = tail_fixture(100 * 3_600_000).await;
+    let slow = host(&f.store, "slow").await;
+    f.store.create_project(&project("other", 1, 1), &units(1), T0).await.unwrap();
+    let start = T0.plus_ms(2_000);
+    let other = f.store.lease_work(slow, 10, start).await.unwrap();
+    assert_eq!(other.iter().map(|a| a.project.as_str()).collect::<Vec<_>>(), ["other"], "the fast host is attached");
+    // Its turnaround: 50 s, far above 1.5 x the batch's 1 s.
+    f.store.record_reports(slow, &[success(other[0].result_id, "v")], start.plus_ms(50_000)).await.unwrap();
+    let refused = f.store.lease_work(slow, 1, start.plus_ms(50_000)).await.unwrap();
+    assert!(refused.is_empty(), "the fast host is still attached: the tail waits for it");
+    // Ten minutes without the fast host: every attached host is slower than the line.
+    let later = T0.plus_ms(1_000 + 10 * 60 * 1000 + 1);
+    let last = f.store.lease_work(slow, 1, later).await.unwrap();
+    assert_eq!(last.len(), 1, "no attached host is faster: the last copy goes out without waiting for the grace");
+}
+
+#[tokio::test]
+async fn lost_copies_are_sent_again_within_slots() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(3), T0).await.unwrap();
+    let a = host(&f.store, "a").await;
+    let leased = f.store.lease_work(a, 3, T0).await.unwrap();
+    let none = f.store.request_work(a, work(vec![], Some(Vec::new()), 0), T0).await.unwrap();
+    assert_eq!((none.n_lost, none.assignments.len()), (0, 0), "slots = 0: nothing is sent, lost or new");
+    let one = f.store.request_work(a, work(vec![], Some(Vec::new()), 1), T0).await.unwrap();
+    assert_eq!(one.n_lost, 1);
+    assert_eq!(one.assignments.iter().map(|x| x.result_id).collect::<Vec<_>>(), [leased[0].result_id]);
+}
+
+#[tokio::test]
+async fn an_account_with_the_old_separator_still_holds_one_copy_per_work_unit() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(2), T0).await.unwrap();
+    let (a, b) = (account_host(&f.store, "a", "eve\u{1f}x").await, account_host(&f.store, "b", "eve\u{1f}x").await);
+    let for_a = f.store.lease_work(a, 2, T0).await.unwrap();
+    assert_eq!(for_a.len(), 2);
+    assert!(f.store.lease_work(b, 2, T0).await.unwrap().is_empty(), "b's account already holds both work units");
+}
+
+#[tokio::test]
+async fn hosts_of_one_account_share_their_walk_past_what_the_account_holds() {
+    let f = fixture().await;
+    let first = account_host(&f.store, "first", "lab").await;
+    backlog_held_by(&f.store, first, 1_000).await;
+    f.store.create_project(&project("small", 1, 1), &units(2), T0).await.unwrap();
+    let got = f.store.lease_work(first, 1, T0).await.unwrap();
+    assert_eq!(got.iter().map(|a| a.project.as_str()).collect::<Vec<_>>(), ["small"]);
+    // A second host of the account starts where the first left off: past the
+    // backlog its account holds.
+    let second = account_host(&f.store, "second", "lab").await;
+    let walker = super::frontiers::Walker::Account("lab".to_owned());
+    let (_, frontier) = f.store.frontiers.read([&walker]);
+    let past = frontier[&walker][&0];
+    let got = f.store.lease_work(second, 5, T0).await.unwrap();
+    assert_eq!(got.iter().map(|a| a.project.as_str()).collect::<Vec<_>>(), ["small"], "nothing else for the account");
+    assert!(frontier[&walker][&0] >= past);
+    // A host of another account takes the backlog.
+    let other = account_host(&f.store, "other", "elsewhere").await;
+    assert_eq!(f.store.lease_work(other, 2, T0).await.unwrap().len(), 2);
 }

@@ -559,6 +559,10 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if resumed > 0 {
+            // Their copies come back into the walk, maybe behind frontiers.
+            self.frontiers.reset();
+        }
         tx.commit().await?;
         Ok(resumed)
     }

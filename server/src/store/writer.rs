@@ -22,6 +22,9 @@
 use sqlx::{Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::Arc;
+
+use super::frontiers::Frontiers;
 use super::scheduling::{self, Answer, Call};
 use super::{Error, Result};
 use crate::domain::Timestamp;
@@ -53,17 +56,28 @@ pub(super) struct Request {
 /// connection on a thread of its own). On the shared runtime, each of those
 /// wake-ups could wait for a worker busy with gRPC; on its own
 /// single-threaded runtime it goes on at once.
-pub(super) fn spawn(connection: SqliteConnection, validators: Validators, secret: u64) -> Result<mpsc::Sender<Job>> {
+pub(super) fn spawn(
+    connection: SqliteConnection,
+    validators: Validators,
+    secret: u64,
+    frontiers: Arc<Frontiers>,
+) -> Result<mpsc::Sender<Job>> {
     let (sender, receiver) = mpsc::channel(QUEUE);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Writer)?;
     std::thread::Builder::new()
         .name("quorum-writer".to_owned())
-        .spawn(move || runtime.block_on(run(connection, receiver, validators, secret)))
+        .spawn(move || runtime.block_on(run(connection, receiver, validators, secret, frontiers)))
         .map_err(Error::Writer)?;
     Ok(sender)
 }
 
-async fn run(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<Job>, validators: Validators, secret: u64) {
+async fn run(
+    mut connection: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    validators: Validators,
+    secret: u64,
+    frontiers: Arc<Frontiers>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut close = None;
     while close.is_none() {
@@ -81,7 +95,7 @@ async fn run(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<Job>, va
             }
         }
         if !group.is_empty() {
-            run_group(&mut connection, &mut group, &validators, secret).await;
+            run_group(&mut connection, &mut group, &validators, secret, &frontiers).await;
         }
     }
     if let Err(error) = connection.close().await {
@@ -93,7 +107,13 @@ async fn run(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<Job>, va
 }
 
 /// Runs `group` in one transaction, commits, then answers every call.
-async fn run_group(connection: &mut SqliteConnection, group: &mut Vec<Request>, validators: &Validators, secret: u64) {
+async fn run_group(
+    connection: &mut SqliteConnection,
+    group: &mut Vec<Request>,
+    validators: &Validators,
+    secret: u64,
+    frontiers: &Frontiers,
+) {
     let (calls, replies): (Vec<(Call, Timestamp)>, Vec<_>) =
         group.drain(..).map(|request| ((request.call, request.now), request.reply)).unzip();
     // The group's clock: the latest call's (calls are made a few
@@ -103,8 +123,10 @@ async fn run_group(connection: &mut SqliteConnection, group: &mut Vec<Request>, 
     let started = std::time::Instant::now();
     let outcome = async {
         let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-        let answers = scheduling::run_calls(&mut tx, validators, secret, &calls, now).await?;
+        let (answers, found) = scheduling::run_calls(&mut tx, validators, secret, frontiers, &calls, now).await?;
         tx.commit().await?;
+        // Only what was committed moves the hosts' frontiers.
+        found.keep(frontiers);
         Ok::<_, Error>(answers)
     }
     .await;
