@@ -53,6 +53,8 @@ pub struct Coordinator {
     /// `authorization: Bearer <admin token>`.
     admin: MetadataValue<Ascii>,
     log: PathBuf,
+    /// The SQLite file.
+    db: PathBuf,
     /// Holds the database and the log; removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -99,7 +101,13 @@ impl Coordinator {
         let token = std::fs::read_to_string(&token_file)
             .with_context(|| format!("cannot read the admin token in {}", token_file.display()))?;
         let admin = format!("Bearer {}", token.trim()).parse().context("the admin token is not valid metadata")?;
-        Ok(Coordinator { child, pid, _stdout: stdout, url: format!("http://{address}"), admin, log, _dir: dir })
+        let db = dir.path().join("quorum.db");
+        Ok(Coordinator { child, pid, _stdout: stdout, url: format!("http://{address}"), admin, log, db, _dir: dir })
+    }
+
+    /// The coordinator's SQLite file.
+    pub fn db_path(&self) -> PathBuf {
+        self.db.clone()
     }
 
     /// A `Projects` client on `channel` with the admin token.

@@ -22,6 +22,8 @@ pub struct Figures {
     pub quorum: u32,
     pub work_units: u64,
     pub backlog: u64,
+    /// Work units ahead of the measured ones that no host may take a copy of.
+    pub held_backlog: u64,
     /// HTTP/2 connections the simulated hosts share.
     pub channels: u32,
 
@@ -90,7 +92,7 @@ impl Figures {
         let mut line = String::new();
         let _ = write!(
             line,
-            "lifecycle: {} hosts x {} slots, quorum {}, {} work units (+{} backlog): \
+            "lifecycle: {} hosts x {} slots, quorum {}, {} work units (+{} backlog, +{} held): \
              submitted {:.0} wu/s; steady {:.0} dispatched/s, {:.0} reported/s, {:.0} validated/s; \
              lag {:.0} ms; RequestWork p50 {:.2} ms p99 {:.2} ms; coordinator {:.3} CPU s/1000 results, \
              peak RSS {:.0} MB; {}/{} done in {:.1} s",
@@ -99,6 +101,7 @@ impl Figures {
             self.quorum,
             self.work_units,
             self.backlog,
+            self.held_backlog,
             self.work_units_submitted_per_sec,
             self.steady_dispatched_per_sec,
             self.steady_reported_per_sec,

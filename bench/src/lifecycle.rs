@@ -6,6 +6,13 @@
 //!    oldest in the table and the dispatch query must look past them); then
 //!    the measured project `bench` with `--work-units` work units at priority
 //!    0. Both through `CreateProject` and `AddWorkUnits` batches of 10,000.
+//!    With `--held-backlog`, a project `bench-held` of that many work units
+//!    at priority 1 comes first, each with one copy per account (`--accounts`)
+//!    plus one, and every copy but the last is marked as reported by a host
+//!    of one of the accounts (written straight into the coordinator's SQLite
+//!    file: the protocol would need those hosts' quotas to be a million): no
+//!    simulated host may take the copy left, so every walk through the
+//!    unsent copies meets a million it may not take first.
 //! 2. `--hosts` hosts register, each with its own token, and share a few
 //!    HTTP/2 channels. Each loops as a real worker does: `RequestWork(slots)`
 //!    carrying a success for every copy it got the turn before (the input
@@ -38,6 +45,8 @@ use crate::figures::{self, Figures, Sample};
 pub const PROJECT: &str = "bench";
 /// The project holding the backlog.
 pub const BACKLOG_PROJECT: &str = "bench-backlog";
+/// The project holding the backlog the hosts may not take.
+pub const HELD_PROJECT: &str = "bench-held";
 /// Work units per `AddWorkUnits` call.
 pub const SUBMIT_BATCH: usize = 10_000;
 /// Longest wait of a host given no work (the coordinator says 10 s).
@@ -65,6 +74,10 @@ pub struct Options {
     pub quorum: u32,
     pub work_units: u64,
     pub backlog: u64,
+    /// Work units ahead of the measured ones that no host may take a copy of.
+    pub held_backlog: u64,
+    /// Volunteer accounts the hosts register in, in turn (0: none).
+    pub accounts: u32,
     /// The run stops when this elapses, even with work units open.
     pub duration: Duration,
     /// HTTP/2 connections shared by the hosts.
@@ -109,6 +122,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Figures> {
     anyhow::ensure!(options.hosts >= options.quorum, "a quorum of {} needs at least as many hosts", options.quorum);
     anyhow::ensure!(options.work_units > 0, "--work-units must be at least 1");
     anyhow::ensure!(options.slots > 0 && options.channels > 0, "--slots and --channels must be at least 1");
+    anyhow::ensure!(
+        options.accounts == 0 || options.accounts >= options.quorum,
+        "a quorum of {} needs at least as many accounts",
+        options.quorum
+    );
+    anyhow::ensure!(options.held_backlog == 0 || options.accounts > 0, "--held-backlog needs --accounts");
     let mut coordinator = Coordinator::start().await?;
     tracing::info!(url = %coordinator.url, "coordinator started");
     let outcome = measure(&mut coordinator, options).await;
@@ -138,10 +157,28 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
     if options.backlog > 0 {
         submit(&mut projects, BACKLOG_PROJECT, options.backlog, options.quorum, -1).await?;
     }
+    if options.held_backlog > 0 {
+        // One copy per account, plus the one no host may take.
+        submit(&mut projects, HELD_PROJECT, options.held_backlog, options.accounts + 1, 1).await?;
+    }
     submit(&mut projects, PROJECT, options.work_units, options.quorum, 0).await?;
     let submit_seconds = submit_started.elapsed().as_secs_f64();
     let coordinator_submit_cpu_seconds = coordinator.cpu_seconds()? - cpu_before_submit;
-    let work_units_submitted = options.work_units + options.backlog;
+    let work_units_submitted = options.work_units + options.backlog + options.held_backlog;
+    if options.held_backlog > 0 {
+        let mut client = SchedulerClient::new(channels[0].clone());
+        let mut holders = Vec::new();
+        for number in 0..options.accounts {
+            let holder = client
+                .register_host(register_request(format!("bench-holder-{number}"), number, options))
+                .await
+                .context("RegisterHost")?
+                .into_inner();
+            holders.push(holder.host_id);
+        }
+        hold(&coordinator.db_path(), HELD_PROJECT, &holders).await?;
+        tracing::info!(work_units = options.held_backlog, "held by a host of every account");
+    }
     tracing::info!(work_units_submitted, submit_seconds, "submitted");
 
     // 2. Hosts.
@@ -149,14 +186,7 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
     for number in 0..options.hosts {
         let mut client = SchedulerClient::new(channels[number as usize % channels.len()].clone());
         let registered = client
-            .register_host(v1::RegisterHostRequest {
-                name: format!("bench-host-{number}"),
-                n_cpus: options.slots,
-                memory_bytes: 1 << 30,
-                engine: ENGINE.to_owned(),
-                os: "linux x86_64".to_owned(),
-                account: String::new(),
-            })
+            .register_host(register_request(format!("bench-host-{number}"), number, options))
             .await
             .context("RegisterHost")?
             .into_inner();
@@ -272,6 +302,7 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
         quorum: options.quorum,
         work_units: options.work_units,
         backlog: options.backlog,
+        held_backlog: options.held_backlog,
         channels: options.channels,
         work_units_submitted,
         submit_seconds,
@@ -304,6 +335,54 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
         bench_cpu_seconds,
         rpc_errors: counters.rpc_errors.load(Ordering::Relaxed),
     })
+}
+
+/// The registration of simulated host `number`, in its account.
+fn register_request(name: String, number: u32, options: &Options) -> v1::RegisterHostRequest {
+    v1::RegisterHostRequest {
+        name,
+        n_cpus: options.slots,
+        memory_bytes: 1 << 30,
+        engine: ENGINE.to_owned(),
+        os: "linux x86_64".to_owned(),
+        account: if options.accounts == 0 { String::new() } else { format!("bench-{}", number % options.accounts) },
+    }
+}
+
+/// Marks the first copies of every work unit of `project` as reported (a
+/// success waiting for more copies), the k-th by host `holders[k]`, in one
+/// statement on the coordinator's SQLite file, while the coordinator runs
+/// (SQLite serialises the writers; the coordinator keeps no copy of these rows).
+async fn hold(db: &std::path::Path, project: &str, holders: &[i64]) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions as _;
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .with_context(|| format!("cannot open {}", db.display()))?;
+    let mut query = sqlx::QueryBuilder::new("WITH holders(k, host_id) AS (");
+    query.push_values(holders.iter().enumerate(), |mut row, (k, host)| {
+        row.push_bind(k as i64).push_bind(*host);
+    });
+    query.push(
+        "), copies AS (SELECT r.id, ROW_NUMBER() OVER (PARTITION BY r.work_unit_id ORDER BY r.id) - 1 AS k \
+         FROM results r JOIN projects p ON p.id = r.project_id WHERE p.name = ",
+    );
+    query.push_bind(project);
+    query.push(
+        ") UPDATE results SET server_state = 'over', outcome = 'success', host_id = h.host_id, \
+         sent_at = created_at, received_at = created_at, output_digest = 'held', fuel_used = 1 \
+         FROM copies c JOIN holders h ON h.k = c.k WHERE results.id = c.id",
+    );
+    let held = query
+        .build()
+        .execute(&mut connection)
+    .await
+    .context("marking the held copies")?
+    .rows_affected();
+    anyhow::ensure!(held > 0, "no copy of {project} to hold");
+    Ok(())
 }
 
 /// The replication policy of both projects: `quorum` copies, all must agree

@@ -38,6 +38,16 @@ enum Command {
         /// dispatch query faces a large backlog.
         #[arg(long, default_value_t = 0)]
         backlog: u64,
+        /// Work units queued ahead of the measured ones (a higher-priority
+        /// project) of which no simulated host may take a copy: a host of
+        /// each account already holds one of each. Every walk through the
+        /// unsent copies meets them first. Needs `--accounts` (at least the quorum).
+        #[arg(long, default_value_t = 0)]
+        held_backlog: u64,
+        /// Volunteer accounts the simulated hosts register in, in turn
+        /// (`bench-0`, `bench-1`...); 0: no account.
+        #[arg(long, default_value_t = 0)]
+        accounts: u32,
         /// Stop after this many seconds even if work units are still open.
         #[arg(long, default_value_t = 600)]
         duration: u64,
@@ -119,6 +129,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             quorum,
             work_units,
             backlog,
+            held_backlog,
+            accounts,
             duration,
             channels,
             separate_reports,
@@ -131,6 +143,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 quorum,
                 work_units,
                 backlog,
+                held_backlog,
+                accounts,
                 duration: Duration::from_secs(duration),
                 channels,
                 separate_reports,

@@ -19,6 +19,7 @@ struct Figures {
     quorum: u32,
     work_units: u64,
     backlog: u64,
+    held_backlog: u64,
     channels: u32,
     work_units_submitted: u64,
     submit_seconds: f64,
@@ -77,11 +78,14 @@ async fn run_bench<T: serde::de::DeserializeOwned>(args: &[&str]) -> T {
 
 #[tokio::test]
 async fn lifecycle_smoke_run_validates_every_work_unit() {
-    let figures: Figures = run_bench(&["lifecycle", "--hosts", "4", "--work-units", "200", "--json"]).await;
+    // 50 work units ahead of the measured ones that no host may take.
+    let figures: Figures =
+        run_bench(&["lifecycle", "--hosts", "4", "--work-units", "200", "--accounts", "2", "--held-backlog", "50", "--json"])
+            .await;
 
     assert!(figures.completed, "{figures:?}");
-    assert_eq!((figures.hosts, figures.work_units, figures.backlog), (4, 200, 0));
-    assert_eq!(figures.work_units_submitted, 200);
+    assert_eq!((figures.hosts, figures.work_units, figures.backlog, figures.held_backlog), (4, 200, 0, 50));
+    assert_eq!(figures.work_units_submitted, 250);
     assert_eq!(figures.work_units_done, 200, "every work unit validated: {figures:?}");
     assert_eq!(figures.work_units_failed, 0);
     let copies = 200 * u64::from(figures.quorum);
