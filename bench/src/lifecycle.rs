@@ -375,12 +375,7 @@ async fn hold(db: &std::path::Path, project: &str, holders: &[i64]) -> anyhow::R
          sent_at = created_at, received_at = created_at, output_digest = 'held', fuel_used = 1 \
          FROM copies c JOIN holders h ON h.k = c.k WHERE results.id = c.id",
     );
-    let held = query
-        .build()
-        .execute(&mut connection)
-    .await
-    .context("marking the held copies")?
-    .rows_affected();
+    let held = query.build().execute(&mut connection).await.context("marking the held copies")?.rows_affected();
     anyhow::ensure!(held > 0, "no copy of {project} to hold");
     Ok(())
 }

@@ -79,9 +79,19 @@ async fn run_bench<T: serde::de::DeserializeOwned>(args: &[&str]) -> T {
 #[tokio::test]
 async fn lifecycle_smoke_run_validates_every_work_unit() {
     // 50 work units ahead of the measured ones that no host may take.
-    let figures: Figures =
-        run_bench(&["lifecycle", "--hosts", "4", "--work-units", "200", "--accounts", "2", "--held-backlog", "50", "--json"])
-            .await;
+    let figures: Figures = run_bench(&[
+        "lifecycle",
+        "--hosts",
+        "4",
+        "--work-units",
+        "200",
+        "--accounts",
+        "2",
+        "--held-backlog",
+        "50",
+        "--json",
+    ])
+    .await;
 
     assert!(figures.completed, "{figures:?}");
     assert_eq!((figures.hosts, figures.work_units, figures.backlog, figures.held_backlog), (4, 200, 0, 50));

@@ -469,6 +469,8 @@ struct Holders {
     accounts: Vec<String>,
     /// Accepted on a single copy in this group: no other copy goes out.
     closed: bool,
+    /// A copy went out in this group: the database does not know it yet.
+    leased: bool,
 }
 
 /// The candidate query: unsent copies, highest priority first, then oldest,
@@ -776,6 +778,7 @@ async fn lease(
                     held.closed = true;
                 }
                 held.hosts.push(walk.host.0);
+                held.leased = true;
                 if let Some(account) = &walk.account {
                     held.accounts.push(account.clone());
                 }
@@ -791,6 +794,10 @@ async fn lease(
         if !full {
             break;
         }
+        // What the database says of a work unit is read again with any later
+        // copy of it; only what this group leased must be remembered (a long
+        // walk would otherwise keep every work unit it passed).
+        holders.retain(|_, held| held.leased);
     }
     for (walk, &call) in walks.iter().zip(&call_of) {
         if assignments[call].is_empty() && frontiers.explain(walk.host, now) {
