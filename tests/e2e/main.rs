@@ -3,6 +3,8 @@
 //! one server per test. Built into a single test binary (`e2e`).
 //!
 //! Layout:
+//! - `app_imports`: apps and custom validators importing what the sandbox
+//!   does not provide are refused at submission, naming the imports.
 //! - `access`: API tokens and roles: every `Projects` RPC refuses callers
 //!   without the right role and changes nothing.
 //! - `fuzz_handlers`: arbitrary messages to every RPC (proptest): precise
@@ -45,6 +47,7 @@
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
 mod access;
+mod app_imports;
 mod auto_pause;
 mod bad_manifests;
 mod bench_smoke;

@@ -6,7 +6,7 @@ use quorum_proto::v1 as pb;
 use quorum_proto::v1::projects_server::Projects;
 use tonic::{Request, Response, Status};
 
-use super::status::invalid;
+use super::status::{invalid, refused_module};
 use super::{Context, auth};
 use crate::domain::WorkUnitId;
 use crate::domain::access::Action;
@@ -103,10 +103,16 @@ fn validator(
             Ok((ValidatorKind::Fuzzy { format, tolerance }, None))
         }
         pb::ValidatorKind::Custom => {
-            app::check_module(&module).map_err(|e| invalid("validator_module", e))?;
+            check_module("validator_module", &module)?;
             Ok((ValidatorKind::Custom { module_digest: app::digest_of(&module) }, Some(module)))
         }
     }
+}
+
+/// Checks a submitted module (request field `field`) against what the
+/// sandbox provides: the coordinator never trusts the CLI to have done it.
+fn check_module(field: &str, module: &[u8]) -> Result<(), Status> {
+    app::check_module(module, quorum_sandbox::PROVIDED_IMPORTS).map_err(|error| refused_module(field, error))
 }
 
 fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
@@ -175,7 +181,7 @@ impl Projects for ProjectsService {
             limits.stderr_bytes,
         )?;
         let (validator, validator_module) = validator(request.validator, request.fuzzy, request.validator_module)?;
-        app::check_module(&request.app_module)?;
+        check_module("app_module", &request.app_module)?;
         let app_digest = app::digest_of(&request.app_module);
         let app_signature = AppSignature::verify(&app_digest, &request.app_signature, &request.app_public_key)?;
         let work_units = work_units(request.work_units)?;

@@ -69,12 +69,15 @@ impl From<NameError> for Status {
     }
 }
 
-impl From<AppError> for Status {
-    fn from(error: AppError) -> Status {
-        match error {
-            AppError::Empty | AppError::Invalid(_) | AppError::NoStart => Status::invalid_argument(error.to_string()),
-            AppError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
+/// A submitted module (an app or a custom validator) refused, naming the
+/// request field that carried it.
+pub fn refused_module(field: &str, error: AppError) -> Status {
+    let message = format!("{field}: {error}");
+    match error {
+        AppError::Empty | AppError::Invalid(_) | AppError::NoStart | AppError::UnknownImports(_) => {
+            Status::invalid_argument(message)
         }
+        AppError::TooLarge(_) => Status::resource_exhausted(message),
     }
 }
 
