@@ -505,6 +505,8 @@ pub struct ResultLine<'a> {
     pub output_base64: Option<String>,
     pub output_digest: &'a str,
     pub fuel_used: u64,
+    /// The work unit's random seed: `quorum-worker run APP --seed N` reproduces the output.
+    pub random_seed: u64,
 }
 
 impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
@@ -521,6 +523,7 @@ impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
             output_base64,
             output_digest: &result.output_digest,
             fuel_used: result.fuel_used,
+            random_seed: result.random_seed,
         }
     }
 }
@@ -560,6 +563,7 @@ pub fn results_table(results: &[v1::CanonicalResult]) -> Table {
         ("WORK UNIT", Left),
         ("RESULT", Right),
         ("FUEL", Right),
+        ("SEED", Right),
         ("OUTPUT", Left),
     ]);
     for result in results {
@@ -568,6 +572,7 @@ pub fn results_table(results: &[v1::CanonicalResult]) -> Table {
             result.work_unit_name.clone(),
             result.result_id.to_string(),
             result.fuel_used.to_string(),
+            result.random_seed.to_string(),
             short_output(&result.output),
         ]);
     }
@@ -603,6 +608,7 @@ mod tests {
             output: output.to_vec(),
             output_digest: "ab12".to_owned(),
             fuel_used: 123,
+            random_seed: 18_446_744_073_709_551_615,
         }
     }
 
@@ -628,17 +634,17 @@ mod tests {
         };
         check(
             canonical("0-10", b"4\n"),
-            r#"{"work_unit_id":3,"work_unit":"0-10","result_id":7,"output":"4\n","output_digest":"ab12","fuel_used":123}"#,
+            r#"{"work_unit_id":3,"work_unit":"0-10","result_id":7,"output":"4\n","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615}"#,
             "3,0-10,7,ab12,123,\"4\n\"",
         );
         check(
             canonical("a,\"b\"", &[0, 255]),
-            r#"{"work_unit_id":3,"work_unit":"a,\"b\"","result_id":7,"output_base64":"AP8=","output_digest":"ab12","fuel_used":123}"#,
+            r#"{"work_unit_id":3,"work_unit":"a,\"b\"","result_id":7,"output_base64":"AP8=","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615}"#,
             "3,\"a,\"\"b\"\"\",7,ab12,123,base64:AP8=",
         );
         check(
             canonical("x", b"plain"),
-            r#"{"work_unit_id":3,"work_unit":"x","result_id":7,"output":"plain","output_digest":"ab12","fuel_used":123}"#,
+            r#"{"work_unit_id":3,"work_unit":"x","result_id":7,"output":"plain","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615}"#,
             "3,x,7,ab12,123,plain",
         );
     }

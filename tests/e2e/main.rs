@@ -36,6 +36,9 @@
 //!   the right error (or see nothing); the worker carries on.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
+//! - `random_seeds`: seeds derive from names: the same inputs resubmitted
+//!   under the same manifest seed draw the same random bytes, and
+//!   `quorum-worker run` reproduces a result locally.
 //! - `rate_limits`: a host flooding the scheduler is limited, another is served.
 //! - `signed_apps`: workers refuse a module replaced in the coordinator's
 //!   database, and a project re-created with another key.
@@ -63,6 +66,7 @@ mod malicious;
 mod operations;
 mod primes;
 mod protocol_errors;
+mod random_seeds;
 mod rate_limits;
 mod resource_share;
 mod retry;

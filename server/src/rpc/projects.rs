@@ -10,11 +10,11 @@ use super::status::{invalid, refused_module};
 use super::{Context, auth};
 use crate::domain::WorkUnitId;
 use crate::domain::access::Action;
-use crate::domain::app;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::signing::AppSignature;
+use crate::domain::{app, scheduler};
 use crate::store::{self, CancelScope, NewProject, NewWorkUnit};
 
 /// Largest input of one work unit.
@@ -185,6 +185,7 @@ impl Projects for ProjectsService {
         let app_digest = app::digest_of(&request.app_module);
         let app_signature = AppSignature::verify(&app_digest, &request.app_signature, &request.app_public_key)?;
         let work_units = work_units(request.work_units)?;
+        let seed = scheduler::project_seed(&name, request.seed);
         let project = NewProject {
             validator_module,
             name,
@@ -195,6 +196,7 @@ impl Projects for ProjectsService {
             limits,
             validator,
             nan_canonicalization: request.nan_canonicalization,
+            seed,
         };
         let (project_id, n) = self.ctx.store.create_project(&project, &work_units, self.ctx.clock.now()).await?;
         tracing::info!(project = %project.name, n_work_units = n, app = %project.app_digest, "project created");
@@ -259,6 +261,7 @@ impl Projects for ProjectsService {
                     canonical_result_id: w.canonical_result_id.unwrap_or(0),
                     target_results: w.target_results,
                     input_size: w.input_size,
+                    random_seed: w.random_seed,
                 })
                 .collect(),
         }))
@@ -320,6 +323,7 @@ impl Projects for ProjectsService {
                     output: c.output,
                     output_digest: c.output_digest,
                     fuel_used: c.fuel_used,
+                    random_seed: c.random_seed,
                 })
                 .collect(),
         }))

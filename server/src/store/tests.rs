@@ -38,6 +38,7 @@ fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
         validator_module: None,
         nan_canonicalization: false,
         app_signature: None,
+        seed: 0,
     }
 }
 
