@@ -96,7 +96,9 @@ pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
     })
 }
 
-/// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id, single_result`.
+/// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id, single_result`;
+/// its typical credit is left at 0 (nothing vouched) for the caller to load
+/// when it is accepted on a single result.
 pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
     Ok(WorkUnit {
         id: WorkUnitId(row.try_get("id")?),
@@ -105,6 +107,7 @@ pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
         canonical_result: row.try_get::<Option<i64>, _>("canonical_result_id")?.map(ResultId),
         single_result: row.try_get("single_result")?,
         purged: row.try_get::<Option<i64>, _>("purged_at")?.is_some(),
+        typical_credit: 0.0,
     })
 }
 

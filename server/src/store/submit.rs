@@ -294,6 +294,7 @@ async fn insert_work_units(
         canonical_result: None,
         single_result: false,
         purged: false,
+        typical_credit: 0.0,
     };
     let copies = lifecycle::transition(policy, &empty, &[], &Bitwise, now).new_results;
     if copies > 0 {
