@@ -1101,12 +1101,12 @@ mod tests {
         };
         check_example(
             "primes",
-            "name=primes app=wasm nan=false policy=2/2/3/8/3600s \
+            "name=primes app=wasm nan=false seed=None policy=2/2/3/8/3600s \
              limits=100000000000/268435456/1048576/600000ms validator=Bitwise n=200 \
              first=0-50000=\"0 50000\\n\" last=9950000-10000000=\"9950000 10000000\\n\"",
         );
         check_example("integral", "name=integral app=");
-        check_example("integral", "nan=true policy=2/2/3/8/3600s");
+        check_example("integral", "nan=true seed=None policy=2/2/3/8/3600s");
         check_example("integral", "n=100 first=0-10000=\"0 10000\\n\"");
     }
 
