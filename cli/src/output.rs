@@ -3,7 +3,9 @@
 //! as JSON numbers; fields are only ever added).
 //!
 //! Everything here writes to a `&mut dyn Write` so that commands choose stdout
-//! or a file, and tests a buffer.
+//! or a file, and tests a buffer. Text for people never carries a control
+//! character from the coordinator: [`escape`] shows them (every table cell,
+//! every message with text the coordinator sent); `--json` stays exact.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -35,10 +37,10 @@ impl Table {
         Table { columns: columns.to_vec(), rows: Vec::new() }
     }
 
-    /// Adds a row; it must have one cell per column.
+    /// Adds a row; it must have one cell per column. Cells are [`escape`]d.
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.columns.len(), "one cell per column");
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|cell| escape(cell)).collect());
     }
 
     pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -71,6 +73,23 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// `text` for a terminal: every control character (`char::is_control`: ANSI
+/// escapes, carriage returns, the U+001F separator...) shown as an escape
+/// instead of acting on the operator's terminal: `\x1b` for the C0 and C1
+/// controls and DEL, so that what a host registered is seen, never run.
+pub fn escape(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if character.is_control() {
+            write!(escaped, "\\x{:02x}", u32::from(character)).expect("writing to a String cannot fail");
+        } else {
+            escaped.push(character);
+        }
+    }
+    escaped
 }
 
 /// Writes one value as a line of JSON.
@@ -308,11 +327,12 @@ pub fn write_paused_batches(out: &mut dyn Write, projects: &[v1::ProjectStatus])
     for status in projects {
         for batch in status.batches.iter().filter(|batch| batch.state == BATCH_PAUSED) {
             let reason = if batch.pause_reason.is_empty() { "no reason given" } else { &batch.pause_reason };
+            let (name, reason) = (escape(&status.name), escape(reason));
             writeln!(
                 out,
-                "project '{}': batch {} is paused ({} of {} work units ended): {reason} \
-                 (`quorum resume {} --batch {}`)",
-                status.name, batch.id, batch.n_ended, batch.n_work_units, status.name, batch.id
+                "project '{name}': batch {} is paused ({} of {} work units ended): {reason} \
+                 (`quorum resume {name} --batch {}`)",
+                batch.id, batch.n_ended, batch.n_work_units, batch.id
             )?;
         }
     }
@@ -616,6 +636,21 @@ mod tests {
         let mut buffer = Vec::new();
         write(&mut buffer).expect("write to a buffer");
         String::from_utf8(buffer).expect("utf-8")
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_people() {
+        for (text, shown) in [
+            ("plain host", "plain host"),
+            ("ev\u{1b}[31mil", "ev\\x1b[31mil"),
+            ("a\u{1f}b\r\n\t\u{7f}\u{9b}", "a\\x1fb\\x0d\\x0a\\x09\\x7f\\x9b"),
+            ("Ünïcode", "Ünïcode"),
+        ] {
+            assert_eq!(escape(text), shown, "{text:?}");
+        }
+        let mut table = Table::new(&[("NAME", Align::Left)]);
+        table.row(vec!["\u{1b}]0;pwned\u{7}".into()]);
+        assert_eq!(text(|out| table.write(out)), "NAME\n\\x1b]0;pwned\\x07\n");
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //!   workers get no more copies of it until `quorum resume`.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
+//! - `names`: control characters refused at registration, accounts compared
+//!   canonical, tables escaping what hosts registered before.
 //! - `operations`: health checking, reflection and clean shutdown.
 //! - `worker_crash`: a worker killed (SIGKILL) with unreported and
 //!   checkpointed tasks reports them once and resumes from its checkpoints.
@@ -63,6 +65,7 @@ mod fuzz_handlers;
 mod hostile_apps;
 mod late_results;
 mod malicious;
+mod names;
 mod operations;
 mod primes;
 mod protocol_errors;

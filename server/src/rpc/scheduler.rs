@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::status::invalid;
 use super::{Context, auth};
 use crate::domain::lifecycle::Report;
+use crate::domain::names::{self, Account};
 use crate::domain::{Digest, HostId, ResultId, app, scheduler};
 use crate::store::{self, NewHost, ReportInput, WorkReply, WorkRequest};
 
@@ -53,10 +54,12 @@ impl SchedulerService {
     }
 }
 
+/// Text a host registers with, at most `max` bytes and without control characters.
 fn text(field: &str, value: String, max: usize) -> Result<String, Status> {
     if value.len() > max {
         return Err(invalid(field, format!("longer than {max} bytes")));
     }
+    names::check_printable(&value).map_err(|error| invalid(field, error))?;
     Ok(value)
 }
 
@@ -83,7 +86,9 @@ impl Scheduler for SchedulerService {
             memory_bytes: request.memory_bytes,
             engine,
             os: text("os", request.os, MAX_TEXT)?,
-            account: text("account", request.account, MAX_TEXT)?,
+            account: Account::parse(&text("account", request.account, MAX_TEXT)?)
+                .map_err(|error| invalid("account", error))?
+                .into_string(),
         };
         let mut secret = [0_u8; 32];
         rand::rng().fill_bytes(&mut secret);

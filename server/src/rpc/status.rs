@@ -62,9 +62,10 @@ impl From<PolicyError> for Status {
 impl From<NameError> for Status {
     fn from(error: NameError) -> Status {
         match error {
-            NameError::Empty { .. } | NameError::TooLong { .. } | NameError::BadCharacter { .. } => {
-                Status::invalid_argument(error.to_string())
-            }
+            NameError::Empty { .. }
+            | NameError::TooLong { .. }
+            | NameError::BadCharacter { .. }
+            | NameError::ControlCharacter { .. } => Status::invalid_argument(error.to_string()),
         }
     }
 }

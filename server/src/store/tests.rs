@@ -1052,3 +1052,16 @@ async fn a_work_unit_accepted_alone_earns_at_most_the_typical_replicated_credit(
     let a_credit = credits(&f.store).await.into_iter().find(|(name, _)| name == "a").unwrap().1;
     assert_eq!(a_credit, 3.0, "the median of the replicated credits, not the claim");
 }
+
+#[tokio::test]
+async fn accounts_stored_before_they_were_canonical_are_rewritten_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("quorum.db");
+    let store = Store::open(&path).await.unwrap();
+    account_host(&store, "a", "  Ünïcode Bob ").await;
+    account_host(&store, "b", "alice").await;
+    account_host(&store, "c", "").await;
+    let reopened = Store::open(&path).await.unwrap();
+    let accounts: Vec<String> = reopened.list_hosts().await.unwrap().into_iter().map(|h| h.account).collect();
+    assert_eq!(accounts, ["ünïcode bob", "alice", ""]);
+}
