@@ -120,7 +120,9 @@ fn error_chain_text(error: &(dyn std::error::Error + 'static)) -> String {
 /// The message for a failed call to the coordinator at `url`.
 pub fn describe_status(url: &str, status: &tonic::Status) -> anyhow::Error {
     let code = code_name(status.code());
-    let message = if status.message().is_empty() { status.code().description() } else { status.message() };
+    // The coordinator's text goes to a terminal: its control characters are shown, not run.
+    let message =
+        crate::output::escape(if status.message().is_empty() { status.code().description() } else { status.message() });
     match status.code() {
         tonic::Code::Unavailable => {
             anyhow::anyhow!("cannot reach coordinator at {url}: {message} ({code})")

@@ -15,6 +15,8 @@
 //! name = "primes"                  # required, [A-Za-z0-9_.-]{1,64}
 //! app = "primes.wat"               # required, .wasm (as is) or .wat (converted)
 //! nan_canonicalization = false     # default false
+//! seed = 42                        # optional: the project seed random draws derive from
+//!                                  #   (default: derived from name); see README
 //! [policy]                         # optional, defaults shown
 //! min_quorum = 2
 //! target_results = 2               # default: min_quorum
@@ -418,6 +420,10 @@ pub struct Manifest {
     name: ProjectName,
     app: PathBuf,
     nan_canonicalization: bool,
+    /// The project seed (`seed`): work units of the same names draw the same
+    /// random numbers in every project given it. `None`: derived by the
+    /// coordinator from the project's name.
+    seed: Option<u64>,
     policy: Policy,
     limits: Limits,
     validator: Validator,
@@ -502,6 +508,7 @@ impl Manifest {
             name,
             app: base.join(&raw.app),
             nan_canonicalization: raw.nan_canonicalization,
+            seed: raw.seed,
             policy,
             limits,
             validator: Validator::new(raw.validator, base).map_err(field_error)?,
@@ -578,6 +585,10 @@ impl Manifest {
     }
     pub fn nan_canonicalization(&self) -> bool {
         self.nan_canonicalization
+    }
+    /// The project seed, when the manifest gives one.
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
     }
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -689,6 +700,9 @@ mod toml_format {
         pub app: PathBuf,
         #[serde(default)]
         pub nan_canonicalization: bool,
+        /// The project seed of the random draws (the CLI's `seed`).
+        #[serde(default)]
+        pub seed: Option<u64>,
         #[serde(default)]
         pub policy: Policy,
         #[serde(default)]
@@ -895,10 +909,11 @@ mod tests {
             .last()
             .map_or("-".to_owned(), |wu| format!("{}={:?}", wu.name, String::from_utf8_lossy(&wu.input)));
         format!(
-            "name={} app={} nan={} policy={}/{}/{}/{}/{}s limits={}/{}/{}/{}ms validator={:?} n={} first={first} last={last}",
+            "name={} app={} nan={} seed={:?} policy={}/{}/{}/{}/{}s limits={}/{}/{}/{}ms validator={:?} n={} first={first} last={last}",
             manifest.name(),
             if project.app_module.starts_with(b"\0asm") { "wasm" } else { "not-wasm" },
             manifest.nan_canonicalization(),
+            manifest.seed(),
             policy.min_quorum(),
             policy.target_results(),
             policy.max_error_results(),
@@ -920,20 +935,20 @@ mod tests {
         // Defaults everywhere.
         check(
             &format!("name = \"p\"\napp = \"app.wat\"\n{RANGE}"),
-            "name=p app=wasm nan=false policy=2/2/3/8/3600s \
+            "name=p app=wasm nan=false seed=None policy=2/2/3/8/3600s \
              limits=100000000000/268435456/1048576/600000ms validator=Bitwise n=3 \
              first=0-4=\"0 4\\n\" last=8-10=\"8 10\\n\"",
         );
         // Every field given.
         check(
             &format!(
-                "name = \"My_proj.v2-x\"\napp = \"app.wasm\"\nnan_canonicalization = true\n\
+                "name = \"My_proj.v2-x\"\napp = \"app.wasm\"\nnan_canonicalization = true\nseed = 42\n\
                  [policy]\nmin_quorum = 3\ntarget_results = 4\nmax_error_results = 5\n\
                  max_total_results = 9\ndeadline = \"2h 30m\"\n\
                  [limits]\nfuel = 1_000\nmemory = \"1 MiB\"\noutput_bytes = \"4KB\"\nwall_time = \"1500ms\"\n\
                  [validator]\nkind = \"bitwise\"\n{RANGE}"
             ),
-            "name=My_proj.v2-x app=wasm nan=true policy=3/4/5/9/9000s \
+            "name=My_proj.v2-x app=wasm nan=true seed=Some(42) policy=3/4/5/9/9000s \
              limits=1000/1048576/4000/1500ms validator=Bitwise n=3",
         );
         // target_results defaults to min_quorum, max_total_results to 4 times it.
@@ -970,6 +985,7 @@ mod tests {
         check(app, "missing field `work_units`");
         check(&format!("{app}[policy]\nmin_quorum = -1\n{RANGE}"), "min_quorum");
         check(&format!("name = 3\napp = \"app.wat\"\n{RANGE}"), "invalid type: integer `3`");
+        check(&format!("{app}seed = -1\n{RANGE}"), "seed");
         check(
             &format!("{app}[validator]\nkind = \"fuzzy\"\n{RANGE}"),
             "validator.relative_tolerance: a fuzzy validator needs relative_tolerance or absolute_tolerance above 0",
@@ -1085,12 +1101,12 @@ mod tests {
         };
         check_example(
             "primes",
-            "name=primes app=wasm nan=false policy=2/2/3/8/3600s \
+            "name=primes app=wasm nan=false seed=None policy=2/2/3/8/3600s \
              limits=100000000000/268435456/1048576/600000ms validator=Bitwise n=200 \
              first=0-50000=\"0 50000\\n\" last=9950000-10000000=\"9950000 10000000\\n\"",
         );
         check_example("integral", "name=integral app=");
-        check_example("integral", "nan=true policy=2/2/3/8/3600s");
+        check_example("integral", "nan=true seed=None policy=2/2/3/8/3600s");
         check_example("integral", "n=100 first=0-10000=\"0 10000\\n\"");
     }
 
@@ -1159,6 +1175,7 @@ mod fuzz {
             Just("name"),
             Just("app"),
             Just("nan_canonicalization"),
+            Just("seed"),
             Just("signing_key"),
             Just("min_quorum"),
             Just("target_results"),

@@ -3,7 +3,9 @@
 //! as JSON numbers; fields are only ever added).
 //!
 //! Everything here writes to a `&mut dyn Write` so that commands choose stdout
-//! or a file, and tests a buffer.
+//! or a file, and tests a buffer. Text for people never carries a control
+//! character from the coordinator: [`escape`] shows them (every table cell,
+//! every message with text the coordinator sent); `--json` stays exact.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -35,10 +37,10 @@ impl Table {
         Table { columns: columns.to_vec(), rows: Vec::new() }
     }
 
-    /// Adds a row; it must have one cell per column.
+    /// Adds a row; it must have one cell per column. Cells are [`escape`]d.
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.columns.len(), "one cell per column");
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|cell| escape(cell)).collect());
     }
 
     pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -71,6 +73,23 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// `text` for a terminal: every control character (`char::is_control`: ANSI
+/// escapes, carriage returns, the U+001F separator...) shown as an escape
+/// instead of acting on the operator's terminal: `\x1b` for the C0 and C1
+/// controls and DEL, so that what a host registered is seen, never run.
+pub fn escape(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if character.is_control() {
+            write!(escaped, "\\x{:02x}", u32::from(character)).expect("writing to a String cannot fail");
+        } else {
+            escaped.push(character);
+        }
+    }
+    escaped
 }
 
 /// Writes one value as a line of JSON.
@@ -308,11 +327,12 @@ pub fn write_paused_batches(out: &mut dyn Write, projects: &[v1::ProjectStatus])
     for status in projects {
         for batch in status.batches.iter().filter(|batch| batch.state == BATCH_PAUSED) {
             let reason = if batch.pause_reason.is_empty() { "no reason given" } else { &batch.pause_reason };
+            let (name, reason) = (escape(&status.name), escape(reason));
             writeln!(
                 out,
-                "project '{}': batch {} is paused ({} of {} work units ended): {reason} \
-                 (`quorum resume {} --batch {}`)",
-                status.name, batch.id, batch.n_ended, batch.n_work_units, status.name, batch.id
+                "project '{name}': batch {} is paused ({} of {} work units ended): {reason} \
+                 (`quorum resume {name} --batch {}`)",
+                batch.id, batch.n_ended, batch.n_work_units, batch.id
             )?;
         }
     }
@@ -505,6 +525,8 @@ pub struct ResultLine<'a> {
     pub output_base64: Option<String>,
     pub output_digest: &'a str,
     pub fuel_used: u64,
+    /// The work unit's random seed: `quorum-worker run APP --seed N` reproduces the output.
+    pub random_seed: u64,
 }
 
 impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
@@ -521,6 +543,7 @@ impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
             output_base64,
             output_digest: &result.output_digest,
             fuel_used: result.fuel_used,
+            random_seed: result.random_seed,
         }
     }
 }
@@ -560,6 +583,7 @@ pub fn results_table(results: &[v1::CanonicalResult]) -> Table {
         ("WORK UNIT", Left),
         ("RESULT", Right),
         ("FUEL", Right),
+        ("SEED", Right),
         ("OUTPUT", Left),
     ]);
     for result in results {
@@ -568,6 +592,7 @@ pub fn results_table(results: &[v1::CanonicalResult]) -> Table {
             result.work_unit_name.clone(),
             result.result_id.to_string(),
             result.fuel_used.to_string(),
+            result.random_seed.to_string(),
             short_output(&result.output),
         ]);
     }
@@ -603,6 +628,7 @@ mod tests {
             output: output.to_vec(),
             output_digest: "ab12".to_owned(),
             fuel_used: 123,
+            random_seed: 18_446_744_073_709_551_615,
         }
     }
 
@@ -610,6 +636,21 @@ mod tests {
         let mut buffer = Vec::new();
         write(&mut buffer).expect("write to a buffer");
         String::from_utf8(buffer).expect("utf-8")
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_people() {
+        for (text, shown) in [
+            ("plain host", "plain host"),
+            ("ev\u{1b}[31mil", "ev\\x1b[31mil"),
+            ("a\u{1f}b\r\n\t\u{7f}\u{9b}", "a\\x1fb\\x0d\\x0a\\x09\\x7f\\x9b"),
+            ("Ünïcode", "Ünïcode"),
+        ] {
+            assert_eq!(escape(text), shown, "{text:?}");
+        }
+        let mut table = Table::new(&[("NAME", Align::Left)]);
+        table.row(vec!["\u{1b}]0;pwned\u{7}".into()]);
+        assert_eq!(text(|out| table.write(out)), "NAME\n\\x1b]0;pwned\\x07\n");
     }
 
     #[test]
@@ -628,17 +669,17 @@ mod tests {
         };
         check(
             canonical("0-10", b"4\n"),
-            r#"{"work_unit_id":3,"work_unit":"0-10","result_id":7,"output":"4\n","output_digest":"ab12","fuel_used":123}"#,
+            r#"{"work_unit_id":3,"work_unit":"0-10","result_id":7,"output":"4\n","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615}"#,
             "3,0-10,7,ab12,123,\"4\n\"",
         );
         check(
             canonical("a,\"b\"", &[0, 255]),
-            r#"{"work_unit_id":3,"work_unit":"a,\"b\"","result_id":7,"output_base64":"AP8=","output_digest":"ab12","fuel_used":123}"#,
+            r#"{"work_unit_id":3,"work_unit":"a,\"b\"","result_id":7,"output_base64":"AP8=","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615}"#,
             "3,\"a,\"\"b\"\"\",7,ab12,123,base64:AP8=",
         );
         check(
             canonical("x", b"plain"),
-            r#"{"work_unit_id":3,"work_unit":"x","result_id":7,"output":"plain","output_digest":"ab12","fuel_used":123}"#,
+            r#"{"work_unit_id":3,"work_unit":"x","result_id":7,"output":"plain","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615}"#,
             "3,x,7,ab12,123,plain",
         );
     }

@@ -20,6 +20,8 @@
 //! - `control`: [`Gate`] (pause and CPU throttle shared by a worker's tasks)
 //!   and [`TaskControl`] (abort and progress of one task).
 //! - `wasi`: the deterministic WASI preview 1 context and captured stdio.
+//! - `imports`: [`PROVIDED_IMPORTS`], the one list of what apps may import
+//!   (the coordinator checks submitted modules against it).
 //! - `tests`: unit tests with real wasmtime, inline WAT modules and the C
 //!   apps of `examples/hostile` and `examples/checkpoint`.
 //!
@@ -93,6 +95,7 @@
 //! compare(b, a)`); quorum does not check it.
 
 mod control;
+mod imports;
 mod wasi;
 
 use std::collections::HashMap;
@@ -111,6 +114,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use control::Pacer;
 pub use control::{Gate, TaskControl};
+pub use imports::{PROVIDED_IMPORTS, WASI_PREVIEW1};
 
 /// The engine reported with every result. wasmtime exports no version
 /// constant, so this must follow the `wasmtime` version pinned in Cargo.lock.
@@ -626,10 +630,16 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<InstancePre<TaskState>, Comp
         Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {}
         _ => return Err(CompileError::NoStart),
     }
-    let mut linker = Linker::new(engine);
-    wasi::add_to_linker(&mut linker, |state: &mut TaskState| &mut state.wasi)
-        .map_err(|error| CompileError::Wasi(format!("{error:#}")))?;
+    let linker = linker(engine).map_err(|error| CompileError::Wasi(format!("{error:#}")))?;
     linker.instantiate_pre(&module).map_err(|error| CompileError::Invalid(format!("{error:#}")))
+}
+
+/// The linker every app and validator is linked with: the deterministic WASI
+/// preview 1 and nothing else ([`PROVIDED_IMPORTS`] lists what it defines).
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<TaskState>> {
+    let mut linker = Linker::new(engine);
+    wasi::add_to_linker(&mut linker, |state: &mut TaskState| &mut state.wasi)?;
+    Ok(linker)
 }
 
 /// `StoreLimits` that remembers whether it refused to grow a memory, so a trap

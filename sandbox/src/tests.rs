@@ -656,3 +656,43 @@ fn invalid_validator_module_is_rejected() {
         assert!(matches!(error, Error::InvalidValidator(_)), "{error:?}");
     }
 }
+
+/// [`PROVIDED_IMPORTS`], which the coordinator checks submitted modules
+/// against, is exactly what the sandbox's linker defines: nothing listed is
+/// missing, nothing linked is unlisted, and a module importing every listed
+/// function (with the linker's own types) links and runs.
+#[test]
+fn provided_imports_are_exactly_what_the_sandbox_links() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let engine = &sandbox.engines[0];
+    let linker = linker(engine).expect("linker");
+    let environment =
+        wasi::Environment { input: Vec::new(), random_seed: 0, output_limit: 0, stderr_limit: 0, checkpoint_dir: None };
+    let (wasi, _, _) = wasi::build_ctx(environment).expect("context");
+    let mut store = Store::new(engine, TaskState { wasi, limiter: MemoryLimiter::new(0), interrupt: None });
+    let mut linked: Vec<(String, String, String)> = Vec::new();
+    let definitions: Vec<(String, String, wasmtime::Extern)> =
+        linker.iter(&mut store).map(|(module, name, item)| (module.to_owned(), name.to_owned(), item)).collect();
+    for (module, name, item) in definitions {
+        let wasmtime::Extern::Func(func) = item else { panic!("{module}::{name} is not a function") };
+        let ty = func.ty(&store);
+        let params: Vec<String> = ty.params().map(|param| param.to_string()).collect();
+        let results: Vec<String> = ty.results().map(|result| result.to_string()).collect();
+        let signature = format!("(param {}) (result {})", params.join(" "), results.join(" "));
+        linked.push((module, name, signature));
+    }
+    linked.sort();
+    let mut names: Vec<(&str, &str)> =
+        linked.iter().map(|(module, name, _)| (module.as_str(), name.as_str())).collect();
+    names.dedup();
+    let mut listed = PROVIDED_IMPORTS.to_vec();
+    listed.sort();
+    assert_eq!(names, listed, "PROVIDED_IMPORTS must list exactly what the sandbox links");
+
+    let imports: String = linked
+        .iter()
+        .map(|(module, name, signature)| format!("(import {module:?} {name:?} (func {signature}))\n"))
+        .collect();
+    let wat = format!(r#"(module {imports} (memory (export "memory") 1) (func (export "_start")))"#);
+    check(&wat, b"", Limits::default(), Status::Success(Vec::new()));
+}

@@ -96,6 +96,7 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
         validator_module: None,
         nan_canonicalization: false,
         app_signature: None,
+        seed: 0,
     };
     let units: Vec<NewWorkUnit> =
         (0..N_WORK_UNITS).map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes() }).collect();

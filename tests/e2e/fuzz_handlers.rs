@@ -147,9 +147,23 @@ fn call() -> impl Strategy<Value = Call> {
         bytes(70),
         bytes(40),
         any::<bool>(),
+        proptest::option::of(any::<u64>()),
     )
         .prop_map(
-            |(name, app_module, policy, limits, validator, fuzzy, validator_module, work_units, sig, key, nan)| {
+            |(
+                name,
+                app_module,
+                policy,
+                limits,
+                validator,
+                fuzzy,
+                validator_module,
+                work_units,
+                sig,
+                key,
+                nan,
+                seed,
+            )| {
                 Call::CreateProject(v1::CreateProjectRequest {
                     name,
                     app_module,
@@ -162,6 +176,7 @@ fn call() -> impl Strategy<Value = Call> {
                     validator_module,
                     app_signature: sig,
                     app_public_key: key,
+                    seed,
                 })
             },
         );

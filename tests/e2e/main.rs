@@ -3,6 +3,8 @@
 //! one server per test. Built into a single test binary (`e2e`).
 //!
 //! Layout:
+//! - `app_imports`: apps and custom validators importing what the sandbox
+//!   does not provide are refused at submission, naming the imports.
 //! - `access`: API tokens and roles: every `Projects` RPC refuses callers
 //!   without the right role and changes nothing.
 //! - `fuzz_handlers`: arbitrary messages to every RPC (proptest): precise
@@ -22,6 +24,8 @@
 //!   workers get no more copies of it until `quorum resume`.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
+//! - `names`: control characters refused at registration, accounts compared
+//!   canonical, tables escaping what hosts registered before.
 //! - `operations`: health checking, reflection and clean shutdown.
 //! - `worker_crash`: a worker killed (SIGKILL) with unreported and
 //!   checkpointed tasks reports them once and resumes from its checkpoints.
@@ -34,6 +38,9 @@
 //!   the right error (or see nothing); the worker carries on.
 //! - `bench_smoke`: a small run of `quorum-bench lifecycle`, so the load
 //!   generator never rots (figures present, every work unit validated).
+//! - `random_seeds`: seeds derive from names: the same inputs resubmitted
+//!   under the same manifest seed draw the same random bytes, and
+//!   `quorum-worker run` reproduces a result locally.
 //! - `rate_limits`: a host flooding the scheduler is limited, another is served.
 //! - `signed_apps`: workers refuse a module replaced in the coordinator's
 //!   database, and a project re-created with another key.
@@ -47,6 +54,7 @@
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
 mod access;
+mod app_imports;
 mod auto_pause;
 mod bad_manifests;
 mod bench_smoke;
@@ -60,9 +68,11 @@ mod hostile_apps;
 mod late_results;
 mod lone_worker;
 mod malicious;
+mod names;
 mod operations;
 mod primes;
 mod protocol_errors;
+mod random_seeds;
 mod rate_limits;
 mod resource_share;
 mod retry;

@@ -227,6 +227,7 @@ pub struct ResultLine {
     pub output_base64: Option<String>,
     pub output_digest: String,
     pub fuel_used: u64,
+    pub random_seed: u64,
 }
 
 /// Parses JSON Lines (one value per non-empty line).

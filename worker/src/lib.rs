@@ -19,6 +19,8 @@
 //! - `worker`: the loop tying them together (async side; CPU work goes to the pool).
 //! - `control`: `quorum-worker status`, `pause` and `resume`, run beside a
 //!   worker on the same state directory.
+//! - `reproduce`: `quorum-worker run`, one app on one input and seed in the
+//!   same sandbox, to reproduce a result locally.
 //!
 //! Architecture invariant: CPU work (compiling and running apps) never runs on
 //! tokio threads; the pool sends outcomes back over a channel.
@@ -26,6 +28,7 @@
 pub mod client;
 pub mod control;
 pub mod journal;
+pub mod reproduce;
 pub mod schedule;
 pub mod signing;
 pub mod state;

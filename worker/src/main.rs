@@ -1,6 +1,7 @@
 //! The `quorum-worker` binary: parses flags, installs logging and signal
 //! handlers, then runs [`quorum_worker::run`] until SIGINT or SIGTERM; or
-//! runs one of the `status`, `pause`, `resume` commands.
+//! runs one of the `status`, `pause`, `resume` commands, or `run` (one app
+//! on one input, to reproduce a result locally).
 //! Exit codes: 0 after a clean stop, 2 on error (`error: ...` on stderr).
 
 use std::path::PathBuf;
@@ -110,6 +111,33 @@ enum Command {
     Pause,
     /// Resumes computing after `pause`.
     Resume,
+    /// Runs APP once on one input and random seed in the worker's own
+    /// sandbox and prints its output, to reproduce a result locally.
+    ///
+    /// With a work unit's input and the seed `quorum results` shows for it,
+    /// the output is byte for byte the one the hosts reported. The app's
+    /// output goes to stdout; its stderr tail and the fuel it used go to
+    /// stderr. Exit code 0 when the app succeeds, 2 otherwise.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The app module (.wasm, or .wat text).
+    #[arg(value_name = "APP")]
+    app: PathBuf,
+    /// The work unit's random seed (`quorum results` shows it).
+    #[arg(long, value_name = "N")]
+    seed: u64,
+    /// The work unit's input, given to the app on stdin [default: empty].
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Fuel limit, as the project's `limits.fuel` [default: the worker's].
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    fuel: u64,
+    /// Run with NaN canonicalization, as a project with `nan_canonicalization = true`.
+    #[arg(long)]
+    nan_canonicalization: bool,
 }
 
 /// `URL` or `URL,share=N` with N > 0.
@@ -149,6 +177,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Run(args)) = &cli.command {
+        return reproduce(args);
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
     match cli.command {
@@ -161,7 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", runtime.block_on(quorum_worker::control::set_paused(&cli.state_dir, pause))?);
             return Ok(());
         }
-        None => {}
+        Some(Command::Run(_)) | None => {}
     }
     let mut seen = std::collections::HashSet::new();
     for attach in &cli.servers {
@@ -198,6 +229,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let commands = command_signals()?;
         quorum_worker::run(config, shutdown, commands).await
     })
+}
+
+/// `quorum-worker run`: the app's output on stdout, exactly; the rest on stderr.
+fn reproduce(args: &RunArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let outcome = quorum_worker::reproduce::run(&quorum_worker::reproduce::Reproduce {
+        app: args.app.clone(),
+        random_seed: args.seed,
+        input: args.input.clone(),
+        limits: quorum_worker::sandbox::Limits::with_defaults(args.fuel, 0, 0, 0, 0),
+        nan_canonicalization: args.nan_canonicalization,
+    })?;
+    if !outcome.stderr_tail.is_empty() {
+        eprint!("{}", outcome.stderr_tail);
+    }
+    eprintln!("fuel used: {}", outcome.fuel_used);
+    match outcome.status {
+        quorum_worker::sandbox::Status::Success(output) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&output).and_then(|()| stdout.flush()).context("cannot write the output")?;
+            Ok(())
+        }
+        quorum_worker::sandbox::Status::Error(message) => anyhow::bail!("the app failed: {message}"),
+        quorum_worker::sandbox::Status::Aborted => anyhow::bail!("the run was aborted"),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM. Handlers are installed before returning,
@@ -318,5 +374,10 @@ mod tests {
             Cli::try_parse_from(["quorum-worker", "pause"]).expect("valid").command,
             Some(Command::Pause)
         ));
+        let cli =
+            Cli::try_parse_from(["quorum-worker", "run", "app.wasm", "--seed", "7", "--input", "in"]).expect("valid");
+        let Some(Command::Run(args)) = cli.command else { panic!("run: {cli:?}") };
+        assert_eq!((args.app, args.seed, args.input, args.fuel), ("app.wasm".into(), 7, Some("in".into()), 0));
+        assert!(Cli::try_parse_from(["quorum-worker", "run", "app.wasm"]).is_err(), "--seed is required");
     }
 }

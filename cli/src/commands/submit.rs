@@ -185,6 +185,7 @@ fn create_request(
         work_units: Vec::new(),
         app_signature: Vec::new(),
         app_public_key: Vec::new(),
+        seed: manifest.seed(),
     }
 }
 
@@ -296,7 +297,7 @@ mod tests {
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
              deadline_secs: 3600, max_success_results: 0, adaptive_replication: false, priority: 0 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
              output_bytes: 1048576, wall_time_ms: 2000, stderr_bytes: 0 }), validator: Bitwise, nan_canonicalization: true, \
-             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [] }"
+             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [], seed: None }"
         );
     }
 }

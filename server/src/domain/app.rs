@@ -1,8 +1,9 @@
 //! An app: a WebAssembly module, identified by the SHA-256 of its bytes and
-//! checked to be a WASI command before anything is stored.
+//! checked to be a WASI command that imports only what the sandbox provides
+//! before anything is stored.
 
 use sha2::{Digest as _, Sha256};
-use wasmparser::{ExternalKind, Parser, Payload, Validator, WasmFeatures};
+use wasmparser::{ExternalKind, Parser, Payload, TypeRef, Validator, WasmFeatures};
 
 use super::Digest;
 
@@ -20,6 +21,13 @@ pub enum AppError {
     Invalid(String),
     #[error("app has no exported function `_start` (it must be a WASI command module)")]
     NoStart,
+    /// Imports the sandbox does not provide, as `module::name`, in the order
+    /// of the module's import section: the module could run on no host.
+    #[error(
+        "module imports what the sandbox does not provide: {} (it provides the functions of WASI preview 1 only)",
+        .0.join(", ")
+    )]
+    UnknownImports(Vec<String>),
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -28,8 +36,12 @@ pub fn digest_of(bytes: &[u8]) -> Digest {
 }
 
 /// Checks that `module` is a valid core WebAssembly module (no threads, no
-/// relaxed SIMD: both would break determinism) exporting a `_start` function.
-pub fn check_module(module: &[u8]) -> Result<(), AppError> {
+/// relaxed SIMD: both would break determinism) exporting a `_start` function
+/// and importing only functions of `provided` (`(module, name)` pairs: the
+/// sandbox's list, `quorum_sandbox::PROVIDED_IMPORTS`, given by the caller so
+/// that the domain does not depend on the sandbox). Every import outside it
+/// is named in the error.
+pub fn check_module(module: &[u8], provided: &[(&str, &str)]) -> Result<(), AppError> {
     if module.is_empty() {
         return Err(AppError::Empty);
     }
@@ -41,24 +53,39 @@ pub fn check_module(module: &[u8]) -> Result<(), AppError> {
         - WasmFeatures::RELAXED_SIMD
         - WasmFeatures::SHARED_EVERYTHING_THREADS;
     Validator::new_with_features(features).validate_all(module).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let mut has_start = false;
+    let mut unknown = Vec::new();
     for payload in Parser::new(0).parse_all(module) {
         let payload = payload.map_err(|e| AppError::Invalid(e.to_string()))?;
         match payload {
             Payload::Version { encoding: wasmparser::Encoding::Component, .. } => {
                 return Err(AppError::Invalid("a component, not a core module".into()));
             }
+            Payload::ImportSection(imports) => {
+                for import in imports.into_imports() {
+                    let import = import.map_err(|e| AppError::Invalid(e.to_string()))?;
+                    let is_function = matches!(import.ty, TypeRef::Func(_));
+                    if !(is_function && provided.contains(&(import.module, import.name))) {
+                        unknown.push(format!("{}::{}", import.module, import.name));
+                    }
+                }
+            }
             Payload::ExportSection(exports) => {
                 for export in exports {
                     let export = export.map_err(|e| AppError::Invalid(e.to_string()))?;
-                    if export.name == "_start" && export.kind == ExternalKind::Func {
-                        return Ok(());
-                    }
+                    has_start |= export.name == "_start" && export.kind == ExternalKind::Func;
                 }
             }
             _ => {}
         }
     }
-    Err(AppError::NoStart)
+    if !unknown.is_empty() {
+        return Err(AppError::UnknownImports(unknown));
+    }
+    if !has_start {
+        return Err(AppError::NoStart);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -76,17 +103,57 @@ mod tests {
         0x07, 0x08, 0x01, 0x04, b'm', b'a', b'i', b'n', 0x00, 0x00, 0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
     ];
 
+    /// A stand-in for the sandbox's list.
+    const PROVIDED: &[(&str, &str)] =
+        &[("wasi_snapshot_preview1", "fd_write"), ("wasi_snapshot_preview1", "proc_exit")];
+
+    fn check(wat: &str, expected: Result<(), AppError>) {
+        let module = wat::parse_str(wat).expect("valid WAT");
+        assert_eq!(check_module(&module, PROVIDED), expected, "{wat}");
+    }
+
     #[test]
     fn accepts_a_command_module() {
-        assert_eq!(check_module(COMMAND), Ok(()));
+        assert_eq!(check_module(COMMAND, PROVIDED), Ok(()));
     }
 
     #[test]
     fn refuses_bad_modules() {
-        assert_eq!(check_module(b""), Err(AppError::Empty));
-        assert!(matches!(check_module(b"not wasm at all"), Err(AppError::Invalid(_))));
-        assert!(matches!(check_module(&COMMAND[..COMMAND.len() - 1]), Err(AppError::Invalid(_))));
-        assert_eq!(check_module(NO_START), Err(AppError::NoStart));
+        assert_eq!(check_module(b"", PROVIDED), Err(AppError::Empty));
+        assert!(matches!(check_module(b"not wasm at all", PROVIDED), Err(AppError::Invalid(_))));
+        assert!(matches!(check_module(&COMMAND[..COMMAND.len() - 1], PROVIDED), Err(AppError::Invalid(_))));
+        assert_eq!(check_module(NO_START, PROVIDED), Err(AppError::NoStart));
+    }
+
+    #[test]
+    fn imports_are_checked_against_the_provided_list() {
+        let start = r#"(func (export "_start"))"#;
+        check(
+            &format!(
+                r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {start})"#
+            ),
+            Ok(()),
+        );
+        // Every offending import is named, in order; functions only.
+        check(
+            &format!(
+                r#"(module
+                     (import "env" "external_solver" (func))
+                     (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+                     (import "wasi_snapshot_preview1" "sock_open" (func (param i32 i32 i32) (result i32)))
+                     (import "wasi_snapshot_preview1" "fd_write" (memory 1))
+                     {start})"#
+            ),
+            Err(AppError::UnknownImports(vec![
+                "env::external_solver".to_owned(),
+                "wasi_snapshot_preview1::sock_open".to_owned(),
+                "wasi_snapshot_preview1::fd_write".to_owned(),
+            ])),
+        );
+        // Unknown imports are the first thing said, even without `_start`.
+        check(r#"(module (import "env" "f" (func)))"#, Err(AppError::UnknownImports(vec!["env::f".to_owned()])));
+        let message = AppError::UnknownImports(vec!["env::a".to_owned(), "env::b".to_owned()]).to_string();
+        assert!(message.contains("env::a, env::b"), "{message}");
     }
 
     #[test]

@@ -143,6 +143,11 @@ pub struct WorkUnit {
     pub single_result: bool,
     /// Its data (input, other copies' outputs) was purged: late copies are too late.
     pub purged: bool,
+    /// The most credit a copy accepted alone (`single_result`) may earn: its
+    /// project's typical credit, from replicated work units only (see
+    /// [`typical_credit`]), so that no host vouching for itself can raise
+    /// it. Read only when `single_result`; the store loads it for those.
+    pub typical_credit: f64,
 }
 
 /// One copy of a work unit as the lifecycle rules see it.
@@ -316,28 +321,37 @@ impl Transition {
     }
 }
 
-/// Credit for one valid result: the fuel of the agreeing group's reference
-/// copy (see [`credit_fuel`]) in billions of instructions, so every valid
-/// copy earns the same and no host can inflate it.
+/// Credit for one valid result: the reference fuel of its valid copies (see
+/// [`credit_fuel`]) in billions of instructions, so every valid copy earns
+/// the same and no host can inflate it.
 pub fn credit_for(reference_fuel_used: u64) -> f64 {
     reference_fuel_used as f64 / 1e9
 }
 
 /// The fuel credit is computed from, among the valid copies of a work unit
-/// (the agreeing group and late copies that agree with it): the canonical
-/// result's when it ran in one piece; otherwise that of the first valid copy
-/// that did not resume from a checkpoint (a resumed copy counts only the
-/// segments it ran); if every one resumed, the largest reported.
-pub fn credit_fuel(valid: &[&ResultCopy], canonical: Option<ResultId>) -> u64 {
-    let whole = |r: &&&ResultCopy| !r.resumed;
-    valid
-        .iter()
-        .filter(whole)
-        .find(|r| Some(r.id) == canonical)
-        .or_else(|| valid.iter().find(whole))
-        .map(|r| r.fuel_used)
-        .or_else(|| valid.iter().map(|r| r.fuel_used).max())
-        .unwrap_or(0)
+/// (the agreeing group and late copies that agree with it): the lowest fuel
+/// among the copies that ran in one piece; if every one resumed from a
+/// checkpoint (a resumed copy counts only the segments it ran), the lowest
+/// among them. A credit is what every agreeing copy vouches for: a report
+/// claiming more fuel, another engine string (whose fuel is then not
+/// compared) or `resumed` gains nothing.
+pub fn credit_fuel(valid: &[&ResultCopy]) -> u64 {
+    let lowest = |resumed: bool| valid.iter().filter(|r| r.resumed == resumed).map(|r| r.fuel_used).min();
+    lowest(false).or_else(|| lowest(true)).unwrap_or(0)
+}
+
+/// A project's typical credit, the bound of a copy accepted alone: the median
+/// (the lower one of an even count) of the credits of its latest replicated
+/// canonical results, each already the lowest its agreeing copies vouched
+/// for, so a lone host cannot raise it; 0 when there are none (nothing
+/// vouches for any amount yet).
+pub fn typical_credit(replicated_credits: &[f64]) -> f64 {
+    let mut credits: Vec<f64> = replicated_credits.iter().copied().filter(|c| c.is_finite() && *c >= 0.0).collect();
+    if credits.is_empty() {
+        return 0.0;
+    }
+    credits.sort_by(f64::total_cmp);
+    credits[(credits.len() - 1) / 2]
 }
 
 /// The transitioner: brings a work unit and its results up to date at `now`.
@@ -433,12 +447,16 @@ pub fn transition(
     }
 
     let valid: Vec<&ResultCopy> = rs.iter().filter(|r| r.validate_state == ValidateState::Valid).collect();
-    let canonical_fuel = credit_fuel(&valid, wu.canonical_result);
+    let mut credit = credit_for(credit_fuel(&valid));
+    if wu.single_result {
+        // Nobody else vouched for this copy's fuel.
+        credit = credit.min(wu.typical_credit);
+    }
     let mut changed_results = Vec::new();
     let mut host_events = Vec::new();
     for (before, mut after) in results.iter().zip(rs) {
         if after.validate_state == ValidateState::Valid && before.validate_state != ValidateState::Valid {
-            after.granted_credit = credit_for(canonical_fuel);
+            after.granted_credit = credit;
         }
         if after == *before {
             continue;

@@ -1,6 +1,9 @@
 //! What the scheduler hands a host: deadlines, the deterministic random seed
 //! of a work unit, and how long an idle host should wait.
 
+use sha2::{Digest as _, Sha256};
+
+use super::names::ProjectName;
 use super::policy::ReplicationPolicy;
 use super::{Timestamp, WorkUnitId};
 
@@ -15,10 +18,40 @@ pub fn deadline(now: Timestamp, policy: &ReplicationPolicy) -> Timestamp {
     now.plus_ms(policy.deadline_ms())
 }
 
+/// The seed a project's work units draw their seeds from: the one its
+/// manifest gives (`seed`), else one derived from the project's name. Stored
+/// with the project when it is created.
+pub fn project_seed(project: &ProjectName, given: Option<u64>) -> u64 {
+    given.unwrap_or_else(|| seed_of(&[b"quorum project seed\0", project.as_str().as_bytes()]))
+}
+
 /// The seed of a work unit's deterministic random source: the same for every
-/// copy of the work unit, different between work units (SplitMix64 of the id).
-pub fn random_seed(work_unit: WorkUnitId) -> u64 {
+/// copy (and every retry) of the work unit, derived only from stable names,
+/// never from database ids: the first 8 bytes (little-endian) of the SHA-256
+/// of the project seed (8 bytes, little-endian) followed by the work unit's
+/// name. The same inputs submitted again, under the same project seed, draw
+/// the same numbers; two work units of a project draw different ones.
+/// Stored with the work unit when it is created, so it never changes.
+pub fn random_seed(project_seed: u64, work_unit_name: &str) -> u64 {
+    seed_of(&[&project_seed.to_le_bytes(), work_unit_name.as_bytes()])
+}
+
+/// The seed of a work unit created before seeds were stored (its row has
+/// none): SplitMix64 of its id, as its copies were always given.
+pub fn legacy_random_seed(work_unit: WorkUnitId) -> u64 {
     splitmix64(work_unit.0 as u64)
+}
+
+/// The first 8 bytes, as a little-endian `u64`, of the SHA-256 of `parts`.
+fn seed_of(parts: &[&[u8]]) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// SplitMix64's output function: a fixed, well-mixed bijection of `u64`.
@@ -39,9 +72,27 @@ mod tests {
         assert_eq!(deadline(Timestamp(1_000), &policy), Timestamp(61_000));
     }
 
+    fn project(text: &str) -> ProjectName {
+        ProjectName::parse(text).expect("valid project name")
+    }
+
     #[test]
-    fn seeds_are_stable_and_distinct() {
-        assert_eq!(random_seed(WorkUnitId(7)), random_seed(WorkUnitId(7)));
-        assert_ne!(random_seed(WorkUnitId(7)), random_seed(WorkUnitId(8)));
+    fn seeds_derive_from_names_only() {
+        let a = project_seed(&project("a"), None);
+        // Stable: a fixed function of the names.
+        assert_eq!(random_seed(project_seed(&project("a"), Some(42)), "0-1000"), random_seed(42, "0-1000"));
+        assert_eq!(random_seed(a, "x"), random_seed(project_seed(&project("a"), None), "x"));
+        // Another project name: other draws, unless both give the same seed.
+        assert_ne!(random_seed(a, "x"), random_seed(project_seed(&project("b"), None), "x"));
+        assert_eq!(
+            random_seed(project_seed(&project("a"), Some(7)), "x"),
+            random_seed(project_seed(&project("b"), Some(7)), "x")
+        );
+        // Distinct work units, distinct seeds; the given seed counts.
+        assert_ne!(random_seed(a, "x"), random_seed(a, "y"));
+        assert_ne!(random_seed(7, "x"), random_seed(8, "x"));
+        // The little-endian seed is followed by the name, with no ambiguity.
+        assert_eq!(random_seed(0, "x"), seed_of(&[&[0; 8], b"x"]));
+        assert_eq!(legacy_random_seed(WorkUnitId(7)), splitmix64(7));
     }
 }

@@ -6,15 +6,15 @@ use quorum_proto::v1 as pb;
 use quorum_proto::v1::projects_server::Projects;
 use tonic::{Request, Response, Status};
 
-use super::status::invalid;
+use super::status::{invalid, refused_module};
 use super::{Context, auth};
 use crate::domain::WorkUnitId;
 use crate::domain::access::Action;
-use crate::domain::app;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::signing::AppSignature;
+use crate::domain::{app, scheduler};
 use crate::store::{self, CancelScope, NewProject, NewWorkUnit};
 
 /// Largest input of one work unit.
@@ -103,10 +103,16 @@ fn validator(
             Ok((ValidatorKind::Fuzzy { format, tolerance }, None))
         }
         pb::ValidatorKind::Custom => {
-            app::check_module(&module).map_err(|e| invalid("validator_module", e))?;
+            check_module("validator_module", &module)?;
             Ok((ValidatorKind::Custom { module_digest: app::digest_of(&module) }, Some(module)))
         }
     }
+}
+
+/// Checks a submitted module (request field `field`) against what the
+/// sandbox provides: the coordinator never trusts the CLI to have done it.
+fn check_module(field: &str, module: &[u8]) -> Result<(), Status> {
+    app::check_module(module, quorum_sandbox::PROVIDED_IMPORTS).map_err(|error| refused_module(field, error))
 }
 
 fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
@@ -175,10 +181,11 @@ impl Projects for ProjectsService {
             limits.stderr_bytes,
         )?;
         let (validator, validator_module) = validator(request.validator, request.fuzzy, request.validator_module)?;
-        app::check_module(&request.app_module)?;
+        check_module("app_module", &request.app_module)?;
         let app_digest = app::digest_of(&request.app_module);
         let app_signature = AppSignature::verify(&app_digest, &request.app_signature, &request.app_public_key)?;
         let work_units = work_units(request.work_units)?;
+        let seed = scheduler::project_seed(&name, request.seed);
         let project = NewProject {
             validator_module,
             name,
@@ -189,6 +196,7 @@ impl Projects for ProjectsService {
             limits,
             validator,
             nan_canonicalization: request.nan_canonicalization,
+            seed,
         };
         let (project_id, n) = self.ctx.store.create_project(&project, &work_units, self.ctx.clock.now()).await?;
         tracing::info!(project = %project.name, n_work_units = n, app = %project.app_digest, "project created");
@@ -253,6 +261,7 @@ impl Projects for ProjectsService {
                     canonical_result_id: w.canonical_result_id.unwrap_or(0),
                     target_results: w.target_results,
                     input_size: w.input_size,
+                    random_seed: w.random_seed,
                 })
                 .collect(),
         }))
@@ -314,6 +323,7 @@ impl Projects for ProjectsService {
                     output: c.output,
                     output_digest: c.output_digest,
                     fuel_used: c.fuel_used,
+                    random_seed: c.random_seed,
                 })
                 .collect(),
         }))

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::status::invalid;
 use super::{Context, auth};
 use crate::domain::lifecycle::Report;
+use crate::domain::names::{self, Account};
 use crate::domain::{Digest, HostId, ResultId, app, scheduler};
 use crate::store::{self, NewHost, ReportInput, WorkReply, WorkRequest};
 
@@ -60,6 +61,14 @@ fn text(field: &str, value: String, max: usize) -> Result<String, Status> {
     Ok(value)
 }
 
+/// Text a host registers with (shown to operators, compared as identifiers):
+/// at most [`MAX_TEXT`] bytes and without control characters.
+fn registered_text(field: &str, value: String) -> Result<String, Status> {
+    let value = text(field, value, MAX_TEXT)?;
+    names::check_printable(&value).map_err(|error| invalid(field, error))?;
+    Ok(value)
+}
+
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<AppChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -73,17 +82,19 @@ impl Scheduler for SchedulerService {
         if request.n_cpus == 0 || request.n_cpus > 65_536 {
             return Err(invalid("n_cpus", "must be between 1 and 65536"));
         }
-        let engine = text("engine", request.engine, MAX_TEXT)?;
+        let engine = registered_text("engine", request.engine)?;
         if engine.is_empty() {
             return Err(invalid("engine", "must name the WebAssembly engine and its version"));
         }
         let host = NewHost {
-            name: text("name", request.name, MAX_TEXT)?,
+            name: registered_text("name", request.name)?,
             n_cpus: request.n_cpus,
             memory_bytes: request.memory_bytes,
             engine,
-            os: text("os", request.os, MAX_TEXT)?,
-            account: text("account", request.account, MAX_TEXT)?,
+            os: registered_text("os", request.os)?,
+            account: Account::parse(&registered_text("account", request.account)?)
+                .map_err(|error| invalid("account", error))?
+                .into_string(),
         };
         let mut secret = [0_u8; 32];
         rand::rng().fill_bytes(&mut secret);

@@ -62,19 +62,23 @@ impl From<PolicyError> for Status {
 impl From<NameError> for Status {
     fn from(error: NameError) -> Status {
         match error {
-            NameError::Empty { .. } | NameError::TooLong { .. } | NameError::BadCharacter { .. } => {
-                Status::invalid_argument(error.to_string())
-            }
+            NameError::Empty { .. }
+            | NameError::TooLong { .. }
+            | NameError::BadCharacter { .. }
+            | NameError::ControlCharacter { .. } => Status::invalid_argument(error.to_string()),
         }
     }
 }
 
-impl From<AppError> for Status {
-    fn from(error: AppError) -> Status {
-        match error {
-            AppError::Empty | AppError::Invalid(_) | AppError::NoStart => Status::invalid_argument(error.to_string()),
-            AppError::TooLarge(_) => Status::resource_exhausted(error.to_string()),
+/// A submitted module (an app or a custom validator) refused, naming the
+/// request field that carried it.
+pub fn refused_module(field: &str, error: AppError) -> Status {
+    let message = format!("{field}: {error}");
+    match error {
+        AppError::Empty | AppError::Invalid(_) | AppError::NoStart | AppError::UnknownImports(_) => {
+            Status::invalid_argument(message)
         }
+        AppError::TooLarge(_) => Status::resource_exhausted(message),
     }
 }
 

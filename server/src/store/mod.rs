@@ -42,6 +42,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::lifecycle::ReportError;
+use crate::domain::names::Account;
 use crate::domain::{HostId, Timestamp};
 use crate::validators::{self, Validators};
 
@@ -110,6 +111,37 @@ pub struct Store {
     frontiers: Arc<frontiers::Frontiers>,
 }
 
+/// Rewrites stored accounts in their canonical form ([`Account::canonical`]),
+/// in one transaction: the data migration of hosts registered before
+/// accounts were canonical, which SQL cannot express (SQLite's `lower` only
+/// knows ASCII). Idempotent, and cheap once done: it reads the distinct
+/// accounts (an index) and writes nothing when all are canonical.
+async fn canonicalize_accounts(pool: &SqlitePool) -> Result<()> {
+    let accounts: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT account FROM hosts WHERE account != ''").fetch_all(pool).await?;
+    let changed: Vec<(String, String)> = accounts
+        .into_iter()
+        .filter_map(|account| {
+            let canonical = Account::canonical(&account);
+            (canonical != account).then_some((account, canonical))
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for (account, canonical) in &changed {
+        sqlx::query("UPDATE hosts SET account = ? WHERE account = ?")
+            .bind(canonical)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(n_accounts = changed.len(), "accounts rewritten in their canonical form");
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the SQLite file at `path` and applies the migrations.
     ///
@@ -145,6 +177,7 @@ impl Store {
         // scheduler's writes go through the writer task's own connection.
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
+        canonicalize_accounts(&pool).await?;
         let validators = Validators::default();
         // The writer keeps the pages it works on (the recent rows and the
         // indexes' right edges) in its own cache: up to 64 MiB instead of

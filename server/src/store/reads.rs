@@ -52,6 +52,8 @@ pub struct WorkUnitInfo {
     pub canonical_result_id: Option<i64>,
     pub target_results: u32,
     pub input_size: u64,
+    /// The seed of its random source (the same for every copy).
+    pub random_seed: u64,
 }
 
 /// One result (copy), without its output.
@@ -84,6 +86,8 @@ pub struct CanonicalResult {
     pub output: Vec<u8>,
     pub output_digest: String,
     pub fuel_used: u64,
+    /// The seed of the work unit's random source, to reproduce the result.
+    pub random_seed: u64,
 }
 
 /// A volunteer host and its counters.
@@ -220,8 +224,8 @@ impl Store {
     pub async fn list_work_units(&self, project: &ProjectName, after_id: i64, limit: u32) -> Result<Vec<WorkUnitInfo>> {
         let project_id = self.project_id(project).await?;
         let rows = sqlx::query(
-            "SELECT id, name, state, fail_reason, canonical_result_id, target_results, LENGTH(input) AS input_size \
-             FROM work_units WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id, id AS work_unit_id, name, state, fail_reason, canonical_result_id, target_results, \
+             LENGTH(input) AS input_size, random_seed FROM work_units WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(project_id)
         .bind(after_id)
@@ -238,6 +242,7 @@ impl Store {
                     canonical_result_id: row.try_get("canonical_result_id")?,
                     target_results: u32_column(row, "target_results")?,
                     input_size: u64_column(row, "input_size")?,
+                    random_seed: rows::random_seed(row)?,
                 })
             })
             .collect()
@@ -297,8 +302,8 @@ impl Store {
     ) -> Result<Vec<CanonicalResult>> {
         let project_id = self.project_id(project).await?;
         let rows = sqlx::query(
-            "SELECT w.id AS work_unit_id, w.name, r.id AS result_id, r.output, r.output_digest, r.fuel_used \
-             FROM work_units w JOIN results r ON r.id = w.canonical_result_id \
+            "SELECT w.id AS work_unit_id, w.name, w.random_seed, r.id AS result_id, r.output, r.output_digest, \
+             r.fuel_used FROM work_units w JOIN results r ON r.id = w.canonical_result_id \
              WHERE w.project_id = ? AND w.state = 'done' AND w.id > ? ORDER BY w.id LIMIT ?",
         )
         .bind(project_id)
@@ -315,6 +320,7 @@ impl Store {
                     output: row.try_get::<Option<Vec<u8>>, _>("output")?.unwrap_or_default(),
                     output_digest: row.try_get::<Option<String>, _>("output_digest")?.unwrap_or_default(),
                     fuel_used: u64_column(row, "fuel_used")?,
+                    random_seed: rows::random_seed(row)?,
                 })
             })
             .collect()

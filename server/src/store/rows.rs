@@ -9,7 +9,7 @@ use crate::domain::fuzzy::Tolerance;
 use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
 use crate::domain::policy::{self, Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::trust::HostTrust;
-use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
+use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler};
 
 /// Columns `result_copy` reads, to splice with `concat!` into SELECTs on `results r`.
 macro_rules! result_copy_columns {
@@ -96,7 +96,9 @@ pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
     })
 }
 
-/// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id, single_result`.
+/// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id, single_result`;
+/// its typical credit is left at 0 (nothing vouched) for the caller to load
+/// when it is accepted on a single result.
 pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
     Ok(WorkUnit {
         id: WorkUnitId(row.try_get("id")?),
@@ -105,6 +107,17 @@ pub fn work_unit(row: &SqliteRow) -> Result<WorkUnit> {
         canonical_result: row.try_get::<Option<i64>, _>("canonical_result_id")?.map(ResultId),
         single_result: row.try_get("single_result")?,
         purged: row.try_get::<Option<i64>, _>("purged_at")?.is_some(),
+        typical_credit: 0.0,
+    })
+}
+
+/// A work unit's random seed from a row with its `work_unit_id` and
+/// `random_seed` columns: the stored seed, or for a work unit created before
+/// seeds were stored, the id-derived one its copies were always given.
+pub fn random_seed(row: &SqliteRow) -> Result<u64> {
+    Ok(match row.try_get::<Option<i64>, _>("random_seed")? {
+        Some(seed) => seed as u64,
+        None => scheduler::legacy_random_seed(WorkUnitId(row.try_get("work_unit_id")?)),
     })
 }
 

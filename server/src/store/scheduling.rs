@@ -495,7 +495,7 @@ macro_rules! candidates_query {
     (@part $accounts:expr, $position:expr) => {
         concat!(
             "SELECT r.id AS result_id, r.priority AS result_priority, r.work_unit_id, r.created_at, \
-             w.name AS work_unit_name, w.input, \
+             w.name AS work_unit_name, w.input, w.random_seed, \
              p.name AS project, p.app_digest, p.app_signature, p.app_public_key, \
              b.n_work_units AS batch_size, b.n_ended AS batch_ended, b.avg_turnaround_ms AS batch_turnaround, \
              (SELECT group_concat(o.host_id) FROM results o \
@@ -945,7 +945,7 @@ fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
         app_digest: row.try_get("app_digest")?,
         app_signature: signature.zip(public_key).map(|(s, k)| AppSignature::from_stored(s, k)),
         input: row.try_get("input")?,
-        random_seed: scheduler::random_seed(work_unit_id),
+        random_seed: rows::random_seed(row)?,
         limits: rows::limits(row)?,
         deadline,
         nan_canonicalization: row.try_get("nan_canonicalization")?,
@@ -1029,7 +1029,7 @@ async fn held_copies(
     ids.sort_unstable();
     for chunk in ids.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(concat!(
-            "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, \
+            "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, w.random_seed, \
              p.name AS project, p.app_digest, p.app_signature, p.app_public_key, ",
             rows::work_unit_policy_columns!(),
             " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \

@@ -9,7 +9,7 @@ use crate::domain::lifecycle::{self, WorkUnit, WorkUnitState};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{self, Limits, ReplicationPolicy, ValidatorKind};
 use crate::domain::validator::Bitwise;
-use crate::domain::{Digest, ProjectId, Timestamp, WorkUnitId};
+use crate::domain::{Digest, ProjectId, Timestamp, WorkUnitId, scheduler};
 
 /// A project to create, already checked by the domain constructors.
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub struct NewProject {
     pub nan_canonicalization: bool,
     /// The scientist's signature of the app, checked by the caller.
     pub app_signature: Option<crate::domain::signing::AppSignature>,
+    /// The project seed its work units' random seeds derive from
+    /// (`scheduler::project_seed`), stored with the project.
+    pub seed: u64,
 }
 
 /// One work unit to add; its name defaults to `wu-<id>`.
@@ -75,8 +78,8 @@ impl Store {
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
              validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
-             relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes, seed) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -112,6 +115,7 @@ impl Store {
         })
         .bind(policy.priority())
         .bind(int(limits.stderr_bytes))
+        .bind(project.seed as i64)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -120,7 +124,7 @@ impl Store {
         let n = if work_units.is_empty() {
             0
         } else {
-            insert_work_units(&mut tx, project_id, &project.name, policy, None, work_units, now).await?.0
+            insert_work_units(&mut tx, project_id, &project.name, project.seed, policy, None, work_units, now).await?.0
         };
         tx.commit().await?;
         Ok((project_id, n))
@@ -137,8 +141,11 @@ impl Store {
         now: Timestamp,
     ) -> Result<(u64, WorkUnitId, i64)> {
         let mut tx = self.write().await?;
-        let query =
-            concat!("SELECT p.id, p.state, ", rows::project_policy_columns!(), " FROM projects p WHERE p.name = ?");
+        let query = concat!(
+            "SELECT p.id, p.state, p.seed, ",
+            rows::project_policy_columns!(),
+            " FROM projects p WHERE p.name = ?"
+        );
         let row = sqlx::query(query)
             .bind(project.as_str())
             .fetch_optional(&mut *tx)
@@ -151,8 +158,13 @@ impl Store {
         let policy = rows::policy(&row)?;
         let first = next_work_unit_id(&mut tx).await?;
         let project_id = ProjectId(row.try_get("id")?);
+        // Projects created before seeds were stored derive theirs from their name.
+        let seed = match row.try_get::<Option<i64>, _>("seed")? {
+            Some(seed) => seed as u64,
+            None => scheduler::project_seed(project, None),
+        };
         let (n, batch) =
-            insert_work_units(&mut tx, project_id, project, &policy, batch_policy, work_units, now).await?;
+            insert_work_units(&mut tx, project_id, project, seed, &policy, batch_policy, work_units, now).await?;
         tx.commit().await?;
         Ok((n, WorkUnitId(first), batch))
     }
@@ -205,14 +217,17 @@ async fn next_work_unit_id(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
     Ok(row.try_get("next")?)
 }
 
-/// Inserts work units as a new batch, with their first copies as the
-/// lifecycle rules ask. Returns how many, and the batch's id. Set-based:
+/// Inserts work units as a new batch, each with its random seed (from
+/// `project_seed` and its name), with their first copies as the lifecycle
+/// rules ask. Returns how many, and the batch's id. Set-based:
 /// multi-row inserts of [`bulk::CHUNK`] work units, then one statement for
 /// all their copies.
+#[allow(clippy::too_many_arguments)] // One call site per kind of submission.
 async fn insert_work_units(
     tx: &mut Transaction<'_, Sqlite>,
     project_id: ProjectId,
     project: &ProjectName,
+    project_seed: u64,
     policy: &ReplicationPolicy,
     batch_policy: Option<&ReplicationPolicy>,
     work_units: &[NewWorkUnit],
@@ -231,13 +246,15 @@ async fn insert_work_units(
         if !names.insert(name.clone()) {
             return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
         }
-        rows.push((id, name, &unit.input));
+        let seed = scheduler::random_seed(project_seed, &name);
+        rows.push((id, name, &unit.input, seed));
     }
     for chunk in rows.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(
-            "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at, batch_id) ",
+            "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at, batch_id, \
+             random_seed) ",
         );
-        query.push_values(chunk, |mut row, (id, name, input)| {
+        query.push_values(chunk, |mut row, (id, name, input, seed)| {
             row.push_bind(*id)
                 .push_bind(project_id.0)
                 .push_bind(name.clone())
@@ -245,7 +262,8 @@ async fn insert_work_units(
                 .push_bind("open")
                 .push_bind(policy.target_results())
                 .push_bind(now.0)
-                .push_bind(batch);
+                .push_bind(batch)
+                .push_bind(*seed as i64);
         });
         query.push(" ON CONFLICT (project_id, name) DO NOTHING");
         let inserted = query.build().persistent(false).execute(&mut **tx).await?.rows_affected();
@@ -257,7 +275,7 @@ async fn insert_work_units(
             query.push_bind(batch);
             query.push(" AND name IN (");
             let mut separated = query.separated(", ");
-            for (_, name, _) in chunk {
+            for (_, name, _, _) in chunk {
                 separated.push_bind(name.clone());
             }
             separated.push_unseparated(") LIMIT 1");
@@ -276,6 +294,7 @@ async fn insert_work_units(
         canonical_result: None,
         single_result: false,
         purged: false,
+        typical_credit: 0.0,
     };
     let copies = lifecycle::transition(policy, &empty, &[], &Bitwise, now).new_results;
     if copies > 0 {

@@ -38,6 +38,7 @@ fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
         validator_module: None,
         nan_canonicalization: false,
         app_signature: None,
+        seed: 0,
     }
 }
 
@@ -1174,4 +1175,92 @@ async fn hosts_of_one_account_share_their_walk_past_what_the_account_holds() {
     // A host of another account takes the backlog.
     let other = account_host(&f.store, "other", "elsewhere").await;
     assert_eq!(f.store.lease_work(other, 2, T0).await.unwrap().len(), 2);
+}
+
+/// A success report of `output` claiming `fuel_used` on `engine`.
+fn claimed_success(result: ResultId, output: &str, fuel_used: u64, engine: &str) -> ReportInput {
+    let mut report = success(result, output);
+    report.report = Report::Success {
+        output_digest: digest_of(output.as_bytes()),
+        fuel_used,
+        engine: engine.into(),
+        resumed: false,
+    };
+    report
+}
+
+/// Credit of each host, by name.
+async fn credits(store: &Store) -> Vec<(String, f64)> {
+    store.list_hosts().await.unwrap().into_iter().map(|h| (h.name, h.total_credit)).collect()
+}
+
+#[tokio::test]
+async fn a_host_claiming_huge_fuel_on_another_engine_inflates_no_credit() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(1), T0).await.unwrap();
+    let (cheat, honest) = (host(&f.store, "cheat").await, host(&f.store, "honest").await);
+    let c = f.store.lease_work(cheat, 1, T0).await.unwrap().remove(0);
+    let h = f.store.lease_work(honest, 1, T0).await.unwrap().remove(0);
+    // The cheat reports first, so its copy is the canonical one.
+    f.store
+        .record_reports(cheat, &[claimed_success(c.result_id, "right", 9_000_000_000_000_000_000, "fake 1")], T0)
+        .await
+        .unwrap();
+    f.store
+        .record_reports(honest, &[claimed_success(h.result_id, "right", 600_000, "wasmtime 48.0.8")], T0)
+        .await
+        .unwrap();
+    let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
+    assert_eq!(canonical[0].result_id, c.result_id.0, "the cheat's copy is canonical");
+    assert_eq!(credits(&f.store).await, [("cheat".to_owned(), 0.0006), ("honest".to_owned(), 0.0006)]);
+    let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
+    assert!(results.iter().all(|r| r.granted_credit == 0.0006), "{results:?}");
+}
+
+#[tokio::test]
+async fn a_work_unit_accepted_alone_earns_at_most_the_typical_replicated_credit() {
+    let f = fixture().await;
+    let mut adaptive = project("p", 2, 2);
+    let spec = crate::domain::policy::PolicySpec { adaptive_replication: true, ..adaptive.policy.spec() };
+    adaptive.policy = ReplicationPolicy::new(spec).unwrap();
+    f.store.create_project(&adaptive, &units(4), T0).await.unwrap();
+    // Three work units validated by replication: credits 3, 2 and 4 (the
+    // lowest claim of each pair): typical credit 3.
+    let (b, c) = (host(&f.store, "b").await, host(&f.store, "c").await);
+    let for_b = f.store.lease_work(b, 3, T0).await.unwrap();
+    let for_c = f.store.lease_work(c, 3, T0).await.unwrap();
+    for ((x, y), fuel) in for_b.iter().zip(&for_c).zip([3_000_000_000, 2_000_000_000, 4_000_000_000]) {
+        assert_eq!(x.work_unit_id, y.work_unit_id);
+        f.store.record_reports(b, &[claimed_success(x.result_id, "v", fuel, "test")], T0).await.unwrap();
+        f.store.record_reports(c, &[claimed_success(y.result_id, "v", fuel * 10, "other")], T0).await.unwrap();
+    }
+    assert_eq!(credits(&f.store).await, [("b".to_owned(), 9.0), ("c".to_owned(), 9.0)]);
+    // A trusted host alone on the fourth, claiming far more: typical credit.
+    let a = host(&f.store, "a").await;
+    sqlx::query("UPDATE hosts SET consecutive_valid = 1000 WHERE id = ?")
+        .bind(a.0)
+        .execute(&f.store.pool)
+        .await
+        .unwrap();
+    let alone = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
+    f.store
+        .record_reports(a, &[claimed_success(alone.result_id, "v", 9_000_000_000_000_000_000, "x")], T0)
+        .await
+        .unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 4, "accepted on the single result");
+    let a_credit = credits(&f.store).await.into_iter().find(|(name, _)| name == "a").unwrap().1;
+    assert_eq!(a_credit, 3.0, "the median of the replicated credits, not the claim");
+}
+
+#[tokio::test]
+async fn accounts_stored_before_they_were_canonical_are_rewritten_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("quorum.db");
+    let store = Store::open(&path).await.unwrap();
+    account_host(&store, "a", "  Ünïcode Bob ").await;
+    account_host(&store, "b", "alice").await;
+    account_host(&store, "c", "").await;
+    let reopened = Store::open(&path).await.unwrap();
+    let accounts: Vec<String> = reopened.list_hosts().await.unwrap().into_iter().map(|h| h.account).collect();
+    assert_eq!(accounts, ["ünïcode bob", "alice", ""]);
 }

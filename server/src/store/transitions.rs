@@ -62,6 +62,8 @@ pub(super) async fn transitions(
     now: Timestamp,
 ) -> Result<Vec<(HostId, HostEvent)>> {
     let mut host_events = Vec::new();
+    // Per project, read once per call (only for work units accepted alone).
+    let mut typical_credits: HashMap<ProjectId, f64> = HashMap::new();
     let mut ids: Vec<i64> = work_unit_ids.iter().map(|id| id.0).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -92,8 +94,18 @@ pub(super) async fn transitions(
         }
         let mut changes = Changes::default();
         for row in &work_unit_rows {
-            let work_unit = rows::work_unit(row)?;
+            let mut work_unit = rows::work_unit(row)?;
             let project = ProjectId(row.try_get("project_id")?);
+            if work_unit.single_result {
+                work_unit.typical_credit = match typical_credits.get(&project) {
+                    Some(credit) => *credit,
+                    None => {
+                        let credit = typical_credit(tx, project).await?;
+                        typical_credits.insert(project, credit);
+                        credit
+                    }
+                };
+            }
             let policy = rows::policy(row)?;
             let results = copies.remove(&work_unit.id.0).unwrap_or_default();
             let transition = match event {
@@ -117,6 +129,31 @@ pub(super) async fn transitions(
         host_events.extend(changes.persist(tx, now).await?);
     }
     Ok(host_events)
+}
+
+/// Replicated canonical results a project's typical credit is the median of.
+const TYPICAL_CREDIT_SAMPLE: i64 = 99;
+/// How many of a project's latest done work units are searched for them, so
+/// a project where nearly everything is accepted alone does not scan its
+/// whole history.
+const TYPICAL_CREDIT_WINDOW: i64 = 1000;
+
+/// The project's typical credit ([`lifecycle::typical_credit`]): the median
+/// credit of the canonical results of its latest work units validated by
+/// replication (never of one accepted alone), so no lone host raises it.
+async fn typical_credit(tx: &mut Transaction<'_, Sqlite>, project: ProjectId) -> Result<f64> {
+    let rows = sqlx::query(
+        "SELECT r.granted_credit FROM (SELECT canonical_result_id, single_result FROM work_units \
+         WHERE project_id = ? AND state = 'done' ORDER BY id DESC LIMIT ?) w \
+         JOIN results r ON r.id = w.canonical_result_id WHERE w.single_result = 0 LIMIT ?",
+    )
+    .bind(project.0)
+    .bind(TYPICAL_CREDIT_WINDOW)
+    .bind(TYPICAL_CREDIT_SAMPLE)
+    .fetch_all(&mut **tx)
+    .await?;
+    let credits = rows.iter().map(|row| row.try_get("granted_credit")).collect::<std::result::Result<Vec<f64>, _>>()?;
+    Ok(lifecycle::typical_credit(&credits))
 }
 
 /// What compares this work unit's results: the project's validator, with the

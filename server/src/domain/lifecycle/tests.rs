@@ -22,6 +22,7 @@ fn open_wu(target: u32) -> WorkUnit {
         canonical_result: None,
         single_result: false,
         purged: false,
+        typical_credit: 0.0,
     }
 }
 
@@ -348,7 +349,7 @@ fn a_resumed_copy_agrees_whatever_its_fuel_and_credit_comes_from_a_whole_copy() 
     results[2].fuel_used = 5_000_000_000;
     let t = transition(&policy_q3(), &open_wu(3), &results, &Bitwise, NOW);
     assert_eq!(t.work_unit.state, WorkUnitState::Done);
-    assert_eq!(credits(&t), vec![(1, 0.9), (2, 0.9)], "all resumed: the largest fuel of the group");
+    assert_eq!(credits(&t), vec![(1, 0.7), (2, 0.7)], "all resumed: the lowest fuel of the group");
 }
 
 fn policy_q3() -> ReplicationPolicy {
@@ -356,21 +357,79 @@ fn policy_q3() -> ReplicationPolicy {
 }
 
 #[test]
-fn credit_fuel_prefers_the_canonical_whole_copy() {
+fn credit_fuel_is_the_lowest_whole_copy() {
     let copy = |id, fuel, resumed| ResultCopy { fuel_used: fuel, resumed, ..ResultCopy::unsent(ResultId(id)) };
-    let check = |copies: &[ResultCopy], canonical: i64, expected: u64| {
+    let check = |copies: &[ResultCopy], expected: u64| {
         let valid: Vec<&ResultCopy> = copies.iter().collect();
-        assert_eq!(credit_fuel(&valid, Some(ResultId(canonical))), expected, "{copies:?}");
+        assert_eq!(credit_fuel(&valid), expected, "{copies:?}");
     };
-    check(&[copy(1, 10, false), copy(2, 12, false)], 2, 12);
-    check(&[copy(1, 10, false), copy(2, 4, true)], 2, 10);
-    check(&[copy(1, 3, true), copy(2, 7, true), copy(3, 5, true)], 1, 7);
-    check(&[copy(1, 3, true), copy(2, 7, false), copy(3, 9, false)], 1, 7);
-    assert_eq!(credit_fuel(&[], None), 0);
+    check(&[copy(1, 10, false), copy(2, 12, false)], 10);
+    check(&[copy(1, 12, false), copy(2, 10, false)], 10);
+    check(&[copy(1, 10, false), copy(2, 4, true)], 10);
+    check(&[copy(1, 3, true), copy(2, 7, true), copy(3, 5, true)], 3);
+    check(&[copy(1, 3, true), copy(2, 7, false), copy(3, 9, false)], 7);
+    check(&[copy(1, u64::MAX, false), copy(2, 9, false)], 9);
+    check(&[], 0);
+}
+
+/// Whatever one copy of an agreeing pair claims (its fuel, its engine, that
+/// it resumed), both hosts are credited what the honest copy vouches for: 2.
+#[test]
+fn no_claim_of_one_copy_raises_the_credit() {
+    let policy = policy(2, 2, 3, 8);
+    type Claim = fn(&mut ResultCopy);
+    let claims: [(&str, Claim); 6] = [
+        ("honest", |_| {}),
+        ("more fuel, another engine", |r| {
+            r.fuel_used = 9_000_000_000_000_000_000;
+            r.engine = Some("wasmtime 99.0.0".into());
+        }),
+        ("more fuel, no engine", |r| {
+            r.fuel_used = u64::MAX;
+            r.engine = None;
+        }),
+        ("resumed with more fuel", |r| {
+            r.fuel_used = 9_000_000_000_000;
+            r.resumed = true;
+        }),
+        ("resumed, another engine", |r| {
+            r.fuel_used = u64::MAX;
+            r.resumed = true;
+            r.engine = Some("x".into());
+        }),
+        ("empty engine", |r| {
+            r.fuel_used = 7_000_000_000;
+            r.engine = Some(String::new());
+        }),
+    ];
+    for (name, claim) in claims {
+        // The claimant's copy first (canonical) and second.
+        for claimant in [0, 1] {
+            let mut results = copies("aa");
+            claim(&mut results[claimant]);
+            let t = transition(&policy, &open_wu(2), &results, &Bitwise, NOW);
+            assert_eq!(t.work_unit.state, WorkUnitState::Done, "{name}");
+            assert_eq!(credits(&t), vec![(1, 2.0), (2, 2.0)], "{name}, claimant copy {claimant}");
+        }
+    }
+}
+
+#[test]
+fn typical_credit_is_the_median_of_replicated_credits() {
+    for (credits, expected) in [
+        (&[][..], 0.0),
+        (&[3.0][..], 3.0),
+        (&[5.0, 1.0, 3.0][..], 3.0),
+        (&[4.0, 1.0, 3.0, 2.0][..], 2.0),
+        (&[1.0, 1.0, 9e9][..], 1.0),
+        (&[f64::NAN, 2.0, f64::INFINITY, -1.0][..], 2.0),
+    ] {
+        assert_eq!(typical_credit(credits), expected, "{credits:?}");
+    }
 }
 
 fn single(target: u32) -> WorkUnit {
-    WorkUnit { single_result: true, ..open_wu(target) }
+    WorkUnit { single_result: true, typical_credit: 5.0, ..open_wu(target) }
 }
 
 #[test]
@@ -387,6 +446,29 @@ fn a_single_trusted_result_is_accepted_alone() {
     let t = transition(&policy, &single(1), &results, &Bitwise, NOW);
     assert_eq!(t.work_unit.state, WorkUnitState::Done);
     assert_eq!(t.host_events, vec![(HostId(1), HostEvent::Valid { credit: 2.0, replicated: false })]);
+}
+
+/// A copy accepted alone earns at most its project's typical credit,
+/// whatever it claims; below it, what it claims.
+#[test]
+fn a_single_result_earns_at_most_the_typical_credit() {
+    let policy = policy(2, 2, 3, 8);
+    for (fuel, resumed, typical, expected) in [
+        (2_000_000_000, false, 5.0, 2.0),
+        (9_000_000_000_000_000_000, false, 5.0, 5.0),
+        (u64::MAX, true, 5.0, 5.0),
+        (2_000_000_000, false, 0.0, 0.0),
+        (9_000_000_000, false, 1.5, 1.5),
+    ] {
+        let mut results = copies("a");
+        results[0].fuel_used = fuel;
+        results[0].resumed = resumed;
+        results[0].engine = Some("another engine".into());
+        let work_unit = WorkUnit { typical_credit: typical, ..single(1) };
+        let t = transition(&policy, &work_unit, &results, &Bitwise, NOW);
+        assert_eq!(t.work_unit.state, WorkUnitState::Done);
+        assert_eq!(credits(&t), vec![(1, expected)], "fuel {fuel}, resumed {resumed}, typical {typical}");
+    }
 }
 
 #[test]

@@ -1,0 +1,49 @@
+//! `quorum-worker run APP --seed N [--input FILE]`: runs one app on one input
+//! in the very sandbox the worker runs tasks in (same engine configuration,
+//! same deterministic WASI, same limits), so that anyone can reproduce a
+//! result locally: with the work unit's input and the seed `quorum results`
+//! shows, the output (and the fuel, on the same engine version) are those
+//! every honest host reported.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::sandbox::{Gate, Limits, Outcome, Sandbox, Task, TaskControl};
+
+/// One local run.
+#[derive(Debug, Clone)]
+pub struct Reproduce {
+    /// The app: a `.wasm` module (WAT text is accepted too).
+    pub app: PathBuf,
+    /// The work unit's random seed, as `quorum results` shows it.
+    pub random_seed: u64,
+    /// The work unit's input; `None`: empty.
+    pub input: Option<PathBuf>,
+    /// The project's limits (zeros: the worker's defaults).
+    pub limits: Limits,
+    /// The project's NaN canonicalization setting.
+    pub nan_canonicalization: bool,
+}
+
+/// Runs the app once on the current thread and returns how it ended.
+pub fn run(reproduce: &Reproduce) -> anyhow::Result<Outcome> {
+    let module = std::fs::read(&reproduce.app).with_context(|| format!("cannot read {}", reproduce.app.display()))?;
+    let input = match &reproduce.input {
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => Vec::new(),
+    };
+    let sandbox = Sandbox::new().context("cannot start the sandbox")?;
+    let task = Task {
+        app_digest: hex::encode(Sha256::digest(&module)),
+        module: Arc::from(module),
+        input,
+        random_seed: reproduce.random_seed,
+        limits: reproduce.limits,
+        nan_canonicalization: reproduce.nan_canonicalization,
+        checkpoint_dir: None,
+    };
+    Ok(sandbox.run(&task, TaskControl::new(Gate::new())))
+}
