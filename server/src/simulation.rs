@@ -111,6 +111,7 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
             engine: "wasmtime 48.0.8".into(),
             os: "sim".into(),
             account: String::new(),
+            address: String::new(),
         };
         let id = store.register_host(&host, &format!("token-{i}"), T0).await.expect("register");
         hosts.push((id, behaviour));
@@ -226,7 +227,7 @@ async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
             }
         }
     }
-    for host in store.list_hosts().await.expect("hosts") {
+    for host in store.list_hosts(T0).await.expect("hosts") {
         let behaviour = behaviour_of[&HostId(host.id)];
         let granted = credit_by_host.get(&host.id).copied().unwrap_or(0.0);
         assert!(

@@ -12,6 +12,7 @@
 //! again.
 
 use super::policy::ReplicationPolicy;
+use super::trust;
 use super::validator::{self, Comparator};
 use super::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
 
@@ -166,6 +167,10 @@ pub struct ResultCopy {
     /// counts only the segments it ran, so it is neither compared with other
     /// copies' fuel nor used for credit when a copy that ran in one piece agrees.
     pub resumed: bool,
+    /// Its host has had a result validated: when the copy ends as no reply, it
+    /// counts toward `max_total_results` (newcomers' do not, up to
+    /// `trust::NEWCOMER_NO_REPLY_ALLOWANCE`).
+    pub host_proven: bool,
 }
 
 impl ResultCopy {
@@ -183,6 +188,7 @@ impl ResultCopy {
             granted_credit: 0.0,
             engine: None,
             resumed: false,
+            host_proven: false,
         }
     }
 
@@ -288,12 +294,32 @@ pub enum HostEvent {
     },
     Invalid,
     NoReply,
+    /// A client error not blamed on the host (yet): the app may fail on every
+    /// host, so only the host's quota for the app pays.
     ClientError,
+    /// A client error that was the host's: other hosts succeeded on the same
+    /// work unit (it got a canonical result from them).
+    HostError,
 }
 
-/// The host event of a recorded report, if any (validity comes later).
-pub fn report_event(recorded: &ResultCopy) -> Option<HostEvent> {
-    recorded.is_error().then_some(HostEvent::ClientError)
+/// The host events of a recorded report (validity comes later): an error
+/// (`ClientError`), blamed on the host at once (`HostError`) if its work unit
+/// already has its canonical result from other hosts; other errors are
+/// blamed when the work unit gets it (see `transition`).
+pub fn report_events(recorded: &ResultCopy, work_unit_state: WorkUnitState) -> Vec<HostEvent> {
+    match (recorded.is_error(), work_unit_state) {
+        (false, _) => Vec::new(),
+        (true, WorkUnitState::Done) => vec![HostEvent::ClientError, HostEvent::HostError],
+        (true, WorkUnitState::Open | WorkUnitState::Failed(_)) => vec![HostEvent::ClientError],
+    }
+}
+
+/// How many copies of a work unit do not count toward its `max_total_results`:
+/// no replies from hosts with no validated result, up to
+/// `trust::NEWCOMER_NO_REPLY_ALLOWANCE`.
+fn newcomer_no_replies_forgiven(results: &[ResultCopy]) -> u32 {
+    let n = results.iter().filter(|r| r.outcome == Some(Outcome::NoReply) && !r.host_proven).count();
+    (n as u32).min(trust::NEWCOMER_NO_REPLY_ALLOWANCE)
 }
 
 /// Everything a transition decided, for the store to persist in one transaction.
@@ -345,8 +371,11 @@ pub fn credit_fuel(valid: &[&ResultCopy], canonical: Option<ResultId>) -> u64 {
 /// In order: copies past their deadline become "no reply"; too many errors fail
 /// the work unit; once `min_quorum` successes are in, the validator looks for
 /// agreement; copies are created to keep `target_results` alive, up to
-/// `max_total_results`; late successes of a done work unit are compared with its
-/// canonical result; unsent copies of an ended work unit become "didn't need".
+/// `max_total_results` (no replies of newcomers, up to a bound, not counted);
+/// late successes of a done work unit are compared with its canonical result;
+/// unsent copies of an ended work unit become "didn't need". When the work
+/// unit gets its canonical result, its client errors are blamed on their
+/// hosts (`HostEvent::HostError`).
 pub fn transition(
     policy: &ReplicationPolicy,
     work_unit: &WorkUnit,
@@ -398,7 +427,7 @@ pub fn transition(
         let alive = rs.iter().filter(|r| r.is_alive()).count() as u32;
         let needed = wu.target_results.saturating_sub(alive);
         if needed > 0 {
-            let total = rs.len() as u32;
+            let total = rs.len() as u32 - newcomer_no_replies_forgiven(&rs);
             if total + needed > policy.max_total_results() {
                 wu.state = WorkUnitState::Failed(FailReason::TooManyTotalResults);
             } else {
@@ -460,6 +489,14 @@ pub fn transition(
             }
         }
         changed_results.push(after);
+    }
+    // The work unit got its canonical result from other hosts: its errors were their hosts'.
+    if work_unit.state == WorkUnitState::Open && wu.state == WorkUnitState::Done {
+        for r in results.iter().filter(|r| r.outcome == Some(Outcome::ClientError)) {
+            if let Some(host) = r.host_id {
+                host_events.push((host, HostEvent::HostError));
+            }
+        }
     }
     Transition { work_unit: wu, changed_results, new_results, host_events }
 }

@@ -51,6 +51,11 @@ async fn host(store: &Store, name: &str) -> HostId {
 
 /// A host of volunteer account `account` (`""`: a host standing alone).
 async fn account_host(store: &Store, name: &str, account: &str) -> HostId {
+    registered_host(store, name, account, "").await
+}
+
+/// A host of volunteer account `account` registering from `address`.
+async fn registered_host(store: &Store, name: &str, account: &str, address: &str) -> HostId {
     let new = NewHost {
         name: name.into(),
         n_cpus: 2,
@@ -58,6 +63,7 @@ async fn account_host(store: &Store, name: &str, account: &str) -> HostId {
         engine: "test".into(),
         os: "test".into(),
         account: account.into(),
+        address: address.into(),
     };
     store.register_host(&new, &format!("hash-{name}"), T0).await.unwrap()
 }
@@ -104,7 +110,7 @@ async fn agreeing_hosts_make_a_canonical_result() {
     let canonical = f.store.canonical_results(&name("p"), 0, 100).await.unwrap();
     assert_eq!(canonical.len(), 3);
     assert_eq!(canonical[0].output, format!("out {}", canonical[0].work_unit_id).into_bytes());
-    let hosts = f.store.list_hosts().await.unwrap();
+    let hosts = f.store.list_hosts(T0).await.unwrap();
     assert_eq!(hosts[0].n_valid, 3);
     assert!((hosts[0].total_credit - 9.0).abs() < 1e-9, "3 results x 3e9 fuel = 9 credit");
 }
@@ -126,7 +132,7 @@ async fn a_wrong_output_never_becomes_canonical() {
     let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
     let bad_result = results.iter().find(|r| r.id == b.result_id.0).unwrap();
     assert_eq!(bad_result.validate_state, "invalid");
-    assert_eq!(f.store.list_hosts().await.unwrap()[1].n_invalid, 1);
+    assert_eq!(f.store.list_hosts(T0).await.unwrap()[1].n_invalid, 1);
 }
 
 #[tokio::test]
@@ -170,7 +176,7 @@ async fn deadlines_turn_copies_into_no_reply_and_reissue_them() {
     assert_eq!(after.work_units, 1);
     let s = status(&f.store, "p").await;
     assert_eq!((s.results_no_reply, s.results_unsent), (1, 1), "b's copy timed out and a new one was made");
-    assert_eq!(f.store.list_hosts().await.unwrap()[1].n_no_reply, 1);
+    assert_eq!(f.store.list_hosts(T0).await.unwrap()[1].n_no_reply, 1);
 
     let z = f.store.lease_work(c, 1, T0.plus_ms(DEADLINE_MS)).await.unwrap().remove(0);
     f.store.record_reports(c, &[success(z.result_id, "v")], T0.plus_ms(DEADLINE_MS)).await.unwrap();
@@ -361,7 +367,9 @@ async fn a_batch_whose_first_results_are_errors_is_paused_until_resumed() {
     assert_eq!(s.batches.len(), 1);
     assert_eq!(s.batches[0].state, "paused");
     let reason = s.batches[0].pause_reason.clone().unwrap();
-    assert!(reason.contains("of its first 20 results were errors"), "{reason}");
+    // Three distinct hosts reported the same error and none succeeded: the app's fault.
+    assert!(reason.contains("the app fails on every host"), "{reason}");
+    assert!(reason.contains("3 distinct hosts reported the same error (\"exit code 3\")"), "{reason}");
     assert!(s.work_units_open > 0 && s.results_unsent > 0);
 
     let fresh = host(&f.store, "d").await;
@@ -601,7 +609,7 @@ async fn a_refused_report_in_a_work_request_changes_nothing() {
         (before.results_unsent, before.results_in_progress, before.results_over),
         "no report recorded, no copy leased"
     );
-    let hosts = f.store.list_hosts().await.unwrap();
+    let hosts = f.store.list_hosts(T0).await.unwrap();
     assert_eq!(hosts.iter().map(|h| h.n_in_progress).sum::<u64>(), 2);
 }
 
@@ -793,7 +801,7 @@ async fn a_refused_call_in_a_group_writes_nothing_and_the_other_calls_go_on() {
     assert_eq!(q_after[&q_copy.result_id.0], q_before[&q_copy.result_id.0], "a was not answered: its abort stays");
     assert_eq!([results_today(&f.store, a).await, results_today(&f.store, b).await], today_before, "no lease");
     let in_progress: HashMap<i64, u64> =
-        f.store.list_hosts().await.unwrap().into_iter().map(|h| (h.id, h.n_in_progress)).collect();
+        f.store.list_hosts(T0).await.unwrap().into_iter().map(|h| (h.id, h.n_in_progress)).collect();
     assert_eq!([in_progress[&a.0], in_progress[&b.0], in_progress[&c.0], in_progress[&d.0]], [3, 1, 2, 2]);
     assert_eq!(status(&f.store, "p").await.work_units_done, 0, "a1 was not recorded: work unit 1 is not done");
 
