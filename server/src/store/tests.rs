@@ -984,3 +984,179 @@ async fn a_trusted_host_gets_a_work_unit_alone_and_its_other_copy_is_not_sent() 
     f.store.record_reports(a, &[success(leased[0].result_id, "v")], T0).await.unwrap();
     assert_eq!(status(&f.store, "p").await.work_units_done, 1, "accepted on the single result");
 }
+
+/// A project like `project(text, 2, 2)` whose app is another module (`tag`
+/// in a custom section), so its digest differs.
+fn app_project(text: &str, tag: &[u8]) -> NewProject {
+    let mut module = b"\0asm\x01\0\0\0\0".to_vec();
+    module.push(tag.len() as u8 + 1);
+    module.push(tag.len() as u8);
+    module.extend_from_slice(tag);
+    NewProject { app_digest: digest_of(&module), app_module: module, ..project(text, 2, 2) }
+}
+
+#[tokio::test]
+async fn an_app_failing_everywhere_costs_its_hosts_nothing_in_a_good_project() {
+    use crate::domain::trust::{INITIAL_DAILY_QUOTA, MAX_DAILY_QUOTA};
+    let f = fixture().await;
+    let (good, bad) = (project("good", 2, 2), app_project("bad", b"bad"));
+    // The failing project first: its copies come first in the queue.
+    f.store.create_project(&bad, &units(30), T0).await.unwrap();
+    f.store.create_project(&good, &units(30), T0).await.unwrap();
+    let hosts = [host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await];
+    let mut now = T0;
+    for _ in 0..100 {
+        for &h in &hosts {
+            let copies = f.store.lease_work(h, 4, now).await.unwrap();
+            let reports: Vec<_> = copies
+                .iter()
+                .map(|c| match c.project.as_str() {
+                    "bad" => error_report(c.result_id),
+                    _ => success(c.result_id, &format!("out {}", c.work_unit_id)),
+                })
+                .collect();
+            if !reports.is_empty() {
+                f.store.record_reports(h, &reports, now).await.unwrap();
+            }
+        }
+        now = now.plus_ms(1000);
+        if status(&f.store, "good").await.work_units_open == 0 {
+            break;
+        }
+    }
+    let s = status(&f.store, "good").await;
+    assert_eq!((s.work_units_done, s.results_error), (30, 0), "the good project completes: {s:?}");
+    let s = status(&f.store, "bad").await;
+    assert!(s.results_error >= 3 && s.work_units_done == 0, "{s:?}");
+    // The failing app is the app's fault, and says so.
+    let reason = s.batches[0].pause_reason.clone().unwrap_or_default();
+    assert_eq!(s.batches[0].state, "paused", "{s:?}");
+    assert!(reason.contains("the app fails on every host") && reason.contains("exit code 3"), "{reason}");
+    for host in f.store.list_hosts(now).await.unwrap() {
+        // Nothing reduced the host's own quota: the valid results raised it.
+        assert!(host.daily_quota > INITIAL_DAILY_QUOTA, "{host:?}");
+        assert!(host.n_error > 0, "every host ran the failing app: {host:?}");
+        let quota = |digest: &crate::domain::Digest| {
+            host.app_quotas.iter().find(|q| q.app_digest == digest.as_str()).cloned().expect("a quota per app run")
+        };
+        let (good_quota, bad_quota) = (quota(&good.app_digest), quota(&bad.app_digest));
+        assert_eq!((good_quota.daily_quota, good_quota.exhausted), (MAX_DAILY_QUOTA, false), "{host:?}");
+        assert_eq!(good_quota.projects, ["good"]);
+        assert!(bad_quota.daily_quota < INITIAL_DAILY_QUOTA, "the failing app's quota paid: {host:?}");
+    }
+}
+
+#[tokio::test]
+async fn errors_are_blamed_on_the_host_once_others_succeed() {
+    use crate::domain::trust::INITIAL_DAILY_QUOTA;
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(1), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let for_a = f.store.lease_work(a, 1, T0).await.unwrap();
+    f.store.record_reports(a, &[error_report(for_a[0].result_id)], T0).await.unwrap();
+    let quota_of = |hosts: &[HostInfo], h: HostId| hosts.iter().find(|x| x.id == h.0).unwrap().daily_quota;
+    let hosts = f.store.list_hosts(T0).await.unwrap();
+    assert_eq!(quota_of(&hosts, a), INITIAL_DAILY_QUOTA, "maybe the app's fault: the host keeps its quota");
+    for h in [b, c] {
+        let copy = f.store.lease_work(h, 1, T0).await.unwrap();
+        f.store.record_reports(h, &[success(copy[0].result_id, "v")], T0).await.unwrap();
+    }
+    assert_eq!(status(&f.store, "p").await.work_units_done, 1);
+    let hosts = f.store.list_hosts(T0).await.unwrap();
+    assert_eq!(quota_of(&hosts, a), INITIAL_DAILY_QUOTA / 2, "others succeeded: the error was the host's");
+    assert_eq!(quota_of(&hosts, b), INITIAL_DAILY_QUOTA * 2);
+}
+
+#[tokio::test]
+async fn a_lone_host_cannot_pause_a_batch() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(40), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let fail_all = async |h: HostId, n: u32| {
+        let copies = f.store.lease_work(h, n, T0).await.unwrap();
+        let reports: Vec<_> = copies.iter().map(|c| error_report(c.result_id)).collect();
+        f.store.record_reports(h, &reports, T0).await.unwrap();
+        copies.len()
+    };
+    // Its whole quota (20 copies), all errors: the first 20 results of the batch.
+    assert_eq!(fail_all(a, 20).await, 20);
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.results_error, s.batches[0].state.as_str()), (20, "active"), "one host alone: {s:?}");
+    // A second host erring does not pause it either; a third, with the same error, does.
+    fail_all(b, 1).await;
+    assert_eq!(status(&f.store, "p").await.batches[0].state, "active");
+    fail_all(c, 1).await;
+    assert_eq!(status(&f.store, "p").await.batches[0].state, "paused");
+    // After a resume the erring hosts count afresh: the lone host cannot pause it again.
+    assert_eq!(f.store.resume_batches(&name("p"), None).await.unwrap(), 1);
+    let d = host(&f.store, "d").await;
+    fail_all(d, 20).await;
+    let s = status(&f.store, "p").await;
+    assert_eq!(s.batches[0].state, "active", "{s:?}");
+}
+
+#[tokio::test]
+async fn registering_again_does_not_reset_a_punished_quota() {
+    use crate::domain::trust::INITIAL_DAILY_QUOTA;
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(40), T0).await.unwrap();
+    // A host that takes its whole quota and never replies.
+    let silent = registered_host(&f.store, "silent", "mallory", "203.0.113.7").await;
+    assert_eq!(f.store.lease_work(silent, 100, T0).await.unwrap().len(), INITIAL_DAILY_QUOTA as usize);
+    let later = T0.plus_ms(DEADLINE_MS);
+    while f.store.run_transitioner(later).await.unwrap().more {}
+    let store = &f.store;
+    let quota = async |h: HostId| store.host(h, later).await.unwrap().daily_quota;
+    let punished = quota(silent).await;
+    assert_eq!(punished, 1, "halved by each of its no replies");
+    // Registering again, under the same account or from the same address,
+    // starts at the punished quota; elsewhere at the initial one.
+    let cases = [
+        ("same-account", "mallory", "198.51.100.1", punished),
+        ("same-address", "", "203.0.113.7", punished),
+        ("same-address-new-account", "mallory-2", "203.0.113.7", punished),
+        ("stranger", "alice", "198.51.100.2", INITIAL_DAILY_QUOTA),
+        ("no-address", "", "", INITIAL_DAILY_QUOTA),
+    ];
+    for (name, account, address, expected) in cases {
+        let h = registered_host(&f.store, name, account, address).await;
+        assert_eq!(quota(h).await, expected, "{name}");
+    }
+    // A host with validated results is not held against its address (hosts
+    // behind one address, or on loopback, keep their own quotas).
+    sqlx::query("UPDATE hosts SET n_valid = 5 WHERE address = '203.0.113.7'").execute(&f.store.pool).await.unwrap();
+    let h = registered_host(&f.store, "after-honest", "", "203.0.113.7").await;
+    assert_eq!(quota(h).await, INITIAL_DAILY_QUOTA);
+    let h = registered_host(&f.store, "account-still", "mallory", "").await;
+    assert_eq!(quota(h).await, punished, "the account's record stays");
+}
+
+#[tokio::test]
+async fn fresh_hosts_that_never_reply_do_not_fail_a_work_unit() {
+    let f = fixture().await;
+    // max_total_results 3, target 2: two no replies from hosts that had results
+    // validated would fail it (see the domain's tests).
+    let mut p = project("p", 2, 2);
+    p.policy = crate::domain::policy::tests::policy(2, 2, 3, 3, DEADLINE_MS).unwrap();
+    f.store.create_project(&p, &units(1), T0).await.unwrap();
+    let mut now = T0;
+    for round in 0..2 {
+        for i in 0..2 {
+            let fresh =
+                registered_host(&f.store, &format!("fresh-{round}-{i}"), "", &format!("192.0.2.{round}{i}")).await;
+            assert_eq!(f.store.lease_work(fresh, 1, now).await.unwrap().len(), 1, "round {round}");
+        }
+        now = now.plus_ms(DEADLINE_MS);
+        while f.store.run_transitioner(now).await.unwrap().more {}
+        let s = status(&f.store, "p").await;
+        assert_eq!((s.work_units_open, s.results_no_reply), (1, 2 * (round + 1)), "{s:?}");
+    }
+    // Hosts that reply complete it.
+    for name in ["honest-1", "honest-2"] {
+        let h = host(&f.store, name).await;
+        let copy = f.store.lease_work(h, 1, now).await.unwrap();
+        f.store.record_reports(h, &[success(copy[0].result_id, "v")], now).await.unwrap();
+    }
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.work_units_done, s.work_units_failed), (1, 0), "{s:?}");
+}
