@@ -74,8 +74,12 @@ struct Outcome {
 }
 
 /// A store in a temporary directory with the simulated project "sim" of
-/// `N_WORK_UNITS` work units.
-async fn sim_project(adaptive_replication: bool, seed: u64) -> (tempfile::TempDir, Store, ProjectName) {
+/// `N_WORK_UNITS` work units (quorum 2, at most `max_total_results` copies each).
+async fn sim_project(
+    adaptive_replication: bool,
+    max_total_results: u32,
+    seed: u64,
+) -> (tempfile::TempDir, Store, ProjectName) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_with_secret(&dir.path().join("quorum.db"), seed).await.expect("open store");
     let module = b"\0asm\x01\0\0\0".to_vec();
@@ -83,7 +87,7 @@ async fn sim_project(adaptive_replication: bool, seed: u64) -> (tempfile::TempDi
         min_quorum: 2,
         target_results: 2,
         max_error_results: 3,
-        max_total_results: 8,
+        max_total_results,
         max_success_results: 0,
         deadline_ms: DEADLINE_MS,
         adaptive_replication,
@@ -146,7 +150,7 @@ fn sim_report(result_id: crate::domain::ResultId, output: Option<Vec<u8>>) -> Re
 }
 
 async fn simulate(adaptive_replication: bool, seed: u64) -> Outcome {
-    let (_dir, store, name) = sim_project(adaptive_replication, seed).await;
+    let (_dir, store, name) = sim_project(adaptive_replication, 8, seed).await;
 
     let behaviours = population();
     let mut hosts: Vec<(HostId, Behaviour)> = Vec::new();
@@ -317,15 +321,22 @@ struct AttackOutcome {
     attacker_copies: u64,
     /// Times the batch was found paused (and resumed, as an operator would).
     pauses: u64,
+    /// Work units failed with too many total results (what no replies exhaust).
+    failed_total_results: u64,
 }
 
-/// 30 honest hosts, all behind one address (as on loopback, or a NAT), and,
-/// with `attack`, 10 never-replying and 5 error-reporting registrations (each
-/// from its own address) and a lone host trying to pause the batch.
+/// Honest hosts attached while attackers register.
+const N_HONEST: usize = 5;
+
+/// `N_HONEST` honest hosts, all behind one address (as on loopback, or a
+/// NAT), and, with `attack`, 10 never-replying and 5 error-reporting
+/// registrations (each from an address of its own) and a lone host trying to
+/// pause the batch. The policy is the other simulation's (quorum 2, 3 errors,
+/// 8 copies in all).
 async fn simulate_attacks(attack: bool, seed: u64) -> AttackOutcome {
-    let (_dir, store, name) = sim_project(false, seed).await;
+    let (_dir, store, name) = sim_project(false, 8, seed).await;
     let mut honest = Vec::new();
-    for i in 0..30 {
+    for i in 0..N_HONEST {
         honest.push(
             store
                 .register_host(
@@ -400,6 +411,13 @@ async fn simulate_attacks(attack: bool, seed: u64) -> AttackOutcome {
             store.resume_batches(&name, None).await.expect("resume");
         }
         if status.work_units_open == 0 {
+            let failed_total_results = store
+                .list_work_units(&name, 0, N_WORK_UNITS as u32)
+                .await
+                .expect("work units")
+                .iter()
+                .filter(|wu| wu.fail_reason.as_deref() == Some("too_many_total_results"))
+                .count() as u64;
             let hosts = store.list_hosts(now).await.expect("hosts");
             for host in hosts.iter().filter(|host| host.name.starts_with("attacker")) {
                 assert_eq!((host.n_valid, host.total_credit), (0, 0.0), "an attacker earned credit: {host:?}");
@@ -411,6 +429,7 @@ async fn simulate_attacks(attack: bool, seed: u64) -> AttackOutcome {
                 registrations,
                 attacker_copies,
                 pauses,
+                failed_total_results,
             };
         }
         step += 1;
@@ -433,8 +452,12 @@ async fn attackers_who_register_again_delay_a_project_but_fail_none_of_its_work_
     let attacked = simulate_attacks(true, 11).await;
     eprintln!("without attackers: {baseline:?}\nwith attackers: {attacked:?}");
     assert_eq!((baseline.work_units_done, baseline.work_units_failed), (N_WORK_UNITS as u64, 0), "{baseline:?}");
-    assert_eq!(attacked.work_units_failed, 0, "the attackers fail no work unit: {attacked:?}");
-    assert_eq!(attacked.work_units_done, N_WORK_UNITS as u64, "{attacked:?}");
+    // Never-replying registrations exhaust no work unit's copies. Error-reporting
+    // ones can still make one fail with too many errors when they hold four of
+    // its copies before any honest host does (1 in 2,000 here; see README).
+    assert_eq!(attacked.failed_total_results, 0, "no replies fail no work unit: {attacked:?}");
+    assert!(attacked.work_units_failed <= 1, "{attacked:?}");
+    assert_eq!(attacked.work_units_done + attacked.work_units_failed, N_WORK_UNITS as u64, "{attacked:?}");
     assert_eq!(attacked.pauses, 0, "no attacker paused the batch: {attacked:?}");
     assert!(attacked.registrations > 16, "the attackers registered again: {attacked:?}");
     assert!(attacked.minutes >= baseline.minutes, "{attacked:?} vs {baseline:?}");

@@ -169,7 +169,7 @@ pub struct ResultCopy {
     pub resumed: bool,
     /// Its host has had a result validated: when the copy ends as no reply, it
     /// counts toward `max_total_results` (newcomers' do not, up to
-    /// `trust::NEWCOMER_NO_REPLY_ALLOWANCE`).
+    /// `trust::NEWCOMER_ALLOWANCE`).
     pub host_proven: bool,
 }
 
@@ -314,12 +314,26 @@ pub fn report_events(recorded: &ResultCopy, work_unit_state: WorkUnitState) -> V
     }
 }
 
+/// How many errors of a work unit do not count toward its `max_error_results`:
+/// once another copy succeeded (the input works, so the errors are their
+/// hosts'), errors from hosts with no validated result, up to
+/// `trust::NEWCOMER_ALLOWANCE`. Without a success every error counts: an
+/// input that fails everywhere still fails its work unit.
+fn newcomer_errors_forgiven(results: &[ResultCopy]) -> usize {
+    if !results.iter().any(ResultCopy::is_success) {
+        return 0;
+    }
+    let n = results.iter().filter(|r| r.is_error() && !r.host_proven).count();
+    n.min(trust::NEWCOMER_ALLOWANCE as usize)
+}
+
 /// How many copies of a work unit do not count toward its `max_total_results`:
-/// no replies from hosts with no validated result, up to
-/// `trust::NEWCOMER_NO_REPLY_ALLOWANCE`.
-fn newcomer_no_replies_forgiven(results: &[ResultCopy]) -> u32 {
-    let n = results.iter().filter(|r| r.outcome == Some(Outcome::NoReply) && !r.host_proven).count();
-    (n as u32).min(trust::NEWCOMER_NO_REPLY_ALLOWANCE)
+/// no replies and errors from hosts with no validated result, up to
+/// `trust::NEWCOMER_ALLOWANCE` (errors count toward `max_error_results` unless
+/// another copy succeeded: `newcomer_errors_forgiven`).
+fn newcomer_copies_forgiven(results: &[ResultCopy]) -> u32 {
+    let n = results.iter().filter(|r| (r.outcome == Some(Outcome::NoReply) || r.is_error()) && !r.host_proven).count();
+    (n as u32).min(trust::NEWCOMER_ALLOWANCE)
 }
 
 /// Everything a transition decided, for the store to persist in one transaction.
@@ -371,7 +385,8 @@ pub fn credit_fuel(valid: &[&ResultCopy], canonical: Option<ResultId>) -> u64 {
 /// In order: copies past their deadline become "no reply"; too many errors fail
 /// the work unit; once `min_quorum` successes are in, the validator looks for
 /// agreement; copies are created to keep `target_results` alive, up to
-/// `max_total_results` (no replies of newcomers, up to a bound, not counted);
+/// `max_total_results` (newcomers' no replies and errors, up to a bound, not
+/// counted);
 /// late successes of a done work unit are compared with its canonical result;
 /// unsent copies of an ended work unit become "didn't need". When the work
 /// unit gets its canonical result, its client errors are blamed on their
@@ -406,7 +421,7 @@ pub fn transition(
     }
 
     if wu.state == WorkUnitState::Open {
-        let n_errors = rs.iter().filter(|r| r.is_error()).count();
+        let n_errors = rs.iter().filter(|r| r.is_error()).count() - newcomer_errors_forgiven(&rs);
         if n_errors > policy.max_error_results() as usize {
             wu.state = WorkUnitState::Failed(FailReason::TooManyErrors);
         }
@@ -427,7 +442,7 @@ pub fn transition(
         let alive = rs.iter().filter(|r| r.is_alive()).count() as u32;
         let needed = wu.target_results.saturating_sub(alive);
         if needed > 0 {
-            let total = rs.len() as u32 - newcomer_no_replies_forgiven(&rs);
+            let total = rs.len() as u32 - newcomer_copies_forgiven(&rs);
             if total + needed > policy.max_total_results() {
                 wu.state = WorkUnitState::Failed(FailReason::TooManyTotalResults);
             } else {

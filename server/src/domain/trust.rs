@@ -16,8 +16,8 @@
 //! Newcomers earn trust: a new host starts with `INITIAL_DAILY_QUOTA`, which
 //! doubles with each validated result. A host registering under the account
 //! of a punished host, or from the address of a punished host that never had
-//! a result validated, inherits the punished quota ([`initial_quota`]), so
-//! registering again resets nothing. Only punishment is inherited, never a
+//! a result validated, inherits the punished quota ([`initial_quota`]) and
+//! its punished quotas per app, so registering again resets nothing. Only punishment is inherited, never a
 //! quota shared: honest hosts behind one address (or loopback) keep theirs.
 
 use super::lifecycle::HostEvent;
@@ -30,12 +30,14 @@ pub const ADAPTIVE_MIN_STREAK: u32 = 10;
 pub const INITIAL_DAILY_QUOTA: u32 = 20;
 /// The highest daily quota a host can earn.
 pub const MAX_DAILY_QUOTA: u32 = 20_000;
-/// No-reply copies from hosts with no validated result that a work unit does
-/// not count toward its `max_total_results` (see `lifecycle::transition`):
+/// Copies ended as no reply or error by hosts with no validated result that
+/// a work unit does not count toward its `max_total_results` (see
+/// `lifecycle::transition`; errors count toward `max_error_results` only
+/// while no other copy of the work unit succeeded):
 /// fresh registrations that never reply delay a work unit but cannot fail it
 /// while hosts that do reply are attached. Bounded, so a work unit that only
 /// such hosts ever take still ends.
-pub const NEWCOMER_NO_REPLY_ALLOWANCE: u32 = 4;
+pub const NEWCOMER_ALLOWANCE: u32 = 4;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 

@@ -102,7 +102,8 @@ impl Store {
     /// Registers a host whose token hashes to `token_hash`. Its daily quota
     /// is the initial one, or the lowest of the hosts of its account and of
     /// the hosts from its address that never had a result validated, if that
-    /// is lower (`trust::initial_quota`): registering again resets no punishment.
+    /// is lower (`trust::initial_quota`), and their punished quotas per app:
+    /// registering again resets no punishment.
     pub async fn register_host(&self, host: &NewHost, token_hash: &str, now: Timestamp) -> Result<HostId> {
         let mut tx = self.write().await?;
         let worst: Option<i64> = sqlx::query(
@@ -133,6 +134,19 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
+        // Punished quotas per app are inherited the same way.
+        sqlx::query(
+            "INSERT INTO host_app_quotas (host_id, app_digest, daily_quota, results_today, quota_day) \
+             SELECT ?, q.app_digest, MIN(q.daily_quota), 0, 0 FROM host_app_quotas q JOIN hosts h ON h.id = q.host_id \
+             WHERE ((h.account != '' AND h.account = ?) OR (h.address != '' AND h.address = ? AND h.n_valid = 0)) \
+             AND q.daily_quota < ? GROUP BY q.app_digest",
+        )
+        .bind(id)
+        .bind(&host.account)
+        .bind(&host.address)
+        .bind(trust::INITIAL_DAILY_QUOTA)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(HostId(id))
     }

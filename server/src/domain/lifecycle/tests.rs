@@ -457,6 +457,38 @@ fn newcomers_no_replies_do_not_exhaust_max_total_results() {
 }
 
 #[test]
+fn newcomers_errors_count_only_until_another_copy_succeeds() {
+    // max_error_results 1: two errors fail the work unit, unless they are
+    // newcomers' and another copy succeeded (then they were their hosts').
+    let mut newcomers = copies("eea");
+    for r in &mut newcomers[..2] {
+        r.host_proven = false;
+    }
+    let mut no_success = copies("ee");
+    for r in &mut no_success {
+        r.host_proven = false;
+    }
+    let cases = [
+        (copies("eea"), WorkUnitState::Failed(FailReason::TooManyErrors)),
+        (newcomers, WorkUnitState::Open),
+        (no_success, WorkUnitState::Failed(FailReason::TooManyErrors)),
+    ];
+    for (results, state) in cases {
+        let t = transition(&policy(2, 2, 1, 8), &open_wu(2), &results, &Bitwise, NOW);
+        assert_eq!(t.work_unit.state, state, "{results:?}");
+    }
+}
+
+#[test]
+fn newcomers_copies_beyond_the_allowance_count() {
+    let cases = [("NNNNNa", WorkUnitState::Open, 1)];
+    for (spec, state, new_results) in cases {
+        let t = transition(&policy(2, 2, 3, 3), &open_wu(2), &copies(spec), &Bitwise, NOW);
+        assert_eq!((t.work_unit.state, t.new_results), (state, new_results), "{spec}");
+    }
+}
+
+#[test]
 fn unreadable_outputs_are_validate_errors() {
     use crate::domain::fuzzy::{Format, Tolerance, parse};
     use crate::domain::validator::Fuzzy;
