@@ -145,6 +145,9 @@ pub fn at_risk(elapsed_ms: u64, deadline_ms: u64, host_turnaround_ms: Option<u64
 mod tests {
     use super::*;
 
+    /// Reports as (host, error message or None for a success).
+    type Reports<'a> = Vec<(i64, Option<&'a str>)>;
+
     /// A watch after reports given as (host, error message or None for a success).
     fn watch(reports: &[(i64, Option<&str>)]) -> ErrorWatch {
         let mut watch = ErrorWatch::default();
@@ -167,7 +170,7 @@ mod tests {
             const MESSAGES: [&str; 4] = ["a", "b", "c", "d"];
             (0..n).map(|i| (many[i % 4], (i < errors).then_some(MESSAGES[i % 4]))).collect()
         };
-        let cases: &[(Vec<(i64, Option<&str>)>, Option<&str>)] = &[
+        let cases: &[(Reports<'_>, Option<&str>)] = &[
             // Mostly errors, from enough hosts.
             (own(19, 19), None),
             (own(20, 16), Some("16 of its first 20 results were errors, from 4 distinct hosts")),

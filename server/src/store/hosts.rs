@@ -72,8 +72,8 @@ impl HostTable {
             bulk::push_list(&mut query, chunk);
             for row in query.build().fetch_all(&mut **tx).await? {
                 let id: i64 = row.try_get("id")?;
-                if !self.0.contains_key(&id) {
-                    let host = HostRow {
+                if let std::collections::hash_map::Entry::Vacant(entry) = self.0.entry(id) {
+                    entry.insert(HostRow {
                         account: row.try_get("account")?,
                         turnaround: rows::optional_u64(&row, "avg_turnaround_ms")?,
                         trust: rows::host_trust(&row)?,
@@ -82,8 +82,7 @@ impl HostTable {
                         counts: [0; 4],
                         credit: 0.0,
                         changed: false,
-                    };
-                    self.0.insert(id, host);
+                    });
                 }
                 if let Some(app) = row.try_get::<Option<String>, _>("app_digest")? {
                     let quota = AppQuota(Quota {
