@@ -300,6 +300,11 @@ pub enum HostEvent {
     /// A client error that was the host's: other hosts succeeded on the same
     /// work unit (it got a canonical result from them).
     HostError,
+    /// A client error for a copy the host never ran (no fuel used): it gave
+    /// the copy back, e.g. because it could not meet the deadline. Counted as
+    /// an error; it reduces no quota (the app did not run), unless others
+    /// succeed on the work unit (`HostError`).
+    Unstarted,
 }
 
 /// The host events of a recorded report (validity comes later): an error
@@ -307,10 +312,13 @@ pub enum HostEvent {
 /// already has its canonical result from other hosts; other errors are
 /// blamed when the work unit gets it (see `transition`).
 pub fn report_events(recorded: &ResultCopy, work_unit_state: WorkUnitState) -> Vec<HostEvent> {
-    match (recorded.is_error(), work_unit_state) {
-        (false, _) => Vec::new(),
-        (true, WorkUnitState::Done) => vec![HostEvent::ClientError, HostEvent::HostError],
-        (true, WorkUnitState::Open | WorkUnitState::Failed(_)) => vec![HostEvent::ClientError],
+    if !recorded.is_error() {
+        return Vec::new();
+    }
+    let error = if recorded.fuel_used == 0 { HostEvent::Unstarted } else { HostEvent::ClientError };
+    match work_unit_state {
+        WorkUnitState::Done => vec![error, HostEvent::HostError],
+        WorkUnitState::Open | WorkUnitState::Failed(_) => vec![error],
     }
 }
 

@@ -116,7 +116,7 @@ impl HostTrust {
             }
             HostEvent::Invalid => self.consecutive_valid = 0,
             // The app may fail everywhere: only the app's quota pays (`AppQuota`).
-            HostEvent::ClientError => {}
+            HostEvent::ClientError | HostEvent::Unstarted => {}
             HostEvent::NoReply | HostEvent::HostError => {
                 self.consecutive_valid = 0;
                 self.quota.halve_from(u32::MAX);
@@ -145,8 +145,8 @@ impl AppQuota {
         match event {
             HostEvent::Valid { .. } => self.0.double(),
             HostEvent::ClientError => self.0.halve_from(host_quota),
-            // The host's own quota pays for these.
-            HostEvent::Invalid | HostEvent::NoReply | HostEvent::HostError => {}
+            // The host's own quota pays for these; an unstarted copy never ran the app.
+            HostEvent::Invalid | HostEvent::NoReply | HostEvent::HostError | HostEvent::Unstarted => {}
         }
     }
 
@@ -222,6 +222,8 @@ mod tests {
         check(200, MAX, 5, &[ClientError], (200, 100, 5));
         check(200, 40, 5, &[ClientError], (200, 20, 5));
         check(200, MAX, 5, &vec![ClientError; 12], (200, 1, 5));
+        // A copy given back unstarted: the app did not run, no quota pays.
+        check(200, MAX, 5, &vec![HostEvent::Unstarted; 12], (200, MAX, 5));
         // The host's own faults: its quota halves and its streak resets.
         check(200, MAX, 5, &[HostError], (100, MAX, 0));
         check(200, MAX, 5, &[NoReply], (100, MAX, 0));

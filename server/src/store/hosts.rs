@@ -123,7 +123,7 @@ impl HostTable {
                     row.credit += *credit;
                 }
                 HostEvent::Invalid => row.counts[1] += 1,
-                HostEvent::ClientError => row.counts[2] += 1,
+                HostEvent::ClientError | HostEvent::Unstarted => row.counts[2] += 1,
                 HostEvent::NoReply => row.counts[3] += 1,
                 // The error was counted when it was reported.
                 HostEvent::HostError => {}

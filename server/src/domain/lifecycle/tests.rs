@@ -326,7 +326,11 @@ fn credits(t: &Transition) -> Vec<(i64, f64)> {
         .iter()
         .filter_map(|(host, event)| match event {
             HostEvent::Valid { credit, .. } => Some((host.0, *credit)),
-            HostEvent::Invalid | HostEvent::NoReply | HostEvent::ClientError | HostEvent::HostError => None,
+            HostEvent::Invalid
+            | HostEvent::NoReply
+            | HostEvent::ClientError
+            | HostEvent::HostError
+            | HostEvent::Unstarted => None,
         })
         .collect()
 }
@@ -407,6 +411,8 @@ fn events_of_reports() {
     let mut copy = in_progress_for(1);
     assert_eq!(report_events(&copy, WorkUnitState::Open), vec![]);
     copy.outcome = Some(Outcome::ClientError);
+    assert_eq!(report_events(&copy, WorkUnitState::Open), vec![HostEvent::Unstarted], "no fuel: it never ran");
+    copy.fuel_used = 10;
     let (error, blamed) = (HostEvent::ClientError, HostEvent::HostError);
     assert_eq!(report_events(&copy, WorkUnitState::Open), vec![error.clone()], "maybe the app's fault");
     assert_eq!(report_events(&copy, WorkUnitState::Done), vec![error.clone(), blamed], "others succeeded");
