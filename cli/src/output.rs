@@ -366,8 +366,37 @@ pub struct Host {
     pub account: String,
     /// Valid results in a row (adaptive replication trusts long streaks).
     pub consecutive_valid: u32,
-    /// Results the host may receive per day.
+    /// Results the host may receive per day, over all apps.
     pub daily_quota: u32,
+    /// Results sent to it today (UTC), against `daily_quota`.
+    pub results_today: u32,
+    /// Its quotas per app: an app's errors reduce only what the host gets of that app.
+    pub app_quotas: Vec<AppQuota>,
+}
+
+/// The protocol's `AppQuota`: a host's quota for one app.
+#[derive(Debug, Serialize)]
+pub struct AppQuota {
+    pub app_digest: String,
+    /// The projects running the app.
+    pub projects: Vec<String>,
+    pub daily_quota: u32,
+    /// Results of the app sent to the host today.
+    pub results_today: u32,
+    /// Nothing more of the app goes to the host today.
+    pub exhausted: bool,
+}
+
+impl From<&v1::AppQuota> for AppQuota {
+    fn from(quota: &v1::AppQuota) -> AppQuota {
+        AppQuota {
+            app_digest: quota.app_digest.clone(),
+            projects: quota.projects.clone(),
+            daily_quota: quota.daily_quota,
+            results_today: quota.results_today,
+            exhausted: quota.exhausted,
+        }
+    }
 }
 
 impl From<&v1::HostInfo> for Host {
@@ -390,8 +419,25 @@ impl From<&v1::HostInfo> for Host {
             account: host.account.clone(),
             consecutive_valid: host.consecutive_valid,
             daily_quota: host.daily_quota,
+            results_today: host.results_today,
+            app_quotas: host.app_quotas.iter().map(AppQuota::from).collect(),
         }
     }
+}
+
+/// The apps whose quota the host has used up today, by project name (the
+/// digest's first 12 digits when no project runs it), or "-".
+fn apps_at_quota(host: &v1::HostInfo) -> String {
+    let names: Vec<String> = host
+        .app_quotas
+        .iter()
+        .filter(|quota| quota.exhausted)
+        .map(|quota| match quota.projects.is_empty() {
+            true => quota.app_digest.chars().take(12).collect(),
+            false => quota.projects.join(","),
+        })
+        .collect();
+    if names.is_empty() { "-".to_owned() } else { names.join(" ") }
 }
 
 /// The hosts table; `now_unix_ms` turns last contacts into ages.
@@ -412,7 +458,8 @@ pub fn hosts_table(hosts: &[v1::HostInfo], now_unix_ms: i64) -> Table {
         ("ERROR", Right),
         ("NO REPLY", Right),
         ("STREAK", Right),
-        ("QUOTA/DAY", Right),
+        ("TODAY/QUOTA", Right),
+        ("APPS AT QUOTA", Left),
         ("CREDIT", Right),
     ]);
     for host in hosts {
@@ -432,7 +479,8 @@ pub fn hosts_table(hosts: &[v1::HostInfo], now_unix_ms: i64) -> Table {
             host.n_error.to_string(),
             host.n_no_reply.to_string(),
             host.consecutive_valid.to_string(),
-            host.daily_quota.to_string(),
+            format!("{}/{}", host.results_today, host.daily_quota),
+            apps_at_quota(host),
             format!("{:.1}", host.total_credit),
         ]);
     }
@@ -848,23 +896,50 @@ mod tests {
             account: account.into(),
             consecutive_valid: 7,
             daily_quota: 80,
+            results_today: 3,
             ..Default::default()
         };
-        let hosts = [host(1, "a", "alice"), host(2, "b", "")];
+        let mut b = host(2, "b", "");
+        b.app_quotas = vec![
+            v1::AppQuota {
+                app_digest: "ab".repeat(32),
+                projects: vec!["failing".into()],
+                daily_quota: 1,
+                results_today: 1,
+                exhausted: true,
+            },
+            v1::AppQuota {
+                app_digest: "cd".repeat(32),
+                projects: vec!["good".into()],
+                daily_quota: 20_000,
+                results_today: 2,
+                exhausted: false,
+            },
+        ];
+        let hosts = [host(1, "a", "alice"), b];
         let json = text(|out| write_json(out, &Hosts { hosts: hosts[..1].iter().map(Host::from).collect() }));
         assert_eq!(
             json,
             "{\"hosts\":[{\"id\":1,\"name\":\"a\",\"n_cpus\":4,\"memory_bytes\":8589934592,\"engine\":\"wasmtime\",\
              \"os\":\"linux\",\"created_unix_ms\":1000,\"last_contact_unix_ms\":1000,\"n_valid\":10,\"n_invalid\":1,\
              \"n_error\":0,\"n_no_reply\":0,\"n_in_progress\":0,\"total_credit\":12.5,\"account\":\"alice\",\
-             \"consecutive_valid\":7,\"daily_quota\":80}]}\n"
+             \"consecutive_valid\":7,\"daily_quota\":80,\"results_today\":3,\"app_quotas\":[]}]}\n"
+        );
+        let json = text(|out| write_json(out, &Host::from(&hosts[1])));
+        assert!(
+            json.contains(&format!(
+                "\"app_quotas\":[{{\"app_digest\":\"{}\",\"projects\":[\"failing\"],\"daily_quota\":1,\
+                 \"results_today\":1,\"exhausted\":true}},",
+                "ab".repeat(32)
+            )),
+            "{json}"
         );
         let table = text(|out| hosts_table(&hosts, 13_500).write(out));
         assert_eq!(
             table,
-            "ID  NAME  ACCOUNT  CPUS   MEMORY  ENGINE    OS     LAST CONTACT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY  STREAK  QUOTA/DAY  CREDIT\n\
-             \x201  a     alice       4  8.0 GiB  wasmtime  linux  12s ago                 0     10        1      0         0       7         80    12.5\n\
-             \x202  b     -           4  8.0 GiB  wasmtime  linux  12s ago                 0     10        1      0         0       7         80    12.5\n"
+            "ID  NAME  ACCOUNT  CPUS   MEMORY  ENGINE    OS     LAST CONTACT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY  STREAK  TODAY/QUOTA  APPS AT QUOTA  CREDIT\n\
+             \x201  a     alice       4  8.0 GiB  wasmtime  linux  12s ago                 0     10        1      0         0       7         3/80  -                12.5\n\
+             \x202  b     -           4  8.0 GiB  wasmtime  linux  12s ago                 0     10        1      0         0       7         3/80  failing          12.5\n"
         );
     }
 

@@ -3,17 +3,17 @@
 //! no more copies of it, its remaining work units stay open, `quorum status`
 //! shows it paused with the reason, and `quorum resume` schedules it again.
 //!
-//! The app exits with code 3 at once, so every report is an error and the
-//! batch pauses at its 20th report, long before its 40 work units could all
-//! fail (each takes three errors).
+//! The app exits with code 3 at once, so every report is an error, and the
+//! same error from three distinct hosts with no success is the app's fault:
+//! the batch pauses long before its 40 work units could all fail (each takes
+//! three errors).
 //!
-//! Four workers, not two: a host's daily quota (200) halves on each error
-//! (`server/src/domain/trust.rs`), so a host whose every result fails receives
-//! only 6 copies a day (after 6 errors its quota is 3), and two hosts could
-//! never report the 20 results a pause needs. Four report at least 24.
-//! For the same reason the workers getting nothing more proves little on its
-//! own: a fresh host, with its whole quota, asks while the batch is paused and
-//! gets nothing, then asks after the resume and gets a copy.
+//! Four workers: one host alone (or two) cannot pause a batch, and a host's
+//! quota for an app halves on each of its errors in that app
+//! (`server/src/domain/trust.rs`), so each worker gets only a few copies of
+//! the failing app. For the same reason the workers getting nothing more
+//! proves little on its own: a fresh host, with its whole quota, asks while
+//! the batch is paused and gets nothing, then asks after the resume and gets a copy.
 
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ const FAIL_WAT: &str = r#"(module
 
 const PROJECT: &str = "failing";
 const N_WORK_UNITS: u64 = 40;
-/// Enough one-CPU workers for 20 errors despite their quotas (see above).
+/// Enough one-CPU workers for errors from three distinct hosts (see above).
 const WORKERS: [&str; 4] = ["worker-a", "worker-b", "worker-c", "worker-d"];
 /// How often the test asks the coordinator again (paces questions only).
 const POLL_INTERVAL: Duration = Duration::from_millis(20);

@@ -41,7 +41,10 @@ async fn tasks_that_cannot_meet_their_deadline_are_abandoned_unstarted() {
     );
     let submitted: Submitted = cli(&url, ["--json", "submit", &manifest.display().to_string()]).await.json();
     assert_eq!(submitted.n_work_units, N_WORK_UNITS);
-    let worker = Worker::spawn_with(&[&url], &dir.join("worker"), 1, &["--buffer-low", "2", "--buffer-high", "3"]);
+    // One task buffered at a time: copies queued behind the first (late) task
+    // would miss their deadlines waiting, and each missed deadline halves a
+    // new host's small quota (`server/src/domain/trust.rs`).
+    let worker = Worker::spawn_with(&[&url], &dir.join("worker"), 1, &["--buffer-low", "1", "--buffer-high", "1"]);
 
     let projects = Projects::connect(&url).await;
     let abandoned = poll_until("three tasks abandoned at the measured speed", Duration::from_millis(50), || async {

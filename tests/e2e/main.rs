@@ -22,6 +22,8 @@
 //!   canonical results readable.
 //! - `auto_pause`: a batch whose app always fails is paused automatically;
 //!   workers get no more copies of it until `quorum resume`.
+//! - `blame`: an app that fails on every input beside a good project on the
+//!   same workers: the good project completes, the hosts' quotas for it do not drop.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `names`: control characters refused at registration, accounts compared
@@ -58,6 +60,7 @@ mod app_imports;
 mod auto_pause;
 mod bad_manifests;
 mod bench_smoke;
+mod blame;
 mod cancel;
 mod coordinator_outage;
 mod coordinator_restart;

@@ -215,6 +215,22 @@ pub struct HostInfo {
     pub n_no_reply: u64,
     pub n_in_progress: u64,
     pub total_credit: f64,
+    /// Results the host may receive per day, over all apps.
+    pub daily_quota: u32,
+    /// Results sent to it today.
+    pub results_today: u32,
+    /// Its quotas per app.
+    pub app_quotas: Vec<AppQuota>,
+}
+
+/// One app quota of a host in `quorum hosts --json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AppQuota {
+    pub app_digest: String,
+    pub projects: Vec<String>,
+    pub daily_quota: u32,
+    pub results_today: u32,
+    pub exhausted: bool,
 }
 
 /// One line of `quorum results PROJECT` (jsonl).

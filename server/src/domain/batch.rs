@@ -1,13 +1,22 @@
 //! Rules for batches (the work units of one submission): the automatic pause
-//! of a batch whose first results are mostly errors, and the care of a
+//! of a batch whose app fails (the same error on several distinct hosts and
+//! no success) or whose first results are mostly errors (from several
+//! distinct hosts, so one host cannot pause a batch), and the care of a
 //! batch's tail, so that its last percent does not wait for the slowest host.
 
-/// Results that must be reported before a batch can be paused automatically.
+/// Results that must be reported before a batch can be paused for being
+/// mostly errors.
 pub const AUTO_PAUSE_MIN_RESULTS: u32 = 20;
 /// Only a batch's first results are watched for errors.
 pub const AUTO_PAUSE_WINDOW: u32 = 200;
 /// The share of errors among them that pauses the batch.
 pub const AUTO_PAUSE_ERROR_SHARE: f64 = 0.8;
+/// Distinct hosts that must have reported errors before a batch is paused:
+/// one host (or two) erring cannot pause a batch, however many errors it reports.
+pub const AUTO_PAUSE_MIN_HOSTS: u32 = 3;
+/// Distinct hosts reporting the same error, with no success in the batch,
+/// from which the app is at fault: the batch pauses whatever its size.
+pub const APP_FAULT_MIN_HOSTS: u32 = 3;
 /// The share of ended work units from which a batch is in its tail.
 pub const TAIL_SHARE: f64 = 0.9;
 /// A host is fast enough for tail copies when its turnaround is at most this
@@ -24,15 +33,72 @@ pub enum BatchState {
     },
 }
 
-/// Whether a batch whose first `reported` results include `errors` errors
-/// should be paused, and why.
-pub fn auto_pause(reported: u32, errors: u32) -> Option<String> {
-    if !(AUTO_PAUSE_MIN_RESULTS..=AUTO_PAUSE_WINDOW).contains(&reported) {
-        return None;
+/// What a batch's error watch has seen since the batch was created or resumed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorWatch {
+    /// Results reported (successes and errors).
+    pub reported: u32,
+    pub errors: u32,
+    /// Distinct hosts that reported an error, each with its first error message.
+    pub erring_hosts: Vec<(i64, String)>,
+}
+
+impl ErrorWatch {
+    /// Whether the watch still records which hosts err: while the batch's
+    /// first results are watched, or while it has had no success.
+    pub fn watching(&self) -> bool {
+        self.reported <= AUTO_PAUSE_WINDOW || self.errors == self.reported
     }
-    (f64::from(errors) >= AUTO_PAUSE_ERROR_SHARE * f64::from(reported)).then(|| {
+
+    /// Counts one report, from `host`, with its error message if it is an error.
+    pub fn record(&mut self, host: i64, error: Option<&str>) {
+        let watching = self.watching();
+        self.reported += 1;
+        let Some(error) = error else { return };
+        self.errors += 1;
+        if watching && !self.erring_hosts.iter().any(|(h, _)| *h == host) {
+            self.erring_hosts.push((host, error.to_owned()));
+        }
+    }
+
+    /// The error message reported by the most distinct hosts, and how many
+    /// (the first such message on a tie).
+    pub fn common_error(&self) -> Option<(&str, u32)> {
+        let mut best: Option<(&str, u32)> = None;
+        for (_, error) in &self.erring_hosts {
+            let n = self.erring_hosts.iter().filter(|(_, e)| e == error).count() as u32;
+            if best.is_none_or(|(_, most)| n > most) {
+                best = Some((error, n));
+            }
+        }
+        best
+    }
+}
+
+/// Whether a batch should be paused, and why:
+/// - the app is at fault: at least `APP_FAULT_MIN_HOSTS` distinct hosts
+///   reported the same error and none succeeded (a batch of any size);
+/// - its first results (from `AUTO_PAUSE_MIN_RESULTS` to
+///   `AUTO_PAUSE_WINDOW`) are at least `AUTO_PAUSE_ERROR_SHARE` errors,
+///   from at least `AUTO_PAUSE_MIN_HOSTS` distinct hosts.
+pub fn auto_pause(watch: &ErrorWatch) -> Option<String> {
+    if let Some((error, n_hosts)) = watch.common_error()
+        && n_hosts >= APP_FAULT_MIN_HOSTS
+        && watch.errors == watch.reported
+    {
+        return Some(format!(
+            "paused automatically: the app fails on every host: {n_hosts} distinct hosts reported the same error \
+             ({error:?}) and none succeeded (errors: {} of {} results); fix the app, then resume the batch",
+            watch.errors, watch.reported
+        ));
+    }
+    let (reported, errors) = (watch.reported, watch.errors);
+    let n_hosts = watch.erring_hosts.len() as u32;
+    let mostly_errors = (AUTO_PAUSE_MIN_RESULTS..=AUTO_PAUSE_WINDOW).contains(&reported)
+        && f64::from(errors) >= AUTO_PAUSE_ERROR_SHARE * f64::from(reported);
+    (mostly_errors && n_hosts >= AUTO_PAUSE_MIN_HOSTS).then(|| {
         format!(
-            "paused automatically: {errors} of its first {reported} results were errors; \
+            "paused automatically: {errors} of its first {reported} results were errors, from {n_hosts} distinct hosts; \
              check the app and its inputs (quorum results / list the errors), then resume the batch"
         )
     })
@@ -100,14 +166,69 @@ pub fn at_risk(elapsed_ms: u64, deadline_ms: u64, host_turnaround_ms: Option<u64
 mod tests {
     use super::*;
 
+    /// Reports as (host, error message or None for a success).
+    type Reports<'a> = Vec<(i64, Option<&'a str>)>;
+
+    /// A watch after reports given as (host, error message or None for a success).
+    fn watch(reports: &[(i64, Option<&str>)]) -> ErrorWatch {
+        let mut watch = ErrorWatch::default();
+        for (host, error) in reports {
+            watch.record(*host, *error);
+        }
+        watch
+    }
+
+    /// `n` reports cycling over `hosts`, the first `errors` of them errors with message `error`.
+    fn reports<'a>(n: usize, errors: usize, hosts: &[i64], error: &'a str) -> Vec<(i64, Option<&'a str>)> {
+        (0..n).map(|i| (hosts[i % hosts.len()], (i < errors).then_some(error))).collect()
+    }
+
     #[test]
-    fn a_batch_of_errors_pauses_only_after_enough_results() {
-        assert_eq!(auto_pause(19, 19), None, "too few results to judge");
-        assert!(auto_pause(20, 16).is_some());
-        assert_eq!(auto_pause(20, 15), None, "75% errors");
-        assert!(auto_pause(200, 199).is_some());
-        assert_eq!(auto_pause(201, 201), None, "only the first results are watched");
-        assert!(auto_pause(20, 20).unwrap().contains("20 of its first 20 results were errors"));
+    fn a_batch_pauses_on_errors_from_distinct_hosts_only() {
+        let many = [1, 2, 3, 4];
+        // Each host its own message: the app-fault rule stays out of the way.
+        let own = |n: usize, errors: usize| -> Vec<(i64, Option<&'static str>)> {
+            const MESSAGES: [&str; 4] = ["a", "b", "c", "d"];
+            (0..n).map(|i| (many[i % 4], (i < errors).then_some(MESSAGES[i % 4]))).collect()
+        };
+        let cases: &[(Reports<'_>, Option<&str>)] = &[
+            // Mostly errors, from enough hosts.
+            (own(19, 19), None),
+            (own(20, 16), Some("16 of its first 20 results were errors, from 4 distinct hosts")),
+            (own(20, 15), None),
+            (own(200, 199), Some("199 of its first 200 results were errors")),
+            (own(201, 201), None),
+            // One host alone, or two, never pause a batch.
+            (reports(200, 200, &[7], "exit 1"), None),
+            (reports(200, 200, &[7, 8], "exit 1"), None),
+            // The app's fault: the same error on three hosts and no success, whatever the size.
+            (reports(3, 3, &[1, 2, 3], "unknown import"), Some("3 distinct hosts reported the same error")),
+            (reports(201, 201, &many, "trap"), Some("4 distinct hosts reported the same error")),
+            (reports(3, 3, &[1, 2, 2], "unknown import"), None),
+            (vec![(1, Some("a")), (2, Some("b")), (3, Some("c"))], None),
+            // A success: not every host fails, and the share rule needs 20 results.
+            (vec![(1, None), (2, Some("e")), (3, Some("e")), (4, Some("e"))], None),
+        ];
+        for (reports, expected) in cases {
+            let reason = auto_pause(&watch(reports));
+            match expected {
+                None => assert_eq!(reason, None, "{reports:?}"),
+                Some(part) => assert!(reason.as_deref().is_some_and(|r| r.contains(part)), "{reason:?} {reports:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_watch_counts_distinct_hosts_while_it_watches() {
+        let w = watch(&[(1, Some("a")), (1, Some("b")), (2, Some("b")), (3, Some("b")), (4, None)]);
+        assert_eq!((w.reported, w.errors), (5, 4));
+        assert_eq!(w.erring_hosts, vec![(1, "a".to_owned()), (2, "b".to_owned()), (3, "b".to_owned())]);
+        assert_eq!(w.common_error(), Some(("b", 2)));
+        // Past the window with successes in it, new erring hosts are not recorded.
+        let mut w = watch(&reports(201, 1, &[1], "e"));
+        assert!(!w.watching());
+        w.record(9, Some("e"));
+        assert_eq!(w.erring_hosts.len(), 1);
     }
 
     #[test]

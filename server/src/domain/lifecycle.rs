@@ -12,6 +12,7 @@
 //! again.
 
 use super::policy::ReplicationPolicy;
+use super::trust;
 use super::validator::{self, Comparator};
 use super::{Digest, HostId, ResultId, Timestamp, WorkUnitId};
 
@@ -171,6 +172,10 @@ pub struct ResultCopy {
     /// counts only the segments it ran, so it is neither compared with other
     /// copies' fuel nor used for credit when a copy that ran in one piece agrees.
     pub resumed: bool,
+    /// Its host has had a result validated: when the copy ends as no reply, it
+    /// counts toward `max_total_results` (newcomers' do not, up to
+    /// `trust::NEWCOMER_ALLOWANCE`).
+    pub host_proven: bool,
 }
 
 impl ResultCopy {
@@ -188,6 +193,7 @@ impl ResultCopy {
             granted_credit: 0.0,
             engine: None,
             resumed: false,
+            host_proven: false,
         }
     }
 
@@ -293,12 +299,54 @@ pub enum HostEvent {
     },
     Invalid,
     NoReply,
+    /// A client error not blamed on the host (yet): the app may fail on every
+    /// host, so only the host's quota for the app pays.
     ClientError,
+    /// A client error that was the host's: other hosts succeeded on the same
+    /// work unit (it got a canonical result from them).
+    HostError,
+    /// A client error for a copy the host never ran (no fuel used): it gave
+    /// the copy back, e.g. because it could not meet the deadline. Counted as
+    /// an error; it reduces no quota (the app did not run), unless others
+    /// succeed on the work unit (`HostError`).
+    Unstarted,
 }
 
-/// The host event of a recorded report, if any (validity comes later).
-pub fn report_event(recorded: &ResultCopy) -> Option<HostEvent> {
-    recorded.is_error().then_some(HostEvent::ClientError)
+/// The host events of a recorded report (validity comes later): an error
+/// (`ClientError`), blamed on the host at once (`HostError`) if its work unit
+/// already has its canonical result from other hosts; other errors are
+/// blamed when the work unit gets it (see `transition`).
+pub fn report_events(recorded: &ResultCopy, work_unit_state: WorkUnitState) -> Vec<HostEvent> {
+    if !recorded.is_error() {
+        return Vec::new();
+    }
+    let error = if recorded.fuel_used == 0 { HostEvent::Unstarted } else { HostEvent::ClientError };
+    match work_unit_state {
+        WorkUnitState::Done => vec![error, HostEvent::HostError],
+        WorkUnitState::Open | WorkUnitState::Failed(_) => vec![error],
+    }
+}
+
+/// How many errors of a work unit do not count toward its `max_error_results`:
+/// once another copy succeeded (the input works, so the errors are their
+/// hosts'), errors from hosts with no validated result, up to
+/// `trust::NEWCOMER_ALLOWANCE`. Without a success every error counts: an
+/// input that fails everywhere still fails its work unit.
+fn newcomer_errors_forgiven(results: &[ResultCopy]) -> usize {
+    if !results.iter().any(ResultCopy::is_success) {
+        return 0;
+    }
+    let n = results.iter().filter(|r| r.is_error() && !r.host_proven).count();
+    n.min(trust::NEWCOMER_ALLOWANCE as usize)
+}
+
+/// How many copies of a work unit do not count toward its `max_total_results`:
+/// no replies and errors from hosts with no validated result, up to
+/// `trust::NEWCOMER_ALLOWANCE` (errors count toward `max_error_results` unless
+/// another copy succeeded: `newcomer_errors_forgiven`).
+fn newcomer_copies_forgiven(results: &[ResultCopy]) -> u32 {
+    let n = results.iter().filter(|r| (r.outcome == Some(Outcome::NoReply) || r.is_error()) && !r.host_proven).count();
+    (n as u32).min(trust::NEWCOMER_ALLOWANCE)
 }
 
 /// Everything a transition decided, for the store to persist in one transaction.
@@ -359,8 +407,12 @@ pub fn typical_credit(replicated_credits: &[f64]) -> f64 {
 /// In order: copies past their deadline become "no reply"; too many errors fail
 /// the work unit; once `min_quorum` successes are in, the validator looks for
 /// agreement; copies are created to keep `target_results` alive, up to
-/// `max_total_results`; late successes of a done work unit are compared with its
-/// canonical result; unsent copies of an ended work unit become "didn't need".
+/// `max_total_results` (newcomers' no replies and errors, up to a bound, not
+/// counted);
+/// late successes of a done work unit are compared with its canonical result;
+/// unsent copies of an ended work unit become "didn't need". When the work
+/// unit gets its canonical result, its client errors are blamed on their
+/// hosts (`HostEvent::HostError`).
 pub fn transition(
     policy: &ReplicationPolicy,
     work_unit: &WorkUnit,
@@ -391,7 +443,7 @@ pub fn transition(
     }
 
     if wu.state == WorkUnitState::Open {
-        let n_errors = rs.iter().filter(|r| r.is_error()).count();
+        let n_errors = rs.iter().filter(|r| r.is_error()).count() - newcomer_errors_forgiven(&rs);
         if n_errors > policy.max_error_results() as usize {
             wu.state = WorkUnitState::Failed(FailReason::TooManyErrors);
         }
@@ -412,7 +464,7 @@ pub fn transition(
         let alive = rs.iter().filter(|r| r.is_alive()).count() as u32;
         let needed = wu.target_results.saturating_sub(alive);
         if needed > 0 {
-            let total = rs.len() as u32;
+            let total = rs.len() as u32 - newcomer_copies_forgiven(&rs);
             if total + needed > policy.max_total_results() {
                 wu.state = WorkUnitState::Failed(FailReason::TooManyTotalResults);
             } else {
@@ -478,6 +530,14 @@ pub fn transition(
             }
         }
         changed_results.push(after);
+    }
+    // The work unit got its canonical result from other hosts: its errors were their hosts'.
+    if work_unit.state == WorkUnitState::Open && wu.state == WorkUnitState::Done {
+        for r in results.iter().filter(|r| r.outcome == Some(Outcome::ClientError)) {
+            if let Some(host) = r.host_id {
+                host_events.push((host, HostEvent::HostError));
+            }
+        }
     }
     Transition { work_unit: wu, changed_results, new_results, host_events }
 }

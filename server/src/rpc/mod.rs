@@ -80,5 +80,17 @@ fn host_info(h: crate::store::HostInfo) -> quorum_proto::v1::HostInfo {
         account: h.account,
         consecutive_valid: h.consecutive_valid,
         daily_quota: h.daily_quota,
+        results_today: h.results_today,
+        app_quotas: h
+            .app_quotas
+            .into_iter()
+            .map(|q| quorum_proto::v1::AppQuota {
+                app_digest: q.app_digest,
+                projects: q.projects,
+                daily_quota: q.daily_quota,
+                results_today: q.results_today,
+                exhausted: q.exhausted,
+            })
+            .collect(),
     }
 }

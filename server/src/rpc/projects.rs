@@ -335,7 +335,7 @@ impl Projects for ProjectsService {
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
         let role = auth::caller(&self.ctx, &request).await?;
         role.authorize(Action::ListHosts)?;
-        let hosts = self.ctx.store.list_hosts().await?;
+        let hosts = self.ctx.store.list_hosts(self.ctx.clock.now()).await?;
         Ok(Response::new(pb::ListHostsResponse { hosts: hosts.into_iter().map(super::host_info).collect() }))
     }
 

@@ -77,7 +77,8 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<RegisterHostRequest>,
     ) -> Result<Response<RegisterHostResponse>, Status> {
-        self.ctx.limiters.registration(request.remote_addr().map(|addr| addr.ip()), self.ctx.clock.now())?;
+        let address = request.remote_addr().map(|addr| addr.ip());
+        self.ctx.limiters.registration(address, self.ctx.clock.now())?;
         let request = request.into_inner();
         if request.n_cpus == 0 || request.n_cpus > 65_536 {
             return Err(invalid("n_cpus", "must be between 1 and 65536"));
@@ -95,6 +96,8 @@ impl Scheduler for SchedulerService {
             account: Account::parse(&registered_text("account", request.account)?)
                 .map_err(|error| invalid("account", error))?
                 .into_string(),
+            // A punished record of the address is inherited (`trust::initial_quota`).
+            address: address.map(|ip| ip.to_string()).unwrap_or_default(),
         };
         let mut secret = [0_u8; 32];
         rand::rng().fill_bytes(&mut secret);
@@ -186,7 +189,7 @@ impl Scheduler for SchedulerService {
 
     async fn get_host(&self, request: Request<GetHostRequest>) -> Result<Response<HostInfo>, Status> {
         let host = self.authenticate(&request).await?;
-        Ok(Response::new(super::host_info(self.ctx.store.host(host).await?)))
+        Ok(Response::new(super::host_info(self.ctx.store.host(host, self.ctx.clock.now()).await?)))
     }
 }
 

@@ -3,11 +3,14 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use std::collections::HashMap;
+
 use super::rows::{self, u32_column, u64_column};
 use super::{Error, Result, Store};
-use crate::domain::HostId;
 use crate::domain::names::ProjectName;
 use crate::domain::policy::ReplicationPolicy;
+use crate::domain::trust::{AppQuota, Quota};
+use crate::domain::{HostId, Timestamp};
 
 /// Progress of one project: counts of work units and results by state.
 #[derive(Debug, Clone)]
@@ -110,6 +113,23 @@ pub struct HostInfo {
     pub account: String,
     pub consecutive_valid: u32,
     pub daily_quota: u32,
+    /// Results sent today, against `daily_quota`.
+    pub results_today: u32,
+    /// Its quotas per app, by app digest.
+    pub app_quotas: Vec<AppQuotaInfo>,
+}
+
+/// A host's quota for one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppQuotaInfo {
+    pub app_digest: String,
+    /// The projects running this app.
+    pub projects: Vec<String>,
+    pub daily_quota: u32,
+    /// Results of the app sent today.
+    pub results_today: u32,
+    /// Nothing more of the app goes to the host today.
+    pub exhausted: bool,
 }
 
 impl Store {
@@ -326,18 +346,48 @@ impl Store {
             .collect()
     }
 
-    /// Every host with its counters.
-    pub async fn list_hosts(&self) -> Result<Vec<HostInfo>> {
-        self.hosts(None).await
+    /// Every host with its counters and quotas as of `now`.
+    pub async fn list_hosts(&self, now: Timestamp) -> Result<Vec<HostInfo>> {
+        self.hosts(None, now).await
     }
 
-    /// One host's record.
-    pub async fn host(&self, host: HostId) -> Result<HostInfo> {
-        self.hosts(Some(host)).await?.pop().ok_or(Error::UnknownHost)
+    /// One host's record as of `now`.
+    pub async fn host(&self, host: HostId, now: Timestamp) -> Result<HostInfo> {
+        self.hosts(Some(host), now).await?.pop().ok_or(Error::UnknownHost)
     }
 
     /// Every host, or only `only`.
-    async fn hosts(&self, only: Option<HostId>) -> Result<Vec<HostInfo>> {
+    async fn hosts(&self, only: Option<HostId>, now: Timestamp) -> Result<Vec<HostInfo>> {
+        let quota_rows = sqlx::query(
+            "SELECT q.host_id, q.app_digest, q.daily_quota, q.results_today, q.quota_day, p.name AS project \
+             FROM host_app_quotas q LEFT JOIN projects p ON p.app_digest = q.app_digest \
+             WHERE ?1 IS NULL OR q.host_id = ?1 ORDER BY q.host_id, q.app_digest, p.id",
+        )
+        .bind(only.map(|host| host.0))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut app_quotas: HashMap<i64, Vec<AppQuotaInfo>> = HashMap::new();
+        for row in &quota_rows {
+            let quotas = app_quotas.entry(row.try_get("host_id")?).or_default();
+            let digest: String = row.try_get("app_digest")?;
+            let project: Option<String> = row.try_get("project")?;
+            if let Some(last) = quotas.last_mut().filter(|last| last.app_digest == digest) {
+                last.projects.extend(project);
+                continue;
+            }
+            let quota = AppQuota(Quota {
+                daily: u32_column(row, "daily_quota")?,
+                used: u32_column(row, "results_today")?,
+                day: row.try_get("quota_day")?,
+            });
+            quotas.push(AppQuotaInfo {
+                app_digest: digest,
+                projects: project.into_iter().collect(),
+                daily_quota: quota.0.daily,
+                results_today: quota.0.used_today(now),
+                exhausted: quota.exhausted(now),
+            });
+        }
         let rows = sqlx::query(
             "SELECT h.*, (SELECT COUNT(*) FROM results r WHERE r.host_id = h.id AND r.server_state = 'in_progress') \
              AS n_in_progress FROM hosts h WHERE ?1 IS NULL OR h.id = ?1 ORDER BY h.id",
@@ -365,6 +415,8 @@ impl Store {
                     account: row.try_get("account")?,
                     consecutive_valid: u32_column(row, "consecutive_valid")?,
                     daily_quota: u32_column(row, "daily_quota")?,
+                    results_today: rows::host_trust(row)?.quota.used_today(now),
+                    app_quotas: app_quotas.remove(&row.try_get("id")?).unwrap_or_default(),
                 })
             })
             .collect()

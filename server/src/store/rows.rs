@@ -8,14 +8,15 @@ use super::{Error, Result};
 use crate::domain::fuzzy::Tolerance;
 use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
 use crate::domain::policy::{self, Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
-use crate::domain::trust::HostTrust;
+use crate::domain::trust::{HostTrust, Quota};
 use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler};
 
 /// Columns `result_copy` reads, to splice with `concat!` into SELECTs on `results r`.
 macro_rules! result_copy_columns {
     () => {
         "r.id, r.host_id, r.server_state, r.outcome, r.validate_state, r.deadline, r.output_digest, r.fuel_used, \
-         r.granted_credit, r.engine, r.resumed"
+         r.granted_credit, r.engine, r.resumed, \
+         COALESCE((SELECT h.n_valid > 0 FROM hosts h WHERE h.id = r.host_id), 0) AS host_proven"
     };
 }
 
@@ -93,6 +94,7 @@ pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
         granted_credit: row.try_get("granted_credit")?,
         engine: row.try_get("engine")?,
         resumed: row.try_get("resumed")?,
+        host_proven: row.try_get("host_proven")?,
     })
 }
 
@@ -186,10 +188,10 @@ pub fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Columns `host_trust` reads, to splice with `concat!` into SELECTs on `hosts`.
+/// Columns `host_trust` reads, to splice with `concat!` into SELECTs on `hosts h`.
 macro_rules! host_trust_columns {
     () => {
-        "consecutive_valid, daily_quota, results_today, quota_day"
+        "h.consecutive_valid, h.daily_quota, h.results_today, h.quota_day"
     };
 }
 
@@ -198,8 +200,10 @@ pub(super) use host_trust_columns;
 pub fn host_trust(row: &SqliteRow) -> Result<HostTrust> {
     Ok(HostTrust {
         consecutive_valid: u32_column(row, "consecutive_valid")?,
-        daily_quota: u32_column(row, "daily_quota")?,
-        results_today: u32_column(row, "results_today")?,
-        quota_day: row.try_get("quota_day")?,
+        quota: Quota {
+            daily: u32_column(row, "daily_quota")?,
+            used: u32_column(row, "results_today")?,
+            day: row.try_get("quota_day")?,
+        },
     })
 }

@@ -11,11 +11,11 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::bulk;
 use super::frontiers::{Frontiers, HostFrontier, Walker};
-use super::hosts::HostTable;
+use super::hosts::{HostAppEvent, HostTable};
 use super::rows::{self, int};
 use super::transitions::{Event, transitions};
 use super::{Error, Result, Store};
-use crate::domain::lifecycle::{self, HostEvent, Report, ReportDecision, ReportError, WorkUnitState};
+use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
 use crate::domain::signing::AppSignature;
 use crate::domain::{HostId, ResultId, Timestamp, WorkUnitId, batch, scheduler, trust};
@@ -31,6 +31,9 @@ pub struct NewHost {
     pub os: String,
     /// The volunteer account owning the host; empty when it stands alone.
     pub account: String,
+    /// The peer address it registers from (empty when unknown): a punished
+    /// record of the account or the address is inherited (`trust::initial_quota`).
+    pub address: String,
 }
 
 /// One copy handed to a host, with everything needed to compute it.
@@ -97,11 +100,26 @@ pub struct WorkReply {
 }
 
 impl Store {
-    /// Registers a host whose token hashes to `token_hash`.
+    /// Registers a host whose token hashes to `token_hash`. Its daily quota
+    /// is the initial one, or the lowest of the hosts of its account and of
+    /// the hosts from its address that never had a result validated, if that
+    /// is lower (`trust::initial_quota`), and their punished quotas per app:
+    /// registering again resets no punishment.
     pub async fn register_host(&self, host: &NewHost, token_hash: &str, now: Timestamp) -> Result<HostId> {
+        let mut tx = self.write().await?;
+        let worst: Option<i64> = sqlx::query(
+            "SELECT MIN(daily_quota) AS worst FROM hosts WHERE (account != '' AND account = ?) \
+             OR (address != '' AND address = ? AND n_valid = 0)",
+        )
+        .bind(&host.account)
+        .bind(&host.address)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("worst")?;
+        let quota = trust::initial_quota(worst.map(|q| u32::try_from(q).unwrap_or(0)));
         let id: i64 = sqlx::query(
-            "INSERT INTO hosts (token_hash, name, n_cpus, memory_bytes, engine, os, created_at, last_contact_at, account) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO hosts (token_hash, name, n_cpus, memory_bytes, engine, os, created_at, last_contact_at, account, \
+             address, daily_quota) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(token_hash)
         .bind(&host.name)
@@ -112,9 +130,25 @@ impl Store {
         .bind(now.0)
         .bind(now.0)
         .bind(&host.account)
-        .fetch_one(&self.pool)
+        .bind(&host.address)
+        .bind(quota)
+        .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
+        // Punished quotas per app are inherited the same way.
+        sqlx::query(
+            "INSERT INTO host_app_quotas (host_id, app_digest, daily_quota, results_today, quota_day) \
+             SELECT ?, q.app_digest, MIN(q.daily_quota), 0, 0 FROM host_app_quotas q JOIN hosts h ON h.id = q.host_id \
+             WHERE ((h.account != '' AND h.account = ?) OR (h.address != '' AND h.address = ? AND h.n_valid = 0)) \
+             AND q.daily_quota < ? GROUP BY q.app_digest",
+        )
+        .bind(id)
+        .bind(&host.account)
+        .bind(&host.address)
+        .bind(trust::INITIAL_DAILY_QUOTA)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(HostId(id))
     }
 
@@ -293,6 +327,9 @@ impl FrontierUpdate {
 struct Reported {
     copy: lifecycle::ResultCopy,
     work_unit_id: i64,
+    work_unit_state: WorkUnitState,
+    /// The app's module digest (quotas per app follow it).
+    app: String,
     sent_at: Option<i64>,
     batch_id: Option<i64>,
     output_limit: u64,
@@ -305,6 +342,8 @@ struct Recorded<'a> {
     input: &'a ReportInput,
     copy: lifecycle::ResultCopy,
     work_unit_id: i64,
+    work_unit_state: WorkUnitState,
+    app: String,
     batch_id: Option<i64>,
     turnaround: Option<u64>,
 }
@@ -336,7 +375,8 @@ async fn record<'a>(
         let mut query = QueryBuilder::new(concat!(
             "SELECT ",
             rows::result_copy_columns!(),
-            ", r.work_unit_id, r.sent_at, w.batch_id, p.output_limit_bytes FROM results r \
+            ", r.work_unit_id, r.sent_at, w.batch_id, w.state, w.fail_reason, p.app_digest, p.output_limit_bytes \
+             FROM results r \
              JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id IN "
         ));
         bulk::push_list(&mut query, chunk);
@@ -344,6 +384,8 @@ async fn record<'a>(
             let reported = Reported {
                 copy: rows::result_copy(&row)?,
                 work_unit_id: row.try_get("work_unit_id")?,
+                work_unit_state: rows::work_unit_state(&row)?,
+                app: row.try_get("app_digest")?,
                 sent_at: row.try_get("sent_at")?,
                 batch_id: row.try_get("batch_id")?,
                 output_limit: rows::u64_column(&row, "output_limit_bytes")?,
@@ -400,14 +442,22 @@ async fn record<'a>(
         );
         query.build().execute(&mut **tx).await?;
     }
-    let events: Vec<(HostId, HostEvent)> =
-        recorded.iter().filter_map(|r| lifecycle::report_event(&r.copy).map(|event| (r.host, event))).collect();
+    let events: Vec<HostAppEvent> = recorded
+        .iter()
+        .flat_map(|r| {
+            lifecycle::report_events(&r.copy, r.work_unit_state).into_iter().map(|event| HostAppEvent {
+                host: r.host,
+                app: r.app.clone(),
+                event,
+            })
+        })
+        .collect();
     hosts.apply(&events);
     note_reports(tx, &recorded, hosts).await?;
     let touched: Vec<WorkUnitId> = recorded.iter().map(|r| WorkUnitId(r.work_unit_id)).collect();
     let events = transitions(tx, validators, &touched, Event::Update, now).await?;
     // Validation credits (or blames) the other copies' hosts too.
-    hosts.load(tx, events.iter().map(|(host, _)| host.0)).await?;
+    hosts.load(tx, events.iter().map(|e| e.host.0)).await?;
     hosts.apply(&events);
     Ok(accepted)
 }
@@ -444,6 +494,8 @@ fn decide<'a>(
                     input,
                     copy,
                     work_unit_id: reported.work_unit_id,
+                    work_unit_state: reported.work_unit_state,
+                    app: reported.app.clone(),
                     batch_id: reported.batch_id,
                     turnaround,
                 });
@@ -558,6 +610,8 @@ struct Refused {
     own: usize,
     /// Another host of its account holds one.
     account: usize,
+    /// Its quota for the copy's app is used up.
+    app_quota: usize,
     /// The copy is in a batch's tail, kept for faster hosts.
     tail: usize,
     /// Its quota for today is used.
@@ -576,6 +630,9 @@ impl std::fmt::Display for Refused {
         }
         if self.account > 0 {
             reasons.push(format!("{} are of work units another host of its account holds", self.account));
+        }
+        if self.app_quota > 0 {
+            reasons.push(format!("{} are of apps whose quota for today it has used", self.app_quota));
         }
         if self.tail > 0 {
             reasons.push(format!("{} are in batches' tails, kept for faster hosts", self.tail));
@@ -719,12 +776,13 @@ async fn lease(
                     continue;
                 }
                 // Each copy counts against the host's quota as it is leased.
-                if hosts.get(walk.host).is_none_or(|row| row.trust.remaining_today(now) == 0) {
+                if hosts.remaining(walk.host, None, now) == 0 {
                     walk.refused.quota = true;
                     break;
                 }
                 let held = holders.get_mut(&candidate.work_unit_id).expect("every candidate has holders");
                 let row = &candidate.row;
+                let app: String = row.try_get("app_digest")?;
                 let verdict = if held.closed {
                     // Its other copies are retired in this group: gone.
                     Verdict::Never
@@ -734,6 +792,10 @@ async fn lease(
                 } else if walk.account.as_ref().is_some_and(|account| held.accounts.contains(account)) {
                     walk.refused.account += 1;
                     Verdict::Never
+                } else if hosts.remaining(walk.host, Some(&app), now) == 0 {
+                    // Its quota for this app is used up: not this copy now.
+                    walk.refused.app_quota += 1;
+                    Verdict::NotNow
                 } else if batch::in_tail(rows::u64_column(row, "batch_size")?, rows::u64_column(row, "batch_ended")?) {
                     // The tail of a batch goes preferably to hosts with a short turnaround.
                     let waited = u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0))
@@ -784,7 +846,7 @@ async fn lease(
                 }
                 candidate.taken = true;
                 walk.pass(level, id);
-                hosts.record_sent(walk.host, 1, now);
+                hosts.record_sent(walk.host, &app, 1, now);
                 walk.wants -= 1;
                 let deadline = scheduler::deadline(now, &policy);
                 leased.push((id, walk.host, deadline));
@@ -827,7 +889,7 @@ async fn lease(
             query.build().execute(&mut **tx).await?;
         }
         let events = transitions(tx, validators, &single, Event::Update, now).await?;
-        hosts.load(tx, events.iter().map(|(host, _)| host.0)).await?;
+        hosts.load(tx, events.iter().map(|e| e.host.0)).await?;
         hosts.apply(&events);
     }
     Ok((leased, found, epoch))
@@ -878,9 +940,14 @@ fn push_leased(query: &mut QueryBuilder<Sqlite>, leased: &[Leased], now: Timesta
 /// Most candidates read at once.
 const MAX_PAGE: usize = 4096;
 
+/// Longest error message kept in a batch's error watch.
+const MAX_WATCHED_ERROR: usize = 200;
+
 /// Updates turnaround averages (hosts' in `hosts`) and the batches' error
-/// watch after reports, in order; pauses a batch whose first results are
-/// mostly errors. One read and one write for each batch concerned.
+/// watch after reports, in order; pauses a batch whose app fails on several
+/// hosts or whose first results are mostly errors from several hosts
+/// (`batch::auto_pause`). For each batch concerned: one read of the batch,
+/// one of its erring hosts when it got errors, one write.
 async fn note_reports(
     tx: &mut Transaction<'_, Sqlite>,
     recorded: &[Recorded<'_>],
@@ -900,36 +967,67 @@ async fn note_reports(
             .bind(batch_id)
             .fetch_one(&mut **tx)
             .await?;
-        let mut reported = rows::u32_column(&row, "n_reported")?;
-        let mut errors = rows::u32_column(&row, "n_errors")?;
+        let mut watch = batch::ErrorWatch {
+            reported: rows::u32_column(&row, "n_reported")?,
+            errors: rows::u32_column(&row, "n_errors")?,
+            erring_hosts: Vec::new(),
+        };
         let mut state: String = row.try_get("state")?;
         let mut average = rows::optional_u64(&row, "avg_turnaround_ms")?;
         let mut pause_reason = None;
-        for r in recorded.iter().filter(|r| r.batch_id == Some(batch_id)) {
-            reported += 1;
-            errors += u32::from(!success(r));
+        let reports: Vec<&Recorded<'_>> = recorded.iter().filter(|r| r.batch_id == Some(batch_id)).collect();
+        let any_error = reports.iter().any(|r| !success(r));
+        if any_error && watch.watching() {
+            for row in
+                sqlx::query("SELECT host_id, error_message FROM batch_error_hosts WHERE batch_id = ? ORDER BY rowid")
+                    .bind(batch_id)
+                    .fetch_all(&mut **tx)
+                    .await?
+            {
+                watch.erring_hosts.push((row.try_get("host_id")?, row.try_get("error_message")?));
+            }
+        }
+        let known_hosts = watch.erring_hosts.len();
+        for r in reports {
+            let error = (!success(r)).then(|| watched_error(&r.input.error_message));
+            watch.record(r.host.0, error.as_deref());
             if let (true, Some(sample)) = (success(r), r.turnaround) {
                 average = Some(batch::update_turnaround(average, sample));
             }
-            if let (true, Some(reason)) = (state == "active", batch::auto_pause(reported, errors)) {
+            if let (true, Some(reason)) = (state == "active", batch::auto_pause(&watch)) {
                 state = "paused".to_owned();
                 pause_reason = Some(reason);
             }
         }
-        sqlx::query(
-            "UPDATE batches SET n_reported = ?, n_errors = ?, avg_turnaround_ms = ?, state = ?, \
-             pause_reason = COALESCE(?, pause_reason) WHERE id = ?",
-        )
-        .bind(reported)
-        .bind(errors)
-        .bind(average.map(int))
-        .bind(&state)
-        .bind(pause_reason)
-        .bind(batch_id)
-        .execute(&mut **tx)
-        .await?;
+        let mut query = QueryBuilder::new("UPDATE batches SET n_reported = ");
+        query.push_bind(watch.reported).push(", n_errors = ").push_bind(watch.errors);
+        query.push(", avg_turnaround_ms = ").push_bind(average.map(int)).push(", state = ").push_bind(state);
+        query.push(", pause_reason = COALESCE(").push_bind(pause_reason).push(", pause_reason) WHERE id = ");
+        query.push_bind(batch_id).push("; ");
+        let new_hosts = &watch.erring_hosts[known_hosts..];
+        if !new_hosts.is_empty() {
+            query.push("INSERT OR IGNORE INTO batch_error_hosts (batch_id, host_id, error_message) ");
+            query.push_values(new_hosts, |mut values, (host, error)| {
+                values.push_bind(batch_id).push_bind(*host).push_bind(error.clone());
+            });
+        }
+        query.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// An error message as the error watch compares it: its first line, at most
+/// `MAX_WATCHED_ERROR` bytes ("no message" when empty).
+fn watched_error(message: &str) -> String {
+    let line = message.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return "no message".to_owned();
+    }
+    let mut end = line.len().min(MAX_WATCHED_ERROR);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_owned()
 }
 
 /// An assignment from a row with the columns of a lease query.

@@ -52,6 +52,11 @@ async fn host(store: &Store, name: &str) -> HostId {
 
 /// A host of volunteer account `account` (`""`: a host standing alone).
 async fn account_host(store: &Store, name: &str, account: &str) -> HostId {
+    registered_host(store, name, account, "").await
+}
+
+/// A host of volunteer account `account` registering from `address`.
+async fn registered_host(store: &Store, name: &str, account: &str, address: &str) -> HostId {
     let new = NewHost {
         name: name.into(),
         n_cpus: 2,
@@ -59,6 +64,7 @@ async fn account_host(store: &Store, name: &str, account: &str) -> HostId {
         engine: "test".into(),
         os: "test".into(),
         account: account.into(),
+        address: address.into(),
     };
     store.register_host(&new, &format!("hash-{name}"), T0).await.unwrap()
 }
@@ -105,7 +111,7 @@ async fn agreeing_hosts_make_a_canonical_result() {
     let canonical = f.store.canonical_results(&name("p"), 0, 100).await.unwrap();
     assert_eq!(canonical.len(), 3);
     assert_eq!(canonical[0].output, format!("out {}", canonical[0].work_unit_id).into_bytes());
-    let hosts = f.store.list_hosts().await.unwrap();
+    let hosts = f.store.list_hosts(T0).await.unwrap();
     assert_eq!(hosts[0].n_valid, 3);
     assert!((hosts[0].total_credit - 9.0).abs() < 1e-9, "3 results x 3e9 fuel = 9 credit");
 }
@@ -127,7 +133,7 @@ async fn a_wrong_output_never_becomes_canonical() {
     let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
     let bad_result = results.iter().find(|r| r.id == b.result_id.0).unwrap();
     assert_eq!(bad_result.validate_state, "invalid");
-    assert_eq!(f.store.list_hosts().await.unwrap()[1].n_invalid, 1);
+    assert_eq!(f.store.list_hosts(T0).await.unwrap()[1].n_invalid, 1);
 }
 
 #[tokio::test]
@@ -171,7 +177,7 @@ async fn deadlines_turn_copies_into_no_reply_and_reissue_them() {
     assert_eq!(after.work_units, 1);
     let s = status(&f.store, "p").await;
     assert_eq!((s.results_no_reply, s.results_unsent), (1, 1), "b's copy timed out and a new one was made");
-    assert_eq!(f.store.list_hosts().await.unwrap()[1].n_no_reply, 1);
+    assert_eq!(f.store.list_hosts(T0).await.unwrap()[1].n_no_reply, 1);
 
     let z = f.store.lease_work(c, 1, T0.plus_ms(DEADLINE_MS)).await.unwrap().remove(0);
     f.store.record_reports(c, &[success(z.result_id, "v")], T0.plus_ms(DEADLINE_MS)).await.unwrap();
@@ -362,7 +368,9 @@ async fn a_batch_whose_first_results_are_errors_is_paused_until_resumed() {
     assert_eq!(s.batches.len(), 1);
     assert_eq!(s.batches[0].state, "paused");
     let reason = s.batches[0].pause_reason.clone().unwrap();
-    assert!(reason.contains("of its first 20 results were errors"), "{reason}");
+    // Three distinct hosts reported the same error and none succeeded: the app's fault.
+    assert!(reason.contains("the app fails on every host"), "{reason}");
+    assert!(reason.contains("3 distinct hosts reported the same error (\"exit code 3\")"), "{reason}");
     assert!(s.work_units_open > 0 && s.results_unsent > 0);
 
     let fresh = host(&f.store, "d").await;
@@ -608,7 +616,7 @@ async fn a_refused_report_in_a_work_request_changes_nothing() {
         (before.results_unsent, before.results_in_progress, before.results_over),
         "no report recorded, no copy leased"
     );
-    let hosts = f.store.list_hosts().await.unwrap();
+    let hosts = f.store.list_hosts(T0).await.unwrap();
     assert_eq!(hosts.iter().map(|h| h.n_in_progress).sum::<u64>(), 2);
 }
 
@@ -802,7 +810,7 @@ async fn a_refused_call_in_a_group_writes_nothing_and_the_other_calls_go_on() {
     assert_eq!(q_after[&q_copy.result_id.0], q_before[&q_copy.result_id.0], "a was not answered: its abort stays");
     assert_eq!([results_today(&f.store, a).await, results_today(&f.store, b).await], today_before, "no lease");
     let in_progress: HashMap<i64, u64> =
-        f.store.list_hosts().await.unwrap().into_iter().map(|h| (h.id, h.n_in_progress)).collect();
+        f.store.list_hosts(T0).await.unwrap().into_iter().map(|h| (h.id, h.n_in_progress)).collect();
     assert_eq!([in_progress[&a.0], in_progress[&b.0], in_progress[&c.0], in_progress[&d.0]], [3, 1, 2, 2]);
     assert_eq!(status(&f.store, "p").await.work_units_done, 0, "a1 was not recorded: work unit 1 is not done");
 
@@ -1077,6 +1085,8 @@ async fn a_lone_host_takes_one_copy_of_every_work_unit_of_every_project() {
         f.store.create_project(&project(project_name, 2, 2), &units(n), T0).await.unwrap();
     }
     let lone = host(&f.store, "lone").await;
+    // A host with a proven record: its quota is not what stops it here.
+    sqlx::query("UPDATE hosts SET daily_quota = 1000 WHERE id = ?").bind(lone.0).execute(&f.store.pool).await.unwrap();
     let mut taken = std::collections::HashSet::new();
     loop {
         let got = f.store.lease_work(lone, 7, T0).await.unwrap();
@@ -1098,10 +1108,7 @@ async fn a_lone_host_takes_one_copy_of_every_work_unit_of_every_project() {
 async fn a_batch_resumed_behind_a_frontier_is_walked_again() {
     let f = fixture().await;
     f.store.create_project(&project("p", 2, 2), &units(30), T0).await.unwrap();
-    let erring = host(&f.store, "erring").await;
-    let copies = f.store.lease_work(erring, 30, T0).await.unwrap();
-    let errors: Vec<_> = copies.iter().map(|c| error_report(c.result_id)).collect();
-    f.store.record_reports(erring, &errors, T0).await.unwrap();
+    sqlx::query("UPDATE batches SET state = 'paused', pause_reason = 'test'").execute(&f.store.pool).await.unwrap();
     assert_eq!(status(&f.store, "p").await.batches[0].state, "paused");
     // A host walks the unsent copies while the batch is paused: none for it.
     let late = host(&f.store, "late").await;
@@ -1191,7 +1198,7 @@ fn claimed_success(result: ResultId, output: &str, fuel_used: u64, engine: &str)
 
 /// Credit of each host, by name.
 async fn credits(store: &Store) -> Vec<(String, f64)> {
-    store.list_hosts().await.unwrap().into_iter().map(|h| (h.name, h.total_credit)).collect()
+    store.list_hosts(T0).await.unwrap().into_iter().map(|h| (h.name, h.total_credit)).collect()
 }
 
 #[tokio::test]
@@ -1261,6 +1268,182 @@ async fn accounts_stored_before_they_were_canonical_are_rewritten_at_open() {
     account_host(&store, "b", "alice").await;
     account_host(&store, "c", "").await;
     let reopened = Store::open(&path).await.unwrap();
-    let accounts: Vec<String> = reopened.list_hosts().await.unwrap().into_iter().map(|h| h.account).collect();
+    let accounts: Vec<String> = reopened.list_hosts(T0).await.unwrap().into_iter().map(|h| h.account).collect();
     assert_eq!(accounts, ["ünïcode bob", "alice", ""]);
+}
+
+/// A project like `project(text, 2, 2)` whose app is another module (`tag`
+/// in a custom section), so its digest differs.
+fn app_project(text: &str, tag: &[u8]) -> NewProject {
+    let mut module = b"\0asm\x01\0\0\0\0".to_vec();
+    module.push(tag.len() as u8 + 1);
+    module.push(tag.len() as u8);
+    module.extend_from_slice(tag);
+    NewProject { app_digest: digest_of(&module), app_module: module, ..project(text, 2, 2) }
+}
+
+#[tokio::test]
+async fn an_app_failing_everywhere_costs_its_hosts_nothing_in_a_good_project() {
+    use crate::domain::trust::{INITIAL_DAILY_QUOTA, MAX_DAILY_QUOTA};
+    let f = fixture().await;
+    let (good, bad) = (project("good", 2, 2), app_project("bad", b"bad"));
+    // The failing project first: its copies come first in the queue.
+    f.store.create_project(&bad, &units(30), T0).await.unwrap();
+    f.store.create_project(&good, &units(30), T0).await.unwrap();
+    let hosts = [host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await];
+    let mut now = T0;
+    for _ in 0..100 {
+        for &h in &hosts {
+            let copies = f.store.lease_work(h, 4, now).await.unwrap();
+            let reports: Vec<_> = copies
+                .iter()
+                .map(|c| match c.project.as_str() {
+                    "bad" => error_report(c.result_id),
+                    _ => success(c.result_id, &format!("out {}", c.work_unit_id)),
+                })
+                .collect();
+            if !reports.is_empty() {
+                f.store.record_reports(h, &reports, now).await.unwrap();
+            }
+        }
+        now = now.plus_ms(1000);
+        if status(&f.store, "good").await.work_units_open == 0 {
+            break;
+        }
+    }
+    let s = status(&f.store, "good").await;
+    assert_eq!((s.work_units_done, s.results_error), (30, 0), "the good project completes: {s:?}");
+    let s = status(&f.store, "bad").await;
+    assert!(s.results_error >= 3 && s.work_units_done == 0, "{s:?}");
+    // The failing app is the app's fault, and says so.
+    let reason = s.batches[0].pause_reason.clone().unwrap_or_default();
+    assert_eq!(s.batches[0].state, "paused", "{s:?}");
+    assert!(reason.contains("the app fails on every host") && reason.contains("exit code 3"), "{reason}");
+    for host in f.store.list_hosts(now).await.unwrap() {
+        // Nothing reduced the host's own quota: the valid results raised it.
+        assert!(host.daily_quota > INITIAL_DAILY_QUOTA, "{host:?}");
+        assert!(host.n_error > 0, "every host ran the failing app: {host:?}");
+        let quota = |digest: &crate::domain::Digest| {
+            host.app_quotas.iter().find(|q| q.app_digest == digest.as_str()).cloned().expect("a quota per app run")
+        };
+        let (good_quota, bad_quota) = (quota(&good.app_digest), quota(&bad.app_digest));
+        assert_eq!((good_quota.daily_quota, good_quota.exhausted), (MAX_DAILY_QUOTA, false), "{host:?}");
+        assert_eq!(good_quota.projects, ["good"]);
+        assert!(bad_quota.daily_quota < INITIAL_DAILY_QUOTA, "the failing app's quota paid: {host:?}");
+    }
+}
+
+#[tokio::test]
+async fn errors_are_blamed_on_the_host_once_others_succeed() {
+    use crate::domain::trust::INITIAL_DAILY_QUOTA;
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(1), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let for_a = f.store.lease_work(a, 1, T0).await.unwrap();
+    f.store.record_reports(a, &[error_report(for_a[0].result_id)], T0).await.unwrap();
+    let quota_of = |hosts: &[HostInfo], h: HostId| hosts.iter().find(|x| x.id == h.0).unwrap().daily_quota;
+    let hosts = f.store.list_hosts(T0).await.unwrap();
+    assert_eq!(quota_of(&hosts, a), INITIAL_DAILY_QUOTA, "maybe the app's fault: the host keeps its quota");
+    for h in [b, c] {
+        let copy = f.store.lease_work(h, 1, T0).await.unwrap();
+        f.store.record_reports(h, &[success(copy[0].result_id, "v")], T0).await.unwrap();
+    }
+    assert_eq!(status(&f.store, "p").await.work_units_done, 1);
+    let hosts = f.store.list_hosts(T0).await.unwrap();
+    assert_eq!(quota_of(&hosts, a), INITIAL_DAILY_QUOTA / 2, "others succeeded: the error was the host's");
+    assert_eq!(quota_of(&hosts, b), INITIAL_DAILY_QUOTA * 2);
+}
+
+#[tokio::test]
+async fn a_lone_host_cannot_pause_a_batch() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(40), T0).await.unwrap();
+    let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
+    let fail_all = async |h: HostId, n: u32| {
+        let copies = f.store.lease_work(h, n, T0).await.unwrap();
+        let reports: Vec<_> = copies.iter().map(|c| error_report(c.result_id)).collect();
+        f.store.record_reports(h, &reports, T0).await.unwrap();
+        copies.len()
+    };
+    // Its whole quota (20 copies), all errors: the first 20 results of the batch.
+    assert_eq!(fail_all(a, 20).await, 20);
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.results_error, s.batches[0].state.as_str()), (20, "active"), "one host alone: {s:?}");
+    // A second host erring does not pause it either; a third, with the same error, does.
+    fail_all(b, 1).await;
+    assert_eq!(status(&f.store, "p").await.batches[0].state, "active");
+    fail_all(c, 1).await;
+    assert_eq!(status(&f.store, "p").await.batches[0].state, "paused");
+    // After a resume the erring hosts count afresh: the lone host cannot pause it again.
+    assert_eq!(f.store.resume_batches(&name("p"), None).await.unwrap(), 1);
+    let d = host(&f.store, "d").await;
+    fail_all(d, 20).await;
+    let s = status(&f.store, "p").await;
+    assert_eq!(s.batches[0].state, "active", "{s:?}");
+}
+
+#[tokio::test]
+async fn registering_again_does_not_reset_a_punished_quota() {
+    use crate::domain::trust::INITIAL_DAILY_QUOTA;
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(40), T0).await.unwrap();
+    // A host that takes its whole quota and never replies.
+    let silent = registered_host(&f.store, "silent", "mallory", "203.0.113.7").await;
+    assert_eq!(f.store.lease_work(silent, 100, T0).await.unwrap().len(), INITIAL_DAILY_QUOTA as usize);
+    let later = T0.plus_ms(DEADLINE_MS);
+    while f.store.run_transitioner(later).await.unwrap().more {}
+    let store = &f.store;
+    let quota = async |h: HostId| store.host(h, later).await.unwrap().daily_quota;
+    let punished = quota(silent).await;
+    assert_eq!(punished, 1, "halved by each of its no replies");
+    // Registering again, under the same account or from the same address,
+    // starts at the punished quota; elsewhere at the initial one.
+    let cases = [
+        ("same-account", "mallory", "198.51.100.1", punished),
+        ("same-address", "", "203.0.113.7", punished),
+        ("same-address-new-account", "mallory-2", "203.0.113.7", punished),
+        ("stranger", "alice", "198.51.100.2", INITIAL_DAILY_QUOTA),
+        ("no-address", "", "", INITIAL_DAILY_QUOTA),
+    ];
+    for (name, account, address, expected) in cases {
+        let h = registered_host(&f.store, name, account, address).await;
+        assert_eq!(quota(h).await, expected, "{name}");
+    }
+    // A host with validated results is not held against its address (hosts
+    // behind one address, or on loopback, keep their own quotas).
+    sqlx::query("UPDATE hosts SET n_valid = 5 WHERE address = '203.0.113.7'").execute(&f.store.pool).await.unwrap();
+    let h = registered_host(&f.store, "after-honest", "", "203.0.113.7").await;
+    assert_eq!(quota(h).await, INITIAL_DAILY_QUOTA);
+    let h = registered_host(&f.store, "account-still", "mallory", "").await;
+    assert_eq!(quota(h).await, punished, "the account's record stays");
+}
+
+#[tokio::test]
+async fn fresh_hosts_that_never_reply_do_not_fail_a_work_unit() {
+    let f = fixture().await;
+    // max_total_results 3, target 2: two no replies from hosts that had results
+    // validated would fail it (see the domain's tests).
+    let mut p = project("p", 2, 2);
+    p.policy = crate::domain::policy::tests::policy(2, 2, 3, 3, DEADLINE_MS).unwrap();
+    f.store.create_project(&p, &units(1), T0).await.unwrap();
+    let mut now = T0;
+    for round in 0..2 {
+        for i in 0..2 {
+            let fresh =
+                registered_host(&f.store, &format!("fresh-{round}-{i}"), "", &format!("192.0.2.{round}{i}")).await;
+            assert_eq!(f.store.lease_work(fresh, 1, now).await.unwrap().len(), 1, "round {round}");
+        }
+        now = now.plus_ms(DEADLINE_MS);
+        while f.store.run_transitioner(now).await.unwrap().more {}
+        let s = status(&f.store, "p").await;
+        assert_eq!((s.work_units_open, s.results_no_reply), (1, 2 * (round + 1)), "{s:?}");
+    }
+    // Hosts that reply complete it.
+    for name in ["honest-1", "honest-2"] {
+        let h = host(&f.store, name).await;
+        let copy = f.store.lease_work(h, 1, now).await.unwrap();
+        f.store.record_reports(h, &[success(copy[0].result_id, "v")], now).await.unwrap();
+    }
+    let s = status(&f.store, "p").await;
+    assert_eq!((s.work_units_done, s.work_units_failed), (1, 0), "{s:?}");
 }

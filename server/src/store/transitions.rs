@@ -4,18 +4,18 @@
 
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::hosts::apply_host_events;
+use super::hosts::{HostAppEvent, apply_host_events};
 use super::submit::{create_batch, insert_unsent};
 use super::{Error, Result, Store};
 use super::{bulk, rows};
 use std::collections::HashMap;
 
 use crate::domain::fuzzy;
-use crate::domain::lifecycle::{self, HostEvent, Outcome, ResultCopy, Transition, WorkUnit};
+use crate::domain::lifecycle::{self, Outcome, ResultCopy, Transition, WorkUnit};
 use crate::domain::names::ProjectName;
 use crate::domain::policy::{ReplicationPolicy, ValidatorKind};
 use crate::domain::validator::{Bitwise, Comparator, Fuzzy};
-use crate::domain::{HostId, ProjectId, ResultId, Timestamp, WorkUnitId, batch};
+use crate::domain::{ProjectId, ResultId, Timestamp, WorkUnitId, batch};
 use crate::validators::{Custom, Validators};
 
 /// Which rule to apply to a work unit.
@@ -53,14 +53,14 @@ pub(super) async fn transition_work_units(
 }
 
 /// [`transition_work_units`], except that the events on hosts (credit,
-/// trust) are returned, in order, for the caller to apply.
+/// trust, app quotas) are returned, in order, for the caller to apply.
 pub(super) async fn transitions(
     tx: &mut Transaction<'_, Sqlite>,
     validators: &Validators,
     work_unit_ids: &[WorkUnitId],
     event: Event,
     now: Timestamp,
-) -> Result<Vec<(HostId, HostEvent)>> {
+) -> Result<Vec<HostAppEvent>> {
     let mut host_events = Vec::new();
     // Per project, read once per call (only for work units accepted alone).
     let mut typical_credits: HashMap<ProjectId, f64> = HashMap::new();
@@ -69,7 +69,7 @@ pub(super) async fn transitions(
     ids.dedup();
     for chunk in ids.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(concat!(
-            "SELECT w.id, w.project_id, w.state, w.fail_reason, w.target_results, w.canonical_result_id, \
+            "SELECT w.id, w.project_id, p.app_digest, w.state, w.fail_reason, w.target_results, w.canonical_result_id, \
              w.single_result, w.attempt, w.purged_at, ",
             rows::work_unit_policy_columns!(),
             " FROM work_units w JOIN projects p ON p.id = w.project_id LEFT JOIN batches b ON b.id = w.batch_id \
@@ -106,6 +106,7 @@ pub(super) async fn transitions(
                     }
                 };
             }
+            let app: String = row.try_get("app_digest")?;
             let policy = rows::policy(row)?;
             let results = copies.remove(&work_unit.id.0).unwrap_or_default();
             let transition = match event {
@@ -124,7 +125,7 @@ pub(super) async fn transitions(
                 }
                 Event::Cancel => lifecycle::cancel(&work_unit, &results, now, &policy),
             };
-            changes.add(&work_unit, project, transition, now);
+            changes.add(&work_unit, project, &app, transition, now);
         }
         host_events.extend(changes.persist(tx, now).await?);
     }
@@ -229,11 +230,11 @@ struct Changes {
     new_results: Vec<(WorkUnitId, ProjectId, u32)>,
     /// Work units that just ended (their batch counts them).
     ended: Vec<i64>,
-    host_events: Vec<(HostId, HostEvent)>,
+    host_events: Vec<HostAppEvent>,
 }
 
 impl Changes {
-    fn add(&mut self, before: &WorkUnit, project: ProjectId, transition: Transition, now: Timestamp) {
+    fn add(&mut self, before: &WorkUnit, project: ProjectId, app: &str, transition: Transition, now: Timestamp) {
         if transition.is_noop(before) {
             return;
         }
@@ -249,11 +250,15 @@ impl Changes {
             self.work_units.push((after, ended.then_some(now.0)));
         }
         self.results.extend(transition.changed_results);
-        self.host_events.extend(transition.host_events);
+        self.host_events.extend(transition.host_events.into_iter().map(|(host, event)| HostAppEvent {
+            host,
+            app: app.to_owned(),
+            event,
+        }));
     }
 
     /// Writes the changes; returns the events on hosts, for the caller to apply.
-    async fn persist(self, tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Vec<(HostId, HostEvent)>> {
+    async fn persist(self, tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Vec<HostAppEvent>> {
         // The updates go to SQLite as one multi-statement query: one round
         // trip to its thread instead of one per statement.
         let mut query = QueryBuilder::new("");
@@ -586,6 +591,16 @@ impl Store {
         if let Some(batch) = batch_id {
             check_batch(&mut tx, project_id, project, batch).await?;
         }
+        // The error watch starts over: the erring hosts seen so far no longer count.
+        sqlx::query(
+            "DELETE FROM batch_error_hosts WHERE batch_id IN (SELECT id FROM batches \
+             WHERE project_id = ? AND state = 'paused' AND (? IS NULL OR id = ?))",
+        )
+        .bind(project_id)
+        .bind(batch_id)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?;
         let resumed = sqlx::query(
             "UPDATE batches SET state = 'active', pause_reason = NULL, n_reported = 0, n_errors = 0 \
              WHERE project_id = ? AND state = 'paused' AND (? IS NULL OR id = ?)",

@@ -27,7 +27,9 @@ fn open_wu(target: u32) -> WorkUnit {
 }
 
 /// A compact description of a copy: `.` unsent, `>` in progress, `!` in progress
-/// past its deadline, `e` error, `n` no reply, a letter a success with that output.
+/// past its deadline, `e` error, `n` no reply, `N` no reply from a newcomer (a
+/// host with no validated result), a letter a success with that output. Every
+/// host but the newcomers has had results validated.
 fn copies(spec: &str) -> Vec<ResultCopy> {
     spec.chars()
         .enumerate()
@@ -35,6 +37,7 @@ fn copies(spec: &str) -> Vec<ResultCopy> {
             let id = ResultId(i as i64 + 1);
             let host = Some(HostId(i as i64 + 1));
             let mut r = ResultCopy::unsent(id);
+            r.host_proven = c != 'N';
             match c {
                 '.' => {}
                 '>' | '!' => {
@@ -42,7 +45,7 @@ fn copies(spec: &str) -> Vec<ResultCopy> {
                     r.server_state = ServerState::InProgress;
                     r.deadline = Some(if c == '>' { NOW.plus_ms(1) } else { NOW });
                 }
-                'e' | 'n' => {
+                'e' | 'n' | 'N' => {
                     r.host_id = host;
                     r.server_state = ServerState::Over;
                     r.outcome = Some(if c == 'e' { Outcome::ClientError } else { Outcome::NoReply });
@@ -324,7 +327,11 @@ fn credits(t: &Transition) -> Vec<(i64, f64)> {
         .iter()
         .filter_map(|(host, event)| match event {
             HostEvent::Valid { credit, .. } => Some((host.0, *credit)),
-            HostEvent::Invalid | HostEvent::NoReply | HostEvent::ClientError => None,
+            HostEvent::Invalid
+            | HostEvent::NoReply
+            | HostEvent::ClientError
+            | HostEvent::HostError
+            | HostEvent::Unstarted => None,
         })
         .collect()
 }
@@ -482,11 +489,91 @@ fn a_failed_single_result_restores_replication() {
 }
 
 #[test]
-fn report_events() {
+fn events_of_reports() {
     let mut copy = in_progress_for(1);
-    assert_eq!(report_event(&copy), None);
+    assert_eq!(report_events(&copy, WorkUnitState::Open), vec![]);
     copy.outcome = Some(Outcome::ClientError);
-    assert_eq!(report_event(&copy), Some(HostEvent::ClientError));
+    assert_eq!(report_events(&copy, WorkUnitState::Open), vec![HostEvent::Unstarted], "no fuel: it never ran");
+    copy.fuel_used = 10;
+    let (error, blamed) = (HostEvent::ClientError, HostEvent::HostError);
+    assert_eq!(report_events(&copy, WorkUnitState::Open), vec![error.clone()], "maybe the app's fault");
+    assert_eq!(report_events(&copy, WorkUnitState::Done), vec![error.clone(), blamed], "others succeeded");
+    assert_eq!(report_events(&copy, WorkUnitState::Failed(FailReason::TooManyErrors)), vec![error]);
+}
+
+#[test]
+fn errors_are_blamed_on_their_hosts_once_others_agree() {
+    // (policy, target, copies, host events expected)
+    let valid = |host| (HostId(host), HostEvent::Valid { credit: 2.0, replicated: true });
+    let blamed = |host| (HostId(host), HostEvent::HostError);
+    let cases = [
+        // Errors and no canonical result yet: nobody is blamed.
+        (policy(2, 2, 3, 8), 2, "ea", vec![]),
+        (policy(2, 2, 3, 8), 2, "eee", vec![]),
+        // Others agree: the erring hosts are blamed, once.
+        (policy(2, 2, 3, 8), 2, "eaa", vec![valid(2), valid(3), blamed(1)]),
+        (policy(2, 2, 3, 8), 2, "aeea", vec![valid(1), valid(4), blamed(2), blamed(3)]),
+        // A failed work unit blames no one: the app may fail on every host.
+        (policy(2, 2, 3, 8), 2, "eeeea", vec![]),
+    ];
+    for (policy, target, spec, expected) in cases {
+        let results = copies(spec);
+        let t = transition(&policy, &open_wu(target), &results, &Bitwise, NOW);
+        assert_eq!(t.host_events, expected, "{spec}");
+        let again = transition(&policy, &t.work_unit, &results, &Bitwise, NOW);
+        assert!(!again.host_events.contains(&blamed(1)), "blamed once: {spec}");
+    }
+}
+
+#[test]
+fn newcomers_no_replies_do_not_exhaust_max_total_results() {
+    // max_total_results 3, target 2: which copies fail the work unit.
+    let cases = [
+        ("nn", WorkUnitState::Failed(FailReason::TooManyTotalResults), 0),
+        ("NN", WorkUnitState::Open, 2),
+        ("NNa", WorkUnitState::Open, 1),
+        ("NNNNa", WorkUnitState::Open, 1),
+        // Bounded: the fifth newcomer's no reply counts.
+        ("NNNNNa", WorkUnitState::Open, 1),
+        ("NNNNNNa", WorkUnitState::Failed(FailReason::TooManyTotalResults), 0),
+        ("NNnn", WorkUnitState::Failed(FailReason::TooManyTotalResults), 0),
+    ];
+    for (spec, state, new_results) in cases {
+        let t = transition(&policy(2, 2, 3, 3), &open_wu(2), &copies(spec), &Bitwise, NOW);
+        assert_eq!((t.work_unit.state, t.new_results), (state, new_results), "{spec}");
+    }
+}
+
+#[test]
+fn newcomers_errors_count_only_until_another_copy_succeeds() {
+    // max_error_results 1: two errors fail the work unit, unless they are
+    // newcomers' and another copy succeeded (then they were their hosts').
+    let mut newcomers = copies("eea");
+    for r in &mut newcomers[..2] {
+        r.host_proven = false;
+    }
+    let mut no_success = copies("ee");
+    for r in &mut no_success {
+        r.host_proven = false;
+    }
+    let cases = [
+        (copies("eea"), WorkUnitState::Failed(FailReason::TooManyErrors)),
+        (newcomers, WorkUnitState::Open),
+        (no_success, WorkUnitState::Failed(FailReason::TooManyErrors)),
+    ];
+    for (results, state) in cases {
+        let t = transition(&policy(2, 2, 1, 8), &open_wu(2), &results, &Bitwise, NOW);
+        assert_eq!(t.work_unit.state, state, "{results:?}");
+    }
+}
+
+#[test]
+fn newcomers_copies_beyond_the_allowance_count() {
+    let cases = [("NNNNNa", WorkUnitState::Open, 1)];
+    for (spec, state, new_results) in cases {
+        let t = transition(&policy(2, 2, 3, 3), &open_wu(2), &copies(spec), &Bitwise, NOW);
+        assert_eq!((t.work_unit.state, t.new_results), (state, new_results), "{spec}");
+    }
 }
 
 #[test]
