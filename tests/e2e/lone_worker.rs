@@ -20,7 +20,7 @@ async fn a_lone_worker_computes_every_copy_it_may_take_in_every_project() {
     let url = server.url();
     for (name, n) in PROJECTS {
         let manifest = dir.write(
-            &format!("{name}.toml"),
+            format!("{name}.toml"),
             primes::manifest(name, 0, n * CHUNK, CHUNK, "min_quorum = 2\ndeadline = \"1h\""),
         );
         let submitted: Submitted = cli(&url, ["--json", "submit", &manifest.display().to_string()]).await.json();
