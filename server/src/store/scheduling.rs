@@ -571,6 +571,8 @@ const ATTACHED_MS: i64 = 10 * 60 * 1000;
 
 /// One call's walk through the unsent copies.
 struct Walk {
+    /// The call it walks for (its index in the group).
+    call: usize,
     host: HostId,
     /// Whose frontier it moves: its account's, or its own when it stands alone.
     walker: Walker,
@@ -679,11 +681,12 @@ async fn lease(
     now: Timestamp,
 ) -> Result<(Vec<Leased>, HashMap<Walker, HostFrontier>, u64)> {
     let mut walks: Vec<Walk> = Vec::new();
-    for &(host, wants) in wanted {
+    for (call, &(host, wants)) in wanted.iter().enumerate() {
         // Calls of unknown hosts are refused before anything else.
         let Some(row) = hosts.get(host).filter(|_| wants > 0) else { continue };
         let walker = if row.account.is_empty() { Walker::Host(host) } else { Walker::Account(row.account.clone()) };
         walks.push(Walk {
+            call,
             host,
             walker,
             wants,
@@ -699,13 +702,6 @@ async fn lease(
     for walk in &mut walks {
         walk.frontier = known.get(&walk.walker).cloned().unwrap_or_default();
     }
-    // Which walk each call's assignments go to.
-    let call_of: Vec<usize> = wanted
-        .iter()
-        .enumerate()
-        .filter(|(_, (host, wants))| *wants > 0 && hosts.get(*host).is_some())
-        .map(|(i, _)| i)
-        .collect();
     if walks.is_empty() {
         return Ok((Vec::new(), HashMap::new(), epoch));
     }
@@ -761,7 +757,8 @@ async fn lease(
             }
             candidates.push(Candidate { row, result_id: after_id, level: after_priority, work_unit_id, taken: false });
         }
-        for (walk, &call) in walks.iter_mut().zip(&call_of) {
+        for walk in walks.iter_mut() {
+            let call = walk.call;
             for candidate in candidates.iter_mut() {
                 if walk.wants == 0 || walk.refused.quota {
                     break;
@@ -861,8 +858,8 @@ async fn lease(
         // walk would otherwise keep every work unit it passed).
         holders.retain(|_, held| held.leased);
     }
-    for (walk, &call) in walks.iter().zip(&call_of) {
-        if assignments[call].is_empty() && frontiers.explain(walk.host, now) {
+    for walk in &walks {
+        if assignments[walk.call].is_empty() && frontiers.explain(walk.host, now) {
             tracing::info!(host_id = walk.host.0, "no work for this host: {}", walk.refused);
         }
     }
