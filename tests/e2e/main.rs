@@ -31,6 +31,9 @@
 //! - `operations`: health checking, reflection and clean shutdown.
 //! - `worker_crash`: a worker killed (SIGKILL) with unreported and
 //!   checkpointed tasks reports them once and resumes from its checkpoints.
+//! - `worker_shutdown`: a worker stopped (SIGTERM) with queued work starts
+//!   no task afterwards; the running one is journalled back with its
+//!   checkpoint and resumed by the next start.
 //! - `coordinator_outage`: a worker computes its buffer while the coordinator
 //!   is down, backs off within a bound, and delivers everything afterwards.
 //! - `resource_share`: one worker, two coordinators, shares 1:3.
@@ -84,3 +87,4 @@ mod tidy;
 mod tls;
 mod validators;
 mod worker_crash;
+mod worker_shutdown;

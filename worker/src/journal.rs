@@ -22,9 +22,11 @@
 //! power cut. That is safe: an assignment the journal lost is sent again by
 //! the coordinator (the worker lists what it holds on every request), a lost
 //! "reported" mark only repeats a report (reports are idempotent), and a lost
-//! "running" mark is a task that starts again from its checkpoint. It keeps
-//! one fsync per finished task, off the cores' critical path. The file is created readable by its owner only,
-//! since it holds tokens. Messages are stored as their protobuf encoding.
+//! "running" mark is a task that starts again from its checkpoint. The
+//! results that finished together are committed in one transaction, so one
+//! fsync (about 0.25 ms) stands between a finished task and its core's next
+//! one. The file is created readable by its owner only, since it holds
+//! tokens. Messages are stored as their protobuf encoding.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -476,8 +478,9 @@ impl Journal {
         Ok(())
     }
 
-    /// A running task was stopped (shutdown) before finishing: it goes back
-    /// to `received`, with the fuel of all its segments so far.
+    /// A running task was stopped before finishing (interrupted at shutdown,
+    /// or found `running` after a crash): it goes back to `received`, with
+    /// the fuel of all its segments so far.
     pub async fn interrupted(&self, server: &str, result_id: i64, fuel_before: u64) -> Result<()> {
         sqlx::query(
             "UPDATE tasks SET state = 'received', fuel_before = ?3, fuel_progress = 0 \

@@ -2,21 +2,34 @@
 //! computes, and network calls spawned as tokio tasks (at most one in flight
 //! per coordinator), so the cores never wait for the network.
 //!
-//! Each turn: take finished tasks (journal them), start queued tasks on free
-//! cores in the order `schedule` picks (fetching apps first), then launch
-//! what each coordinator needs: registration, a work request (when its queue
-//! is below the buffer's low mark; it carries the finished reports too), a
-//! report on its own (when results have waited a while and no request is
-//! due), an app download, or a refresh of the host's credit. Then wait for
-//! the next event: a task done, a call answered, a timer, pause or resume,
-//! shutdown. Calls that fail wait a growing, jittered delay; the server's
-//! retry hints are honoured; nothing is retried in a tight loop.
+//! Each turn: take the tasks that came back from the pool and journal them
+//! (finished results with their reports, in one durable transaction), then
+//! start queued tasks on the free cores in the order `schedule` picks
+//! (fetching apps first), then launch what each coordinator needs:
+//! registration, a work request (when its queue is below the buffer's low
+//! mark; it carries the finished reports too), a report on its own (when
+//! results have waited a while and no request is due), an app download, or a
+//! refresh of the host's credit. Then wait for the next event: shutdown
+//! first, then a task done, a call answered, a timer, pause or resume. Calls
+//! that fail wait a growing, jittered delay; the server's retry hints are
+//! honoured; nothing is retried in a tight loop.
+//!
+//! Tasks start in one place, [`Worker::start_tasks`], called only by a turn,
+//! after that turn's completions are journalled: a core takes its next task
+//! only once what it computed is in the journal, and the journal never lists
+//! more running tasks than there are cores. Before each start the loop looks
+//! at the shutdown signal (and the pause); once shutdown is asked for no task
+//! starts: [`Worker::stop`] gives running tasks the grace period to finish,
+//! interrupts the rest (their checkpoint directories are kept and they go back
+//! to the journal's queue, to resume at the next start) and journals each as
+//! it stops.
 //!
 //! Everything the worker must not forget is in the journal before it acts:
-//! a task is journalled when received, its report when finished, and it is
-//! marked reported once the coordinator accepted it. On start, the journal's
-//! pending tasks come back: finished ones are reported, others queued again
-//! (resuming from their checkpoint directory when the app left one there).
+//! a task is journalled when received, its report when finished (before the
+//! "finished result" line is logged), and it is marked reported once the
+//! coordinator accepted it. On start, the journal's pending tasks come back:
+//! finished ones are reported, others queued again (resuming from their
+//! checkpoint directory when the app left one there).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -24,6 +37,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -43,8 +57,13 @@ use crate::signing;
 use crate::state::{self, StateDir};
 use crate::{Command, Config};
 
-/// How long shutdown waits for interrupted tasks, then for the last calls.
+/// How long running tasks may go on after shutdown is asked for (a task that
+/// finishes meanwhile is journalled and reported); then how long the last
+/// calls may take.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long tasks interrupted at the end of the grace period have to stop and
+/// be journalled (the sandbox notices an abort within an epoch tick, 10 ms).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 /// Longest a registration call may take (it is not abandoned at shutdown).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most results sent in one call.
@@ -147,6 +166,26 @@ struct Unreported {
     since: Instant,
 }
 
+/// A result whose report is ready, to journal.
+struct Completed {
+    /// Its coordinator.
+    index: usize,
+    app_digest: String,
+    report: ResultReport,
+    /// Fuel and run time of the segment that just ran; `None` for a result
+    /// that did not run (abandoned, refused, its app unobtainable).
+    segment: Option<(u64, u64)>,
+    /// The segment was the whole task and succeeded: it teaches the fuel per task.
+    whole: bool,
+}
+
+impl Completed {
+    /// A result reported without running (or without a usable run).
+    fn unrun(index: usize, app_digest: String, report: ResultReport) -> Completed {
+        Completed { index, app_digest, report, segment: None, whole: false }
+    }
+}
+
 /// The answer to a spawned call.
 enum Answer {
     Registered(Result<RegisterHostResponse, Status>),
@@ -203,6 +242,16 @@ impl<F: Future<Output = ()>> Shutdown<F> {
             signal.as_mut().await;
             self.signal = None;
         }
+    }
+
+    /// Whether shutdown was asked for, without waiting (polls the signal once).
+    async fn requested(&mut self) -> bool {
+        if let Some(signal) = &mut self.signal
+            && std::future::poll_fn(|cx| Poll::Ready(signal.as_mut().poll(cx).is_ready())).await
+        {
+            self.signal = None;
+        }
+        self.signal.is_none()
     }
 }
 
@@ -304,9 +353,11 @@ impl Worker {
             "worker started"
         );
         loop {
-            self.turn().await?;
+            self.turn(&mut shutdown).await?;
             let wake = self.next_wake();
             tokio::select! {
+                // Shutdown first: once asked for, no other event is handled here.
+                biased;
                 _ = shutdown.wait() => break,
                 Some(done) = self.done_rx.recv() => self.finish(vec![done]).await?,
                 Some((attachment, answer)) = self.calls_rx.recv() => self.answered(attachment, answer).await?,
@@ -334,9 +385,15 @@ impl Worker {
                         finished += 1;
                         self.unreported[index].push(Unreported { report, since: Instant::now() });
                     }
-                    _ => {
+                    (state, _) => {
                         queued += 1;
                         let fuel_before = task.fuel_before;
+                        if state == TaskState::Running {
+                            // Cut off by a crash: queued again, like a task
+                            // interrupted at shutdown (the journal's running
+                            // tasks are those holding a core).
+                            self.journal.interrupted(&server, key.1, fuel_before).await?;
+                        }
                         self.queue.insert(key, Queued { assignment: task.assignment, seq: task.seq, fuel_before });
                     }
                 }
@@ -348,15 +405,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Everything that can be done now without waiting.
-    async fn turn(&mut self) -> anyhow::Result<()> {
+    /// Everything that can be done now without waiting. Completions are
+    /// journalled before any task starts, so a freed core is refilled only
+    /// once its result is in the journal.
+    async fn turn<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> anyhow::Result<()> {
         let mut done = Vec::new();
         while let Ok(item) = self.done_rx.try_recv() {
             done.push(item);
         }
         self.finish(done).await?;
-        if !self.paused {
-            self.start_tasks().await?;
+        self.start_tasks(shutdown).await?;
+        if shutdown.requested().await {
+            // What is left is `stop`'s.
+            return Ok(());
         }
         if Instant::now() >= self.next_progress {
             self.save_progress().await?;
@@ -371,9 +432,11 @@ impl Worker {
 
     // ---- computing -----------------------------------------------------------
 
-    /// Starts queued tasks on free cores, in the order `schedule` picks.
-    async fn start_tasks(&mut self) -> anyhow::Result<()> {
-        while self.running.len() < self.config.cpus {
+    /// Starts queued tasks on free cores, in the order `schedule` picks; the
+    /// only place a task starts. Each start first checks that the worker is
+    /// neither paused nor asked to shut down.
+    async fn start_tasks<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> anyhow::Result<()> {
+        while self.running.len() < self.config.cpus && !self.paused && !shutdown.requested().await {
             let now = now_ms();
             let keys: Vec<Key> = self.ready_keys().await;
             if keys.is_empty() {
@@ -409,7 +472,7 @@ impl Worker {
                     };
                     warn!(server = %self.attachments[key.0].server, result_id = key.1, "{message}");
                     let report = error_report(key.1, message);
-                    self.record_finished(key.0, &queued.assignment.app_digest, report, None, false).await?;
+                    self.record_finished(vec![Completed::unrun(key.0, queued.assignment.app_digest, report)]).await?;
                 }
                 None => break,
             }
@@ -448,10 +511,10 @@ impl Worker {
         for key in unusable {
             let queued = self.queue.remove(&key).expect("key from the queue");
             let message = self.unusable_apps[&queued.assignment.app_digest].clone();
-            warn!(result_id = key.1, error = %message, "finished result (cannot get its app)");
-            let report = error_report(key.1, message);
-            if let Err(error) = self.record_finished(key.0, &queued.assignment.app_digest, report, None, false).await {
-                error!(error = %error, "cannot journal a finished result");
+            let report = error_report(key.1, message.clone());
+            match self.record_finished(vec![Completed::unrun(key.0, queued.assignment.app_digest, report)]).await {
+                Ok(()) => warn!(result_id = key.1, error = %message, "finished result (cannot get its app)"),
+                Err(error) => error!(error = %error, "cannot journal a finished result"),
             }
         }
         self.queue
@@ -516,7 +579,7 @@ impl Worker {
         if let Err(reason) = self.check_signature(&server, &assignment, &module).await? {
             warn!(server = %server, result_id = key.1, project = %assignment.project, "{reason}");
             let report = error_report(key.1, reason);
-            return self.record_finished(key.0, &assignment.app_digest, report, None, false).await;
+            return self.record_finished(vec![Completed::unrun(key.0, assignment.app_digest, report)]).await;
         }
         let state = self.state.clone();
         let (dir_server, result_id) = (server.clone(), key.1);
@@ -586,25 +649,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Handles tasks that came back from the pool. Their cores are refilled
-    /// first: journalling (an fsync each) happens while the next tasks run.
+    /// Journals the tasks that came back from the pool: finished results with
+    /// their reports (all in one durable transaction), interrupted tasks back
+    /// to the queue with their checkpoint, unwanted ones forgotten. Starts
+    /// nothing: the freed cores are refilled by the turn, afterwards.
     async fn finish(&mut self, done: Vec<Done>) -> anyhow::Result<()> {
-        let done: Vec<(Key, Running, Option<Outcome>)> = done
-            .into_iter()
-            .filter_map(|(key, outcome)| self.running.remove(&key).map(|running| (key, running, outcome)))
-            .collect();
-        // The usage the next choice sees includes what just finished.
-        for (key, running, outcome) in &done {
+        let mut completed = Vec::with_capacity(done.len());
+        for (key, outcome) in done {
+            let Some(running) = self.running.remove(&key) else {
+                continue;
+            };
+            // The usage the next choice sees includes what just finished.
             let segment_fuel = outcome.as_ref().map_or(0, |o| o.fuel_used);
             self.attachments[key.0].usage += segment_fuel.saturating_sub(running.fuel_counted) as f64;
-        }
-        if done.is_empty() {
-            return Ok(());
-        }
-        if !self.paused {
-            self.start_tasks().await?;
-        }
-        for (key, running, outcome) in done {
             let server = self.attachments[key.0].server.clone();
             if running.unwanted {
                 info!(server = %server, result_id = key.1, "aborted result");
@@ -615,13 +672,14 @@ impl Worker {
             let Some(outcome) = outcome else {
                 error!(result_id = key.1, "sandbox panicked; the result is an error");
                 let report = error_report(key.1, "the worker's sandbox failed (a bug in quorum-worker)".into());
-                self.record_finished(key.0, &running.app_digest, report, None, false).await?;
+                completed.push(Completed::unrun(key.0, running.app_digest, report));
                 continue;
             };
             if outcome.status == TaskStatus::Aborted {
-                // Stopped by shutdown: back to the queue, keeping its checkpoint.
+                // Interrupted at shutdown: back to the queue, keeping its checkpoint.
                 let fuel = running.fuel_before.saturating_add(outcome.fuel_used);
                 self.journal.interrupted(&server, key.1, fuel).await?;
+                info!(server = %server, result_id = key.1, fuel_done = fuel, "interrupted result (kept to resume)");
                 self.queue.insert(key, Queued { assignment: running.assignment, seq: running.seq, fuel_before: fuel });
                 continue;
             }
@@ -630,52 +688,66 @@ impl Worker {
             let mut report = report(key.1, outcome);
             report.resumed = running.resumed;
             report.fuel_used = report.fuel_used.saturating_add(running.fuel_before);
-            match report.outcome() {
-                ReportedOutcome::Success => info!(
-                    server = %server,
-                    result_id = key.1,
-                    fuel_used = report.fuel_used,
-                    run_time_ms = report.run_time_ms,
-                    resumed = report.resumed,
-                    "finished result"
-                ),
-                _ => info!(
-                    server = %server,
-                    result_id = key.1,
-                    fuel_used = report.fuel_used,
-                    error = %report.error_message,
-                    "finished result (client error)"
-                ),
-            }
-            self.record_finished(key.0, &running.app_digest, report, segment, whole).await?;
+            completed.push(Completed { index: key.0, app_digest: running.app_digest, report, segment, whole });
         }
-        Ok(())
+        self.record_finished(completed).await
     }
 
-    /// Journals a finished result, then queues its report.
-    async fn record_finished(
-        &mut self,
-        index: usize,
-        app_digest: &str,
-        report: ResultReport,
-        segment: Option<(u64, u64)>,
-        whole: bool,
-    ) -> anyhow::Result<()> {
-        let outcome = match report.outcome() {
-            ReportedOutcome::Success => "success".to_string(),
-            _ => format!("client error: {}", report.error_message),
-        };
-        let whole_fuel = whole.then_some(report.fuel_used);
-        let stats = segment.and_then(|(fuel, run_time_ms)| {
-            AppStats::learn(self.app_stats.get(app_digest).copied(), fuel, run_time_ms, whole_fuel)
-        });
-        let finished =
-            Finished { server: &self.attachments[index].server, report: &report, app_digest, stats, outcome };
-        self.journal.finish(&[finished], now_ms()).await?;
-        if let Some(stats) = stats {
-            self.app_stats.insert(app_digest.to_string(), stats);
+    /// Journals finished results (one transaction, on disk before anything
+    /// else happens), then queues their reports. A result that ran is logged
+    /// as "finished result" only once journalled.
+    async fn record_finished(&mut self, completed: Vec<Completed>) -> anyhow::Result<()> {
+        if completed.is_empty() {
+            return Ok(());
         }
-        self.unreported[index].push(Unreported { report, since: Instant::now() });
+        // The app's averages, learnt in order; kept once the journal has them.
+        let mut learnt: HashMap<&str, AppStats> = HashMap::new();
+        let mut finished = Vec::with_capacity(completed.len());
+        for task in &completed {
+            let outcome = match task.report.outcome() {
+                ReportedOutcome::Success => "success".to_string(),
+                _ => format!("client error: {}", task.report.error_message),
+            };
+            let whole_fuel = task.whole.then_some(task.report.fuel_used);
+            let digest = task.app_digest.as_str();
+            let stats = task.segment.and_then(|(fuel, run_time_ms)| {
+                let previous = learnt.get(digest).or_else(|| self.app_stats.get(digest)).copied();
+                AppStats::learn(previous, fuel, run_time_ms, whole_fuel)
+            });
+            if let Some(stats) = stats {
+                learnt.insert(digest, stats);
+            }
+            let server = self.attachments[task.index].server.as_str();
+            finished.push(Finished { server, report: &task.report, app_digest: digest, stats, outcome });
+        }
+        self.journal.finish(&finished, now_ms()).await?;
+        let learnt: Vec<(String, AppStats)> =
+            learnt.into_iter().map(|(digest, stats)| (digest.to_string(), stats)).collect();
+        drop(finished);
+        self.app_stats.extend(learnt);
+        for task in completed {
+            if task.segment.is_some() {
+                let (server, report) = (&self.attachments[task.index].server, &task.report);
+                match report.outcome() {
+                    ReportedOutcome::Success => info!(
+                        server = %server,
+                        result_id = report.result_id,
+                        fuel_used = report.fuel_used,
+                        run_time_ms = report.run_time_ms,
+                        resumed = report.resumed,
+                        "finished result"
+                    ),
+                    _ => info!(
+                        server = %server,
+                        result_id = report.result_id,
+                        fuel_used = report.fuel_used,
+                        error = %report.error_message,
+                        "finished result (client error)"
+                    ),
+                }
+            }
+            self.unreported[task.index].push(Unreported { report: task.report, since: Instant::now() });
+        }
         Ok(())
     }
 
@@ -1092,6 +1164,21 @@ impl Worker {
         Ok(())
     }
 
+    /// Journals running tasks as they come back from the pool, until none is
+    /// left or `deadline` passes.
+    async fn collect_tasks(&mut self, deadline: Instant) {
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
+                Ok(Some(done)) => {
+                    if let Err(error) = self.finish(vec![done]).await {
+                        error!(error = %error, "cannot journal a task at shutdown");
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
     /// The earliest time something becomes due, if any.
     fn next_wake(&self) -> Option<Instant> {
         let mut wake: Option<Instant> = None;
@@ -1123,25 +1210,31 @@ impl Worker {
         wake
     }
 
-    /// Shutdown: interrupt running tasks (their checkpoints stay), wait
-    /// briefly for calls in flight (a registration must not be lost), then
-    /// try once to report what finished.
+    /// Shutdown. No task starts from here on (nothing below calls
+    /// `start_tasks`). Running tasks get the grace period to finish (unless
+    /// the worker is paused: they are not computing); those still running
+    /// then are interrupted: their checkpoint directories stay and they go
+    /// back to the journal's queue, to resume at the next start. Each task is
+    /// journalled as it comes back. Then wait briefly for calls in flight (a
+    /// registration must not be lost), and try once to report what finished.
     async fn stop(mut self) {
         info!(running = self.running.len(), queued = self.queue.len(), "shutting down");
-        for running in self.running.values() {
-            running.control.abort();
+        if !self.paused {
+            self.collect_tasks(Instant::now() + SHUTDOWN_GRACE).await;
         }
-        self.gate.resume();
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while !self.running.is_empty() {
-            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
-                Ok(Some(done)) => {
-                    if let Err(error) = self.finish(vec![done]).await {
-                        error!(error = %error, "cannot journal a task at shutdown");
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        if !self.running.is_empty() {
+            info!(n = self.running.len(), "interrupting {} running tasks", self.running.len());
+            // A paused task sees its abort at once: the gate stays as it is.
+            for running in self.running.values() {
+                running.control.abort();
             }
+            self.collect_tasks(Instant::now() + INTERRUPT_GRACE).await;
+        }
+        if !self.running.is_empty() {
+            warn!(
+                n = self.running.len(),
+                "tasks did not stop in time; they resume from their last progress at the next start"
+            );
         }
         let deadline = Instant::now() + REGISTER_TIMEOUT.max(SHUTDOWN_GRACE);
         while self.attachments.iter().any(|a| a.busy) {

@@ -1,7 +1,9 @@
 //! The worker loop against an in-process fake coordinator: registration,
 //! re-registration after `Unauthenticated`, app download, parallel runs,
 //! reports carried by work requests, the fallback to ReportResults and then
-//! to one report per call when one is refused, and a clean shutdown.
+//! to one report per call when one is refused, and a clean shutdown; and the
+//! order of journalling: a finished result is in the journal before its core
+//! takes the next task.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,6 +65,8 @@ struct FakeState {
 }
 
 struct Fake {
+    /// The cores the worker under test runs with (it says so at registration).
+    n_cpus: u32,
     apps: HashMap<String, Vec<u8>>,
     state: Mutex<FakeState>,
     /// Pinged after every ReportResults and RequestWork call.
@@ -91,7 +95,7 @@ impl Scheduler for Fake {
     ) -> Result<Response<RegisterHostResponse>, Status> {
         let request = request.into_inner();
         assert_eq!(request.name, "test-host");
-        assert_eq!(request.n_cpus, 2);
+        assert_eq!(request.n_cpus, self.n_cpus);
         assert!(request.engine.starts_with("wasmtime "));
         let mut state = self.state();
         state.n_registrations += 1;
@@ -202,10 +206,114 @@ fn assignment(result_id: i64, app: &str, input: &[u8]) -> Assignment {
     }
 }
 
+/// The fake, served on loopback until `stop` is sent.
+struct FakeServer {
+    address: std::net::SocketAddr,
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl FakeServer {
+    async fn start(fake: Arc<Fake>) -> FakeServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(SchedulerServer::from_arc(fake))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        FakeServer { address, stop, handle }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).expect("server still running");
+        self.handle.await.expect("server task").expect("server");
+    }
+}
+
+/// A worker attached to `server` alone, as "test-host", with a buffer of 2 to 4 tasks.
+fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quorum_worker::Config {
+    quorum_worker::Config {
+        attachments: vec![quorum_worker::Attach { server: server.url(), share: 100.0 }],
+        state_dir: state_dir.to_path_buf(),
+        cpus,
+        cpu_limit: 100,
+        buffer_low: 2,
+        buffer_high: 4,
+        name: "test-host".into(),
+        account: String::new(),
+        max_backoff: Duration::from_millis(200),
+        ca_cert: None,
+        trust: quorum_worker::signing::Trust::default(),
+    }
+}
+
+/// A worker running in this process, stopped by sending on `stop`.
+struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningWorker {
+    fn start(config: quorum_worker::Config) -> RunningWorker {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (_commands, commands) = mpsc::unbounded_channel();
+        let handle = tokio::spawn(quorum_worker::run(
+            config,
+            async {
+                let _ = stopped.await;
+            },
+            commands,
+        ));
+        RunningWorker { stop, handle }
+    }
+
+    /// Waits (bounded) until `settled` holds of the fake's state, checked
+    /// after each of its calls; panics if the worker stops first.
+    async fn wait_until(
+        &mut self,
+        fake: &Fake,
+        calls: &mut mpsc::UnboundedReceiver<()>,
+        settled: impl Fn(&FakeState) -> bool,
+    ) {
+        let waited = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                tokio::select! {
+                    call = calls.recv() => call.expect("fake scheduler alive"),
+                    stopped = &mut self.handle => panic!("the worker stopped: {stopped:?}"),
+                }
+                if settled(&fake.state()) {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "worker did not report in time");
+    }
+
+    /// Stops the worker; it must exit cleanly.
+    async fn stop(self) {
+        self.stop.send(()).expect("worker still running");
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("worker stops promptly")
+            .expect("worker task")
+            .expect("worker exits cleanly");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_runs_and_reports_against_a_fake_scheduler() {
     let (reported_tx, mut reported_rx) = mpsc::unbounded_channel();
     let fake = Arc::new(Fake {
+        n_cpus: 2,
         apps: [ECHO, EXIT_3].into_iter().map(|app| (digest(app.as_bytes()), app.as_bytes().to_vec())).collect(),
         state: Mutex::new(FakeState {
             assignments: vec![
@@ -218,64 +326,16 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
         }),
         reported: reported_tx,
     });
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("local address");
-    let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(SchedulerServer::from_arc(fake.clone()))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = server_stopped.await;
-            }),
-    );
-
+    let server = FakeServer::start(fake.clone()).await;
     let state_dir = tempfile::tempdir().expect("temp dir");
-    let config = quorum_worker::Config {
-        attachments: vec![quorum_worker::Attach { server: format!("http://{address}"), share: 100.0 }],
-        state_dir: state_dir.path().to_path_buf(),
-        cpus: 2,
-        cpu_limit: 100,
-        buffer_low: 2,
-        buffer_high: 4,
-        name: "test-host".into(),
-        account: String::new(),
-        max_backoff: Duration::from_millis(200),
-        ca_cert: None,
-        trust: quorum_worker::signing::Trust::default(),
-    };
-    let (stop_worker, worker_stopped) = oneshot::channel::<()>();
-    let (_commands, commands) = mpsc::unbounded_channel();
-    let worker = tokio::spawn(quorum_worker::run(
-        config,
-        async {
-            let _ = worker_stopped.await;
-        },
-        commands,
-    ));
+    let mut worker = RunningWorker::start(config(&server, state_dir.path(), 2));
 
-    // Wait (bounded) until the three good results are accepted and the bad
-    // one was rejected on its own at least once.
-    let settled = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            reported_rx.recv().await.expect("fake scheduler alive");
-            let state = fake.state();
-            if state.accepted.len() == 3 && state.n_bad_rejections > 0 {
-                break;
-            }
-        }
-    })
-    .await;
-    assert!(settled.is_ok(), "worker did not report in time");
-
-    stop_worker.send(()).expect("worker still running");
-    tokio::time::timeout(Duration::from_secs(10), worker)
-        .await
-        .expect("worker stops promptly")
-        .expect("worker task")
-        .expect("worker exits cleanly");
-    stop_server.send(()).expect("server still running");
-    server.await.expect("server task").expect("server");
+    // The three good results are accepted and the bad one was rejected on
+    // its own at least once.
+    worker.wait_until(&fake, &mut reported_rx, |state| state.accepted.len() == 3 && state.n_bad_rejections > 0).await;
+    worker.stop().await;
+    let url = server.url();
+    server.stop().await;
 
     {
         let state = fake.state();
@@ -297,10 +357,68 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
     let journal = quorum_worker::journal::Journal::open_existing(&state_dir.path().join("journal.db"))
         .await
         .expect("the journal exists");
-    let identity = journal.identity(&format!("http://{address}")).await.expect("read").expect("identity kept");
+    let identity = journal.identity(&url).await.expect("read").expect("identity kept");
     assert_eq!(identity.host_id, 2);
     for app in [ECHO, EXIT_3] {
         let cached = state_dir.path().join("apps").join(format!("{}.wasm", digest(app.as_bytes())));
         assert_eq!(std::fs::read(cached).expect("cached app"), app.as_bytes());
     }
+}
+
+/// Refuses, in the journal itself, to mark a task running while another one
+/// is: with one core, that is a core that took its next task before the
+/// result it computed was journalled. The refusal fails the worker's write,
+/// which stops the worker with an error.
+const ONE_RUNNING_TASK: &str = "CREATE TRIGGER one_running_task BEFORE UPDATE OF state ON tasks \
+     WHEN NEW.state = 'running' AND OLD.state != 'running' \
+     AND (SELECT COUNT(*) FROM tasks WHERE state = 'running') >= 1 \
+     BEGIN SELECT RAISE(ABORT, 'a core took a task before its result was journalled'); END";
+
+/// One core and a queue of tasks: each finished result is in the journal
+/// (state `finished`, durable) before the core takes the next task, which a
+/// trigger in the journal checks at every start. Every result is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_result_is_journalled_before_its_core_takes_the_next_task() {
+    const N_TASKS: i64 = 8;
+    let first = BAD_RESULT + 1;
+    let (reported_tx, mut reported_rx) = mpsc::unbounded_channel();
+    let fake = Arc::new(Fake {
+        n_cpus: 1,
+        apps: [(digest(ECHO.as_bytes()), ECHO.as_bytes().to_vec())].into(),
+        state: Mutex::new(FakeState {
+            assignments: (first..first + N_TASKS)
+                .map(|result_id| assignment(result_id, ECHO, format!("{result_id}\n").as_bytes()))
+                .collect(),
+            refused_once: true,
+            ..FakeState::default()
+        }),
+        reported: reported_tx,
+    });
+    let server = FakeServer::start(fake.clone()).await;
+    let state_dir = tempfile::tempdir().expect("temp dir");
+    let journal_path = state_dir.path().join("journal.db");
+    quorum_worker::journal::Journal::open(&journal_path).await.expect("create the journal").close().await;
+    {
+        use sqlx::Connection as _;
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", journal_path.display()))
+            .await
+            .expect("open the journal");
+        sqlx::query(ONE_RUNNING_TASK).execute(&mut db).await.expect("create the trigger");
+        db.close().await.expect("close the journal");
+    }
+
+    let mut worker = RunningWorker::start(config(&server, state_dir.path(), 1));
+    worker.wait_until(&fake, &mut reported_rx, |state| state.accepted.len() == N_TASKS as usize).await;
+    worker.stop().await;
+    server.stop().await;
+
+    for result_id in first..first + N_TASKS {
+        let report = fake.state().accepted[&result_id].clone();
+        assert_eq!(report.outcome(), ReportedOutcome::Success, "{report:?}");
+        assert_eq!(report.output, format!("{result_id}\n").as_bytes());
+    }
+    let journal = quorum_worker::journal::Journal::open_existing(&journal_path).await.expect("the journal exists");
+    let tasks = journal.tasks().await.expect("read the tasks");
+    assert_eq!(tasks.len(), N_TASKS as usize, "{tasks:?}");
+    assert!(tasks.iter().all(|task| task.state == quorum_worker::journal::TaskState::Reported), "{tasks:?}");
 }
