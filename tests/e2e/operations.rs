@@ -78,6 +78,11 @@ async fn worker_and_server_stop_cleanly_on_sigterm() {
     drop(projects);
     let exit = server.terminate().await;
     assert!(exit.success(), "quorum-server exits 0 on SIGTERM, got {exit}\n{}", server.log());
+    // Both logs went to files, not terminals: plain text, no colour codes.
+    for (name, log) in [("quorum-server", server.log()), ("quorum-worker", worker.log())] {
+        assert!(log.contains(" INFO "), "{name} logged at INFO: {log}");
+        assert!(!log.contains('\u{1b}'), "{name}'s redirected log has no ANSI escape codes: {log:?}");
+    }
 }
 
 /// Workers keep their connection open between calls: SIGTERM must still stop
