@@ -19,6 +19,7 @@ use std::time::Duration;
 use quorum_tests::cli::Submitted;
 use quorum_tests::grpc::Projects;
 use quorum_tests::poll::poll_until;
+use quorum_tests::worker::{checkpointed, ids_in_state};
 use quorum_tests::{Server, TestDir, Worker, cli};
 
 const N_WORK_UNITS: u64 = 4;
@@ -35,29 +36,6 @@ fn manifest() -> String {
         app.display().to_string(),
         START + N_WORK_UNITS * CHUNK,
     )
-}
-
-/// Result ids listed under `state` ("running", "to report", ...) by `quorum-worker status`.
-fn ids_in_state(status: &str, state: &str) -> BTreeSet<i64> {
-    status
-        .lines()
-        .filter_map(|line| line.trim_start().strip_prefix(state))
-        .filter_map(|rest| rest.trim_start().strip_prefix("result "))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
-/// Result ids that have a checkpoint file in the worker's state directory.
-fn checkpointed(state_dir: &Path) -> BTreeSet<i64> {
-    let Ok(servers) = std::fs::read_dir(state_dir.join("checkpoints")) else {
-        return BTreeSet::new();
-    };
-    servers
-        .flatten()
-        .flat_map(|server| std::fs::read_dir(server.path()).into_iter().flatten().flatten())
-        .filter(|task| task.path().join("state").is_file())
-        .filter_map(|task| task.file_name().to_str()?.parse().ok())
-        .collect()
 }
 
 /// Log lines of `log` about `result_id` containing `what`.

@@ -1,5 +1,6 @@
 //! [`Worker`]: a real `quorum-worker` process pointed at a server.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -126,4 +127,28 @@ pub async fn try_worker_command(command: &str, state_dir: &Path) -> Result<Strin
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// Result ids listed under `state` ("running", "queued", "to report", ...) by
+/// `quorum-worker status`.
+pub fn ids_in_state(status: &str, state: &str) -> BTreeSet<i64> {
+    status
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix(state))
+        .filter_map(|rest| rest.trim_start().strip_prefix("result "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Result ids that have a checkpoint file in a worker's state directory.
+pub fn checkpointed(state_dir: &Path) -> BTreeSet<i64> {
+    let Ok(servers) = std::fs::read_dir(state_dir.join("checkpoints")) else {
+        return BTreeSet::new();
+    };
+    servers
+        .flatten()
+        .flat_map(|server| std::fs::read_dir(server.path()).into_iter().flatten().flatten())
+        .filter(|task| task.path().join("state").is_file())
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        .collect()
 }
