@@ -12,10 +12,12 @@
 //! - `transitioner`: the loop that applies deadlines.
 //! - `validators`: custom validator modules, compiled once and run in the sandbox.
 //! - `clock`: where `now` comes from.
+//! - `db_lock`: one coordinator per database.
 //!
 //! Entry point: [`run`], called by `main.rs` and by tests.
 
 pub mod clock;
+pub mod db_lock;
 pub mod domain;
 pub mod rpc;
 #[cfg(test)]
@@ -109,10 +111,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SchedulerServer<SchedulerService>>().await;
     health.set_serving::<ProjectsServer<ProjectsService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(quorum_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // v1 for current tools, v1alpha for older grpcurl, evans and Postman.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(quorum_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let scheduler = SchedulerServer::new(SchedulerService::new(ctx.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -122,7 +128,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 
     let served = server
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(scheduler)
         .add_service(projects)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -56,6 +56,9 @@ struct Cli {
     /// SQLite database file; created with the schema if missing.
     #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
+    /// Log lines as text for people or as JSON Lines for log collectors.
+    #[arg(long, global = true, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t)]
+    log_format: quorum_log::LogFormat,
     /// Manage the database instead of serving.
     #[command(subcommand)]
     command: Option<Command>,
@@ -114,15 +117,7 @@ fn admin_token_file(db: &Path) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: a redirected log is read by tools.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    quorum_log::init(cli.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -169,6 +164,8 @@ async fn serve(
     rate_limits: RateLimits,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
+    // Held until the coordinator stops: a second one on this database is refused.
+    let _lock = quorum_server::db_lock::DatabaseLock::acquire(&db)?;
     // Before binding, so the token file exists once the address is announced.
     let bootstrapped = bootstrap_admin_token(&db).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

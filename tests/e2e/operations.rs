@@ -29,7 +29,7 @@ async fn health_and_reflection() {
         assert_eq!(response.status(), ServingStatus::Serving, "service {service:?}");
     }
 
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -47,6 +47,32 @@ async fn health_and_reflection() {
     for expected in ["quorum.v1.Scheduler", "quorum.v1.Projects", "grpc.health.v1.Health"] {
         assert!(services.contains(&expected), "{expected} missing from {services:?}");
     }
+
+    // Older grpcurl, evans and Postman speak v1alpha.
+    let mut reflection_v1alpha =
+        tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut responses_v1alpha = reflection_v1alpha
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("ServerReflectionInfo v1alpha")
+        .into_inner();
+    let response = responses_v1alpha.message().await.expect("a v1alpha response").expect("one response");
+    let Some(tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("expected a v1alpha list of services, got {response:?}");
+    };
+    let services: Vec<&str> = list.service.iter().map(|service| service.name.as_str()).collect();
+    for expected in ["quorum.v1.Scheduler", "quorum.v1.Projects", "grpc.health.v1.Health"] {
+        assert!(services.contains(&expected), "{expected} missing from v1alpha's {services:?}");
+    }
+    drop((responses_v1alpha, reflection_v1alpha));
 
     // Close this test's connection first: shutdown with a connected client
     // is checked by `server_stops_on_sigterm_with_a_client_connected`.
@@ -97,4 +123,96 @@ async fn server_stops_on_sigterm_with_a_client_connected() {
     let exit = server.terminate().await;
     assert!(exit.success(), "quorum-server exits 0 on SIGTERM, got {exit}\n{}", server.log());
     drop(projects);
+}
+
+/// One coordinator per database: a second `quorum-server` on a database
+/// another one serves exits non-zero at once, saying why, and the first one
+/// goes on serving. The database and its WAL files are the owner's only.
+#[tokio::test]
+async fn a_second_coordinator_on_the_same_database_is_refused_and_the_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = TestDir::new("db-lock");
+    let db = dir.join("quorum.db");
+    let mut server = Server::spawn_with_db(dir.path(), &db);
+    let projects = Projects::connect(&server.url()).await;
+
+    let second = tokio::process::Command::new(quorum_tests::binaries::path(quorum_tests::binaries::SERVER))
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run a second quorum-server");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second coordinator exits non-zero: {stderr}");
+    assert!(
+        stderr.contains("another quorum-server is serving") && stderr.contains("quorum.db.lock"),
+        "the second coordinator says who holds the database: {stderr}"
+    );
+    assert!(second.stdout.is_empty(), "the second coordinator never announced an address: {:?}", second.stdout);
+    assert!(projects.hosts().await.is_empty(), "the first coordinator still serves");
+
+    for name in ["quorum.db", "quorum.db-wal", "quorum.db-shm", "quorum.db.lock", "quorum.db.admin-token"] {
+        let mode =
+            std::fs::metadata(dir.join(name)).unwrap_or_else(|error| panic!("{name}: {error}")).permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
+    }
+
+    drop(projects);
+    let exit = server.terminate().await;
+    assert!(exit.success(), "quorum-server exits 0 on SIGTERM, got {exit}\n{}", server.log());
+    // The lock went with the process: the database can be served again.
+    let mut again = Server::spawn_with_db(dir.path(), &db);
+    assert!(again.terminate().await.success(), "{}", again.log());
+}
+
+/// A database created open to others (by an older version, or by hand) is
+/// narrowed to its owner when the coordinator opens it, with a warning.
+#[tokio::test]
+async fn a_database_open_to_others_is_narrowed_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = TestDir::new("db-mode");
+    let db = dir.join("quorum.db");
+    let mut first = Server::spawn_with_db(dir.path(), &db);
+    assert!(first.terminate().await.success(), "{}", first.log());
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
+
+    let mut server = Server::spawn_with_db(dir.path(), &db);
+    let mode = std::fs::metadata(&db).expect("the database").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the database was narrowed to {mode:o}");
+    assert!(server.terminate().await.success(), "{}", server.log());
+    let log = server.log();
+    assert!(log.contains("WARN") && log.contains("narrowed to owner only"), "the narrowing is logged: {log}");
+}
+
+/// `--log-format json`: every line of the coordinator's log is one JSON
+/// object with a timestamp, a level and the message, for log collectors.
+#[tokio::test]
+async fn the_coordinator_logs_json_lines_when_asked() {
+    let dir = TestDir::new("log-json");
+    let args = [std::ffi::OsStr::new("--log-format"), std::ffi::OsStr::new("json")];
+    let mut server = Server::spawn_with_args(dir.path(), &dir.join("quorum.db"), "127.0.0.1:0", &args);
+    let projects = Projects::connect(&server.url()).await;
+    assert!(projects.hosts().await.is_empty());
+    drop(projects);
+    assert!(server.terminate().await.success(), "{}", server.log());
+
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|line| !line.is_empty()).collect();
+    assert!(!lines.is_empty(), "the coordinator logged something");
+    let mut messages = Vec::new();
+    for line in lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not a JSON line ({error}): {line:?}"));
+        assert!(event["timestamp"].is_string(), "{line}");
+        assert!(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&event["level"].as_str().unwrap_or("")), "{line}");
+        messages.push(event["fields"]["message"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(
+        messages.iter().any(|message| message == "coordinator started")
+            && messages.iter().any(|message| message == "coordinator stopped"),
+        "{messages:?}"
+    );
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
-use tracing_subscriber::EnvFilter;
 
 /// A quorum volunteer worker: asks coordinators for work, runs it in a
 /// deterministic WebAssembly sandbox, reports the results.
@@ -44,6 +43,10 @@ struct Cli {
         global = true
     )]
     state_dir: PathBuf,
+
+    /// Log lines as text for people or as JSON Lines for log collectors.
+    #[arg(long, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t, global = true)]
+    log_format: quorum_log::LogFormat,
 
     /// Tasks to run at once [default: all logical cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -162,11 +165,7 @@ const DEFAULT_SHARE: f64 = 100.0;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    quorum_log::init(cli.log_format, "info");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -27,7 +27,13 @@ impl From<store::Error> for Status {
             E::Report(report) => Status::from(report),
             E::OutputTooLarge { .. } => Status::invalid_argument(error.to_string()),
             E::Closed => Status::unavailable(error.to_string()),
-            E::Corrupt { .. } | E::Database(_) | E::Migrate(_) | E::Validator(_) | E::GroupCommit(_) | E::Writer(_) => {
+            E::Corrupt { .. }
+            | E::Database(_)
+            | E::Migrate(_)
+            | E::Validator(_)
+            | E::GroupCommit(_)
+            | E::Writer(_)
+            | E::File { .. } => {
                 tracing::error!(error = %error, "store error");
                 Status::internal("internal error in the coordinator's store (logged)")
             }

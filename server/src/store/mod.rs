@@ -89,6 +89,8 @@ pub enum Error {
     Closed,
     #[error("cannot start the writer thread: {0}")]
     Writer(std::io::Error),
+    #[error("{path}: {source}")]
+    File { path: std::path::PathBuf, source: std::io::Error },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migrations: {0}")]
@@ -156,6 +158,7 @@ impl Store {
     /// draws, so hosts cannot predict which work units will be accepted on a
     /// single result), so that simulations are reproducible.
     pub async fn open_with_secret(path: &Path, secret: u64) -> Result<Store> {
+        make_private(path)?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -212,6 +215,37 @@ impl Store {
         }
         self.pool.close().await;
     }
+}
+
+/// Creates the database file at `path` readable and writable by its owner
+/// only (0600) when it does not exist; SQLite gives the WAL and shared-memory
+/// files it creates beside it the same mode. An existing database, WAL or
+/// shared-memory file open to others (it holds hosts' token hashes and every
+/// result) is narrowed to 0600 with a warning.
+fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        match created {
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(Error::File { path: path.to_owned(), source: error }),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = std::path::PathBuf::from(name);
+            let Ok(metadata) = std::fs::metadata(&file) else { continue };
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(|source| Error::File { path: file.clone(), source })?;
+                tracing::warn!(file = %file.display(), mode = format!("{mode:o}"), "database file was open to other users; narrowed to owner only");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How often the checkpointer looks at the WAL's size.
