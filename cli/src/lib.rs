@@ -147,6 +147,41 @@ pub enum Command {
         /// Write the results to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+
+        /// Every result (copy) of every work unit, not only the canonical
+        /// ones: its state, host, fuel, run time, error message and stderr tail.
+        ///
+        /// jsonl: {"result_id","work_unit_id","work_unit","batch_id","state",
+        /// "server_state","outcome","validate_state","host_id","fuel_used",
+        /// "run_time_ms","error_message","stderr_tail",...}; csv: the same
+        /// fields; the table shows the first line of each error.
+        #[arg(long)]
+        all: bool,
+
+        /// With --all: only the results in this state.
+        #[arg(long, value_enum, value_name = "STATE", requires = "all")]
+        state: Option<CopyState>,
+
+        /// With --all: only the results of this batch's work units.
+        #[arg(long, value_name = "ID", requires = "all", value_parser = clap::value_parser!(i64).range(1..))]
+        batch: Option<i64>,
+    },
+
+    /// Group a project's errors by message: how many copies, hosts and work
+    /// units each error hit, example work units and the latest stderr.
+    ///
+    /// Errors are copies whose app failed on a host (outcome client_error:
+    /// a trap, a non-zero exit, a limit) or whose output the validator could
+    /// not read (validate_error). The most frequent first. --json prints
+    /// {"project","groups":[...]} with the fields of the protocol's ErrorGroup.
+    Errors {
+        /// The project whose errors to show.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+
+        /// Only the errors of this batch's work units.
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        batch: Option<i64>,
     },
 
     /// List the volunteer hosts and their counters.
@@ -301,6 +336,57 @@ pub enum ResultsFormat {
     Table,
 }
 
+/// Where a result (copy) stands, as `quorum results --all --state` takes it
+/// (the protocol's `ResultInfo.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum CopyState {
+    /// Waiting for a host.
+    Unsent,
+    /// Sent to a host, before its deadline.
+    InProgress,
+    /// Reported successfully, awaiting validation.
+    Reported,
+    /// Agrees with the canonical result.
+    Valid,
+    /// Disagrees with the canonical result.
+    Invalid,
+    /// Compared without agreement; another copy was sent.
+    Inconclusive,
+    /// Reported after its work unit was purged.
+    TooLate,
+    /// The app failed on the host.
+    Error,
+    /// The validator could not read its output.
+    ValidateError,
+    /// Its deadline passed without a report.
+    NoReply,
+    /// Not needed: its work unit ended first.
+    DidntNeed,
+    /// Its project or work unit was cancelled.
+    Cancelled,
+}
+
+impl CopyState {
+    /// The name the protocol uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Unsent => "unsent",
+            CopyState::InProgress => "in_progress",
+            CopyState::Reported => "reported",
+            CopyState::Valid => "valid",
+            CopyState::Invalid => "invalid",
+            CopyState::Inconclusive => "inconclusive",
+            CopyState::TooLate => "too_late",
+            CopyState::Error => "error",
+            CopyState::ValidateError => "validate_error",
+            CopyState::NoReply => "no_reply",
+            CopyState::DidntNeed => "didnt_need",
+            CopyState::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// Parses a humantime duration ("90s", "5m", "1h 30m") for clap.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| format!("invalid duration '{text}': {error}"))
@@ -330,9 +416,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { project } => commands::status::run(&ctx, project.as_deref()).await,
-        Command::Results { project, format, out } => {
+        Command::Results { project, format, out, all: false, .. } => {
             commands::results::run(&ctx, &project, format, out.as_deref()).await
         }
+        Command::Results { project, format, out, all: true, state, batch } => {
+            let filter = commands::results::CopyFilter { state, batch };
+            commands::results::run_all(&ctx, &project, format, out.as_deref(), filter).await
+        }
+        Command::Errors { project, batch } => commands::errors::run(&ctx, &project, batch).await,
         Command::Hosts => commands::hosts::run(&ctx).await,
         Command::Credit { top } => commands::credit::run(&ctx, top).await,
         Command::Cancel { project, batch, work_units } => {
@@ -353,6 +444,14 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn copy_states_are_named_on_the_command_line_as_in_the_protocol() {
+        for state in CopyState::value_variants() {
+            let name = state.to_possible_value().expect("every state is shown");
+            assert_eq!(name.get_name(), state.as_str());
+        }
+    }
 
     #[test]
     fn verify_cli() {
@@ -376,11 +475,11 @@ mod tests {
         check(&["quorum", "status", "--json", "--server", "h:2"], "h:2 json=true Status { project: None }");
         check(
             &["quorum", "--server=h:3", "results", "p", "--format", "csv", "--out", "r.csv"],
-            r#"h:3 json=false Results { project: "p", format: Csv, out: Some("r.csv") }"#,
+            r#"h:3 json=false Results { project: "p", format: Csv, out: Some("r.csv"), all: false, state: None, batch: None }"#,
         );
         check(
             &["quorum", "--server=h:3", "results", "p"],
-            r#"h:3 json=false Results { project: "p", format: Jsonl, out: None }"#,
+            r#"h:3 json=false Results { project: "p", format: Jsonl, out: None, all: false, state: None, batch: None }"#,
         );
         check(
             &["quorum", "--server=h:4", "wait", "p", "--timeout", "5m"],

@@ -623,6 +623,207 @@ fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
 }
 
+/// One line of `quorum results --all` in jsonl, and the fields of its csv:
+/// a result (copy) as the protocol's `ResultInfo`, with its work unit's name.
+#[derive(Debug, Serialize)]
+pub struct CopyLine<'a> {
+    pub result_id: i64,
+    pub work_unit_id: i64,
+    pub work_unit: &'a str,
+    pub batch_id: i64,
+    pub state: &'a str,
+    pub server_state: &'a str,
+    pub outcome: &'a str,
+    pub validate_state: &'a str,
+    pub host_id: i64,
+    pub output_digest: &'a str,
+    pub fuel_used: u64,
+    pub run_time_ms: u64,
+    pub sent_unix_ms: i64,
+    pub deadline_unix_ms: i64,
+    pub received_unix_ms: i64,
+    pub granted_credit: f64,
+    pub engine: &'a str,
+    pub error_message: &'a str,
+    pub stderr_tail: &'a str,
+}
+
+impl<'a> From<&'a v1::ResultInfo> for CopyLine<'a> {
+    fn from(result: &'a v1::ResultInfo) -> CopyLine<'a> {
+        CopyLine {
+            result_id: result.id,
+            work_unit_id: result.work_unit_id,
+            work_unit: &result.work_unit_name,
+            batch_id: result.batch_id,
+            state: &result.state,
+            server_state: &result.server_state,
+            outcome: &result.outcome,
+            validate_state: &result.validate_state,
+            host_id: result.host_id,
+            output_digest: &result.output_digest,
+            fuel_used: result.fuel_used,
+            run_time_ms: result.run_time_ms,
+            sent_unix_ms: result.sent_unix_ms,
+            deadline_unix_ms: result.deadline_unix_ms,
+            received_unix_ms: result.received_unix_ms,
+            granted_credit: result.granted_credit,
+            engine: &result.engine,
+            error_message: &result.error_message,
+            stderr_tail: &result.stderr_tail,
+        }
+    }
+}
+
+/// The header of `quorum results --all --format csv`: [`CopyLine`]'s fields.
+pub const COPIES_CSV_HEADER: &str = "result_id,work_unit_id,work_unit,batch_id,state,server_state,outcome,\
+validate_state,host_id,output_digest,fuel_used,run_time_ms,sent_unix_ms,deadline_unix_ms,received_unix_ms,\
+granted_credit,engine,error_message,stderr_tail";
+
+/// One CSV record of a copy, in [`COPIES_CSV_HEADER`]'s order; fields with
+/// commas, quotes or newlines (error messages, stderr) quoted (RFC 4180).
+pub fn write_copy_csv_record(out: &mut dyn Write, copy: &CopyLine<'_>) -> io::Result<()> {
+    let fields = [
+        copy.result_id.to_string(),
+        copy.work_unit_id.to_string(),
+        csv_field(copy.work_unit),
+        copy.batch_id.to_string(),
+        csv_field(copy.state),
+        csv_field(copy.server_state),
+        csv_field(copy.outcome),
+        csv_field(copy.validate_state),
+        copy.host_id.to_string(),
+        csv_field(copy.output_digest),
+        copy.fuel_used.to_string(),
+        copy.run_time_ms.to_string(),
+        copy.sent_unix_ms.to_string(),
+        copy.deadline_unix_ms.to_string(),
+        copy.received_unix_ms.to_string(),
+        copy.granted_credit.to_string(),
+        csv_field(copy.engine),
+        csv_field(copy.error_message),
+        csv_field(copy.stderr_tail),
+    ];
+    writeln!(out, "{}", fields.join(","))
+}
+
+/// The copies table for people: one line per copy, the first line of its
+/// error shortened so that a row fits 100 columns.
+pub fn copies_table(copies: &[v1::ResultInfo]) -> Table {
+    use Align::{Left, Right};
+    let mut table = Table::new(&[
+        ("RESULT", Right),
+        ("WORK UNIT", Left),
+        ("STATE", Left),
+        ("HOST", Right),
+        ("FUEL", Right),
+        ("TIME", Right),
+        ("ERROR", Left),
+    ]);
+    for copy in copies {
+        let first_line = copy.error_message.lines().next().unwrap_or_default();
+        // Fuel and run time are what a host reported; none before that.
+        let reported = copy.received_unix_ms > 0;
+        table.row(vec![
+            copy.id.to_string(),
+            shorten(&copy.work_unit_name, 20),
+            copy.state.clone(),
+            if copy.host_id == 0 { "-".to_owned() } else { copy.host_id.to_string() },
+            if reported { copy.fuel_used.to_string() } else { "-".to_owned() },
+            if reported { format!("{:.1}s", copy.run_time_ms as f64 / 1000.0) } else { "-".to_owned() },
+            shorten(first_line, 36),
+        ]);
+    }
+    table
+}
+
+/// `quorum errors --json`.
+#[derive(Debug, Serialize)]
+pub struct Errors {
+    pub project: String,
+    pub groups: Vec<ErrorGroup>,
+}
+
+/// One error group in `quorum errors --json`: the protocol's `ErrorGroup`.
+#[derive(Debug, Serialize)]
+pub struct ErrorGroup {
+    pub message: String,
+    pub n_results: u64,
+    pub n_hosts: u64,
+    pub n_work_units: u64,
+    pub example_work_units: Vec<String>,
+    pub latest_result_id: i64,
+    pub latest_stderr_tail: String,
+    pub latest_unix_ms: i64,
+}
+
+impl From<&v1::ErrorGroup> for ErrorGroup {
+    fn from(group: &v1::ErrorGroup) -> ErrorGroup {
+        ErrorGroup {
+            message: group.message.clone(),
+            n_results: group.n_results,
+            n_hosts: group.n_hosts,
+            n_work_units: group.n_work_units,
+            example_work_units: group.example_work_units.clone(),
+            latest_result_id: group.latest_result_id,
+            latest_stderr_tail: group.latest_stderr_tail.clone(),
+            latest_unix_ms: group.latest_unix_ms,
+        }
+    }
+}
+
+/// Lines of stderr `quorum errors` shows per group (the last ones).
+const STDERR_LINES: usize = 5;
+
+/// `quorum errors` for people: per group its counts and message, example
+/// work units, and the last lines of the latest copy's stderr; every line
+/// escaped.
+pub fn write_error_groups(out: &mut dyn Write, errors: &Errors, now_unix_ms: i64) -> io::Result<()> {
+    if errors.groups.is_empty() {
+        return writeln!(out, "no errors in project '{}'", escape(&errors.project));
+    }
+    for (index, group) in errors.groups.iter().enumerate() {
+        if index > 0 {
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "{} {} on {} {}, from {} {}; the latest, result {}, {}:",
+            group.n_results,
+            if group.n_results == 1 { "copy" } else { "copies" },
+            group.n_work_units,
+            work_units(group.n_work_units),
+            group.n_hosts,
+            if group.n_hosts == 1 { "host" } else { "hosts" },
+            group.latest_result_id,
+            format_age(group.latest_unix_ms, now_unix_ms),
+        )?;
+        for line in group.message.lines() {
+            writeln!(out, "    {}", escape(line))?;
+        }
+        let examples: Vec<String> = group.example_work_units.iter().map(|name| escape(name)).collect();
+        writeln!(out, "  work units: {}", examples.join(", "))?;
+        let stderr: Vec<&str> = group.latest_stderr_tail.lines().collect();
+        if !stderr.is_empty() {
+            writeln!(out, "  stderr (last lines of result {}):", group.latest_result_id)?;
+            for line in &stderr[stderr.len().saturating_sub(STDERR_LINES)..] {
+                writeln!(out, "    | {}", escape(line))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `text` cut to at most `max` characters, "..." marking the cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        let mut short: String = text.chars().take(max - 3).collect();
+        short.push_str("...");
+        short
+    } else {
+        text.to_owned()
+    }
+}
+
 /// The results table for people: outputs on one line, shortened.
 pub fn results_table(results: &[v1::CanonicalResult]) -> Table {
     use Align::{Left, Right};
@@ -655,13 +856,7 @@ pub fn short_output(output: &[u8]) -> String {
         Ok(text) => text.strip_suffix('\n').unwrap_or(text).escape_debug().to_string(),
         Err(_) => format!("<{} bytes, not UTF-8>", output.len()),
     };
-    if text.chars().count() > MAX {
-        let mut short: String = text.chars().take(MAX - 3).collect();
-        short.push_str("...");
-        short
-    } else {
-        text
-    }
+    shorten(&text, MAX)
 }
 
 #[cfg(test)]

@@ -59,9 +59,7 @@ async fn call_every_rpc(
         ),
         (
             "ListResults",
-            done(
-                c.list_results(v1::ListResultsRequest { project: p(), work_unit_id: 0, after_id: 0, limit: 10 }).await,
-            ),
+            done(c.list_results(v1::ListResultsRequest { project: p(), limit: 10, ..Default::default() }).await),
         ),
         (
             "GetCanonicalResults",
@@ -92,6 +90,7 @@ async fn call_every_rpc(
             ),
         ),
         ("PurgeProject", done(c.purge_project(v1::PurgeProjectRequest { project: p() }).await)),
+        ("ListErrors", done(c.list_errors(v1::ListErrorsRequest { project: p(), batch_id: 0, limit: 0 }).await)),
         ("CancelProject", done(c.cancel_project(v1::CancelProjectRequest { project: p() }).await)),
     ]
 }

@@ -38,6 +38,7 @@ enum Call {
     CancelWorkUnits(v1::CancelWorkUnitsRequest),
     RetryWorkUnits(v1::RetryWorkUnitsRequest),
     PurgeProject(v1::PurgeProjectRequest),
+    ListErrors(v1::ListErrorsRequest),
     RegisterHost(v1::RegisterHostRequest),
     RequestWork(v1::RequestWorkRequest),
     DownloadApp(v1::DownloadAppRequest),
@@ -52,6 +53,16 @@ fn project() -> impl Strategy<Value = String> {
 
 fn small_id() -> impl Strategy<Value = i64> {
     prop_oneof![3 => -2_i64..40, 1 => any::<i64>()]
+}
+
+/// Mostly no state or a real one, sometimes anything.
+fn copy_state() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => Just(String::new()),
+        2 => proptest::sample::select(vec!["unsent", "in_progress", "reported", "valid", "error", "no_reply"])
+            .prop_map(str::to_owned),
+        1 => "\\PC{0,20}",
+    ]
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -190,9 +201,14 @@ fn call() -> impl Strategy<Value = Call> {
         (project(), small_id(), any::<u32>()).prop_map(|(project, after_id, limit)| Call::ListWorkUnits(
             v1::ListWorkUnitsRequest { project, after_id, limit }
         )),
-        (project(), small_id(), small_id(), any::<u32>()).prop_map(|(project, work_unit_id, after_id, limit)| {
-            Call::ListResults(v1::ListResultsRequest { project, work_unit_id, after_id, limit })
-        }),
+        (project(), small_id(), small_id(), any::<u32>(), copy_state(), small_id()).prop_map(
+            |(project, work_unit_id, after_id, limit, state, batch_id)| {
+                Call::ListResults(v1::ListResultsRequest { project, work_unit_id, after_id, limit, state, batch_id })
+            }
+        ),
+        (project(), small_id(), any::<u32>()).prop_map(|(project, batch_id, limit)| Call::ListErrors(
+            v1::ListErrorsRequest { project, batch_id, limit }
+        )),
         (project(), small_id(), any::<u32>()).prop_map(|(project, after_work_unit_id, limit)| {
             Call::GetCanonicalResults(v1::GetCanonicalResultsRequest { project, after_work_unit_id, limit })
         }),
@@ -260,6 +276,7 @@ async fn make(call: Call, projects: &ProjectsApi, scheduler: &SchedulerClient<Ch
             Call::CancelWorkUnits(m) => code(p.cancel_work_units(m).await),
             Call::RetryWorkUnits(m) => code(p.retry_work_units(m).await),
             Call::PurgeProject(m) => code(p.purge_project(m).await),
+            Call::ListErrors(m) => code(p.list_errors(m).await),
             Call::RegisterHost(m) => code(s.register_host(m).await),
             Call::RequestWork(m) => code(s.request_work(with_token(m, token)).await),
             Call::DownloadApp(m) => match s.download_app(with_token(m, token)).await {
@@ -425,6 +442,7 @@ const METHODS: &[(&str, bool)] = &[
     ("/quorum.v1.Projects/CancelWorkUnits", false),
     ("/quorum.v1.Projects/RetryWorkUnits", false),
     ("/quorum.v1.Projects/PurgeProject", false),
+    ("/quorum.v1.Projects/ListErrors", false),
     ("/quorum.v1.Scheduler/RegisterHost", false),
     ("/quorum.v1.Scheduler/RequestWork", false),
     ("/quorum.v1.Scheduler/DownloadApp", true),

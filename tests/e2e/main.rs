@@ -24,11 +24,15 @@
 //!   workers get no more copies of it until `quorum resume`.
 //! - `blame`: an app that fails on every input beside a good project on the
 //!   same workers: the good project completes, the hosts' quotas for it do not drop.
+//! - `errors`: an app that fails: `quorum results --all` lists every copy
+//!   with its error and stderr (table, jsonl, csv; by state and batch),
+//!   `quorum errors` groups them by message.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `names`: control characters refused at registration, accounts compared
 //!   canonical, tables escaping what hosts registered before.
-//! - `operations`: health checking, reflection and clean shutdown.
+//! - `operations`: health checking, reflection (v1 and v1alpha), clean
+//!   shutdown, one coordinator per database, private database files, JSON logs.
 //! - `worker_crash`: a worker killed (SIGKILL) with unreported and
 //!   checkpointed tasks reports them once and resumes from its checkpoints.
 //! - `worker_shutdown`: a worker stopped (SIGTERM) with queued work starts
@@ -69,6 +73,7 @@ mod coordinator_outage;
 mod coordinator_restart;
 mod deadline_abandon;
 mod deadlines;
+mod errors;
 mod fuzz_handlers;
 mod hostile_apps;
 mod late_results;

@@ -199,6 +199,7 @@ impl Projects {
                     work_unit_id: 0,
                     after_id: all.last().map_or(0, |result: &v1::ResultInfo| result.id),
                     limit: PAGE,
+                    ..Default::default()
                 })
                 .await
                 .unwrap_or_else(|status| panic!("ListResults {project}: {status:?}"))

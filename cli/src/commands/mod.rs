@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod credit;
 pub mod demo;
+pub mod errors;
 pub mod hosts;
 pub mod purge;
 pub mod results;

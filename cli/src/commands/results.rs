@@ -1,5 +1,6 @@
 //! `quorum results PROJECT`: the canonical results, paged through
-//! `GetCanonicalResults` by work unit id, as jsonl, csv or a table.
+//! `GetCanonicalResults` by work unit id, as jsonl, csv or a table; with
+//! `--all`, every result (copy) paged through `ListResults` by result id.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -9,21 +10,33 @@ use anyhow::Context as _;
 use quorum_proto::v1;
 
 use super::Context;
-use crate::ResultsFormat;
 use crate::client::Coordinator;
 use crate::output;
+use crate::{CopyState, ResultsFormat};
 
 /// Canonical results asked for per call.
 pub const PAGE_SIZE: u32 = 1000;
 
-pub async fn run(ctx: &Context, project: &str, format: ResultsFormat, out_path: Option<&Path>) -> anyhow::Result<()> {
-    let coordinator = ctx.connect().await?;
-    let mut out: Box<dyn Write> = match out_path {
+/// Which copies `quorum results --all` lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyFilter {
+    pub state: Option<CopyState>,
+    pub batch: Option<i64>,
+}
+
+/// Where the records go: `--out FILE` or stdout.
+fn output(out_path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match out_path {
         Some(path) => {
             Box::new(BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?))
         }
         None => Box::new(super::stdout()),
-    };
+    })
+}
+
+pub async fn run(ctx: &Context, project: &str, format: ResultsFormat, out_path: Option<&Path>) -> anyhow::Result<()> {
+    let coordinator = ctx.connect().await?;
+    let mut out = output(out_path)?;
     let mut n_results = 0;
     match format {
         ResultsFormat::Table => {
@@ -52,6 +65,89 @@ pub async fn run(ctx: &Context, project: &str, format: ResultsFormat, out_path: 
     if let Some(path) = out_path {
         tracing::info!(n_results, path = %path.display(), "wrote canonical results");
     }
+    Ok(())
+}
+
+/// `quorum results --all`: every copy the filter selects, in result id order.
+pub async fn run_all(
+    ctx: &Context,
+    project: &str,
+    format: ResultsFormat,
+    out_path: Option<&Path>,
+    filter: CopyFilter,
+) -> anyhow::Result<()> {
+    let coordinator = ctx.connect().await?;
+    let mut out = output(out_path)?;
+    let mut n_results = 0;
+    let mut table = Vec::new();
+    if format == ResultsFormat::Csv {
+        writeln!(out, "{}", output::COPIES_CSV_HEADER)?;
+    }
+    let mut after_id = 0;
+    while let Some(page) = next_copies(&coordinator, project, filter, after_id).await? {
+        after_id = page.last().map_or(after_id, |copy| copy.id);
+        n_results += page.len();
+        match format {
+            ResultsFormat::Table => table.extend(page),
+            ResultsFormat::Csv => {
+                for copy in &page {
+                    output::write_copy_csv_record(&mut out, &output::CopyLine::from(copy))?;
+                }
+            }
+            ResultsFormat::Jsonl => {
+                for copy in &page {
+                    output::write_json(&mut out, &output::CopyLine::from(copy))?;
+                }
+            }
+        }
+    }
+    if format == ResultsFormat::Table {
+        if table.is_empty() {
+            writeln!(out, "no results")?;
+        } else {
+            output::copies_table(&table).write(&mut out)?;
+        }
+    }
+    out.flush()?;
+    if let Some(path) = out_path {
+        tracing::info!(n_results, path = %path.display(), "wrote results");
+    }
+    Ok(())
+}
+
+/// The page of copies after `after_id`, or None when there is no more.
+async fn next_copies(
+    coordinator: &Coordinator,
+    project: &str,
+    filter: CopyFilter,
+    after_id: i64,
+) -> anyhow::Result<Option<Vec<v1::ResultInfo>>> {
+    let page = coordinator
+        .client()
+        .list_results(v1::ListResultsRequest {
+            project: project.to_owned(),
+            work_unit_id: 0,
+            after_id,
+            limit: PAGE_SIZE,
+            state: filter.state.map(|state| state.as_str().to_owned()).unwrap_or_default(),
+            batch_id: filter.batch.unwrap_or(0),
+        })
+        .await
+        .map_err(|status| coordinator.error(status))?
+        .into_inner()
+        .results;
+    if page.is_empty() {
+        return Ok(None);
+    }
+    ensure_increasing(page.iter().map(|copy| copy.id), after_id, "results out of result id order")?;
+    Ok(Some(page))
+}
+
+/// Paging relies on increasing ids; a page that does not advance would loop
+/// forever.
+fn ensure_increasing(mut ids: impl Iterator<Item = i64>, after: i64, what: &str) -> anyhow::Result<()> {
+    let increasing = ids.try_fold(after, |previous, id| (id > previous).then_some(id)).is_some();
+    anyhow::ensure!(increasing, "the coordinator returned {what} after id {after}");
     Ok(())
 }
 
@@ -88,17 +184,10 @@ async fn next_page(
     if page.is_empty() {
         return Ok(None);
     }
-    // Paging relies on increasing ids; a page that does not advance would
-    // loop forever.
-    let increasing = page
-        .iter()
-        .try_fold(after_work_unit_id, |previous, result| {
-            (result.work_unit_id > previous).then_some(result.work_unit_id)
-        })
-        .is_some();
-    anyhow::ensure!(
-        increasing,
-        "the coordinator returned canonical results out of work unit id order after id {after_work_unit_id}"
-    );
+    ensure_increasing(
+        page.iter().map(|result| result.work_unit_id),
+        after_work_unit_id,
+        "canonical results out of work unit id order",
+    )?;
     Ok(Some(page))
 }

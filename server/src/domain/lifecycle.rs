@@ -32,6 +32,9 @@ macro_rules! named_enum {
             pub fn parse(text: &str) -> Option<$name> {
                 match text { $($text => Some($name::$variant),)* _ => None }
             }
+
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
         }
     };
 }
@@ -81,6 +84,72 @@ named_enum!(
         TooLate = "too_late",
     }
 );
+
+named_enum!(
+    /// One word for where a copy stands, from its three fields: what the
+    /// CLI shows and filters by (`ResultInfo.state`).
+    CopyState {
+        Unsent = "unsent",
+        InProgress = "in_progress",
+        /// A success the validator has not compared yet.
+        Reported = "reported",
+        Valid = "valid",
+        Invalid = "invalid",
+        Inconclusive = "inconclusive",
+        TooLate = "too_late",
+        /// The app failed on the host (outcome `client_error`).
+        Error = "error",
+        ValidateError = "validate_error",
+        NoReply = "no_reply",
+        DidntNeed = "didnt_need",
+        Cancelled = "cancelled",
+    }
+);
+
+impl CopyState {
+    /// The state of a copy with these fields. An over copy is named by its
+    /// outcome, a success by its validate state.
+    pub fn of(server: ServerState, outcome: Option<Outcome>, validate: ValidateState) -> CopyState {
+        match (server, outcome) {
+            (ServerState::Unsent, _) => CopyState::Unsent,
+            (ServerState::InProgress, _) => CopyState::InProgress,
+            (ServerState::Over, Some(Outcome::Success) | None) => match validate {
+                ValidateState::Pending => CopyState::Reported,
+                ValidateState::Valid => CopyState::Valid,
+                ValidateState::Invalid => CopyState::Invalid,
+                ValidateState::Inconclusive => CopyState::Inconclusive,
+                ValidateState::TooLate => CopyState::TooLate,
+            },
+            (ServerState::Over, Some(Outcome::ClientError)) => CopyState::Error,
+            (ServerState::Over, Some(Outcome::ValidateError)) => CopyState::ValidateError,
+            (ServerState::Over, Some(Outcome::NoReply)) => CopyState::NoReply,
+            (ServerState::Over, Some(Outcome::DidntNeed)) => CopyState::DidntNeed,
+            (ServerState::Over, Some(Outcome::Cancelled)) => CopyState::Cancelled,
+        }
+    }
+
+    /// The fields of the copies in this state, as (server state, outcome,
+    /// validate state), `None` where any value matches: the inverse of
+    /// [`CopyState::of`], for filtering in the store.
+    pub fn fields(self) -> (ServerState, Option<Outcome>, Option<ValidateState>) {
+        let success = |validate| (ServerState::Over, Some(Outcome::Success), Some(validate));
+        let over = |outcome| (ServerState::Over, Some(outcome), None);
+        match self {
+            CopyState::Unsent => (ServerState::Unsent, None, None),
+            CopyState::InProgress => (ServerState::InProgress, None, None),
+            CopyState::Reported => success(ValidateState::Pending),
+            CopyState::Valid => success(ValidateState::Valid),
+            CopyState::Invalid => success(ValidateState::Invalid),
+            CopyState::Inconclusive => success(ValidateState::Inconclusive),
+            CopyState::TooLate => success(ValidateState::TooLate),
+            CopyState::Error => over(Outcome::ClientError),
+            CopyState::ValidateError => over(Outcome::ValidateError),
+            CopyState::NoReply => over(Outcome::NoReply),
+            CopyState::DidntNeed => over(Outcome::DidntNeed),
+            CopyState::Cancelled => over(Outcome::Cancelled),
+        }
+    }
+}
 
 named_enum!(
     /// Why a work unit failed.

@@ -11,11 +11,12 @@ use super::{Context, auth};
 use crate::domain::WorkUnitId;
 use crate::domain::access::Action;
 use crate::domain::fuzzy::{Format, Tolerance};
+use crate::domain::lifecycle::CopyState;
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::signing::AppSignature;
 use crate::domain::{app, scheduler};
-use crate::store::{self, CancelScope, NewProject, NewWorkUnit};
+use crate::store::{self, CancelScope, NewProject, NewWorkUnit, ResultFilter};
 
 /// Largest input of one work unit.
 const MAX_INPUT_BYTES: usize = 16 << 20;
@@ -39,6 +40,18 @@ impl ProjectsService {
 
 fn project_name(name: &str) -> Result<ProjectName, Status> {
     Ok(ProjectName::parse(name)?)
+}
+
+/// Error groups `ListErrors` returns when the request gives no limit.
+const DEFAULT_ERROR_GROUPS: u32 = 50;
+
+/// An optional id field: 0 means none; a negative id is no id at all.
+fn optional_id(field: &str, id: i64) -> Result<Option<i64>, Status> {
+    match id {
+        0 => Ok(None),
+        id if id < 0 => Err(invalid(field, format!("{id} is not an id (ids are positive; 0 means any)"))),
+        id => Ok(Some(id)),
+    }
 }
 
 fn page_limit(limit: u32) -> u32 {
@@ -275,9 +288,19 @@ impl Projects for ProjectsService {
         let request = request.into_inner();
         let name = project_name(&request.project)?;
         role.authorize(Action::OnProject(&name))?;
-        let work_unit = (request.work_unit_id != 0).then_some(request.work_unit_id);
+        let filter = ResultFilter {
+            work_unit_id: optional_id("work_unit_id", request.work_unit_id)?,
+            batch_id: optional_id("batch_id", request.batch_id)?,
+            state: match request.state.as_str() {
+                "" => None,
+                text => Some(CopyState::parse(text).ok_or_else(|| {
+                    let states: Vec<&str> = CopyState::ALL.iter().map(|state| state.as_str()).collect();
+                    invalid("state", format!("unknown state {text:?}; one of {}", states.join(", ")))
+                })?),
+            },
+        };
         let results =
-            self.ctx.store.list_results(&name, work_unit, request.after_id, page_limit(request.limit)).await?;
+            self.ctx.store.list_results_filtered(&name, filter, request.after_id, page_limit(request.limit)).await?;
         Ok(Response::new(pb::ListResultsResponse {
             results: results
                 .into_iter()
@@ -298,6 +321,9 @@ impl Projects for ProjectsService {
                     stderr_tail: r.stderr_tail.unwrap_or_default(),
                     granted_credit: r.granted_credit,
                     engine: r.engine.unwrap_or_default(),
+                    work_unit_name: r.work_unit_name,
+                    batch_id: r.batch_id.unwrap_or(0),
+                    state: r.state.as_str().to_owned(),
                 })
                 .collect(),
         }))
@@ -398,6 +424,34 @@ impl Projects for ProjectsService {
         let n = self.ctx.store.purge_project(&name, self.ctx.clock.now()).await?;
         tracing::info!(project = %name, n_work_units = n, "work units purged");
         Ok(Response::new(pb::PurgeProjectResponse { n_work_units_purged: n }))
+    }
+
+    async fn list_errors(
+        &self,
+        request: Request<pb::ListErrorsRequest>,
+    ) -> Result<Response<pb::ListErrorsResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
+        let batch = optional_id("batch_id", request.batch_id)?;
+        let limit = if request.limit == 0 { DEFAULT_ERROR_GROUPS } else { request.limit.min(MAX_PAGE) };
+        let groups = self.ctx.store.error_groups(&name, batch, limit).await?;
+        Ok(Response::new(pb::ListErrorsResponse {
+            groups: groups
+                .into_iter()
+                .map(|group| pb::ErrorGroup {
+                    message: group.message,
+                    n_results: group.n_results,
+                    n_hosts: group.n_hosts,
+                    n_work_units: group.n_work_units,
+                    example_work_units: group.example_work_units,
+                    latest_result_id: group.latest_result_id,
+                    latest_stderr_tail: group.latest_stderr_tail.unwrap_or_default(),
+                    latest_unix_ms: group.latest_at.unwrap_or(0),
+                })
+                .collect(),
+        }))
     }
 
     async fn resume_batch(

@@ -47,7 +47,9 @@ use crate::domain::{HostId, Timestamp};
 use crate::validators::{self, Validators};
 
 pub use auth::{ApiTokenInfo, TokenKind};
-pub use reads::{BatchInfo, CanonicalResult, HostInfo, ProjectStatus, ResultInfo, WorkUnitInfo};
+pub use reads::{
+    BatchInfo, CanonicalResult, ErrorGroup, HostInfo, ProjectStatus, ResultFilter, ResultInfo, WorkUnitInfo,
+};
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
 pub use transitions::CancelScope;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::rows::{self, u32_column, u64_column};
 use super::{Error, Result, Store};
+use crate::domain::lifecycle::{CopyState, Outcome, ValidateState};
 use crate::domain::names::ProjectName;
 use crate::domain::policy::ReplicationPolicy;
 use crate::domain::trust::{AppQuota, Quota};
@@ -78,7 +79,39 @@ pub struct ResultInfo {
     pub stderr_tail: Option<String>,
     pub granted_credit: f64,
     pub engine: Option<String>,
+    pub work_unit_name: String,
+    pub batch_id: Option<i64>,
+    /// One word for where it stands (from the three state fields).
+    pub state: CopyState,
 }
+
+/// Which results `Store::list_results_filtered` returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResultFilter {
+    /// Only this work unit's.
+    pub work_unit_id: Option<i64>,
+    /// Only those of this batch's work units.
+    pub batch_id: Option<i64>,
+    /// Only those in this state.
+    pub state: Option<CopyState>,
+}
+
+/// A project's failed copies that share one error message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorGroup {
+    pub message: String,
+    pub n_results: u64,
+    pub n_hosts: u64,
+    pub n_work_units: u64,
+    /// Up to [`ERROR_EXAMPLES`] work unit names, the latest first.
+    pub example_work_units: Vec<String>,
+    pub latest_result_id: i64,
+    pub latest_stderr_tail: Option<String>,
+    pub latest_at: Option<i64>,
+}
+
+/// How many example work units an error group names.
+pub const ERROR_EXAMPLES: usize = 3;
 
 /// The validated answer of one work unit.
 #[derive(Debug, Clone)]
@@ -276,41 +309,135 @@ impl Store {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<ResultInfo>> {
+        self.list_results_filtered(project, ResultFilter { work_unit_id, ..ResultFilter::default() }, after_id, limit)
+            .await
+    }
+
+    /// Results of a project chosen by `filter`, with id above `after_id`,
+    /// at most `limit`, in id order. A batch that is not the project's is
+    /// [`Error::BatchNotFound`].
+    pub async fn list_results_filtered(
+        &self,
+        project: &ProjectName,
+        filter: ResultFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<ResultInfo>> {
         let project_id = self.project_id(project).await?;
+        if let Some(batch) = filter.batch_id {
+            self.check_batch(project, project_id, batch).await?;
+        }
+        let (server_state, outcome, validate_state) = match filter.state.map(CopyState::fields) {
+            Some((server, outcome, validate)) => {
+                (Some(server.as_str()), outcome.map(Outcome::as_str), validate.map(ValidateState::as_str))
+            }
+            None => (None, None, None),
+        };
         let rows = sqlx::query(
-            "SELECT id, work_unit_id, host_id, server_state, outcome, validate_state, output_digest, fuel_used, \
-             run_time_ms, sent_at, deadline, received_at, error_message, stderr_tail, granted_credit, engine \
-             FROM results WHERE project_id = ? AND (? IS NULL OR work_unit_id = ?) AND id > ? ORDER BY id LIMIT ?",
+            "SELECT r.id, r.work_unit_id, r.host_id, r.server_state, r.outcome, r.validate_state, r.output_digest, \
+             r.fuel_used, r.run_time_ms, r.sent_at, r.deadline, r.received_at, r.error_message, r.stderr_tail, \
+             r.granted_credit, r.engine, w.name AS work_unit_name, w.batch_id \
+             FROM results r JOIN work_units w ON w.id = r.work_unit_id \
+             WHERE r.project_id = ?1 AND (?2 IS NULL OR r.work_unit_id = ?2) AND (?3 IS NULL OR w.batch_id = ?3) \
+             AND (?4 IS NULL OR r.server_state = ?4) AND (?5 IS NULL OR r.outcome = ?5) \
+             AND (?6 IS NULL OR r.validate_state = ?6) AND r.id > ?7 ORDER BY r.id LIMIT ?8",
         )
         .bind(project_id)
-        .bind(work_unit_id)
-        .bind(work_unit_id)
+        .bind(filter.work_unit_id)
+        .bind(filter.batch_id)
+        .bind(server_state)
+        .bind(outcome)
+        .bind(validate_state)
         .bind(after_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ResultInfo {
-                    id: row.try_get("id")?,
-                    work_unit_id: row.try_get("work_unit_id")?,
-                    host_id: row.try_get("host_id")?,
-                    server_state: row.try_get("server_state")?,
-                    outcome: row.try_get("outcome")?,
-                    validate_state: row.try_get("validate_state")?,
-                    output_digest: row.try_get("output_digest")?,
-                    fuel_used: u64_column(row, "fuel_used")?,
-                    run_time_ms: u64_column(row, "run_time_ms")?,
-                    sent_at: row.try_get("sent_at")?,
-                    deadline: row.try_get("deadline")?,
-                    received_at: row.try_get("received_at")?,
-                    error_message: row.try_get("error_message")?,
-                    stderr_tail: row.try_get("stderr_tail")?,
-                    granted_credit: row.try_get("granted_credit")?,
-                    engine: row.try_get("engine")?,
-                })
+        rows.iter().map(result_info).collect()
+    }
+
+    /// The project's failed copies (outcome `client_error` or
+    /// `validate_error`, of one batch when given) grouped by message, the
+    /// most frequent first (then the latest), at most `limit` groups.
+    pub async fn error_groups(
+        &self,
+        project: &ProjectName,
+        batch_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ErrorGroup>> {
+        let project_id = self.project_id(project).await?;
+        if let Some(batch) = batch_id {
+            self.check_batch(project, project_id, batch).await?;
+        }
+        // The failed copies are few beside the rest: read them through the
+        // status index, group them here (messages can be long; SQLite would
+        // sort them for GROUP BY anyway).
+        let rows = sqlx::query(
+            "SELECT r.id, r.host_id, r.work_unit_id, w.name, r.received_at, r.stderr_tail, \
+             COALESCE(r.error_message, r.outcome) AS message \
+             FROM results r JOIN work_units w ON w.id = r.work_unit_id \
+             WHERE r.project_id = ?1 AND r.server_state = 'over' AND r.outcome IN ('client_error', 'validate_error') \
+             AND (?2 IS NULL OR w.batch_id = ?2) ORDER BY r.id DESC",
+        )
+        .bind(project_id)
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?;
+        struct Group {
+            summary: ErrorGroup,
+            hosts: std::collections::HashSet<i64>,
+            work_units: std::collections::HashSet<i64>,
+        }
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        for row in &rows {
+            let message: String = row.try_get("message")?;
+            let work_unit: i64 = row.try_get("work_unit_id")?;
+            let group = groups.entry(message.clone()).or_insert_with(|| Group {
+                // Rows come latest first: the first one seen is the latest.
+                summary: ErrorGroup {
+                    message,
+                    n_results: 0,
+                    n_hosts: 0,
+                    n_work_units: 0,
+                    example_work_units: Vec::new(),
+                    latest_result_id: row.try_get("id").unwrap_or_default(),
+                    latest_stderr_tail: row.try_get("stderr_tail").unwrap_or_default(),
+                    latest_at: row.try_get("received_at").unwrap_or_default(),
+                },
+                hosts: Default::default(),
+                work_units: Default::default(),
+            });
+            group.summary.n_results += 1;
+            if let Some(host) = row.try_get::<Option<i64>, _>("host_id")? {
+                group.hosts.insert(host);
+            }
+            if group.work_units.insert(work_unit) && group.summary.example_work_units.len() < ERROR_EXAMPLES {
+                group.summary.example_work_units.push(row.try_get("name")?);
+            }
+        }
+        let mut groups: Vec<ErrorGroup> = groups
+            .into_values()
+            .map(|group| ErrorGroup {
+                n_hosts: group.hosts.len() as u64,
+                n_work_units: group.work_units.len() as u64,
+                ..group.summary
             })
-            .collect()
+            .collect();
+        groups.sort_by(|a, b| b.n_results.cmp(&a.n_results).then(b.latest_result_id.cmp(&a.latest_result_id)));
+        groups.truncate(limit as usize);
+        Ok(groups)
+    }
+
+    /// [`Error::BatchNotFound`] unless `batch` is one of the project's.
+    async fn check_batch(&self, project: &ProjectName, project_id: i64, batch: i64) -> Result<()> {
+        let found = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
+            .bind(batch)
+            .bind(project_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(Error::BatchNotFound { project: project.to_string(), batch }),
+        }
     }
 
     /// Canonical results of a project, by work unit id above `after_work_unit_id`.
@@ -421,4 +548,30 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// A [`ResultInfo`] from a row of `list_results_filtered`'s query.
+fn result_info(row: &SqliteRow) -> Result<ResultInfo> {
+    let (server, outcome, validate) = rows::copy_fields(row)?;
+    Ok(ResultInfo {
+        id: row.try_get("id")?,
+        work_unit_id: row.try_get("work_unit_id")?,
+        host_id: row.try_get("host_id")?,
+        server_state: server.as_str().to_owned(),
+        outcome: outcome.map(|outcome| outcome.as_str().to_owned()),
+        validate_state: validate.as_str().to_owned(),
+        output_digest: row.try_get("output_digest")?,
+        fuel_used: u64_column(row, "fuel_used")?,
+        run_time_ms: u64_column(row, "run_time_ms")?,
+        sent_at: row.try_get("sent_at")?,
+        deadline: row.try_get("deadline")?,
+        received_at: row.try_get("received_at")?,
+        error_message: row.try_get("error_message")?,
+        stderr_tail: row.try_get("stderr_tail")?,
+        granted_credit: row.try_get("granted_credit")?,
+        engine: row.try_get("engine")?,
+        work_unit_name: row.try_get("work_unit_name")?,
+        batch_id: row.try_get("batch_id")?,
+        state: CopyState::of(server, outcome, validate),
+    })
 }

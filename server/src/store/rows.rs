@@ -72,22 +72,32 @@ pub fn u64_column(row: &SqliteRow, column: &str) -> Result<u64> {
     u64::try_from(value).map_err(|_| corrupt("?", format!("{column} = {value} is negative")))
 }
 
-pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
+/// A result row's three state fields, parsed.
+pub fn copy_fields(row: &SqliteRow) -> Result<(ServerState, Option<Outcome>, ValidateState)> {
     let server_state: String = row.try_get("server_state")?;
     let outcome: Option<String> = row.try_get("outcome")?;
     let validate_state: String = row.try_get("validate_state")?;
+    Ok((
+        ServerState::parse(&server_state)
+            .ok_or_else(|| corrupt("results", format!("server_state {server_state:?}")))?,
+        match outcome {
+            None => None,
+            Some(text) => Some(Outcome::parse(&text).ok_or_else(|| corrupt("results", format!("outcome {text:?}")))?),
+        },
+        ValidateState::parse(&validate_state)
+            .ok_or_else(|| corrupt("results", format!("validate_state {validate_state:?}")))?,
+    ))
+}
+
+pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
+    let (server_state, outcome, validate_state) = copy_fields(row)?;
     let output_digest: Option<String> = row.try_get("output_digest")?;
     Ok(ResultCopy {
         id: ResultId(row.try_get("id")?),
         host_id: row.try_get::<Option<i64>, _>("host_id")?.map(HostId),
-        server_state: ServerState::parse(&server_state)
-            .ok_or_else(|| corrupt("results", format!("server_state {server_state:?}")))?,
-        outcome: match outcome {
-            None => None,
-            Some(text) => Some(Outcome::parse(&text).ok_or_else(|| corrupt("results", format!("outcome {text:?}")))?),
-        },
-        validate_state: ValidateState::parse(&validate_state)
-            .ok_or_else(|| corrupt("results", format!("validate_state {validate_state:?}")))?,
+        server_state,
+        outcome,
+        validate_state,
         deadline: row.try_get::<Option<i64>, _>("deadline")?.map(Timestamp),
         output_digest: output_digest.map(Digest::from_hex),
         fuel_used: u64_column(row, "fuel_used")?,

@@ -604,3 +604,31 @@ fn a_late_success_after_the_purge_is_too_late() {
     assert_eq!(t.changed_results[0].validate_state, ValidateState::TooLate);
     assert!(t.host_events.is_empty(), "no credit, no penalty");
 }
+
+/// `CopyState::fields` selects exactly the copies `CopyState::of` names:
+/// every combination of the three fields (with an outcome once over) is
+/// matched by the fields of its own state and by no other state's.
+#[test]
+fn copy_state_fields_select_exactly_the_copies_of_that_state() {
+    let matches = |state: CopyState, server: ServerState, outcome: Option<Outcome>, validate: ValidateState| {
+        let (s, o, v) = state.fields();
+        s == server && o.is_none_or(|o| Some(o) == outcome) && v.is_none_or(|v| v == validate)
+    };
+    for &server in ServerState::ALL {
+        let outcomes: Vec<Option<Outcome>> = match server {
+            ServerState::Over => Outcome::ALL.iter().copied().map(Some).collect(),
+            _ => vec![None],
+        };
+        for outcome in outcomes {
+            for &validate in ValidateState::ALL {
+                let state = CopyState::of(server, outcome, validate);
+                let selected: Vec<CopyState> =
+                    CopyState::ALL.iter().copied().filter(|&s| matches(s, server, outcome, validate)).collect();
+                assert_eq!(selected, vec![state], "{server:?} {outcome:?} {validate:?}");
+            }
+        }
+    }
+    for &state in CopyState::ALL {
+        assert_eq!(CopyState::parse(state.as_str()), Some(state));
+    }
+}
