@@ -167,6 +167,20 @@ pub enum Command {
         batch: Option<i64>,
     },
 
+    /// Delete a project and everything of it: work units, results, batches,
+    /// and its app unless another project uses it. Irreversible.
+    ///
+    /// One transaction: it happens entirely or not at all. Refused while
+    /// hosts hold copies of the project: `quorum cancel` it first, and
+    /// delete it once its copies are back (hosts abort them at their next
+    /// contact) or past their deadlines. Volunteers keep their credit.
+    /// --json prints {"project","n_work_units","n_results"}.
+    Delete {
+        /// The project to delete.
+        #[arg(value_name = "PROJECT")]
+        project: String,
+    },
+
     /// Group a project's errors by message: how many copies, hosts and work
     /// units each error hit, example work units and the latest stderr.
     ///
@@ -424,6 +438,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::results::run_all(&ctx, &project, format, out.as_deref(), filter).await
         }
         Command::Errors { project, batch } => commands::errors::run(&ctx, &project, batch).await,
+        Command::Delete { project } => commands::delete::run(&ctx, &project).await,
         Command::Hosts => commands::hosts::run(&ctx).await,
         Command::Credit { top } => commands::credit::run(&ctx, top).await,
         Command::Cancel { project, batch, work_units } => {

@@ -104,7 +104,38 @@ pub struct Submitted {
     pub project: String,
     pub project_id: i64,
     pub app_digest: String,
+    /// Work units this submission added.
     pub n_work_units: u64,
+    /// The project existed already (with the same app): this submission
+    /// added only the work units it did not have.
+    pub resumed: bool,
+    /// Work units of the manifest the project had already.
+    pub n_work_units_present: u64,
+}
+
+/// What `quorum submit` prints for people.
+pub fn submitted_line(submitted: &Submitted) -> String {
+    if submitted.resumed {
+        format!(
+            "project '{}' (id {}) already existed with this app: added {} {} it did not have ({} already there); \
+             app sha256 {}",
+            escape(&submitted.project),
+            submitted.project_id,
+            submitted.n_work_units,
+            work_units(submitted.n_work_units),
+            submitted.n_work_units_present,
+            submitted.app_digest
+        )
+    } else {
+        format!(
+            "created project '{}' (id {}) with {} {}; app sha256 {}",
+            escape(&submitted.project),
+            submitted.project_id,
+            submitted.n_work_units,
+            work_units(submitted.n_work_units),
+            submitted.app_digest
+        )
+    }
 }
 
 /// `quorum cancel --json`.
@@ -167,6 +198,26 @@ pub fn purged_line(purged: &Purged) -> String {
 /// "work unit" or "work units", to follow the count `n`.
 fn work_units(n: u64) -> &'static str {
     if n == 1 { "work unit" } else { "work units" }
+}
+
+/// `quorum delete --json`.
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub project: String,
+    pub n_work_units: u64,
+    pub n_results: u64,
+}
+
+/// What `quorum delete` prints for people.
+pub fn deleted_line(deleted: &Deleted) -> String {
+    format!(
+        "deleted project '{}': {} {} and {} {}",
+        escape(&deleted.project),
+        deleted.n_work_units,
+        work_units(deleted.n_work_units),
+        deleted.n_results,
+        if deleted.n_results == 1 { "result" } else { "results" }
+    )
 }
 
 /// `quorum resume --json`.

@@ -91,6 +91,7 @@ async fn call_every_rpc(
         ),
         ("PurgeProject", done(c.purge_project(v1::PurgeProjectRequest { project: p() }).await)),
         ("ListErrors", done(c.list_errors(v1::ListErrorsRequest { project: p(), batch_id: 0, limit: 0 }).await)),
+        ("DeleteProject", done(c.delete_project(v1::DeleteProjectRequest { project: p() }).await)),
         ("CancelProject", done(c.cancel_project(v1::CancelProjectRequest { project: p() }).await)),
     ]
 }

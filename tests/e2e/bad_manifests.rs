@@ -101,26 +101,52 @@ async fn missing_jsonl_inputs_are_rejected() {
     check_rejected("missing-jsonl", &[], &manifest, &["missing-inputs.jsonl"]).await;
 }
 
+/// A project name that another submission took is refused, naming what
+/// differs, and changes nothing; the same manifest again adds nothing (it
+/// completes an interrupted submission: see `operations`).
 #[tokio::test]
-async fn duplicate_project_name_is_rejected() {
+async fn a_project_name_taken_by_another_submission_is_rejected() {
     let dir = TestDir::new("duplicate");
     let server = Server::spawn(dir.path());
     let url = server.url();
     let manifest = dir.write("project.toml", primes::manifest("twice", 0, 1_000, 100, "min_quorum = 2"));
     let manifest = manifest.display().to_string();
     let first: Submitted = cli(&url, ["--json", "submit", &manifest]).await.json();
-    assert_eq!(first.n_work_units, 10);
+    assert_eq!((first.n_work_units, first.resumed), (10, false));
     let before: Statuses = cli(&url, ["--json", "status"]).await.json();
 
-    let stderr = cli(&url, ["submit", &manifest]).await.failure();
-    assert!(stderr.contains("already exists"), "{stderr}");
-    assert!(stderr.contains("twice"), "the error names the project: {stderr}");
+    let again: Submitted = cli(&url, ["--json", "submit", &manifest]).await.json();
+    assert_eq!(
+        (again.project_id, again.n_work_units, again.resumed, again.n_work_units_present),
+        (first.project_id, 0, true, 10)
+    );
+
+    dir.write("other.wat", "(module (memory (export \"memory\") 1) (func (export \"_start\")))");
+    let other_app = dir.write(
+        "other-app.toml",
+        "name = \"twice\"\napp = \"other.wat\"\n[work_units]\nrange = { start = 0, end = 1000, chunk = 100 }\n",
+    );
+    let stderr = cli(&url, ["submit", &other_app.display().to_string()]).await.failure();
+    assert!(
+        stderr.contains("'twice' already exists with another app"),
+        "the error names the project and why: {stderr}"
+    );
+    assert!(stderr.contains("quorum delete twice"), "the error says what to do: {stderr}");
+
+    // A work unit of the same name with another input.
+    dir.write("inputs.jsonl", "{\"name\":\"0-100\",\"input\":\"0 1000000\\n\"}\n");
+    let other_inputs = dir.write(
+        "other-inputs.toml",
+        format!(
+            "name = \"twice\"\napp = {:?}\n[work_units]\njsonl = \"inputs.jsonl\"\n",
+            primes::app_path().display().to_string()
+        ),
+    );
+    let stderr = cli(&url, ["submit", &other_inputs.display().to_string()]).await.failure();
+    assert!(stderr.contains("already has a work unit") && stderr.contains("another input"), "{stderr}");
 
     let after: Statuses = cli(&url, ["--json", "status"]).await.json();
     assert_eq!(after.projects, before.projects, "the first project is intact");
-    assert_eq!(after.projects.len(), 1);
-    assert_eq!(after.projects[0].project_id, first.project_id);
-    assert_eq!(after.projects[0].work_units_total, 10);
     let work_units = Projects::connect(&url).await.work_units("twice").await;
     assert_eq!(work_units.len(), 10, "no work unit was added: {work_units:?}");
 }

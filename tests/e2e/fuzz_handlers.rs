@@ -39,6 +39,7 @@ enum Call {
     RetryWorkUnits(v1::RetryWorkUnitsRequest),
     PurgeProject(v1::PurgeProjectRequest),
     ListErrors(v1::ListErrorsRequest),
+    DeleteProject(v1::DeleteProjectRequest),
     RegisterHost(v1::RegisterHostRequest),
     RequestWork(v1::RequestWorkRequest),
     DownloadApp(v1::DownloadAppRequest),
@@ -206,6 +207,7 @@ fn call() -> impl Strategy<Value = Call> {
                 Call::ListResults(v1::ListResultsRequest { project, work_unit_id, after_id, limit, state, batch_id })
             }
         ),
+        project().prop_map(|project| Call::DeleteProject(v1::DeleteProjectRequest { project })),
         (project(), small_id(), any::<u32>()).prop_map(|(project, batch_id, limit)| Call::ListErrors(
             v1::ListErrorsRequest { project, batch_id, limit }
         )),
@@ -277,6 +279,7 @@ async fn make(call: Call, projects: &ProjectsApi, scheduler: &SchedulerClient<Ch
             Call::RetryWorkUnits(m) => code(p.retry_work_units(m).await),
             Call::PurgeProject(m) => code(p.purge_project(m).await),
             Call::ListErrors(m) => code(p.list_errors(m).await),
+            Call::DeleteProject(m) => code(p.delete_project(m).await),
             Call::RegisterHost(m) => code(s.register_host(m).await),
             Call::RequestWork(m) => code(s.request_work(with_token(m, token)).await),
             Call::DownloadApp(m) => match s.download_app(with_token(m, token)).await {
@@ -443,6 +446,7 @@ const METHODS: &[(&str, bool)] = &[
     ("/quorum.v1.Projects/RetryWorkUnits", false),
     ("/quorum.v1.Projects/PurgeProject", false),
     ("/quorum.v1.Projects/ListErrors", false),
+    ("/quorum.v1.Projects/DeleteProject", false),
     ("/quorum.v1.Scheduler/RegisterHost", false),
     ("/quorum.v1.Scheduler/RequestWork", false),
     ("/quorum.v1.Scheduler/DownloadApp", true),

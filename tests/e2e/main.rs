@@ -24,6 +24,9 @@
 //!   workers get no more copies of it until `quorum resume`.
 //! - `blame`: an app that fails on every input beside a good project on the
 //!   same workers: the good project completes, the hosts' quotas for it do not drop.
+//! - `delete_and_resume`: a submission killed mid-way and run again ends
+//!   with every work unit exactly once; `quorum delete` removes a project in
+//!   one transaction, refused while hosts hold its copies.
 //! - `errors`: an app that fails: `quorum results --all` lists every copy
 //!   with its error and stderr (table, jsonl, csv; by state and batch),
 //!   `quorum errors` groups them by message.
@@ -73,6 +76,7 @@ mod coordinator_outage;
 mod coordinator_restart;
 mod deadline_abandon;
 mod deadlines;
+mod delete_and_resume;
 mod errors;
 mod fuzz_handlers;
 mod hostile_apps;

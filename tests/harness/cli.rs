@@ -125,6 +125,8 @@ pub struct Submitted {
     pub project_id: i64,
     pub app_digest: String,
     pub n_work_units: u64,
+    pub resumed: bool,
+    pub n_work_units_present: u64,
 }
 
 /// `quorum cancel --json`.

@@ -4,6 +4,7 @@
 
 pub mod cancel;
 pub mod credit;
+pub mod delete;
 pub mod demo;
 pub mod errors;
 pub mod hosts;

@@ -5,8 +5,14 @@
 //! `CreateProject` call, which the server runs in one transaction: the
 //! submission is atomic. Above, `CreateProject` carries a first batch and
 //! `AddWorkUnits` the rest, in batches of at most [`BATCH_WORK_UNITS`] work
-//! units and [`ONE_CALL_BYTES`]; if a batch fails, the project exists with
-//! the work units added so far, and the error says how many.
+//! units and [`ONE_CALL_BYTES`]; if a batch fails (or the CLI is killed),
+//! the project exists with the work units added so far, and the error says
+//! how many.
+//!
+//! Submitting a manifest whose project exists already completes it: if it
+//! runs the same app, the work units it does not have yet (by name) are
+//! added, so an interrupted submission run again ends with every work unit
+//! exactly once.
 
 use std::io::Write;
 use std::ops::Range;
@@ -46,11 +52,7 @@ pub async fn run(ctx: &Context, manifest_path: &Path, signing_key: Option<&Path>
     if ctx.json {
         output::write_json(&mut out, &submitted)?;
     } else {
-        writeln!(
-            out,
-            "created project '{}' (id {}) with {} work units; app sha256 {}",
-            submitted.project, submitted.project_id, submitted.n_work_units, submitted.app_digest
-        )?;
+        writeln!(out, "{}", output::submitted_line(&submitted))?;
     }
     out.flush()?;
     Ok(())
@@ -65,6 +67,16 @@ pub async fn submit(
 ) -> anyhow::Result<output::Submitted> {
     let name = project.manifest.name().to_string();
     let local_digest = hex::encode(sha2::Sha256::digest(&project.app_module));
+    // An earlier submission of this manifest may have been interrupted:
+    // complete it, if the project is the same.
+    if let Some(status) = existing_project(coordinator, &name).await? {
+        let units = project
+            .work_units
+            .into_iter()
+            .map(|unit| v1::WorkUnitInput { name: unit.name, input: unit.input })
+            .collect();
+        return resume(coordinator, &name, &local_digest, status, units).await;
+    }
     let mut request = create_request(&project.manifest, project.app_module, project.validator_module);
     if let Some(signed) = signed {
         request.app_signature = signed.signature;
@@ -91,13 +103,8 @@ pub async fn submit(
         n_calls = 1 + plan.batches.len(),
         "submitting"
     );
-    let created = coordinator
-        .client()
-        .create_project(request)
-        .await
-        // The server's message names the project ("project 'x' already exists").
-        .map_err(|status| coordinator.error(status))?
-        .into_inner();
+    let created =
+        coordinator.client().create_project(request).await.map_err(|status| coordinator.error(status))?.into_inner();
     if created.app_digest != local_digest {
         tracing::warn!(
             server = %created.app_digest,
@@ -105,36 +112,127 @@ pub async fn submit(
             "the coordinator's app digest differs from the local SHA-256"
         );
     }
+    let n_added = add_work_units(coordinator, &name, rest, &plan.batches, created.n_work_units, n_total).await?;
+    Ok(output::Submitted {
+        project: name,
+        project_id: created.project_id,
+        app_digest: created.app_digest,
+        n_work_units: n_added,
+        resumed: false,
+        n_work_units_present: 0,
+    })
+}
 
-    let mut n_added = created.n_work_units;
-    let mut rest = rest.into_iter();
-    for batch in &plan.batches {
-        let batch_units: Vec<v1::WorkUnitInput> = rest.by_ref().take(batch.len()).collect();
+/// Adds `units` in the calls `batches` plans (ranges over `units`), after
+/// `n_added` of the submission's `n_total` went in already.
+async fn add_work_units(
+    coordinator: &Coordinator,
+    name: &str,
+    units: Vec<v1::WorkUnitInput>,
+    batches: &[Range<usize>],
+    mut n_added: u64,
+    n_total: usize,
+) -> anyhow::Result<u64> {
+    let mut units = units.into_iter();
+    for batch in batches {
+        let batch_units: Vec<v1::WorkUnitInput> = units.by_ref().take(batch.len()).collect();
         let response = coordinator
             .client()
-            .add_work_units(v1::AddWorkUnitsRequest { project: name.clone(), work_units: batch_units, policy: None })
+            .add_work_units(v1::AddWorkUnitsRequest { project: name.to_owned(), work_units: batch_units, policy: None })
             .await
             .map_err(|status| coordinator.error(status))
             .with_context(|| {
                 format!(
-                    "project '{name}' was created but only {n_added} of its {n_total} work units \
-                     were added"
+                    "project '{name}' has only {n_added} of the {n_total} work units of this submission; \
+                     run the same `quorum submit` again to add the rest"
                 )
             })?
             .into_inner();
         n_added += response.n_work_units;
         tracing::info!(project = %name, n_added, n_total, "added work units");
     }
+    Ok(n_added)
+}
 
+/// The status of project `name`, or None if there is none.
+async fn existing_project(coordinator: &Coordinator, name: &str) -> anyhow::Result<Option<v1::ProjectStatus>> {
+    match coordinator.client().get_status(v1::GetStatusRequest { project: name.to_owned() }).await {
+        Ok(response) => Ok(response.into_inner().projects.into_iter().next()),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(coordinator.error(status)),
+    }
+}
+
+/// Completes an existing project with the manifest's work units it does not
+/// have yet (by name), if it runs the same app: an interrupted submission
+/// run again ends with every work unit exactly once. A work unit it has
+/// under the same name with another input size is refused.
+async fn resume(
+    coordinator: &Coordinator,
+    name: &str,
+    local_digest: &str,
+    status: v1::ProjectStatus,
+    units: Vec<v1::WorkUnitInput>,
+) -> anyhow::Result<output::Submitted> {
+    let n_total = units.len();
+    anyhow::ensure!(
+        status.app_digest == local_digest,
+        "project '{name}' already exists with another app (sha256 {}; this manifest's app is {local_digest}): \
+         give the project another name, or `quorum delete {name}` first",
+        status.app_digest
+    );
+    anyhow::ensure!(
+        status.state != "cancelled",
+        "project '{name}' already exists and is cancelled: give the project another name, or `quorum delete {name}` first"
+    );
+    let mut present: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut after_id = 0;
+    loop {
+        let page = coordinator
+            .client()
+            .list_work_units(v1::ListWorkUnitsRequest { project: name.to_owned(), after_id, limit: 0 })
+            .await
+            .map_err(|status| coordinator.error(status))?
+            .into_inner()
+            .work_units;
+        let Some(last) = page.last() else { break };
+        anyhow::ensure!(last.id > after_id, "the coordinator returned work units out of id order after id {after_id}");
+        after_id = last.id;
+        present.extend(page.into_iter().map(|work_unit| (work_unit.name, work_unit.input_size)));
+    }
+    let mut missing = Vec::new();
+    let mut n_present = 0;
+    for unit in units {
+        match present.get(&unit.name) {
+            None => missing.push(unit),
+            Some(&size) if size == unit.input.len() as u64 => n_present += 1,
+            Some(&size) => anyhow::bail!(
+                "project '{name}' already has a work unit '{}' with another input ({size} bytes; this manifest's has \
+                 {}): it is not the same submission; give the project another name, or `quorum delete {name}` first",
+                output::escape(&unit.name),
+                unit.input.len()
+            ),
+        }
+    }
+    tracing::info!(project = %name, n_present, n_missing = missing.len(), "completing an existing project");
+    let sizes: Vec<usize> = missing
+        .iter()
+        .map(|work_unit| prost::encoding::message::encoded_len(CREATE_WORK_UNITS_TAG, work_unit))
+        .collect();
+    // Every call an AddWorkUnits: plan as if the first call carried nothing else.
+    let plan = plan(ONE_CALL_BYTES, &sizes)
+        .map_err(|problem| anyhow::anyhow!("cannot submit to project '{name}': {problem}"))?;
+    let n_added = add_work_units(coordinator, name, missing, &plan.batches, 0, n_total - n_present).await?;
     Ok(output::Submitted {
-        project: name,
-        project_id: created.project_id,
-        app_digest: created.app_digest,
+        project: name.to_owned(),
+        project_id: status.project_id,
+        app_digest: status.app_digest,
         n_work_units: n_added,
+        resumed: true,
+        n_work_units_present: n_present as u64,
     })
 }
 
-/// The `CreateProject` request without its work units.
 fn create_request(
     manifest: &Manifest,
     app_module: Vec<u8>,

@@ -426,6 +426,21 @@ impl Projects for ProjectsService {
         Ok(Response::new(pb::PurgeProjectResponse { n_work_units_purged: n }))
     }
 
+    async fn delete_project(
+        &self,
+        request: Request<pb::DeleteProjectRequest>,
+    ) -> Result<Response<pb::DeleteProjectResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
+        let name = project_name(&request.into_inner().project)?;
+        role.authorize(Action::OnProject(&name))?;
+        let deleted = self.ctx.store.delete_project(&name).await?;
+        tracing::info!(project = %name, n_work_units = deleted.n_work_units, n_results = deleted.n_results, "project deleted");
+        Ok(Response::new(pb::DeleteProjectResponse {
+            n_work_units: deleted.n_work_units,
+            n_results: deleted.n_results,
+        }))
+    }
+
     async fn list_errors(
         &self,
         request: Request<pb::ListErrorsRequest>,

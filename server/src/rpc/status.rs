@@ -22,7 +22,7 @@ impl From<store::Error> for Status {
             }
             E::NotFailed { .. } | E::NothingToRetry(_) => Status::failed_precondition(error.to_string()),
             E::ProjectExists(_) | E::DuplicateWorkUnit { .. } => Status::already_exists(error.to_string()),
-            E::ProjectCancelled(_) => Status::failed_precondition(error.to_string()),
+            E::ProjectCancelled(_) | E::CopiesInProgress { .. } => Status::failed_precondition(error.to_string()),
             E::UnknownHost => Status::unauthenticated(error.to_string()),
             E::Report(report) => Status::from(report),
             E::OutputTooLarge { .. } => Status::invalid_argument(error.to_string()),

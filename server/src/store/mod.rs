@@ -52,7 +52,7 @@ pub use reads::{
 };
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
-pub use transitions::CancelScope;
+pub use transitions::{CancelScope, DeletedProject};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,11 @@ pub enum Error {
     ProjectExists(String),
     #[error("project {0:?} is cancelled")]
     ProjectCancelled(String),
+    #[error(
+        "project {project:?} has {n_in_progress} copies in progress on hosts: cancel it first (hosts abort them at \
+         their next contact, or they end at their deadlines), then delete it once none is in progress"
+    )]
+    CopiesInProgress { project: String, n_in_progress: u64 },
     #[error("work unit name {name:?} is used twice in project {project:?}")]
     DuplicateWorkUnit { project: String, name: String },
     #[error("batch {batch} of project {project:?} not found")]

@@ -264,13 +264,7 @@ impl Store {
     }
 
     async fn project_id(&self, project: &ProjectName) -> Result<i64> {
-        sqlx::query("SELECT id FROM projects WHERE name = ?")
-            .bind(project.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|row| row.try_get("id"))
-            .transpose()?
-            .ok_or_else(|| Error::ProjectNotFound(project.to_string()))
+        rows::project_id(&self.pool, project).await
     }
 
     /// Work units of a project with id above `after_id`, at most `limit`.
@@ -325,7 +319,7 @@ impl Store {
     ) -> Result<Vec<ResultInfo>> {
         let project_id = self.project_id(project).await?;
         if let Some(batch) = filter.batch_id {
-            self.check_batch(project, project_id, batch).await?;
+            rows::check_batch(&self.pool, project_id, project, batch).await?;
         }
         let (server_state, outcome, validate_state) = match filter.state.map(CopyState::fields) {
             Some((server, outcome, validate)) => {
@@ -366,7 +360,7 @@ impl Store {
     ) -> Result<Vec<ErrorGroup>> {
         let project_id = self.project_id(project).await?;
         if let Some(batch) = batch_id {
-            self.check_batch(project, project_id, batch).await?;
+            rows::check_batch(&self.pool, project_id, project, batch).await?;
         }
         // The failed copies are few beside the rest: read them through the
         // status index, group them here (messages can be long; SQLite would
@@ -425,19 +419,6 @@ impl Store {
         groups.sort_by(|a, b| b.n_results.cmp(&a.n_results).then(b.latest_result_id.cmp(&a.latest_result_id)));
         groups.truncate(limit as usize);
         Ok(groups)
-    }
-
-    /// [`Error::BatchNotFound`] unless `batch` is one of the project's.
-    async fn check_batch(&self, project: &ProjectName, project_id: i64, batch: i64) -> Result<()> {
-        let found = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
-            .bind(batch)
-            .bind(project_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(Error::BatchNotFound { project: project.to_string(), batch }),
-        }
     }
 
     /// Canonical results of a project, by work unit id above `after_work_unit_id`.

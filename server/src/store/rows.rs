@@ -7,6 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use super::{Error, Result};
 use crate::domain::fuzzy::Tolerance;
 use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
+use crate::domain::names::ProjectName;
 use crate::domain::policy::{self, Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::trust::{HostTrust, Quota};
 use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler};
@@ -216,4 +217,33 @@ pub fn host_trust(row: &SqliteRow) -> Result<HostTrust> {
             day: row.try_get("quota_day")?,
         },
     })
+}
+
+/// The id of the project named `project`, or [`Error::ProjectNotFound`]; on
+/// the pool or within a transaction.
+pub async fn project_id<'c>(executor: impl sqlx::SqliteExecutor<'c>, project: &ProjectName) -> Result<i64> {
+    let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
+        .bind(project.as_str())
+        .fetch_optional(executor)
+        .await?
+        .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
+    Ok(row.try_get("id")?)
+}
+
+/// [`Error::BatchNotFound`] unless `batch` is one of the project's.
+pub async fn check_batch<'c>(
+    executor: impl sqlx::SqliteExecutor<'c>,
+    project_id: i64,
+    project: &ProjectName,
+    batch: i64,
+) -> Result<()> {
+    let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
+        .bind(batch)
+        .bind(project_id)
+        .fetch_optional(executor)
+        .await?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(Error::BatchNotFound { project: project.to_string(), batch }),
+    }
 }

@@ -388,30 +388,11 @@ async fn work_unit_state(
 }
 
 /// Fails unless `batch` is one of the project's batches.
-async fn check_batch(
-    tx: &mut Transaction<'_, Sqlite>,
-    project_id: i64,
-    project: &ProjectName,
-    batch: i64,
-) -> Result<()> {
-    let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
-        .bind(batch)
-        .bind(project_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    match exists {
-        Some(_) => Ok(()),
-        None => Err(Error::BatchNotFound { project: project.to_string(), batch }),
-    }
-}
-
-async fn project_id(tx: &mut Transaction<'_, Sqlite>, project: &ProjectName) -> Result<i64> {
-    let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
-        .bind(project.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
-    Ok(row.try_get("id")?)
+/// What `Store::delete_project` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedProject {
+    pub n_work_units: u64,
+    pub n_results: u64,
 }
 
 /// What one transitioner pass did.
@@ -456,10 +437,10 @@ impl Store {
     /// hosts holding copies are told to abort them. Returns how many were cancelled.
     pub async fn cancel_work_units(&self, project: &ProjectName, scope: &CancelScope, now: Timestamp) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = project_id(&mut tx, project).await?;
+        let project_id = rows::project_id(&mut *tx, project).await?;
         let ids: Vec<i64> = match scope {
             CancelScope::Batch(batch) => {
-                check_batch(&mut tx, project_id, project, *batch).await?;
+                rows::check_batch(&mut *tx, project_id, project, *batch).await?;
                 let rows = sqlx::query("SELECT id FROM work_units WHERE batch_id = ? AND state = 'open'")
                     .bind(batch)
                     .fetch_all(&mut *tx)
@@ -559,7 +540,7 @@ impl Store {
     /// work units were purged.
     pub async fn purge_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = project_id(&mut tx, project).await?;
+        let project_id = rows::project_id(&mut *tx, project).await?;
         sqlx::query(
             "UPDATE results SET output = NULL WHERE work_unit_id IN (SELECT id FROM work_units \
              WHERE project_id = ? AND state != 'open' AND purged_at IS NULL) \
@@ -583,13 +564,60 @@ impl Store {
         Ok(purged)
     }
 
+    /// Deletes a project and everything of it in one transaction: its
+    /// results, work units, batches and their error watch, and its app and
+    /// validator modules unless another project uses them. The hosts keep
+    /// their credit and trust. Refused with [`Error::CopiesInProgress`]
+    /// while hosts hold copies of it (their reports would name copies that
+    /// no longer exist).
+    pub async fn delete_project(&self, project: &ProjectName) -> Result<DeletedProject> {
+        let mut tx = self.write().await?;
+        let project_id = rows::project_id(&mut *tx, project).await?;
+        let n_in_progress: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM results WHERE project_id = ? AND server_state = 'in_progress'")
+                .bind(project_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if n_in_progress > 0 {
+            return Err(Error::CopiesInProgress {
+                project: project.to_string(),
+                n_in_progress: n_in_progress.unsigned_abs(),
+            });
+        }
+        sqlx::query("DELETE FROM batch_error_hosts WHERE batch_id IN (SELECT id FROM batches WHERE project_id = ?)")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        let n_results =
+            sqlx::query("DELETE FROM results WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
+        let n_work_units =
+            sqlx::query("DELETE FROM work_units WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM batches WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
+        let modules = sqlx::query("DELETE FROM projects WHERE id = ? RETURNING app_digest, validator_digest")
+            .bind(project_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let app: String = modules.try_get("app_digest")?;
+        let validator: Option<String> = modules.try_get("validator_digest")?;
+        sqlx::query(
+            "DELETE FROM apps WHERE digest IN (?, ?) AND digest NOT IN (SELECT app_digest FROM projects) \
+             AND digest NOT IN (SELECT validator_digest FROM projects WHERE validator_digest IS NOT NULL)",
+        )
+        .bind(&app)
+        .bind(validator.as_deref().unwrap_or(&app))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(DeletedProject { n_work_units: n_work_units.rows_affected(), n_results: n_results.rows_affected() })
+    }
+
     /// Resumes a paused batch of a project, or all of them when `batch_id` is
     /// None; their error watch starts over. Returns how many were resumed.
     pub async fn resume_batches(&self, project: &ProjectName, batch_id: Option<i64>) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = project_id(&mut tx, project).await?;
+        let project_id = rows::project_id(&mut *tx, project).await?;
         if let Some(batch) = batch_id {
-            check_batch(&mut tx, project_id, project, batch).await?;
+            rows::check_batch(&mut *tx, project_id, project, batch).await?;
         }
         // The error watch starts over: the erring hosts seen so far no longer count.
         sqlx::query(
@@ -632,7 +660,7 @@ impl Store {
     /// are told to abort them. Returns how many work units were cancelled.
     pub async fn cancel_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = project_id(&mut tx, project).await?;
+        let project_id = rows::project_id(&mut *tx, project).await?;
         sqlx::query("UPDATE projects SET state = 'cancelled' WHERE id = ?").bind(project_id).execute(&mut *tx).await?;
         let rows = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'open'")
             .bind(project_id)
