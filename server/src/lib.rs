@@ -86,6 +86,10 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
+/// How long calls in flight may take to finish once shutdown starts (long
+/// ones, `WaitProject`, end at once); then the remaining ones are closed.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the coordinator on `listener` until `shutdown` completes, then
 /// lets the transitioner finish its pass and closes the database.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
@@ -95,7 +99,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     let store = Store::open(&config.db_path).await?;
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let ctx = Context {
+        stopping: stopping.clone(),
         store: store.clone(),
         clock: config.clock.clone(),
         changes: Changes::new(),
@@ -126,14 +132,29 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-    let served = server
+    let signal = async move {
+        shutdown.await;
+        // Long calls end now (UNAVAILABLE); tonic stops accepting and drains.
+        let _ = stopping_tx.send(true);
+    };
+    let serve = server
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(scheduler)
         .add_service(projects)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let mut grace = stopping;
+    let served = tokio::select! {
+        served = serve => served,
+        () = async {
+            let _ = grace.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "calls still open after the shutdown grace; closing them");
+            Ok(())
+        }
+    };
 
     let _ = stop_transitioner.send(());
     let _ = transitioner.await;

@@ -216,3 +216,82 @@ async fn the_coordinator_logs_json_lines_when_asked() {
         "{messages:?}"
     );
 }
+
+/// `quorum wait` outlives a coordinator restart, and does not hold up the
+/// coordinator's shutdown: its open `WaitProject` ends with UNAVAILABLE when
+/// SIGTERM comes (no call is left for the grace to close), and the CLI calls
+/// again, with backoff, until the coordinator is back and the project ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_wait_outlives_a_coordinator_restart_and_does_not_hold_up_its_shutdown() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+
+    let dir = TestDir::new("wait-restart");
+    let db = dir.join("quorum.db");
+    let mut server = Server::spawn_with_db(dir.path(), &db);
+    let url = server.url();
+    let addr = server.addr().to_owned();
+    let manifest = dir.write("waited.toml", quorum_tests::primes::manifest("waited", 0, 200, 100, "min_quorum = 1"));
+    quorum_tests::cli(&url, ["submit", &manifest.display().to_string()]).await.success();
+
+    let mut wait = tokio::process::Command::new(quorum_tests::binaries::path(quorum_tests::binaries::CLI))
+        .args(["--server", &url, "wait", "waited", "--timeout", "5m"])
+        .env("QUORUM_TOKEN", server.admin_token())
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn quorum wait");
+    let mut stdout = wait.stdout.take().expect("piped stdout");
+    let mut stderr = tokio::io::BufReader::new(wait.stderr.take().expect("piped stderr")).lines();
+    let mut log = String::new();
+    while !log.contains("waiting for the project") {
+        let line = stderr.next_line().await.expect("read quorum wait's log");
+        let line = line.unwrap_or_else(|| panic!("quorum wait ended before waiting:\n{log}"));
+        log += &line;
+        log.push('\n');
+    }
+    let rest = tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            log += &line;
+            log.push('\n');
+        }
+        log
+    });
+
+    let exit = server.terminate().await;
+    assert!(exit.success(), "quorum-server exits 0 on SIGTERM, got {exit}\n{}", server.log());
+    let stopped = server.log();
+    assert!(stopped.contains("coordinator stopped"), "{stopped}");
+    assert!(!stopped.contains("closing them"), "no call was left open for the grace to close:\n{stopped}");
+
+    // Back on the same address; a host computes both work units.
+    let mut server = Server::spawn_at(dir.path(), &db, &addr);
+    let mut host = quorum_tests::grpc::Host::register(&url, "volunteer").await;
+    let work = host.request_work(2).await.expect("RequestWork");
+    assert_eq!(work.assignments.len(), 2, "{work:?}");
+    let reports = work
+        .assignments
+        .iter()
+        .map(|assignment| {
+            quorum_tests::grpc::success_report(
+                assignment.result_id,
+                quorum_tests::primes::expected_output(&assignment.work_unit_name).as_bytes(),
+            )
+        })
+        .collect();
+    host.report(reports).await.expect("ReportResults");
+
+    let status = tokio::time::timeout(quorum_tests::STEP_TIMEOUT, wait.wait())
+        .await
+        .expect("quorum wait ends once the project has")
+        .expect("wait for quorum wait");
+    let mut printed = String::new();
+    stdout.read_to_string(&mut printed).await.expect("read quorum wait's stdout");
+    let log = rest.await.expect("quorum wait's log");
+    assert!(status.success(), "quorum wait succeeded across the restart: {status}\n{printed}\n{log}");
+    assert!(printed.contains("waited") && printed.lines().count() >= 2, "the final status: {printed}");
+    drop(host);
+    assert!(server.terminate().await.success(), "{}", server.log());
+}

@@ -1,5 +1,7 @@
 //! `quorum wait PROJECT [--timeout D]`: blocks, through the server-side
-//! `WaitProject`, until every work unit of the project has ended.
+//! `WaitProject`, until every work unit of the project has ended. A
+//! coordinator that restarts meanwhile (UNAVAILABLE, a dropped connection)
+//! is called again with backoff, within the timeout.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -12,12 +14,30 @@ use crate::client::Coordinator;
 /// The longest single `WaitProject` call; longer waits make several.
 const LONGEST_CALL: Duration = Duration::from_secs(60);
 
+/// The first and the longest pause before calling a coordinator that was
+/// unavailable again.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Whether a failed call may succeed if made again: the coordinator said
+/// UNAVAILABLE (it is shutting down, or cannot be reached), or the
+/// connection failed under the call (a status made here from a transport
+/// error carries that error as its source; one the coordinator sent has none).
+fn is_transient(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable => true,
+        tonic::Code::Unknown | tonic::Code::Cancelled => std::error::Error::source(status).is_some(),
+        _ => false,
+    }
+}
+
 /// How much longer than its own timeout the CLI gives a `WaitProject` call
 /// before it decides that the coordinator is not answering.
 const ANSWER_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &Context, project: &str, timeout: Option<Duration>) -> anyhow::Result<()> {
     let coordinator = ctx.connect().await?;
+    tracing::info!(project, "waiting for the project's work units to end");
     let status = wait_until_ended(&coordinator, project, timeout, LONGEST_CALL, |_| Ok(())).await?;
     let mut out = super::stdout();
     super::status::print_statuses(&mut out, ctx.json, std::slice::from_ref(&status))?;
@@ -36,6 +56,7 @@ pub async fn wait_until_ended(
     mut progress: impl FnMut(&v1::ProjectStatus) -> anyhow::Result<()>,
 ) -> anyhow::Result<v1::ProjectStatus> {
     let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
     loop {
         let remaining = timeout.map(|timeout| timeout.saturating_sub(started.elapsed()));
         let call_timeout = remaining.map_or(poll, |remaining| remaining.min(poll));
@@ -45,17 +66,28 @@ pub async fn wait_until_ended(
             project: project.to_owned(),
             timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
         });
-        let response = tokio::time::timeout(call_timeout + ANSWER_GRACE, call)
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "the coordinator at {} did not answer WaitProject within {}",
-                    coordinator.url(),
-                    humantime::format_duration(call_timeout + ANSWER_GRACE)
-                )
-            })?
-            .map_err(|status| coordinator.error(status))?
-            .into_inner();
+        let response = tokio::time::timeout(call_timeout + ANSWER_GRACE, call).await.map_err(|_| {
+            anyhow::anyhow!(
+                "the coordinator at {} did not answer WaitProject within {}",
+                coordinator.url(),
+                humantime::format_duration(call_timeout + ANSWER_GRACE)
+            )
+        })?;
+        let response = match response {
+            Ok(response) => response.into_inner(),
+            Err(status) if is_transient(&status) && timeout.is_none_or(|timeout| started.elapsed() < timeout) => {
+                tracing::warn!(
+                    error = %coordinator.error(status),
+                    retry_in = ?backoff,
+                    "the coordinator is unavailable; calling again"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(LONGEST_BACKOFF);
+                continue;
+            }
+            Err(status) => return Err(coordinator.error(status)),
+        };
+        backoff = FIRST_BACKOFF;
         let status = response
             .projects
             .into_iter()

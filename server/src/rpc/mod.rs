@@ -32,6 +32,18 @@ pub struct Context {
     pub changes: Changes,
     /// Rate limits of the scheduler's callers.
     pub limiters: Arc<limits::Limiters>,
+    /// Becomes true when the coordinator starts shutting down: long calls
+    /// (`WaitProject`) end at once with UNAVAILABLE so that clients retry.
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// Completes once the coordinator is shutting down.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.clone();
+        // An error means the sender is gone: the server is going away too.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
 }
 
 /// Signals that work units may have changed state, so that `WaitProject`

@@ -495,20 +495,28 @@ impl Projects for ProjectsService {
         let timeout =
             if request.timeout_ms == 0 { MAX_WAIT } else { Duration::from_millis(request.timeout_ms).min(MAX_WAIT) };
         let until = tokio::time::Instant::now() + timeout;
-        let mut changes = self.ctx.changes.subscribe();
-        loop {
-            changes.borrow_and_update();
-            let counted = tokio::time::Instant::now();
-            let statuses = self.ctx.store.project_status(Some(&name)).await?;
-            let ended = statuses.iter().all(|s| s.work_units_open == 0);
-            let timed_out = ended || !matches!(tokio::time::timeout_at(until, changes.changed()).await, Ok(Ok(())));
-            if ended || timed_out {
-                return Ok(Response::new(pb::GetStatusResponse {
-                    projects: statuses.into_iter().map(status_to_proto).collect(),
-                }));
+        let wait = async {
+            let mut changes = self.ctx.changes.subscribe();
+            loop {
+                changes.borrow_and_update();
+                let counted = tokio::time::Instant::now();
+                let statuses = self.ctx.store.project_status(Some(&name)).await?;
+                let ended = statuses.iter().all(|s| s.work_units_open == 0);
+                let timed_out = ended || !matches!(tokio::time::timeout_at(until, changes.changed()).await, Ok(Ok(())));
+                if ended || timed_out {
+                    return Ok(Response::new(pb::GetStatusResponse {
+                        projects: statuses.into_iter().map(status_to_proto).collect(),
+                    }));
+                }
+                // Changes that come meanwhile are counted together.
+                tokio::time::sleep_until((counted + WAIT_RECOUNT_INTERVAL).min(until)).await;
             }
-            // Changes that come meanwhile are counted together.
-            tokio::time::sleep_until((counted + WAIT_RECOUNT_INTERVAL).min(until)).await;
+        };
+        tokio::select! {
+            answer = wait => answer,
+            () = self.ctx.stopped() => {
+                Err(Status::unavailable("the coordinator is shutting down; call again once it is back"))
+            }
         }
     }
 }
