@@ -73,6 +73,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Show every column of tables, however wide (they fit 100 columns otherwise).
+    #[arg(long, global = true)]
+    pub wide: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -411,6 +415,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = commands::Context {
         server: cli.server,
         json: cli.json,
+        wide: cli.wide,
         token: cli.token,
         token_file: cli.token_file,
         ca_cert: cli.ca_cert,

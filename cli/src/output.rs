@@ -30,11 +30,37 @@ pub enum Align {
 pub struct Table {
     columns: Vec<(&'static str, Align)>,
     rows: Vec<Vec<String>>,
+    /// Columns (indices) left out, in this order, while a line is wider than
+    /// [`WIDTH`].
+    droppable: Vec<usize>,
+    /// Keep every column whatever the width (`--wide`).
+    wide: bool,
 }
+
+/// The width tables fit unless `--wide` is given.
+pub const WIDTH: usize = 100;
 
 impl Table {
     pub fn new(columns: &[(&'static str, Align)]) -> Table {
-        Table { columns: columns.to_vec(), rows: Vec::new() }
+        Table { columns: columns.to_vec(), rows: Vec::new(), droppable: Vec::new(), wide: false }
+    }
+
+    /// The columns to leave out first, in order, when the table is wider than
+    /// [`WIDTH`]; each must be one of the headers.
+    pub fn droppable(mut self, headers: &[&str]) -> Table {
+        self.droppable = headers
+            .iter()
+            .map(|header| {
+                self.columns.iter().position(|(name, _)| name == header).expect("a droppable column is a column")
+            })
+            .collect();
+        self
+    }
+
+    /// Keeps every column, however wide the table (`--wide`).
+    pub fn wide(mut self, wide: bool) -> Table {
+        self.wide = wide;
+        self
     }
 
     /// Adds a row; it must have one cell per column. Cells are [`escape`]d.
@@ -50,10 +76,23 @@ impl Table {
                 *width = (*width).max(cell.chars().count());
             }
         }
+        // Leave out droppable columns while a line would be too wide.
+        let mut shown = vec![true; self.columns.len()];
+        let line_width = |shown: &[bool]| {
+            let cells: Vec<usize> = widths.iter().zip(shown).filter(|(_, shown)| **shown).map(|(w, _)| *w).collect();
+            cells.iter().sum::<usize>() + 2 * cells.len().saturating_sub(1)
+        };
+        for &column in &self.droppable {
+            if self.wide || line_width(&shown) <= WIDTH {
+                break;
+            }
+            shown[column] = false;
+        }
         let headers: Vec<String> = self.columns.iter().map(|(header, _)| header.to_string()).collect();
         for row in std::iter::once(&headers).chain(&self.rows) {
             let mut line = String::new();
-            for (index, ((cell, width), (_, align))) in row.iter().zip(&widths).zip(&self.columns).enumerate() {
+            let cells = row.iter().zip(&widths).zip(&self.columns).zip(&shown).filter(|(_, shown)| **shown);
+            for (index, (((cell, width), (_, align)), _)) in cells.enumerate() {
                 if index > 0 {
                     line.push_str("  ");
                 }
@@ -268,10 +307,22 @@ pub struct ProjectStatus {
     pub results_invalid: u64,
     pub results_error: u64,
     pub results_no_reply: u64,
+    /// Successes reported and not compared yet (waiting for other copies).
+    pub results_reported: u64,
     /// "bitwise", "fuzzy" or "custom": how the project's outputs are compared.
     pub validator: String,
     /// The project's batches (the work units of each submission call), by id.
     pub batches: Vec<Batch>,
+    /// What holds its open work, most decisive first (`quorum status PROJECT` only).
+    pub holds: Vec<Hold>,
+}
+
+/// The protocol's `Hold`: one thing that holds a project's work.
+#[derive(Debug, Serialize)]
+pub struct Hold {
+    /// "no_host", "quota_used", "batch_paused", "ended"... (one word).
+    pub kind: String,
+    pub message: String,
 }
 
 /// The protocol's `BatchInfo`.
@@ -326,13 +377,30 @@ impl From<&v1::ProjectStatus> for ProjectStatus {
             results_invalid: status.results_invalid,
             results_error: status.results_error,
             results_no_reply: status.results_no_reply,
+            results_reported: status.results_reported,
             validator: status.validator.clone(),
             batches: status.batches.iter().map(Batch::from).collect(),
+            holds: status
+                .holds
+                .iter()
+                .map(|hold| Hold { kind: hold.kind.clone(), message: hold.message.clone() })
+                .collect(),
         }
     }
 }
 
-/// The status table: one line per project.
+/// A project's state for people: "ended" once every work unit of an active
+/// project has ended, the coordinator's state ("active", "cancelled") otherwise.
+pub fn project_state(status: &v1::ProjectStatus) -> &str {
+    if status.state == "active" && status.work_units_total > 0 && status.work_units_open == 0 {
+        "ended"
+    } else {
+        &status.state
+    }
+}
+
+/// The status table: one line per project. ID, VALIDATOR, INVALID and NO
+/// REPLY go first when it is wider than [`WIDTH`] (`--wide` keeps them).
 pub fn status_table(projects: &[v1::ProjectStatus]) -> Table {
     use Align::{Left, Right};
     let mut table = Table::new(&[
@@ -341,28 +409,31 @@ pub fn status_table(projects: &[v1::ProjectStatus]) -> Table {
         ("STATE", Left),
         ("VALIDATOR", Left),
         ("WORK UNITS", Right),
-        ("OPEN", Right),
         ("DONE", Right),
         ("FAILED", Right),
+        ("OPEN", Right),
         ("UNSENT", Right),
         ("IN PROGRESS", Right),
+        ("REPORTED", Right),
         ("VALID", Right),
         ("INVALID", Right),
         ("ERROR", Right),
         ("NO REPLY", Right),
-    ]);
+    ])
+    .droppable(&["ID", "VALIDATOR", "NO REPLY", "INVALID", "REPORTED"]);
     for status in projects {
         table.row(vec![
             status.name.clone(),
             status.project_id.to_string(),
-            status.state.clone(),
+            project_state(status).to_owned(),
             if status.validator.is_empty() { "-".to_owned() } else { status.validator.clone() },
             status.work_units_total.to_string(),
-            status.work_units_open.to_string(),
             status.work_units_done.to_string(),
             status.work_units_failed.to_string(),
+            status.work_units_open.to_string(),
             status.results_unsent.to_string(),
             status.results_in_progress.to_string(),
+            status.results_reported.to_string(),
             status.results_valid.to_string(),
             status.results_invalid.to_string(),
             status.results_error.to_string(),
@@ -370,6 +441,17 @@ pub fn status_table(projects: &[v1::ProjectStatus]) -> Table {
         ]);
     }
     table
+}
+
+/// What holds each project's work, one line per hold, for people:
+/// "project 'p': 12 unsent copies wait: no host has registered ...".
+pub fn write_holds(out: &mut dyn Write, projects: &[v1::ProjectStatus]) -> io::Result<()> {
+    for status in projects {
+        for hold in &status.holds {
+            writeln!(out, "project '{}': {}", escape(&status.name), escape(&hold.message))?;
+        }
+    }
+    Ok(())
 }
 
 /// One line per paused batch, for people, after the status table:
@@ -1015,30 +1097,36 @@ mod tests {
              \"policy\":{\"min_quorum\":2,\"target_results\":2,\"max_error_results\":3,\"max_total_results\":8,\"deadline_secs\":3600},\
              \"work_units_total\":200,\"work_units_open\":10,\"work_units_done\":190,\"work_units_failed\":0,\
              \"results_unsent\":0,\"results_in_progress\":0,\"results_over\":0,\"results_valid\":0,\
-             \"results_invalid\":0,\"results_error\":0,\"results_no_reply\":0,\"validator\":\"bitwise\",\
+             \"results_invalid\":0,\"results_error\":0,\"results_no_reply\":0,\"results_reported\":0,\"validator\":\"bitwise\",\
              \"batches\":[{\"id\":1,\"state\":\"active\",\"pause_reason\":\"\",\"n_work_units\":100,\"n_ended\":25},\
-             {\"id\":2,\"state\":\"paused\",\"pause_reason\":\"20 of 20 were errors\",\"n_work_units\":100,\"n_ended\":25}]}]}\n"
+             {\"id\":2,\"state\":\"paused\",\"pause_reason\":\"20 of 20 were errors\",\"n_work_units\":100,\"n_ended\":25}],\
+             \"holds\":[]}]}\n"
         );
     }
 
     #[test]
     fn status_table_and_paused_batches() {
-        let check = |projects: &[v1::ProjectStatus], expected: &str| {
+        let check = |projects: &[v1::ProjectStatus], wide: bool, expected: &str| {
             let actual = text(|out| {
-                status_table(projects).write(out)?;
+                status_table(projects).wide(wide).write(out)?;
                 write_paused_batches(out, projects)
             });
             assert_eq!(actual, expected);
+            assert!(
+                wide || actual.lines().take(1 + projects.len()).all(|line| line.chars().count() <= WIDTH),
+                "{actual}"
+            );
         };
-        let header = "PROJECT  ID  STATE   VALIDATOR  WORK UNITS  OPEN  DONE  FAILED  UNSENT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY\n";
-        let row = "primes    1  active  bitwise           200    10   190       0       0            0      0        0      0         0\n";
-        check(&[project_status(vec![batch(1, "active", "")])], &format!("{header}{row}"));
+        let header = "PROJECT  STATE   WORK UNITS  DONE  FAILED  OPEN  UNSENT  IN PROGRESS  REPORTED  VALID  ERROR\n";
+        let row = "primes   active         200   190       0    10       0            0         0      0      0\n";
+        check(&[project_status(vec![batch(1, "active", "")])], false, &format!("{header}{row}"));
         check(
             &[project_status(vec![
                 batch(1, "active", ""),
                 batch(2, "paused", "20 of 20 were errors"),
                 batch(3, "paused", ""),
             ])],
+            false,
             &format!(
                 "{header}{row}\
                  project 'primes': batch 2 is paused (25 of 100 work units ended): 20 of 20 were errors \
@@ -1047,13 +1135,45 @@ mod tests {
                  (`quorum resume primes --batch 3`)\n"
             ),
         );
-        // A coordinator that does not name its validator.
+        // --wide: every column; a coordinator that does not name its validator.
         let mut unnamed = project_status(Vec::new());
         unnamed.validator.clear();
         check(
             &[unnamed],
-            "PROJECT  ID  STATE   VALIDATOR  WORK UNITS  OPEN  DONE  FAILED  UNSENT  IN PROGRESS  VALID  INVALID  ERROR  NO REPLY\n\
-             primes    1  active  -                 200    10   190       0       0            0      0        0      0         0\n",
+            true,
+            concat!(
+                "PROJECT  ID  STATE   VALIDATOR  WORK UNITS  DONE  FAILED  OPEN  UNSENT  IN PROGRESS  REPORTED  VALID  ",
+                "INVALID  ERROR  NO REPLY\n",
+                "primes    1  active  -                 200   190       0    10       0            0         0      0  ",
+                "      0      0         0\n",
+            ),
+        );
+        // A long name: more columns go, in their order, to fit.
+        let mut long = project_status(Vec::new());
+        long.name = "p".repeat(30);
+        let table = text(|out| status_table(&[long.clone()]).write(out));
+        assert!(
+            table.starts_with(&format!("PROJECT{}  STATE   WORK UNITS  DONE  FAILED  OPEN", " ".repeat(23))),
+            "{table}"
+        );
+        assert!(!table.contains("REPORTED") && table.contains("ERROR"), "{table}");
+        // Every work unit ended: "ended", not "active".
+        long.work_units_open = 0;
+        long.work_units_done = 200;
+        assert!(text(|out| status_table(&[long]).write(out)).contains(" ended "));
+    }
+
+    #[test]
+    fn holds_are_lines_for_people() {
+        let mut status = project_status(Vec::new());
+        status.holds = vec![
+            v1::Hold { kind: "no_host".into(), message: "3 unsent copies wait: no host has registered".into() },
+            v1::Hold { kind: "awaiting_quorum".into(), message: "1 reported \x1b[31m".into() },
+        ];
+        assert_eq!(
+            text(|out| write_holds(out, &[status])),
+            "project 'primes': 3 unsent copies wait: no host has registered\n\
+             project 'primes': 1 reported \\x1b[31m\n"
         );
     }
 

@@ -30,6 +30,9 @@
 //! - `errors`: an app that fails: `quorum results --all` lists every copy
 //!   with its error and stderr (table, jsonl, csv; by state and batch),
 //!   `quorum errors` groups them by message.
+//! - `holds`: "why is nothing running?": `quorum status PROJECT` names what
+//!   holds its work (no host, quota used, other hosts needed, a paused batch,
+//!   copies out, waiting successes) and says when every work unit ended.
 //! - `bad_manifests`: `quorum submit` refuses bad input and creates nothing.
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `names`: control characters refused at registration, accounts compared
@@ -79,6 +82,7 @@ mod deadlines;
 mod delete_and_resume;
 mod errors;
 mod fuzz_handlers;
+mod holds;
 mod hostile_apps;
 mod late_results;
 mod lone_worker;

@@ -182,9 +182,19 @@ pub struct ProjectStatus {
     pub results_invalid: u64,
     pub results_error: u64,
     pub results_no_reply: u64,
+    pub results_reported: u64,
     /// "bitwise", "fuzzy" or "custom".
     pub validator: String,
     pub batches: Vec<Batch>,
+    /// What holds the project's work (`quorum status PROJECT` only).
+    pub holds: Vec<Hold>,
+}
+
+/// One hold of `quorum status PROJECT --json`: the protocol's `Hold`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Hold {
+    pub kind: String,
+    pub message: String,
 }
 
 /// One batch of `quorum status --json`: the protocol's `BatchInfo`.

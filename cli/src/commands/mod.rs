@@ -31,6 +31,8 @@ pub struct Context {
     pub server: String,
     /// Print JSON instead of tables (`--json`).
     pub json: bool,
+    /// Every column of tables (`--wide`).
+    pub wide: bool,
     /// `--token`.
     pub token: Option<Secret>,
     /// `--token-file`.

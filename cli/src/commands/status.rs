@@ -22,15 +22,16 @@ pub async fn run(ctx: &Context, project: Option<&str>) -> anyhow::Result<()> {
         anyhow::bail!("no project '{name}' on {}", coordinator.url());
     }
     let mut out = super::stdout();
-    print_statuses(&mut out, ctx.json, &response.projects)?;
+    print_statuses(&mut out, ctx, &response.projects)?;
     out.flush()?;
     Ok(())
 }
 
-/// Prints statuses as a table followed by a line per paused batch, or as
-/// {"projects":[...]} with `json`.
-pub fn print_statuses(out: &mut dyn Write, json: bool, projects: &[v1::ProjectStatus]) -> std::io::Result<()> {
-    if json {
+/// Prints statuses as a table followed by what holds each project (when the
+/// coordinator said: one project asked for) or else a line per paused batch,
+/// or as {"projects":[...]} with `--json`.
+pub fn print_statuses(out: &mut dyn Write, ctx: &Context, projects: &[v1::ProjectStatus]) -> std::io::Result<()> {
+    if ctx.json {
         output::write_json(
             out,
             &output::Statuses { projects: projects.iter().map(output::ProjectStatus::from).collect() },
@@ -38,7 +39,10 @@ pub fn print_statuses(out: &mut dyn Write, json: bool, projects: &[v1::ProjectSt
     } else if projects.is_empty() {
         writeln!(out, "no projects")
     } else {
-        output::status_table(projects).write(out)?;
-        output::write_paused_batches(out, projects)
+        output::status_table(projects).wide(ctx.wide).write(out)?;
+        let (explained, others): (Vec<_>, Vec<_>) =
+            projects.iter().cloned().partition(|status| !status.holds.is_empty());
+        output::write_holds(out, &explained)?;
+        output::write_paused_batches(out, &others)
     }
 }

@@ -40,7 +40,7 @@ pub async fn run(ctx: &Context, project: &str, timeout: Option<Duration>) -> any
     tracing::info!(project, "waiting for the project's work units to end");
     let status = wait_until_ended(&coordinator, project, timeout, LONGEST_CALL, |_| Ok(())).await?;
     let mut out = super::stdout();
-    super::status::print_statuses(&mut out, ctx.json, std::slice::from_ref(&status))?;
+    super::status::print_statuses(&mut out, ctx, std::slice::from_ref(&status))?;
     out.flush()?;
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! - `validator`: how results are compared to find agreement.
 //! - `fuzzy`: comparison of floating-point outputs within a tolerance, and agreement for it.
 //! - `scheduler`: what a host is handed: deadlines, random seeds, retry hints.
+//! - `holds`: what holds a project's open work ("why is nothing running?").
 //! - `trust`: a host's streak of valid results and daily quota; adaptive replication.
 //! - `names`: project and work-unit names.
 //! - `rate`: token buckets for rate limits (registrations per address, requests per host).
@@ -23,6 +24,7 @@ pub mod access;
 pub mod app;
 pub mod batch;
 pub mod fuzzy;
+pub mod holds;
 pub mod lifecycle;
 pub mod names;
 pub mod policy;
@@ -42,6 +44,12 @@ impl Timestamp {
     /// The time `ms` milliseconds later (saturating).
     pub fn plus_ms(self, ms: u64) -> Timestamp {
         Timestamp(self.0.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
+    }
+
+    /// The time in RFC 3339 to the second, UTC: "2026-12-04T11:30:00Z".
+    pub fn rfc3339(self) -> String {
+        let since_epoch = std::time::Duration::from_millis(u64::try_from(self.0).unwrap_or(0));
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + since_epoch).to_string()
     }
 }
 

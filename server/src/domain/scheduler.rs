@@ -7,6 +7,11 @@ use super::names::ProjectName;
 use super::policy::ReplicationPolicy;
 use super::{Timestamp, WorkUnitId};
 
+/// A host is attached when it called within this long (twenty times a
+/// worker's longest backoff, 30 s by default): the tail of a batch waits for
+/// the fast ones among them, and "why is nothing running" counts them.
+pub const ATTACHED_MS: i64 = 10 * 60 * 1000;
+
 /// Most results one request can take.
 pub const MAX_SLOTS_PER_REQUEST: u32 = 1000;
 

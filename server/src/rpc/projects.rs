@@ -171,6 +171,8 @@ fn status_to_proto(s: store::ProjectStatus) -> pb::ProjectStatus {
         results_invalid: s.results_invalid,
         results_error: s.results_error,
         results_no_reply: s.results_no_reply,
+        results_reported: s.results_reported,
+        holds: Vec::new(),
     }
 }
 
@@ -251,7 +253,14 @@ impl Projects for ProjectsService {
         role.authorize(name.as_ref().map_or(Action::StatusOfAll, Action::OnProject))?;
         let mut statuses = self.ctx.store.project_status(name.as_ref()).await?;
         statuses.retain(|status| role.sees(&status.name));
-        Ok(Response::new(pb::GetStatusResponse { projects: statuses.into_iter().map(status_to_proto).collect() }))
+        let mut projects: Vec<pb::ProjectStatus> = statuses.into_iter().map(status_to_proto).collect();
+        // One project named: what holds its work, too.
+        if let (Some(name), [status]) = (&name, projects.as_mut_slice()) {
+            let holds = self.ctx.store.holds(name, self.ctx.clock.now()).await?;
+            status.holds =
+                holds.iter().map(|hold| pb::Hold { kind: hold.kind().to_owned(), message: hold.to_string() }).collect();
+        }
+        Ok(Response::new(pb::GetStatusResponse { projects }))
     }
 
     async fn list_work_units(

@@ -11,6 +11,7 @@
 //! - `scheduling`: hosts, and the scheduler's calls, run a group at a time (reports, lost copies, leases, aborts).
 //! - `hosts`: host rows read once per transaction, changed in memory, written back once.
 //! - `transitions`: loading a work unit, running the lifecycle rules, persisting the result; deadlines; cancellation.
+//! - `holds`: the facts behind "why is nothing running?" (`domain::holds`).
 //! - `reads`: status counts and listings for the admin service.
 //! - `rows`: conversions between rows and domain types.
 //! - `writer`: group commit of the scheduler's writes (one thread, one transaction for many RPCs).
@@ -22,6 +23,7 @@
 mod auth;
 mod bulk;
 mod frontiers;
+mod holds;
 mod hosts;
 mod reads;
 mod rows;

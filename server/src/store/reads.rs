@@ -34,6 +34,8 @@ pub struct ProjectStatus {
     pub results_invalid: u64,
     pub results_error: u64,
     pub results_no_reply: u64,
+    /// Successes reported and not compared yet.
+    pub results_reported: u64,
 }
 
 /// A batch of a project.
@@ -206,6 +208,7 @@ impl Store {
             results_invalid: 0,
             results_error: 0,
             results_no_reply: 0,
+            results_reported: 0,
         };
         let batches = sqlx::query(
             "SELECT id, state, pause_reason, n_work_units, n_ended FROM batches WHERE project_id = ? ORDER BY id",
@@ -254,9 +257,13 @@ impl Store {
                 Some("no_reply") => status.results_no_reply += n,
                 _ => {}
             }
-            match count.try_get::<String, _>("validate_state")?.as_str() {
-                "valid" => status.results_valid += n,
-                "invalid" => status.results_invalid += n,
+            match (
+                count.try_get::<Option<String>, _>("outcome")?.as_deref(),
+                count.try_get::<String, _>("validate_state")?.as_str(),
+            ) {
+                (_, "valid") => status.results_valid += n,
+                (_, "invalid") => status.results_invalid += n,
+                (Some("success"), "pending") => status.results_reported += n,
                 _ => {}
             }
         }

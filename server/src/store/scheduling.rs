@@ -565,10 +565,6 @@ macro_rules! candidates_query {
     };
 }
 
-/// Hosts whose last contact is this recent are attached: the tail of a
-/// batch waits for the fast ones among them, not for hosts gone.
-const ATTACHED_MS: i64 = 10 * 60 * 1000;
-
 /// One call's walk through the unsent copies.
 struct Walk {
     /// The call it walks for (its index in the group).
@@ -908,10 +904,10 @@ fn hex(text: &str) -> String {
 }
 
 /// The shortest turnaround among hosts attached (in contact within
-/// [`ATTACHED_MS`]), if any has one.
+/// [`scheduler::ATTACHED_MS`]), if any has one.
 async fn fastest_attached_turnaround(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Option<u64>> {
     let row = sqlx::query("SELECT MIN(avg_turnaround_ms) AS fastest FROM hosts WHERE last_contact_at >= ?")
-        .bind(now.0 - ATTACHED_MS)
+        .bind(now.0 - scheduler::ATTACHED_MS)
         .fetch_one(&mut **tx)
         .await?;
     rows::optional_u64(&row, "fastest")
