@@ -70,7 +70,7 @@ async fn a_failing_batch_is_paused_then_resumed() {
     let batch = &status.batches[0];
     assert_eq!((batch.id, batch.state.as_str(), batch.n_work_units), (batch_id, "paused", N_WORK_UNITS), "{batch:?}");
     assert!(batch.pause_reason.contains("errors"), "{batch:?}");
-    let table = cli(&url, ["status", PROJECT]).await.success();
+    let table = cli(&url, ["--wide", "status", PROJECT]).await.success();
     assert!(table.contains("bitwise"), "{table}");
     assert!(table.contains(&format!("batch {batch_id} is paused")) && table.contains(&batch.pause_reason), "{table}");
 

@@ -20,6 +20,8 @@ pub const TAKEABLE_SAMPLE: u32 = 1000;
 /// What the store knows of one project and of the hosts, as of `now`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
+    /// The project's name, for the commands a hold suggests.
+    pub project: String,
     /// The project was cancelled.
     pub cancelled: bool,
     pub work_units_total: u64,
@@ -72,7 +74,7 @@ pub enum Hold {
     /// (or its account) already holds: they need other hosts.
     NeedOtherHosts { sampled: u64, hosts: u64 },
     /// A paused batch holds unsent copies.
-    BatchPaused { batch: i64, unsent: u64, reason: String },
+    BatchPaused { project: String, batch: i64, unsent: u64, reason: String },
     /// Nothing unsent: the copies out on hosts are what remains.
     CopiesOut { in_progress: u64, next_deadline: Option<Timestamp> },
     /// Successes wait for other copies before they are compared.
@@ -154,10 +156,10 @@ impl fmt::Display for Hold {
                  (or another host of its account) already holds: they need other hosts",
                 hosts(*h)
             ),
-            Hold::BatchPaused { batch, unsent: n, reason } => write!(
+            Hold::BatchPaused { project, batch, unsent: n, reason } => write!(
                 f,
-                "batch {batch} is paused ({} in it): {reason} (see `quorum errors PROJECT --batch {batch}`, \
-                 then `quorum resume PROJECT --batch {batch}`)",
+                "batch {batch} is paused ({} in it): {reason} (see `quorum errors {project} --batch {batch}`, \
+                 then `quorum resume {project} --batch {batch}`)",
                 if *n == 1 { "1 unsent copy waits".to_owned() } else { format!("{n} unsent copies wait") }
             ),
             Hold::CopiesOut { in_progress, next_deadline } => {
@@ -208,7 +210,12 @@ pub fn explain(facts: &Facts) -> Vec<Hold> {
         });
     }
     for (batch, unsent, reason) in &facts.paused {
-        holds.push(Hold::BatchPaused { batch: *batch, unsent: *unsent, reason: reason.clone() });
+        holds.push(Hold::BatchPaused {
+            project: facts.project.clone(),
+            batch: *batch,
+            unsent: *unsent,
+            reason: reason.clone(),
+        });
     }
     if n == 0 && facts.in_progress > 0 {
         holds.push(Hold::CopiesOut { in_progress: facts.in_progress, next_deadline: facts.next_deadline });
@@ -273,6 +280,7 @@ mod tests {
     fn paused_batches_copies_out_and_waiting_successes() {
         let mut facts = open();
         facts.unsent_active = 0;
+        facts.project = "p".to_owned();
         facts.paused = vec![(2, 6, "9 of 10 results were errors".to_owned())];
         facts.in_progress = 3;
         facts.next_deadline = Some(Timestamp(86_400_000));
@@ -281,7 +289,7 @@ mod tests {
         assert_eq!(holds.iter().map(Hold::kind).collect::<Vec<_>>(), ["batch_paused", "copies_out", "awaiting_quorum"]);
         let text = holds[0].to_string();
         assert!(text.starts_with("batch 2 is paused (6 unsent copies wait in it): 9 of 10"), "{text}");
-        assert!(text.contains("quorum resume PROJECT --batch 2"), "{text}");
+        assert!(text.contains("quorum resume p --batch 2"), "{text}");
         assert!(holds[1].to_string().contains("1970-01-02T00:00:00"), "{}", holds[1]);
         // Paused copies do not hide unsent active ones.
         facts.unsent_active = 4;

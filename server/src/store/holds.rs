@@ -27,7 +27,11 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let app_digest: String = row.try_get("app_digest")?;
-        let mut facts = Facts { cancelled: row.try_get::<String, _>("state")? == "cancelled", ..Facts::default() };
+        let mut facts = Facts {
+            project: project.as_str().to_owned(),
+            cancelled: row.try_get::<String, _>("state")? == "cancelled",
+            ..Facts::default()
+        };
 
         for row in sqlx::query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
             .bind(project_id)
