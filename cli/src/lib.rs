@@ -14,6 +14,8 @@
 //!   errors become readable messages.
 //! - `output`: tables for people and the stable `--json` schemas.
 //! - `signing`: project keys (`quorum keygen`) and app signatures.
+//! - `manual`: man pages made from the clap definitions (`quorum man-pages`).
+//! - `progress`: progress bars, lines or JSON events of long commands.
 //! - `token`: where the API token comes from (flag, file, environment).
 //! - `commands`: one module per command, each a thin adapter between the
 //!   three above.
@@ -25,7 +27,9 @@ pub mod client;
 pub mod commands;
 pub mod credit;
 pub mod manifest;
+mod manual;
 pub mod output;
+pub mod progress;
 pub mod signing;
 pub mod token;
 
@@ -39,7 +43,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// read their validated results.
 ///
 /// Data goes to stdout (tables for people, JSON with --json), logs to stderr
-/// (filter them with RUST_LOG). Exit code 0 on success, 2 on any error.
+/// (filter them with RUST_LOG). Exit codes: 0 success; 1 what was asked
+/// about failed or timed out (`quorum wait` past its timeout, or a project
+/// that ended with failed work units); 2 a usage error, a connection error
+/// or an error the coordinator answered.
 #[derive(Debug, Parser)]
 #[command(name = "quorum", version, propagate_version = true)]
 pub struct Cli {
@@ -76,6 +83,14 @@ pub struct Cli {
     /// Show every column of tables, however wide (they fit 100 columns otherwise).
     #[arg(long, global = true)]
     pub wide: bool,
+
+    /// How `wait`, long `submit`s and `demo` show progress on stderr.
+    ///
+    /// auto: a bar on a terminal, else JSON Lines events with --json
+    /// ({"event":"progress"|"finished","command","project","done","total",
+    /// "message"}), else a line per tenth.
+    #[arg(long, global = true, value_enum, value_name = "MODE", default_value_t)]
+    pub progress: progress::ProgressMode,
 
     #[command(subcommand)]
     pub command: Command,
@@ -306,8 +321,9 @@ pub enum Command {
 
     /// Block until every work unit of a project has ended (done or failed).
     ///
-    /// Prints the project's status at the end. Exits with 2 when the timeout
-    /// passes while work units are still open.
+    /// Prints the project's status at the end. Exits with 1 when the timeout
+    /// passes while work units are still open, or when the project ended with
+    /// failed work units (see `quorum errors PROJECT`).
     Wait {
         /// The project to wait for.
         #[arg(value_name = "PROJECT")]
@@ -340,6 +356,26 @@ pub enum Command {
         /// Give up when the project has not finished after this long.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
         timeout: Duration,
+    },
+
+    /// Print a shell completion script for quorum on stdout.
+    ///
+    /// E.g. `quorum completions bash > /etc/bash_completion.d/quorum`, or
+    /// `quorum completions zsh > ~/.zfunc/_quorum`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+
+    /// Write man pages for quorum and each of its commands into a folder.
+    ///
+    /// `quorum.1` and `quorum-COMMAND.1`, roff, made from this help text;
+    /// e.g. `quorum man-pages /usr/local/share/man/man1`.
+    ManPages {
+        /// The folder to write them in (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -416,6 +452,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         server: cli.server,
         json: cli.json,
         wide: cli.wide,
+        progress: cli.progress.resolve(cli.json),
         token: cli.token,
         token_file: cli.token_file,
         ca_cert: cli.ca_cert,
@@ -456,7 +493,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resume { project, batch } => commands::resume::run(&ctx, &project, batch).await,
         Command::Wait { project, timeout } => commands::wait::run(&ctx, &project, timeout).await,
         Command::Demo { dir, example, timeout } => commands::demo::run(&ctx, &dir, example, timeout).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "quorum", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::ManPages { dir } => {
+            let written = manual::write_man_pages(&dir)?;
+            eprintln!("wrote {written} man pages to {}", dir.display());
+            Ok(())
+        }
     }
+}
+
+/// What was asked about failed or timed out: `quorum` exits with 1 for it
+/// (2 for every other error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unmet(pub String);
+
+/// The exit code for an error of [`run`]: 1 for an [`Unmet`] anywhere in
+/// its chain, 2 otherwise.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|cause| cause.is::<Unmet>()) { 1 } else { 2 }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `quorum` binary: parses the command line, installs logging on stderr,
 //! runs the command and turns its outcome into an exit code (0 success,
-//! 2 error, 0 on a broken pipe so that `quorum results p | head` is quiet).
+//! 1 what was asked about failed or timed out, 2 any other error; 0 on a
+//! broken pipe so that `quorum results p | head` is quiet).
 
 use std::process::ExitCode;
 
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            ExitCode::from(quorum_cli::exit_code(&error))
         }
     }
 }

@@ -30,6 +30,8 @@
 //! - `errors`: an app that fails: `quorum results --all` lists every copy
 //!   with its error and stderr (table, jsonl, csv; by state and batch),
 //!   `quorum errors` groups them by message.
+//! - `cli_outcomes`: exit codes, progress events and lines on stderr,
+//!   shell completions and man pages.
 //! - `holds`: "why is nothing running?": `quorum status PROJECT` names what
 //!   holds its work (no host, quota used, other hosts needed, a paused batch,
 //!   copies out, waiting successes) and says when every work unit ended.
@@ -75,6 +77,7 @@ mod bad_manifests;
 mod bench_smoke;
 mod blame;
 mod cancel;
+mod cli_outcomes;
 mod coordinator_outage;
 mod coordinator_restart;
 mod deadline_abandon;

@@ -28,6 +28,7 @@ use super::Context;
 use crate::client::Coordinator;
 use crate::manifest::Manifest;
 use crate::output;
+use crate::progress::{Progress, ProgressMode};
 
 /// Workers the demo starts (a quorum of 2 needs two hosts).
 const N_WORKERS: usize = 2;
@@ -116,7 +117,7 @@ fn parse_fixed_15(text: &str) -> anyhow::Result<i128> {
     Ok(integer * 1_000_000_000_000_000 + fraction)
 }
 
-pub async fn run(_ctx: &Context, dir: &Path, example: Example, timeout: Duration) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context, dir: &Path, example: Example, timeout: Duration) -> anyhow::Result<()> {
     let binaries = Binaries::find()?;
     prepare_dir(dir)?;
     let manifest_path = write_example(dir, example)?;
@@ -132,7 +133,7 @@ pub async fn run(_ctx: &Context, dir: &Path, example: Example, timeout: Duration
         // The coordinator's first-start admin token, written beside its database.
         let token = crate::token::read_file(&dir.join(ADMIN_TOKEN_FILE))?;
         let coordinator = Coordinator::connect(&url, Some(&token), None).await?;
-        let submitted = super::submit::submit(&coordinator, project, None).await?;
+        let submitted = super::submit::submit(&coordinator, project, None, ctx.progress).await?;
         println!(
             "submitted project '{}' (id {}) with {} work units",
             submitted.project, submitted.project_id, submitted.n_work_units
@@ -141,7 +142,8 @@ pub async fn run(_ctx: &Context, dir: &Path, example: Example, timeout: Duration
             workers.push(start_worker(&binaries.worker, dir, number, &url)?);
         }
         println!("started {N_WORKERS} workers (logs in {}/worker-N.log)", dir.display());
-        let status = wait_with_progress(&coordinator, &project_name, timeout, &mut server, &mut workers).await?;
+        let status =
+            wait_with_progress(&coordinator, &project_name, timeout, &mut server, &mut workers, ctx.progress).await?;
         let results = super::results::fetch_all(&coordinator, &project_name).await?;
 
         let mut out = super::stdout();
@@ -367,37 +369,23 @@ async fn wait_with_progress(
     timeout: Duration,
     server: &mut Process,
     workers: &mut [Process],
+    progress: ProgressMode,
 ) -> anyhow::Result<v1::ProjectStatus> {
-    use std::io::IsTerminal as _;
-    let terminal = std::io::stderr().is_terminal();
-    let mut last_shown = None;
+    let mut shown = Progress::new(progress, "demo", project, "work units ended");
     let status = super::wait::wait_until_ended(coordinator, project, Some(timeout), Duration::from_secs(1), |status| {
         server.check_running()?;
         for worker in workers.iter_mut() {
             worker.check_running()?;
         }
-        let ended = status.work_units_done + status.work_units_failed;
-        let total = status.work_units_total.max(1);
-        // On a terminal, one line rewritten; elsewhere a line per 10%.
-        let shown = if terminal { ended } else { ended * 10 / total };
-        if last_shown != Some(shown) {
-            last_shown = Some(shown);
-            let line = format!(
-                "  {ended}/{} work units ended, {} results in progress",
-                status.work_units_total, status.results_in_progress
-            );
-            if terminal {
-                eprint!("\r{line}");
-            } else {
-                eprintln!("{line}");
-            }
-        }
+        shown.update(
+            status.work_units_done + status.work_units_failed,
+            status.work_units_total,
+            &format!("{} results in progress", status.results_in_progress),
+        );
         Ok(())
     })
     .await;
-    if terminal {
-        eprintln!();
-    }
+    shown.finish();
     status
 }
 

@@ -33,6 +33,8 @@ pub struct Context {
     pub json: bool,
     /// Every column of tables (`--wide`).
     pub wide: bool,
+    /// How long commands show progress on stderr (`--progress`, resolved).
+    pub progress: crate::progress::ProgressMode,
     /// `--token`.
     pub token: Option<Secret>,
     /// `--token-file`.

@@ -27,6 +27,7 @@ use super::Context;
 use crate::client::Coordinator;
 use crate::manifest::{FuzzyFormat, Manifest, Project, Validator};
 use crate::output;
+use crate::progress::{Progress, ProgressMode};
 
 /// The largest encoded request the CLI sends in one call (the gRPC limit on
 /// both sides is 64 MiB; the margin covers framing).
@@ -47,7 +48,7 @@ pub async fn run(ctx: &Context, manifest_path: &Path, signing_key: Option<&Path>
         None => None,
     };
     let coordinator = ctx.connect().await?;
-    let submitted = submit(&coordinator, project, signed).await?;
+    let submitted = submit(&coordinator, project, signed, ctx.progress).await?;
     let mut out = super::stdout();
     if ctx.json {
         output::write_json(&mut out, &submitted)?;
@@ -64,6 +65,7 @@ pub async fn submit(
     coordinator: &Coordinator,
     project: Project,
     signed: Option<crate::signing::Signed>,
+    progress: ProgressMode,
 ) -> anyhow::Result<output::Submitted> {
     let name = project.manifest.name().to_string();
     let local_digest = hex::encode(sha2::Sha256::digest(&project.app_module));
@@ -75,7 +77,7 @@ pub async fn submit(
             .into_iter()
             .map(|unit| v1::WorkUnitInput { name: unit.name, input: unit.input })
             .collect();
-        return resume(coordinator, &name, &local_digest, status, units).await;
+        return resume(coordinator, &name, &local_digest, status, units, progress).await;
     }
     let mut request = create_request(&project.manifest, project.app_module, project.validator_module);
     if let Some(signed) = signed {
@@ -112,7 +114,8 @@ pub async fn submit(
             "the coordinator's app digest differs from the local SHA-256"
         );
     }
-    let n_added = add_work_units(coordinator, &name, rest, &plan.batches, created.n_work_units, n_total).await?;
+    let n_added =
+        add_work_units(coordinator, &name, rest, &plan.batches, created.n_work_units, n_total, progress).await?;
     Ok(output::Submitted {
         project: name,
         project_id: created.project_id,
@@ -132,7 +135,12 @@ async fn add_work_units(
     batches: &[Range<usize>],
     mut n_added: u64,
     n_total: usize,
+    progress: ProgressMode,
 ) -> anyhow::Result<u64> {
+    // One call needs no progress; a long submission shows each batch.
+    let mode = if batches.is_empty() { ProgressMode::Off } else { progress };
+    let mut progress = Progress::new(mode, "submit", name, "work units added");
+    progress.update(n_added, n_total as u64, "submitting");
     let mut units = units.into_iter();
     for batch in batches {
         let batch_units: Vec<v1::WorkUnitInput> = units.by_ref().take(batch.len()).collect();
@@ -150,7 +158,9 @@ async fn add_work_units(
             .into_inner();
         n_added += response.n_work_units;
         tracing::info!(project = %name, n_added, n_total, "added work units");
+        progress.update(n_added, n_total as u64, "submitting");
     }
+    progress.finish();
     Ok(n_added)
 }
 
@@ -173,6 +183,7 @@ async fn resume(
     local_digest: &str,
     status: v1::ProjectStatus,
     units: Vec<v1::WorkUnitInput>,
+    progress: ProgressMode,
 ) -> anyhow::Result<output::Submitted> {
     let n_total = units.len();
     anyhow::ensure!(
@@ -222,7 +233,7 @@ async fn resume(
     // Every call an AddWorkUnits: plan as if the first call carried nothing else.
     let plan = plan(ONE_CALL_BYTES, &sizes)
         .map_err(|problem| anyhow::anyhow!("cannot submit to project '{name}': {problem}"))?;
-    let n_added = add_work_units(coordinator, name, missing, &plan.batches, 0, n_total - n_present).await?;
+    let n_added = add_work_units(coordinator, name, missing, &plan.batches, 0, n_total - n_present, progress).await?;
     Ok(output::Submitted {
         project: name.to_owned(),
         project_id: status.project_id,

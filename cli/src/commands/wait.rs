@@ -10,9 +10,12 @@ use quorum_proto::v1;
 
 use super::Context;
 use crate::client::Coordinator;
+use crate::progress::{Progress, ProgressMode};
 
 /// The longest single `WaitProject` call; longer waits make several.
 const LONGEST_CALL: Duration = Duration::from_secs(60);
+/// The longest call while progress is shown: how fresh its counts are.
+const PROGRESS_CALL: Duration = Duration::from_secs(2);
 
 /// The first and the longest pause before calling a coordinator that was
 /// unavailable again.
@@ -38,10 +41,30 @@ const ANSWER_GRACE: Duration = Duration::from_secs(30);
 pub async fn run(ctx: &Context, project: &str, timeout: Option<Duration>) -> anyhow::Result<()> {
     let coordinator = ctx.connect().await?;
     tracing::info!(project, "waiting for the project's work units to end");
-    let status = wait_until_ended(&coordinator, project, timeout, LONGEST_CALL, |_| Ok(())).await?;
+    let mut progress = Progress::new(ctx.progress, "wait", project, "work units ended");
+    // Shown progress needs fresh counts: shorter calls.
+    let poll = if ctx.progress == ProgressMode::Off { LONGEST_CALL } else { PROGRESS_CALL };
+    let status = wait_until_ended(&coordinator, project, timeout, poll, |status| {
+        progress.update(
+            status.work_units_done + status.work_units_failed,
+            status.work_units_total,
+            &format!("{} results in progress", status.results_in_progress),
+        );
+        Ok(())
+    })
+    .await;
+    progress.finish();
+    let status = status?;
     let mut out = super::stdout();
     super::status::print_statuses(&mut out, ctx, std::slice::from_ref(&status))?;
     out.flush()?;
+    if status.work_units_failed > 0 {
+        return Err(crate::Unmet(format!(
+            "project '{project}' ended with {} failed work units of {} (see `quorum errors {project}`)",
+            status.work_units_failed, status.work_units_total
+        ))
+        .into());
+    }
     Ok(())
 }
 
@@ -98,7 +121,7 @@ pub async fn wait_until_ended(
             return Ok(status);
         }
         if timeout.is_some_and(|timeout| started.elapsed() >= timeout) {
-            anyhow::bail!(
+            return Err(crate::Unmet(format!(
                 "timed out after {}: project '{project}' still has {} open work units of {} \
                  ({} done, {} failed)",
                 humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())),
@@ -106,7 +129,8 @@ pub async fn wait_until_ended(
                 status.work_units_total,
                 status.work_units_done,
                 status.work_units_failed
-            );
+            ))
+            .into());
         }
         // WaitProject returns early only when the project ended; should a
         // coordinator return at once anyway, do not hammer it.
