@@ -187,24 +187,41 @@ async fn serve(
 
 /// Creates an admin token when the database has none, and writes it to
 /// [`admin_token_file`] with mode 0600. Returns the secret and the file.
+///
+/// The file is written (atomically, and on disk) before the token is
+/// committed, so no kill can leave a token in the database that no file
+/// holds: killed before the commit, the database still has no admin token
+/// and the next start writes a new file; killed after it, the file already
+/// holds the token.
 async fn bootstrap_admin_token(db: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
     let store = Store::open(db).await.with_context(|| format!("opening {}", db.display()))?;
-    let secret = auth::new_api_token();
-    let created = store.bootstrap_admin_token(&auth::token_hash(&secret), SystemClock.now()).await;
+    let created = bootstrap_with(&store, db).await;
     store.close().await;
-    if !created.context("creating the first admin token")? {
+    created
+}
+
+async fn bootstrap_with(store: &Store, db: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
+    if store.has_admin_token().await.context("reading the API tokens")? {
         return Ok(None);
     }
+    let secret = auth::new_api_token();
     let file = admin_token_file(db);
     write_secret_file(&file, &secret).with_context(|| format!("writing the admin token to {}", file.display()))?;
+    // One coordinator per database (the lock): nobody else creates one meanwhile.
+    let created = store.bootstrap_admin_token(&auth::token_hash(&secret), SystemClock.now()).await;
+    anyhow::ensure!(created.context("creating the first admin token")?, "an admin token appeared meanwhile");
     tracing::info!(file = %file.display(), "first admin token created");
     Ok(Some((secret, file)))
 }
 
-/// Writes `secret` to a new file readable by its owner only (replacing any
-/// earlier file, whose mode could be looser).
+/// Writes `secret` to `path`, readable by its owner only, atomically: a new
+/// temporary file (mode 0600) synced to disk, renamed over `path` (whose
+/// mode could be looser), and the folder synced so the rename lasts.
 fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    match std::fs::remove_file(&temporary) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
@@ -213,9 +230,12 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = options.open(&temporary)?;
     writeln!(file, "{secret}")?;
-    file.sync_all()
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    let folder = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(folder)?.sync_all()
 }
 
 /// `quorum-server token ...`.

@@ -295,3 +295,39 @@ async fn quorum_wait_outlives_a_coordinator_restart_and_does_not_hold_up_its_shu
     drop(host);
     assert!(server.terminate().await.success(), "{}", server.log());
 }
+
+/// The first-start admin token is written to its file before it is stored,
+/// so a kill in between leaves a file and no admin token in the database:
+/// that state (made here by revoking the token) is recovered at the next
+/// start with a new token and a new file, never a CLI locked out.
+#[tokio::test]
+async fn a_start_without_an_admin_token_writes_a_new_token_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = TestDir::new("admin-token-recovery");
+    let db = dir.join("quorum.db");
+    let file = quorum_tests::server::admin_token_file(&db);
+    let mut server = Server::spawn_with_db(dir.path(), &db);
+    let first = server.admin_token().to_owned();
+    assert_eq!(std::fs::read_to_string(&file).expect("token file").trim(), first);
+    assert!(server.terminate().await.success(), "{}", server.log());
+
+    // A file whose token the database does not hold.
+    quorum_tests::server::token_command(&db, &["revoke", "1"]).await;
+    let mut server = Server::spawn_with_db(dir.path(), &db);
+    let second = server.admin_token().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(std::fs::read_to_string(&file).expect("token file").trim(), second, "the file holds the new token");
+    assert_eq!(std::fs::metadata(&file).expect("token file").permissions().mode() & 0o777, 0o600);
+    assert!(!dir.join("quorum.db.admin-token.new").exists(), "no temporary file is left");
+    let url = server.url();
+    quorum_tests::cli::cli_with_token(&url, Some(&second), ["status"]).await.success();
+    let refused = quorum_tests::cli::cli_with_token(&url, Some(&first), ["status"]).await;
+    assert_eq!(refused.code(), Some(2), "the revoked token is refused: {}", refused.stderr());
+
+    // With an admin token in the database, a restart writes nothing new.
+    assert!(server.terminate().await.success(), "{}", server.log());
+    let mut server = Server::spawn_with_db(dir.path(), &db);
+    assert_eq!(std::fs::read_to_string(&file).expect("token file").trim(), second);
+    assert!(server.terminate().await.success(), "{}", server.log());
+}

@@ -42,6 +42,9 @@ impl Store {
     /// admin token is active (one transaction, so two coordinators starting
     /// on one database bootstrap one token). Returns whether it was stored.
     pub async fn bootstrap_admin_token(&self, token_hash: &str, now: Timestamp) -> Result<bool> {
+        if self.has_admin_token().await? {
+            return Ok(false);
+        }
         let mut tx = self.write().await?;
         let n_admins: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL")
@@ -53,6 +56,15 @@ impl Store {
         insert_token(&mut tx, &Role::Admin, token_hash, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Whether an active (unrevoked) admin token exists.
+    pub async fn has_admin_token(&self) -> Result<bool> {
+        let n_admins: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n_admins > 0)
     }
 
     /// What the token hashing to `token_hash` is.
