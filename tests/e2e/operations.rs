@@ -331,3 +331,83 @@ async fn a_start_without_an_admin_token_writes_a_new_token_file() {
     assert_eq!(std::fs::read_to_string(&file).expect("token file").trim(), second);
     assert!(server.terminate().await.success(), "{}", server.log());
 }
+
+/// A database the coordinator cannot write (a read-only file, or a folder
+/// where it cannot create the -wal and -shm files) is refused at start with
+/// a message naming the file, before anything is served. As root, file
+/// modes bind nobody, so the coordinator then runs as `nobody` (uid 65534).
+#[tokio::test]
+async fn a_database_it_cannot_write_is_refused_at_start() {
+    use std::os::unix::fs::{PermissionsExt as _, chown};
+
+    let dir = TestDir::new("read-only-db");
+    let db = dir.join("quorum.db");
+    let mut server = Server::spawn_with_db(dir.path(), &db);
+    assert!(server.terminate().await.success(), "{}", server.log());
+    for leftover in ["quorum.db-wal", "quorum.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(leftover));
+    }
+    let root = unsafe { libc::geteuid() } == 0;
+    const NOBODY: u32 = 65534;
+    // The binary where `nobody` may run it: a link (or copy) in the test's folder.
+    let binary = dir.join("quorum-server");
+    let built = quorum_tests::binaries::path(quorum_tests::binaries::SERVER);
+    if std::fs::hard_link(&built, &binary).is_err() {
+        std::fs::copy(&built, &binary).expect("copy quorum-server");
+    }
+    let set_mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    set_mode(dir.path(), 0o755);
+    if root {
+        for name in ["quorum.db", "quorum.db.lock", "quorum.db.admin-token"] {
+            chown(dir.join(name), Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+        }
+    }
+    let start = || {
+        let mut command = tokio::process::Command::new(&binary);
+        command.args(["--listen", "127.0.0.1:0", "--db"]).arg(&db).stdin(std::process::Stdio::null());
+        if root {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(NOBODY) != 0
+                        || libc::setuid(NOBODY) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        command.output()
+    };
+
+    // A read-only file.
+    set_mode(&db, 0o400);
+    let refused = start().await.expect("run quorum-server");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the database {} cannot be written", db.display())) && stderr.contains("readonly"),
+        "{stderr}"
+    );
+    assert!(refused.stdout.is_empty(), "nothing was announced: {:?}", refused.stdout);
+
+    // A writable file in a folder where its -wal file cannot be created.
+    set_mode(&db, 0o600);
+    if !root {
+        set_mode(dir.path(), 0o555);
+    }
+    let refused = start().await.expect("run quorum-server");
+    set_mode(dir.path(), 0o755);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be written"), "{stderr}");
+    if root {
+        for name in ["quorum.db", "quorum.db.lock", "quorum.db.admin-token"] {
+            chown(dir.join(name), Some(0), Some(0)).expect("chown back");
+        }
+    }
+}

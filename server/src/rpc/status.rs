@@ -28,6 +28,7 @@ impl From<store::Error> for Status {
             E::OutputTooLarge { .. } => Status::invalid_argument(error.to_string()),
             E::Closed => Status::unavailable(error.to_string()),
             E::Corrupt { .. }
+            | E::NotWritable { .. }
             | E::Database(_)
             | E::Migrate(_)
             | E::Validator(_)

@@ -100,6 +100,11 @@ pub enum Error {
     Writer(std::io::Error),
     #[error("{path}: {source}")]
     File { path: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "the database {path} cannot be written ({reason}): the coordinator must be able to write it \
+         and to create its -wal and -shm files beside it"
+    )]
+    NotWritable { path: std::path::PathBuf, reason: String },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migrations: {0}")]
@@ -168,6 +173,10 @@ impl Store {
     /// single result), so that simulations are reproducible.
     pub async fn open_with_secret(path: &Path, secret: u64) -> Result<Store> {
         make_private(path)?;
+        Store::open_writable(path, secret).await.map_err(|error| not_writable(path, error))
+    }
+
+    async fn open_writable(path: &Path, secret: u64) -> Result<Store> {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -189,6 +198,10 @@ impl Store {
         // scheduler's writes go through the writer task's own connection.
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
+        // A real write, so that a database opened read-only is refused now,
+        // not at the first report: the header's user_version, unchanged.
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}"))).execute(&pool).await?;
         canonicalize_accounts(&pool).await?;
         let validators = Validators::default();
         // The writer keeps the pages it works on (the recent rows and the
@@ -321,3 +334,24 @@ impl HostTokens {
 
 #[cfg(test)]
 mod tests;
+
+/// An error opening the database, as [`Error::NotWritable`] when SQLite
+/// says it cannot write (a read-only file, folder or file system).
+fn not_writable(path: &Path, error: Error) -> Error {
+    const SQLITE_READONLY: i32 = 8;
+    const SQLITE_CANTOPEN: i32 = 14;
+    let code = match &error {
+        Error::Database(sqlx::Error::Database(database)) => database.code(),
+        Error::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(database))) => database.code(),
+        _ => None,
+    };
+    let primary = code.and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
+    match (primary, &error) {
+        (Some(SQLITE_READONLY | SQLITE_CANTOPEN), Error::Database(sqlx::Error::Database(database)))
+        | (
+            Some(SQLITE_READONLY | SQLITE_CANTOPEN),
+            Error::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(database))),
+        ) => Error::NotWritable { path: path.to_owned(), reason: database.message().to_owned() },
+        _ => error,
+    }
+}
