@@ -50,7 +50,7 @@ pub use auth::{ApiTokenInfo, TokenKind};
 pub use reads::{
     BatchInfo, CanonicalResult, ErrorGroup, HostInfo, ProjectStatus, ResultFilter, ResultInfo, WorkUnitInfo,
 };
-pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
+pub use scheduling::{ATTACHED_MS, Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
 pub use transitions::{CancelScope, DeletedProject};
 

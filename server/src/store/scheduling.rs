@@ -567,7 +567,7 @@ macro_rules! candidates_query {
 
 /// Hosts whose last contact is this recent are attached: the tail of a
 /// batch waits for the fast ones among them, not for hosts gone.
-const ATTACHED_MS: i64 = 10 * 60 * 1000;
+pub const ATTACHED_MS: i64 = 10 * 60 * 1000;
 
 /// One call's walk through the unsent copies.
 struct Walk {
