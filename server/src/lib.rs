@@ -13,6 +13,7 @@
 //! - `validators`: custom validator modules, compiled once and run in the sandbox.
 //! - `clock`: where `now` comes from.
 //! - `db_lock`: one coordinator per database.
+//! - `status_page`: the live status page (HTML and JSON over HTTP), when configured.
 //!
 //! Entry point: [`run`], called by `main.rs` and by tests.
 
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod rpc;
 #[cfg(test)]
 mod simulation;
+pub mod status_page;
 pub mod store;
 pub mod transitioner;
 pub mod validators;
@@ -52,12 +54,20 @@ pub struct Config {
     pub tls: Option<TlsIdentity>,
     /// Rate limits of registrations and host requests.
     pub rate_limits: rpc::limits::RateLimits,
+    /// Serve the status page on this address (HTTP); none when `None`.
+    pub status_page: Option<std::net::SocketAddr>,
 }
 
 impl Config {
     /// A configuration with the real clock, serving plaintext.
     pub fn new(db_path: PathBuf) -> Config {
-        Config { db_path, clock: Arc::new(SystemClock), tls: None, rate_limits: rpc::limits::RateLimits::default() }
+        Config {
+            db_path,
+            clock: Arc::new(SystemClock),
+            tls: None,
+            rate_limits: rpc::limits::RateLimits::default(),
+            status_page: None,
+        }
     }
 }
 
@@ -84,6 +94,8 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    StatusPage(#[from] status_page::Error),
 }
 
 /// How long calls in flight may take to finish once shutdown starts (long
@@ -106,6 +118,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         clock: config.clock.clone(),
         changes: Changes::new(),
         limiters: Arc::new(rpc::limits::Limiters::new(config.rate_limits)),
+    };
+
+    let status_page = match config.status_page {
+        Some(addr) => Some(status_page::StatusPage::start(addr, ctx.clone()).await?),
+        None => None,
     };
 
     let (stop_transitioner, transitioner_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -156,6 +173,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         }
     };
 
+    if let Some(status_page) = status_page {
+        status_page.stop(SHUTDOWN_GRACE).await;
+    }
     let _ = stop_transitioner.send(());
     let _ = transitioner.await;
     store.close().await;

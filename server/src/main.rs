@@ -53,6 +53,14 @@ struct Cli {
     /// Scheduler requests one host may make at once (the bucket's size).
     #[arg(long, value_name = "N", default_value_t = 200)]
     host_burst: u32,
+    /// Serve the live status page (HTML at /, JSON at /status.json) on this
+    /// address; off when not given (port 0 picks a free port).
+    ///
+    /// On a loopback address it needs no token; on any other address every
+    /// request needs an admin API token (`Authorization: Bearer TOKEN` or
+    /// `?token=TOKEN`): the page lists every project and host.
+    #[arg(long, env = "QUORUM_STATUS_PAGE", value_name = "ADDR")]
+    status_page: Option<SocketAddr>,
     /// SQLite database file; created with the schema if missing.
     #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
@@ -128,7 +136,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         None => rate_limits(&cli).and_then(|limits| {
             let tls = tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())?;
-            runtime.block_on(serve(cli.listen, cli.db, tls, limits))
+            runtime.block_on(serve(cli.listen, cli.db, tls, limits, cli.status_page))
         }),
         Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
     };
@@ -162,6 +170,7 @@ async fn serve(
     db: PathBuf,
     tls: Option<quorum_server::TlsIdentity>,
     rate_limits: RateLimits,
+    status_page: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Held until the coordinator stops: a second one on this database is refused.
@@ -179,7 +188,7 @@ async fn serve(
     }
     stdout.flush().context("writing to stdout")?;
     tracing::info!(%addr, db = %db.display(), tls = tls.is_some(), "coordinator started");
-    let config = quorum_server::Config { tls, rate_limits, ..quorum_server::Config::new(db.clone()) };
+    let config = quorum_server::Config { tls, rate_limits, status_page, ..quorum_server::Config::new(db.clone()) };
     quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;
     tracing::info!("coordinator stopped");
     Ok(())

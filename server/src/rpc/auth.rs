@@ -13,7 +13,7 @@ use tonic::{Request, Status};
 
 use super::Context;
 use crate::domain::access::{AccessError, Role};
-use crate::store::TokenKind;
+use crate::store::{Store, TokenKind};
 
 /// Prefix of API tokens, so that people can tell them from host tokens.
 pub const API_TOKEN_PREFIX: &str = "quorum_";
@@ -49,7 +49,13 @@ pub fn new_api_token() -> String {
 /// PermissionDenied.
 pub async fn caller<T>(ctx: &Context, request: &Request<T>) -> Result<Role, Status> {
     let token = bearer(request, "API token")?;
-    match ctx.store.token_kind(&token_hash(&token)).await? {
+    role_of(&ctx.store, &token).await
+}
+
+/// The role of API token `token` (its secret, as the caller sent it): the
+/// decision [`caller`] makes, shared with the status page's HTTP requests.
+pub async fn role_of(store: &Store, token: &str) -> Result<Role, Status> {
+    match store.token_kind(&token_hash(token)).await? {
         TokenKind::Api { id, role } => {
             tracing::debug!(token_id = id, role = role.kind(), "API call");
             Ok(role)
