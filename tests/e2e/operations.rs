@@ -197,9 +197,15 @@ async fn the_coordinator_logs_json_lines_when_asked() {
     let projects = Projects::connect(&server.url()).await;
     assert!(projects.hosts().await.is_empty());
     drop(projects);
+    // Refused calls are logged (once a second per peer at most; never the token).
+    let refused = quorum_tests::cli_with_token(&server.url(), Some("quorum_not-a-token"), ["status"]).await;
+    assert_eq!(refused.code(), Some(2), "{}", refused.stderr());
     assert!(server.terminate().await.success(), "{}", server.log());
 
     let log = server.log();
+    let refusal = log.lines().find(|line| line.contains("refused an API call")).unwrap_or_else(|| panic!("{log}"));
+    assert!(refusal.contains("\"level\":\"WARN\"") && refusal.contains("\"peer\":\"127.0.0.1\""), "{refusal}");
+    assert!(refusal.contains("not recognised") && !refusal.contains("not-a-token"), "{refusal}");
     let lines: Vec<&str> = log.lines().filter(|line| !line.is_empty()).collect();
     assert!(!lines.is_empty(), "the coordinator logged something");
     let mut messages = Vec::new();

@@ -47,9 +47,23 @@ pub fn new_api_token() -> String {
 /// The role of the API token calling `request`. No token, or one the
 /// coordinator does not know (or revoked): Unauthenticated. A host's token:
 /// PermissionDenied.
+/// Refusals are logged at WARN with the peer and the reason (never the
+/// token), at most once a second per peer.
 pub async fn caller<T>(ctx: &Context, request: &Request<T>) -> Result<Role, Status> {
-    let token = bearer(request, "API token")?;
-    role_of(&ctx.store, &token).await
+    let role = match bearer(request, "API token") {
+        Ok(token) => role_of(&ctx.store, &token).await,
+        Err(status) => Err(status),
+    };
+    if let Err(status) = &role
+        && matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied)
+    {
+        let peer = request.remote_addr().map(|addr| addr.ip());
+        if let Some(unlogged) = ctx.limiters.refusal(peer, ctx.clock.now()) {
+            let peer = peer.map_or_else(|| "unknown".to_owned(), |peer| peer.to_string());
+            tracing::warn!(%peer, reason = status.message(), unlogged, "refused an API call");
+        }
+    }
+    role
 }
 
 /// The role of API token `token` (its secret, as the caller sent it): the

@@ -40,17 +40,48 @@ pub struct Limiters {
     limits: RateLimits,
     registrations: Mutex<HashMap<IpAddr, TokenBucket>>,
     hosts: Mutex<HashMap<HostId, TokenBucket>>,
+    /// Per peer: when a refused call was last logged, and how many since.
+    refusals: Mutex<HashMap<IpAddr, (Timestamp, u64)>>,
 }
+
+/// A peer's refused calls are logged at most once per this long.
+const REFUSAL_LOG_MS: i64 = 1000;
 
 impl Limiters {
     pub fn new(limits: RateLimits) -> Limiters {
-        Limiters { limits, registrations: Mutex::default(), hosts: Mutex::default() }
+        Limiters { limits, registrations: Mutex::default(), hosts: Mutex::default(), refusals: Mutex::default() }
     }
 
     /// One registration from `peer` (all unknown peers share one bucket).
     pub fn registration(&self, peer: Option<IpAddr>, now: Timestamp) -> Result<(), Limited> {
         let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         take(&self.registrations, peer, &self.limits.registrations, now, "registrations from this address")
+    }
+
+    /// A call from `peer` refused for its token: `Some(n)` when it is to be
+    /// logged now, `n` being the refusals left unlogged since the last line
+    /// (at most one line per peer per [`REFUSAL_LOG_MS`], so a peer cannot
+    /// flood the log).
+    pub fn refusal(&self, peer: Option<IpAddr>, now: Timestamp) -> Option<u64> {
+        let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut refusals = self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if refusals.len() >= MAX_BUCKETS {
+            refusals.retain(|_, (at, _)| now.0 - at.0 < REFUSAL_LOG_MS);
+        }
+        match refusals.get_mut(&peer) {
+            Some((at, unlogged)) if now.0 - at.0 < REFUSAL_LOG_MS => {
+                *unlogged += 1;
+                None
+            }
+            Some((at, unlogged)) => {
+                *at = now;
+                Some(std::mem::take(unlogged))
+            }
+            None => {
+                refusals.insert(peer, (now, 0));
+                Some(0)
+            }
+        }
     }
 
     /// One request of `host`.
@@ -73,4 +104,22 @@ fn take<K: Eq + Hash>(
     }
     let bucket = buckets.entry(key).or_insert_with(|| TokenBucket::full(rate, now));
     bucket.take(rate, now).map_err(|retry| Limited { what, retry_after_ms: retry.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_a_second_per_peer_with_the_count_between() {
+        let limiters = Limiters::new(RateLimits::default());
+        let (a, b) = (Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))), Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
+        assert_eq!(limiters.refusal(a, Timestamp(0)), Some(0));
+        assert_eq!(limiters.refusal(a, Timestamp(10)), None);
+        assert_eq!(limiters.refusal(a, Timestamp(999)), None);
+        assert_eq!(limiters.refusal(b, Timestamp(999)), Some(0), "another peer has its own line");
+        assert_eq!(limiters.refusal(a, Timestamp(1000)), Some(2), "the two unlogged ones are counted");
+        assert_eq!(limiters.refusal(a, Timestamp(1500)), None);
+        assert_eq!(limiters.refusal(None, Timestamp(1500)), Some(0));
+    }
 }

@@ -988,6 +988,7 @@ async fn note_reports(
                 average = Some(batch::update_turnaround(average, sample));
             }
             if let (true, Some(reason)) = (state == "active", batch::auto_pause(&watch)) {
+                tracing::warn!(batch_id, %reason, "pausing a batch (with this group's commit)");
                 state = "paused".to_owned();
                 pause_reason = Some(reason);
             }
