@@ -13,13 +13,17 @@
 //! - `validators`: custom validator modules, compiled once and run in the sandbox.
 //! - `clock`: where `now` comes from.
 //! - `db_lock`: one coordinator per database.
+//! - `http`: what the HTTP endpoints share (binding, access by token, refusals).
 //! - `status_page`: the live status page (HTML and JSON over HTTP), when configured.
+//! - `metrics`: Prometheus metrics (counted in the process, or read from the store at each scrape).
 //!
 //! Entry point: [`run`], called by `main.rs` and by tests.
 
 pub mod clock;
 pub mod db_lock;
 pub mod domain;
+pub mod http;
+pub mod metrics;
 pub mod rpc;
 #[cfg(test)]
 mod simulation;
@@ -56,6 +60,8 @@ pub struct Config {
     pub rate_limits: rpc::limits::RateLimits,
     /// Serve the status page on this address (HTTP); none when `None`.
     pub status_page: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics on this address (HTTP); none when `None`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -67,6 +73,7 @@ impl Config {
             tls: None,
             rate_limits: rpc::limits::RateLimits::default(),
             status_page: None,
+            metrics: None,
         }
     }
 }
@@ -95,7 +102,7 @@ pub enum Error {
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
-    StatusPage(#[from] status_page::Error),
+    Http(#[from] http::Error),
 }
 
 /// How long calls in flight may take to finish once shutdown starts (long
@@ -112,7 +119,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     }
     let store = Store::open(&config.db_path).await?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let metrics = metrics::Metrics::new(&store);
     let ctx = Context {
+        metrics: metrics.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
         clock: config.clock.clone(),
@@ -122,6 +131,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 
     let status_page = match config.status_page {
         Some(addr) => Some(status_page::StatusPage::start(addr, ctx.clone()).await?),
+        None => None,
+    };
+    let metrics_endpoint = match config.metrics {
+        Some(addr) => Some(metrics::MetricsEndpoint::start(addr, ctx.clone(), metrics.clone()).await?),
         None => None,
     };
 
@@ -155,6 +168,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         let _ = stopping_tx.send(true);
     };
     let serve = server
+        .layer(metrics.rpc_layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -175,6 +189,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 
     if let Some(status_page) = status_page {
         status_page.stop(SHUTDOWN_GRACE).await;
+    }
+    if let Some(metrics_endpoint) = metrics_endpoint {
+        metrics_endpoint.stop(SHUTDOWN_GRACE).await;
     }
     let _ = stop_transitioner.send(());
     let _ = transitioner.await;

@@ -61,6 +61,13 @@ struct Cli {
     /// `?token=TOKEN`): the page lists every project and host.
     #[arg(long, env = "QUORUM_STATUS_PAGE", value_name = "ADDR")]
     status_page: Option<SocketAddr>,
+    /// Serve Prometheus metrics (text format at /metrics) on this address;
+    /// off when not given (port 0 picks a free port).
+    ///
+    /// Access as for --status-page: open on loopback, an admin API token
+    /// (`Authorization: Bearer TOKEN`) on any other address.
+    #[arg(long, env = "QUORUM_METRICS", value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// SQLite database file; created with the schema if missing.
     #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
@@ -136,7 +143,13 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         None => rate_limits(&cli).and_then(|limits| {
             let tls = tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())?;
-            runtime.block_on(serve(cli.listen, cli.db, tls, limits, cli.status_page))
+            runtime.block_on(serve(
+                cli.listen,
+                cli.db,
+                tls,
+                limits,
+                Endpoints { status_page: cli.status_page, metrics: cli.metrics },
+            ))
         }),
         Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
     };
@@ -165,12 +178,18 @@ fn tls_identity(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Optio
     Ok(Some(quorum_server::TlsIdentity { cert_pem, key_pem }))
 }
 
+/// The HTTP endpoints asked for.
+struct Endpoints {
+    status_page: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+}
+
 async fn serve(
     listen: SocketAddr,
     db: PathBuf,
     tls: Option<quorum_server::TlsIdentity>,
     rate_limits: RateLimits,
-    status_page: Option<SocketAddr>,
+    endpoints: Endpoints,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Held until the coordinator stops: a second one on this database is refused.
@@ -188,7 +207,13 @@ async fn serve(
     }
     stdout.flush().context("writing to stdout")?;
     tracing::info!(%addr, db = %db.display(), tls = tls.is_some(), "coordinator started");
-    let config = quorum_server::Config { tls, rate_limits, status_page, ..quorum_server::Config::new(db.clone()) };
+    let config = quorum_server::Config {
+        tls,
+        rate_limits,
+        status_page: endpoints.status_page,
+        metrics: endpoints.metrics,
+        ..quorum_server::Config::new(db.clone())
+    };
     quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;
     tracing::info!("coordinator stopped");
     Ok(())

@@ -39,6 +39,8 @@
 //! - `protocol_errors`: the scheduler's answers to wrong or repeated reports.
 //! - `names`: control characters refused at registration, accounts compared
 //!   canonical, tables escaping what hosts registered before.
+//! - `metrics`: the Prometheus endpoint parsed by a Prometheus parser and
+//!   checked against `quorum status --json` and the stored copies.
 //! - `operations`: health checking, reflection (v1 and v1alpha), clean
 //!   shutdown, one coordinator per database, private database files, JSON logs.
 //! - `worker_crash`: a worker killed (SIGKILL) with unreported and
@@ -61,6 +63,8 @@
 //! - `rate_limits`: a host flooding the scheduler is limited, another is served.
 //! - `signed_apps`: workers refuse a module replaced in the coordinator's
 //!   database, and a project re-created with another key.
+//! - `status_page`: the status page in headless Chromium shows the numbers
+//!   of `quorum status --json` and follows them live, without a reload.
 //! - `tls`: a coordinator served over TLS; a worker given the wrong CA
 //!   refuses it and never registers.
 //! - `lone_worker`: one worker with several quorum-2 projects computes one
@@ -90,6 +94,7 @@ mod hostile_apps;
 mod late_results;
 mod lone_worker;
 mod malicious;
+mod metrics;
 mod names;
 mod operations;
 mod primes;
@@ -99,6 +104,7 @@ mod rate_limits;
 mod resource_share;
 mod retry;
 mod signed_apps;
+mod status_page;
 mod tidy;
 mod tls;
 mod validators;

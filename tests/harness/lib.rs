@@ -10,6 +10,7 @@
 //!
 //! Layout:
 //! - [`binaries`]: where the built binaries are (next to the test executable).
+//! - [`browser`]: [`browser::Browser`], a headless Chromium driven over its DevTools pipe.
 //! - [`dir`]: [`TestDir`], the per-test temporary directory.
 //! - [`process`]: a child process with a log file, killed on drop.
 //! - [`server`]: [`Server`], a `quorum-server` on `127.0.0.1:0` (or a given
@@ -19,14 +20,17 @@
 //! - [`cli`]: [`cli()`], the `quorum` CLI, and the types of its `--json` output.
 //! - [`grpc`]: speaking the protocol directly: a [`grpc::Host`] (scheduler
 //!   side, e.g. a malicious volunteer) and the `Projects` service.
+//! - [`http`]: [`http::get`], a GET from the coordinator's HTTP endpoints (metrics, status page).
 //! - [`poll`]: [`poll::poll_until`], waiting for a state no event reports.
 //! - [`primes`]: the primes example app, manifests that use it, and an
 //!   independent prime count to check its outputs against.
 
 pub mod binaries;
+pub mod browser;
 pub mod cli;
 pub mod dir;
 pub mod grpc;
+pub mod http;
 pub mod poll;
 pub mod primes;
 pub mod process;

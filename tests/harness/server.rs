@@ -156,6 +156,18 @@ impl Server {
         format!("{}://{}", self.scheme, self.addr)
     }
 
+    /// The address of an HTTP endpoint the server announced in its log
+    /// (`... on http://ADDR/...`, e.g. `"metrics on http://"`), once it has.
+    pub async fn announced_addr(&self, announcement: &str) -> String {
+        let interval = std::time::Duration::from_millis(20);
+        crate::poll::poll_until(&format!("the log line `{announcement}ADDR`"), interval, || async {
+            let log = self.log();
+            let found = log.split(announcement).nth(1).and_then(|rest| rest.split(['/', ' ', '"']).next());
+            found.map(str::to_owned).ok_or_else(|| format!("not yet; the log:\n{log}"))
+        })
+        .await
+    }
+
     /// The server's log (stderr) so far.
     pub fn log(&self) -> String {
         self.process.log()

@@ -32,6 +32,8 @@ pub struct Context {
     pub changes: Changes,
     /// Rate limits of the scheduler's callers.
     pub limiters: Arc<limits::Limiters>,
+    /// What the handlers count (dispatches, reports), for `--metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Becomes true when the coordinator starts shutting down: long calls
     /// (`WaitProject`) end at once with UNAVAILABLE so that clients retry.
     pub stopping: watch::Receiver<bool>,

@@ -1,6 +1,7 @@
 //! The `Scheduler` service: what volunteer workers call to register, fetch
 //! work and app modules, and report results.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 
 use quorum_proto::v1::scheduler_server::Scheduler;
@@ -18,6 +19,7 @@ use super::{Context, auth};
 use crate::domain::lifecycle::Report;
 use crate::domain::names::{self, Account};
 use crate::domain::{Digest, HostId, ResultId, app, scheduler};
+use crate::metrics::Reported;
 use crate::store::{self, NewHost, ReportInput, WorkReply, WorkRequest};
 
 /// Size of the chunks an app module is streamed in.
@@ -52,6 +54,29 @@ impl SchedulerService {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+impl SchedulerService {
+    /// Counts the reports the store accepted, by outcome.
+    fn count_accepted(&self, outcomes: &HashMap<ResultId, Reported>, accepted: &[ResultId]) {
+        for outcome in accepted.iter().filter_map(|id| outcomes.get(id)) {
+            self.ctx.metrics.reported(*outcome);
+        }
+    }
+}
+
+/// The outcome of each report, by result id (for the metrics).
+fn reported_outcomes(reports: &[ReportInput]) -> HashMap<ResultId, Reported> {
+    reports
+        .iter()
+        .map(|input| {
+            let outcome = match input.report {
+                Report::Success { .. } => Reported::Success,
+                Report::ClientError { .. } => Reported::ClientError,
+            };
+            (input.result_id, outcome)
+        })
+        .collect()
 }
 
 fn text(field: &str, value: String, max: usize) -> Result<String, Status> {
@@ -126,6 +151,7 @@ impl Scheduler for SchedulerService {
         let reports = request.reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
         let held = request.held_is_complete.then(|| request.held.into_iter().map(ResultId).collect());
         let n_reports = reports.len();
+        let outcomes = reported_outcomes(&reports);
         let work = WorkRequest { reports, held, slots };
         // One transaction: reports, lost copies sent again, new copies, aborts.
         let reply = self.ctx.store.request_work(host, work, self.ctx.clock.now()).await?;
@@ -136,6 +162,8 @@ impl Scheduler for SchedulerService {
             tracing::info!(host_id = %host, n = reply.n_lost, "lost results sent again");
         }
         let WorkReply { accepted, assignments: leased, abort, .. } = reply;
+        self.count_accepted(&outcomes, &accepted);
+        self.ctx.metrics.dispatched(leased.len());
         if !leased.is_empty() {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
         }
@@ -179,6 +207,7 @@ impl Scheduler for SchedulerService {
         }
         let inputs = reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
         let summary = self.ctx.store.record_reports(host, &inputs, self.ctx.clock.now()).await?;
+        self.count_accepted(&reported_outcomes(&inputs), &summary.accepted);
         self.ctx.changes.notify();
         tracing::debug!(host_id = %host, accepted = summary.accepted.len(), abort = summary.abort.len(), "reports recorded");
         Ok(Response::new(ReportResultsResponse {

@@ -50,11 +50,12 @@ use crate::validators::{self, Validators};
 
 pub use auth::{ApiTokenInfo, TokenKind};
 pub use reads::{
-    BatchInfo, CanonicalResult, ErrorGroup, HostInfo, ProjectStatus, ResultFilter, ResultInfo, WorkUnitInfo,
+    BatchInfo, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter, ResultInfo, WorkUnitInfo,
 };
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
 pub use transitions::{CancelScope, DeletedProject};
+pub use writer::WriterMetrics;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,10 @@ pub struct Store {
     writer: tokio::sync::mpsc::Sender<writer::Job>,
     /// Where each host's walk through the unsent copies starts.
     frontiers: Arc<frontiers::Frontiers>,
+    /// What the writer records of each group (exported by `metrics`).
+    writer_metrics: WriterMetrics,
+    /// The database file.
+    path: Arc<Path>,
 }
 
 /// Rewrites stored accounts in their canonical form ([`Account::canonical`]),
@@ -209,9 +214,18 @@ impl Store {
         // SQLite's 2 MiB. Readers' caches are reset by every commit anyway.
         let connection = options.pragma("cache_size", "-65536").connect().await?;
         let frontiers = Arc::new(frontiers::Frontiers::default());
-        let writer = writer::spawn(connection, validators.clone(), secret, frontiers.clone())?;
+        let writer_metrics = WriterMetrics::default();
+        let writer = writer::spawn(connection, validators.clone(), secret, frontiers.clone(), writer_metrics.clone())?;
         tokio::spawn(checkpoints(pool.clone(), path.to_owned()));
-        Ok(Store { pool, validators, host_tokens: Arc::default(), writer, frontiers })
+        Ok(Store {
+            pool,
+            validators,
+            host_tokens: Arc::default(),
+            writer,
+            frontiers,
+            writer_metrics,
+            path: Arc::from(path),
+        })
     }
 
     /// Hands `call` to the writer task and waits for its answer (sent once
@@ -227,6 +241,28 @@ impl Store {
     /// then write cannot fail on upgrading their snapshot.
     async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The writer's histograms (group sizes and durations), shared: they
+    /// fill as the writer commits.
+    pub fn writer_metrics(&self) -> &WriterMetrics {
+        &self.writer_metrics
+    }
+
+    /// The bytes the database takes on disk: its file and its write-ahead log.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        let mut total = 0;
+        for suffix in ["", "-wal"] {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            match std::fs::metadata(&file) {
+                Ok(metadata) => total += metadata.len(),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::File { path: file, source }),
+            }
+        }
+        Ok(total)
     }
 
     /// Closes every connection (after the last transaction has committed).

@@ -11,7 +11,15 @@ use crate::domain::lifecycle::{CopyState, Outcome, ValidateState};
 use crate::domain::names::ProjectName;
 use crate::domain::policy::ReplicationPolicy;
 use crate::domain::trust::{AppQuota, Quota};
-use crate::domain::{HostId, Timestamp};
+use crate::domain::{HostId, Timestamp, scheduler};
+
+/// The hosts, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostCounts {
+    pub n_hosts: u64,
+    /// In contact within [`scheduler::ATTACHED_MS`].
+    pub n_active: u64,
+}
 
 /// Progress of one project: counts of work units and results by state.
 #[derive(Debug, Clone)]
@@ -459,6 +467,17 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// How many hosts are registered, and how many are attached: in contact
+    /// within [`scheduler::ATTACHED_MS`] of `now` (one count, however many hosts).
+    pub async fn host_counts(&self, now: Timestamp) -> Result<HostCounts> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n_hosts, COALESCE(SUM(last_contact_at >= ?), 0) AS n_active FROM hosts")
+                .bind(now.0 - scheduler::ATTACHED_MS)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(HostCounts { n_hosts: u64_column(&row, "n_hosts")?, n_active: u64_column(&row, "n_active")? })
     }
 
     /// Every host with its counters and quotas as of `now`.

@@ -19,6 +19,7 @@
 //! call (no added latency); under heavy load the cost of a commit and of each
 //! statement is shared by many.
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use sqlx::{Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,6 +35,29 @@ use crate::validators::Validators;
 pub(super) const MAX_GROUP: usize = 128;
 /// Calls that may wait for the writer; callers wait for room beyond it.
 const QUEUE: usize = 1024;
+
+/// What the writer records of every group it runs: histograms shared with
+/// the metrics endpoint (clones share their counts).
+#[derive(Clone)]
+pub struct WriterMetrics {
+    /// Calls per group: 1, 2, 4... [`MAX_GROUP`].
+    pub group_calls: Histogram,
+    /// From `BEGIN` to the end of `COMMIT` (what the group's callers wait), seconds.
+    pub group_seconds: Histogram,
+    /// The `COMMIT` alone (the fsync), seconds.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for WriterMetrics {
+    fn default() -> WriterMetrics {
+        let seconds = || Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        WriterMetrics {
+            group_calls: Histogram::new(exponential_buckets(1.0, 2.0, MAX_GROUP.ilog2() as u16 + 1)),
+            group_seconds: seconds(),
+            commit_seconds: seconds(),
+        }
+    }
+}
 
 /// What the writer is asked.
 pub(super) enum Job {
@@ -61,12 +85,13 @@ pub(super) fn spawn(
     validators: Validators,
     secret: u64,
     frontiers: Arc<Frontiers>,
+    metrics: WriterMetrics,
 ) -> Result<mpsc::Sender<Job>> {
     let (sender, receiver) = mpsc::channel(QUEUE);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Writer)?;
     std::thread::Builder::new()
         .name("quorum-writer".to_owned())
-        .spawn(move || runtime.block_on(run(connection, receiver, validators, secret, frontiers)))
+        .spawn(move || runtime.block_on(run(connection, receiver, validators, secret, frontiers, metrics)))
         .map_err(Error::Writer)?;
     Ok(sender)
 }
@@ -77,6 +102,7 @@ async fn run(
     validators: Validators,
     secret: u64,
     frontiers: Arc<Frontiers>,
+    metrics: WriterMetrics,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut close = None;
@@ -95,7 +121,7 @@ async fn run(
             }
         }
         if !group.is_empty() {
-            run_group(&mut connection, &mut group, &validators, secret, &frontiers).await;
+            run_group(&mut connection, &mut group, &validators, secret, &frontiers, &metrics).await;
         }
     }
     if let Err(error) = connection.close().await {
@@ -113,6 +139,7 @@ async fn run_group(
     validators: &Validators,
     secret: u64,
     frontiers: &Frontiers,
+    metrics: &WriterMetrics,
 ) {
     let (calls, replies): (Vec<(Call, Timestamp)>, Vec<_>) =
         group.drain(..).map(|request| ((request.call, request.now), request.reply)).unzip();
@@ -124,13 +151,18 @@ async fn run_group(
     let outcome = async {
         let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
         let (answers, found) = scheduling::run_calls(&mut tx, validators, secret, frontiers, &calls, now).await?;
+        let commit = std::time::Instant::now();
         tx.commit().await?;
+        metrics.commit_seconds.observe(commit.elapsed().as_secs_f64());
         // Only what was committed moves the hosts' frontiers.
         found.keep(frontiers);
         Ok::<_, Error>(answers)
     }
     .await;
-    tracing::debug!(n_calls = calls.len(), elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+    let elapsed = started.elapsed();
+    metrics.group_calls.observe(calls.len() as f64);
+    metrics.group_seconds.observe(elapsed.as_secs_f64());
+    tracing::debug!(n_calls = calls.len(), elapsed_us = elapsed.as_micros() as u64, "group committed");
     match outcome {
         Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
