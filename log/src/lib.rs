@@ -22,7 +22,11 @@ pub enum LogFormat {
 /// `default_level` (e.g. "info" for daemons, "warn" for the CLI).
 pub fn init(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    // A log that cannot be written (stderr on a full disk) loses lines, never
+    // the process: tracing's own report of the failure would `eprintln!`,
+    // which panics, on the same full disk, in whatever thread logged.
+    let builder =
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).log_internal_errors(false);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().with_current_span(false).init(),

@@ -70,6 +70,10 @@ async fn a_failing_batch_is_paused_then_resumed() {
     let batch = &status.batches[0];
     assert_eq!((batch.id, batch.state.as_str(), batch.n_work_units), (batch_id, "paused", N_WORK_UNITS), "{batch:?}");
     assert!(batch.pause_reason.contains("errors"), "{batch:?}");
+    // The operator's log says it too, at WARN, with the batch and the reason.
+    let log = server.log();
+    let line = log.lines().find(|line| line.contains("pausing a batch")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains(" WARN ") && line.contains(&format!("batch_id={batch_id}")), "{line}");
     let table = cli(&url, ["--wide", "status", PROJECT]).await.success();
     assert!(table.contains("bitwise"), "{table}");
     assert!(table.contains(&format!("batch {batch_id} is paused")) && table.contains(&batch.pause_reason), "{table}");

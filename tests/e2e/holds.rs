@@ -69,6 +69,13 @@ async fn status_says_what_holds_a_project() {
     let (kinds, text) = holds(&url, "quota").await;
     assert_eq!(kinds, ["quota_used"], "{text}");
     assert!(text.contains("5 unsent copies wait: the 1 host attached used their daily quota"), "{text}");
+    // Asking again gets nothing, and the operator's log says why (at most once a minute per host).
+    let nothing = alice.request_work(1).await.expect("RequestWork past the quota");
+    assert!(nothing.assignments.is_empty(), "{nothing:?}");
+    let log = server.log();
+    let explained = log.lines().find(|line| line.contains("no work for this host")).unwrap_or_else(|| panic!("{log}"));
+    assert!(explained.contains(" INFO ") && explained.contains("its quota for today is used"), "{explained}");
+    assert!(explained.contains(&format!("host_id={}", alice.id)), "{explained}");
     // Its copies reported, and validated on one copy each: the quota doubles
     // with each, so the host may take the rest.
     let reports = work.assignments.iter().map(|a| success_report(a.result_id, b"ok")).collect();

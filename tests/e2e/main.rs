@@ -9,6 +9,9 @@
 //!   without the right role and changes nothing.
 //! - `fuzz_handlers`: arbitrary messages to every RPC (proptest): precise
 //!   statuses, no panic, a consistent database.
+//! - `full_disk`: reports refused (RESOURCE_EXHAUSTED) while the coordinator
+//!   cannot write (a file-size limit below its WAL), accepted again without
+//!   a restart once it can.
 //! - `primes`: the happy path, from `quorum submit` to `quorum results`.
 //! - `malicious`: a host reporting wrong outputs never makes them canonical.
 //! - `deadlines`: copies of a killed worker become "no reply" and are reissued.
@@ -88,6 +91,7 @@ mod deadline_abandon;
 mod deadlines;
 mod delete_and_resume;
 mod errors;
+mod full_disk;
 mod fuzz_handlers;
 mod holds;
 mod hostile_apps;

@@ -168,6 +168,11 @@ impl Server {
         .await
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// The server's log (stderr) so far.
     pub fn log(&self) -> String {
         self.process.log()

@@ -27,6 +27,10 @@ impl From<store::Error> for Status {
             E::Report(report) => Status::from(report),
             E::OutputTooLarge { .. } => Status::invalid_argument(error.to_string()),
             E::Closed => Status::unavailable(error.to_string()),
+            E::CannotWrite(_) => {
+                tracing::error!(error = %error, "the database cannot be written");
+                Status::resource_exhausted(error.to_string())
+            }
             E::Corrupt { .. }
             | E::NotWritable { .. }
             | E::Database(_)

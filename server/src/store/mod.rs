@@ -95,6 +95,8 @@ pub enum Error {
     Corrupt { table: &'static str, detail: String },
     #[error("the transaction this request was grouped in failed: {0}")]
     GroupCommit(String),
+    #[error("the coordinator cannot write its database now ({0}); nothing of this request was kept: try again later")]
+    CannotWrite(String),
     #[error("the store is closed")]
     Closed,
     #[error("cannot start the writer thread: {0}")]
@@ -107,12 +109,37 @@ pub enum Error {
     )]
     NotWritable { path: std::path::PathBuf, reason: String },
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every database error goes through here: a write SQLite could not do
+/// (the disk is full, or a write failed: `SQLITE_FULL`, `SQLITE_IOERR_WRITE`)
+/// is [`Error::CannotWrite`], a condition that passes (callers retry; the
+/// writer reopens its connection); the rest stay [`Error::Database`].
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Error {
+        const SQLITE_FULL: i32 = 13;
+        const SQLITE_IOERR_WRITE: i32 = 778;
+        let code = match &error {
+            sqlx::Error::Database(database) => database.code().and_then(|code| code.parse::<i32>().ok()),
+            _ => None,
+        };
+        match code {
+            Some(code) if code & 0xff == SQLITE_FULL || code == SQLITE_IOERR_WRITE => {
+                let message = match &error {
+                    sqlx::Error::Database(database) => database.message().to_owned(),
+                    other => other.to_string(),
+                };
+                Error::CannotWrite(message)
+            }
+            _ => Error::Database(error),
+        }
+    }
+}
 
 /// The coordinator's database.
 #[derive(Clone)]
@@ -212,10 +239,18 @@ impl Store {
         // The writer keeps the pages it works on (the recent rows and the
         // indexes' right edges) in its own cache: up to 64 MiB instead of
         // SQLite's 2 MiB. Readers' caches are reset by every commit anyway.
-        let connection = options.pragma("cache_size", "-65536").connect().await?;
+        let writer_options = options.pragma("cache_size", "-65536");
+        let connection = writer_options.connect().await?;
         let frontiers = Arc::new(frontiers::Frontiers::default());
         let writer_metrics = WriterMetrics::default();
-        let writer = writer::spawn(connection, validators.clone(), secret, frontiers.clone(), writer_metrics.clone())?;
+        let writer = writer::spawn(
+            connection,
+            writer_options,
+            validators.clone(),
+            secret,
+            frontiers.clone(),
+            writer_metrics.clone(),
+        )?;
         tokio::spawn(checkpoints(pool.clone(), path.to_owned()));
         Ok(Store {
             pool,

@@ -20,7 +20,8 @@
 //! statement is shared by many.
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use sqlx::{Connection as _, SqliteConnection};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use std::sync::Arc;
@@ -73,8 +74,8 @@ pub(super) struct Request {
     pub reply: oneshot::Sender<Result<Answer>>,
 }
 
-/// Starts the writer on `connection`, on a thread of its own; returns where
-/// to send calls.
+/// Starts the writer on `connection` (opened with `options`), on a thread
+/// of its own; returns where to send calls.
 ///
 /// The writer waits for SQLite after every statement (sqlx runs each
 /// connection on a thread of its own). On the shared runtime, each of those
@@ -82,6 +83,7 @@ pub(super) struct Request {
 /// single-threaded runtime it goes on at once.
 pub(super) fn spawn(
     connection: SqliteConnection,
+    options: SqliteConnectOptions,
     validators: Validators,
     secret: u64,
     frontiers: Arc<Frontiers>,
@@ -89,93 +91,114 @@ pub(super) fn spawn(
 ) -> Result<mpsc::Sender<Job>> {
     let (sender, receiver) = mpsc::channel(QUEUE);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Writer)?;
+    let writer = Writer { connection: Some(connection), options, validators, secret, frontiers, metrics };
     std::thread::Builder::new()
         .name("quorum-writer".to_owned())
-        .spawn(move || runtime.block_on(run(connection, receiver, validators, secret, frontiers, metrics)))
+        .spawn(move || runtime.block_on(writer.run(receiver)))
         .map_err(Error::Writer)?;
     Ok(sender)
 }
 
-async fn run(
-    mut connection: SqliteConnection,
-    mut jobs: mpsc::Receiver<Job>,
+/// The writer task's state.
+struct Writer {
+    /// `None` after a group failed: the next group opens a new one, so a
+    /// failure (a full disk) never leaves a connection inside a broken
+    /// transaction; calls succeed again once SQLite can write.
+    connection: Option<SqliteConnection>,
+    options: SqliteConnectOptions,
     validators: Validators,
     secret: u64,
     frontiers: Arc<Frontiers>,
     metrics: WriterMetrics,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    let mut close = None;
-    while close.is_none() {
-        let Some(first) = jobs.recv().await else { break };
-        for job in std::iter::once(first).chain(std::iter::from_fn(|| jobs.try_recv().ok())) {
-            match job {
-                Job::Close(done) => {
-                    close = Some(done);
-                    break;
-                }
-                Job::Write(request) => group.push(request),
-            }
-            if group.len() == MAX_GROUP {
-                break;
-            }
-        }
-        if !group.is_empty() {
-            run_group(&mut connection, &mut group, &validators, secret, &frontiers, &metrics).await;
-        }
-    }
-    if let Err(error) = connection.close().await {
-        tracing::warn!(%error, "closing the write connection");
-    }
-    if let Some(done) = close {
-        let _ = done.send(());
-    }
 }
 
-/// Runs `group` in one transaction, commits, then answers every call.
-async fn run_group(
-    connection: &mut SqliteConnection,
-    group: &mut Vec<Request>,
-    validators: &Validators,
-    secret: u64,
-    frontiers: &Frontiers,
-    metrics: &WriterMetrics,
-) {
-    let (calls, replies): (Vec<(Call, Timestamp)>, Vec<_>) =
-        group.drain(..).map(|request| ((request.call, request.now), request.reply)).unzip();
-    // The group's clock: the latest call's (calls are made a few
-    // milliseconds apart at most; none is answered as if earlier than it was made).
-    let now = calls.iter().map(|(_, now)| *now).max().unwrap_or(Timestamp(0));
-    let calls: Vec<Call> = calls.into_iter().map(|(call, _)| call).collect();
-    let started = std::time::Instant::now();
-    let outcome = async {
+impl Writer {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut close = None;
+        while close.is_none() {
+            let Some(first) = jobs.recv().await else { break };
+            for job in std::iter::once(first).chain(std::iter::from_fn(|| jobs.try_recv().ok())) {
+                match job {
+                    Job::Close(done) => {
+                        close = Some(done);
+                        break;
+                    }
+                    Job::Write(request) => group.push(request),
+                }
+                if group.len() == MAX_GROUP {
+                    break;
+                }
+            }
+            if !group.is_empty() {
+                self.run_group(&mut group).await;
+            }
+        }
+        if let Some(connection) = self.connection.take()
+            && let Err(error) = connection.close().await
+        {
+            tracing::warn!(%error, "closing the write connection");
+        }
+        if let Some(done) = close {
+            let _ = done.send(());
+        }
+    }
+
+    /// Runs `group` in one transaction, commits, then answers every call.
+    async fn run_group(&mut self, group: &mut Vec<Request>) {
+        let (calls, replies): (Vec<(Call, Timestamp)>, Vec<_>) =
+            group.drain(..).map(|request| ((request.call, request.now), request.reply)).unzip();
+        // The group's clock: the latest call's (calls are made a few
+        // milliseconds apart at most; none is answered as if earlier than it was made).
+        let now = calls.iter().map(|(_, now)| *now).max().unwrap_or(Timestamp(0));
+        let calls: Vec<Call> = calls.into_iter().map(|(call, _)| call).collect();
+        let started = std::time::Instant::now();
+        let outcome = self.transaction(&calls, now).await;
+        let elapsed = started.elapsed();
+        self.metrics.group_calls.observe(calls.len() as f64);
+        self.metrics.group_seconds.observe(elapsed.as_secs_f64());
+        tracing::debug!(n_calls = calls.len(), elapsed_us = elapsed.as_micros() as u64, "group committed");
+        match outcome {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    // A caller that went away (its RPC was cancelled) needs no answer.
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, n_calls = replies.len(), "group transaction failed; nothing was kept");
+                // SQLite rolls back what the closed connection had begun.
+                if let Some(connection) = self.connection.take() {
+                    let _ = connection.close_hard().await;
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(match &error {
+                        Error::CannotWrite(message) => Error::CannotWrite(message.clone()),
+                        other => Error::GroupCommit(other.to_string()),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The group's transaction, on the connection (opened again if the last group failed).
+    async fn transaction(&mut self, calls: &[Call], now: Timestamp) -> Result<Vec<Result<Answer>>> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            empty @ None => {
+                let connection = self.options.connect().await?;
+                tracing::info!("write connection opened again after a failed group");
+                empty.insert(connection)
+            }
+        };
         let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-        let (answers, found) = scheduling::run_calls(&mut tx, validators, secret, frontiers, &calls, now).await?;
+        let (answers, found) =
+            scheduling::run_calls(&mut tx, &self.validators, self.secret, &self.frontiers, calls, now).await?;
         let commit = std::time::Instant::now();
         tx.commit().await?;
-        metrics.commit_seconds.observe(commit.elapsed().as_secs_f64());
+        self.metrics.commit_seconds.observe(commit.elapsed().as_secs_f64());
         // Only what was committed moves the hosts' frontiers.
-        found.keep(frontiers);
-        Ok::<_, Error>(answers)
-    }
-    .await;
-    let elapsed = started.elapsed();
-    metrics.group_calls.observe(calls.len() as f64);
-    metrics.group_seconds.observe(elapsed.as_secs_f64());
-    tracing::debug!(n_calls = calls.len(), elapsed_us = elapsed.as_micros() as u64, "group committed");
-    match outcome {
-        Ok(answers) => {
-            for (reply, answer) in replies.into_iter().zip(answers) {
-                // A caller that went away (its RPC was cancelled) needs no answer.
-                let _ = reply.send(answer);
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, n_calls = replies.len(), "group transaction failed; nothing was kept");
-            let message = error.to_string();
-            for reply in replies {
-                let _ = reply.send(Err(Error::GroupCommit(message.clone())));
-            }
-        }
+        found.keep(&self.frontiers);
+        Ok(answers)
     }
 }
