@@ -63,7 +63,7 @@ impl Coordinator {
             ),
             None => None,
         };
-        let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+        let url = quorum_proto::coordinator_url(url).map_err(anyhow::Error::msg)?;
         let mut endpoint = Endpoint::from_shared(url.clone())
             .with_context(|| format!("invalid coordinator URL '{url}'"))?
             .connect_timeout(CONNECT_TIMEOUT);

@@ -46,6 +46,8 @@
 //!   checked against `quorum status --json` and the stored copies.
 //! - `operations`: health checking, reflection (v1 and v1alpha), clean
 //!   shutdown, one coordinator per database, private database files, JSON logs.
+//! - `worker_address`: a bare HOST:PORT is an http:// coordinator; another
+//!   scheme is refused at start.
 //! - `worker_crash`: a worker killed (SIGKILL) with unreported and
 //!   checkpointed tasks reports them once and resumes from its checkpoints.
 //! - `worker_shutdown`: a worker stopped (SIGTERM) with queued work starts
@@ -112,5 +114,6 @@ mod status_page;
 mod tidy;
 mod tls;
 mod validators;
+mod worker_address;
 mod worker_crash;
 mod worker_shutdown;

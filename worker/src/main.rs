@@ -158,7 +158,7 @@ fn parse_attach(text: &str) -> Result<quorum_worker::Attach, String> {
     if server.is_empty() {
         return Err("empty server URL".to_string());
     }
-    Ok(quorum_worker::Attach { server: server.to_string(), share })
+    Ok(quorum_worker::Attach { server: quorum_proto::coordinator_url(server)?, share })
 }
 
 const DEFAULT_SHARE: f64 = 100.0;
@@ -359,7 +359,12 @@ mod tests {
                 quorum_worker::Attach { server: "http://b:2".into(), share: 300.0 },
             ]
         );
-        for bad in ["http://a,share=0", "http://a,share=-1", "http://a,share=x", ",share=5", "http://a,share=inf"] {
+        // A bare HOST:PORT is an http:// coordinator; another scheme is refused at once.
+        let bare = Cli::try_parse_from(["quorum-worker", "--server", "127.0.0.1:7737,share=50"]).expect("valid");
+        assert_eq!(bare.servers, [quorum_worker::Attach { server: "http://127.0.0.1:7737".into(), share: 50.0 }]);
+        for bad in
+            ["http://a,share=0", "http://a,share=-1", "http://a,share=x", ",share=5", "http://a,share=inf", "ftp://a:1"]
+        {
             assert!(Cli::try_parse_from(["quorum-worker", "--server", bad]).is_err(), "{bad}");
         }
     }
