@@ -68,6 +68,8 @@
 //! - `rate_limits`: a host flooding the scheduler is limited, another is served.
 //! - `signed_apps`: workers refuse a module replaced in the coordinator's
 //!   database, and a project re-created with another key.
+//! - `state_dir`: a second worker on the state directory of a running one
+//!   refuses to start.
 //! - `status_page`: the status page in headless Chromium shows the numbers
 //!   of `quorum status --json` and follows them live, without a reload.
 //! - `tls`: a coordinator served over TLS; a worker given the wrong CA
@@ -110,6 +112,7 @@ mod rate_limits;
 mod resource_share;
 mod retry;
 mod signed_apps;
+mod state_dir;
 mod status_page;
 mod tidy;
 mod tls;

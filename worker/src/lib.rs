@@ -98,6 +98,8 @@ pub async fn run(
     anyhow::ensure!(!config.attachments.is_empty(), "no coordinator given");
     let state = state::StateDir::open(&config.state_dir)
         .with_context(|| format!("cannot open state directory {}", config.state_dir.display()))?;
+    // Held until the worker stops.
+    let _lock = state.lock()?;
     let sandbox = sandbox::Sandbox::new().context("cannot create the sandbox")?;
     let cpus = config.cpus.max(1);
     let buffer_low = config.buffer_low.max(1);

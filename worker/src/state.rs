@@ -1,4 +1,5 @@
-//! The worker's state directory: the journal (`journal.db`, see `journal`),
+//! The worker's state directory: its lock (`worker.lock`: one worker at a
+//! time), the journal (`journal.db`, see `journal`),
 //! the app cache (`apps/<digest>.wasm`) and one checkpoint directory per task
 //! (`checkpoints/<server key>/<result id>/`, preopened as `/checkpoint` for
 //! the app).
@@ -27,6 +28,19 @@ pub enum Error {
     InvalidDigest(String),
     #[error("app digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
+    #[error(
+        "another quorum-worker is running on the state directory {root} (it holds the lock {lock}); \
+         stop it first, or give this one another --state-dir"
+    )]
+    Busy { root: PathBuf, lock: PathBuf },
+}
+
+/// The state directory's lock, held while a worker runs on it (an exclusive
+/// `flock` on `worker.lock`, released by the kernel however the process
+/// ends): two workers on one journal would compute and report every task twice.
+#[derive(Debug)]
+pub struct StateLock {
+    _held: fs::File,
 }
 
 /// The state directory.
@@ -42,6 +56,19 @@ impl StateDir {
         let apps = root.join("apps");
         fs::create_dir_all(&apps).map_err(|source| Error::Io { path: apps, source })?;
         Ok(StateDir { root })
+    }
+
+    /// Takes the directory's lock without waiting; [`Error::Busy`] when
+    /// another worker holds it. `status`, `pause` and `resume` do not take it.
+    pub fn lock(&self) -> Result<StateLock, Error> {
+        let lock = self.root.join("worker.lock");
+        let opened = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock);
+        let held = opened.map_err(|source| Error::Io { path: lock.clone(), source })?;
+        match held.try_lock() {
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Busy { root: self.root.clone(), lock }),
+            Err(fs::TryLockError::Error(source)) => Err(Error::Io { path: lock, source }),
+            Ok(()) => Ok(StateLock { _held: held }),
+        }
     }
 
     /// The journal's file.
@@ -155,6 +182,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let state = StateDir::open(dir.path().join("state")).expect("open state dir");
         (dir, state)
+    }
+
+    #[test]
+    fn one_worker_at_a_time_holds_the_state_directory() {
+        let (_dir, state) = state();
+        let first = state.lock().expect("the first lock");
+        let busy = state.lock().expect_err("a second worker is refused");
+        assert!(matches!(busy, Error::Busy { .. }), "{busy}");
+        assert!(busy.to_string().contains("another quorum-worker is running on the state directory"), "{busy}");
+        drop(first);
+        state.lock().expect("free again once the first worker stopped");
     }
 
     #[test]

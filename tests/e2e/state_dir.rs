@@ -1,0 +1,46 @@
+//! One worker at a time on a state directory: a second `quorum-worker`
+//! started on the directory of a running one refuses to start, naming the
+//! directory, and changes nothing (two workers on one journal would compute
+//! and report every task twice). Once the first has stopped, the directory
+//! is free again.
+
+use std::process::Command;
+
+use quorum_tests::grpc::Projects;
+use quorum_tests::poll::poll_until;
+use quorum_tests::{Server, TestDir, Worker, binaries};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_worker_on_a_state_directory_in_use_refuses_to_start() {
+    let dir = TestDir::new("state-dir-lock");
+    let server = Server::spawn(dir.path());
+    let url = server.url();
+    let state_dir = dir.join("volunteer");
+    let mut first = Worker::spawn(&url, &state_dir, 1);
+    let projects = Projects::connect(&url).await;
+    // Registered: it runs, and holds the directory.
+    poll_until("the first worker to register", std::time::Duration::from_millis(20), || async {
+        let hosts = projects.hosts().await;
+        if hosts.len() == 1 { Ok(()) } else { Err(format!("{hosts:?}")) }
+    })
+    .await;
+
+    let second = || {
+        Command::new(binaries::path(binaries::WORKER))
+            .args(["--server", &url, "--state-dir"])
+            .arg(&state_dir)
+            .output()
+            .expect("run a second quorum-worker")
+    };
+    let refused = second();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("another quorum-worker is running on the state directory"), "{stderr}");
+    assert!(stderr.contains(&state_dir.display().to_string()), "{stderr}");
+    assert_eq!(projects.hosts().await.len(), 1, "the refused worker registered nothing");
+
+    assert!(first.terminate().await.success(), "{}", first.log());
+    // Free again: `status` reads it (the lock is only for running workers).
+    let status = quorum_tests::worker::worker_command("status", &state_dir).await;
+    assert!(!status.is_empty());
+}
