@@ -2,7 +2,8 @@
 //! started on the directory of a running one refuses to start, naming the
 //! directory, and changes nothing (two workers on one journal would compute
 //! and report every task twice). Once the first has stopped, the directory
-//! is free again.
+//! is free again. An empty journal is refused, naming it: a worker never
+//! silently starts as a new host over a journal it lost.
 
 use std::process::Command;
 
@@ -43,4 +44,26 @@ async fn a_second_worker_on_a_state_directory_in_use_refuses_to_start() {
     // Free again: `status` reads it (the lock is only for running workers).
     let status = quorum_tests::worker::worker_command("status", &state_dir).await;
     assert!(!status.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_journal_is_refused_naming_it_never_a_new_identity() {
+    let dir = TestDir::new("state-dir-empty-journal");
+    let server = Server::spawn(dir.path());
+    let url = server.url();
+    let state_dir = dir.join("volunteer");
+    std::fs::create_dir_all(&state_dir).expect("the state directory");
+    let journal = state_dir.join("journal.db");
+    std::fs::write(&journal, b"").expect("an emptied journal (a disk that lost it, a bad copy)");
+
+    let refused = Command::new(binaries::path(binaries::WORKER))
+        .args(["--server", &url, "--state-dir"])
+        .arg(&state_dir)
+        .output()
+        .expect("run quorum-worker");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("the journal {} is empty", journal.display())), "{stderr}");
+    assert!(Projects::connect(&url).await.hosts().await.is_empty(), "no new host registered");
+    assert_eq!(std::fs::metadata(&journal).expect("the journal").len(), 0, "left for the volunteer to restore");
 }

@@ -54,6 +54,11 @@ pub enum Error {
     Sql(#[from] sqlx::Error),
     #[error("journal migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the journal {path} is empty: it held this worker's identity with its coordinators and its tasks; \
+         restore it from a backup, or delete it to start again as a new host"
+    )]
+    Empty { path: String },
     #[error("journal: cannot create {path}: {source}")]
     Create {
         path: String,
@@ -683,16 +688,38 @@ async fn learn(tx: &mut SqliteConnection, task: &Finished<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Creates the journal file readable by its owner only, if missing.
+/// Creates the journal file readable by its owner only (0600) if missing.
+/// An existing one must hold something: an empty file is [`Error::Empty`],
+/// never a silent new identity; one open to others (it holds the host's
+/// tokens) is narrowed to 0600 with a warning.
 fn create_private(path: &Path) -> Result<()> {
+    let create = |source| Error::Create { path: path.display().to_string(), source };
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    options.open(path).map(drop).map_err(|source| Error::Create { path: path.display().to_string(), source })
+    match options.open(path) {
+        Ok(_) => return Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(create(error)),
+    }
+    let metadata = std::fs::metadata(path).map_err(create)?;
+    if metadata.len() == 0 {
+        return Err(Error::Empty { path: path.display().to_string() });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(create)?;
+            tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the journal was open to other users; narrowed to owner only");
+        }
+    }
+    Ok(())
 }
 
 fn count(value: i64) -> u64 {
@@ -814,6 +841,27 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(dir.path().join("journal.db")).expect("metadata").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_journal_is_an_error_naming_it_and_a_shared_one_is_narrowed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.db");
+        std::fs::write(&path, b"").expect("an empty file");
+        let error = Journal::open(&path).await.err().expect("an empty journal is refused");
+        assert!(matches!(error, Error::Empty { .. }), "{error}");
+        assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+        assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 0, "left as it was");
+        std::fs::remove_file(&path).expect("remove");
+        Journal::open(&path).await.expect("a new journal").close().await;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            Journal::open(&path).await.expect("a shared journal opens").close().await;
+            let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "narrowed to its owner");
         }
     }
 
