@@ -9,7 +9,7 @@ use std::process::Command;
 
 use quorum_tests::grpc::Projects;
 use quorum_tests::poll::poll_until;
-use quorum_tests::{Server, TestDir, Worker, binaries};
+use quorum_tests::{Server, TestDir, Worker, binaries, cli, primes};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_worker_on_a_state_directory_in_use_refuses_to_start() {
@@ -66,4 +66,43 @@ async fn an_empty_journal_is_refused_naming_it_never_a_new_identity() {
     assert!(stderr.contains(&format!("the journal {} is empty", journal.display())), "{stderr}");
     assert!(Projects::connect(&url).await.hosts().await.is_empty(), "no new host registered");
     assert_eq!(std::fs::metadata(&journal).expect("the journal").len(), 0, "left for the volunteer to restore");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_state_dir_the_worker_lives_in_the_users_data_directory_from_any_working_directory() {
+    let dir = TestDir::new("state-dir-default");
+    let server = Server::spawn(dir.path());
+    let url = server.url();
+    let home = dir.join("home");
+    let (here, there) = (dir.join("here"), dir.join("there"));
+    for folder in [&home, &here, &there] {
+        std::fs::create_dir_all(folder).expect("a folder");
+    }
+    let projects = Projects::connect(&url).await;
+    let registered = |n: usize| {
+        let projects = &projects;
+        async move {
+            poll_until("the worker to register", std::time::Duration::from_millis(20), || async {
+                let hosts = projects.hosts().await;
+                if hosts.len() == n { Ok(hosts) } else { Err(format!("{hosts:?}")) }
+            })
+            .await
+        }
+    };
+
+    let mut first = Worker::spawn_in_home(&url, &home, &here, "volunteer");
+    let hosts = registered(1).await;
+    assert!(first.terminate().await.success(), "{}", first.log());
+    assert!(home.join(".local/share/quorum-worker/journal.db").is_file(), "the journal in the data directory");
+    assert!(!here.join("quorum-worker-state").exists(), "nothing in the working directory");
+
+    // Started again from elsewhere: the same host computes, not a second one.
+    let mut again = Worker::spawn_in_home(&url, &home, &there, "volunteer");
+    let manifest = dir.write("project.toml", primes::manifest("p", 0, 100, 100, "min_quorum = 1"));
+    cli(&url, ["submit", &manifest.display().to_string()]).await.success();
+    assert_eq!(projects.wait("p").await.work_units_done, 1);
+    let now = projects.hosts().await;
+    assert_eq!(now.len(), 1, "one host: {now:?}\n{}", again.log());
+    assert_eq!((now[0].id, now[0].n_valid), (hosts[0].id, 1), "{now:?}");
+    assert!(again.terminate().await.success(), "{}", again.log());
 }

@@ -37,32 +37,48 @@ impl Worker {
             .expect("the state directory has a UTF-8 file name")
             .to_owned();
         let parent = state_dir.parent().expect("the state directory has a parent");
-        let log_path = unused_path(parent, &name, "log");
-        let log = std::fs::File::create(&log_path).expect("create the worker log");
         let mut command = Command::new(binaries::path(binaries::WORKER));
         for server in servers {
             command.arg("--server").arg(server);
         }
+        command.arg("--state-dir").arg(state_dir).args(extra);
+        Worker::launch(command, parent, name, state_dir.to_path_buf(), cpus)
+    }
+
+    /// As [`Worker::spawn`] without `--state-dir`, started in `cwd` with
+    /// `HOME=home` (and no XDG_DATA_HOME nor QUORUM_WORKER_STATE): the worker
+    /// uses its per-user default, `home/.local/share/quorum-worker`. Its log
+    /// is `home/NAME.log`.
+    pub fn spawn_in_home(server_url: &str, home: &Path, cwd: &Path, name: &str) -> Worker {
+        let mut command = Command::new(binaries::path(binaries::WORKER));
+        command
+            .arg("--server")
+            .arg(server_url)
+            .current_dir(cwd)
+            .env("HOME", home)
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("QUORUM_WORKER_STATE");
+        Worker::launch(command, home, name.to_owned(), home.join(".local/share/quorum-worker"), 1)
+    }
+
+    /// Adds the flags every test worker has (`--cpus`, `--name`, a small
+    /// backoff), logs to `log_dir/NAME.log` and starts it.
+    fn launch(mut command: Command, log_dir: &Path, name: String, state_dir: PathBuf, cpus: u32) -> Worker {
+        let log_path = unused_path(log_dir, &name, "log");
+        let log = std::fs::File::create(&log_path).expect("create the worker log");
         let child = command
-            .arg("--state-dir")
-            .arg(state_dir)
             .arg("--cpus")
             .arg(cpus.to_string())
             .arg("--name")
             .arg(&name)
             .arg("--max-backoff-ms")
             .arg(MAX_BACKOFF_MS.to_string())
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("share the worker log"))
             .stderr(log)
             .spawn()
             .expect("spawn quorum-worker");
-        Worker {
-            process: Process::new(format!("quorum-worker {name}"), child, log_path),
-            name,
-            state_dir: state_dir.to_path_buf(),
-        }
+        Worker { process: Process::new(format!("quorum-worker {name}"), child, log_path), name, state_dir }
     }
 
     /// Runs `quorum-worker COMMAND --state-dir STATE_DIR` (status, pause,

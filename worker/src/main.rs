@@ -34,15 +34,12 @@ struct Cli {
     /// Directory holding this host's journal, app cache and checkpoints.
     ///
     /// Contains journal.db (identities, tasks, settings; mode 0600),
-    /// apps/<digest>.wasm and checkpoints/. Created if missing.
-    #[arg(
-        long,
-        env = "QUORUM_WORKER_STATE",
-        value_name = "DIR",
-        default_value = "./quorum-worker-state",
-        global = true
-    )]
-    state_dir: PathBuf,
+    /// apps/<digest>.wasm and checkpoints/. Created if missing. Default:
+    /// the user's data directory, $XDG_DATA_HOME/quorum-worker (or
+    /// ~/.local/share/quorum-worker), the same from any working directory;
+    /// give one for a system install (e.g. /var/lib/quorum-worker).
+    #[arg(long, env = "QUORUM_WORKER_STATE", value_name = "DIR", global = true)]
+    state_dir: Option<PathBuf>,
 
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t, global = true)]
@@ -163,6 +160,16 @@ fn parse_attach(text: &str) -> Result<quorum_worker::Attach, String> {
 
 const DEFAULT_SHARE: f64 = 100.0;
 
+/// The per-user state directory of the XDG base directory rules:
+/// `$XDG_DATA_HOME/quorum-worker` when it is an absolute path, else
+/// `$HOME/.local/share/quorum-worker`; `None` without either.
+fn default_state_dir(xdg_data_home: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let data = xdg_data_home.map(PathBuf::from).filter(|dir| dir.is_absolute()).or_else(|| {
+        home.map(PathBuf::from).filter(|dir| dir.is_absolute()).map(|home| home.join(".local").join("share"))
+    })?;
+    Some(data.join("quorum-worker"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     quorum_log::init(cli.log_format, "info");
@@ -179,16 +186,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Run(args)) = &cli.command {
         return reproduce(args);
     }
+    let state_dir = match &cli.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_dir(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")).context(
+            "no --state-dir given and neither XDG_DATA_HOME nor HOME is set: give the worker a state directory",
+        )?,
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
     match cli.command {
         Some(Command::Status) => {
-            print!("{}", runtime.block_on(quorum_worker::control::status(&cli.state_dir))?);
+            print!("{}", runtime.block_on(quorum_worker::control::status(&state_dir))?);
             return Ok(());
         }
         Some(Command::Pause | Command::Resume) => {
             let pause = matches!(cli.command, Some(Command::Pause));
-            println!("{}", runtime.block_on(quorum_worker::control::set_paused(&cli.state_dir, pause))?);
+            println!("{}", runtime.block_on(quorum_worker::control::set_paused(&state_dir, pause))?);
             return Ok(());
         }
         Some(Command::Run(_)) | None => {}
@@ -206,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     anyhow::ensure!(buffer_high >= buffer_low, "--buffer-high ({buffer_high}) is below --buffer-low ({buffer_low})");
     let config = quorum_worker::Config {
         attachments: cli.servers,
-        state_dir: cli.state_dir,
+        state_dir,
         cpus,
         cpu_limit: cli.cpu_limit,
         buffer_low,
@@ -328,6 +341,18 @@ mod tests {
     }
 
     #[test]
+    fn the_default_state_directory_is_the_users_data_directory() {
+        let os = |text: &str| Some(std::ffi::OsString::from(text));
+        let expect = |text: &str| Some(PathBuf::from(text));
+        assert_eq!(super::default_state_dir(os("/x/data"), os("/home/v")), expect("/x/data/quorum-worker"));
+        assert_eq!(super::default_state_dir(None, os("/home/v")), expect("/home/v/.local/share/quorum-worker"));
+        // Relative values are ignored, as the XDG rules say.
+        assert_eq!(super::default_state_dir(os("data"), os("/home/v")), expect("/home/v/.local/share/quorum-worker"));
+        assert_eq!(super::default_state_dir(os(""), None), None);
+        assert_eq!(super::default_state_dir(None, os("rel")), None);
+    }
+
+    #[test]
     fn defaults_match_the_contract() {
         let cli = Cli::try_parse_from(["quorum-worker"]).expect("no flags needed");
         // Environment variables may override these in a developer's shell.
@@ -335,7 +360,7 @@ mod tests {
             assert_eq!(cli.servers, [quorum_worker::Attach { server: "http://127.0.0.1:7737".into(), share: 100.0 }]);
         }
         if std::env::var_os("QUORUM_WORKER_STATE").is_none() {
-            assert_eq!(cli.state_dir, PathBuf::from("./quorum-worker-state"));
+            assert_eq!(cli.state_dir, None, "the per-user default, resolved at start");
         }
         assert_eq!(cli.max_backoff_ms, 30_000);
         assert_eq!((cli.cpus, cli.cpu_limit, cli.buffer_low, cli.buffer_high), (None, 100, None, None));
@@ -373,7 +398,7 @@ mod tests {
     fn commands_take_the_state_dir() {
         let cli = Cli::try_parse_from(["quorum-worker", "status", "--state-dir", "/tmp/x"]).expect("valid");
         assert!(matches!(cli.command, Some(Command::Status)));
-        assert_eq!(cli.state_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cli.state_dir, Some(PathBuf::from("/tmp/x")));
         assert!(matches!(
             Cli::try_parse_from(["quorum-worker", "pause"]).expect("valid").command,
             Some(Command::Pause)
