@@ -70,7 +70,8 @@
 //!   database, and a project re-created with another key.
 //! - `state_dir`: a second worker on the state directory of a running one
 //!   refuses to start; an empty journal is refused, naming it; without
-//!   --state-dir the worker lives in the user's data directory.
+//!   --state-dir the worker lives in the user's data directory; task threads
+//!   run at idle priority (SCHED_IDLE, nice 19).
 //! - `status_page`: the status page in headless Chromium shows the numbers
 //!   of `quorum status --json` and follows them live, without a reload.
 //! - `tls`: a coordinator served over TLS; a worker given the wrong CA

@@ -106,3 +106,39 @@ async fn without_a_state_dir_the_worker_lives_in_the_users_data_directory_from_a
     assert_eq!((now[0].id, now[0].n_valid), (hosts[0].id, 1), "{now:?}");
     assert!(again.terminate().await.success(), "{}", again.log());
 }
+
+/// The scheduling policy and nice value of `pid`'s thread named `name`
+/// (`/proc/PID/task/TID/stat`: fields 19 and 41), once it exists.
+async fn thread_priority(pid: u32, name: &str) -> (i64, i64) {
+    poll_until(&format!("a thread named {name}"), std::time::Duration::from_millis(20), || async move {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|error| error.to_string())?;
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).map_err(|error| error.to_string())?;
+            // Fields after the command name, which is in parentheses: state is field 3.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let field = |n: usize| fields[n - 3].parse::<i64>().expect("a number");
+            return Ok((field(41), field(19)));
+        }
+        Err(format!("no thread {name} yet"))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_compute_at_idle_priority_unless_asked_otherwise() {
+    const SCHED_IDLE: i64 = 5;
+    let dir = TestDir::new("task-priority");
+    let server = Server::spawn(dir.path());
+    let url = server.url();
+    let idle = Worker::spawn(&url, &dir.join("idle"), 1);
+    let (policy, nice) = thread_priority(idle.pid().expect("runs"), "quorum-task-0").await;
+    assert_eq!((policy, nice), (SCHED_IDLE, 19), "the task thread runs at idle priority");
+    let normal = Worker::spawn_with(&[&url], &dir.join("normal"), 1, &["--task-priority", "normal"]);
+    let (policy, nice) = thread_priority(normal.pid().expect("runs"), "quorum-task-0").await;
+    assert_eq!(policy, 0, "SCHED_OTHER with --task-priority normal (nice {nice})");
+}

@@ -81,6 +81,11 @@ impl Worker {
         Worker { process: Process::new(format!("quorum-worker {name}"), child, log_path), name, state_dir }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// Runs `quorum-worker COMMAND --state-dir STATE_DIR` (status, pause,
     /// resume) beside the worker; returns its stdout, panicking on failure.
     pub async fn command(&self, command: &str) -> String {

@@ -28,6 +28,7 @@
 pub mod client;
 pub mod control;
 pub mod journal;
+pub mod priority;
 pub mod reproduce;
 pub mod schedule;
 pub mod signing;
@@ -63,6 +64,8 @@ pub struct Config {
     pub cpus: usize,
     /// Percent of CPU time tasks may use (BOINC's CPU throttle), 1 to 100.
     pub cpu_limit: u8,
+    /// The priority task threads run at (idle by default).
+    pub task_priority: priority::TaskPriority,
     /// Keep at least this many tasks queued (over all coordinators)...
     pub buffer_low: usize,
     /// ... and fetch up to this many when below.

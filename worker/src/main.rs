@@ -54,6 +54,11 @@ struct Cli {
     #[arg(long, value_name = "PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
     cpu_limit: u8,
 
+    /// The priority tasks compute at: idle (Linux's SCHED_IDLE and nice 19,
+    /// so the volunteer's own programs always come first) or normal.
+    #[arg(long, value_name = "PRIORITY", value_enum, default_value_t = PriorityArg::Idle)]
+    task_priority: PriorityArg,
+
     /// Ask for more work when fewer than this many tasks are queued [default: 2 × cpus].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     buffer_low: Option<u32>,
@@ -160,6 +165,15 @@ fn parse_attach(text: &str) -> Result<quorum_worker::Attach, String> {
 
 const DEFAULT_SHARE: f64 = 100.0;
 
+/// Values of `--task-priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PriorityArg {
+    /// Only what would be idle time.
+    Idle,
+    /// The worker's own priority.
+    Normal,
+}
+
 /// The per-user state directory of the XDG base directory rules:
 /// `$XDG_DATA_HOME/quorum-worker` when it is an absolute path, else
 /// `$HOME/.local/share/quorum-worker`; `None` without either.
@@ -222,6 +236,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state_dir,
         cpus,
         cpu_limit: cli.cpu_limit,
+        task_priority: match cli.task_priority {
+            PriorityArg::Idle => quorum_worker::priority::TaskPriority::Idle,
+            PriorityArg::Normal => quorum_worker::priority::TaskPriority::Normal,
+        },
         buffer_low,
         buffer_high,
         name: cli.name.unwrap_or_else(hostname),

@@ -263,6 +263,10 @@ impl Worker {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.cpus)
             .thread_name(|index| format!("quorum-task-{index}"))
+            .start_handler({
+                let priority = config.task_priority;
+                move |_| crate::priority::apply_to_this_thread(priority)
+            })
             .build()
             .context("cannot start the task thread pool")?;
         let gate = Gate::new();

@@ -245,6 +245,7 @@ fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quor
         state_dir: state_dir.to_path_buf(),
         cpus,
         cpu_limit: 100,
+        task_priority: quorum_worker::priority::TaskPriority::Idle,
         buffer_low: 2,
         buffer_high: 4,
         name: "test-host".into(),
