@@ -30,8 +30,8 @@ pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 /// being retried as an unreachable coordinator.
 pub fn coordinator_url(text: &str) -> Result<String, String> {
     let expected = "expected http://HOST:PORT, https://HOST:PORT or HOST:PORT";
-    let url = if text.contains("://") { text.to_owned() } else { format!("http://{text}") };
-    let Some((scheme, rest)) = url.split_once("://") else { unreachable!("the URL has a scheme") };
+    let (scheme, rest) = text.split_once("://").unwrap_or(("http", text));
+    let url = format!("{scheme}://{rest}");
     if scheme != "http" && scheme != "https" {
         return Err(format!("coordinator URL {text:?} has the scheme {scheme:?}: {expected}"));
     }

@@ -191,13 +191,13 @@ impl Metrics {
         self.dispatched.inc_by(n as u64);
     }
 
-    /// A report with `outcome` was acknowledged.
-    pub fn reported(&self, outcome: Reported) {
+    /// `n` reports with `outcome` were acknowledged.
+    pub fn reported(&self, outcome: Reported, n: u64) {
         let outcome = match outcome {
             Reported::Success => "success",
             Reported::ClientError => "client_error",
         };
-        self.reported.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.reported.get_or_create(&OutcomeLabel { outcome }).inc_by(n);
     }
 
     /// Sets the gauges from `store` as of `now`, then encodes everything.

@@ -1,7 +1,6 @@
 //! The `Scheduler` service: what volunteer workers call to register, fetch
 //! work and app modules, and report results.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use quorum_proto::v1::scheduler_server::Scheduler;
@@ -56,27 +55,21 @@ impl SchedulerService {
     }
 }
 
-impl SchedulerService {
-    /// Counts the reports the store accepted, by outcome.
-    fn count_accepted(&self, outcomes: &HashMap<ResultId, Reported>, accepted: &[ResultId]) {
-        for outcome in accepted.iter().filter_map(|id| outcomes.get(id)) {
-            self.ctx.metrics.reported(*outcome);
-        }
-    }
+/// The reports of a call by outcome, for the metrics. The store
+/// acknowledges a call's reports all together or refuses the call, so
+/// these are counted once the call has succeeded.
+fn tally(reports: &[ReportInput]) -> [(Reported, u64); 2] {
+    let successes = reports.iter().filter(|input| matches!(input.report, Report::Success { .. })).count() as u64;
+    [(Reported::Success, successes), (Reported::ClientError, reports.len() as u64 - successes)]
 }
 
-/// The outcome of each report, by result id (for the metrics).
-fn reported_outcomes(reports: &[ReportInput]) -> HashMap<ResultId, Reported> {
-    reports
-        .iter()
-        .map(|input| {
-            let outcome = match input.report {
-                Report::Success { .. } => Reported::Success,
-                Report::ClientError { .. } => Reported::ClientError,
-            };
-            (input.result_id, outcome)
-        })
-        .collect()
+impl SchedulerService {
+    /// Counts a successful call's reports (see [`tally`]).
+    fn count_reports(&self, tally: [(Reported, u64); 2]) {
+        for (outcome, n) in tally.into_iter().filter(|(_, n)| *n > 0) {
+            self.ctx.metrics.reported(outcome, n);
+        }
+    }
 }
 
 fn text(field: &str, value: String, max: usize) -> Result<String, Status> {
@@ -151,7 +144,7 @@ impl Scheduler for SchedulerService {
         let reports = request.reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
         let held = request.held_is_complete.then(|| request.held.into_iter().map(ResultId).collect());
         let n_reports = reports.len();
-        let outcomes = reported_outcomes(&reports);
+        let reported = tally(&reports);
         let work = WorkRequest { reports, held, slots };
         // One transaction: reports, lost copies sent again, new copies, aborts.
         let reply = self.ctx.store.request_work(host, work, self.ctx.clock.now()).await?;
@@ -162,7 +155,7 @@ impl Scheduler for SchedulerService {
             tracing::info!(host_id = %host, n = reply.n_lost, "lost results sent again");
         }
         let WorkReply { accepted, assignments: leased, abort, .. } = reply;
-        self.count_accepted(&outcomes, &accepted);
+        self.count_reports(reported);
         self.ctx.metrics.dispatched(leased.len());
         if !leased.is_empty() {
             tracing::debug!(host_id = %host, n = leased.len(), "results sent");
@@ -207,7 +200,7 @@ impl Scheduler for SchedulerService {
         }
         let inputs = reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
         let summary = self.ctx.store.record_reports(host, &inputs, self.ctx.clock.now()).await?;
-        self.count_accepted(&reported_outcomes(&inputs), &summary.accepted);
+        self.count_reports(tally(&inputs));
         self.ctx.changes.notify();
         tracing::debug!(host_id = %host, accepted = summary.accepted.len(), abort = summary.abort.len(), "reports recorded");
         Ok(Response::new(ReportResultsResponse {

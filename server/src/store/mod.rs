@@ -288,9 +288,7 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64> {
         let mut total = 0;
         for suffix in ["", "-wal"] {
-            let mut name = self.path.as_os_str().to_owned();
-            name.push(suffix);
-            let file = PathBuf::from(name);
+            let file = beside(&self.path, suffix);
             match std::fs::metadata(&file) {
                 Ok(metadata) => total += metadata.len(),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -310,6 +308,14 @@ impl Store {
     }
 }
 
+/// The file SQLite keeps beside the database `path` under `suffix`
+/// (`-wal`, `-shm`; the database itself for "").
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Creates the database file at `path` readable and writable by its owner
 /// only (0600) when it does not exist; SQLite gives the WAL and shared-memory
 /// files it creates beside it the same mode. An existing database, WAL or
@@ -326,9 +332,7 @@ fn make_private(path: &Path) -> Result<()> {
             Err(error) => return Err(Error::File { path: path.to_owned(), source: error }),
         }
         for suffix in ["", "-wal", "-shm"] {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            let file = std::path::PathBuf::from(name);
+            let file = beside(path, suffix);
             let Ok(metadata) = std::fs::metadata(&file) else { continue };
             let mode = metadata.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
@@ -356,9 +360,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 /// `journal_size_limit` keeps the WAL file from staying large after a burst.
 /// Ends when the pool is closed.
 async fn checkpoints(pool: SqlitePool, path: PathBuf) {
-    let mut wal = path.into_os_string();
-    wal.push("-wal");
-    let wal = PathBuf::from(wal);
+    let wal = beside(&path, "-wal");
     let mut poll = tokio::time::interval(CHECKPOINT_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = tokio::time::Instant::now();

@@ -157,9 +157,9 @@ impl Writer {
         let elapsed = started.elapsed();
         self.metrics.group_calls.observe(calls.len() as f64);
         self.metrics.group_seconds.observe(elapsed.as_secs_f64());
-        tracing::debug!(n_calls = calls.len(), elapsed_us = elapsed.as_micros() as u64, "group committed");
         match outcome {
             Ok(answers) => {
+                tracing::debug!(n_calls = calls.len(), elapsed_us = elapsed.as_micros() as u64, "group committed");
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     // A caller that went away (its RPC was cancelled) needs no answer.
                     let _ = reply.send(answer);
