@@ -16,7 +16,8 @@
 //!   resource shares).
 //! - `client`: the `Scheduler` gRPC client and the retry backoff.
 //! - `signing`: whether to run an app module: its signature, the trusted and pinned project keys.
-//! - `worker`: the loop tying them together (async side; CPU work goes to the pool).
+//! - `worker`: the loop tying them together (async side; CPU work goes to the
+//!   pool): `compute` for the cores, `calls` for the coordinators.
 //! - `control`: `quorum-worker status`, `pause` and `resume`, run beside a
 //!   worker on the same state directory.
 //! - `reproduce`: `quorum-worker run`, one app on one input and seed in the
