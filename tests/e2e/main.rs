@@ -12,6 +12,8 @@
 //! - `full_disk`: reports refused (RESOURCE_EXHAUSTED) while the coordinator
 //!   cannot write (a file-size limit below its WAL), accepted again without
 //!   a restart once it can.
+//! - `preferences`: a worker on batteries fetches work but computes none
+//!   until the mains are back; a preference out of range refused at start.
 //! - `primes`: the happy path, from `quorum submit` to `quorum results`.
 //! - `malicious`: a host reporting wrong outputs never makes them canonical.
 //! - `deadlines`: copies of a killed worker become "no reply" and are reissued.
@@ -107,6 +109,7 @@ mod malicious;
 mod metrics;
 mod names;
 mod operations;
+mod preferences;
 mod primes;
 mod protocol_errors;
 mod random_seeds;

@@ -66,7 +66,11 @@ impl Worker {
     fn launch(mut command: Command, log_dir: &Path, name: String, state_dir: PathBuf, cpus: u32) -> Worker {
         let log_path = unused_path(log_dir, &name, "log");
         let log = std::fs::File::create(&log_path).expect("create the worker log");
+        // No batteries unless a test gives its own (--power-supply-dir): the
+        // machine running the tests must not suspend them.
+        let no_power_supply = unused_path(log_dir, &name, "no-power-supply");
         let child = command
+            .env("QUORUM_POWER_SUPPLY_DIR", no_power_supply)
             .arg("--cpus")
             .arg(cpus.to_string())
             .arg("--name")

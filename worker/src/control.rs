@@ -75,6 +75,7 @@ pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
     let journal = open(state_dir).await?;
     let pid = running_pid(&journal).await?;
     let paused = journal.setting("paused").await?.as_deref() == Some("1");
+    let suspended = journal.setting("suspended").await?.filter(|reason| !reason.is_empty());
     let cpus = journal.setting("cpus").await?.unwrap_or_else(|| "?".into());
     let cpu_limit = journal.setting("cpu_limit").await?.unwrap_or_else(|| "100".into());
     let attachments = journal.attachments().await?;
@@ -85,12 +86,16 @@ pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
 
     let now = now_ms();
     let mut out = String::new();
-    let state = match (pid, paused) {
-        (Some(pid), false) => format!("running (pid {pid})"),
-        (Some(pid), true) => format!("paused (pid {pid})"),
-        (None, false) => "not running".to_string(),
-        (None, true) => "not running (paused)".to_string(),
+    let suspended = suspended.filter(|_| pid.is_some());
+    let state = match (pid, paused, &suspended) {
+        (Some(pid), true, _) => format!("paused (pid {pid})"),
+        (Some(pid), false, Some(reason)) => format!("suspended: {reason} (pid {pid})"),
+        (Some(pid), false, None) => format!("running (pid {pid})"),
+        (None, false, _) => "not running".to_string(),
+        (None, true, _) => "not running (paused)".to_string(),
     };
+    // Running tasks of a paused or suspended worker are not computing.
+    let halted = paused || suspended.is_some();
     let _ = writeln!(out, "worker: {state}, {cpus} cpus, cpu limit {cpu_limit}%");
     for attachment in &attachments {
         let host = attachment.host_id.map_or("not registered".to_string(), |id| format!("host {id}"));
@@ -130,7 +135,7 @@ pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
             let _ = writeln!(
                 out,
                 "  {:<9} result {} ({} / {}): {progress}, {deadline}{outcome}",
-                state_word(task.state),
+                if halted && task.state == TaskState::Running { "suspended" } else { state_word(task.state) },
                 task.result_id,
                 task.project,
                 task.work_unit_name

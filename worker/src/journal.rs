@@ -59,6 +59,8 @@ pub enum Error {
          restore it from a backup, or delete it to start again as a new host"
     )]
     Empty { path: String },
+    #[error("the journal {path} holds no worker state yet: is a worker starting on it? Try again in a moment")]
+    NotReady { path: String },
     #[error("journal: cannot create {path}: {source}")]
     Create {
         path: String,
@@ -253,6 +255,17 @@ impl Journal {
             .connect_with(options)
             .await
             .map_err(|source| Error::Open { path: path.display().to_string(), source })?;
+        // A worker creates the file, then its tables: between the two (or
+        // for a file emptied by accident) there is nothing to read yet.
+        let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'settings'")
+            .fetch_one(&pool)
+            .await
+            .map_err(|source| Error::Open { path: path.display().to_string(), source })?;
+        if tables == 0 {
+            let path = path.display().to_string();
+            let empty = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+            return Err(if empty { Error::Empty { path } } else { Error::NotReady { path } });
+        }
         Ok(Journal { pool })
     }
 
@@ -853,6 +866,8 @@ mod tests {
         assert!(matches!(error, Error::Empty { .. }), "{error}");
         assert!(error.to_string().contains(&path.display().to_string()), "{error}");
         assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 0, "left as it was");
+        let beside = Journal::open_existing(&path).await.err().expect("status on an empty journal is refused");
+        assert!(matches!(beside, Error::Empty { .. }), "{beside}");
         std::fs::remove_file(&path).expect("remove");
         Journal::open(&path).await.expect("a new journal").close().await;
         #[cfg(unix)]

@@ -12,6 +12,9 @@
 //! - `state`: the state directory: app cache and checkpoint directories.
 //! - `journal`: the SQLite journal (identities, tasks and their reports,
 //!   per-app speed, settings): what survives crashes.
+//! - `preferences`: BOINC's computing preferences (batteries, use, CPU
+//!   load, hours, memory) as pure rules of the readings; `sensors` takes the
+//!   readings.
 //! - `schedule`: the pure scheduling rules (work buffer, deadlines,
 //!   resource shares).
 //! - `client`: the `Scheduler` gRPC client and the retry backoff.
@@ -29,9 +32,11 @@
 pub mod client;
 pub mod control;
 pub mod journal;
+pub mod preferences;
 pub mod priority;
 pub mod reproduce;
 pub mod schedule;
+pub mod sensors;
 pub mod signing;
 pub mod state;
 mod worker;
@@ -82,6 +87,10 @@ pub struct Config {
     pub ca_cert: Option<Vec<u8>>,
     /// Trusted project keys and whether unsigned apps are refused.
     pub trust: signing::Trust,
+    /// `NAME=VALUE` pairs overriding the preferences file (`--pref`).
+    pub preference_overrides: Vec<String>,
+    /// Where batteries are read: `/sys/class/power_supply`.
+    pub power_supply_dir: PathBuf,
 }
 
 /// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2 resumes).
@@ -114,5 +123,6 @@ pub async fn run(
         cpu_limit: config.cpu_limit.clamp(1, 100),
         ..config
     };
-    worker::Worker::new(config, state, sandbox).await?.run(shutdown, commands).await
+    let sensors = Box::new(sensors::System::new(config.power_supply_dir.clone()));
+    worker::Worker::new(config, state, sandbox, sensors).await?.run(shutdown, commands).await
 }

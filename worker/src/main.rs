@@ -105,6 +105,29 @@ struct Cli {
     /// at 100 ms and never longer than this; so is the server's retry_after_ms.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     max_backoff_ms: u64,
+
+    /// Overrides one computing preference of STATE_DIR/preferences.toml:
+    /// run_on_batteries, run_if_user_active, idle_time_to_run (minutes),
+    /// suspend_cpu_usage (percent, 0: off), start_hour, end_hour (local
+    /// time), ram_max_used_busy_pct, ram_max_used_idle_pct. Repeatable.
+    ///
+    /// The file is read again every second, so edits take effect at once.
+    /// Defaults: not on batteries, also while the computer is in use, at any
+    /// hour, whatever the other programs' CPU use (tasks compute at idle
+    /// priority), tasks reserving at most 50% of memory while the computer
+    /// is in use and 90% while idle.
+    #[arg(long = "pref", value_name = "NAME=VALUE")]
+    preference_overrides: Vec<String>,
+
+    /// Where batteries are read (Linux's power supply class).
+    #[arg(
+        long,
+        env = "QUORUM_POWER_SUPPLY_DIR",
+        value_name = "DIR",
+        default_value = "/sys/class/power_supply",
+        hide = true
+    )]
+    power_supply_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +276,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?),
             None => None,
         },
+        preference_overrides: cli.preference_overrides,
+        power_supply_dir: cli.power_supply_dir,
     };
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;

@@ -253,6 +253,9 @@ fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quor
         max_backoff: Duration::from_millis(200),
         ca_cert: None,
         trust: quorum_worker::signing::Trust::default(),
+        preference_overrides: Vec::new(),
+        // No batteries to read: the machine running the tests does not suspend them.
+        power_supply_dir: state_dir.join("no-power-supply"),
     }
 }
 

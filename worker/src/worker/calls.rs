@@ -90,7 +90,7 @@ impl Worker {
             let request = RegisterHostRequest {
                 name: self.config.name.clone(),
                 n_cpus: u32::try_from(self.config.cpus).unwrap_or(u32::MAX),
-                memory_bytes: total_memory_bytes(),
+                memory_bytes: crate::sensors::total_memory_bytes(),
                 engine: ENGINE.to_string(),
                 os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
                 account: self.config.account.clone(),
@@ -386,6 +386,7 @@ impl Worker {
     pub(super) fn next_wake(&self) -> Option<Instant> {
         let mut wake: Option<Instant> = None;
         let mut consider = |when: Instant| wake = Some(wake.map_or(when, |wake| wake.min(when)));
+        consider(self.next_sense);
         if !self.running.is_empty() {
             consider(self.next_progress);
         }

@@ -16,6 +16,8 @@ use tracing::{error, info, warn};
 
 use super::*;
 use crate::journal::{AppStats, Finished};
+use crate::preferences::{self, Admission};
+use crate::sandbox::DEFAULT_MEMORY_BYTES;
 use crate::sandbox::{ENGINE, Limits, Outcome, Status as TaskStatus, Task, TaskControl};
 use crate::schedule::{Candidate, Choice};
 use crate::signing;
@@ -29,9 +31,10 @@ impl Worker {
         &mut self,
         shutdown: &mut Shutdown<F>,
     ) -> anyhow::Result<()> {
-        while self.running.len() < self.config.cpus && !self.paused && !shutdown.requested().await {
+        while self.running.len() < self.config.cpus && self.computing() && !shutdown.requested().await {
             let now = now_ms();
-            let keys: Vec<Key> = self.ready_keys().await;
+            let ready: Vec<Key> = self.ready_keys().await;
+            let keys = self.within_memory_budget(ready).await?;
             if keys.is_empty() {
                 break;
             }
@@ -71,6 +74,34 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// The tasks among `keys` that fit in the memory budget beside the
+    /// running ones (by the memory limit they reserve); those that never
+    /// can are reported as client errors.
+    async fn within_memory_budget(&mut self, keys: Vec<Key>) -> anyhow::Result<Vec<Key>> {
+        let running: u64 = self.running.values().map(|r| reserved_memory(&r.assignment)).sum();
+        let mut fit = Vec::with_capacity(keys.len());
+        for key in keys {
+            let reserved = reserved_memory(&self.queue[&key].assignment);
+            match preferences::admit(self.memory_budget, running, reserved) {
+                Admission::Start => fit.push(key),
+                // Starts once running tasks end.
+                Admission::Wait => {}
+                Admission::Refuse => {
+                    let queued = self.queue.remove(&key).expect("key from the queue");
+                    let message = format!(
+                        "refused: reserves {} MiB of memory, more than this host lets tasks use ({} MiB: ram_max_used_busy_pct / ram_max_used_idle_pct)",
+                        reserved >> 20,
+                        self.memory_budget.unwrap_or(0) >> 20
+                    );
+                    warn!(server = %self.attachments[key.0].server, result_id = key.1, "{message}");
+                    let report = error_report(key.1, message);
+                    self.record_finished(vec![Completed::unrun(key.0, queued.assignment.app_digest, report)]).await?;
+                }
+            }
+        }
+        Ok(fit)
     }
 
     /// Queued tasks whose app is in memory (loading cached apps from disk,
@@ -368,23 +399,6 @@ impl Worker {
         Ok(())
     }
 
-    pub(super) async fn set_paused(&mut self, paused: bool) {
-        if paused == self.paused {
-            return;
-        }
-        self.paused = paused;
-        if paused {
-            self.gate.pause();
-            info!("paused: tasks stop computing until resumed");
-        } else {
-            self.gate.resume();
-            info!("resumed");
-        }
-        if let Err(error) = self.journal.set_setting("paused", if paused { "1" } else { "0" }).await {
-            warn!(error = %error, "cannot journal the pause setting");
-        }
-    }
-
     pub(super) fn remove_checkpoint(&self, server: &str, result_id: i64) {
         if let Err(error) = self.state.remove_checkpoint_dir(server, result_id) {
             warn!(error = %error, result_id, "cannot delete a checkpoint directory");
@@ -409,6 +423,14 @@ pub(super) fn report(result_id: i64, outcome: Outcome) -> ResultReport {
         error_message,
         engine: ENGINE.to_string(),
         resumed: false,
+    }
+}
+
+/// The memory a task may take: its limit, or the sandbox's default.
+fn reserved_memory(assignment: &Assignment) -> u64 {
+    match assignment.limits.map_or(0, |limits| limits.memory_bytes) {
+        0 => DEFAULT_MEMORY_BYTES,
+        bytes => bytes,
     }
 }
 

@@ -37,6 +37,7 @@
 
 mod calls;
 mod compute;
+mod suspend;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -101,7 +102,18 @@ pub(crate) struct Worker {
     sandbox: Arc<Sandbox>,
     pool: rayon::ThreadPool,
     gate: Arc<Gate>,
+    /// The volunteer paused computing (`quorum-worker pause`).
     paused: bool,
+    /// The computing preferences suspend it, and why.
+    suspended: Option<crate::preferences::Suspend>,
+    preferences: crate::preferences::Preferences,
+    /// The last error reading the preferences file, said once.
+    preferences_error: Option<String>,
+    /// Taken while a reading is made off the async threads.
+    sensors: Option<Box<dyn crate::sensors::Sensors>>,
+    next_sense: Instant,
+    /// Bytes of memory tasks may reserve together (`None`: no budget).
+    memory_budget: Option<u64>,
     attachments: Vec<Attachment>,
     queue: HashMap<Key, Queued>,
     running: HashMap<Key, Running>,
@@ -217,7 +229,16 @@ impl<F: Future<Output = ()>> Shutdown<F> {
 }
 
 impl Worker {
-    pub(crate) async fn new(config: Config, state: StateDir, sandbox: Sandbox) -> anyhow::Result<Worker> {
+    pub(crate) async fn new(
+        config: Config,
+        state: StateDir,
+        sandbox: Sandbox,
+        sensors: Box<dyn crate::sensors::Sensors>,
+    ) -> anyhow::Result<Worker> {
+        let preferences = crate::preferences::Preferences::load(
+            &config.state_dir.join(crate::preferences::FILE_NAME),
+            &config.preference_overrides,
+        )?;
         let journal = Journal::open(&state.journal_path())
             .await
             .with_context(|| format!("cannot open the journal {}", state.journal_path().display()))?;
@@ -280,6 +301,12 @@ impl Worker {
             pool,
             gate,
             paused: false,
+            suspended: None,
+            preferences,
+            preferences_error: None,
+            sensors: Some(sensors),
+            next_sense: Instant::now(),
+            memory_budget: None,
             attachments,
             queue: HashMap::new(),
             running: HashMap::new(),
@@ -379,6 +406,9 @@ impl Worker {
             done.push(item);
         }
         self.finish(done).await?;
+        if Instant::now() >= self.next_sense {
+            self.sense().await;
+        }
         self.start_tasks(shutdown).await?;
         if shutdown.requested().await {
             // What is left is `stop`'s.
@@ -421,7 +451,7 @@ impl Worker {
     /// registration must not be lost), and try once to report what finished.
     async fn stop(mut self) {
         info!(running = self.running.len(), queued = self.queue.len(), "shutting down");
-        if !self.paused {
+        if self.computing() {
             self.collect_tasks(Instant::now() + SHUTDOWN_GRACE).await;
         }
         if !self.running.is_empty() {
@@ -497,18 +527,6 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Physical memory, from `/proc/meminfo` on Linux; 0 when unknown.
-fn total_memory_bytes() -> u64 {
-    let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
-        return 0;
-    };
-    meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,13 +567,6 @@ mod tests {
         let mut other = Status::unavailable("down");
         other.metadata_mut().insert(quorum_proto::RETRY_AFTER_MS, 250u64.into());
         assert_eq!(retry_after(&other), None, "only rate limits carry a wait");
-    }
-
-    #[test]
-    fn memory_is_known_on_linux() {
-        if cfg!(target_os = "linux") {
-            assert!(total_memory_bytes() > 0);
-        }
     }
 
     #[tokio::test]
