@@ -32,6 +32,9 @@
 //! - `delete_and_resume`: a submission killed mid-way and run again ends
 //!   with every work unit exactly once; `quorum delete` removes a project in
 //!   one transaction, refused while hosts hold its copies.
+//! - `detach`: `quorum-worker abort` and `detach` (through the running
+//!   worker, or directly when none runs) give copies back; another host gets
+//!   them at once, and the batch is not paused for it.
 //! - `errors`: an app that fails: `quorum results --all` lists every copy
 //!   with its error and stderr (table, jsonl, csv; by state and batch),
 //!   `quorum errors` groups them by message.
@@ -98,6 +101,7 @@ mod coordinator_restart;
 mod deadline_abandon;
 mod deadlines;
 mod delete_and_resume;
+mod detach;
 mod errors;
 mod full_disk;
 mod fuzz_handlers;

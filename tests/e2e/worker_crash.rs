@@ -86,7 +86,7 @@ async fn worker_killed_with_unreported_and_checkpointed_tasks() {
             })
             .await;
             let interrupted: BTreeSet<i64> =
-                ids_in_state(&status, "running").intersection(&checkpointed(&state_a)).copied().collect();
+                ids_in_state(&status, "suspended").intersection(&checkpointed(&state_a)).copied().collect();
             let unreported = ids_in_state(&status, "to report");
             if !interrupted.is_empty() && !unreported.is_empty() {
                 break 'caught (unreported, interrupted);

@@ -133,10 +133,11 @@ pub async fn worker_command(command: &str, state_dir: &Path) -> String {
     try_worker_command(command, state_dir).await.unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// Runs `quorum-worker COMMAND --state-dir STATE_DIR`; its stdout, or why it failed.
+/// Runs `quorum-worker COMMAND --state-dir STATE_DIR` (COMMAND split at
+/// spaces: `abort 7`); its stdout, or why it failed.
 pub async fn try_worker_command(command: &str, state_dir: &Path) -> Result<String, String> {
     let output = tokio::process::Command::new(binaries::path(binaries::WORKER))
-        .arg(command)
+        .args(command.split(' '))
         .arg("--state-dir")
         .arg(state_dir)
         .output()

@@ -119,6 +119,24 @@ impl TaskState {
     }
 }
 
+/// What `quorum-worker detach` and `abort` ask the running worker to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Give back this task (unless it finished: then it is reported).
+    Abort { server: String, result_id: i64 },
+    /// Report what is finished, give back the rest, forget the coordinator.
+    Detach { server: String },
+}
+
+impl Request {
+    fn fields(&self) -> (&'static str, &str, i64) {
+        match self {
+            Request::Abort { server, result_id } => ("abort", server, *result_id),
+            Request::Detach { server } => ("detach", server, 0),
+        }
+    }
+}
+
 /// A task not yet reported, as a restart finds it.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -546,6 +564,66 @@ impl Journal {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    /// Forgets a coordinator: its tasks, identity, usage and pinned keys, in
+    /// one transaction (`quorum-worker detach`). Returns the forgotten tasks.
+    pub async fn detach(&self, server: &str) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("DELETE FROM tasks WHERE server = ?1 RETURNING result_id")
+            .bind(server)
+            .fetch_all(&mut *tx)
+            .await?;
+        for sql in [
+            "DELETE FROM attachments WHERE server = ?1",
+            "DELETE FROM pinned_keys WHERE server = ?1",
+            "DELETE FROM requests WHERE server = ?1",
+        ] {
+            sqlx::query(sql).bind(server).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    // ---- requests to the running worker ------------------------------------
+
+    /// Asks the running worker to act (see [`Request`]); kept until it has.
+    pub async fn request(&self, request: &Request) -> Result<()> {
+        let (kind, server, result_id) = request.fields();
+        sqlx::query("INSERT OR IGNORE INTO requests (kind, server, result_id) VALUES (?1, ?2, ?3)")
+            .bind(kind)
+            .bind(server)
+            .bind(result_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The requests not acted on yet.
+    pub async fn requests(&self) -> Result<Vec<Request>> {
+        let rows =
+            sqlx::query("SELECT kind, server, result_id FROM requests ORDER BY rowid").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let (kind, server): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                Ok(match kind.as_str() {
+                    "abort" => Request::Abort { server, result_id: row.try_get(2)? },
+                    _ => Request::Detach { server },
+                })
+            })
+            .collect()
+    }
+
+    /// `request` was acted on.
+    pub async fn request_done(&self, request: &Request) -> Result<()> {
+        let (kind, server, result_id) = request.fields();
+        sqlx::query("DELETE FROM requests WHERE kind = ?1 AND server = ?2 AND result_id = ?3")
+            .bind(kind)
+            .bind(server)
+            .bind(result_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Runs `sql` (`?1` the server, `?2` a result id) for each of `result_ids`, in one transaction.

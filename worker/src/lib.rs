@@ -23,6 +23,7 @@
 //!   pool): `compute` for the cores, `calls` for the coordinators.
 //! - `control`: `quorum-worker status`, `pause` and `resume`, run beside a
 //!   worker on the same state directory.
+//! - `reports`: the reports sent for tasks (finished, not run, given back).
 //! - `reproduce`: `quorum-worker run`, one app on one input and seed in the
 //!   same sandbox, to reproduce a result locally.
 //!
@@ -34,6 +35,7 @@ pub mod control;
 pub mod journal;
 pub mod preferences;
 pub mod priority;
+pub mod reports;
 pub mod reproduce;
 pub mod schedule;
 pub mod sensors;
@@ -93,11 +95,13 @@ pub struct Config {
     pub power_supply_dir: PathBuf,
 }
 
-/// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2 resumes).
+/// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2
+/// resumes, SIGHUP: the journal holds requests from `detach` or `abort`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     Pause,
     Resume,
+    Requests,
 }
 
 /// Runs the worker until `shutdown` completes (or a fatal error: bad state

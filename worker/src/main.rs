@@ -1,6 +1,6 @@
 //! The `quorum-worker` binary: parses flags, installs logging and signal
 //! handlers, then runs [`quorum_worker::run`] until SIGINT or SIGTERM; or
-//! runs one of the `status`, `pause`, `resume` commands, or `run` (one app
+//! runs one of the `status`, `pause`, `resume`, `detach`, `abort` commands, or `run` (one app
 //! on one input, to reproduce a result locally).
 //! Exit codes: 0 after a clean stop, 2 on error (`error: ...` on stderr).
 
@@ -82,7 +82,7 @@ struct Cli {
     ///
     /// Without it, an https:// coordinator's certificate must chain to the
     /// system's trusted roots. The certificate is always verified.
-    #[arg(long, env = "QUORUM_CA_CERT", value_name = "PEM")]
+    #[arg(long, env = "QUORUM_CA_CERT", value_name = "PEM", global = true)]
     ca_cert: Option<PathBuf>,
 
     /// Trust only this public key for a project's signed app: PROJECT=BASE64
@@ -139,6 +139,28 @@ enum Command {
     Pause,
     /// Resumes computing after `pause`.
     Resume,
+    /// Leaves a coordinator: reports what is finished, gives back the other
+    /// tasks (it sends them to other hosts at once, not at their deadline)
+    /// and forgets this host's identity there.
+    ///
+    /// Done by the running worker if one runs on STATE_DIR (this waits until
+    /// it has), else directly. A worker still started with --server URL
+    /// registers there again as a new host.
+    Detach {
+        /// The coordinator, as `quorum-worker status` shows it.
+        #[arg(value_name = "URL", value_parser = quorum_proto::coordinator_url)]
+        server: String,
+    },
+    /// Gives one queued or running task back to its coordinator, which sends
+    /// it to another host at once.
+    Abort {
+        /// The task's result id, as `quorum-worker status` shows it.
+        #[arg(value_name = "RESULT_ID")]
+        result_id: i64,
+        /// Its coordinator, when several gave this worker a result with this id.
+        #[arg(long = "server", value_name = "URL", value_parser = quorum_proto::coordinator_url)]
+        server: Option<String>,
+    },
     /// Runs APP once on one input and random seed in the worker's own
     /// sandbox and prints its output, to reproduce a result locally.
     ///
@@ -241,6 +263,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", runtime.block_on(quorum_worker::control::set_paused(&state_dir, pause))?);
             return Ok(());
         }
+        Some(Command::Detach { server }) => {
+            let ca_cert = read_ca_cert(cli.ca_cert.as_deref())?;
+            println!("{}", runtime.block_on(quorum_worker::control::detach(&state_dir, &server, ca_cert.as_deref()))?);
+            return Ok(());
+        }
+        Some(Command::Abort { result_id, server }) => {
+            let ca_cert = read_ca_cert(cli.ca_cert.as_deref())?;
+            let said = runtime.block_on(quorum_worker::control::abort(
+                &state_dir,
+                result_id,
+                server.as_deref(),
+                ca_cert.as_deref(),
+            ))?;
+            println!("{said}");
+            return Ok(());
+        }
         Some(Command::Run(_)) | None => {}
     }
     let mut seen = std::collections::HashSet::new();
@@ -272,10 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             keys: cli.trust_keys.into_iter().collect(),
             require_signed: cli.require_signed,
         },
-        ca_cert: match &cli.ca_cert {
-            Some(path) => Some(std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?),
-            None => None,
-        },
+        ca_cert: read_ca_cert(cli.ca_cert.as_deref())?,
         preference_overrides: cli.preference_overrides,
         power_supply_dir: cli.power_supply_dir,
     };
@@ -344,11 +379,13 @@ fn command_signals() -> anyhow::Result<mpsc::UnboundedReceiver<quorum_worker::Co
         use tokio::signal::unix::{SignalKind, signal};
         let mut pause = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
         let mut resume = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
+        let mut requests = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         tokio::spawn(async move {
             loop {
                 let command = tokio::select! {
                     Some(()) = pause.recv() => quorum_worker::Command::Pause,
                     Some(()) = resume.recv() => quorum_worker::Command::Resume,
+                    Some(()) = requests.recv() => quorum_worker::Command::Requests,
                     else => break,
                 };
                 if sender.send(command).is_err() {
@@ -360,6 +397,10 @@ fn command_signals() -> anyhow::Result<mpsc::UnboundedReceiver<quorum_worker::Co
     #[cfg(not(unix))]
     drop(sender);
     Ok(receiver)
+}
+
+fn read_ca_cert(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|path| std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))).transpose()
 }
 
 /// This machine's host name, or "quorum-worker" when it cannot be found.

@@ -274,6 +274,13 @@ impl ResultCopy {
         matches!(self.outcome, Some(Outcome::ClientError | Outcome::ValidateError))
     }
 
+    /// A client error for a copy the host never ran (no fuel used): given
+    /// back (detached, aborted by the volunteer, or unable to meet its
+    /// deadline). It says nothing about the app.
+    pub fn is_unstarted(&self) -> bool {
+        self.outcome == Some(Outcome::ClientError) && self.fuel_used == 0
+    }
+
     /// A success that still counts toward agreement.
     fn is_candidate(&self) -> bool {
         self.is_success() && matches!(self.validate_state, ValidateState::Pending | ValidateState::Inconclusive)
@@ -389,7 +396,7 @@ pub fn report_events(recorded: &ResultCopy, work_unit_state: WorkUnitState) -> V
     if !recorded.is_error() {
         return Vec::new();
     }
-    let error = if recorded.fuel_used == 0 { HostEvent::Unstarted } else { HostEvent::ClientError };
+    let error = if recorded.is_unstarted() { HostEvent::Unstarted } else { HostEvent::ClientError };
     match work_unit_state {
         WorkUnitState::Done => vec![error, HostEvent::HostError],
         WorkUnitState::Open | WorkUnitState::Failed(_) => vec![error],

@@ -981,7 +981,8 @@ async fn note_reports(
             }
         }
         let known_hosts = watch.erring_hosts.len();
-        for r in reports {
+        // A copy given back unstarted is no evidence about the app.
+        for r in reports.into_iter().filter(|r| !r.copy.is_unstarted()) {
             let error = (!success(r)).then(|| watched_error(&r.input.error_message));
             watch.record(r.host.0, error.as_deref());
             if let (true, Some(sample)) = (success(r), r.turnaround) {

@@ -382,6 +382,28 @@ async fn a_batch_whose_first_results_are_errors_is_paused_until_resumed() {
     assert!(matches!(missing, Err(Error::BatchNotFound { .. })), "{missing:?}");
 }
 
+#[tokio::test]
+async fn copies_given_back_unstarted_never_pause_a_batch() {
+    let f = fixture().await;
+    f.store.create_project(&project("p", 2, 2), &units(30), T0).await.unwrap();
+    for name in ["a", "b", "c", "d"] {
+        let h = host(&f.store, name).await;
+        let copies = f.store.lease_work(h, 10, T0).await.unwrap();
+        let given_back: Vec<_> = copies
+            .iter()
+            .map(|c| ReportInput {
+                report: Report::ClientError { fuel_used: 0, engine: "test".into(), resumed: false },
+                error_message: "given back by the volunteer (detach)".into(),
+                ..error_report(c.result_id)
+            })
+            .collect();
+        f.store.record_reports(h, &given_back, T0).await.unwrap();
+    }
+    let s = status(&f.store, "p").await;
+    assert_eq!(s.batches[0].state, "active", "{:?}", s.batches[0].pause_reason);
+    assert!(s.results_unsent > 0, "given back copies are replaced at once");
+}
+
 /// A batch of 10 work units at quorum 1 whose first 9 are done by a fast host
 /// (1 s turnaround): the batch is in its tail.
 async fn tail_fixture(deadline_ms: u64) -> (Fixture, HostId) {

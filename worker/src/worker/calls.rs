@@ -49,7 +49,7 @@ impl Worker {
     }
 
     pub(super) fn wants_work(&self, index: usize) -> usize {
-        if self.paused {
+        if self.paused || self.attachments[index].detaching {
             return 0;
         }
         self.attachments[index].buffer.wanted(self.queued(index))
@@ -77,6 +77,9 @@ impl Worker {
     /// Starts the call coordinator `index` needs most, if any is due.
     pub(super) async fn launch_call(&mut self, index: usize) {
         let attachment = &self.attachments[index];
+        if attachment.detached {
+            return;
+        }
         let mut client = attachment.client.clone();
         let calls = self.calls_tx.clone();
         let send = move |answer: Answer| {
@@ -84,7 +87,7 @@ impl Worker {
             let _ = calls.send((index, answer));
         };
         if attachment.identity.is_none() {
-            if !attachment.register_retry.due() {
+            if !attachment.register_retry.due() || attachment.detaching {
                 return;
             }
             let request = RegisterHostRequest {
@@ -306,7 +309,7 @@ impl Worker {
         self.queue.retain(|key, _| key.0 != index);
         for (key, running) in self.running.iter_mut().filter(|(key, _)| key.0 == index) {
             debug!(result_id = key.1, "aborting a task of a previous registration");
-            running.unwanted = true;
+            running.fate = Some(Fate::Forget);
             running.control.abort();
         }
         self.unreported[index].clear();
@@ -365,7 +368,7 @@ impl Worker {
         for result_id in result_ids {
             let key = (index, *result_id);
             if let Some(running) = self.running.get_mut(&key) {
-                running.unwanted = true;
+                running.fate = Some(Fate::Forget);
                 running.control.abort();
             } else {
                 self.queue.remove(&key);
@@ -391,7 +394,7 @@ impl Worker {
             consider(self.next_progress);
         }
         for (index, attachment) in self.attachments.iter().enumerate() {
-            if attachment.busy {
+            if attachment.busy || attachment.detached {
                 continue;
             }
             if attachment.identity.is_none() {

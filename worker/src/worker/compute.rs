@@ -10,15 +10,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use quorum_proto::v1::{Assignment, ReportedOutcome, ResultReport};
+use quorum_proto::v1::{Assignment, ReportedOutcome};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::*;
 use crate::journal::{AppStats, Finished};
 use crate::preferences::{self, Admission};
+use crate::reports::{error_report, given_back, report};
 use crate::sandbox::DEFAULT_MEMORY_BYTES;
-use crate::sandbox::{ENGINE, Limits, Outcome, Status as TaskStatus, Task, TaskControl};
+use crate::sandbox::{Limits, Status as TaskStatus, Task, TaskControl};
 use crate::schedule::{Candidate, Choice};
 use crate::signing;
 use crate::state;
@@ -255,7 +256,7 @@ impl Worker {
                 fuel_counted: 0,
                 seq: queued.seq,
                 assignment,
-                unwanted: false,
+                fate: None,
             },
         );
         let sandbox = self.sandbox.clone();
@@ -287,11 +288,20 @@ impl Worker {
             let segment_fuel = outcome.as_ref().map_or(0, |o| o.fuel_used);
             self.attachments[key.0].usage += segment_fuel.saturating_sub(running.fuel_counted) as f64;
             let server = self.attachments[key.0].server.clone();
-            if running.unwanted {
-                info!(server = %server, result_id = key.1, "aborted result");
-                self.journal.forget(&server, &[key.1]).await?;
-                self.remove_checkpoint(&server, key.1);
-                continue;
+            match running.fate {
+                Some(Fate::Forget) => {
+                    info!(server = %server, result_id = key.1, "aborted result");
+                    self.journal.forget(&server, &[key.1]).await?;
+                    self.remove_checkpoint(&server, key.1);
+                    continue;
+                }
+                // Given back, unless it finished before it could stop.
+                Some(Fate::GiveBack(why)) if outcome.as_ref().is_none_or(|o| o.status == TaskStatus::Aborted) => {
+                    info!(server = %server, result_id = key.1, "gave back result");
+                    completed.push(Completed::unrun(key.0, running.app_digest, given_back(key.1, why)));
+                    continue;
+                }
+                Some(Fate::GiveBack(_)) | None => {}
             }
             let Some(outcome) = outcome else {
                 error!(result_id = key.1, "sandbox panicked; the result is an error");
@@ -406,38 +416,10 @@ impl Worker {
     }
 }
 
-/// The report of a finished (not aborted) task.
-pub(super) fn report(result_id: i64, outcome: Outcome) -> ResultReport {
-    let (reported, output, error_message) = match outcome.status {
-        TaskStatus::Success(output) => (ReportedOutcome::Success, output, String::new()),
-        TaskStatus::Error(message) => (ReportedOutcome::ClientError, Vec::new(), message),
-        TaskStatus::Aborted => (ReportedOutcome::ClientError, Vec::new(), "aborted".to_string()),
-    };
-    ResultReport {
-        result_id,
-        outcome: reported.into(),
-        output,
-        stderr_tail: outcome.stderr_tail,
-        fuel_used: outcome.fuel_used,
-        run_time_ms: outcome.run_time_ms,
-        error_message,
-        engine: ENGINE.to_string(),
-        resumed: false,
-    }
-}
-
 /// The memory a task may take: its limit, or the sandbox's default.
 fn reserved_memory(assignment: &Assignment) -> u64 {
     match assignment.limits.map_or(0, |limits| limits.memory_bytes) {
         0 => DEFAULT_MEMORY_BYTES,
         bytes => bytes,
     }
-}
-
-/// A client error for a result that did not run.
-pub(super) fn error_report(result_id: i64, message: String) -> ResultReport {
-    report(
-        result_id,
-        Outcome { status: TaskStatus::Error(message), stderr_tail: String::new(), fuel_used: 0, run_time_ms: 0 },
-    )
 }

@@ -37,6 +37,7 @@
 
 mod calls;
 mod compute;
+mod give_back;
 mod suspend;
 
 use std::collections::HashMap;
@@ -152,6 +153,10 @@ struct Attachment {
     host_record_due: Option<Instant>,
     /// When the host's record was last asked for.
     host_record_asked: Option<Instant>,
+    /// `quorum-worker detach`: report what is finished, give back the rest,
+    /// then forget the coordinator (`detached`).
+    detaching: bool,
+    detached: bool,
 }
 
 struct Queued {
@@ -171,8 +176,17 @@ struct Running {
     fuel_counted: u64,
     seq: i64,
     assignment: Assignment,
-    /// The coordinator no longer wants it: forget it when it stops.
-    unwanted: bool,
+    /// Stopped on purpose: what to do with it when it comes back.
+    fate: Option<Fate>,
+}
+
+/// What becomes of a task stopped on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// The coordinator no longer wants it: forget it.
+    Forget,
+    /// The volunteer gives it back (unless it finished meanwhile).
+    GiveBack(crate::reports::GiveBack),
 }
 
 struct Unreported {
@@ -281,6 +295,8 @@ impl Worker {
                 usage_at_ms: now,
                 host_record_due: None,
                 host_record_asked: None,
+                detaching: false,
+                detached: false,
             });
         }
         // A coordinator attached for the first time starts level with the others.
@@ -338,6 +354,10 @@ impl Worker {
             self.remove_checkpoint(&server, result_id);
         }
         self.recover().await?;
+        let servers: Vec<&str> = self.attachments.iter().map(|a| a.server.as_str()).collect();
+        self.journal.set_setting("servers", &servers.join(" ")).await?;
+        // Requests left by a detach or an abort while no worker ran, or cut off.
+        self.take_requests().await?;
         info!(
             cpus = self.config.cpus,
             cpu_limit = self.config.cpu_limit,
@@ -346,6 +366,10 @@ impl Worker {
         );
         loop {
             self.turn(&mut shutdown).await?;
+            if self.attachments.iter().all(|a| a.detached) {
+                info!("detached from every coordinator: stopping");
+                break;
+            }
             let wake = self.next_wake();
             tokio::select! {
                 // Shutdown first: once asked for, no other event is handled here.
@@ -356,6 +380,7 @@ impl Worker {
                 Some(command) = commands.recv() => match command {
                     Command::Pause => self.set_paused(true).await,
                     Command::Resume => self.set_paused(false).await,
+                    Command::Requests => self.take_requests().await?,
                 },
                 _ = sleep_until(wake) => {}
             }
@@ -417,6 +442,7 @@ impl Worker {
         if Instant::now() >= self.next_progress {
             self.save_progress().await?;
         }
+        self.complete_detaches().await?;
         for index in 0..self.attachments.len() {
             if !self.attachments[index].busy {
                 self.launch_call(index).await;
@@ -530,9 +556,9 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reports::{error_report, report};
     use crate::sandbox::{ENGINE, Outcome, Status as TaskStatus};
     use crate::worker::calls::retry_after;
-    use crate::worker::compute::{error_report, report};
     use quorum_proto::v1::ReportedOutcome;
     use tonic::Status;
 
