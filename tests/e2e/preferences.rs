@@ -69,6 +69,23 @@ async fn a_worker_on_batteries_computes_nothing_until_the_mains_are_back() {
     let resumed = log.find("computing resumed").unwrap_or_else(|| panic!("no resume line: {log}"));
     let first_start = log.find("started result").unwrap_or_else(|| panic!("no task started: {log}"));
     assert!(resumed < first_start, "a task started before the mains were back:\n{log}");
-    assert!(!worker.command("status").await.contains("suspended"), "resumed");
+    // Counters asked fresh from the coordinator: the four results are valid
+    // (quorum 1), once the worker has seen its last reports accepted.
+    let status = poll_until("every task reported", Duration::from_millis(50), || async {
+        let text = worker.try_command("status --json").await?;
+        let status: serde_json::Value = serde_json::from_str(&text).expect("status --json is JSON");
+        let tasks = status["coordinators"][0]["tasks"].as_array().expect("tasks").clone();
+        if tasks.iter().all(|t| t["state"] == "reported") { Ok(status) } else { Err(text) }
+    })
+    .await;
+    assert_eq!(status["state"], "running", "resumed: {status}");
+    let coordinator = &status["coordinators"][0];
+    assert_eq!(
+        (coordinator["counters_fresh"].as_bool(), coordinator["n_valid"].as_u64()),
+        (Some(true), Some(4)),
+        "{status}"
+    );
+    let tasks = coordinator["tasks"].as_array().expect("tasks");
+    assert!(tasks.len() == 4 && tasks.iter().all(|t| t["state"] == "reported" && t["progress"] == 1.0), "{status}");
     assert!(worker.terminate().await.success(), "{}", worker.log());
 }

@@ -7,7 +7,6 @@
 //! the command waits until it is done), or, when none runs, directly (the
 //! state directory locked, the reports sent, the journal updated).
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +19,7 @@ use crate::reports::{GiveBack, given_back};
 use crate::state::{StateDir, StateLock};
 
 /// Opens the journal of the worker whose state directory is `state_dir`.
-async fn open(state_dir: &Path) -> anyhow::Result<Journal> {
+pub(crate) async fn open(state_dir: &Path) -> anyhow::Result<Journal> {
     let state = StateDir::open(state_dir).with_context(|| format!("cannot open {}", state_dir.display()))?;
     let path = state.journal_path();
     anyhow::ensure!(
@@ -32,7 +31,7 @@ async fn open(state_dir: &Path) -> anyhow::Result<Journal> {
 }
 
 /// The pid of the worker running on this state directory, if one is.
-async fn running_pid(journal: &Journal) -> anyhow::Result<Option<i32>> {
+pub(crate) async fn running_pid(journal: &Journal) -> anyhow::Result<Option<i32>> {
     let pid = journal.setting("pid").await?.and_then(|pid| pid.parse::<i32>().ok()).filter(|pid| *pid > 0);
     Ok(pid.filter(|pid| is_alive(*pid)))
 }
@@ -160,7 +159,7 @@ pub async fn abort(
     anyhow::ensure!(
         matches!(task.state, TaskState::Received | TaskState::Running),
         "result {result_id} is {}: only queued or running tasks can be given back",
-        state_word(task.state)
+        crate::status::state_word(task.state)
     );
     let said = format!("gave back result {result_id} ({} / {}) to {}", task.project, task.work_unit_name, task.server);
     if let Some(pid) = running_pid(&journal).await? {
@@ -255,147 +254,7 @@ async fn send_reports(
 /// Reports sent in one call by `detach`.
 const REPORT_BATCH: usize = 500;
 
-/// What the worker is doing, as text: one block per coordinator, one line per task.
-pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
-    let journal = open(state_dir).await?;
-    let pid = running_pid(&journal).await?;
-    let paused = journal.setting("paused").await?.as_deref() == Some("1");
-    let suspended = journal.setting("suspended").await?.filter(|reason| !reason.is_empty());
-    let cpus = journal.setting("cpus").await?.unwrap_or_else(|| "?".into());
-    let cpu_limit = journal.setting("cpu_limit").await?.unwrap_or_else(|| "100".into());
-    let attachments = journal.attachments().await?;
-    let tasks = journal.tasks().await?;
-    let stats: std::collections::HashMap<String, f64> =
-        journal.app_stats().await?.into_iter().map(|(digest, stats)| (digest, stats.fuel_per_task)).collect();
-    journal.close().await;
-
-    let now = now_ms();
-    let mut out = String::new();
-    let suspended = suspended.filter(|_| pid.is_some());
-    let state = match (pid, paused, &suspended) {
-        (Some(pid), true, _) => format!("paused (pid {pid})"),
-        (Some(pid), false, Some(reason)) => format!("suspended: {reason} (pid {pid})"),
-        (Some(pid), false, None) => format!("running (pid {pid})"),
-        (None, false, _) => "not running".to_string(),
-        (None, true, _) => "not running (paused)".to_string(),
-    };
-    // Running tasks of a paused or suspended worker are not computing.
-    let halted = paused || suspended.is_some();
-    let _ = writeln!(out, "worker: {state}, {cpus} cpus, cpu limit {cpu_limit}%");
-    for attachment in &attachments {
-        let host = attachment.host_id.map_or("not registered".to_string(), |id| format!("host {id}"));
-        let _ = writeln!(
-            out,
-            "\n{} ({host}, share {}): credit {:.2}, {} valid, {} invalid, {} errors",
-            attachment.server,
-            attachment.resource_share,
-            attachment.total_credit,
-            attachment.n_valid,
-            attachment.n_invalid,
-            attachment.n_error
-        );
-        let mine: Vec<_> = tasks.iter().filter(|t| t.server == attachment.server).collect();
-        let count = |state: TaskState| mine.iter().filter(|t| t.state == state).count();
-        let _ = writeln!(
-            out,
-            "  tasks: {} running, {} queued, {} to report, {} reported (last 24 h)",
-            count(TaskState::Running),
-            count(TaskState::Received),
-            count(TaskState::Finished),
-            count(TaskState::Reported)
-        );
-        for task in mine.iter().filter(|t| t.state != TaskState::Reported) {
-            let progress = match (task.state, stats.get(&task.app_digest)) {
-                (TaskState::Finished, _) => "done".to_string(),
-                (_, Some(per_task)) if *per_task > 0.0 => {
-                    format!("{:.0}%", (task.fuel_done as f64 / per_task * 100.0).min(99.0))
-                }
-                _ if task.fuel_done > 0 => format!("{} fuel", task.fuel_done),
-                _ => "-".to_string(),
-            };
-            let left = task.deadline_ms - now;
-            let deadline =
-                if left >= 0 { format!("due in {}", human_duration(left)) } else { "past its deadline".to_string() };
-            let outcome = task.outcome.as_deref().map(|o| format!(", {o}")).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  {:<9} result {} ({} / {}): {progress}, {deadline}{outcome}",
-                if halted && task.state == TaskState::Running { "suspended" } else { state_word(task.state) },
-                task.result_id,
-                task.project,
-                task.work_unit_name
-            );
-        }
-    }
-    if attachments.is_empty() {
-        let _ = writeln!(out, "not attached to any coordinator yet");
-    }
-    Ok(out)
-}
-
-fn state_word(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Received => "queued",
-        TaskState::Running => "running",
-        TaskState::Finished => "to report",
-        TaskState::Reported => "reported",
-    }
-}
-
-/// `1h 02m`, `3m 20s`, `12s`.
-fn human_duration(ms: i64) -> String {
-    let secs = ms / 1000;
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-    }
-}
-
-fn now_ms() -> i64 {
+/// The journal's `now`: milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use quorum_proto::v1::Assignment;
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human_duration(12_400), "12s");
-        assert_eq!(human_duration(200_000), "3m 20s");
-        assert_eq!(human_duration(3_720_000), "1h 02m");
-    }
-
-    #[tokio::test]
-    async fn status_shows_tasks_and_pause_persists() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        assert!(status(dir.path()).await.is_err(), "no journal yet");
-        let state = StateDir::open(dir.path()).expect("state");
-        let journal = Journal::open(&state.journal_path()).await.expect("journal");
-        journal.attach("http://a", 100.0).await.expect("attach");
-        let assignment = Assignment {
-            result_id: 5,
-            project: "primes".into(),
-            work_unit_name: "wu-5".into(),
-            app_digest: "b".repeat(64),
-            deadline_unix_ms: now_ms() + 3_600_000,
-            ..Assignment::default()
-        };
-        journal.receive("http://a", vec![assignment], now_ms()).await.expect("receive");
-        journal.close().await;
-
-        let text = status(dir.path()).await.expect("status");
-        assert!(text.contains("worker: not running"), "{text}");
-        assert!(text.contains("http://a (not registered, share 100)"), "{text}");
-        assert!(text.contains("1 queued"), "{text}");
-        assert!(text.contains("queued    result 5 (primes / wu-5): -, due in 59m"), "{text}");
-
-        let said = set_paused(dir.path(), true).await.expect("pause");
-        assert!(said.contains("no worker is running"), "{said}");
-        assert!(status(dir.path()).await.expect("status").contains("not running (paused)"));
-        set_paused(dir.path(), false).await.expect("resume");
-        assert!(status(dir.path()).await.expect("status").contains("worker: not running,"));
-    }
 }

@@ -162,6 +162,9 @@ pub struct TaskLine {
     pub deadline_ms: i64,
     pub fuel_done: u64,
     pub outcome: Option<String>,
+    /// When its current segment started (running), or it finished.
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
 }
 
 /// One coordinator's line in `quorum-worker status`.
@@ -654,7 +657,8 @@ impl Journal {
     pub async fn tasks(&self) -> Result<Vec<TaskLine>> {
         let rows = sqlx::query(
             "SELECT server, result_id, state, project, work_unit_name, app_digest, deadline_ms, \
-             fuel_before + fuel_progress, outcome FROM tasks ORDER BY state = 'reported', deadline_ms, seq",
+             fuel_before + fuel_progress, outcome, started_ms, finished_ms FROM tasks \
+             ORDER BY state = 'reported', deadline_ms, seq",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -671,6 +675,8 @@ impl Journal {
                     deadline_ms: row.try_get(6)?,
                     fuel_done: count(row.try_get(7)?),
                     outcome: row.try_get(8)?,
+                    started_ms: row.try_get(9)?,
+                    finished_ms: row.try_get(10)?,
                 })
             })
             .collect()

@@ -21,8 +21,8 @@
 //! - `signing`: whether to run an app module: its signature, the trusted and pinned project keys.
 //! - `worker`: the loop tying them together (async side; CPU work goes to the
 //!   pool): `compute` for the cores, `calls` for the coordinators.
-//! - `control`: `quorum-worker status`, `pause` and `resume`, run beside a
-//!   worker on the same state directory.
+//! - `control`: `quorum-worker pause`, `resume`, `detach` and `abort`, run
+//!   beside a worker on the same state directory; `status` its status.
 //! - `reports`: the reports sent for tasks (finished, not run, given back).
 //! - `reproduce`: `quorum-worker run`, one app on one input and seed in the
 //!   same sandbox, to reproduce a result locally.
@@ -41,6 +41,7 @@ pub mod schedule;
 pub mod sensors;
 pub mod signing;
 pub mod state;
+pub mod status;
 mod worker;
 
 pub use quorum_sandbox as sandbox;

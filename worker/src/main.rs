@@ -132,9 +132,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Prints what the worker on STATE_DIR is doing: tasks, progress, time to
-    /// deadlines, credit.
-    Status,
+    /// Prints what the worker on STATE_DIR is doing: each task's project,
+    /// state (queued, running, suspended, to report), progress, elapsed and
+    /// remaining time and deadline, and the host's credit and counters asked
+    /// fresh from each coordinator.
+    Status {
+        /// One JSON object, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Show it again every two seconds, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Pauses computing (held across restarts) until `resume`.
     Pause,
     /// Resumes computing after `pause`.
@@ -254,9 +263,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
     match cli.command {
-        Some(Command::Status) => {
-            print!("{}", runtime.block_on(quorum_worker::control::status(&state_dir))?);
-            return Ok(());
+        Some(Command::Status { json, watch }) => {
+            return runtime.block_on(show_status(&state_dir, read_ca_cert(cli.ca_cert.as_deref())?, json, watch));
         }
         Some(Command::Pause | Command::Resume) => {
             let pause = matches!(cli.command, Some(Command::Pause));
@@ -399,6 +407,36 @@ fn command_signals() -> anyhow::Result<mpsc::UnboundedReceiver<quorum_worker::Co
     Ok(receiver)
 }
 
+/// `quorum-worker status [--json] [--watch]`.
+async fn show_status(
+    state_dir: &std::path::Path,
+    ca_cert: Option<Vec<u8>>,
+    json: bool,
+    watch: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    loop {
+        let status = quorum_worker::status::gather(state_dir, ca_cert.as_deref(), true).await?;
+        let text = if json {
+            serde_json::to_string(&status)? + "\n"
+        } else {
+            quorum_worker::status::render(&status, quorum_worker::control::now_ms())
+        };
+        let mut stdout = std::io::stdout().lock();
+        if watch && !json {
+            // Clear the terminal and go home, as watch(1) does.
+            write!(stdout, "\x1b[2J\x1b[H")?;
+        }
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+        drop(stdout);
+        if !watch {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 fn read_ca_cert(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
     path.map(|path| std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))).transpose()
 }
@@ -481,7 +519,7 @@ mod tests {
     #[test]
     fn commands_take_the_state_dir() {
         let cli = Cli::try_parse_from(["quorum-worker", "status", "--state-dir", "/tmp/x"]).expect("valid");
-        assert!(matches!(cli.command, Some(Command::Status)));
+        assert!(matches!(cli.command, Some(Command::Status { json: false, watch: false })));
         assert_eq!(cli.state_dir, Some(PathBuf::from("/tmp/x")));
         assert!(matches!(
             Cli::try_parse_from(["quorum-worker", "pause"]).expect("valid").command,

@@ -1,0 +1,295 @@
+//! `quorum-worker status`: what the worker on a state directory is doing,
+//! read from its journal beside it, with the host's counters asked fresh
+//! from each coordinator (the journal's last known ones when it cannot be
+//! reached). One [`Status`] value, rendered as text for people or as JSON
+//! for scripts (`--json`); `--watch` renders it again every two seconds.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::control::{now_ms, open, running_pid};
+use crate::journal::{AttachmentLine, TaskState};
+use crate::schedule;
+
+/// How long a coordinator has to answer for fresh counters.
+const COUNTERS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything `status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// "running", "paused", "suspended" or "not running".
+    pub state: &'static str,
+    pub pid: Option<i32>,
+    /// Why computing is paused or suspended.
+    pub why: Option<String>,
+    pub cpus: Option<u32>,
+    pub cpu_limit: u8,
+    pub coordinators: Vec<Coordinator>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Coordinator {
+    pub server: String,
+    pub host_id: Option<i64>,
+    pub resource_share: f64,
+    pub total_credit: f64,
+    pub n_valid: u64,
+    pub n_invalid: u64,
+    pub n_error: u64,
+    /// The counters came from the coordinator just now (else: last known).
+    pub counters_fresh: bool,
+    pub tasks: Vec<TaskStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStatus {
+    pub result_id: i64,
+    pub project: String,
+    pub work_unit: String,
+    /// "queued", "running", "suspended", "to report" or "reported".
+    pub state: &'static str,
+    /// Fuel done against the app's fuel per task on this host, 0 to 1;
+    /// unknown until a task of the app ran here.
+    pub progress: Option<f64>,
+    pub fuel_done: u64,
+    /// Since the task first started (to its end once finished).
+    pub elapsed_s: Option<u64>,
+    /// Run time left at this host's measured speed.
+    pub remaining_s: Option<u64>,
+    pub deadline_unix_ms: i64,
+    /// "success" or "client error: ..." once finished.
+    pub outcome: Option<String>,
+}
+
+/// Reads the journal on `state_dir`; asks the coordinators for the host's
+/// counters when `fresh`.
+pub async fn gather(state_dir: &Path, ca_cert: Option<&[u8]>, fresh: bool) -> anyhow::Result<Status> {
+    let journal = open(state_dir).await?;
+    let pid = running_pid(&journal).await?;
+    let paused = journal.setting("paused").await?.as_deref() == Some("1");
+    let suspended = journal.setting("suspended").await?.filter(|reason| !reason.is_empty() && pid.is_some());
+    let cpus = journal.setting("cpus").await?.and_then(|n| n.parse().ok());
+    let cpu_limit = journal.setting("cpu_limit").await?.and_then(|n| n.parse().ok()).unwrap_or(100);
+    let attachments = journal.attachments().await?;
+    let mut identities = HashMap::new();
+    for attachment in &attachments {
+        if let Some(identity) = journal.identity(&attachment.server).await? {
+            identities.insert(attachment.server.clone(), identity.token);
+        }
+    }
+    let tasks = journal.tasks().await?;
+    let stats: HashMap<String, _> = journal.app_stats().await?.into_iter().collect();
+    journal.close().await;
+
+    let (state, why) = match (pid, paused, suspended) {
+        (Some(_), true, _) => ("paused", Some("until `quorum-worker resume`".to_string())),
+        (Some(_), false, Some(reason)) => ("suspended", Some(reason)),
+        (Some(_), false, None) => ("running", None),
+        (None, true, _) => ("not running", Some("paused until `quorum-worker resume`".to_string())),
+        (None, false, _) => ("not running", None),
+    };
+    // Running tasks of a paused or suspended worker are not computing.
+    let halted = pid.is_some() && why.is_some();
+    let now = now_ms();
+    let mut coordinators = Vec::with_capacity(attachments.len());
+    for attachment in attachments {
+        let counters = match identities.get(&attachment.server) {
+            Some(token) if fresh => fresh_counters(&attachment.server, token, ca_cert).await,
+            _ => None,
+        };
+        let tasks = tasks
+            .iter()
+            .filter(|t| t.server == attachment.server)
+            .map(|t| {
+                let stats = stats.get(&t.app_digest);
+                let per_task = stats.map(|s| s.fuel_per_task).filter(|f| *f > 0.0);
+                let finished = matches!(t.state, TaskState::Finished | TaskState::Reported);
+                let progress = if finished {
+                    Some(1.0)
+                } else {
+                    per_task.map(|per_task| (t.fuel_done as f64 / per_task).min(0.99))
+                };
+                let elapsed_s = t.started_ms.map(|start| {
+                    let end = if finished { t.finished_ms.unwrap_or(now) } else { now };
+                    u64::try_from(end - start).unwrap_or(0) / 1000
+                });
+                let remaining_s = (!finished)
+                    .then(|| schedule::estimate_ms(per_task, stats.map(|s| s.fuel_per_second), t.fuel_done, cpu_limit))
+                    .flatten()
+                    .map(|ms| ms.div_ceil(1000));
+                TaskStatus {
+                    result_id: t.result_id,
+                    project: t.project.clone(),
+                    work_unit: t.work_unit_name.clone(),
+                    state: if halted && t.state == TaskState::Running { "suspended" } else { state_word(t.state) },
+                    progress,
+                    fuel_done: t.fuel_done,
+                    elapsed_s,
+                    remaining_s,
+                    deadline_unix_ms: t.deadline_ms,
+                    outcome: t.outcome.clone(),
+                }
+            })
+            .collect();
+        coordinators.push(coordinator(attachment, counters, tasks));
+    }
+    Ok(Status { state, pid, why, cpus, cpu_limit, coordinators })
+}
+
+fn coordinator(line: AttachmentLine, fresh: Option<(f64, u64, u64, u64)>, tasks: Vec<TaskStatus>) -> Coordinator {
+    let (total_credit, n_valid, n_invalid, n_error) =
+        fresh.unwrap_or((line.total_credit, line.n_valid, line.n_invalid, line.n_error));
+    Coordinator {
+        server: line.server,
+        host_id: line.host_id,
+        resource_share: line.resource_share,
+        total_credit,
+        n_valid,
+        n_invalid,
+        n_error,
+        counters_fresh: fresh.is_some(),
+        tasks,
+    }
+}
+
+/// The host's credit and counters from the coordinator, if it answers in time.
+async fn fresh_counters(server: &str, token: &str, ca_cert: Option<&[u8]>) -> Option<(f64, u64, u64, u64)> {
+    let mut client = Client::new(server, ca_cert).ok()?;
+    client.set_token(token).ok()?;
+    let host = tokio::time::timeout(COUNTERS_TIMEOUT, client.get_host()).await.ok()?.ok()?;
+    Some((host.total_credit, host.n_valid, host.n_invalid, host.n_error))
+}
+
+/// The status as text: the worker, then one block per coordinator with one
+/// line per task.
+pub fn render(status: &Status, now_ms: i64) -> String {
+    let mut out = String::new();
+    let pid = status.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    let why = status.why.as_deref().map(|why| format!(": {why}")).unwrap_or_default();
+    let cpus = status.cpus.map_or("?".to_string(), |n| n.to_string());
+    let _ = writeln!(out, "worker: {}{why}{pid}, {cpus} cpus, cpu limit {}%", status.state, status.cpu_limit);
+    for c in &status.coordinators {
+        let host = c.host_id.map_or("not registered".to_string(), |id| format!("host {id}"));
+        let last_known = if c.counters_fresh || c.host_id.is_none() { "" } else { " (last known: unreachable)" };
+        let _ = writeln!(
+            out,
+            "\n{} ({host}, share {}): credit {:.2}, {} valid, {} invalid, {} errors{last_known}",
+            c.server, c.resource_share, c.total_credit, c.n_valid, c.n_invalid, c.n_error
+        );
+        let count = |state: &str| c.tasks.iter().filter(|t| t.state == state).count();
+        let _ = writeln!(
+            out,
+            "  tasks: {} running, {} suspended, {} queued, {} to report, {} reported (last 24 h)",
+            count("running"),
+            count("suspended"),
+            count("queued"),
+            count("to report"),
+            count("reported")
+        );
+        for task in c.tasks.iter().filter(|t| t.state != "reported") {
+            let progress = match task.progress {
+                Some(done) => format!("{:.0}%", done * 100.0),
+                None if task.fuel_done > 0 => format!("{} fuel", task.fuel_done),
+                None => "-".to_string(),
+            };
+            let elapsed = task.elapsed_s.map(|s| format!(", {} elapsed", secs(s))).unwrap_or_default();
+            let remaining = task.remaining_s.map(|s| format!(", {} left", secs(s))).unwrap_or_default();
+            let left = task.deadline_unix_ms - now_ms;
+            let deadline =
+                if left >= 0 { format!("due in {}", human_duration(left)) } else { "past its deadline".to_string() };
+            let outcome = task.outcome.as_deref().map(|o| format!(", {o}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<9} result {} ({} / {}): {progress}{elapsed}{remaining}, {deadline}{outcome}",
+                task.state, task.result_id, task.project, task.work_unit
+            );
+        }
+    }
+    if status.coordinators.is_empty() {
+        let _ = writeln!(out, "not attached to any coordinator");
+    }
+    out
+}
+
+/// What `status` as text shows for the worker on `state_dir`.
+pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
+    Ok(render(&gather(state_dir, None, true).await?, now_ms()))
+}
+
+pub(crate) fn state_word(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Received => "queued",
+        TaskState::Running => "running",
+        TaskState::Finished => "to report",
+        TaskState::Reported => "reported",
+    }
+}
+
+fn secs(s: u64) -> String {
+    human_duration(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+}
+
+/// `1h 02m`, `3m 20s`, `12s`.
+fn human_duration(ms: i64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::set_paused;
+    use crate::journal::Journal;
+    use crate::state::StateDir;
+    use quorum_proto::v1::Assignment;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(12_400), "12s");
+        assert_eq!(human_duration(200_000), "3m 20s");
+        assert_eq!(human_duration(3_720_000), "1h 02m");
+    }
+
+    #[tokio::test]
+    async fn status_shows_tasks_and_pause_persists() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(status(dir.path()).await.is_err(), "no journal yet");
+        let state = StateDir::open(dir.path()).expect("state");
+        let journal = Journal::open(&state.journal_path()).await.expect("journal");
+        journal.attach("http://a", 100.0).await.expect("attach");
+        let assignment = Assignment {
+            result_id: 5,
+            project: "primes".into(),
+            work_unit_name: "wu-5".into(),
+            app_digest: "b".repeat(64),
+            deadline_unix_ms: now_ms() + 3_600_000,
+            ..Assignment::default()
+        };
+        journal.receive("http://a", vec![assignment], now_ms()).await.expect("receive");
+        journal.close().await;
+
+        let text = status(dir.path()).await.expect("status");
+        assert!(text.contains("worker: not running"), "{text}");
+        assert!(text.contains("http://a (not registered, share 100)"), "{text}");
+        assert!(text.contains("1 queued"), "{text}");
+        assert!(text.contains("queued    result 5 (primes / wu-5): -, due in 59m"), "{text}");
+        let json = serde_json::to_value(gather(dir.path(), None, true).await.expect("gather")).expect("json");
+        assert_eq!(json["coordinators"][0]["tasks"][0]["state"], "queued", "{json}");
+        assert_eq!(json["coordinators"][0]["counters_fresh"], false, "never registered: {json}");
+
+        let said = set_paused(dir.path(), true).await.expect("pause");
+        assert!(said.contains("no worker is running"), "{said}");
+        assert!(status(dir.path()).await.expect("status").contains("not running: paused until `quorum-worker resume`"));
+        set_paused(dir.path(), false).await.expect("resume");
+        assert!(status(dir.path()).await.expect("status").contains("worker: not running,"));
+    }
+}
