@@ -109,16 +109,14 @@ pub async fn gather(state_dir: &Path, ca_cert: Option<&[u8]>, fresh: bool) -> an
                 let stats = stats.get(&t.app_digest);
                 let per_task = stats.map(|s| s.fuel_per_task).filter(|f| *f > 0.0);
                 let finished = matches!(t.state, TaskState::Finished | TaskState::Reported);
-                let progress = if finished {
-                    Some(1.0)
-                } else {
-                    per_task.map(|per_task| (t.fuel_done as f64 / per_task).min(0.99))
-                };
+                // A task longer than the app's usual ones has no known progress.
+                let fraction = per_task.map(|per_task| t.fuel_done as f64 / per_task).filter(|f| *f < 1.0);
+                let progress = if finished { Some(1.0) } else { fraction };
                 let elapsed_s = t.started_ms.map(|start| {
                     let end = if finished { t.finished_ms.unwrap_or(now) } else { now };
                     u64::try_from(end - start).unwrap_or(0) / 1000
                 });
-                let remaining_s = (!finished)
+                let remaining_s = (!finished && fraction.is_some())
                     .then(|| schedule::estimate_ms(per_task, stats.map(|s| s.fuel_per_second), t.fuel_done, cpu_limit))
                     .flatten()
                     .map(|ms| ms.div_ceil(1000));
@@ -192,21 +190,26 @@ pub fn render(status: &Status, now_ms: i64) -> String {
             count("reported")
         );
         for task in c.tasks.iter().filter(|t| t.state != "reported") {
-            let progress = match task.progress {
-                Some(done) => format!("{:.0}%", done * 100.0),
-                None if task.fuel_done > 0 => format!("{} fuel", task.fuel_done),
-                None => "-".to_string(),
-            };
-            let elapsed = task.elapsed_s.map(|s| format!(", {} elapsed", secs(s))).unwrap_or_default();
-            let remaining = task.remaining_s.map(|s| format!(", {} left", secs(s))).unwrap_or_default();
+            let mut parts = Vec::new();
+            match (task.state, task.progress) {
+                ("to report", _) => {}
+                ("queued", _) if task.fuel_done == 0 => {}
+                (_, Some(done)) => parts.push(format!("{:.0}%", done * 100.0)),
+                (_, None) => parts.push(format!("{} fuel done", task.fuel_done)),
+            }
+            parts.extend(task.elapsed_s.map(|s| format!("{} elapsed", secs(s))));
+            parts.extend(task.remaining_s.map(|s| format!("about {} to go", secs(s))));
             let left = task.deadline_unix_ms - now_ms;
-            let deadline =
-                if left >= 0 { format!("due in {}", human_duration(left)) } else { "past its deadline".to_string() };
-            let outcome = task.outcome.as_deref().map(|o| format!(", {o}")).unwrap_or_default();
+            parts.push(if left >= 0 { format!("due in {}", human_duration(left)) } else { "past its deadline".into() });
+            parts.extend(task.outcome.clone());
             let _ = writeln!(
                 out,
-                "  {:<9} result {} ({} / {}): {progress}{elapsed}{remaining}, {deadline}{outcome}",
-                task.state, task.result_id, task.project, task.work_unit
+                "  {:<9} result {} ({} / {}): {}",
+                task.state,
+                task.result_id,
+                task.project,
+                task.work_unit,
+                parts.join(", ")
             );
         }
     }
@@ -281,7 +284,7 @@ mod tests {
         assert!(text.contains("worker: not running"), "{text}");
         assert!(text.contains("http://a (not registered, share 100)"), "{text}");
         assert!(text.contains("1 queued"), "{text}");
-        assert!(text.contains("queued    result 5 (primes / wu-5): -, due in 59m"), "{text}");
+        assert!(text.contains("queued    result 5 (primes / wu-5): due in 59m"), "{text}");
         let json = serde_json::to_value(gather(dir.path(), None, true).await.expect("gather")).expect("json");
         assert_eq!(json["coordinators"][0]["tasks"][0]["state"], "queued", "{json}");
         assert_eq!(json["coordinators"][0]["counters_fresh"], false, "never registered: {json}");

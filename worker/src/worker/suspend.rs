@@ -91,7 +91,7 @@ impl Worker {
             return;
         }
         match &self.suspended {
-            Some(reason) => info!(reason = %reason, "computing suspended: {reason}"),
+            Some(reason) => info!("computing suspended: {reason}"),
             None => info!("computing resumed"),
         }
         self.apply_gate();
