@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 ///
 /// Logs one line per event on stderr (filter with RUST_LOG, default info).
 /// Stops cleanly on SIGINT (Ctrl-C) or SIGTERM; SIGUSR1 pauses computing,
-/// SIGUSR2 resumes. Everything it must not lose is in STATE_DIR/journal.db:
-/// after a crash it reports finished results and resumes unfinished tasks.
+/// SIGUSR2 resumes, SIGHUP acts on `detach` and `abort` requests.
+/// Everything it must not lose is in STATE_DIR/journal.db: after a crash it
+/// reports finished results and resumes unfinished tasks.
 #[derive(Debug, Parser)]
 #[command(name = "quorum-worker", version)]
 struct Cli {
