@@ -2,7 +2,8 @@
 //! the test writes, read as Linux's `/sys/class/power_supply`) fetches its
 //! buffer but computes nothing, says why in its log and its status, and
 //! starts computing when the mains come back; a preference out of range is
-//! refused at start, naming it.
+//! refused at start, naming it; a task over the memory budget is refused,
+//! saying so.
 
 use std::path::Path;
 use std::process::Command;
@@ -87,5 +88,30 @@ async fn a_worker_on_batteries_computes_nothing_until_the_mains_are_back() {
     );
     let tasks = coordinator["tasks"].as_array().expect("tasks");
     assert!(tasks.len() == 4 && tasks.iter().all(|t| t["state"] == "reported" && t["progress"] == 1.0), "{status}");
+    assert!(worker.terminate().await.success(), "{}", worker.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_over_the_memory_budget_is_refused_saying_so() {
+    let dir = TestDir::new("memory-budget");
+    let server = Server::spawn(dir.path());
+    let url = server.url();
+    let text = primes::manifest("p", 0, 100, 100, "min_quorum = 1") + "[limits]\nmemory = \"4GiB\"\n";
+    let manifest = dir.write("project.toml", text);
+    cli(&url, ["submit", &manifest.display().to_string()]).await.success();
+    // 1% of the memory of any machine under 400 GiB is below the 4 GiB a task reserves.
+    let prefs = ["--pref", "ram_max_used_busy_pct=1", "--pref", "ram_max_used_idle_pct=1"];
+    let mut worker = Worker::spawn_with(&[&url], &dir.join("small"), 1, &prefs);
+    let projects = Projects::connect(&url).await;
+    let refused = poll_until("the copy refused for memory", Duration::from_millis(50), || async {
+        let results = projects.results("p").await;
+        results.iter().find(|r| r.state == "error").cloned().ok_or_else(|| format!("{results:?}"))
+    })
+    .await;
+    assert!(
+        refused.error_message.starts_with("refused: reserves 4096 MiB of memory, more than this host lets tasks use"),
+        "{refused:?}"
+    );
+    assert!(!worker.log().contains("started result"), "{}", worker.log());
     assert!(worker.terminate().await.success(), "{}", worker.log());
 }
