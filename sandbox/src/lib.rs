@@ -292,6 +292,8 @@ type ModuleCache = HashMap<(String, bool), Result<InstancePre<TaskState>, String
 /// Per-task store data.
 struct TaskState {
     wasi: WasiP1Ctx,
+    /// The run's virtual clocks (moved by `poll_oneoff`).
+    time: wasi::VirtualTime,
     limiter: MemoryLimiter,
     /// Why the epoch callback interrupted the task, if it did.
     interrupt: Option<Interrupt>,
@@ -515,8 +517,8 @@ fn execute(
     if control.is_aborted() {
         return Ok(Run { ending: Ending::Aborted, stdout: Vec::new(), stderr_tail: String::new(), fuel_used: 0 });
     }
-    let (wasi, stdout, stderr) = wasi::build_ctx(env)?;
-    let state = TaskState { wasi, limiter: MemoryLimiter::new(limits.memory_bytes), interrupt: None };
+    let wasi::Ctx { wasi, stdout, stderr, time } = wasi::build_ctx(env)?;
+    let state = TaskState { wasi, time, limiter: MemoryLimiter::new(limits.memory_bytes), interrupt: None };
     let mut store = Store::new(pre.module().engine(), state);
     store.limiter(|state| &mut state.limiter);
     store.set_fuel(limits.fuel).expect("fuel metering is enabled on both engines");
@@ -638,7 +640,7 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<InstancePre<TaskState>, Comp
 /// preview 1 and nothing else ([`PROVIDED_IMPORTS`] lists what it defines).
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<TaskState>> {
     let mut linker = Linker::new(engine);
-    wasi::add_to_linker(&mut linker, |state: &mut TaskState| &mut state.wasi)?;
+    wasi::add_to_linker(&mut linker, |state: &mut TaskState| &mut state.wasi, |state: &TaskState| &state.time)?;
     Ok(linker)
 }
 

@@ -98,7 +98,10 @@ fn exit_codes() {
         ))
     };
     check(&exit(0), b"", Limits::default(), Status::Success(Vec::new()));
-    check(&exit(3), b"", Limits::default(), error("exit code 3"));
+    // Any status as the app gave it (wasmtime-wasi traps from 126 on).
+    for code in [1, 3, 125, 126, 255, -1] {
+        check(&exit(code), b"", Limits::default(), error(&format!("exit code {code}")));
+    }
 }
 
 #[test]
@@ -221,26 +224,79 @@ fn no_filesystem() {
     check(&wat, b"", Limits::default(), error("exit code 8"));
 }
 
-#[test]
-fn sleeping_returns_at_once() {
-    // poll_oneoff with one relative clock subscription of one hour; writes
-    // the number of events to stdout. wasmtime-wasi's own version would block
-    // this thread for the hour.
-    let wat = app(
+/// An app that polls `subscriptions` (WAT statements filling the 48-byte
+/// subscriptions from offset 1000; `n` of them), then writes to stdout the
+/// number of events (u32), the first event's userdata (u64) and the
+/// monotonic clock afterwards (u64).
+fn poller(subscriptions: &str, n: usize) -> String {
+    app(&format!(
         r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "clock_time_get" (func $clock_time_get (param i32 i64 i32) (result i32)))
            (memory (export "memory") 1)
            (func (export "_start")
-             (i64.store (i32.const 100) (i64.const 7))
-             (i32.store8 (i32.const 108) (i32.const 0))
-             (i32.store (i32.const 116) (i32.const 1))
-             (i64.store (i32.const 124) (i64.const 3600000000000))
-             (if (call $poll_oneoff (i32.const 100) (i32.const 200) (i32.const 1) (i32.const 300))
+             {subscriptions}
+             (if (call $poll_oneoff (i32.const 1000) (i32.const 2000) (i32.const {n}) (i32.const 100))
                (then unreachable))
-             (i32.store (i32.const 0) (i32.const 300))
-             (i32.store (i32.const 4) (i32.const 1))
-             (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#,
-    );
-    check(&wat, b"", Limits::default(), Status::Success(vec![1]));
+             (i64.store (i32.const 104) (i64.load (i32.const 2000)))
+             (if (call $clock_time_get (i32.const 1) (i64.const 0) (i32.const 112)) (then unreachable))
+             (i32.store (i32.const 0) (i32.const 100))
+             (i32.store (i32.const 4) (i32.const 20))
+             (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#
+    ))
+}
+
+/// WAT filling subscription `index`: a relative monotonic clock of `nanos`.
+fn clock_subscription(index: usize, userdata: u64, nanos: u64) -> String {
+    let at = 1000 + index * 48;
+    format!(
+        "(i64.store (i32.const {at}) (i64.const {userdata})) (i32.store8 (i32.const {}) (i32.const 0)) \
+         (i32.store (i32.const {}) (i32.const 1)) (i64.store (i32.const {}) (i64.const {nanos}))",
+        at + 8,
+        at + 16,
+        at + 24
+    )
+}
+
+/// WAT filling subscription `index`: `fd` ready for writing (type 2) or reading (1).
+fn fd_subscription(index: usize, userdata: u64, event_type: u8, fd: u32) -> String {
+    let at = 1000 + index * 48;
+    format!(
+        "(i64.store (i32.const {at}) (i64.const {userdata})) (i32.store8 (i32.const {}) (i32.const {event_type})) \
+         (i32.store (i32.const {}) (i32.const {fd}))",
+        at + 8,
+        at + 16
+    )
+}
+
+/// What `poller` printed: events, first userdata, monotonic nanoseconds.
+fn polled(outcome: &Outcome) -> (u32, u64, u64) {
+    let Status::Success(out) = &outcome.status else { panic!("{:?}", outcome.status) };
+    let word = |range: std::ops::Range<usize>| out[range].iter().rev().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+    (word(0..4) as u32, word(4..12), word(12..20))
+}
+
+const HOUR_NANOS: u64 = 3_600_000_000_000;
+const START_NANOS: u64 = 1_000_000_000;
+
+#[test]
+fn a_sleep_returns_at_once_and_advances_the_virtual_clock() {
+    // Two clocks: the earlier fires alone, and the clock moves by exactly its
+    // timeout. wasmtime-wasi's own version would block the thread for it.
+    let subscriptions = clock_subscription(0, 7, HOUR_NANOS) + &clock_subscription(1, 8, 2 * HOUR_NANOS);
+    let sandbox = Sandbox::new().expect("sandbox");
+    let outcome = run_with(&sandbox, &poller(&subscriptions, 2), b"", 1, Limits::default());
+    assert_eq!(polled(&outcome), (1, 7, START_NANOS + HOUR_NANOS));
+}
+
+#[test]
+fn ready_descriptors_answer_a_poll_and_no_clock_fires_with_them() {
+    // stdout writable and a clock: only the descriptor's event, time stands still.
+    let both = clock_subscription(0, 7, 200_000_000) + &fd_subscription(1, 9, 2, 1);
+    let sandbox = Sandbox::new().expect("sandbox");
+    assert_eq!(polled(&run_with(&sandbox, &poller(&both, 2), b"", 1, Limits::default())), (1, 9, START_NANOS));
+    // stdin readable and stderr writable, alone: both ready.
+    let descriptors = fd_subscription(0, 3, 1, 0) + &fd_subscription(1, 4, 2, 2);
+    assert_eq!(polled(&run_with(&sandbox, &poller(&descriptors, 2), b"x", 1, Limits::default())), (2, 3, START_NANOS));
 }
 
 #[test]
@@ -668,8 +724,8 @@ fn provided_imports_are_exactly_what_the_sandbox_links() {
     let linker = linker(engine).expect("linker");
     let environment =
         wasi::Environment { input: Vec::new(), random_seed: 0, output_limit: 0, stderr_limit: 0, checkpoint_dir: None };
-    let (wasi, _, _) = wasi::build_ctx(environment).expect("context");
-    let mut store = Store::new(engine, TaskState { wasi, limiter: MemoryLimiter::new(0), interrupt: None });
+    let wasi::Ctx { wasi, time, .. } = wasi::build_ctx(environment).expect("context");
+    let mut store = Store::new(engine, TaskState { wasi, time, limiter: MemoryLimiter::new(0), interrupt: None });
     let mut linked: Vec<(String, String, String)> = Vec::new();
     let definitions: Vec<(String, String, wasmtime::Extern)> =
         linker.iter(&mut store).map(|(module, name, item)| (module.to_owned(), name.to_owned(), item)).collect();

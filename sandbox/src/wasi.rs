@@ -1,15 +1,20 @@
 //! The deterministic WASI preview 1 environment an app (or a validator) sees.
 //!
 //! Everything an app could observe about the host is fixed here: the clocks
-//! never move, randomness comes from a generator seeded by the assignment,
-//! stdout and stderr are captured in memory, and `poll_oneoff` (sleeping) returns
-//! at once instead of blocking a worker thread for as long as the app asks.
+//! are virtual (they start at a fixed time and move only when the app
+//! sleeps, by exactly what it asked), randomness comes from a generator
+//! seeded by the assignment, stdout and stderr are captured in memory, and
+//! `poll_oneoff` answers as WASI does without waiting: ready descriptors at
+//! once, else the earliest clock, advancing the virtual clocks to it instead
+//! of blocking a worker thread for as long as the app asks. `proc_exit`
+//! reports any status as the app gave it.
 //! The only filesystem is the task's checkpoint directory, preopened as
 //! `/checkpoint` when the worker gives one.
 
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,13 +47,22 @@ pub struct Environment<'a> {
     pub checkpoint_dir: Option<&'a Path>,
 }
 
-/// Builds the WASI context of one run and returns it with handles on its
-/// captured stdout and stderr; `Err` (a message) if the checkpoint directory
-/// cannot be opened.
-pub fn build_ctx(env: Environment<'_>) -> Result<(WasiP1Ctx, CapturePipe, CapturePipe), String> {
+/// The WASI context of one run, with handles on its captured stdout and
+/// stderr and on its virtual clocks.
+pub struct Ctx {
+    pub wasi: WasiP1Ctx,
+    pub stdout: CapturePipe,
+    pub stderr: CapturePipe,
+    pub time: VirtualTime,
+}
+
+/// Builds the WASI context of one run; `Err` (a message) if the checkpoint
+/// directory cannot be opened.
+pub fn build_ctx(env: Environment<'_>) -> Result<Ctx, String> {
     let Environment { input, random_seed, output_limit, stderr_limit, checkpoint_dir } = env;
     let stdout = CapturePipe::limited(output_limit);
     let stderr = CapturePipe::tail(STDERR_TAIL_BYTES, stderr_limit);
+    let time = VirtualTime::default();
     let mut builder = WasiCtxBuilder::new();
     if let Some(dir) = checkpoint_dir {
         builder
@@ -64,8 +78,8 @@ pub fn build_ctx(env: Environment<'_>) -> Result<(WasiP1Ctx, CapturePipe, Captur
         .stdin(MemoryInputPipe::new(input))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
-        .wall_clock(FixedWallClock)
-        .monotonic_clock(FixedMonotonicClock)
+        .wall_clock(WallClock(time.clone()))
+        .monotonic_clock(MonotonicClock(time.clone()))
         // Two independent streams from the same seed: secure and insecure
         // randomness must not return the same bytes.
         .secure_random(SplitMix64::new(random_seed))
@@ -74,20 +88,48 @@ pub fn build_ctx(env: Environment<'_>) -> Result<(WasiP1Ctx, CapturePipe, Captur
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    Ok((builder.build_p1(), stdout, stderr))
+    Ok(Ctx { wasi: builder.build_p1(), stdout, stderr, time })
 }
 
-/// Adds WASI preview 1 to `linker`, with `poll_oneoff` replaced by the
-/// deterministic version below.
+/// Adds WASI preview 1 to `linker`, with `poll_oneoff` and `proc_exit`
+/// replaced by the versions below; `time` finds a run's virtual clocks.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     wasi: impl Fn(&mut T) -> &mut WasiP1Ctx + Copy + Send + Sync + 'static,
+    time: fn(&T) -> &VirtualTime,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi::p1::add_to_linker_sync(linker, wasi)?;
     linker.allow_shadowing(true);
-    linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff::<T>)?;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "poll_oneoff",
+        move |caller: Caller<'_, T>, subscriptions: i32, events: i32, n: i32, n_out: i32| {
+            poll_oneoff(caller, time, subscriptions, events, n, n_out)
+        },
+    )?;
+    // wasmtime-wasi refuses statuses of 126 and above with a trap; WASI's
+    // `exitcode` is any u32, reported as the app gave it (as C's int).
+    linker.func_wrap("wasi_snapshot_preview1", "proc_exit", |status: i32| -> wasmtime::Result<()> {
+        Err(wasmtime::Error::new(wasmtime_wasi::I32Exit(status)))
+    })?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// A run's clocks: nanoseconds the app has slept so far, added to both the
+/// fixed wall clock and the fixed monotonic clock.
+#[derive(Clone, Default)]
+pub struct VirtualTime(Arc<AtomicU64>);
+
+impl VirtualTime {
+    pub fn elapsed_nanos(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Moves time forward to `nanos` after the start (never backward).
+    fn advance_to(&self, nanos: u64) {
+        self.0.fetch_max(nanos, Ordering::Relaxed);
+    }
 }
 
 /// WASI errno values used by `poll_oneoff`.
@@ -98,12 +140,24 @@ const ERRNO_INVAL: i32 = 28;
 const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
 
-/// `poll_oneoff` in virtual time: every subscription is ready at once. Clock
-/// subscriptions (sleeps) expire immediately, and stdio is in memory so it is
-/// always ready. wasmtime-wasi's own version calls `std::thread::sleep`, which
-/// no epoch deadline can interrupt and whose timing the app could observe.
+/// A subscription's kind: `eventtype` in WASI preview 1.
+const EVENTTYPE_CLOCK: u8 = 0;
+/// `subclockflags`: the timeout is an absolute time of the clock.
+const SUBSCRIPTION_CLOCK_ABSTIME: u16 = 1;
+/// `clockid` of the wall clock (the others count from the monotonic clock).
+const CLOCKID_REALTIME: u32 = 0;
+
+/// `poll_oneoff` as WASI answers it, without waiting: descriptor
+/// subscriptions (stdin and the captured stdout and stderr are in memory, and
+/// files are always ready) are all ready at once, and then no clock fires; a
+/// poll on clocks only fires the earliest of them (those due at the same
+/// time fire together) and moves the run's virtual clocks to its time. So an
+/// app sleeps in no time, yet sees the time it asked pass, the same on every
+/// host. wasmtime-wasi's own version calls `std::thread::sleep`, which no
+/// epoch deadline can interrupt and whose timing the app could observe.
 fn poll_oneoff<T>(
     mut caller: Caller<'_, T>,
+    time: fn(&T) -> &VirtualTime,
     subscriptions: i32,
     events: i32,
     n_subscriptions: i32,
@@ -116,53 +170,83 @@ fn poll_oneoff<T>(
     if n == 0 {
         return ERRNO_INVAL;
     }
-    let data = memory.data_mut(&mut caller);
-    let subscriptions = subscriptions as u32 as usize;
-    let events = events as u32 as usize;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let time = time(state);
+    let now = time.elapsed_nanos();
+    let (subscriptions, events) = (subscriptions as u32 as usize, events as u32 as usize);
+    // Each subscription as (userdata, type, for a clock: when it is due).
+    let mut parsed = Vec::with_capacity(n);
     for index in 0..n {
-        let subscription = subscriptions + index * SUBSCRIPTION_SIZE;
-        let Some(bytes) = data.get(subscription..subscription + 9) else {
+        let at = subscriptions + index * SUBSCRIPTION_SIZE;
+        let Some(bytes) = data.get(at..at + SUBSCRIPTION_SIZE) else {
             return ERRNO_FAULT;
         };
-        let mut userdata = [0u8; 8];
-        userdata.copy_from_slice(&bytes[..8]);
+        let u64_at = |offset: usize| u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"));
         let event_type = bytes[8];
-        let event = events + index * EVENT_SIZE;
-        let Some(out) = data.get_mut(event..event + EVENT_SIZE) else {
+        let due = (event_type == EVENTTYPE_CLOCK).then(|| {
+            let clock_id = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+            let timeout = u64_at(24);
+            let flags = u16::from_le_bytes(bytes[40..42].try_into().expect("2 bytes"));
+            if flags & SUBSCRIPTION_CLOCK_ABSTIME == 0 {
+                now.saturating_add(timeout)
+            } else {
+                // An absolute time of that clock, back in time since the start.
+                let start = if clock_id == CLOCKID_REALTIME {
+                    FIXED_WALL_CLOCK_SECS * 1_000_000_000
+                } else {
+                    FIXED_MONOTONIC_NANOS
+                };
+                timeout.saturating_sub(start)
+            }
+        });
+        parsed.push((u64_at(0), event_type, due));
+    }
+    let descriptors_ready = parsed.iter().any(|(_, _, due)| due.is_none());
+    let earliest = parsed.iter().filter_map(|(_, _, due)| *due).min();
+    let fired: Vec<&(u64, u8, Option<u64>)> =
+        parsed.iter().filter(|(_, _, due)| if descriptors_ready { due.is_none() } else { *due == earliest }).collect();
+    if !descriptors_ready && let Some(earliest) = earliest {
+        time.advance_to(earliest);
+    }
+    for (index, (userdata, event_type, _)) in fired.iter().enumerate() {
+        let at = events + index * EVENT_SIZE;
+        let Some(out) = data.get_mut(at..at + EVENT_SIZE) else {
             return ERRNO_FAULT;
         };
         out.fill(0);
-        out[..8].copy_from_slice(&userdata);
+        out[..8].copy_from_slice(&userdata.to_le_bytes());
         // error (u16 at 8) stays 0: success; type (u8 at 10) echoes the subscription.
-        out[10] = event_type;
+        out[10] = *event_type;
     }
     let n_events_out = n_events_out as u32 as usize;
     let Some(out) = data.get_mut(n_events_out..n_events_out + 4) else {
         return ERRNO_FAULT;
     };
-    out.copy_from_slice(&(n as u32).to_le_bytes());
+    out.copy_from_slice(&(fired.len() as u32).to_le_bytes());
     ERRNO_SUCCESS
 }
 
-struct FixedWallClock;
+/// The wall clock: 2000-01-01T00:00:00Z plus the time the app slept.
+struct WallClock(VirtualTime);
 
-impl HostWallClock for FixedWallClock {
+impl HostWallClock for WallClock {
     fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
+        Duration::from_nanos(1)
     }
     fn now(&self) -> Duration {
-        Duration::from_secs(FIXED_WALL_CLOCK_SECS)
+        Duration::from_secs(FIXED_WALL_CLOCK_SECS) + Duration::from_nanos(self.0.elapsed_nanos())
     }
 }
 
-struct FixedMonotonicClock;
+/// The monotonic clock: a fixed start plus the time the app slept.
+struct MonotonicClock(VirtualTime);
 
-impl HostMonotonicClock for FixedMonotonicClock {
+impl HostMonotonicClock for MonotonicClock {
     fn resolution(&self) -> u64 {
         1
     }
     fn now(&self) -> u64 {
-        FIXED_MONOTONIC_NANOS
+        FIXED_MONOTONIC_NANOS.saturating_add(self.0.elapsed_nanos())
     }
 }
 
