@@ -1,5 +1,6 @@
 //! Commands run beside a worker on the same state directory:
-//! `quorum-worker status` (what it is doing, read from the journal) and
+//! `quorum-worker status` (what it is doing, read from the journal, and the
+//! disk its app cache uses) and
 //! `quorum-worker pause` / `resume` (a setting in the journal, so it holds
 //! across restarts, plus SIGUSR1 / SIGUSR2 to the running worker so it takes
 //! effect at once).
@@ -70,6 +71,20 @@ pub async fn set_paused(state_dir: &Path, paused: bool) -> anyhow::Result<String
     Ok(message)
 }
 
+/// The app cache's line of `status`: `app cache: 3 apps, 1.2 MiB of 256 MiB`
+/// (the budget is the one the last worker started with, when one has).
+async fn app_cache_line(state_dir: &Path, budget: Option<u64>) -> anyhow::Result<String> {
+    let state = StateDir::open(state_dir).with_context(|| format!("cannot open {}", state_dir.display()))?;
+    let apps = tokio::task::spawn_blocking(move || state.list_apps())
+        .await
+        .context("the app cache listing panicked")?
+        .context("cannot list the app cache")?;
+    let bytes: u64 = apps.iter().map(|app| app.size).sum();
+    let n = apps.len();
+    let budget = budget.map(|budget| format!(" of {}", human_bytes(budget))).unwrap_or_default();
+    Ok(format!("app cache: {n} app{}, {}{budget}", if n == 1 { "" } else { "s" }, human_bytes(bytes)))
+}
+
 /// What the worker is doing, as text: one block per coordinator, one line per task.
 pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
     let journal = open(state_dir).await?;
@@ -77,6 +92,7 @@ pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
     let paused = journal.setting("paused").await?.as_deref() == Some("1");
     let cpus = journal.setting("cpus").await?.unwrap_or_else(|| "?".into());
     let cpu_limit = journal.setting("cpu_limit").await?.unwrap_or_else(|| "100".into());
+    let app_cache_budget = journal.setting("app_cache_bytes").await?.and_then(|bytes| bytes.parse().ok());
     let attachments = journal.attachments().await?;
     let tasks = journal.tasks().await?;
     let stats: std::collections::HashMap<String, f64> =
@@ -92,6 +108,7 @@ pub async fn status(state_dir: &Path) -> anyhow::Result<String> {
         (None, true) => "not running (paused)".to_string(),
     };
     let _ = writeln!(out, "worker: {state}, {cpus} cpus, cpu limit {cpu_limit}%");
+    let _ = writeln!(out, "{}", app_cache_line(state_dir, app_cache_budget).await?);
     for attachment in &attachments {
         let host = attachment.host_id.map_or("not registered".to_string(), |id| format!("host {id}"));
         let _ = writeln!(
@@ -162,6 +179,22 @@ fn human_duration(ms: i64) -> String {
     }
 }
 
+/// `700 B`, `1.2 KiB`, `256 MiB`, `1.5 GiB`: one decimal, none when whole.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.1}");
+    format!("{} {}", text.strip_suffix(".0").unwrap_or(&text), UNITS[unit])
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -176,6 +209,21 @@ mod tests {
         assert_eq!(human_duration(12_400), "12s");
         assert_eq!(human_duration(200_000), "3m 20s");
         assert_eq!(human_duration(3_720_000), "1h 02m");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        for (bytes, text) in [
+            (0, "0 B"),
+            (700, "700 B"),
+            (1024, "1 KiB"),
+            (1260, "1.2 KiB"),
+            (1_258_291, "1.2 MiB"),
+            (256 * 1024 * 1024, "256 MiB"),
+            (3 << 30, "3 GiB"),
+        ] {
+            assert_eq!(human_bytes(bytes), text, "{bytes}");
+        }
     }
 
     #[tokio::test]
@@ -198,6 +246,7 @@ mod tests {
 
         let text = status(dir.path()).await.expect("status");
         assert!(text.contains("worker: not running"), "{text}");
+        assert!(text.contains("\napp cache: 0 apps, 0 B\n"), "no worker said its budget yet: {text}");
         assert!(text.contains("http://a (not registered, share 100)"), "{text}");
         assert!(text.contains("1 queued"), "{text}");
         assert!(text.contains("queued    result 5 (primes / wu-5): -, due in 59m"), "{text}");
@@ -207,5 +256,13 @@ mod tests {
         assert!(status(dir.path()).await.expect("status").contains("not running (paused)"));
         set_paused(dir.path(), false).await.expect("resume");
         assert!(status(dir.path()).await.expect("status").contains("worker: not running,"));
+
+        let module = b"\0asm\x01\0\0\0";
+        state.write_app(&crate::state::sha256_hex(module), module).expect("cache an app");
+        let journal = Journal::open_existing(&state.journal_path()).await.expect("journal");
+        journal.set_setting("app_cache_bytes", &(256u64 << 20).to_string()).await.expect("budget");
+        journal.close().await;
+        let text = status(dir.path()).await.expect("status");
+        assert!(text.contains("\napp cache: 1 app, 8 B of 256 MiB\n"), "{text}");
     }
 }
