@@ -60,7 +60,7 @@ async fn worker_computes_through_a_coordinator_outage() {
     // its journal ends up with nothing queued or running, and results to report.
     let status = poll_until("the worker to finish its buffer offline", Duration::from_millis(50), || async {
         let status = worker.try_command("status").await?;
-        let idle = status.contains(" 0 running, 0 queued,");
+        let idle = status.contains(" 0 running, 0 suspended, 0 queued,");
         if idle { Ok(status) } else { Err(status) }
     })
     .await;
@@ -100,5 +100,5 @@ async fn worker_computes_through_a_coordinator_outage() {
     }
     assert!(work_units.iter().all(|wu| wu.state == "done"), "{work_units:?}");
     let status = worker.command("status").await;
-    assert!(status.contains(" 0 running, 0 queued, 0 to report,"), "everything delivered: {status}");
+    assert!(status.contains(" 0 running, 0 suspended, 0 queued, 0 to report,"), "everything delivered: {status}");
 }

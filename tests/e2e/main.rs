@@ -3,6 +3,9 @@
 //! one server per test. Built into a single test binary (`e2e`).
 //!
 //! Layout:
+//! - `app_cache`: one worker, four projects with four apps, an app cache
+//!   holding one module: every project completes, the cache ends within its
+//!   budget.
 //! - `app_imports`: apps and custom validators importing what the sandbox
 //!   does not provide are refused at submission, naming the imports.
 //! - `access`: API tokens and roles: every `Projects` RPC refuses callers
@@ -89,6 +92,7 @@
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
 mod access;
+mod app_cache;
 mod app_imports;
 mod auto_pause;
 mod bad_manifests;

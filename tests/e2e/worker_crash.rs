@@ -144,6 +144,6 @@ async fn worker_killed_with_unreported_and_checkpointed_tasks() {
         );
     }
     let status = worker_a.command("status").await;
-    assert!(status.contains(" 0 running, 0 queued, 0 to report,"), "{status}");
+    assert!(status.contains(" 0 running, 0 suspended, 0 queued, 0 to report,"), "{status}");
     assert!(checkpointed(&state_a).is_empty(), "checkpoints are deleted once results are accepted");
 }

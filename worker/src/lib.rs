@@ -10,6 +10,8 @@
 //!   `/checkpoint` directory, fuel / memory / output / stderr / wall-time
 //!   limits, pause and CPU throttle). No async.
 //! - `state`: the state directory: app cache and checkpoint directories.
+//! - `app_cache`: the pure rule keeping the app cache within its budget
+//!   (least recently used first, never a module a held task needs).
 //! - `journal`: the SQLite journal (identities, tasks and their reports,
 //!   per-app speed, settings): what survives crashes.
 //! - `preferences`: BOINC's computing preferences (batteries, use, CPU
@@ -30,6 +32,7 @@
 //! Architecture invariant: CPU work (compiling and running apps) never runs on
 //! tokio threads; the pool sends outcomes back over a channel.
 
+pub mod app_cache;
 pub mod client;
 pub mod control;
 pub mod journal;
@@ -69,6 +72,9 @@ pub struct Config {
     pub attachments: Vec<Attach>,
     /// Holds the journal, the app cache and checkpoints; created if missing.
     pub state_dir: PathBuf,
+    /// Bytes the app cache (`apps/` in the state directory) may hold; the
+    /// least recently used modules no held task needs are evicted beyond it.
+    pub app_cache_bytes: u64,
     /// Tasks run at once (rayon threads); at least 1.
     pub cpus: usize,
     /// Percent of CPU time tasks may use (BOINC's CPU throttle), 1 to 100.
@@ -95,6 +101,9 @@ pub struct Config {
     /// Where batteries are read: `/sys/class/power_supply`.
     pub power_supply_dir: PathBuf,
 }
+
+/// The app cache's default budget: 256 MiB.
+pub const DEFAULT_APP_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2
 /// resumes, SIGHUP: the journal holds requests from `detach` or `abort`).

@@ -42,6 +42,17 @@ struct Cli {
     #[arg(long, env = "QUORUM_WORKER_STATE", value_name = "DIR", global = true)]
     state_dir: Option<PathBuf>,
 
+    /// Disk the app cache (STATE_DIR/apps) may use, in MiB; fractions are
+    /// allowed (0.5 is 512 KiB).
+    ///
+    /// Beyond it, the least recently used app modules that no task the worker
+    /// holds (queued, running or not yet reported) needs are deleted, after
+    /// each download and at start; they are downloaded again if a later task
+    /// needs them. Modules needed by held tasks are always kept, even over
+    /// the budget. `quorum-worker status` shows the cache's use.
+    #[arg(long, value_name = "MIB", default_value = "256", value_parser = parse_app_cache_mb)]
+    app_cache_mb: u64,
+
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t, global = true)]
     log_format: quorum_log::LogFormat,
@@ -220,6 +231,16 @@ fn parse_attach(text: &str) -> Result<quorum_worker::Attach, String> {
 
 const DEFAULT_SHARE: f64 = 100.0;
 
+/// `--app-cache-mb`: a non-negative number of MiB, as bytes (rounded down).
+fn parse_app_cache_mb(text: &str) -> Result<u64, String> {
+    let mib: f64 = text.parse().map_err(|_| format!("invalid size {text:?}: expected a number of MiB"))?;
+    if !(mib >= 0.0 && mib.is_finite()) {
+        return Err(format!("invalid size {text}: must be zero or more"));
+    }
+    // Saturates at u64::MAX for absurd sizes, which means "no limit".
+    Ok((mib * 1024.0 * 1024.0).floor() as u64)
+}
+
 /// Values of `--task-priority`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum PriorityArg {
@@ -304,6 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = quorum_worker::Config {
         attachments: cli.servers,
         state_dir,
+        app_cache_bytes: cli.app_cache_mb,
         cpus,
         cpu_limit: cli.cpu_limit,
         task_priority: match cli.task_priority {
@@ -486,6 +508,7 @@ mod tests {
             assert_eq!(cli.state_dir, None, "the per-user default, resolved at start");
         }
         assert_eq!(cli.max_backoff_ms, 30_000);
+        assert_eq!(cli.app_cache_mb, quorum_worker::DEFAULT_APP_CACHE_BYTES, "256 MiB");
         assert_eq!((cli.cpus, cli.cpu_limit, cli.buffer_low, cli.buffer_high), (None, 100, None, None));
         assert!(cli.command.is_none());
         assert!(Cli::try_parse_from(["quorum-worker", "--cpus", "0"]).is_err());
@@ -494,6 +517,19 @@ mod tests {
         let cli =
             Cli::try_parse_from(["quorum-worker", "--cpus", "3", "--max-backoff-ms", "500"]).expect("valid flags");
         assert_eq!((cli.cpus, cli.max_backoff_ms), (Some(3), 500));
+    }
+
+    #[test]
+    fn the_app_cache_budget_is_in_mib_with_fractions() {
+        let bytes =
+            |mib: &str| Cli::try_parse_from(["quorum-worker", "--app-cache-mb", mib]).map(|cli| cli.app_cache_mb).ok();
+        assert_eq!(bytes("1"), Some(1024 * 1024));
+        assert_eq!(bytes("0.5"), Some(512 * 1024));
+        assert_eq!(bytes("0.001"), Some(1048), "rounded down");
+        assert_eq!(bytes("0"), Some(0));
+        for bad in ["-1", "x", "inf", "NaN", ""] {
+            assert_eq!(bytes(bad), None, "{bad}");
+        }
     }
 
     #[test]

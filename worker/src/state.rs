@@ -8,13 +8,20 @@
 //! never leaves half a file under a real name. App modules are checked against
 //! their SHA-256 digest when stored and again when read back: a corrupted
 //! cached file is deleted and reported as missing, so it gets downloaded again.
+//! The app cache is kept within a budget ([`StateDir::trim_apps`], the rule in
+//! `app_cache`): a module's modification time is its last use, touched each
+//! time a task uses it, and the least recently used go first.
 //! Plain blocking `std::fs`: callers on an async runtime use `spawn_blocking`.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
+
+use crate::app_cache::{self, CachedApp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -103,9 +110,13 @@ impl StateDir {
         }
     }
 
+    fn apps_dir(&self) -> PathBuf {
+        self.root.join("apps")
+    }
+
     fn app_path(&self, digest: &str) -> Result<PathBuf, Error> {
         check_digest(digest)?;
-        Ok(self.root.join("apps").join(format!("{digest}.wasm")))
+        Ok(self.apps_dir().join(format!("{digest}.wasm")))
     }
 
     /// The cached module with this digest, if present and intact. A file whose
@@ -118,6 +129,10 @@ impl StateDir {
             Err(source) => return Err(Error::Io { path, source }),
         };
         if sha256_hex(&bytes) == digest {
+            if let Err(error) = touch(&path) {
+                // Only the eviction order suffers.
+                tracing::debug!(digest, error = %error, "cannot touch a cached app");
+            }
             return Ok(Some(bytes));
         }
         tracing::warn!(digest, "cached app is corrupted, deleting it");
@@ -134,6 +149,94 @@ impl StateDir {
         verify_digest(digest, bytes)?;
         write_atomically(&path, bytes)
     }
+
+    /// Marks the cached module with this digest as used now (its modification
+    /// time), so it is evicted after those used before it. A module that is
+    /// not cached is fine.
+    pub fn touch_app(&self, digest: &str) -> Result<(), Error> {
+        let path = self.app_path(digest)?;
+        match touch(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// The cached modules (`apps/<digest>.wasm`; other files, such as a
+    /// temporary file being written, are not modules and are skipped).
+    pub fn list_apps(&self) -> Result<Vec<CachedApp>, Error> {
+        let dir = self.apps_dir();
+        let io = |source| Error::Io { path: dir.clone(), source };
+        let mut apps = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            let Some(digest) = name.to_str().and_then(|name| name.strip_suffix(".wasm")) else {
+                continue;
+            };
+            if check_digest(digest).is_err() {
+                continue;
+            }
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                // Removed since the listing: not cached any more.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(Error::Io { path: entry.path(), source }),
+            };
+            let last_used = metadata.modified().map_err(|source| Error::Io { path: entry.path(), source })?;
+            apps.push(CachedApp { digest: digest.to_string(), size: metadata.len(), last_used });
+        }
+        Ok(apps)
+    }
+
+    /// Deletes the cached module with this digest. A missing one is fine.
+    pub fn remove_app(&self, digest: &str) -> Result<(), Error> {
+        let path = self.app_path(digest)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// Keeps the app cache within `budget` bytes: evicts the modules
+    /// [`app_cache::to_evict`] picks (least recently used first, never one in
+    /// `needed`). A module that cannot be removed is logged and counted as
+    /// still cached; the other evictions go on.
+    pub fn trim_apps(&self, needed: &HashSet<String>, budget: u64) -> Result<Trimmed, Error> {
+        let cached = self.list_apps()?;
+        let mut bytes: u64 = cached.iter().map(|app| app.size).sum();
+        let mut trimmed = Trimmed { evicted: Vec::new(), n_apps: cached.len(), bytes: 0 };
+        for digest in app_cache::to_evict(&cached, needed, budget) {
+            match self.remove_app(&digest) {
+                Ok(()) => {
+                    let size = cached.iter().find(|app| app.digest == digest).map_or(0, |app| app.size);
+                    bytes -= size;
+                    trimmed.n_apps -= 1;
+                    trimmed.evicted.push((digest, size));
+                }
+                Err(error) => tracing::warn!(error = %error, "cannot evict an app from the cache"),
+            }
+        }
+        trimmed.bytes = bytes;
+        Ok(trimmed)
+    }
+}
+
+/// What [`StateDir::trim_apps`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trimmed {
+    /// The modules evicted, with their sizes, in the order they went.
+    pub evicted: Vec<(String, u64)>,
+    /// Modules left in the cache...
+    pub n_apps: usize,
+    /// ... and their bytes (over the budget only when needed ones fill it).
+    pub bytes: u64,
+}
+
+/// Sets the file's modification time to now.
+fn touch(path: &Path) -> std::io::Result<()> {
+    fs::File::open(path)?.set_modified(SystemTime::now())
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -225,6 +328,42 @@ mod tests {
         fs::write(&path, b"corrupted").expect("corrupt");
         assert_eq!(state.read_app(&digest).expect("read"), None);
         assert!(!path.exists());
+    }
+
+    /// Caches a distinct small module per `tag`, last used `tag` seconds after the epoch.
+    fn cache_app(state: &StateDir, tag: u8) -> String {
+        let module = [b'\0', b'a', b's', b'm', 1, 0, 0, 0, tag];
+        let digest = sha256_hex(&module);
+        state.write_app(&digest, &module).expect("write");
+        let used = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(tag));
+        fs::File::open(state.app_path(&digest).expect("path")).and_then(|f| f.set_modified(used)).expect("set mtime");
+        digest
+    }
+
+    #[test]
+    fn the_app_cache_lists_touches_and_evicts_least_recently_used() {
+        let (_dir, state) = state();
+        let digests: Vec<String> = (1..=3).map(|tag| cache_app(&state, tag)).collect();
+        // Not modules: skipped by the listing, never evicted.
+        fs::write(state.apps_dir().join(".partial.wasm.1.tmp"), b"half").expect("temp file");
+        let mut listed = state.list_apps().expect("list");
+        listed.sort_by_key(|app| app.last_used);
+        let listed: Vec<(&str, u64)> = listed.iter().map(|app| (app.digest.as_str(), app.size)).collect();
+        assert_eq!(listed, digests.iter().map(|d| (d.as_str(), 9)).collect::<Vec<_>>());
+
+        // The oldest is read (used) now: the second oldest is the least recently used.
+        state.read_app(&digests[0]).expect("read").expect("cached");
+        let trimmed = state.trim_apps(&HashSet::new(), 18).expect("trim");
+        assert_eq!(trimmed, Trimmed { evicted: vec![(digests[1].clone(), 9)], n_apps: 2, bytes: 18 });
+        assert_eq!(state.read_app(&digests[1]).expect("read"), None);
+
+        // Needed apps stay even over the budget.
+        let needed: HashSet<String> = [digests[2].clone()].into();
+        let trimmed = state.trim_apps(&needed, 0).expect("trim");
+        assert_eq!(trimmed, Trimmed { evicted: vec![(digests[0].clone(), 9)], n_apps: 1, bytes: 9 });
+        state.touch_app(&digests[0]).expect("touching an evicted app is fine");
+        state.remove_app(&digests[0]).expect("removing twice is fine");
+        assert!(state.apps_dir().join(".partial.wasm.1.tmp").exists());
     }
 
     #[test]

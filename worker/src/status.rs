@@ -9,12 +9,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::client::Client;
 use crate::control::{now_ms, open, running_pid};
 use crate::journal::{AttachmentLine, TaskState};
 use crate::schedule;
+use crate::state::StateDir;
 
 /// How long a coordinator has to answer for fresh counters.
 const COUNTERS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,7 +31,17 @@ pub struct Status {
     pub why: Option<String>,
     pub cpus: Option<u32>,
     pub cpu_limit: u8,
+    pub app_cache: AppCache,
     pub coordinators: Vec<Coordinator>,
+}
+
+/// The disk the app cache uses, and its budget (the one the last worker
+/// started with, when one has).
+#[derive(Debug, Clone, Serialize)]
+pub struct AppCache {
+    pub apps: usize,
+    pub bytes: u64,
+    pub budget_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +87,7 @@ pub async fn gather(state_dir: &Path, ca_cert: Option<&[u8]>, fresh: bool) -> an
     let suspended = journal.setting("suspended").await?.filter(|reason| !reason.is_empty() && pid.is_some());
     let cpus = journal.setting("cpus").await?.and_then(|n| n.parse().ok());
     let cpu_limit = journal.setting("cpu_limit").await?.and_then(|n| n.parse().ok()).unwrap_or(100);
+    let budget_bytes = journal.setting("app_cache_bytes").await?.and_then(|bytes| bytes.parse().ok());
     let attachments = journal.attachments().await?;
     let mut identities = HashMap::new();
     for attachment in &attachments {
@@ -136,7 +149,13 @@ pub async fn gather(state_dir: &Path, ca_cert: Option<&[u8]>, fresh: bool) -> an
             .collect();
         coordinators.push(coordinator(attachment, counters, tasks));
     }
-    Ok(Status { state, pid, why, cpus, cpu_limit, coordinators })
+    let state_dir = StateDir::open(state_dir).with_context(|| format!("cannot open {}", state_dir.display()))?;
+    let apps = tokio::task::spawn_blocking(move || state_dir.list_apps())
+        .await
+        .context("the app cache listing panicked")?
+        .context("cannot list the app cache")?;
+    let app_cache = AppCache { apps: apps.len(), bytes: apps.iter().map(|app| app.size).sum(), budget_bytes };
+    Ok(Status { state, pid, why, cpus, cpu_limit, app_cache, coordinators })
 }
 
 fn coordinator(line: AttachmentLine, fresh: Option<(f64, u64, u64, u64)>, tasks: Vec<TaskStatus>) -> Coordinator {
@@ -171,6 +190,10 @@ pub fn render(status: &Status, now_ms: i64) -> String {
     let why = status.why.as_deref().map(|why| format!(": {why}")).unwrap_or_default();
     let cpus = status.cpus.map_or("?".to_string(), |n| n.to_string());
     let _ = writeln!(out, "worker: {}{why}{pid}, {cpus} cpus, cpu limit {}%", status.state, status.cpu_limit);
+    let cache = &status.app_cache;
+    let budget = cache.budget_bytes.map(|budget| format!(" of {}", human_bytes(budget))).unwrap_or_default();
+    let plural = if cache.apps == 1 { "" } else { "s" };
+    let _ = writeln!(out, "app cache: {} app{plural}, {}{budget}", cache.apps, human_bytes(cache.bytes));
     for c in &status.coordinators {
         let host = c.host_id.map_or("not registered".to_string(), |id| format!("host {id}"));
         let last_known = if c.counters_fresh || c.host_id.is_none() { "" } else { " (last known: unreachable)" };
@@ -237,6 +260,22 @@ fn secs(s: u64) -> String {
     human_duration(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
 }
 
+/// `700 B`, `1.2 KiB`, `256 MiB`, `1.5 GiB`: one decimal, none when whole.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.1}");
+    format!("{} {}", text.strip_suffix(".0").unwrap_or(&text), UNITS[unit])
+}
+
 /// `1h 02m`, `3m 20s`, `12s`.
 fn human_duration(ms: i64) -> String {
     let secs = ms / 1000;
@@ -262,6 +301,21 @@ mod tests {
         assert_eq!(human_duration(3_720_000), "1h 02m");
     }
 
+    #[test]
+    fn sizes_read_well() {
+        for (bytes, text) in [
+            (0, "0 B"),
+            (700, "700 B"),
+            (1024, "1 KiB"),
+            (1260, "1.2 KiB"),
+            (1_258_291, "1.2 MiB"),
+            (256 * 1024 * 1024, "256 MiB"),
+            (3 << 30, "3 GiB"),
+        ] {
+            assert_eq!(human_bytes(bytes), text, "{bytes}");
+        }
+    }
+
     #[tokio::test]
     async fn status_shows_tasks_and_pause_persists() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -282,6 +336,7 @@ mod tests {
 
         let text = status(dir.path()).await.expect("status");
         assert!(text.contains("worker: not running"), "{text}");
+        assert!(text.contains("\napp cache: 0 apps, 0 B\n"), "no worker said its budget yet: {text}");
         assert!(text.contains("http://a (not registered, share 100)"), "{text}");
         assert!(text.contains("1 queued"), "{text}");
         assert!(text.contains("queued    result 5 (primes / wu-5): due in 59m"), "{text}");
@@ -294,5 +349,13 @@ mod tests {
         assert!(status(dir.path()).await.expect("status").contains("not running: paused until `quorum-worker resume`"));
         set_paused(dir.path(), false).await.expect("resume");
         assert!(status(dir.path()).await.expect("status").contains("worker: not running,"));
+
+        let module = b"\0asm\x01\0\0\0";
+        state.write_app(&crate::state::sha256_hex(module), module).expect("cache an app");
+        let journal = Journal::open_existing(&state.journal_path()).await.expect("journal");
+        journal.set_setting("app_cache_bytes", &(256u64 << 20).to_string()).await.expect("budget");
+        journal.close().await;
+        let text = status(dir.path()).await.expect("status");
+        assert!(text.contains("\napp cache: 1 app, 8 B of 256 MiB\n"), "{text}");
     }
 }

@@ -243,6 +243,7 @@ fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quor
     quorum_worker::Config {
         attachments: vec![quorum_worker::Attach { server: server.url(), share: 100.0 }],
         state_dir: state_dir.to_path_buf(),
+        app_cache_bytes: quorum_worker::DEFAULT_APP_CACHE_BYTES,
         cpus,
         cpu_limit: 100,
         task_priority: quorum_worker::priority::TaskPriority::Idle,

@@ -240,6 +240,7 @@ impl Worker {
                         Ok(Err(error)) => warn!(error = %error, "cannot cache app on disk"),
                         Err(error) => warn!(error = %error, "app cache writer panicked"),
                     }
+                    self.trim_app_cache().await;
                 }
                 Err(DownloadError::Status(status)) if status.code() == Code::Unauthenticated => {
                     self.forget_identity(index);
@@ -352,8 +353,13 @@ impl Worker {
         self.journal.forget(&server, &rejected).await?;
         let settled: HashSet<i64> = accepted.iter().chain(&rejected).copied().collect();
         self.unreported[index].retain(|u| !settled.contains(&u.report.result_id));
+        let any_settled = !settled.is_empty();
         for result_id in settled {
             self.remove_checkpoint(&server, result_id);
+        }
+        if any_settled && self.app_cache_over_budget {
+            // Their apps may go now.
+            self.trim_app_cache().await;
         }
         self.abort(index, abort).await
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use quorum_proto::v1::{Assignment, ReportedOutcome};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::*;
 use crate::journal::{AppStats, Finished};
@@ -207,10 +207,16 @@ impl Worker {
             return self.record_finished(vec![Completed::unrun(key.0, assignment.app_digest, report)]).await;
         }
         let state = self.state.clone();
-        let (dir_server, result_id) = (server.clone(), key.1);
-        let prepared = tokio::task::spawn_blocking(move || state.prepare_checkpoint_dir(&dir_server, result_id))
-            .await
-            .context("checkpoint directory preparation panicked")?;
+        let (dir_server, result_id, digest) = (server.clone(), key.1, assignment.app_digest.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            // Used now: the last to be evicted from the app cache.
+            if let Err(error) = state.touch_app(&digest) {
+                debug!(error = %error, "cannot mark the app as used in the cache");
+            }
+            state.prepare_checkpoint_dir(&dir_server, result_id)
+        })
+        .await
+        .context("checkpoint directory preparation panicked")?;
         let (checkpoint_dir, resumed): (Option<PathBuf>, bool) = match prepared {
             Ok((dir, resumed)) => (Some(dir), resumed),
             Err(error) => {
@@ -380,7 +386,8 @@ impl Worker {
                     ),
                 }
             }
-            self.unreported[task.index].push(Unreported { report: task.report, since: Instant::now() });
+            let unreported = Unreported { report: task.report, app_digest: task.app_digest, since: Instant::now() };
+            self.unreported[task.index].push(unreported);
         }
         Ok(())
     }

@@ -31,6 +31,11 @@
 //! finished ones are reported, others queued again (resuming from their
 //! checkpoint directory when the app left one there).
 //!
+//! The app cache on disk is kept within its budget (`--app-cache-mb`, see
+//! `app_cache`) at start, after each download and, while the modules held
+//! tasks need fill it beyond the budget, after reports are settled; a module
+//! evicted from the disk is dropped from memory too (no queued task needs it).
+//!
 //! This module holds the state and the loop (start, turns, shutdown);
 //! `compute` what happens on the cores, `calls` what is said to the
 //! coordinators.
@@ -40,7 +45,7 @@ mod compute;
 mod give_back;
 mod suspend;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -51,7 +56,7 @@ use anyhow::Context as _;
 use quorum_proto::v1::{Assignment, ResultReport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::client::Client;
 use crate::journal::{AppStats, Identity, Journal, TaskState};
@@ -122,6 +127,9 @@ pub(crate) struct Worker {
     unreported: Vec<Vec<Unreported>>,
     /// App modules already fetched and verified, by digest.
     apps: HashMap<String, Arc<[u8]>>,
+    /// The app cache was left over its budget (the modules held tasks need
+    /// fill it): trim it again once reports are settled.
+    app_cache_over_budget: bool,
     /// Apps the worker knows it cannot get: why, by digest.
     unusable_apps: HashMap<String, String>,
     app_stats: HashMap<String, AppStats>,
@@ -191,6 +199,8 @@ enum Fate {
 
 struct Unreported {
     report: ResultReport,
+    /// Its app, kept in the cache until the report is settled.
+    app_digest: String,
     since: Instant,
 }
 
@@ -328,6 +338,7 @@ impl Worker {
             running: HashMap::new(),
             unreported: (0..n).map(|_| Vec::new()).collect(),
             apps: HashMap::new(),
+            app_cache_over_budget: false,
             unusable_apps: HashMap::new(),
             app_stats,
             done_tx,
@@ -347,6 +358,7 @@ impl Worker {
         self.journal.set_setting("pid", &std::process::id().to_string()).await?;
         self.journal.set_setting("cpus", &self.config.cpus.to_string()).await?;
         self.journal.set_setting("cpu_limit", &self.config.cpu_limit.to_string()).await?;
+        self.journal.set_setting("app_cache_bytes", &self.config.app_cache_bytes.to_string()).await?;
         if self.journal.setting("paused").await?.as_deref() == Some("1") {
             self.set_paused(true).await;
         }
@@ -358,6 +370,7 @@ impl Worker {
         self.journal.set_setting("servers", &servers.join(" ")).await?;
         // Requests left by a detach or an abort while no worker ran, or cut off.
         self.take_requests().await?;
+        self.trim_app_cache().await;
         info!(
             cpus = self.config.cpus,
             cpu_limit = self.config.cpu_limit,
@@ -400,7 +413,8 @@ impl Worker {
                 match (task.state, task.report) {
                     (TaskState::Finished, Some(report)) => {
                         finished += 1;
-                        self.unreported[index].push(Unreported { report, since: Instant::now() });
+                        let app_digest = task.assignment.app_digest;
+                        self.unreported[index].push(Unreported { report, app_digest, since: Instant::now() });
                     }
                     (state, _) => {
                         queued += 1;
@@ -453,6 +467,46 @@ impl Worker {
 }
 
 impl Worker {
+    /// The apps of every task the worker holds: queued, running, unreported.
+    fn needed_apps(&self) -> HashSet<String> {
+        let queued = self.queue.values().map(|q| &q.assignment.app_digest);
+        let running = self.running.values().map(|r| &r.app_digest);
+        let unreported = self.unreported.iter().flatten().map(|u| &u.app_digest);
+        queued.chain(running).chain(unreported).cloned().collect()
+    }
+
+    /// Keeps the app cache within its budget (off the async threads), and
+    /// drops the modules evicted from memory too: no queued task needs them.
+    /// An I/O error is logged, never fatal: the cache is only a cache.
+    async fn trim_app_cache(&mut self) {
+        let (state, needed, budget) = (self.state.clone(), self.needed_apps(), self.config.app_cache_bytes);
+        let trimmed = match tokio::task::spawn_blocking(move || state.trim_apps(&needed, budget)).await {
+            Ok(Ok(trimmed)) => trimmed,
+            Ok(Err(error)) => {
+                warn!(error = %error, "cannot trim the app cache");
+                return;
+            }
+            Err(error) => {
+                warn!(error = %error, "the app cache trimmer panicked");
+                return;
+            }
+        };
+        for (digest, size) in &trimmed.evicted {
+            self.apps.remove(digest);
+            debug!(digest, size, "evicted app from the cache");
+        }
+        self.app_cache_over_budget = trimmed.bytes > budget;
+        if !trimmed.evicted.is_empty() || self.app_cache_over_budget {
+            debug!(
+                evicted = trimmed.evicted.len(),
+                n_apps = trimmed.n_apps,
+                bytes = trimmed.bytes,
+                budget,
+                "app cache trimmed"
+            );
+        }
+    }
+
     /// Journals running tasks as they come back from the pool, until none is
     /// left or `deadline` passes.
     async fn collect_tasks(&mut self, deadline: Instant) {
