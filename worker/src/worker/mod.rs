@@ -49,7 +49,7 @@ use anyhow::Context as _;
 use quorum_proto::v1::{Assignment, ResultReport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::client::Client;
 use crate::journal::{AppStats, Identity, Journal, TaskState};
@@ -364,7 +364,7 @@ impl Worker {
                 }
             }
             if queued + finished > 0 {
-                info!(server, queued, finished, "recovered tasks from the journal");
+                debug!(server, queued, finished, "recovered tasks from the journal");
             }
         }
         Ok(())
@@ -425,7 +425,7 @@ impl Worker {
             self.collect_tasks(Instant::now() + SHUTDOWN_GRACE).await;
         }
         if !self.running.is_empty() {
-            info!(n = self.running.len(), "interrupting {} running tasks", self.running.len());
+            debug!(n = self.running.len(), "interrupting {} running tasks", self.running.len());
             // A paused task sees its abort at once: the gate stays as it is.
             for running in self.running.values() {
                 running.control.abort();
