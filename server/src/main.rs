@@ -74,6 +74,22 @@ struct Cli {
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, global = true, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t)]
     log_format: quorum_log::LogFormat,
+    /// Write the log to this file instead of stderr, rotated by size.
+    ///
+    /// Lines go to PATH only (an error that stops the coordinator is still
+    /// printed on stderr), in the --log-format; the file is created mode
+    /// 0600. Once PATH passes --log-max-mb it becomes PATH.1 (PATH.1
+    /// becomes PATH.2, ...) and a new PATH begins; --log-keep files are
+    /// kept in all. Only serving logs there; `token` logs on stderr.
+    #[arg(long, env = "QUORUM_LOG_FILE", value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Rotate the log file once it passes this size, in megabytes
+    /// (1 MB = 1,000,000 bytes; fractions allowed).
+    #[arg(long = "log-max-mb", env = "QUORUM_LOG_MAX_MB", value_name = "MB", default_value = "10", value_parser = quorum_log::parse_megabytes)]
+    log_max_bytes: u64,
+    /// Log files kept in all, the current one included (3: PATH, PATH.1, PATH.2).
+    #[arg(long, env = "QUORUM_LOG_KEEP", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    log_keep: u32,
     /// Manage the database instead of serving.
     #[command(subcommand)]
     command: Option<Command>,
@@ -139,7 +155,16 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    quorum_log::init(cli.log_format, "info");
+    match (&cli.log_file, &cli.command) {
+        (Some(path), None) => {
+            let file = quorum_log::FileLog::new(path.clone(), cli.log_max_bytes, cli.log_keep);
+            if let Err(error) = quorum_log::init_file(cli.log_format, "info", &file) {
+                eprintln!("error: cannot open --log-file {error}");
+                return ExitCode::from(2);
+            }
+        }
+        _ => quorum_log::init(cli.log_format, "info"),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -86,6 +86,9 @@
 //!   refuses it and never registers.
 //! - `lone_worker`: one worker with several quorum-2 projects computes one
 //!   copy of every work unit, then waits for a second host.
+//! - `worker_log`: `--log-file` writes the worker's lines to a file (mode
+//!   0600) rotated by size, keeping `--log-keep` files; at INFO a task is one
+//!   line when it starts and one when it ends, nothing more.
 //! - `tidy`: source-level rules of the workspace (doc comments, a domain
 //!   free of gRPC, SQL and tokio).
 //!
@@ -132,4 +135,5 @@ mod tls;
 mod validators;
 mod worker_address;
 mod worker_crash;
+mod worker_log;
 mod worker_shutdown;

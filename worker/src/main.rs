@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 /// A quorum volunteer worker: asks coordinators for work, runs it in a
 /// deterministic WebAssembly sandbox, reports the results.
 ///
-/// Logs one line per event on stderr (filter with RUST_LOG, default info).
+/// Logs one line per event on stderr (filter with RUST_LOG, default info:
+/// a line when a task starts and one when it ends, registrations, problems),
+/// or in a rotated file with --log-file, as a service would.
 /// Stops cleanly on SIGINT (Ctrl-C) or SIGTERM; SIGUSR1 pauses computing,
 /// SIGUSR2 resumes, SIGHUP acts on `detach` and `abort` requests.
 /// Everything it must not lose is in STATE_DIR/journal.db: after a crash it
@@ -56,6 +58,27 @@ struct Cli {
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t, global = true)]
     log_format: quorum_log::LogFormat,
+
+    /// Write the log to this file instead of stderr, rotated by size.
+    ///
+    /// For a worker run as a service: its lines go to PATH only (an error
+    /// that stops it is still printed on stderr), in the --log-format, and
+    /// the file is created mode 0600 (it names the coordinators). Once PATH
+    /// passes --log-max-mb it becomes PATH.1 (PATH.1 becomes PATH.2, ...)
+    /// and a new PATH begins; --log-keep files are kept in all. Only the
+    /// worker itself logs there; its commands (status, pause, run...) log
+    /// on stderr.
+    #[arg(long, env = "QUORUM_WORKER_LOG_FILE", value_name = "PATH")]
+    log_file: Option<PathBuf>,
+
+    /// Rotate the log file once it passes this size, in megabytes
+    /// (1 MB = 1,000,000 bytes; fractions allowed).
+    #[arg(long = "log-max-mb", env = "QUORUM_WORKER_LOG_MAX_MB", value_name = "MB", default_value = "10", value_parser = quorum_log::parse_megabytes)]
+    log_max_bytes: u64,
+
+    /// Log files kept in all, the current one included (3: PATH, PATH.1, PATH.2).
+    #[arg(long, env = "QUORUM_WORKER_LOG_KEEP", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    log_keep: u32,
 
     /// Tasks to run at once [default: all logical cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -262,7 +285,16 @@ fn default_state_dir(xdg_data_home: Option<std::ffi::OsString>, home: Option<std
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    quorum_log::init(cli.log_format, "info");
+    match (&cli.log_file, &cli.command) {
+        (Some(path), None) => {
+            let file = quorum_log::FileLog::new(path.clone(), cli.log_max_bytes, cli.log_keep);
+            if let Err(error) = quorum_log::init_file(cli.log_format, "info", &file) {
+                eprintln!("error: cannot open --log-file {error}");
+                return ExitCode::from(2);
+            }
+        }
+        _ => quorum_log::init(cli.log_format, "info"),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -509,6 +541,18 @@ mod tests {
         }
         assert_eq!(cli.max_backoff_ms, 30_000);
         assert_eq!(cli.app_cache_mb, quorum_worker::DEFAULT_APP_CACHE_BYTES, "256 MiB");
+        if std::env::var_os("QUORUM_WORKER_LOG_FILE").is_none() {
+            assert_eq!(cli.log_file, None, "stderr unless asked");
+        }
+        if std::env::var_os("QUORUM_WORKER_LOG_MAX_MB").is_none()
+            && std::env::var_os("QUORUM_WORKER_LOG_KEEP").is_none()
+        {
+            assert_eq!((cli.log_max_bytes, cli.log_keep), (10_000_000, 3));
+        }
+        let cli = Cli::try_parse_from(["quorum-worker", "--log-file", "w.log", "--log-max-mb", "0.5"]).expect("valid");
+        assert_eq!((cli.log_file, cli.log_max_bytes), (Some(PathBuf::from("w.log")), 500_000));
+        assert!(Cli::try_parse_from(["quorum-worker", "--log-max-mb", "0"]).is_err());
+        assert!(Cli::try_parse_from(["quorum-worker", "--log-keep", "0"]).is_err());
         assert_eq!((cli.cpus, cli.cpu_limit, cli.buffer_low, cli.buffer_high), (None, 100, None, None));
         assert!(cli.command.is_none());
         assert!(Cli::try_parse_from(["quorum-worker", "--cpus", "0"]).is_err());

@@ -195,7 +195,7 @@ impl Worker {
                     }
                     let attachment = &mut self.attachments[index];
                     if n > 0 {
-                        info!(server = %server, n, "got {n} results");
+                        debug!(server = %server, n, "got {n} results");
                     }
                     if (n as u32) < asked {
                         let delay = if response.retry_after_ms > 0 {
@@ -230,7 +230,7 @@ impl Worker {
             Answer::Downloaded { digest, result } => match result {
                 Ok(bytes) => {
                     self.attachments[index].download_retry.succeeded();
-                    info!(server = %server, digest, size = bytes.len(), "downloaded app");
+                    debug!(server = %server, digest, size = bytes.len(), "downloaded app");
                     let module: Arc<[u8]> = bytes.into();
                     self.apps.insert(digest.clone(), module.clone());
                     let state = self.state.clone();
@@ -338,7 +338,7 @@ impl Worker {
         let accepted: Vec<i64> = accepted.iter().copied().filter(|id| sent.contains(id)).collect();
         if !accepted.is_empty() {
             self.journal.reported(&server, &accepted).await?;
-            info!(server = %server, n = accepted.len(), "reported {} results", accepted.len());
+            debug!(server = %server, n = accepted.len(), "reported {} results", accepted.len());
             let attachment = &mut self.attachments[index];
             if attachment.host_record_due.is_none() {
                 let soon = Instant::now() + HOST_RECORD_DELAY;
@@ -387,7 +387,7 @@ impl Worker {
         for result_id in &forget {
             self.remove_checkpoint(&server, *result_id);
         }
-        info!(server = %server, n = result_ids.len(), "aborting {} results", result_ids.len());
+        debug!(server = %server, n = result_ids.len(), "aborting {} results", result_ids.len());
         Ok(())
     }
 

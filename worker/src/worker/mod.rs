@@ -430,7 +430,7 @@ impl Worker {
                 }
             }
             if queued + finished > 0 {
-                info!(server, queued, finished, "recovered tasks from the journal");
+                debug!(server, queued, finished, "recovered tasks from the journal");
             }
         }
         Ok(())
@@ -535,7 +535,7 @@ impl Worker {
             self.collect_tasks(Instant::now() + SHUTDOWN_GRACE).await;
         }
         if !self.running.is_empty() {
-            info!(n = self.running.len(), "interrupting {} running tasks", self.running.len());
+            debug!(n = self.running.len(), "interrupting {} running tasks", self.running.len());
             // A paused task sees its abort at once: the gate stays as it is.
             for running in self.running.values() {
                 running.control.abort();
