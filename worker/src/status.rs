@@ -218,7 +218,7 @@ pub fn render(status: &Status, now_ms: i64) -> String {
                 ("to report", _) => {}
                 ("queued", _) if task.fuel_done == 0 => {}
                 (_, Some(done)) => parts.push(format!("{:.0}%", done * 100.0)),
-                (_, None) => parts.push(format!("{} fuel done", task.fuel_done)),
+                (_, None) => parts.push(format!("{} fuel done", human_count(task.fuel_done))),
             }
             parts.extend(task.elapsed_s.map(|s| format!("{} elapsed", secs(s))));
             parts.extend(task.remaining_s.map(|s| format!("about {} to go", secs(s))));
@@ -260,6 +260,16 @@ fn secs(s: u64) -> String {
     human_duration(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
 }
 
+/// `950`, `45.7 M`, `15.3 G`: a count in three figures.
+fn human_count(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1} k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        _ => format!("{:.1} G", n as f64 / 1e9),
+    }
+}
+
 /// `700 B`, `1.2 KiB`, `256 MiB`, `1.5 GiB`: one decimal, none when whole.
 fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -299,6 +309,13 @@ mod tests {
         assert_eq!(human_duration(12_400), "12s");
         assert_eq!(human_duration(200_000), "3m 20s");
         assert_eq!(human_duration(3_720_000), "1h 02m");
+    }
+
+    #[test]
+    fn counts_read_well() {
+        for (n, text) in [(950, "950"), (45_723_273, "45.7 M"), (15_251_555_202, "15.3 G")] {
+            assert_eq!(human_count(n), text);
+        }
     }
 
     #[test]
