@@ -6,11 +6,12 @@
 //! A [`Sandbox`] owns two engines (NaN canonicalization off and on), a cache of
 //! compiled apps keyed by (digest, nan_canonicalization), and a ticker thread
 //! that advances both engines' epochs every 10 ms so wall-time limits, aborts,
-//! pauses and the CPU throttle can act on running code. Every run owns its
-//! `Store`.
+//! pauses and the CPU throttle can act on running code; given a directory
+//! (`with_compiled_cache`), it also keeps compiled modules on disk across
+//! restarts (`compiled`). Every run owns its `Store`.
 //!
 //! The environment is in `wasi`: no files but the task's checkpoint
-//! directory, no network, no environment variables, fixed clocks, a seeded
+//! directory, no network, no environment variables, virtual clocks, a seeded
 //! random source. Limits: fuel (an exact instruction count), linear memory,
 //! stdout size, stderr size, wall time.
 //!
@@ -20,6 +21,8 @@
 //! - `control`: [`Gate`] (pause and CPU throttle shared by a worker's tasks)
 //!   and [`TaskControl`] (abort and progress of one task).
 //! - `wasi`: the deterministic WASI preview 1 context and captured stdio.
+//! - `compiled`: compiled modules on disk, checksummed, keyed by digest and
+//!   engine.
 //! - `imports`: [`PROVIDED_IMPORTS`], the one list of what apps may import
 //!   (the coordinator checks submitted modules against it).
 //! - `tests`: unit tests with real wasmtime, inline WAT modules and the C
@@ -94,6 +97,7 @@
 //! error messages), 10 s of wall time. A validator should be symmetric (`compare(a, b) ==
 //! compare(b, a)`); quorum does not check it.
 
+pub mod compiled;
 mod control;
 mod imports;
 mod wasi;
@@ -101,6 +105,7 @@ mod wasi;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -284,6 +289,10 @@ pub struct Sandbox {
     /// Kept for its `Drop`, which stops the ticker thread once the sandbox
     /// and every [`Validator`] made from it are gone.
     ticker: Arc<Ticker>,
+    /// Compiled modules kept on disk across restarts, if given.
+    compiled: Option<compiled::CompiledCache>,
+    /// Modules compiled from WebAssembly (not loaded from `compiled`).
+    compilations: AtomicU64,
 }
 
 /// Linked modules (or why they cannot run), by (digest, nan_canonicalization).
@@ -309,7 +318,31 @@ impl Sandbox {
     pub fn new() -> Result<Self, Error> {
         let engines = [engine(false)?, engine(true)?];
         let ticker = Arc::new(Ticker::start(engines.clone())?);
-        Ok(Sandbox { engines, modules: Mutex::new(HashMap::new()), ticker })
+        Ok(Sandbox {
+            engines,
+            modules: Mutex::new(HashMap::new()),
+            ticker,
+            compiled: None,
+            compilations: AtomicU64::new(0),
+        })
+    }
+
+    /// Keeps compiled modules in `dir` (see [`compiled`]), so that a new
+    /// sandbox on the same directory, e.g. after a restart, loads them
+    /// instead of compiling.
+    pub fn with_compiled_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.compiled = Some(compiled::CompiledCache::new(dir));
+        self
+    }
+
+    /// The compiled-module cache, to delete an app's files with the app.
+    pub fn compiled_cache(&self) -> Option<&compiled::CompiledCache> {
+        self.compiled.as_ref()
+    }
+
+    /// How many modules this sandbox compiled (rather than loaded compiled).
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
     }
 
     /// Runs `task` to completion on the current thread (CPU-bound: call it
@@ -361,12 +394,32 @@ impl Sandbox {
         // Compile outside the lock: two threads may compile the same module
         // once each at worst, which is cheaper than serialising compilations.
         let engine = &self.engines[usize::from(task.nan_canonicalization)];
-        let compiled = compile(engine, &task.module).map_err(|error| match error {
-            CompileError::Invalid(message) => format!("invalid module: {message}"),
-            CompileError::NoStart => "app has no _start export".to_string(),
-            CompileError::Wasi(message) => format!("cannot link WASI: {message}"),
-        });
+        let compiled =
+            self.module(engine, task).and_then(|module| link(engine, &module)).map_err(|error| match error {
+                CompileError::Invalid(message) => format!("invalid module: {message}"),
+                CompileError::NoStart => "app has no _start export".to_string(),
+                CompileError::Wasi(message) => format!("cannot link WASI: {message}"),
+            });
         self.lock_modules().entry(key).or_insert(compiled).clone()
+    }
+
+    /// `task`'s module for `engine`: loaded from the compiled cache when a
+    /// good file is there, else compiled (and then kept there).
+    fn module(&self, engine: &Engine, task: &Task) -> Result<Module, CompileError> {
+        // Only real digests name files (tests key the memory cache by other text).
+        let disk = self.compiled.as_ref().filter(|_| is_hex_digest(&task.app_digest));
+        if let Some(cache) = disk
+            && let compiled::Loaded::Module(module) = cache.load(engine, &task.app_digest)
+        {
+            return Ok(module);
+        }
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        let module = Module::new(engine, &task.module).map_err(|error| CompileError::Invalid(format!("{error:#}")))?;
+        if let Some(cache) = disk {
+            // Not fatal: the next start compiles again.
+            let _ = cache.store(engine, &task.app_digest, &module);
+        }
+        Ok(module)
     }
 
     fn lock_modules(&self) -> std::sync::MutexGuard<'_, ModuleCache> {
@@ -628,12 +681,22 @@ enum CompileError {
 /// Compiles, validates and links a module.
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<InstancePre<TaskState>, CompileError> {
     let module = Module::new(engine, bytes).map_err(|error| CompileError::Invalid(format!("{error:#}")))?;
+    link(engine, &module)
+}
+
+/// 64 lowercase or uppercase hex digits: a SHA-256 digest.
+fn is_hex_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks a compiled module's `_start` and links it.
+fn link(engine: &Engine, module: &Module) -> Result<InstancePre<TaskState>, CompileError> {
     match module.get_export("_start") {
         Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {}
         _ => return Err(CompileError::NoStart),
     }
     let linker = linker(engine).map_err(|error| CompileError::Wasi(format!("{error:#}")))?;
-    linker.instantiate_pre(&module).map_err(|error| CompileError::Invalid(format!("{error:#}")))
+    linker.instantiate_pre(module).map_err(|error| CompileError::Invalid(format!("{error:#}")))
 }
 
 /// The linker every app and validator is linked with: the deterministic WASI

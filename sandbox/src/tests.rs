@@ -752,3 +752,63 @@ fn provided_imports_are_exactly_what_the_sandbox_links() {
     let wat = format!(r#"(module {imports} (memory (export "memory") 1) (func (export "_start")))"#);
     check(&wat, b"", Limits::default(), Status::Success(Vec::new()));
 }
+
+/// A task of `wat` under its real digest (the compiled cache keys files by it).
+fn digest_task(wat: &str, nan_canonicalization: bool) -> Task {
+    // The sandbox compiles WAT text as it does binary modules.
+    Task {
+        app_digest: sha256_hex(wat.as_bytes()),
+        module: Arc::from(wat.as_bytes()),
+        nan_canonicalization,
+        ..task(wat, b"abc", 1, Limits::default())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_compiled_module_is_reused_after_a_restart_and_refused_when_corrupt_or_foreign() {
+    let dir = tempfile::tempdir().expect("dir");
+    let task = digest_task(&app(ECHO), false);
+    let run = |sandbox: &Sandbox, task: &Task| sandbox.run(task, control()).status;
+    let first = Sandbox::new().expect("sandbox").with_compiled_cache(dir.path());
+    assert_eq!(run(&first, &task), Status::Success(b"abc".to_vec()));
+    assert_eq!(first.compilations(), 1);
+    let cached: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten().map(|e| e.path()).collect();
+    assert_eq!(cached.len(), 1, "one compiled file: {cached:?}");
+    drop(first);
+
+    // "Restarted": a new sandbox on the same directory compiles nothing.
+    let restarted = Sandbox::new().expect("sandbox").with_compiled_cache(dir.path());
+    assert_eq!(run(&restarted, &task), Status::Success(b"abc".to_vec()));
+    assert_eq!(restarted.compilations(), 0, "loaded, not compiled");
+
+    // A corrupted file is refused, deleted and compiled again.
+    let mut bytes = std::fs::read(&cached[0]).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&cached[0], &bytes).expect("corrupt it");
+    let after_corruption = Sandbox::new().expect("sandbox").with_compiled_cache(dir.path());
+    assert_eq!(run(&after_corruption, &task), Status::Success(b"abc".to_vec()));
+    assert_eq!(after_corruption.compilations(), 1, "compiled again");
+
+    // A file of another engine configuration, under this engine's name (its
+    // checksum right), is refused: wasmtime itself would take it, running
+    // without the NaN canonicalization the engine promises.
+    let sandbox = Sandbox::new().expect("sandbox").with_compiled_cache(dir.path());
+    let cache = sandbox.compiled_cache().expect("cache");
+    let nan_task = digest_task(&app(ECHO), true);
+    let nan_path = cache.path(&sandbox.engines[1], &nan_task.app_digest);
+    assert_ne!(nan_path, cached[0], "engines have files of their own");
+    std::fs::copy(&cached[0], &nan_path).expect("a foreign file");
+    assert!(matches!(cache.load(&sandbox.engines[1], &nan_task.app_digest), compiled::Loaded::Refused(_)));
+    assert!(!nan_path.exists(), "deleted");
+    assert_eq!(run(&sandbox, &nan_task), Status::Success(b"abc".to_vec()));
+    assert_eq!(sandbox.compilations(), 1);
+
+    cache.remove(&task.app_digest).expect("remove");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "both engines' files removed");
+}

@@ -127,7 +127,8 @@ pub async fn run(
         .with_context(|| format!("cannot open state directory {}", config.state_dir.display()))?;
     // Held until the worker stops.
     let _lock = state.lock()?;
-    let sandbox = sandbox::Sandbox::new().context("cannot create the sandbox")?;
+    let sandbox =
+        sandbox::Sandbox::new().context("cannot create the sandbox")?.with_compiled_cache(state.compiled_dir());
     let cpus = config.cpus.max(1);
     let buffer_low = config.buffer_low.max(1);
     let config = Config {

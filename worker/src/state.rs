@@ -1,6 +1,8 @@
 //! The worker's state directory: its lock (`worker.lock`: one worker at a
 //! time), the journal (`journal.db`, see `journal`),
-//! the app cache (`apps/<digest>.wasm`) and one checkpoint directory per task
+//! the app cache (`apps/<digest>.wasm`, and what the sandbox compiled of each
+//! module in `compiled/`, counted in the cache's size and evicted with it)
+//! and one checkpoint directory per task
 //! (`checkpoints/<server key>/<result id>/`, preopened as `/checkpoint` for
 //! the app).
 //!
@@ -19,6 +21,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use quorum_sandbox::compiled::CompiledCache;
 use sha2::{Digest as _, Sha256};
 
 use crate::app_cache::{self, CachedApp};
@@ -79,6 +82,15 @@ impl StateDir {
     }
 
     /// The journal's file.
+    /// Where the sandbox keeps compiled modules (counted in the app cache).
+    pub fn compiled_dir(&self) -> PathBuf {
+        self.root.join("compiled")
+    }
+
+    fn compiled(&self) -> CompiledCache {
+        CompiledCache::new(self.compiled_dir())
+    }
+
     pub fn journal_path(&self) -> PathBuf {
         self.root.join("journal.db")
     }
@@ -184,14 +196,19 @@ impl StateDir {
                 Err(source) => return Err(Error::Io { path: entry.path(), source }),
             };
             let last_used = metadata.modified().map_err(|source| Error::Io { path: entry.path(), source })?;
-            apps.push(CachedApp { digest: digest.to_string(), size: metadata.len(), last_used });
+            // The module and what the sandbox compiled of it.
+            let compiled =
+                self.compiled().size_of(digest).map_err(|source| Error::Io { path: self.compiled_dir(), source })?;
+            apps.push(CachedApp { digest: digest.to_string(), size: metadata.len() + compiled, last_used });
         }
         Ok(apps)
     }
 
-    /// Deletes the cached module with this digest. A missing one is fine.
+    /// Deletes the cached module with this digest, and what the sandbox
+    /// compiled of it. A missing one is fine.
     pub fn remove_app(&self, digest: &str) -> Result<(), Error> {
         let path = self.app_path(digest)?;
+        self.compiled().remove(digest).map_err(|source| Error::Io { path: self.compiled_dir(), source })?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

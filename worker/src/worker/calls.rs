@@ -357,7 +357,7 @@ impl Worker {
         for result_id in settled {
             self.remove_checkpoint(&server, result_id);
         }
-        if any_settled && self.app_cache_over_budget {
+        if any_settled && self.app_cache_to_trim {
             // Their apps may go now.
             self.trim_app_cache().await;
         }

@@ -251,6 +251,8 @@ impl Worker {
             "{}",
             if resumed { "resumed result from its checkpoint" } else { "started result" }
         );
+        // Its compiled module may join the app cache.
+        self.app_cache_to_trim = true;
         let control = TaskControl::new(self.gate.clone());
         self.running.insert(
             key,

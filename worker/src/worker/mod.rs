@@ -127,9 +127,11 @@ pub(crate) struct Worker {
     unreported: Vec<Vec<Unreported>>,
     /// App modules already fetched and verified, by digest.
     apps: HashMap<String, Arc<[u8]>>,
-    /// The app cache was left over its budget (the modules held tasks need
-    /// fill it): trim it again once reports are settled.
-    app_cache_over_budget: bool,
+    /// The app cache may be over its budget: it was left over it (the
+    /// modules held tasks need fill it), or a task started since the last
+    /// trim (the sandbox may have added its compiled module): trim it again
+    /// once reports are settled.
+    app_cache_to_trim: bool,
     /// Apps the worker knows it cannot get: why, by digest.
     unusable_apps: HashMap<String, String>,
     app_stats: HashMap<String, AppStats>,
@@ -338,7 +340,7 @@ impl Worker {
             running: HashMap::new(),
             unreported: (0..n).map(|_| Vec::new()).collect(),
             apps: HashMap::new(),
-            app_cache_over_budget: false,
+            app_cache_to_trim: false,
             unusable_apps: HashMap::new(),
             app_stats,
             done_tx,
@@ -495,8 +497,8 @@ impl Worker {
             self.apps.remove(digest);
             debug!(digest, size, "evicted app from the cache");
         }
-        self.app_cache_over_budget = trimmed.bytes > budget;
-        if !trimmed.evicted.is_empty() || self.app_cache_over_budget {
+        self.app_cache_to_trim = trimmed.bytes > budget;
+        if !trimmed.evicted.is_empty() || self.app_cache_to_trim {
             debug!(
                 evicted = trimmed.evicted.len(),
                 n_apps = trimmed.n_apps,
