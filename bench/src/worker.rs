@@ -282,6 +282,8 @@ fn direct(units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64
                     limits,
                     nan_canonicalization: false,
                     checkpoint_dir: None,
+                    args: Vec::new(),
+                    env: Vec::new(),
                 };
                 sandbox.run(&task, TaskControl::new(gate.clone()))
             })

@@ -108,9 +108,12 @@ fn limits() -> impl Strategy<Value = Option<v1::Limits>> {
 }
 
 fn work_units() -> impl Strategy<Value = Vec<v1::WorkUnitInput>> {
+    // Arguments and variables: mostly plain, sometimes with '=' or NUL.
+    let text = || prop_oneof![Just(String::new()), "[A-Z=]{0,4}", "\\PC{0,6}", Just("a\0b".to_owned())];
+    let env = proptest::collection::vec((text(), text()).prop_map(|(name, value)| v1::EnvVar { name, value }), 0..3);
     proptest::collection::vec(
-        (prop_oneof![Just(String::new()), "\\PC{0,20}"], bytes(16))
-            .prop_map(|(name, input)| v1::WorkUnitInput { name, input }),
+        (prop_oneof![Just(String::new()), "\\PC{0,20}"], bytes(16), proptest::collection::vec(text(), 0..3), env)
+            .prop_map(|(name, input, args, env)| v1::WorkUnitInput { name, input, args, env }),
         0..4,
     )
 }
@@ -189,6 +192,8 @@ fn call() -> impl Strategy<Value = Call> {
                     app_signature: sig,
                     app_public_key: key,
                     seed,
+                    args: Vec::new(),
+                    env: Vec::new(),
                 })
             },
         );
