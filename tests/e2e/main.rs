@@ -3,6 +3,10 @@
 //! one server per test. Built into a single test binary (`e2e`).
 //!
 //! Layout:
+//! - `app_args`: a project's and each work unit's arguments and environment
+//!   variables reach the app merged, `quorum results` shows them and
+//!   `quorum-worker run` reproduces with them; the coordinator refuses bad
+//!   ones itself, naming the entry, and creates nothing.
 //! - `app_imports`: apps and custom validators importing what the sandbox
 //!   does not provide are refused at submission, naming the imports.
 //! - `access`: API tokens and roles: every `Projects` RPC refuses callers
@@ -89,6 +93,7 @@
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
 mod access;
+mod app_args;
 mod app_imports;
 mod auto_pause;
 mod bad_manifests;
