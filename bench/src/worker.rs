@@ -377,7 +377,7 @@ async fn platform_run(
         nan_canonicalization: false,
         work_units: units
             .iter()
-            .map(|unit| v1::WorkUnitInput { name: unit.name.clone(), input: unit.input() })
+            .map(|unit| v1::WorkUnitInput { name: unit.name.clone(), input: unit.input(), ..Default::default() })
             .collect(),
         fuzzy: None,
         validator_module: Vec::new(),
