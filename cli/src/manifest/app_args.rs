@@ -86,7 +86,7 @@ mod tests {
         let args = args.iter().map(|&arg| arg.to_owned()).collect();
         let env = env.iter().map(|&(name, value)| (name.to_owned(), value.to_owned())).collect();
         let actual = AppArgs::new(args, env).map(|_| ()).map_err(|(field, problem)| format!("{field}: {problem}"));
-        assert_eq!(actual.as_ref().map_err(String::as_str), expected);
+        assert_eq!(actual.as_ref().copied().map_err(String::as_str), expected);
     }
 
     #[test]

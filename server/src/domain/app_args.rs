@@ -131,7 +131,7 @@ mod tests {
     fn check(args: &[&str], env: &[(&str, &str)], expected: Result<(), &str>) {
         let env = env.iter().map(|&(name, value)| (name.to_owned(), value.to_owned())).collect();
         let actual = AppArgs::new(strings(args), env).map(|_| ()).map_err(|error| error.to_string());
-        assert_eq!(actual.as_ref().map_err(String::as_str), expected, "args {args:?}");
+        assert_eq!(actual.as_ref().copied().map_err(String::as_str), expected, "args {args:?}");
     }
 
     #[test]
