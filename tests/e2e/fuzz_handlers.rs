@@ -25,7 +25,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// One call, with its arbitrary message.
 #[derive(Debug, Clone)]
 enum Call {
-    CreateProject(v1::CreateProjectRequest),
+    /// Boxed: by far the largest message.
+    CreateProject(Box<v1::CreateProjectRequest>),
     AddWorkUnits(v1::AddWorkUnitsRequest),
     GetStatus(v1::GetStatusRequest),
     ListWorkUnits(v1::ListWorkUnitsRequest),
@@ -179,7 +180,7 @@ fn call() -> impl Strategy<Value = Call> {
                 nan,
                 seed,
             )| {
-                Call::CreateProject(v1::CreateProjectRequest {
+                Call::CreateProject(Box::new(v1::CreateProjectRequest {
                     name,
                     app_module,
                     policy,
@@ -194,7 +195,7 @@ fn call() -> impl Strategy<Value = Call> {
                     seed,
                     args: Vec::new(),
                     env: Vec::new(),
-                })
+                }))
             },
         );
     prop_oneof![
@@ -270,7 +271,7 @@ async fn make(call: Call, projects: &ProjectsApi, scheduler: &SchedulerClient<Ch
     let (mut p, mut s) = (projects.clone(), scheduler.clone());
     let call = async move {
         match call {
-            Call::CreateProject(m) => code(p.create_project(m).await),
+            Call::CreateProject(m) => code(p.create_project(*m).await),
             Call::AddWorkUnits(m) => code(p.add_work_units(m).await),
             Call::GetStatus(m) => code(p.get_status(m).await),
             Call::ListWorkUnits(m) => code(p.list_work_units(m).await),

@@ -107,10 +107,14 @@ impl AppArgs {
     }
 }
 
+/// A copy's command line (`argv`, argv\[0\] included) and environment
+/// variables (in name order), as [`merge`] builds them.
+pub type Merged = (Vec<String>, Vec<(String, String)>);
+
 /// What one copy runs with: `argv = [program, project args..., work unit
 /// args...]` and the project's variables overridden by the work unit's, in
 /// name order.
-pub fn merge(program: &str, project: &AppArgs, work_unit: &AppArgs) -> (Vec<String>, Vec<(String, String)>) {
+pub fn merge(program: &str, project: &AppArgs, work_unit: &AppArgs) -> Merged {
     let argv = std::iter::once(program.to_owned())
         .chain(project.args.iter().cloned())
         .chain(work_unit.args.iter().cloned())

@@ -89,7 +89,7 @@ pub fn app_args(row: &SqliteRow, table: &'static str, args_column: &str, env_col
 
 /// The command line and environment of a copy, from the columns of
 /// [`app_args_columns`] and its project's name (argv\[0\]).
-pub fn merged_args(row: &SqliteRow, project: &str) -> Result<(Vec<String>, Vec<(String, String)>)> {
+pub fn merged_args(row: &SqliteRow, project: &str) -> Result<app_args::Merged> {
     let project_args = app_args(row, "projects", "project_args", "project_env")?;
     let work_unit_args = app_args(row, "work_units", "work_unit_args", "work_unit_env")?;
     Ok(app_args::merge(project, &project_args, &work_unit_args))
