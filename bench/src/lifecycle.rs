@@ -423,7 +423,11 @@ async fn submit(
     while next < n {
         let end = (next + SUBMIT_BATCH as u64).min(n);
         let work_units = (next..end)
-            .map(|i| v1::WorkUnitInput { name: String::new(), input: format!("{i}\n").into_bytes() })
+            .map(|i| v1::WorkUnitInput {
+                name: String::new(),
+                input: format!("{i}\n").into_bytes(),
+                ..Default::default()
+            })
             .collect();
         let request = v1::AddWorkUnitsRequest { project: name.to_owned(), work_units, policy: None };
         projects.add_work_units(request).await.with_context(|| format!("AddWorkUnits {name}"))?;

@@ -282,6 +282,8 @@ fn direct(units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64
                     limits,
                     nan_canonicalization: false,
                     checkpoint_dir: None,
+                    args: Vec::new(),
+                    env: Vec::new(),
                 };
                 sandbox.run(&task, TaskControl::new(gate.clone()))
             })
@@ -375,7 +377,7 @@ async fn platform_run(
         nan_canonicalization: false,
         work_units: units
             .iter()
-            .map(|unit| v1::WorkUnitInput { name: unit.name.clone(), input: unit.input() })
+            .map(|unit| v1::WorkUnitInput { name: unit.name.clone(), input: unit.input(), ..Default::default() })
             .collect(),
         fuzzy: None,
         validator_module: Vec::new(),

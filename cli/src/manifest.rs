@@ -17,6 +17,9 @@
 //! nan_canonicalization = false     # default false
 //! seed = 42                        # optional: the project seed random draws derive from
 //!                                  #   (default: derived from name); see README
+//! args = ["--steps", "100"]        # optional: the app's arguments after argv[0] (the name)
+//! [env]                            # optional: the app's environment variables
+//! MODE = "fast"
 //! [policy]                         # optional, defaults shown
 //! min_quorum = 2
 //! target_results = 2               # default: min_quorum
@@ -46,8 +49,25 @@
 //! # dir = "inputs/"
 //! ```
 //!
+//! A `jsonl` file holds one JSON object per line: `name` (optional, default
+//! `line-N`), the input as `input` (text) or `input_base64`, and optionally
+//! the work unit's own `args` (an array of strings, after the project's) and
+//! `env` (an object of strings, overriding the project's variables):
+//!
+//! ```json
+//! {"name": "a", "input": "1 2\n", "args": ["--part", "1"], "env": {"MODE": "slow"}}
+//! ```
+//!
+//! The app then sees `argv = [name, project args..., work unit args...]` and
+//! the merged variables in name order; nothing of the host's. Rules, for the
+//! project's part and for each work unit's part alike (`app_args`): at most
+//! 128 arguments, 128 variables and 32 KiB (each argument and `NAME=VALUE`
+//! counted with a NUL), no NUL anywhere, variable names not empty and
+//! without `=`.
+//!
 //! This module knows nothing of gRPC: `commands::submit` converts its types.
 
+mod app_args;
 mod work_units;
 
 use std::fmt;
@@ -56,6 +76,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use app_args::AppArgs;
 pub use work_units::{Range, WorkUnit, WorkUnitSource};
 
 /// Default of `policy.min_quorum`.
@@ -430,6 +451,8 @@ pub struct Manifest {
     work_units: WorkUnitSource,
     /// The private key that signs the app, when the manifest names one.
     signing_key: Option<PathBuf>,
+    /// `args` and `[env]`: what every work unit's app gets.
+    app_args: AppArgs,
 }
 
 /// A project ready to submit: the manifest, the binary app module and every
@@ -502,6 +525,7 @@ impl Manifest {
         )
         .map_err(field_error)?;
         let work_units = WorkUnitSource::from_toml(raw.work_units, base).map_err(field_error)?;
+        let app_args = AppArgs::new(raw.args, raw.env).map_err(field_error)?;
 
         Ok(Manifest {
             path: path.to_owned(),
@@ -523,6 +547,7 @@ impl Manifest {
                 Some(key) => Some(base.join(key)),
                 None => None,
             },
+            app_args,
         })
     }
 
@@ -601,6 +626,10 @@ impl Manifest {
     }
     pub fn work_unit_source(&self) -> &WorkUnitSource {
         &self.work_units
+    }
+    /// The project's arguments and environment variables (`args`, `[env]`).
+    pub fn app_args(&self) -> &AppArgs {
+        &self.app_args
     }
 }
 
@@ -713,6 +742,12 @@ mod toml_format {
         /// The project key that signs the app (made by `quorum keygen`).
         #[serde(default)]
         pub signing_key: Option<PathBuf>,
+        /// The app's arguments after argv[0].
+        #[serde(default)]
+        pub args: Vec<String>,
+        /// The app's environment variables.
+        #[serde(default)]
+        pub env: std::collections::BTreeMap<String, String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -925,7 +960,11 @@ mod tests {
             limits.wall_time().as_millis(),
             manifest.validator(),
             project.work_units.len(),
-        )
+        ) + &if manifest.app_args().is_empty() {
+            String::new()
+        } else {
+            format!(" args={:?} env={:?}", manifest.app_args().args(), manifest.app_args().env())
+        }
     }
 
     const RANGE: &str = "[work_units]\nrange = { start = 0, end = 10, chunk = 4 }\n";
@@ -971,6 +1010,59 @@ mod tests {
             "name = \"p\"\napp = \"app.wat\"\n[work_units]\njsonl = \"inputs.jsonl\"\n",
             "n=2 first=a=\"1\" last=line-2=\"2\"",
         );
+    }
+
+    #[test]
+    fn project_args_and_env() {
+        check(
+            &format!(
+                "name = \"p\"\napp = \"app.wat\"\nargs = [\"--steps\", \"100\", \"\"]\n{RANGE}\
+                 [env]\nMODE = \"fast\"\n\"lower.case\" = \"x=y\"\nA = \"\"\n"
+            ),
+            "n=3 first=0-4=\"0 4\\n\" last=8-10=\"8 10\\n\" \
+             args=[\"--steps\", \"100\", \"\"] env={\"A\": \"\", \"MODE\": \"fast\", \"lower.case\": \"x=y\"}",
+        );
+        let app = "name = \"p\"\napp = \"app.wat\"\n";
+        check(&format!("{app}args = \"--steps\"\n{RANGE}"), "invalid type: string \"--steps\", expected a sequence");
+        check(&format!("{app}args = [1]\n{RANGE}"), "invalid type: integer `1`, expected a string");
+        check(&format!("{app}{RANGE}[env]\nA = 1\n"), "invalid type: integer `1`, expected a string");
+        check(
+            &format!("{app}args = [\"a\\u0000\"]\n{RANGE}"),
+            "project.toml: args: element 0 contains a NUL character",
+        );
+        check(
+            &format!("{app}{RANGE}[env]\n\"A=B\" = \"1\"\n"),
+            "project.toml: env: variable name \"A=B\" contains '='",
+        );
+        check(&format!("{app}{RANGE}[env]\n\"\" = \"1\"\n"), "project.toml: env: a variable name must not be empty");
+        check(
+            &format!("{app}{RANGE}[env]\nA = \"\\u0000\"\n"),
+            "project.toml: env: the value of A contains a NUL character",
+        );
+        let many = vec!["\"x\""; 129].join(", ");
+        check(&format!("{app}args = [{many}]\n{RANGE}"), "project.toml: args: 129 arguments, above the maximum of 128");
+        check(
+            &format!("{app}args = [\"{}\"]\n{RANGE}", "x".repeat(32 * 1024)),
+            "project.toml: args: arguments and environment take 32769 bytes, above the maximum of 32768 (32 KiB)",
+        );
+        // A jsonl line's own arguments, merged by the coordinator.
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("app.wat"), APP_WAT).expect("write app.wat");
+        std::fs::write(
+            dir.path().join("inputs.jsonl"),
+            "{\"name\":\"a\",\"input\":\"\",\"args\":[\"-v\"],\"env\":{\"MODE\":\"slow\"}}\n",
+        )
+        .expect("write inputs.jsonl");
+        let path = dir.path().join("project.toml");
+        std::fs::write(
+            &path,
+            format!("{app}args = [\"-q\"]\n[env]\nMODE = \"fast\"\n[work_units]\njsonl = \"inputs.jsonl\"\n"),
+        )
+        .expect("write project.toml");
+        let project = Manifest::read(&path).and_then(Manifest::load_project).expect("a valid project");
+        assert_eq!(project.manifest.app_args().args(), ["-q"]);
+        assert_eq!(project.work_units[0].app_args.args(), ["-v"]);
+        assert_eq!(project.work_units[0].app_args.env().get("MODE").map(String::as_str), Some("slow"));
     }
 
     #[test]
@@ -1202,6 +1294,7 @@ mod fuzz {
             Just("start"),
             Just("end"),
             Just("chunk"),
+            Just("args"),
         ];
         let value = prop_oneof![
             any::<i64>().prop_map(|n| n.to_string()),
@@ -1211,13 +1304,21 @@ mod fuzz {
             Just("\"10s\"".to_owned()),
             Just("\"1 GiB\"".to_owned()),
             Just("{ start = 0, end = 10, chunk = 3 }".to_owned()),
+            Just("[\"--steps\", \"100\"]".to_owned()),
             (any::<u64>(), any::<u64>(), any::<u64>())
                 .prop_map(|(a, b, c)| format!("{{ start = {a}, end = {b}, chunk = {c} }}")),
         ];
         let line = prop_oneof![
             (key, value).prop_map(|(key, value)| format!("{key} = {value}")),
-            prop_oneof![Just("[policy]"), Just("[limits]"), Just("[validator]"), Just("[work_units]"), Just("[other]")]
-                .prop_map(str::to_owned),
+            prop_oneof![
+                Just("[policy]"),
+                Just("[limits]"),
+                Just("[validator]"),
+                Just("[work_units]"),
+                Just("[env]"),
+                Just("[other]")
+            ]
+            .prop_map(str::to_owned),
         ];
         proptest::collection::vec(line, 0..16).prop_map(|lines| lines.join("\n"))
     }

@@ -708,6 +708,14 @@ pub struct ResultLine<'a> {
     pub fuel_used: u64,
     /// The work unit's random seed: `quorum-worker run APP --seed N` reproduces the output.
     pub random_seed: u64,
+    /// The app's command line, argv\[0\] included (`quorum-worker run --arg`
+    /// for each); absent from a coordinator older than arguments.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub argv: &'a [String],
+    /// The app's environment variables (`quorum-worker run --env NAME=VALUE`);
+    /// absent when there are none.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<&'a str, &'a str>,
 }
 
 impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
@@ -725,6 +733,8 @@ impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
             output_digest: &result.output_digest,
             fuel_used: result.fuel_used,
             random_seed: result.random_seed,
+            argv: &result.argv,
+            env: result.env.iter().map(|var| (var.name.as_str(), var.value.as_str())).collect(),
         }
     }
 }
@@ -1005,6 +1015,7 @@ mod tests {
             output_digest: "ab12".to_owned(),
             fuel_used: 123,
             random_seed: 18_446_744_073_709_551_615,
+            ..Default::default()
         }
     }
 
@@ -1056,6 +1067,14 @@ mod tests {
         check(
             canonical("x", b"plain"),
             r#"{"work_unit_id":3,"work_unit":"x","result_id":7,"output":"plain","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615}"#,
+            "3,x,7,ab12,123,plain",
+        );
+        let mut with_args = canonical("x", b"plain");
+        with_args.argv = vec!["p".into(), "--steps".into()];
+        with_args.env = vec![v1::EnvVar { name: "A".into(), value: "1".into() }];
+        check(
+            with_args,
+            r#"{"work_unit_id":3,"work_unit":"x","result_id":7,"output":"plain","output_digest":"ab12","fuel_used":123,"random_seed":18446744073709551615,"argv":["p","--steps"],"env":{"A":"1"}}"#,
             "3,x,7,ab12,123,plain",
         );
     }

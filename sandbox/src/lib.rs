@@ -11,8 +11,9 @@
 //! restarts (`compiled`). Every run owns its `Store`.
 //!
 //! The environment is in `wasi`: no files but the task's checkpoint
-//! directory, no network, no environment variables, virtual clocks, a seeded
-//! random source. Limits: fuel (an exact instruction count), linear memory,
+//! directory, no network, the task's own arguments and environment variables
+//! (none of the host's), virtual clocks, a seeded random source. Limits:
+//! fuel (an exact instruction count), linear memory,
 //! stdout size, stderr size, wall time.
 //!
 //! Layout:
@@ -33,11 +34,16 @@
 //! An app is a WASI preview 1 command (it exports `_start` and imports
 //! nothing but `wasi_snapshot_preview1`). It reads its work unit's input on
 //! stdin and writes its output on stdout; exit code 0 (or returning from
-//! `_start`) is a success, anything else an error. It sees no environment
-//! variables, no network, a wall clock fixed at 2000-01-01T00:00:00Z, a
+//! `_start`) is a success, anything else an error. Its command line
+//! (`args_get`) and environment (`environ_get`) are the work unit's
+//! ([`Task::args`], [`Task::env`]: `argv[0]` is the project's name, then
+//! the project's arguments, then the work unit's; the project's variables
+//! overridden by the work unit's, in name order), never the host's. It sees
+//! no network, a wall clock fixed at 2000-01-01T00:00:00Z, a
 //! monotonic clock that never moves, sleeps that return at once, and random
-//! bytes drawn from the result's seed: the same input and seed give the same
-//! output, and the same fuel, on every host.
+//! bytes drawn from the result's seed: the same input, arguments,
+//! environment and seed give the same output, and the same fuel, on every
+//! host.
 //!
 //! ## Checkpoints
 //!
@@ -89,8 +95,8 @@
 //! - anything else (another exit code, a trap, exceeding a limit) is an error
 //!   of the validator, never a verdict.
 //!
-//! The environment is the apps' one: no files, no environment variables, no
-//! network, fixed clocks, random bytes seeded with 0, NaN canonicalization on
+//! The environment is the apps' one: no files, `argv = ["app"]`, no
+//! environment variables, no network, fixed clocks, random bytes seeded with 0, NaN canonicalization on
 //! (so the verdict does not depend on the coordinator's CPU). Limits are
 //! [`VALIDATOR_LIMITS`]: 10^10 fuel, 256 MiB of memory, 64 KiB of stdout
 //! (stdout is otherwise ignored), 64 KiB of stderr (its tail is kept for
@@ -253,6 +259,12 @@ pub struct Task {
     /// filesystem at all. It must exist: a directory that cannot be opened
     /// ends the task as an error.
     pub checkpoint_dir: Option<PathBuf>,
+    /// The app's command line, `argv[0]` included (the assignment's `argv`);
+    /// empty: `["app"]`, what apps saw before arguments existed.
+    pub args: Vec<String>,
+    /// The app's environment variables, in the order given (the
+    /// assignment's, already in name order); the host's are never seen.
+    pub env: Vec<(String, String)>,
 }
 
 /// How a task ended.
@@ -372,6 +384,8 @@ impl Sandbox {
             output_limit: usize::try_from(task.limits.output_bytes).unwrap_or(usize::MAX),
             stderr_limit: usize::try_from(task.limits.stderr_bytes).unwrap_or(usize::MAX),
             checkpoint_dir: task.checkpoint_dir.as_deref(),
+            args: &task.args,
+            env: &task.env,
         };
         let run = match execute(&pre, env, task.limits, started, control.clone()) {
             Ok(run) => run,
@@ -468,6 +482,8 @@ impl Validator {
             output_limit: usize::try_from(VALIDATOR_LIMITS.output_bytes).unwrap_or(usize::MAX),
             stderr_limit: usize::try_from(VALIDATOR_LIMITS.stderr_bytes).unwrap_or(usize::MAX),
             checkpoint_dir: None,
+            args: &[],
+            env: &[],
         };
         // Nothing pauses or aborts a comparison; it is bounded by its limits.
         let control = TaskControl::new(Gate::new());

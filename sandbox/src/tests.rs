@@ -45,6 +45,8 @@ fn task(wat: &str, input: &[u8], seed: u64, limits: Limits) -> Task {
         limits,
         nan_canonicalization: false,
         checkpoint_dir: None,
+        args: Vec::new(),
+        env: Vec::new(),
     }
 }
 
@@ -67,6 +69,23 @@ fn check(wat: &str, input: &[u8], limits: Limits, expected: Status) -> Outcome {
 
 fn error(message: &str) -> Status {
     Status::Error(message.to_string())
+}
+
+/// Prints its command line, "--", then its environment (see the file).
+const PRINT_ARGS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/apps/print_args.wat"));
+
+/// The app sees the task's command line and environment, in the order
+/// given, and nothing of the host's; without a command line, `["app"]`.
+#[test]
+fn args_and_env_reach_the_app() {
+    let mut with_args = task(PRINT_ARGS, b"", 1, Limits::default());
+    with_args.args = vec!["demo".into(), "--steps".into(), "100".into(), "".into(), "two words".into()];
+    with_args.env = vec![("A".into(), "1".into()), ("EMPTY".into(), String::new()), ("Z".into(), "x=y".into())];
+    let outcome = Sandbox::new().expect("sandbox").run(&with_args, control());
+    assert_eq!(outcome.status, Status::Success(b"demo\n--steps\n100\n\ntwo words\n--\nA=1\nEMPTY=\nZ=x=y\n".to_vec()));
+
+    let outcome = Sandbox::new().expect("sandbox").run(&task(PRINT_ARGS, b"", 1, Limits::default()), control());
+    assert_eq!(outcome.status, Status::Success(b"app\n--\n".to_vec()), "no command line, no environment");
 }
 
 #[test]
@@ -722,8 +741,15 @@ fn provided_imports_are_exactly_what_the_sandbox_links() {
     let sandbox = Sandbox::new().expect("sandbox");
     let engine = &sandbox.engines[0];
     let linker = linker(engine).expect("linker");
-    let environment =
-        wasi::Environment { input: Vec::new(), random_seed: 0, output_limit: 0, stderr_limit: 0, checkpoint_dir: None };
+    let environment = wasi::Environment {
+        input: Vec::new(),
+        random_seed: 0,
+        output_limit: 0,
+        stderr_limit: 0,
+        checkpoint_dir: None,
+        args: &[],
+        env: &[],
+    };
     let wasi::Ctx { wasi, time, .. } = wasi::build_ctx(environment).expect("context");
     let mut store = Store::new(engine, TaskState { wasi, time, limiter: MemoryLimiter::new(0), interrupt: None });
     let mut linked: Vec<(String, String, String)> = Vec::new();

@@ -9,7 +9,9 @@
 //! of blocking a worker thread for as long as the app asks. `proc_exit`
 //! reports any status as the app gave it.
 //! The only filesystem is the task's checkpoint directory, preopened as
-//! `/checkpoint` when the worker gives one.
+//! `/checkpoint` when the worker gives one. The command line and the
+//! environment variables are the task's (part of its work unit), never the
+//! host's.
 
 use std::io;
 use std::path::Path;
@@ -38,14 +40,22 @@ pub const STDERR_TAIL_BYTES: usize = 4096;
 pub const CHECKPOINT_GUEST_PATH: &str = "/checkpoint";
 
 /// What one run sees: stdin, the random seed, the stdout and stderr limits,
-/// and the host directory preopened as `/checkpoint`, if any.
+/// the host directory preopened as `/checkpoint`, if any, the command line
+/// and the environment variables.
 pub struct Environment<'a> {
     pub input: Vec<u8>,
     pub random_seed: u64,
     pub output_limit: usize,
     pub stderr_limit: usize,
     pub checkpoint_dir: Option<&'a Path>,
+    /// `argv`, `argv[0]` included; empty: `["app"]`.
+    pub args: &'a [String],
+    /// The variables, in the order `environ_get` lists them.
+    pub env: &'a [(String, String)],
 }
+
+/// `argv[0]` when the task gives no command line.
+const DEFAULT_ARGV0: &str = "app";
 
 /// The WASI context of one run, with handles on its captured stdout and
 /// stderr and on its virtual clocks.
@@ -59,7 +69,7 @@ pub struct Ctx {
 /// Builds the WASI context of one run; `Err` (a message) if the checkpoint
 /// directory cannot be opened.
 pub fn build_ctx(env: Environment<'_>) -> Result<Ctx, String> {
-    let Environment { input, random_seed, output_limit, stderr_limit, checkpoint_dir } = env;
+    let Environment { input, random_seed, output_limit, stderr_limit, checkpoint_dir, args, env } = env;
     let stdout = CapturePipe::limited(output_limit);
     let stderr = CapturePipe::tail(STDERR_TAIL_BYTES, stderr_limit);
     let time = VirtualTime::default();
@@ -73,8 +83,13 @@ pub fn build_ctx(env: Environment<'_>) -> Result<Ctx, String> {
         // blocking-task pool.
         builder.allow_blocking_current_thread(true);
     }
+    if args.is_empty() {
+        builder.arg(DEFAULT_ARGV0);
+    } else {
+        builder.args(args);
+    }
     builder
-        .args(&["app"])
+        .envs(env)
         .stdin(MemoryInputPipe::new(input))
         .stdout(stdout.clone())
         .stderr(stderr.clone())

@@ -106,9 +106,11 @@ async fn sim_project(
         nan_canonicalization: false,
         app_signature: None,
         seed: 0,
+        app_args: Default::default(),
     };
-    let units: Vec<NewWorkUnit> =
-        (0..N_WORK_UNITS).map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes() }).collect();
+    let units: Vec<NewWorkUnit> = (0..N_WORK_UNITS)
+        .map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes(), app_args: Default::default() })
+        .collect();
     store.create_project(&project, &units, T0).await.expect("create project");
     (dir, store, name)
 }

@@ -35,7 +35,11 @@ async fn call_every_rpc(
                     name: new_project.to_owned(),
                     app_module: TINY_APP.to_vec(),
                     policy: Some(tiny_policy()),
-                    work_units: vec![v1::WorkUnitInput { name: String::new(), input: b"x".to_vec() }],
+                    work_units: vec![v1::WorkUnitInput {
+                        name: String::new(),
+                        input: b"x".to_vec(),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 })
                 .await,
@@ -46,7 +50,11 @@ async fn call_every_rpc(
             done(
                 c.add_work_units(v1::AddWorkUnitsRequest {
                     project: p(),
-                    work_units: vec![v1::WorkUnitInput { name: "extra".to_owned(), input: b"0 10\n".to_vec() }],
+                    work_units: vec![v1::WorkUnitInput {
+                        name: "extra".to_owned(),
+                        input: b"0 10\n".to_vec(),
+                        ..Default::default()
+                    }],
                     policy: None,
                 })
                 .await,
@@ -197,7 +205,11 @@ async fn a_submit_token_works_on_its_projects_only() {
     .expect("creating a project in scope");
     api.add_work_units(v1::AddWorkUnitsRequest {
         project: "p".to_owned(),
-        work_units: vec![v1::WorkUnitInput { name: "more".to_owned(), input: b"200 300\n".to_vec() }],
+        work_units: vec![v1::WorkUnitInput {
+            name: "more".to_owned(),
+            input: b"200 300\n".to_vec(),
+            ..Default::default()
+        }],
         policy: None,
     })
     .await

@@ -150,3 +150,28 @@ async fn a_project_name_taken_by_another_submission_is_rejected() {
     let work_units = Projects::connect(&url).await.work_units("twice").await;
     assert_eq!(work_units.len(), 10, "no work unit was added: {work_units:?}");
 }
+
+#[tokio::test]
+async fn env_name_with_equals_is_rejected() {
+    check_rejected(
+        "env-equals",
+        &[],
+        &format!("{}[env]\n\"A=B\" = \"1\"\n", manifest_with("", "min_quorum = 2")),
+        &["project.toml: env: variable name \"A=B\" contains '='"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn work_unit_arg_with_nul_is_rejected() {
+    check_rejected(
+        "jsonl-arg-nul",
+        &[
+            ("app.wat", b"(module (memory (export \"memory\") 1) (func (export \"_start\")))"),
+            ("inputs.jsonl", b"{\"input\":\"\"}\n{\"input\":\"\",\"args\":[\"ok\",\"a\\u0000b\"]}\n"),
+        ],
+        "name = \"bad\"\napp = \"app.wat\"\nargs = [\"--steps\"]\n[work_units]\njsonl = \"inputs.jsonl\"\n",
+        &["inputs.jsonl:2: args: element 1 contains a NUL character"],
+    )
+    .await;
+}

@@ -25,7 +25,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// One call, with its arbitrary message.
 #[derive(Debug, Clone)]
 enum Call {
-    CreateProject(v1::CreateProjectRequest),
+    /// Boxed: by far the largest message.
+    CreateProject(Box<v1::CreateProjectRequest>),
     AddWorkUnits(v1::AddWorkUnitsRequest),
     GetStatus(v1::GetStatusRequest),
     ListWorkUnits(v1::ListWorkUnitsRequest),
@@ -108,9 +109,12 @@ fn limits() -> impl Strategy<Value = Option<v1::Limits>> {
 }
 
 fn work_units() -> impl Strategy<Value = Vec<v1::WorkUnitInput>> {
+    // Arguments and variables: mostly plain, sometimes with '=' or NUL.
+    let text = || prop_oneof![Just(String::new()), "[A-Z=]{0,4}", "\\PC{0,6}", Just("a\0b".to_owned())];
+    let env = proptest::collection::vec((text(), text()).prop_map(|(name, value)| v1::EnvVar { name, value }), 0..3);
     proptest::collection::vec(
-        (prop_oneof![Just(String::new()), "\\PC{0,20}"], bytes(16))
-            .prop_map(|(name, input)| v1::WorkUnitInput { name, input }),
+        (prop_oneof![Just(String::new()), "\\PC{0,20}"], bytes(16), proptest::collection::vec(text(), 0..3), env)
+            .prop_map(|(name, input, args, env)| v1::WorkUnitInput { name, input, args, env }),
         0..4,
     )
 }
@@ -176,7 +180,7 @@ fn call() -> impl Strategy<Value = Call> {
                 nan,
                 seed,
             )| {
-                Call::CreateProject(v1::CreateProjectRequest {
+                Call::CreateProject(Box::new(v1::CreateProjectRequest {
                     name,
                     app_module,
                     policy,
@@ -189,7 +193,9 @@ fn call() -> impl Strategy<Value = Call> {
                     app_signature: sig,
                     app_public_key: key,
                     seed,
-                })
+                    args: Vec::new(),
+                    env: Vec::new(),
+                }))
             },
         );
     prop_oneof![
@@ -265,7 +271,7 @@ async fn make(call: Call, projects: &ProjectsApi, scheduler: &SchedulerClient<Ch
     let (mut p, mut s) = (projects.clone(), scheduler.clone());
     let call = async move {
         match call {
-            Call::CreateProject(m) => code(p.create_project(m).await),
+            Call::CreateProject(m) => code(p.create_project(*m).await),
             Call::AddWorkUnits(m) => code(p.add_work_units(m).await),
             Call::GetStatus(m) => code(p.get_status(m).await),
             Call::ListWorkUnits(m) => code(p.list_work_units(m).await),

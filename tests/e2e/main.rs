@@ -3,6 +3,10 @@
 //! one server per test. Built into a single test binary (`e2e`).
 //!
 //! Layout:
+//! - `app_args`: a project's and each work unit's arguments and environment
+//!   variables reach the app merged, `quorum results` shows them and
+//!   `quorum-worker run` reproduces with them; the coordinator refuses bad
+//!   ones itself, naming the entry, and creates nothing.
 //! - `app_cache`: one worker, four projects with four apps, an app cache
 //!   holding one module: every project completes, the cache ends within its
 //!   budget.
@@ -95,6 +99,7 @@
 //! Run with `cargo build --workspace --bins && cargo nextest run -p quorum-tests`.
 
 mod access;
+mod app_args;
 mod app_cache;
 mod app_imports;
 mod auto_pause;

@@ -67,7 +67,7 @@ async fn two_spellings_of_one_account_are_one_account() {
                 max_total_results: 4,
                 ..tiny_policy()
             }),
-            work_units: vec![v1::WorkUnitInput { name: "only".to_owned(), input: Vec::new() }],
+            work_units: vec![v1::WorkUnitInput { name: "only".to_owned(), input: Vec::new(), ..Default::default() }],
             ..Default::default()
         })
         .await

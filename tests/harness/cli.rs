@@ -256,6 +256,12 @@ pub struct ResultLine {
     pub output_digest: String,
     pub fuel_used: u64,
     pub random_seed: u64,
+    /// The app's command line (absent: none shown).
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// The app's environment variables.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Parses JSON Lines (one value per non-empty line).

@@ -232,6 +232,29 @@ struct RunArgs {
     /// Run with NaN canonicalization, as a project with `nan_canonicalization = true`.
     #[arg(long)]
     nan_canonicalization: bool,
+    /// One element of the app's command line, argv[0] first (repeat it).
+    ///
+    /// The work unit's `argv` as `quorum results --json` shows it, in order,
+    /// starting with argv[0] (the project's name), e.g.
+    /// `--arg primes --arg=--steps --arg 100`. None: argv = ["app"], as for a
+    /// project without arguments on a coordinator older than them.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// An environment variable of the app, NAME=VALUE (repeat it).
+    ///
+    /// The work unit's `env` as `quorum results --json` shows it. The app
+    /// sees them in name order, as on a worker; none of this machine's.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env_var)]
+    env: Vec<(String, String)>,
+}
+
+/// `NAME=VALUE`, split at the first `=`; the name must not be empty.
+fn parse_env_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        Some(_) => Err(format!("{text:?}: the variable's name is empty")),
+        None => Err(format!("{text:?}: expected NAME=VALUE")),
+    }
 }
 
 /// `URL` or `URL,share=N` with N > 0.
@@ -393,6 +416,8 @@ fn reproduce(args: &RunArgs) -> anyhow::Result<()> {
         input: args.input.clone(),
         limits: quorum_worker::sandbox::Limits::with_defaults(args.fuel, 0, 0, 0, 0),
         nan_canonicalization: args.nan_canonicalization,
+        args: args.args.clone(),
+        env: args.env.clone(),
     })?;
     if !outcome.stderr_tail.is_empty() {
         eprint!("{}", outcome.stderr_tail);

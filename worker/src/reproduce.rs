@@ -1,7 +1,8 @@
-//! `quorum-worker run APP --seed N [--input FILE]`: runs one app on one input
-//! in the very sandbox the worker runs tasks in (same engine configuration,
-//! same deterministic WASI, same limits), so that anyone can reproduce a
-//! result locally: with the work unit's input and the seed `quorum results`
+//! `quorum-worker run APP --seed N [--input FILE] [--arg ARG]... [--env
+//! NAME=VALUE]...`: runs one app on one input in the very sandbox the worker
+//! runs tasks in (same engine configuration, same deterministic WASI, same
+//! limits), so that anyone can reproduce a result locally: with the work
+//! unit's input, and the seed, command line and environment `quorum results`
 //! shows, the output (and the fuel, on the same engine version) are those
 //! every honest host reported.
 
@@ -26,6 +27,11 @@ pub struct Reproduce {
     pub limits: Limits,
     /// The project's NaN canonicalization setting.
     pub nan_canonicalization: bool,
+    /// The work unit's command line, argv\[0\] included; empty: `["app"]`.
+    pub args: Vec<String>,
+    /// The work unit's environment variables, in any order: the app sees
+    /// them in name order, as on a worker. A name given twice is an error.
+    pub env: Vec<(String, String)>,
 }
 
 /// Runs the app once on the current thread and returns how it ended.
@@ -35,6 +41,11 @@ pub fn run(reproduce: &Reproduce) -> anyhow::Result<Outcome> {
         Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
         None => Vec::new(),
     };
+    let mut env = reproduce.env.clone();
+    env.sort();
+    if let Some(pair) = env.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        anyhow::bail!("environment variable {} is given twice", pair[0].0);
+    }
     let sandbox = Sandbox::new().context("cannot start the sandbox")?;
     let task = Task {
         app_digest: hex::encode(Sha256::digest(&module)),
@@ -44,6 +55,8 @@ pub fn run(reproduce: &Reproduce) -> anyhow::Result<Outcome> {
         limits: reproduce.limits,
         nan_canonicalization: reproduce.nan_canonicalization,
         checkpoint_dir: None,
+        args: reproduce.args.clone(),
+        env,
     };
     Ok(sandbox.run(&task, TaskControl::new(Gate::new())))
 }

@@ -25,7 +25,7 @@ use sha2::Digest as _;
 
 use super::Context;
 use crate::client::Coordinator;
-use crate::manifest::{FuzzyFormat, Manifest, Project, Validator};
+use crate::manifest::{AppArgs, FuzzyFormat, Manifest, Project, Validator, WorkUnit};
 use crate::output;
 use crate::progress::{Progress, ProgressMode};
 
@@ -72,11 +72,7 @@ pub async fn submit(
     // An earlier submission of this manifest may have been interrupted:
     // complete it, if the project is the same.
     if let Some(status) = existing_project(coordinator, &name).await? {
-        let units = project
-            .work_units
-            .into_iter()
-            .map(|unit| v1::WorkUnitInput { name: unit.name, input: unit.input })
-            .collect();
+        let units = project.work_units.into_iter().map(work_unit_input).collect();
         return resume(coordinator, &name, &local_digest, status, units, progress).await;
     }
     let mut request = create_request(&project.manifest, project.app_module, project.validator_module);
@@ -84,11 +80,7 @@ pub async fn submit(
         request.app_signature = signed.signature;
         request.app_public_key = signed.public_key;
     }
-    let mut work_units: Vec<v1::WorkUnitInput> = project
-        .work_units
-        .into_iter()
-        .map(|work_unit| v1::WorkUnitInput { name: work_unit.name, input: work_unit.input })
-        .collect();
+    let mut work_units: Vec<v1::WorkUnitInput> = project.work_units.into_iter().map(work_unit_input).collect();
     let n_total = work_units.len();
     let sizes: Vec<usize> = work_units
         .iter()
@@ -244,6 +236,21 @@ async fn resume(
     })
 }
 
+/// A work unit as the protocol carries it, with its own arguments and variables.
+fn work_unit_input(work_unit: WorkUnit) -> v1::WorkUnitInput {
+    v1::WorkUnitInput {
+        name: work_unit.name,
+        input: work_unit.input,
+        args: work_unit.app_args.args().to_vec(),
+        env: env_to_proto(&work_unit.app_args),
+    }
+}
+
+/// Environment variables as the protocol carries them, in name order.
+fn env_to_proto(app_args: &AppArgs) -> Vec<v1::EnvVar> {
+    app_args.env().iter().map(|(name, value)| v1::EnvVar { name: name.clone(), value: value.clone() }).collect()
+}
+
 fn create_request(
     manifest: &Manifest,
     app_module: Vec<u8>,
@@ -295,6 +302,8 @@ fn create_request(
         app_signature: Vec::new(),
         app_public_key: Vec::new(),
         seed: manifest.seed(),
+        args: manifest.app_args().args().to_vec(),
+        env: env_to_proto(manifest.app_args()),
     }
 }
 
@@ -406,7 +415,7 @@ mod tests {
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
              deadline_secs: 3600, max_success_results: 0, adaptive_replication: false, priority: 0 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
              output_bytes: 1048576, wall_time_ms: 2000, stderr_bytes: 0 }), validator: Bitwise, nan_canonicalization: true, \
-             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [], seed: None }"
+             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [], seed: None, args: [], env: [] }"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Where a project's work units come from (`[work_units]` of the manifest):
-//! a range of integers split into chunks, a JSON Lines file, or a folder with
-//! one file per work unit.
+//! a range of integers split into chunks, a JSON Lines file (whose lines may
+//! also give a work unit's own `args` and `env`), or a folder with one file
+//! per work unit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,18 +9,21 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+use super::app_args::AppArgs;
 use super::{Error, toml_format};
 
 /// The most work units one manifest may produce (a guard against a typo such
 /// as a chunk of 1 over a huge range filling the memory).
 pub const MAX_WORK_UNITS: u64 = 10_000_000;
 
-/// One work unit to submit: a name unique within the project and the app's
-/// stdin.
+/// One work unit to submit: a name unique within the project, the app's
+/// stdin, and its own arguments and environment variables (only a JSON Lines
+/// source gives any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkUnit {
     pub name: String,
     pub input: Vec<u8>,
+    pub app_args: AppArgs,
 }
 
 /// The source of a project's work units; exactly one per manifest.
@@ -78,7 +82,11 @@ impl Range {
         (0..self.len()).map(move |index| {
             let start = self.start + index * self.chunk;
             let end = start.saturating_add(self.chunk).min(self.end);
-            WorkUnit { name: format!("{start}-{end}"), input: format!("{start} {end}\n").into_bytes() }
+            WorkUnit {
+                name: format!("{start}-{end}"),
+                input: format!("{start} {end}\n").into_bytes(),
+                app_args: AppArgs::default(),
+            }
         })
     }
 }
@@ -120,6 +128,12 @@ struct JsonlLine {
     name: Option<String>,
     input: Option<String>,
     input_base64: Option<String>,
+    /// Arguments after the project's.
+    #[serde(default)]
+    args: Vec<String>,
+    /// Variables overriding the project's.
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads a JSON Lines file: one object per line, blank lines skipped, names
@@ -159,7 +173,9 @@ fn read_jsonl(path: &Path) -> Result<Vec<WorkUnit>, Error> {
         if let Some(first) = seen.insert(name.clone(), line_number) {
             return Err(line_error(format!("duplicate work unit name {name:?} (first on line {first})")));
         }
-        work_units.push(WorkUnit { name, input });
+        let app_args = AppArgs::new(parsed.args, parsed.env)
+            .map_err(|(field, problem)| line_error(format!("{field}: {problem}")))?;
+        work_units.push(WorkUnit { name, input, app_args });
     }
     if work_units.is_empty() {
         return Err(Error::Inputs {
@@ -199,7 +215,7 @@ fn read_dir(path: &Path) -> Result<Vec<WorkUnit>, Error> {
         .into_iter()
         .map(|(name, file_path)| {
             let input = std::fs::read(&file_path).map_err(|source| read_error(&file_path, source))?;
-            Ok(WorkUnit { name, input })
+            Ok(WorkUnit { name, input, app_args: AppArgs::default() })
         })
         .collect()
 }
@@ -262,7 +278,17 @@ mod tests {
     }
 
     fn describe(units: &[WorkUnit]) -> String {
-        units.iter().map(|wu| format!("{}={:?}", wu.name, wu.input)).collect::<Vec<_>>().join(" ")
+        units
+            .iter()
+            .map(|wu| {
+                let mut text = format!("{}={:?}", wu.name, wu.input);
+                if !wu.app_args.is_empty() {
+                    text.push_str(&format!(" args={:?} env={:?}", wu.app_args.args(), wu.app_args.env()));
+                }
+                text
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
@@ -292,6 +318,35 @@ mod tests {
         check_jsonl("{\"name\":\"\",\"input\":\"1\"}\n", "DIR/inputs.jsonl:1: \"name\" must not be empty");
         check_jsonl("\n\n", "DIR/inputs.jsonl: no work units: the file has no JSON lines");
         check_jsonl("[1, 2]\n", "DIR/inputs.jsonl:1: invalid JSON work unit: invalid type");
+    }
+
+    #[test]
+    fn jsonl_args_and_env() {
+        check_jsonl(
+            "{\"name\":\"a\",\"input\":\"\",\"args\":[\"--part\",\"1\"],\"env\":{\"Z\":\"z\",\"B\":\"b\"}}\n\
+             {\"name\":\"b\",\"input\":\"\",\"args\":[]}\n{\"input\":\"\",\"env\":{\"ONLY\":\"\"}}\n",
+            "a=[] args=[\"--part\", \"1\"] env={\"B\": \"b\", \"Z\": \"z\"} b=[] line-3=[] args=[] env={\"ONLY\": \"\"}",
+        );
+        check_jsonl(
+            "{\"input\":\"\"}\n{\"input\":\"\",\"args\":[\"ok\",\"a\\u0000b\"]}\n",
+            "DIR/inputs.jsonl:2: args: element 1 contains a NUL character",
+        );
+        check_jsonl(
+            "{\"input\":\"\",\"env\":{\"A=B\":\"1\"}}\n",
+            "DIR/inputs.jsonl:1: env: variable name \"A=B\" contains '='",
+        );
+        check_jsonl(
+            "{\"input\":\"\",\"env\":{\"\":\"1\"}}\n",
+            "DIR/inputs.jsonl:1: env: a variable name must not be empty",
+        );
+        check_jsonl(
+            "{\"input\":\"\",\"args\":\"--flag\"}\n",
+            "DIR/inputs.jsonl:1: invalid JSON work unit: invalid type: string",
+        );
+        check_jsonl(
+            "{\"input\":\"\",\"env\":{\"A\":1}}\n",
+            "DIR/inputs.jsonl:1: invalid JSON work unit: invalid type: integer",
+        );
     }
 
     #[test]

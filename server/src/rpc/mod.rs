@@ -75,6 +75,11 @@ impl Default for Changes {
 }
 
 /// A host's record as the protocol carries it (ListHosts, GetHost).
+/// An app's environment as the protocol carries it, in the order given.
+fn env_to_proto(env: Vec<(String, String)>) -> Vec<quorum_proto::v1::EnvVar> {
+    env.into_iter().map(|(name, value)| quorum_proto::v1::EnvVar { name, value }).collect()
+}
+
 fn host_info(h: crate::store::HostInfo) -> quorum_proto::v1::HostInfo {
     quorum_proto::v1::HostInfo {
         id: h.id,

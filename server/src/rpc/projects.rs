@@ -10,6 +10,7 @@ use super::status::{invalid, refused_module};
 use super::{Context, auth};
 use crate::domain::WorkUnitId;
 use crate::domain::access::Action;
+use crate::domain::app_args::{AppArgs, ArgsError};
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::lifecycle::CopyState;
 use crate::domain::names::{ProjectName, WorkUnitName};
@@ -58,6 +59,28 @@ fn page_limit(limit: u32) -> u32 {
     if limit == 0 { 1000 } else { limit.min(MAX_PAGE) }
 }
 
+/// Arguments and environment variables of request field `field` (the
+/// project's, or `work_units[i]`), checked by the domain: the error names the
+/// field and the offending entry.
+fn app_args(field: &str, args: Vec<String>, env: Vec<pb::EnvVar>) -> Result<AppArgs, Status> {
+    let env = env.into_iter().map(|var| (var.name, var.value)).collect();
+    AppArgs::new(args, env).map_err(|error| {
+        let separator = if field.is_empty() { "" } else { "." };
+        match error {
+            ArgsError::NulInArg { .. }
+            | ArgsError::EmptyName { .. }
+            | ArgsError::EqualsInName { .. }
+            | ArgsError::NulInName { .. }
+            | ArgsError::NulInValue { .. }
+            | ArgsError::DuplicateName { .. } => Status::invalid_argument(format!("{field}{separator}{error}")),
+            ArgsError::TooManyArgs { .. } => invalid(&format!("{field}{separator}args"), error),
+            ArgsError::TooManyEnv { .. } => invalid(&format!("{field}{separator}env"), error),
+            ArgsError::TooLarge { .. } if field.is_empty() => invalid("args and env", error),
+            ArgsError::TooLarge { .. } => invalid(field, error),
+        }
+    })
+}
+
 fn work_units(inputs: Vec<pb::WorkUnitInput>) -> Result<Vec<NewWorkUnit>, Status> {
     inputs
         .into_iter()
@@ -70,7 +93,8 @@ fn work_units(inputs: Vec<pb::WorkUnitInput>) -> Result<Vec<NewWorkUnit>, Status
                 ));
             }
             let name = if unit.name.is_empty() { None } else { Some(WorkUnitName::parse(&unit.name)?) };
-            Ok(NewWorkUnit { name, input: unit.input })
+            let app_args = app_args(&format!("work_units[{i}]"), unit.args, unit.env)?;
+            Ok(NewWorkUnit { name, input: unit.input, app_args })
         })
         .collect()
 }
@@ -199,6 +223,7 @@ impl Projects for ProjectsService {
         check_module("app_module", &request.app_module)?;
         let app_digest = app::digest_of(&request.app_module);
         let app_signature = AppSignature::verify(&app_digest, &request.app_signature, &request.app_public_key)?;
+        let project_app_args = app_args("", request.args, request.env)?;
         let work_units = work_units(request.work_units)?;
         let seed = scheduler::project_seed(&name, request.seed);
         let project = NewProject {
@@ -212,6 +237,7 @@ impl Projects for ProjectsService {
             validator,
             nan_canonicalization: request.nan_canonicalization,
             seed,
+            app_args: project_app_args,
         };
         let (project_id, n) = self.ctx.store.create_project(&project, &work_units, self.ctx.clock.now()).await?;
         tracing::info!(project = %project.name, n_work_units = n, app = %project.app_digest, "project created");
@@ -284,6 +310,8 @@ impl Projects for ProjectsService {
                     target_results: w.target_results,
                     input_size: w.input_size,
                     random_seed: w.random_seed,
+                    argv: w.argv,
+                    env: super::env_to_proto(w.env),
                 })
                 .collect(),
         }))
@@ -359,6 +387,8 @@ impl Projects for ProjectsService {
                     output_digest: c.output_digest,
                     fuel_used: c.fuel_used,
                     random_seed: c.random_seed,
+                    argv: c.argv,
+                    env: super::env_to_proto(c.env),
                 })
                 .collect(),
         }))

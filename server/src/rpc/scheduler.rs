@@ -235,6 +235,8 @@ fn assignment(a: store::Assignment) -> Assignment {
         work_unit_name: a.work_unit_name,
         app_signature: a.app_signature.as_ref().map(|s| s.signature().to_vec()).unwrap_or_default(),
         app_public_key: a.app_signature.as_ref().map(|s| s.public_key().to_vec()).unwrap_or_default(),
+        argv: a.argv,
+        env: super::env_to_proto(a.env),
     }
 }
 

@@ -68,6 +68,9 @@ pub struct WorkUnitInfo {
     pub input_size: u64,
     /// The seed of its random source (the same for every copy).
     pub random_seed: u64,
+    /// The app's command line and environment (`app_args::merge`).
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// One result (copy), without its output.
@@ -134,6 +137,9 @@ pub struct CanonicalResult {
     pub fuel_used: u64,
     /// The seed of the work unit's random source, to reproduce the result.
     pub random_seed: u64,
+    /// The app's command line and environment, to reproduce the result.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// A volunteer host and its counters.
@@ -285,10 +291,13 @@ impl Store {
     /// Work units of a project with id above `after_id`, at most `limit`.
     pub async fn list_work_units(&self, project: &ProjectName, after_id: i64, limit: u32) -> Result<Vec<WorkUnitInfo>> {
         let project_id = self.project_id(project).await?;
-        let rows = sqlx::query(
-            "SELECT id, id AS work_unit_id, name, state, fail_reason, canonical_result_id, target_results, \
-             LENGTH(input) AS input_size, random_seed FROM work_units WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT w.id, w.id AS work_unit_id, w.name, w.state, w.fail_reason, w.canonical_result_id, \
+             w.target_results, LENGTH(w.input) AS input_size, w.random_seed, p.name AS project, ",
+            rows::app_args_columns!(),
+            " FROM work_units w JOIN projects p ON p.id = w.project_id \
+             WHERE w.project_id = ? AND w.id > ? ORDER BY w.id LIMIT ?"
+        ))
         .bind(project_id)
         .bind(after_id)
         .bind(i64::from(limit))
@@ -296,6 +305,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let (argv, env) = rows::merged_args(row, &row.try_get::<String, _>("project")?)?;
                 Ok(WorkUnitInfo {
                     id: row.try_get("id")?,
                     name: row.try_get("name")?,
@@ -305,6 +315,8 @@ impl Store {
                     target_results: u32_column(row, "target_results")?,
                     input_size: u64_column(row, "input_size")?,
                     random_seed: rows::random_seed(row)?,
+                    argv,
+                    env,
                 })
             })
             .collect()
@@ -444,11 +456,14 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<CanonicalResult>> {
         let project_id = self.project_id(project).await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT w.id AS work_unit_id, w.name, w.random_seed, r.id AS result_id, r.output, r.output_digest, \
-             r.fuel_used FROM work_units w JOIN results r ON r.id = w.canonical_result_id \
-             WHERE w.project_id = ? AND w.state = 'done' AND w.id > ? ORDER BY w.id LIMIT ?",
-        )
+             r.fuel_used, p.name AS project, ",
+            rows::app_args_columns!(),
+            " FROM work_units w JOIN results r ON r.id = w.canonical_result_id \
+             JOIN projects p ON p.id = w.project_id \
+             WHERE w.project_id = ? AND w.state = 'done' AND w.id > ? ORDER BY w.id LIMIT ?"
+        ))
         .bind(project_id)
         .bind(after_work_unit_id)
         .bind(i64::from(limit))
@@ -456,6 +471,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let (argv, env) = rows::merged_args(row, &row.try_get::<String, _>("project")?)?;
                 Ok(CanonicalResult {
                     work_unit_id: row.try_get("work_unit_id")?,
                     work_unit_name: row.try_get("name")?,
@@ -464,6 +480,8 @@ impl Store {
                     output_digest: row.try_get::<Option<String>, _>("output_digest")?.unwrap_or_default(),
                     fuel_used: u64_column(row, "fuel_used")?,
                     random_seed: rows::random_seed(row)?,
+                    argv,
+                    env,
                 })
             })
             .collect()

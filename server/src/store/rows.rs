@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Error, Result};
+use crate::domain::app_args::{self, AppArgs};
 use crate::domain::fuzzy::Tolerance;
 use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
 use crate::domain::names::ProjectName;
@@ -50,7 +51,49 @@ macro_rules! project_policy_columns {
     };
 }
 
-pub(super) use {project_policy_columns, result_copy_columns, work_unit_policy_columns};
+/// Columns `merged_args` reads, to splice with `concat!` into SELECTs on
+/// `projects p` and `work_units w`.
+macro_rules! app_args_columns {
+    () => {
+        "p.args AS project_args, p.env AS project_env, w.args AS work_unit_args, w.env AS work_unit_env"
+    };
+}
+
+pub(super) use {app_args_columns, project_policy_columns, result_copy_columns, work_unit_policy_columns};
+
+/// The `args` and `env` columns of an [`AppArgs`]: JSON text (an array of
+/// strings, an object from name to value), NULL when there are none.
+pub fn app_args_text(app_args: &AppArgs) -> (Option<String>, Option<String>) {
+    let args = (!app_args.args().is_empty())
+        .then(|| serde_json::to_string(app_args.args()).expect("a list of strings always serializes"));
+    let env = (!app_args.env().is_empty())
+        .then(|| serde_json::to_string(app_args.env()).expect("a map of strings always serializes"));
+    (args, env)
+}
+
+/// An [`AppArgs`] from its `args` and `env` columns (named `args_column`,
+/// `env_column` in the row), checked again as on submission.
+pub fn app_args(row: &SqliteRow, table: &'static str, args_column: &str, env_column: &str) -> Result<AppArgs> {
+    let args: Option<String> = row.try_get(args_column)?;
+    let env: Option<String> = row.try_get(env_column)?;
+    let args: Vec<String> = match args {
+        Some(text) => serde_json::from_str(&text).map_err(|error| corrupt(table, format!("args {text:?}: {error}")))?,
+        None => Vec::new(),
+    };
+    let env: std::collections::BTreeMap<String, String> = match env {
+        Some(text) => serde_json::from_str(&text).map_err(|error| corrupt(table, format!("env {text:?}: {error}")))?,
+        None => Default::default(),
+    };
+    AppArgs::new(args, env.into_iter().collect()).map_err(|error| corrupt(table, error.to_string()))
+}
+
+/// The command line and environment of a copy, from the columns of
+/// [`app_args_columns`] and its project's name (argv\[0\]).
+pub fn merged_args(row: &SqliteRow, project: &str) -> Result<app_args::Merged> {
+    let project_args = app_args(row, "projects", "project_args", "project_env")?;
+    let work_unit_args = app_args(row, "work_units", "work_unit_args", "work_unit_env")?;
+    Ok(app_args::merge(project, &project_args, &work_unit_args))
+}
 
 fn corrupt(table: &'static str, detail: impl Into<String>) -> Error {
     Error::Corrupt { table, detail: detail.into() }

@@ -51,6 +51,12 @@ pub struct Assignment {
     pub limits: Limits,
     pub deadline: Timestamp,
     pub nan_canonicalization: bool,
+    /// The app's command line: argv\[0\] (the project's name), the project's
+    /// arguments, the work unit's (`app_args::merge`).
+    pub argv: Vec<String>,
+    /// The app's environment, in name order: the project's variables
+    /// overridden by the work unit's.
+    pub env: Vec<(String, String)>,
 }
 
 /// One report from a host, checked for shape by the caller.
@@ -548,8 +554,9 @@ macro_rules! candidates_query {
         concat!(
             "SELECT r.id AS result_id, r.priority AS result_priority, r.work_unit_id, r.created_at, \
              w.name AS work_unit_name, w.input, w.random_seed, \
-             p.name AS project, p.app_digest, p.app_signature, p.app_public_key, \
-             b.n_work_units AS batch_size, b.n_ended AS batch_ended, b.avg_turnaround_ms AS batch_turnaround, \
+             p.name AS project, p.app_digest, p.app_signature, p.app_public_key, ",
+            rows::app_args_columns!(),
+            ", b.n_work_units AS batch_size, b.n_ended AS batch_ended, b.avg_turnaround_ms AS batch_turnaround, \
              (SELECT group_concat(o.host_id) FROM results o \
                WHERE o.work_unit_id = r.work_unit_id AND o.host_id IS NOT NULL) AS holders, ",
             $accounts,
@@ -1030,11 +1037,13 @@ fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
     let work_unit_id = WorkUnitId(row.try_get("work_unit_id")?);
     let signature: Option<Vec<u8>> = row.try_get("app_signature")?;
     let public_key: Option<Vec<u8>> = row.try_get("app_public_key")?;
+    let project: String = row.try_get("project")?;
+    let (argv, env) = rows::merged_args(row, &project)?;
     Ok(Assignment {
         result_id: ResultId(row.try_get("result_id")?),
         work_unit_id,
         work_unit_name: row.try_get("work_unit_name")?,
-        project: row.try_get("project")?,
+        project,
         app_digest: row.try_get("app_digest")?,
         app_signature: signature.zip(public_key).map(|(s, k)| AppSignature::from_stored(s, k)),
         input: row.try_get("input")?,
@@ -1042,6 +1051,8 @@ fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
         limits: rows::limits(row)?,
         deadline,
         nan_canonicalization: row.try_get("nan_canonicalization")?,
+        argv,
+        env,
     })
 }
 
@@ -1124,6 +1135,8 @@ async fn held_copies(
         let mut query = QueryBuilder::new(concat!(
             "SELECT r.id AS result_id, r.work_unit_id, r.deadline, w.name AS work_unit_name, w.input, w.random_seed, \
              p.name AS project, p.app_digest, p.app_signature, p.app_public_key, ",
+            rows::app_args_columns!(),
+            ", ",
             rows::work_unit_policy_columns!(),
             " FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN projects p ON p.id = r.project_id \
              LEFT JOIN batches b ON b.id = w.batch_id WHERE r.id IN "

@@ -5,6 +5,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use super::bulk;
 use super::rows::{self, int};
 use super::{Error, Result, Store};
+use crate::domain::app_args::AppArgs;
 use crate::domain::lifecycle::{self, WorkUnit, WorkUnitState};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{self, Limits, ReplicationPolicy, ValidatorKind};
@@ -29,6 +30,8 @@ pub struct NewProject {
     /// The project seed its work units' random seeds derive from
     /// (`scheduler::project_seed`), stored with the project.
     pub seed: u64,
+    /// Arguments and environment variables every work unit's app gets.
+    pub app_args: AppArgs,
 }
 
 /// One work unit to add; its name defaults to `wu-<id>`.
@@ -36,6 +39,8 @@ pub struct NewProject {
 pub struct NewWorkUnit {
     pub name: Option<WorkUnitName>,
     pub input: Vec<u8>,
+    /// Its own arguments (after the project's) and variables (overriding the project's).
+    pub app_args: AppArgs,
 }
 
 impl Store {
@@ -74,12 +79,13 @@ impl Store {
         }
         let policy = &project.policy;
         let limits = &project.limits;
+        let (args, env) = rows::app_args_text(&project.app_args);
         let id: i64 = sqlx::query(
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
              validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
-             relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes, seed) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes, seed, args, env) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -116,6 +122,8 @@ impl Store {
         .bind(policy.priority())
         .bind(int(limits.stderr_bytes))
         .bind(project.seed as i64)
+        .bind(args)
+        .bind(env)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -247,14 +255,15 @@ async fn insert_work_units(
             return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
         }
         let seed = scheduler::random_seed(project_seed, &name);
-        rows.push((id, name, &unit.input, seed));
+        let (args, env) = rows::app_args_text(&unit.app_args);
+        rows.push((id, name, &unit.input, seed, args, env));
     }
     for chunk in rows.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(
             "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at, batch_id, \
-             random_seed) ",
+             random_seed, args, env) ",
         );
-        query.push_values(chunk, |mut row, (id, name, input, seed)| {
+        query.push_values(chunk, |mut row, (id, name, input, seed, args, env)| {
             row.push_bind(*id)
                 .push_bind(project_id.0)
                 .push_bind(name.clone())
@@ -263,7 +272,9 @@ async fn insert_work_units(
                 .push_bind(policy.target_results())
                 .push_bind(now.0)
                 .push_bind(batch)
-                .push_bind(*seed as i64);
+                .push_bind(*seed as i64)
+                .push_bind(args.clone())
+                .push_bind(env.clone());
         });
         query.push(" ON CONFLICT (project_id, name) DO NOTHING");
         let inserted = query.build().persistent(false).execute(&mut **tx).await?.rows_affected();
@@ -275,7 +286,7 @@ async fn insert_work_units(
             query.push_bind(batch);
             query.push(" AND name IN (");
             let mut separated = query.separated(", ");
-            for (_, name, _, _) in chunk {
+            for (_, name, ..) in chunk {
                 separated.push_bind(name.clone());
             }
             separated.push_unseparated(") LIMIT 1");

@@ -39,11 +39,14 @@ fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
         nan_canonicalization: false,
         app_signature: None,
         seed: 0,
+        app_args: Default::default(),
     }
 }
 
 fn units(n: usize) -> Vec<NewWorkUnit> {
-    (0..n).map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes() }).collect()
+    (0..n)
+        .map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes(), app_args: Default::default() })
+        .collect()
 }
 
 async fn host(store: &Store, name: &str) -> HostId {
@@ -1468,4 +1471,74 @@ async fn fresh_hosts_that_never_reply_do_not_fail_a_work_unit() {
     }
     let s = status(&f.store, "p").await;
     assert_eq!((s.work_units_done, s.work_units_failed), (1, 0), "{s:?}");
+}
+
+/// A project's and its work units' arguments and environment variables are
+/// stored and come back merged in each assignment (argv[0] the project's
+/// name, the work unit's variables overriding the project's), the same when
+/// a lost copy is sent again, and in the listings; work units added later
+/// get the project's too.
+#[tokio::test]
+async fn args_and_env_round_trip_into_assignments() {
+    use crate::domain::app_args::AppArgs;
+    let strings = |items: &[&str]| items.iter().map(|&item| item.to_owned()).collect::<Vec<String>>();
+    let vars = |items: &[(&str, &str)]| {
+        items.iter().map(|&(name, value)| (name.to_owned(), value.to_owned())).collect::<Vec<(String, String)>>()
+    };
+    let f = fixture().await;
+    let mut new = project("p", 1, 1);
+    new.app_args =
+        AppArgs::new(strings(&["--steps", "100"]), vars(&[("MODE", "fast"), ("LEVEL", "1")])).expect("valid");
+    let with_own = NewWorkUnit {
+        name: Some(WorkUnitName::parse("own").unwrap()),
+        input: b"1".to_vec(),
+        app_args: AppArgs::new(strings(&["--part", "2", ""]), vars(&[("LEVEL", "9"), ("A", "a=b")])).expect("valid"),
+    };
+    let plain = NewWorkUnit {
+        name: Some(WorkUnitName::parse("plain").unwrap()),
+        input: b"2".to_vec(),
+        app_args: AppArgs::default(),
+    };
+    f.store.create_project(&new, &[with_own, plain], T0).await.unwrap();
+    let later = NewWorkUnit {
+        name: Some(WorkUnitName::parse("later").unwrap()),
+        input: b"3".to_vec(),
+        app_args: AppArgs::new(Vec::new(), vars(&[("MODE", "slow")])).expect("valid"),
+    };
+    f.store.add_work_units(&name("p"), &[later], None, T0).await.unwrap();
+
+    let a = host(&f.store, "a").await;
+    let leased = f.store.lease_work(a, 3, T0).await.unwrap();
+    let by_name = |copies: &[Assignment], wanted: &str| {
+        copies.iter().find(|copy| copy.work_unit_name == wanted).cloned().expect("leased")
+    };
+    let own = by_name(&leased, "own");
+    assert_eq!(own.argv, strings(&["p", "--steps", "100", "--part", "2", ""]));
+    assert_eq!(own.env, vars(&[("A", "a=b"), ("LEVEL", "9"), ("MODE", "fast")]));
+    let plain = by_name(&leased, "plain");
+    assert_eq!(plain.argv, strings(&["p", "--steps", "100"]));
+    assert_eq!(plain.env, vars(&[("LEVEL", "1"), ("MODE", "fast")]));
+    let later = by_name(&leased, "later");
+    assert_eq!(later.argv, strings(&["p", "--steps", "100"]));
+    assert_eq!(later.env, vars(&[("LEVEL", "1"), ("MODE", "slow")]));
+
+    // The copy of "own" lost on the way comes back with the same command line.
+    let held: Vec<ResultId> = leased.iter().filter(|copy| copy.work_unit_name != "own").map(|x| x.result_id).collect();
+    let reply = f.store.request_work(a, work(Vec::new(), Some(held), 3), T0).await.unwrap();
+    assert_eq!(reply.n_lost, 1);
+    assert_eq!(reply.assignments, vec![own.clone()], "the lost copy, as first sent");
+
+    let listed = f.store.list_work_units(&name("p"), 0, 10).await.unwrap();
+    assert_eq!(listed[0].argv, own.argv);
+    assert_eq!(listed[0].env, own.env);
+    f.store.record_reports(a, &[success(own.result_id, "out")], T0).await.unwrap();
+    let canonical = f.store.canonical_results(&name("p"), 0, 10).await.unwrap();
+    assert_eq!((canonical[0].argv.clone(), canonical[0].env.clone()), (own.argv, own.env));
+
+    // A project without any: argv[0] alone, no variables.
+    f.store.create_project(&project("bare", 1, 1), &units(1), T0).await.unwrap();
+    let b = host(&f.store, "b").await;
+    let bare = f.store.lease_work(b, 10, T0).await.unwrap();
+    let bare = bare.iter().find(|copy| copy.project == "bare").expect("a copy of bare");
+    assert_eq!((bare.argv.clone(), bare.env.clone()), (strings(&["bare"]), Vec::new()));
 }

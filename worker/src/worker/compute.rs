@@ -241,6 +241,8 @@ impl Worker {
             ),
             nan_canonicalization: assignment.nan_canonicalization,
             checkpoint_dir,
+            args: assignment.argv.clone(),
+            env: assignment.env.iter().map(|var| (var.name.clone(), var.value.clone())).collect(),
         };
         info!(
             server = %server,
