@@ -412,7 +412,7 @@ fn newcomer_errors_forgiven(results: &[ResultCopy]) -> usize {
     if !results.iter().any(ResultCopy::is_success) {
         return 0;
     }
-    let n = results.iter().filter(|r| r.is_error() && !r.is_unstarted() && !r.host_proven).count();
+    let n = results.iter().filter(|r| r.is_error() && !r.host_proven).count();
     n.min(trust::NEWCOMER_ALLOWANCE as usize)
 }
 
@@ -519,8 +519,7 @@ pub fn transition(
     }
 
     if wu.state == WorkUnitState::Open {
-        // A copy given back unstarted is no error of the input.
-        let n_errors = rs.iter().filter(|r| r.is_error() && !r.is_unstarted()).count() - newcomer_errors_forgiven(&rs);
+        let n_errors = rs.iter().filter(|r| r.is_error()).count() - newcomer_errors_forgiven(&rs);
         if n_errors > policy.max_error_results() as usize {
             wu.state = WorkUnitState::Failed(FailReason::TooManyErrors);
         }

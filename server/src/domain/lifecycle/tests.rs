@@ -45,12 +45,10 @@ fn copies(spec: &str) -> Vec<ResultCopy> {
                     r.server_state = ServerState::InProgress;
                     r.deadline = Some(if c == '>' { NOW.plus_ms(1) } else { NOW });
                 }
-                'e' | 'g' | 'n' | 'N' => {
+                'e' | 'n' | 'N' => {
                     r.host_id = host;
                     r.server_state = ServerState::Over;
-                    r.outcome = Some(if c == 'n' || c == 'N' { Outcome::NoReply } else { Outcome::ClientError });
-                    // An error that ran (fuel used); `g`: a copy given back unstarted.
-                    r.fuel_used = if c == 'e' { 1_000 } else { 0 };
+                    r.outcome = Some(if c == 'e' { Outcome::ClientError } else { Outcome::NoReply });
                 }
                 letter => {
                     r.host_id = host;
@@ -170,20 +168,6 @@ fn errors_are_replaced_until_too_many() {
         Expect { state: WorkUnitState::Failed(FailReason::TooManyErrors), new_results: 0, validate: "-----" },
     );
     assert_eq!(t.changed_results.last().unwrap().outcome, Some(Outcome::DidntNeed));
-}
-
-#[test]
-fn copies_given_back_are_replaced_without_counting_as_errors() {
-    // Three copies given back unstarted (max 3 errors): still open, replaced.
-    check(policy(2, 2, 3, 8), 2, "gggg", Expect { state: WorkUnitState::Open, new_results: 2, validate: "----" });
-    check(policy(2, 2, 3, 8), 2, "ggeeeg", Expect { state: WorkUnitState::Open, new_results: 2, validate: "------" });
-    // Only max_total_results bounds them.
-    check(
-        policy(2, 2, 3, 6),
-        2,
-        "gggggg",
-        Expect { state: WorkUnitState::Failed(FailReason::TooManyTotalResults), new_results: 0, validate: "------" },
-    );
 }
 
 #[test]
