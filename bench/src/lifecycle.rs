@@ -537,6 +537,7 @@ async fn host(
                 error_message: String::new(),
                 engine: ENGINE.to_owned(),
                 resumed: false,
+                given_back: false,
             })
             .collect();
         if !options.separate_reports {

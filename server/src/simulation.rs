@@ -131,7 +131,10 @@ fn sim_host(name: String, account: String, address: String) -> NewHost {
 /// The report of a copy: its correct output, a wrong one, or an error.
 fn sim_report(result_id: crate::domain::ResultId, output: Option<Vec<u8>>) -> ReportInput {
     let (report, output) = match output {
-        None => (Report::ClientError { fuel_used: 10, engine: "wasmtime 48.0.8".into(), resumed: false }, Vec::new()),
+        None => (
+            Report::ClientError { fuel_used: 10, engine: "wasmtime 48.0.8".into(), resumed: false, given_back: false },
+            Vec::new(),
+        ),
         Some(output) => (
             Report::Success {
                 output_digest: digest_of(&output),

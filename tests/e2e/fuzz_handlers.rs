@@ -130,9 +130,21 @@ fn report() -> impl Strategy<Value = v1::ResultReport> {
         "\\PC{0,10}",
         "\\PC{0,10}",
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(result_id, outcome, output, stderr_tail, fuel_used, run_time_ms, error_message, engine, resumed)| {
+            |(
+                result_id,
+                outcome,
+                output,
+                stderr_tail,
+                fuel_used,
+                run_time_ms,
+                error_message,
+                engine,
+                resumed,
+                given_back,
+            )| {
                 v1::ResultReport {
                     result_id,
                     outcome,
@@ -143,6 +155,7 @@ fn report() -> impl Strategy<Value = v1::ResultReport> {
                     error_message,
                     engine,
                     resumed,
+                    given_back,
                 }
             },
         )

@@ -82,6 +82,7 @@ pub fn success_report(result_id: i64, output: &[u8]) -> v1::ResultReport {
         error_message: String::new(),
         engine: ENGINE.to_owned(),
         resumed: false,
+        given_back: false,
     }
 }
 

@@ -33,6 +33,7 @@ pub fn report(result_id: i64, outcome: Outcome) -> ResultReport {
         error_message,
         engine: ENGINE.to_string(),
         resumed: false,
+        given_back: false,
     }
 }
 
@@ -51,5 +52,5 @@ pub fn given_back(result_id: i64, why: GiveBack) -> ResultReport {
         GiveBack::Detach => "detach",
         GiveBack::Abort => "abort",
     };
-    error_report(result_id, format!("given back by the volunteer ({what})"))
+    ResultReport { given_back: true, ..error_report(result_id, format!("given back by the volunteer ({what})")) }
 }

@@ -241,6 +241,9 @@ pub struct ResultCopy {
     /// counts only the segments it ran, so it is neither compared with other
     /// copies' fuel nor used for credit when a copy that ran in one piece agrees.
     pub resumed: bool,
+    /// A client error its host gave back unfinished (detached, aborted, or
+    /// unable to meet the deadline): no error of the app or the input.
+    pub given_back: bool,
     /// Its host has had a result validated: when the copy ends as no reply, it
     /// counts toward `max_total_results` (newcomers' do not, up to
     /// `trust::NEWCOMER_ALLOWANCE`).
@@ -262,6 +265,7 @@ impl ResultCopy {
             granted_credit: 0.0,
             engine: None,
             resumed: false,
+            given_back: false,
             host_proven: false,
         }
     }
@@ -274,11 +278,10 @@ impl ResultCopy {
         matches!(self.outcome, Some(Outcome::ClientError | Outcome::ValidateError))
     }
 
-    /// A client error for a copy the host never ran (no fuel used): given
-    /// back (detached, aborted by the volunteer, or unable to meet its
-    /// deadline). It says nothing about the app.
-    pub fn is_unstarted(&self) -> bool {
-        self.outcome == Some(Outcome::ClientError) && self.fuel_used == 0
+    /// A client error its host gave back unfinished (see `given_back`). It
+    /// says nothing about the app or the input.
+    pub fn is_given_back(&self) -> bool {
+        self.outcome == Some(Outcome::ClientError) && self.given_back
     }
 
     /// A success that still counts toward agreement.
@@ -296,8 +299,19 @@ impl ResultCopy {
 /// `resumed`: the task was interrupted and resumed from a checkpoint (its
 /// fuel counts only the segments it ran).
 pub enum Report {
-    Success { output_digest: Digest, fuel_used: u64, engine: String, resumed: bool },
-    ClientError { fuel_used: u64, engine: String, resumed: bool },
+    Success {
+        output_digest: Digest,
+        fuel_used: u64,
+        engine: String,
+        resumed: bool,
+    },
+    /// `given_back`: the host gives the copy back unfinished.
+    ClientError {
+        fuel_used: u64,
+        engine: String,
+        resumed: bool,
+        given_back: bool,
+    },
 }
 
 /// A report the coordinator must refuse; nothing is changed.
@@ -326,7 +340,7 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
     if result.host_id != Some(host) {
         return Err(ReportError::NotYourResult { result: result.id });
     }
-    let recorded = |outcome, output_digest: Option<Digest>, fuel_used, engine: &str, resumed| {
+    let recorded = |outcome, output_digest: Option<Digest>, fuel_used, engine: &str, resumed, given_back| {
         ReportDecision::Record(ResultCopy {
             server_state: ServerState::Over,
             outcome: Some(outcome),
@@ -335,6 +349,7 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
             fuel_used,
             engine: Some(engine.to_owned()),
             resumed,
+            given_back,
             ..result.clone()
         })
     };
@@ -342,10 +357,10 @@ pub fn apply_report(result: &ResultCopy, host: HostId, report: &Report) -> Resul
         (ServerState::Unsent, _) => Err(ReportError::NotYourResult { result: result.id }),
         (ServerState::InProgress, _) | (ServerState::Over, Some(Outcome::NoReply)) => Ok(match report {
             Report::Success { output_digest, fuel_used, engine, resumed } => {
-                recorded(Outcome::Success, Some(output_digest.clone()), *fuel_used, engine, *resumed)
+                recorded(Outcome::Success, Some(output_digest.clone()), *fuel_used, engine, *resumed, false)
             }
-            Report::ClientError { fuel_used, engine, resumed } => {
-                recorded(Outcome::ClientError, None, *fuel_used, engine, *resumed)
+            Report::ClientError { fuel_used, engine, resumed, given_back } => {
+                recorded(Outcome::ClientError, None, *fuel_used, engine, *resumed, *given_back)
             }
         }),
         (ServerState::Over, Some(Outcome::Success)) => match report {
@@ -396,7 +411,7 @@ pub fn report_events(recorded: &ResultCopy, work_unit_state: WorkUnitState) -> V
     if !recorded.is_error() {
         return Vec::new();
     }
-    let error = if recorded.is_unstarted() { HostEvent::Unstarted } else { HostEvent::ClientError };
+    let error = if recorded.fuel_used == 0 { HostEvent::Unstarted } else { HostEvent::ClientError };
     match work_unit_state {
         WorkUnitState::Done => vec![error, HostEvent::HostError],
         WorkUnitState::Open | WorkUnitState::Failed(_) => vec![error],
@@ -412,7 +427,7 @@ fn newcomer_errors_forgiven(results: &[ResultCopy]) -> usize {
     if !results.iter().any(ResultCopy::is_success) {
         return 0;
     }
-    let n = results.iter().filter(|r| r.is_error() && !r.host_proven).count();
+    let n = results.iter().filter(|r| r.is_error() && !r.is_given_back() && !r.host_proven).count();
     n.min(trust::NEWCOMER_ALLOWANCE as usize)
 }
 
@@ -519,7 +534,8 @@ pub fn transition(
     }
 
     if wu.state == WorkUnitState::Open {
-        let n_errors = rs.iter().filter(|r| r.is_error()).count() - newcomer_errors_forgiven(&rs);
+        // A copy given back is no error of the input.
+        let n_errors = rs.iter().filter(|r| r.is_error() && !r.is_given_back()).count() - newcomer_errors_forgiven(&rs);
         if n_errors > policy.max_error_results() as usize {
             wu.state = WorkUnitState::Failed(FailReason::TooManyErrors);
         }

@@ -257,7 +257,12 @@ fn report_input(report: ResultReport) -> Result<ReportInput, Status> {
             if !report.output.is_empty() {
                 return Err(invalid("output", "an error report carries no output"));
             }
-            Report::ClientError { fuel_used: report.fuel_used, engine, resumed: report.resumed }
+            Report::ClientError {
+                fuel_used: report.fuel_used,
+                engine,
+                resumed: report.resumed,
+                given_back: report.given_back,
+            }
         }
         Ok(ReportedOutcome::Unspecified) | Err(_) => {
             return Err(invalid("outcome", "must be SUCCESS or CLIENT_ERROR"));

@@ -17,7 +17,7 @@ use crate::domain::{Digest, HostId, ResultId, Timestamp, WorkUnitId, scheduler};
 macro_rules! result_copy_columns {
     () => {
         "r.id, r.host_id, r.server_state, r.outcome, r.validate_state, r.deadline, r.output_digest, r.fuel_used, \
-         r.granted_credit, r.engine, r.resumed, \
+         r.granted_credit, r.engine, r.resumed, r.given_back, \
          COALESCE((SELECT h.n_valid > 0 FROM hosts h WHERE h.id = r.host_id), 0) AS host_proven"
     };
 }
@@ -148,6 +148,7 @@ pub fn result_copy(row: &SqliteRow) -> Result<ResultCopy> {
         granted_credit: row.try_get("granted_credit")?,
         engine: row.try_get("engine")?,
         resumed: row.try_get("resumed")?,
+        given_back: row.try_get("given_back")?,
         host_proven: row.try_get("host_proven")?,
     })
 }

@@ -418,9 +418,9 @@ async fn record<'a>(
     for chunk in recorded.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(
             "WITH v(id, server_state, outcome, validate_state, output, output_digest, fuel_used, run_time_ms, \
-             stderr_tail, error_message, engine, resumed) AS (",
+             stderr_tail, error_message, engine, resumed, given_back) AS (",
         );
-        bulk::push_values(&mut query, chunk, 12, |mut row, recorded| {
+        bulk::push_values(&mut query, chunk, 13, |mut row, recorded| {
             let (input, copy) = (recorded.input, &recorded.copy);
             let success = copy.outcome == Some(lifecycle::Outcome::Success);
             row.push_bind(copy.id.0)
@@ -434,7 +434,8 @@ async fn record<'a>(
                 .push_bind(input.stderr_tail.clone())
                 .push_bind(input.error_message.clone())
                 .push_bind(copy.engine.clone())
-                .push_bind(copy.resumed);
+                .push_bind(copy.resumed)
+                .push_bind(copy.given_back);
         });
         query.push(
             ") UPDATE results SET server_state = v.server_state, outcome = v.outcome, \
@@ -444,7 +445,7 @@ async fn record<'a>(
         query.push(
             ", output = v.output, output_digest = v.output_digest, fuel_used = v.fuel_used, \
              run_time_ms = v.run_time_ms, stderr_tail = v.stderr_tail, error_message = v.error_message, \
-             engine = v.engine, resumed = v.resumed FROM v WHERE results.id = v.id",
+             engine = v.engine, resumed = v.resumed, given_back = v.given_back FROM v WHERE results.id = v.id",
         );
         query.build().execute(&mut **tx).await?;
     }
@@ -988,8 +989,8 @@ async fn note_reports(
             }
         }
         let known_hosts = watch.erring_hosts.len();
-        // A copy given back unstarted is no evidence about the app.
-        for r in reports.into_iter().filter(|r| !r.copy.is_unstarted()) {
+        // A copy given back is no evidence about the app.
+        for r in reports.into_iter().filter(|r| !r.copy.is_given_back()) {
             let error = (!success(r)).then(|| watched_error(&r.input.error_message));
             watch.record(r.host.0, error.as_deref());
             if let (true, Some(sample)) = (success(r), r.turnaround) {

@@ -346,7 +346,7 @@ async fn a_custom_validator_module_decides_agreement() {
 fn error_report(result: ResultId) -> ReportInput {
     ReportInput {
         result_id: result,
-        report: Report::ClientError { fuel_used: 10, engine: "test".into(), resumed: false },
+        report: Report::ClientError { fuel_used: 10, engine: "test".into(), resumed: false, given_back: false },
         output: Vec::new(),
         stderr_tail: String::new(),
         run_time_ms: 1,
@@ -395,7 +395,7 @@ async fn copies_given_back_unstarted_never_pause_a_batch() {
         let given_back: Vec<_> = copies
             .iter()
             .map(|c| ReportInput {
-                report: Report::ClientError { fuel_used: 0, engine: "test".into(), resumed: false },
+                report: Report::ClientError { fuel_used: 0, engine: "test".into(), resumed: false, given_back: true },
                 error_message: "given back by the volunteer (detach)".into(),
                 ..error_report(c.result_id)
             })

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use quorum_proto::v1::{Assignment, ReportedOutcome};
+use quorum_proto::v1::{Assignment, ReportedOutcome, ResultReport};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -68,7 +68,8 @@ impl Worker {
                         None => "abandoned: the deadline passed before the task could start".to_string(),
                     };
                     warn!(server = %self.attachments[key.0].server, result_id = key.1, "{message}");
-                    let report = error_report(key.1, message);
+                    // Given back: the host's speed, not the app or the input.
+                    let report = ResultReport { given_back: true, ..error_report(key.1, message) };
                     self.record_finished(vec![Completed::unrun(key.0, queued.assignment.app_digest, report)]).await?;
                 }
                 None => break,

@@ -45,10 +45,12 @@ fn copies(spec: &str) -> Vec<ResultCopy> {
                     r.server_state = ServerState::InProgress;
                     r.deadline = Some(if c == '>' { NOW.plus_ms(1) } else { NOW });
                 }
-                'e' | 'n' | 'N' => {
+                'e' | 'g' | 'n' | 'N' => {
                     r.host_id = host;
                     r.server_state = ServerState::Over;
-                    r.outcome = Some(if c == 'e' { Outcome::ClientError } else { Outcome::NoReply });
+                    r.outcome = Some(if c == 'n' || c == 'N' { Outcome::NoReply } else { Outcome::ClientError });
+                    // `g`: a copy given back by its host.
+                    r.given_back = c == 'g';
                 }
                 letter => {
                     r.host_id = host;
@@ -171,6 +173,20 @@ fn errors_are_replaced_until_too_many() {
 }
 
 #[test]
+fn copies_given_back_are_replaced_without_counting_as_errors() {
+    // Three copies given back unstarted (max 3 errors): still open, replaced.
+    check(policy(2, 2, 3, 8), 2, "gggg", Expect { state: WorkUnitState::Open, new_results: 2, validate: "----" });
+    check(policy(2, 2, 3, 8), 2, "ggeeeg", Expect { state: WorkUnitState::Open, new_results: 2, validate: "------" });
+    // Only max_total_results bounds them.
+    check(
+        policy(2, 2, 3, 6),
+        2,
+        "gggggg",
+        Expect { state: WorkUnitState::Failed(FailReason::TooManyTotalResults), new_results: 0, validate: "------" },
+    );
+}
+
+#[test]
 fn too_many_total_results_fails() {
     check(
         policy(2, 2, 8, 4),
@@ -245,7 +261,11 @@ fn reports_are_checked_against_the_copy() {
     let other = Report::Success { output_digest: digest('b'), fuel_used: 5, engine: "e".into(), resumed: false };
     assert_eq!(apply_report(&recorded, HostId(1), &other), Err(ReportError::ConflictingReport { result: ResultId(9) }));
     assert_eq!(
-        apply_report(&recorded, HostId(1), &Report::ClientError { fuel_used: 1, engine: "e".into(), resumed: false }),
+        apply_report(
+            &recorded,
+            HostId(1),
+            &Report::ClientError { fuel_used: 1, engine: "e".into(), resumed: false, given_back: false }
+        ),
         Err(ReportError::ConflictingReport { result: ResultId(9) })
     );
     assert_eq!(apply_report(&copy, HostId(2), &success), Err(ReportError::NotYourResult { result: ResultId(9) }));
