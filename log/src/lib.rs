@@ -95,6 +95,18 @@ pub fn init_file(format: LogFormat, default_level: &str, file: &FileLog) -> std:
     Ok(())
 }
 
+/// [`init_file`] when given a file, else [`init`]: what a binary with a
+/// `--log-file` flag calls once.
+pub fn init_to(format: LogFormat, default_level: &str, file: Option<&FileLog>) -> std::io::Result<()> {
+    match file {
+        Some(file) => init_file(format, default_level, file),
+        None => {
+            init(format, default_level);
+            Ok(())
+        }
+    }
+}
+
 fn install<W>(format: LogFormat, default_level: &str, writer: W, ansi: bool)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,

@@ -155,15 +155,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    match (&cli.log_file, &cli.command) {
-        (Some(path), None) => {
-            let file = quorum_log::FileLog::new(path.clone(), cli.log_max_bytes, cli.log_keep);
-            if let Err(error) = quorum_log::init_file(cli.log_format, "info", &file) {
-                eprintln!("error: cannot open --log-file {error}");
-                return ExitCode::from(2);
-            }
-        }
-        _ => quorum_log::init(cli.log_format, "info"),
+    // The file is for serving; the other commands log to stderr.
+    let log_file = cli.log_file.as_ref().filter(|_| cli.command.is_none());
+    let log_file = log_file.map(|path| quorum_log::FileLog::new(path.clone(), cli.log_max_bytes, cli.log_keep));
+    if let Err(error) = quorum_log::init_to(cli.log_format, "info", log_file.as_ref()) {
+        eprintln!("error: cannot open --log-file {error}");
+        return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

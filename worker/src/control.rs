@@ -8,7 +8,7 @@
 //! state directory locked, the reports sent, the journal updated).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use quorum_proto::v1::ResultReport;
@@ -232,7 +232,10 @@ async fn send_reports(
     };
     let mut client = Client::new(server, ca_cert)?;
     client.set_token(&identity.token)?;
-    for batch in reports.chunks(REPORT_BATCH) {
+    let mut rest = reports;
+    while !rest.is_empty() {
+        let (batch, later) = rest.split_at(crate::reports::batch_len(rest.iter()));
+        rest = later;
         let reported = client.report_results(batch).await.map_err(|status| {
             anyhow::anyhow!(
                 "cannot report to {server}: {:?}: {}; nothing was changed, try again when it is reachable",
@@ -249,12 +252,4 @@ async fn send_reports(
         );
     }
     Ok(())
-}
-
-/// Reports sent in one call by `detach`.
-const REPORT_BATCH: usize = 500;
-
-/// The journal's `now`: milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -30,7 +30,7 @@
 
 use std::path::Path;
 use std::str::FromStr as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use quorum_proto::v1::{Assignment, ResultReport};
@@ -817,6 +817,12 @@ fn create_private(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch: the unit of the journal's times and
+/// of deadlines.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn count(value: i64) -> u64 {

@@ -308,15 +308,12 @@ fn default_state_dir(xdg_data_home: Option<std::ffi::OsString>, home: Option<std
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match (&cli.log_file, &cli.command) {
-        (Some(path), None) => {
-            let file = quorum_log::FileLog::new(path.clone(), cli.log_max_bytes, cli.log_keep);
-            if let Err(error) = quorum_log::init_file(cli.log_format, "info", &file) {
-                eprintln!("error: cannot open --log-file {error}");
-                return ExitCode::from(2);
-            }
-        }
-        _ => quorum_log::init(cli.log_format, "info"),
+    // The file is for serving; the other commands log to stderr.
+    let log_file = cli.log_file.as_ref().filter(|_| cli.command.is_none());
+    let log_file = log_file.map(|path| quorum_log::FileLog::new(path.clone(), cli.log_max_bytes, cli.log_keep));
+    if let Err(error) = quorum_log::init_to(cli.log_format, "info", log_file.as_ref()) {
+        eprintln!("error: cannot open --log-file {error}");
+        return ExitCode::from(2);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -500,7 +497,7 @@ async fn show_status(
         let text = if json {
             serde_json::to_string(&status)? + "\n"
         } else {
-            quorum_worker::status::render(&status, quorum_worker::control::now_ms())
+            quorum_worker::status::render(&status, quorum_worker::journal::now_ms())
         };
         let mut stdout = std::io::stdout().lock();
         if watch && !json {

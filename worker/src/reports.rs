@@ -7,6 +7,31 @@ use quorum_proto::v1::{ReportedOutcome, ResultReport};
 
 use crate::sandbox::{ENGINE, Outcome, Status as TaskStatus};
 
+/// Most results sent in one call.
+const MAX_REPORT_BATCH: usize = 1000;
+/// Bytes of output a call may carry before the rest waits for the next one
+/// (tonic servers refuse messages over 4 MiB by default). A single larger
+/// result still goes alone.
+const MAX_REPORT_BATCH_BYTES: usize = 3 * 1024 * 1024;
+
+/// How many of `reports` (oldest first) go in one call: at most
+/// `MAX_REPORT_BATCH`, within `MAX_REPORT_BATCH_BYTES`, at least one.
+pub fn batch_len<'a>(mut reports: impl Iterator<Item = &'a ResultReport>) -> usize {
+    let size = |report: &ResultReport| report.output.len() + report.stderr_tail.len();
+    let Some(first) = reports.next() else {
+        return 0;
+    };
+    // The first goes whatever its size.
+    let mut bytes = size(first);
+    1 + reports
+        .take(MAX_REPORT_BATCH - 1)
+        .take_while(|report| {
+            bytes += size(report);
+            bytes <= MAX_REPORT_BATCH_BYTES
+        })
+        .count()
+}
+
 /// Why a task is given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GiveBack {
@@ -53,4 +78,25 @@ pub fn given_back(result_id: i64, why: GiveBack) -> ResultReport {
         GiveBack::Abort => "abort",
     };
     ResultReport { given_back: true, ..error_report(result_id, format!("given back by the volunteer ({what})")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_carries_at_most_a_thousand_reports_within_three_mib_and_at_least_one() {
+        let sized = |bytes: usize| ResultReport { output: vec![0; bytes], ..error_report(1, String::new()) };
+        let mib = 1024 * 1024;
+        let cases: Vec<(Vec<ResultReport>, usize)> = vec![
+            (Vec::new(), 0),
+            (vec![sized(10); 5], 5),
+            (vec![sized(0); 2500], 1000),
+            (vec![sized(mib); 5], 3),
+            (vec![sized(5 * mib), sized(10)], 1),
+        ];
+        for (reports, expected) in cases {
+            assert_eq!(batch_len(reports.iter()), expected, "{} reports", reports.len());
+        }
+    }
 }

@@ -13,7 +13,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::control::{now_ms, open, running_pid};
+use crate::control::{open, running_pid};
+use crate::journal::now_ms;
 use crate::journal::{AttachmentLine, TaskState};
 use crate::schedule;
 use crate::state::StateDir;

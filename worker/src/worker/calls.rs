@@ -31,21 +31,9 @@ impl Worker {
 
     /// The oldest waiting reports of coordinator `index` that fit in one call.
     pub(super) fn report_batch(&self, index: usize) -> Vec<ResultReport> {
-        let mut bytes = 0;
-        let reports: Vec<ResultReport> = self.unreported[index]
-            .iter()
-            .take(MAX_REPORT_BATCH)
-            .take_while(|u| {
-                bytes += u.report.output.len() + u.report.stderr_tail.len();
-                bytes <= MAX_REPORT_BATCH_BYTES
-            })
-            .map(|u| u.report.clone())
-            .collect();
-        if reports.is_empty() {
-            self.unreported[index].iter().take(1).map(|u| u.report.clone()).collect()
-        } else {
-            reports
-        }
+        let waiting = &self.unreported[index];
+        let n = crate::reports::batch_len(waiting.iter().map(|u| &u.report));
+        waiting[..n].iter().map(|u| u.report.clone()).collect()
     }
 
     pub(super) fn wants_work(&self, index: usize) -> usize {

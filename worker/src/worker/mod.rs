@@ -50,7 +50,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use quorum_proto::v1::{Assignment, ResultReport};
@@ -59,7 +59,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::client::Client;
-use crate::journal::{AppStats, Identity, Journal, TaskState};
+use crate::journal::{AppStats, Identity, Journal, TaskState, now_ms};
 use crate::sandbox::{Gate, Outcome, Sandbox, TaskControl};
 use crate::schedule::{self, Buffer};
 use crate::state::StateDir;
@@ -75,12 +75,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 /// Longest a registration call may take (it is not abandoned at shutdown).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most results sent in one call.
-const MAX_REPORT_BATCH: usize = 1000;
-/// Bytes of output a call may carry before the rest waits for the next one
-/// (tonic servers refuse messages over 4 MiB by default). A single larger
-/// result still goes alone.
-const MAX_REPORT_BATCH_BYTES: usize = 3 * 1024 * 1024;
 /// A finished result waits at most this long for a work request to carry it
 /// before it is reported on its own.
 const REPORT_DELAY: Duration = Duration::from_secs(1);
@@ -602,11 +596,6 @@ async fn sleep_until(wake: Option<Instant>) {
 /// The task's deadline; an assignment without one (0) never expires here.
 fn deadline_ms(assignment: &Assignment) -> i64 {
     if assignment.deadline_unix_ms > 0 { assignment.deadline_unix_ms } else { i64::MAX }
-}
-
-/// Milliseconds since the Unix epoch (deadlines are in this unit).
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
