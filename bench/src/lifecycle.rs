@@ -538,6 +538,7 @@ async fn host(
                 engine: ENGINE.to_owned(),
                 resumed: false,
                 given_back: false,
+                output_files: Vec::new(),
             })
             .collect();
         if !options.separate_reports {

@@ -64,6 +64,8 @@ pub const LIMITS: v1::Limits = v1::Limits {
     output_bytes: 1024 * 1024,
     wall_time_ms: 600_000,
     stderr_bytes: 0,
+    input_files_bytes: 0,
+    output_files_bytes: 0,
 };
 
 /// The options of one run.
@@ -282,6 +284,8 @@ fn direct(units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64
                     limits,
                     nan_canonicalization: false,
                     checkpoint_dir: None,
+                    input_dir: None,
+                    output_dir: None,
                     args: Vec::new(),
                     env: Vec::new(),
                 };

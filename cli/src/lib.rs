@@ -184,6 +184,12 @@ pub enum Command {
         /// With --all: only the results of this batch's work units.
         #[arg(long, value_name = "ID", requires = "all", value_parser = clap::value_parser!(i64).range(1..))]
         batch: Option<i64>,
+
+        /// Also write the canonical results' output files (what their apps
+        /// wrote in /output) under this folder: DIR/WORK_UNIT/NAME (created;
+        /// a work unit whose name is not a plain file name goes in wu-ID).
+        #[arg(long, value_name = "DIR", conflicts_with = "all")]
+        files: Option<PathBuf>,
     },
 
     /// Delete a project and everything of it: work units, results, batches,
@@ -472,10 +478,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { project } => commands::status::run(&ctx, project.as_deref()).await,
-        Command::Results { project, format, out, all: false, .. } => {
-            commands::results::run(&ctx, &project, format, out.as_deref()).await
+        Command::Results { project, format, out, all: false, files, .. } => {
+            commands::results::run(&ctx, &project, format, out.as_deref(), files.as_deref()).await
         }
-        Command::Results { project, format, out, all: true, state, batch } => {
+        Command::Results { project, format, out, all: true, state, batch, .. } => {
             let filter = commands::results::CopyFilter { state, batch };
             commands::results::run_all(&ctx, &project, format, out.as_deref(), filter).await
         }

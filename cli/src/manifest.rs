@@ -35,6 +35,10 @@
 //! output_bytes = 1048576           # integer or a size string
 //! wall_time = "10m"                # humantime
 //! stderr_bytes = 0                 # integer or a size string; 0: the worker's 1 MiB
+//! input_files = "1GiB"             # input files one work unit's app sees, in all
+//! output_files = 0                 # output files one result may report, in all; 0: no /output
+//! [files]                          # optional: files every work unit's app sees as /input/NAME
+//! "reference.dat" = "data/reference.dat"
 //! [validator]                      # optional; kind = "bitwise" (default), "fuzzy" or "custom"
 //! # kind = "fuzzy"                 # numbers within a tolerance:
 //! # format = "whitespace"          #   or "json"
@@ -47,6 +51,8 @@
 //! range = { start = 0, end = 1000, chunk = 100 }
 //! # jsonl = "inputs.jsonl"
 //! # dir = "inputs/"
+//! # file = "chunk.dat"             #   with dir: each file is its work unit's /input/chunk.dat
+//! #                                #   (its stdin empty), not its stdin
 //! ```
 //!
 //! A `jsonl` file holds one JSON object per line: `name` (optional, default
@@ -56,7 +62,13 @@
 //!
 //! ```json
 //! {"name": "a", "input": "1 2\n", "args": ["--part", "1"], "env": {"MODE": "slow"}}
+//! {"name": "b", "input": "", "files": {"chunk.dat": "chunks/b.dat"}}
 //! ```
+//!
+//! A line's `files` are the work unit's own input files (`/input/NAME`,
+//! paths relative to the JSON Lines file's folder), besides the project's
+//! `[files]`; their names must differ. Every file is hashed before anything
+//! is sent, and uploaded once however many work units name it.
 //!
 //! The app then sees `argv = [name, project args..., work unit args...]` and
 //! the merged variables in name order; nothing of the host's. Rules, for the
@@ -68,6 +80,7 @@
 //! This module knows nothing of gRPC: `commands::submit` converts its types.
 
 mod app_args;
+mod files;
 mod work_units;
 
 use std::fmt;
@@ -77,6 +90,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use app_args::AppArgs;
+pub use files::LocalFile;
 pub use work_units::{Range, WorkUnit, WorkUnitSource};
 
 /// Default of `policy.min_quorum`.
@@ -134,6 +148,13 @@ pub enum Error {
     InputLine { path: PathBuf, line: usize, problem: String },
     #[error("{}: {problem}", path.display())]
     Inputs { path: PathBuf, problem: String },
+    #[error("cannot read input file {name:?} ({})", path.display())]
+    ReadFile {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A project name: 1 to 64 characters among `A-Z a-z 0-9 _ . -`.
@@ -453,6 +474,12 @@ pub struct Manifest {
     signing_key: Option<PathBuf>,
     /// `args` and `[env]`: what every work unit's app gets.
     app_args: AppArgs,
+    /// `[files]`: every work unit's app sees them as `/input/NAME`.
+    files: Vec<(String, PathBuf)>,
+    /// `limits.input_files` and `limits.output_files`, in bytes (0: the
+    /// coordinator's default of 1 GiB; no output files).
+    input_files_bytes: u64,
+    output_files_bytes: u64,
 }
 
 /// A project ready to submit: the manifest, the binary app module and every
@@ -464,6 +491,8 @@ pub struct Project {
     pub app_module: Vec<u8>,
     /// A custom validator's binary module.
     pub validator_module: Option<Vec<u8>>,
+    /// The project's shared input files, hashed.
+    pub files: Vec<LocalFile>,
     pub work_units: Vec<WorkUnit>,
 }
 
@@ -526,6 +555,13 @@ impl Manifest {
         .map_err(field_error)?;
         let work_units = WorkUnitSource::from_toml(raw.work_units, base).map_err(field_error)?;
         let app_args = AppArgs::new(raw.args, raw.env).map_err(field_error)?;
+        let files = files::named_paths(raw.files, base).map_err(|problem| field_error(("files", problem)))?;
+        let size = |field: &'static str, size: Option<toml_format::Size>| match size {
+            Some(size) => size.bytes(field).map_err(field_error),
+            None => Ok(0),
+        };
+        let input_files_bytes = size("limits.input_files", raw.limits.input_files)?;
+        let output_files_bytes = size("limits.output_files", raw.limits.output_files)?;
 
         Ok(Manifest {
             path: path.to_owned(),
@@ -548,6 +584,9 @@ impl Manifest {
                 None => None,
             },
             app_args,
+            files,
+            input_files_bytes,
+            output_files_bytes,
         })
     }
 
@@ -558,8 +597,13 @@ impl Manifest {
             Validator::Custom { module } => Some(self.load_module("validator.module", module)?),
             Validator::Bitwise | Validator::Fuzzy { .. } => None,
         };
-        let work_units = self.work_units.work_units()?;
-        Ok(Project { manifest: self, app_module, validator_module, work_units })
+        let mut hasher = files::Hasher::default();
+        let files =
+            self.files.iter().map(|(name, path)| hasher.local_file(name, path)).collect::<Result<Vec<_>, Error>>()?;
+        let work_units = self.work_units.work_units(&mut hasher)?;
+        files::check_work_units(&files, &work_units, self.input_files_bytes)
+            .map_err(|problem| Error::Inputs { path: self.path.clone(), problem })?;
+        Ok(Project { manifest: self, app_module, validator_module, files, work_units })
     }
 
     /// Reads the app: a .wasm file as is, a .wat file converted to binary.
@@ -630,6 +674,10 @@ impl Manifest {
     /// The project's arguments and environment variables (`args`, `[env]`).
     pub fn app_args(&self) -> &AppArgs {
         &self.app_args
+    }
+    /// `limits.input_files` and `limits.output_files` in bytes (0: not given).
+    pub fn file_limits(&self) -> (u64, u64) {
+        (self.input_files_bytes, self.output_files_bytes)
     }
 }
 
@@ -748,6 +796,9 @@ mod toml_format {
         /// The app's environment variables.
         #[serde(default)]
         pub env: std::collections::BTreeMap<String, String>,
+        /// Files every work unit's app sees as `/input/NAME`: NAME = PATH.
+        #[serde(default)]
+        pub files: std::collections::BTreeMap<String, PathBuf>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -772,6 +823,8 @@ mod toml_format {
         pub output_bytes: Option<Size>,
         pub wall_time: Option<String>,
         pub stderr_bytes: Option<Size>,
+        pub input_files: Option<Size>,
+        pub output_files: Option<Size>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -810,6 +863,8 @@ mod toml_format {
         pub range: Option<Range>,
         pub jsonl: Option<PathBuf>,
         pub dir: Option<PathBuf>,
+        /// With `dir`: each file is its work unit's `/input/NAME`, not its stdin.
+        pub file: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]

@@ -716,6 +716,18 @@ pub struct ResultLine<'a> {
     /// absent when there are none.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub env: std::collections::BTreeMap<&'a str, &'a str>,
+    /// The output files the app wrote in /output (`--files DIR` writes them);
+    /// absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_files: Vec<OutputFileLine<'a>>,
+}
+
+/// An output file of a canonical result, as `quorum results` prints it.
+#[derive(Debug, Serialize)]
+pub struct OutputFileLine<'a> {
+    pub name: &'a str,
+    pub digest: &'a str,
+    pub size: u64,
 }
 
 impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
@@ -735,6 +747,11 @@ impl<'a> From<&'a v1::CanonicalResult> for ResultLine<'a> {
             random_seed: result.random_seed,
             argv: &result.argv,
             env: result.env.iter().map(|var| (var.name.as_str(), var.value.as_str())).collect(),
+            output_files: result
+                .output_files
+                .iter()
+                .map(|file| OutputFileLine { name: &file.name, digest: &file.digest, size: file.size })
+                .collect(),
         }
     }
 }

@@ -259,6 +259,12 @@ pub struct Task {
     /// filesystem at all. It must exist: a directory that cannot be opened
     /// ends the task as an error.
     pub checkpoint_dir: Option<PathBuf>,
+    /// A host directory holding the task's input files, preopened read-only
+    /// as `/input`; `None`: no `/input`.
+    pub input_dir: Option<PathBuf>,
+    /// A host directory preopened read-write as `/output`, where the app
+    /// writes the output files reported with its result; `None`: no `/output`.
+    pub output_dir: Option<PathBuf>,
     /// The app's command line, `argv[0]` included (the assignment's `argv`);
     /// empty: `["app"]`, what apps saw before arguments existed.
     pub args: Vec<String>,
@@ -384,6 +390,8 @@ impl Sandbox {
             output_limit: usize::try_from(task.limits.output_bytes).unwrap_or(usize::MAX),
             stderr_limit: usize::try_from(task.limits.stderr_bytes).unwrap_or(usize::MAX),
             checkpoint_dir: task.checkpoint_dir.as_deref(),
+            input_dir: task.input_dir.as_deref(),
+            output_dir: task.output_dir.as_deref(),
             args: &task.args,
             env: &task.env,
         };
@@ -482,6 +490,8 @@ impl Validator {
             output_limit: usize::try_from(VALIDATOR_LIMITS.output_bytes).unwrap_or(usize::MAX),
             stderr_limit: usize::try_from(VALIDATOR_LIMITS.stderr_bytes).unwrap_or(usize::MAX),
             checkpoint_dir: None,
+            input_dir: None,
+            output_dir: None,
             args: &[],
             env: &[],
         };

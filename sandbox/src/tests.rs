@@ -45,6 +45,8 @@ fn task(wat: &str, input: &[u8], seed: u64, limits: Limits) -> Task {
         limits,
         nan_canonicalization: false,
         checkpoint_dir: None,
+        input_dir: None,
+        output_dir: None,
         args: Vec::new(),
         env: Vec::new(),
     }
@@ -747,6 +749,8 @@ fn provided_imports_are_exactly_what_the_sandbox_links() {
         output_limit: 0,
         stderr_limit: 0,
         checkpoint_dir: None,
+        input_dir: None,
+        output_dir: None,
         args: &[],
         env: &[],
     };

@@ -8,8 +8,10 @@
 //! once, else the earliest clock, advancing the virtual clocks to it instead
 //! of blocking a worker thread for as long as the app asks. `proc_exit`
 //! reports any status as the app gave it.
-//! The only filesystem is the task's checkpoint directory, preopened as
-//! `/checkpoint` when the worker gives one. The command line and the
+//! The only filesystem is what the worker gives the task: its input files,
+//! read-only, as `/input`, the directory for its output files as `/output`,
+//! and its checkpoint directory as `/checkpoint` (preopened in that order,
+//! each only when given). The command line and the
 //! environment variables are the task's (part of its work unit), never the
 //! host's.
 
@@ -38,6 +40,10 @@ const FIXED_MONOTONIC_NANOS: u64 = 1_000_000_000;
 pub const STDERR_TAIL_BYTES: usize = 4096;
 /// Where the checkpoint directory appears inside the sandbox.
 pub const CHECKPOINT_GUEST_PATH: &str = "/checkpoint";
+/// Where the task's input files appear, read-only.
+pub const INPUT_GUEST_PATH: &str = "/input";
+/// Where the app writes the output files reported with its result.
+pub const OUTPUT_GUEST_PATH: &str = "/output";
 
 /// What one run sees: stdin, the random seed, the stdout and stderr limits,
 /// the host directory preopened as `/checkpoint`, if any, the command line
@@ -48,6 +54,9 @@ pub struct Environment<'a> {
     pub output_limit: usize,
     pub stderr_limit: usize,
     pub checkpoint_dir: Option<&'a Path>,
+    /// The host directories preopened as `/input` (read-only) and `/output`.
+    pub input_dir: Option<&'a Path>,
+    pub output_dir: Option<&'a Path>,
     /// `argv`, `argv[0]` included; empty: `["app"]`.
     pub args: &'a [String],
     /// The variables, in the order `environ_get` lists them.
@@ -69,15 +78,32 @@ pub struct Ctx {
 /// Builds the WASI context of one run; `Err` (a message) if the checkpoint
 /// directory cannot be opened.
 pub fn build_ctx(env: Environment<'_>) -> Result<Ctx, String> {
-    let Environment { input, random_seed, output_limit, stderr_limit, checkpoint_dir, args, env } = env;
+    let Environment {
+        input,
+        random_seed,
+        output_limit,
+        stderr_limit,
+        checkpoint_dir,
+        input_dir,
+        output_dir,
+        args,
+        env,
+    } = env;
     let stdout = CapturePipe::limited(output_limit);
     let stderr = CapturePipe::tail(STDERR_TAIL_BYTES, stderr_limit);
     let time = VirtualTime::default();
     let mut builder = WasiCtxBuilder::new();
-    if let Some(dir) = checkpoint_dir {
+    // Preopens in this order: fd 3, 4, 5 for the ones a task has.
+    let preopens = [
+        (input_dir, INPUT_GUEST_PATH, FsPerms::ReadOnly, "input"),
+        (output_dir, OUTPUT_GUEST_PATH, FsPerms::ReadWrite, "output"),
+        (checkpoint_dir, CHECKPOINT_GUEST_PATH, FsPerms::ReadWrite, "checkpoint"),
+    ];
+    for (dir, guest, perms, what) in preopens {
+        let Some(dir) = dir else { continue };
         builder
-            .preopened_dir(dir, CHECKPOINT_GUEST_PATH, FsPerms::ReadWrite)
-            .map_err(|error| format!("cannot open the checkpoint directory {}: {error:#}", dir.display()))?;
+            .preopened_dir(dir, guest, perms)
+            .map_err(|error| format!("cannot open the {what} directory {}: {error:#}", dir.display()))?;
         // Tasks run on threads of their own (never on an async runtime), so
         // file operations may block them instead of going through a
         // blocking-task pool.

@@ -22,6 +22,7 @@
 pub mod clock;
 pub mod db_lock;
 pub mod domain;
+pub mod file_store;
 pub mod http;
 pub mod metrics;
 pub mod rpc;
@@ -62,6 +63,8 @@ pub struct Config {
     pub status_page: Option<std::net::SocketAddr>,
     /// Serve Prometheus metrics on this address (HTTP); none when `None`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Cap on the bytes per second of input files sent to workers, in all.
+    pub file_upload_bytes_per_sec: Option<u64>,
 }
 
 impl Config {
@@ -74,6 +77,7 @@ impl Config {
             rate_limits: rpc::limits::RateLimits::default(),
             status_page: None,
             metrics: None,
+            file_upload_bytes_per_sec: None,
         }
     }
 }
@@ -103,6 +107,8 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Http(#[from] http::Error),
+    #[error(transparent)]
+    FileStore(#[from] file_store::FileStoreError),
 }
 
 /// How long calls in flight may take to finish once shutdown starts (long
@@ -124,6 +130,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         metrics: metrics.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
+        files: file_store::FileStore::beside(&config.db_path).await?,
+        file_pacer: config.file_upload_bytes_per_sec.map(|rate| Arc::new(rpc::files::Pacer::new(rate))),
         clock: config.clock.clone(),
         changes: Changes::new(),
         limiters: Arc::new(rpc::limits::Limiters::new(config.rate_limits)),

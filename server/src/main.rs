@@ -68,6 +68,12 @@ struct Cli {
     /// (`Authorization: Bearer TOKEN`) on any other address.
     #[arg(long, env = "QUORUM_METRICS", value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Cap on the rate at which input files are sent to workers, in all, in
+    /// megabits per second (e.g. 200); no cap when not given.
+    ///
+    /// Downloads share it; the rest of the protocol is not slowed.
+    #[arg(long, env = "QUORUM_FILE_UPLOAD_MBPS", value_name = "MBPS", value_parser = parse_mbps)]
+    file_upload_mbps: Option<u64>,
     /// SQLite database file; created with the schema if missing.
     #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
@@ -177,7 +183,7 @@ fn main() -> ExitCode {
                 cli.db,
                 tls,
                 limits,
-                Endpoints { status_page: cli.status_page, metrics: cli.metrics },
+                Endpoints { status_page: cli.status_page, metrics: cli.metrics, file_upload: cli.file_upload_mbps },
             ))
         }),
         Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
@@ -211,6 +217,17 @@ fn tls_identity(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Optio
 struct Endpoints {
     status_page: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
+    /// `--file-upload-mbps`, in bytes per second.
+    file_upload: Option<u64>,
+}
+
+/// `--file-upload-mbps`: a positive number of megabits per second, as bytes per second.
+fn parse_mbps(text: &str) -> Result<u64, String> {
+    let mbps: f64 = text.parse().map_err(|_| format!("invalid rate {text:?}: expected megabits per second"))?;
+    if !(mbps > 0.0 && mbps.is_finite()) {
+        return Err(format!("invalid rate {text}: must be above zero"));
+    }
+    Ok(((mbps * 1_000_000.0 / 8.0) as u64).max(1))
 }
 
 async fn serve(
@@ -241,6 +258,7 @@ async fn serve(
         rate_limits,
         status_page: endpoints.status_page,
         metrics: endpoints.metrics,
+        file_upload_bytes_per_sec: endpoints.file_upload,
         ..quorum_server::Config::new(db.clone())
     };
     quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;

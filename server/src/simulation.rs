@@ -107,9 +107,16 @@ async fn sim_project(
         app_signature: None,
         seed: 0,
         app_args: Default::default(),
+        files: Default::default(),
+        file_limits: crate::domain::files::FileLimits::DEFAULT,
     };
     let units: Vec<NewWorkUnit> = (0..N_WORK_UNITS)
-        .map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes(), app_args: Default::default() })
+        .map(|i| NewWorkUnit {
+            name: None,
+            input: format!("{i}").into_bytes(),
+            app_args: Default::default(),
+            files: Default::default(),
+        })
         .collect();
     store.create_project(&project, &units, T0).await.expect("create project");
     (dir, store, name)
@@ -152,6 +159,7 @@ fn sim_report(result_id: crate::domain::ResultId, output: Option<Vec<u8>>) -> Re
         stderr_tail: String::new(),
         run_time_ms: 1,
         error_message: "exit code 1".into(),
+        output_files: Vec::new(),
     }
 }
 

@@ -92,6 +92,7 @@ async fn the_coordinator_refuses_bad_args_and_env_itself() {
         input: Vec::new(),
         args,
         env,
+        files: Vec::new(),
     };
     let request =
         |args: Vec<String>, env: Vec<v1::EnvVar>, work_units: Vec<v1::WorkUnitInput>| v1::CreateProjectRequest {

@@ -97,15 +97,32 @@ fn policy() -> impl Strategy<Value = Option<v1::ReplicationPolicy>> {
 }
 
 fn limits() -> impl Strategy<Value = Option<v1::Limits>> {
-    proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
-        |(fuel, memory_bytes, output_bytes, wall_time_ms, stderr_bytes)| v1::Limits {
-            fuel,
-            memory_bytes,
-            output_bytes,
-            wall_time_ms,
-            stderr_bytes,
-        },
-    ))
+    let files = prop_oneof![Just(0), any::<u64>()];
+    proptest::option::of(
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), files.clone(), files).prop_map(
+            |(fuel, memory_bytes, output_bytes, wall_time_ms, stderr_bytes, input_files_bytes, output_files_bytes)| {
+                v1::Limits {
+                    fuel,
+                    memory_bytes,
+                    output_bytes,
+                    wall_time_ms,
+                    stderr_bytes,
+                    input_files_bytes,
+                    output_files_bytes,
+                }
+            },
+        ),
+    )
+}
+
+/// Input files: names with separators, dots and controls; digests of any shape.
+fn file_refs() -> impl Strategy<Value = Vec<v1::FileRef>> {
+    let name = prop_oneof![Just("data".to_owned()), Just("..".to_owned()), Just("a/b".to_owned()), "\\PC{0,8}"];
+    let digest = prop_oneof![Just("a".repeat(64)), "[0-9a-f]{64}", "\\PC{0,70}"];
+    proptest::collection::vec(
+        (name, digest, any::<u64>()).prop_map(|(name, digest, size)| v1::FileRef { name, digest, size }),
+        0..3,
+    )
 }
 
 fn work_units() -> impl Strategy<Value = Vec<v1::WorkUnitInput>> {
@@ -113,8 +130,14 @@ fn work_units() -> impl Strategy<Value = Vec<v1::WorkUnitInput>> {
     let text = || prop_oneof![Just(String::new()), "[A-Z=]{0,4}", "\\PC{0,6}", Just("a\0b".to_owned())];
     let env = proptest::collection::vec((text(), text()).prop_map(|(name, value)| v1::EnvVar { name, value }), 0..3);
     proptest::collection::vec(
-        (prop_oneof![Just(String::new()), "\\PC{0,20}"], bytes(16), proptest::collection::vec(text(), 0..3), env)
-            .prop_map(|(name, input, args, env)| v1::WorkUnitInput { name, input, args, env }),
+        (
+            prop_oneof![Just(String::new()), "\\PC{0,20}"],
+            bytes(16),
+            proptest::collection::vec(text(), 0..3),
+            env,
+            file_refs(),
+        )
+            .prop_map(|(name, input, args, env, files)| v1::WorkUnitInput { name, input, args, env, files }),
         0..4,
     )
 }
@@ -130,7 +153,13 @@ fn report() -> impl Strategy<Value = v1::ResultReport> {
         "\\PC{0,10}",
         "\\PC{0,10}",
         any::<bool>(),
-        any::<bool>(),
+        (
+            any::<bool>(),
+            proptest::collection::vec(
+                ("\\PC{0,6}", bytes(8)).prop_map(|(name, data)| v1::OutputFile { name, data }),
+                0..3,
+            ),
+        ),
     )
         .prop_map(
             |(
@@ -143,9 +172,10 @@ fn report() -> impl Strategy<Value = v1::ResultReport> {
                 error_message,
                 engine,
                 resumed,
-                given_back,
+                (given_back, output_files),
             )| {
                 v1::ResultReport {
+                    output_files,
                     result_id,
                     outcome,
                     output,
@@ -176,7 +206,7 @@ fn call() -> impl Strategy<Value = Call> {
         bytes(70),
         bytes(40),
         any::<bool>(),
-        proptest::option::of(any::<u64>()),
+        (proptest::option::of(any::<u64>()), file_refs()),
     )
         .prop_map(
             |(
@@ -191,7 +221,7 @@ fn call() -> impl Strategy<Value = Call> {
                 sig,
                 key,
                 nan,
-                seed,
+                (seed, files),
             )| {
                 Call::CreateProject(Box::new(v1::CreateProjectRequest {
                     name,
@@ -208,6 +238,7 @@ fn call() -> impl Strategy<Value = Call> {
                     seed,
                     args: Vec::new(),
                     env: Vec::new(),
+                    files,
                 }))
             },
         );

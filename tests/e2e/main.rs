@@ -42,6 +42,10 @@
 //! - `detach`: `quorum-worker abort` and `detach` (through the running
 //!   worker, or directly when none runs) give copies back; another host gets
 //!   them at once, and the batch is not paused for it.
+//! - `files`: input files (shared and per work unit) and output files
+//!   through the whole platform with the C example; each host downloads a
+//!   file once; a killed download resumes; bad files refused at submission;
+//!   a task whose files a worker cannot hold given back.
 //! - `errors`: an app that fails: `quorum results --all` lists every copy
 //!   with its error and stderr (table, jsonl, csv; by state and batch),
 //!   `quorum errors` groups them by message.
@@ -115,6 +119,7 @@ mod deadlines;
 mod delete_and_resume;
 mod detach;
 mod errors;
+mod files;
 mod full_disk;
 mod fuzz_handlers;
 mod holds;

@@ -262,6 +262,17 @@ pub struct ResultLine {
     /// The app's environment variables.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// The output files of the canonical result (absent: none).
+    #[serde(default)]
+    pub output_files: Vec<OutputFileLine>,
+}
+
+/// An output file as `quorum results` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct OutputFileLine {
+    pub name: String,
+    pub digest: String,
+    pub size: u64,
 }
 
 /// Parses JSON Lines (one value per non-empty line).

@@ -83,6 +83,7 @@ pub fn success_report(result_id: i64, output: &[u8]) -> v1::ResultReport {
         engine: ENGINE.to_owned(),
         resumed: false,
         given_back: false,
+        output_files: Vec::new(),
     }
 }
 

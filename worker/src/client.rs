@@ -201,6 +201,19 @@ impl Client {
             .map_err(|_| Status::deadline_exceeded("app download timed out"))?
     }
 
+    /// Starts the download of input file `digest` from byte `offset`: the
+    /// stream of its chunks (the first carries the file's size).
+    pub async fn download_file(
+        &mut self,
+        digest: &str,
+        offset: u64,
+    ) -> Result<tonic::Streaming<quorum_proto::v1::FileChunk>, Status> {
+        // No deadline on the whole call (a large file takes what the link
+        // takes): the caller times out a stalled stream chunk by chunk.
+        let request = self.request(quorum_proto::v1::DownloadFileRequest { digest: digest.to_string(), offset });
+        Ok(self.scheduler.download_file(request).await?.into_inner())
+    }
+
     /// Reports `reports` in one call. If the server rejects the batch as bad
     /// (see [`is_bad_request`]), resends them one by one and sorts out the bad
     /// ones; a transient error then stops the round, leaving the rest

@@ -10,6 +10,8 @@
 //!   `/checkpoint` directory, fuel / memory / output / stderr / wall-time
 //!   limits, pause and CPU throttle). No async.
 //! - `state`: the state directory: app cache and checkpoint directories.
+//! - `files`: input files cached by digest (resumable, verified downloads)
+//!   and each task's `/input` and `/output` directories.
 //! - `app_cache`: the pure rule keeping the app cache within its budget
 //!   (least recently used first, never a module a held task needs).
 //! - `journal`: the SQLite journal (identities, tasks and their reports,
@@ -35,6 +37,7 @@
 pub mod app_cache;
 pub mod client;
 pub mod control;
+pub mod files;
 pub mod journal;
 pub mod preferences;
 pub mod priority;
@@ -75,6 +78,10 @@ pub struct Config {
     /// Bytes the app cache (`apps/` in the state directory) may hold; the
     /// least recently used modules no held task needs are evicted beyond it.
     pub app_cache_bytes: u64,
+    /// Bytes the input file cache (`files/`) may hold: least recently used
+    /// files no held task needs are evicted beyond it, and a task whose files
+    /// alone exceed it is refused.
+    pub file_cache_bytes: u64,
     /// Tasks run at once (rayon threads); at least 1.
     pub cpus: usize,
     /// Percent of CPU time tasks may use (BOINC's CPU throttle), 1 to 100.
@@ -104,6 +111,9 @@ pub struct Config {
 
 /// The app cache's default budget: 256 MiB.
 pub const DEFAULT_APP_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The input file cache's default budget: 10 GiB.
+pub const DEFAULT_FILE_CACHE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 
 /// Orders for a running worker (from signals: SIGUSR1 pauses, SIGUSR2
 /// resumes, SIGHUP: the journal holds requests from `detach` or `abort`).

@@ -55,6 +55,16 @@ struct Cli {
     #[arg(long, value_name = "MIB", default_value = "256", value_parser = parse_app_cache_mb)]
     app_cache_mb: u64,
 
+    /// Most disk the cache of input files (`files/` in the state directory)
+    /// may take, in MiB.
+    ///
+    /// Files no held task needs are evicted beyond it, least recently used
+    /// first; those of held tasks are kept. A task whose input files alone
+    /// exceed it, or that the disk has no room for, is given back with a
+    /// message saying so.
+    #[arg(long, value_name = "MIB", default_value = "10240", value_parser = parse_app_cache_mb)]
+    file_cache_mb: u64,
+
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t, global = true)]
     log_format: quorum_log::LogFormat,
@@ -246,6 +256,14 @@ struct RunArgs {
     /// sees them in name order, as on a worker; none of this machine's.
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env_var)]
     env: Vec<(String, String)>,
+    /// A folder holding the work unit's input files under the names the app
+    /// opens, preopened read-only as /input [default: no /input].
+    #[arg(long, value_name = "DIR")]
+    input_dir: Option<PathBuf>,
+    /// A folder for the app's output files, preopened as /output (created if
+    /// missing) [default: no /output].
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
 }
 
 /// `NAME=VALUE`, split at the first `=`; the name must not be empty.
@@ -378,6 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         attachments: cli.servers,
         state_dir,
         app_cache_bytes: cli.app_cache_mb,
+        file_cache_bytes: cli.file_cache_mb,
         cpus,
         cpu_limit: cli.cpu_limit,
         task_priority: match cli.task_priority {
@@ -415,6 +434,8 @@ fn reproduce(args: &RunArgs) -> anyhow::Result<()> {
         nan_canonicalization: args.nan_canonicalization,
         args: args.args.clone(),
         env: args.env.clone(),
+        input_dir: args.input_dir.clone(),
+        output_dir: args.output_dir.clone(),
     })?;
     if !outcome.stderr_tail.is_empty() {
         eprint!("{}", outcome.stderr_tail);

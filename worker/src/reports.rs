@@ -17,7 +17,10 @@ const MAX_REPORT_BATCH_BYTES: usize = 3 * 1024 * 1024;
 /// How many of `reports` (oldest first) go in one call: at most
 /// `MAX_REPORT_BATCH`, within `MAX_REPORT_BATCH_BYTES`, at least one.
 pub fn batch_len<'a>(mut reports: impl Iterator<Item = &'a ResultReport>) -> usize {
-    let size = |report: &ResultReport| report.output.len() + report.stderr_tail.len();
+    let size = |report: &ResultReport| {
+        let files: usize = report.output_files.iter().map(|file| file.data.len()).sum();
+        report.output.len() + report.stderr_tail.len() + files
+    };
     let Some(first) = reports.next() else {
         return 0;
     };
@@ -59,6 +62,7 @@ pub fn report(result_id: i64, outcome: Outcome) -> ResultReport {
         engine: ENGINE.to_string(),
         resumed: false,
         given_back: false,
+        output_files: Vec::new(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `quorum-worker run APP --seed N [--input FILE] [--arg ARG]... [--env
-//! NAME=VALUE]...`: runs one app on one input in the very sandbox the worker
+//! NAME=VALUE]... [--input-dir DIR] [--output-dir DIR]`: runs one app on one input in the very sandbox the worker
 //! runs tasks in (same engine configuration, same deterministic WASI, same
 //! limits), so that anyone can reproduce a result locally: with the work
 //! unit's input, and the seed, command line and environment `quorum results`
@@ -32,6 +32,10 @@ pub struct Reproduce {
     /// The work unit's environment variables, in any order: the app sees
     /// them in name order, as on a worker. A name given twice is an error.
     pub env: Vec<(String, String)>,
+    /// The folder preopened read-only as `/input`, and the one preopened as
+    /// `/output` (created if missing); `None`: none.
+    pub input_dir: Option<PathBuf>,
+    pub output_dir: Option<PathBuf>,
 }
 
 /// Runs the app once on the current thread and returns how it ended.
@@ -46,6 +50,9 @@ pub fn run(reproduce: &Reproduce) -> anyhow::Result<Outcome> {
     if let Some(pair) = env.windows(2).find(|pair| pair[0].0 == pair[1].0) {
         anyhow::bail!("environment variable {} is given twice", pair[0].0);
     }
+    if let Some(dir) = &reproduce.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let sandbox = Sandbox::new().context("cannot start the sandbox")?;
     let task = Task {
         app_digest: hex::encode(Sha256::digest(&module)),
@@ -55,6 +62,8 @@ pub fn run(reproduce: &Reproduce) -> anyhow::Result<Outcome> {
         limits: reproduce.limits,
         nan_canonicalization: reproduce.nan_canonicalization,
         checkpoint_dir: None,
+        input_dir: reproduce.input_dir.clone(),
+        output_dir: reproduce.output_dir.clone(),
         args: reproduce.args.clone(),
         env,
     };

@@ -2,9 +2,10 @@
 //! time), the journal (`journal.db`, see `journal`),
 //! the app cache (`apps/<digest>.wasm`, and what the sandbox compiled of each
 //! module in `compiled/`, counted in the cache's size and evicted with it)
-//! and one checkpoint directory per task
+//! one checkpoint directory per task
 //! (`checkpoints/<server key>/<result id>/`, preopened as `/checkpoint` for
-//! the app).
+//! the app), the input file cache (`files/`) and each task's `/input` and
+//! `/output` (`tasks/<server key>/<result id>/`; see `files`).
 //!
 //! Files are written atomically (temporary file, then rename), so a crash
 //! never leaves half a file under a real name. App modules are checked against
@@ -25,6 +26,7 @@ use quorum_sandbox::compiled::CompiledCache;
 use sha2::{Digest as _, Sha256};
 
 use crate::app_cache::{self, CachedApp};
+use crate::files::{FileCache, TaskFiles};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -114,12 +116,27 @@ impl StateDir {
     /// Deletes the task's checkpoint directory (the result was accepted, or
     /// is no longer wanted). A missing directory is fine.
     pub fn remove_checkpoint_dir(&self, server: &str, result_id: i64) -> Result<(), Error> {
+        // Its input and output directories go with it.
+        if let Err(error) = self.task_files(server, result_id).remove() {
+            tracing::warn!(%error, result_id, "cannot delete a task's file directories");
+        }
         let dir = self.checkpoint_dir(server, result_id);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(Error::Io { path: dir, source }),
         }
+    }
+
+    /// The cache of input files (`files/`).
+    pub fn file_cache(&self) -> FileCache {
+        FileCache::new(self.root.join("files"))
+    }
+
+    /// The `/input` and `/output` directories of one task (`tasks/<server key>/<result id>/`).
+    pub fn task_files(&self, server: &str, result_id: i64) -> TaskFiles {
+        let server_key = &sha256_hex(server.as_bytes())[..16];
+        TaskFiles::new(self.root.join("tasks").join(server_key).join(result_id.to_string()))
     }
 
     fn apps_dir(&self) -> PathBuf {

@@ -140,6 +140,15 @@ impl Scheduler for Fake {
     }
 
     type DownloadAppStream = tokio_stream::Iter<std::vec::IntoIter<Result<AppChunk, Status>>>;
+    type DownloadFileStream = tokio_stream::Iter<std::vec::IntoIter<Result<quorum_proto::v1::FileChunk, Status>>>;
+
+    async fn download_file(
+        &self,
+        _request: Request<quorum_proto::v1::DownloadFileRequest>,
+    ) -> Result<Response<Self::DownloadFileStream>, Status> {
+        // Input files are tested against the real coordinator (tests/e2e/files.rs).
+        Err(Status::unimplemented("the fake scheduler serves no input files"))
+    }
 
     async fn download_app(
         &self,
@@ -244,6 +253,7 @@ fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quor
         attachments: vec![quorum_worker::Attach { server: server.url(), share: 100.0 }],
         state_dir: state_dir.to_path_buf(),
         app_cache_bytes: quorum_worker::DEFAULT_APP_CACHE_BYTES,
+        file_cache_bytes: quorum_worker::DEFAULT_FILE_CACHE_BYTES,
         cpus,
         cpu_limit: 100,
         task_priority: quorum_worker::priority::TaskPriority::Idle,

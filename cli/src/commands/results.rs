@@ -34,15 +34,25 @@ fn output(out_path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
     })
 }
 
-pub async fn run(ctx: &Context, project: &str, format: ResultsFormat, out_path: Option<&Path>) -> anyhow::Result<()> {
+pub async fn run(
+    ctx: &Context,
+    project: &str,
+    format: ResultsFormat,
+    out_path: Option<&Path>,
+    files_dir: Option<&Path>,
+) -> anyhow::Result<()> {
     let coordinator = ctx.connect().await?;
     let mut out = output(out_path)?;
     let mut n_results = 0;
+    let mut n_files = 0;
     match format {
         ResultsFormat::Table => {
             let results = fetch_all(&coordinator, project).await?;
             n_results = results.len();
             output::results_table(&results).write(&mut out)?;
+            if let Some(dir) = files_dir {
+                n_files += write_output_files(dir, &results)?;
+            }
         }
         ResultsFormat::Jsonl | ResultsFormat::Csv => {
             if format == ResultsFormat::Csv {
@@ -58,10 +68,16 @@ pub async fn run(ctx: &Context, project: &str, format: ResultsFormat, out_path: 
                 }
                 n_results += page.len();
                 after_work_unit_id = page.last().map_or(after_work_unit_id, |r| r.work_unit_id);
+                if let Some(dir) = files_dir {
+                    n_files += write_output_files(dir, &page)?;
+                }
             }
         }
     }
     out.flush()?;
+    if let Some(dir) = files_dir {
+        tracing::info!(n_files, dir = %dir.display(), "wrote output files");
+    }
     if let Some(path) = out_path {
         tracing::info!(n_results, path = %path.display(), "wrote canonical results");
     }
@@ -152,6 +168,32 @@ fn ensure_increasing(mut ids: impl Iterator<Item = i64>, after: i64, what: &str)
 }
 
 /// Every canonical result of the project, in work unit id order.
+/// Writes the output files of `results` under `dir` (DIR/WORK_UNIT/NAME);
+/// returns how many.
+fn write_output_files(dir: &Path, results: &[v1::CanonicalResult]) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for result in results.iter().filter(|result| !result.output_files.is_empty()) {
+        let plain = |name: &str| !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+        let folder = if plain(&result.work_unit_name) {
+            dir.join(&result.work_unit_name)
+        } else {
+            dir.join(format!("wu-{}", result.work_unit_id))
+        };
+        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        for file in &result.output_files {
+            anyhow::ensure!(
+                plain(&file.name),
+                "the coordinator sent an output file named {:?}, which is not a plain file name",
+                file.name
+            );
+            let path = folder.join(&file.name);
+            std::fs::write(&path, &file.data).with_context(|| format!("cannot write {}", path.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 pub async fn fetch_all(coordinator: &Coordinator, project: &str) -> anyhow::Result<Vec<v1::CanonicalResult>> {
     let mut results: Vec<v1::CanonicalResult> = Vec::new();
     let mut after_work_unit_id = 0;

@@ -9,6 +9,11 @@
 //! the project exists with the work units added so far, and the error says
 //! how many.
 //!
+//! Input files go first: the coordinator is asked which it lacks
+//! (`FindFiles`) and those are uploaded (`UploadFile`, streamed in chunks,
+//! each once however many work units name it); a submission run again
+//! uploads only what is still missing.
+//!
 //! Submitting a manifest whose project exists already completes it: if it
 //! runs the same app, the work units it does not have yet (by name) are
 //! added, so an interrupted submission run again ends with every work unit
@@ -25,7 +30,7 @@ use sha2::Digest as _;
 
 use super::Context;
 use crate::client::Coordinator;
-use crate::manifest::{AppArgs, FuzzyFormat, Manifest, Project, Validator, WorkUnit};
+use crate::manifest::{AppArgs, FuzzyFormat, LocalFile, Manifest, Project, Validator, WorkUnit};
 use crate::output;
 use crate::progress::{Progress, ProgressMode};
 
@@ -69,6 +74,8 @@ pub async fn submit(
 ) -> anyhow::Result<output::Submitted> {
     let name = project.manifest.name().to_string();
     let local_digest = hex::encode(sha2::Sha256::digest(&project.app_module));
+    let files = project.files.iter().chain(project.work_units.iter().flat_map(|unit| unit.files.iter()));
+    upload_files(coordinator, &name, files, progress).await?;
     // An earlier submission of this manifest may have been interrupted:
     // complete it, if the project is the same.
     if let Some(status) = existing_project(coordinator, &name).await? {
@@ -76,6 +83,7 @@ pub async fn submit(
         return resume(coordinator, &name, &local_digest, status, units, progress).await;
     }
     let mut request = create_request(&project.manifest, project.app_module, project.validator_module);
+    request.files = file_refs(&project.files);
     if let Some(signed) = signed {
         request.app_signature = signed.signature;
         request.app_public_key = signed.public_key;
@@ -243,7 +251,102 @@ fn work_unit_input(work_unit: WorkUnit) -> v1::WorkUnitInput {
         input: work_unit.input,
         args: work_unit.app_args.args().to_vec(),
         env: env_to_proto(&work_unit.app_args),
+        files: file_refs(&work_unit.files),
     }
+}
+
+fn file_refs(files: &[LocalFile]) -> Vec<v1::FileRef> {
+    files
+        .iter()
+        .map(|file| v1::FileRef { name: file.name.clone(), digest: file.digest.clone(), size: file.size })
+        .collect()
+}
+
+/// Most digests asked about per `FindFiles` call.
+const FIND_FILES_BATCH: usize = 10_000;
+/// Size of the chunks an upload streams.
+const UPLOAD_CHUNK_BYTES: usize = 1 << 20;
+
+/// Uploads the files among `files` the coordinator lacks, each content once.
+async fn upload_files<'a>(
+    coordinator: &Coordinator,
+    project: &str,
+    files: impl Iterator<Item = &'a LocalFile>,
+    progress: ProgressMode,
+) -> anyhow::Result<()> {
+    let mut unique: Vec<&LocalFile> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for file in files {
+        if seen.insert(file.digest.as_str()) {
+            unique.push(file);
+        }
+    }
+    if unique.is_empty() {
+        return Ok(());
+    }
+    let mut missing = std::collections::HashSet::new();
+    for batch in unique.chunks(FIND_FILES_BATCH) {
+        let digests = batch.iter().map(|file| file.digest.clone()).collect();
+        let response = coordinator
+            .client()
+            .find_files(v1::FindFilesRequest { digests })
+            .await
+            .map_err(|status| coordinator.error(status))?
+            .into_inner();
+        missing.extend(response.missing);
+    }
+    let to_send: Vec<&LocalFile> = unique.into_iter().filter(|file| missing.contains(&file.digest)).collect();
+    let total: u64 = to_send.iter().map(|file| file.size).sum();
+    tracing::info!(project, n_files = to_send.len(), bytes = total, "uploading input files");
+    let mode = if to_send.is_empty() { ProgressMode::Off } else { progress };
+    let mut bar = Progress::new(mode, "upload", project, "bytes of input files uploaded");
+    let mut sent = 0u64;
+    for file in to_send {
+        upload_file(coordinator, project, file)
+            .await
+            .with_context(|| format!("cannot upload input file {:?} ({})", file.name, file.path.display()))?;
+        sent += file.size;
+        bar.update(sent, total, "uploading");
+    }
+    bar.finish();
+    Ok(())
+}
+
+/// Streams one file to the coordinator, read in chunks as the call sends them.
+async fn upload_file(coordinator: &Coordinator, project: &str, file: &LocalFile) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::UploadFileRequest>(4);
+    let (path, digest, size, project) = (file.path.clone(), file.digest.clone(), file.size, project.to_owned());
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut source = tokio::fs::File::open(&path).await?;
+        let mut first = Some(v1::UploadFileRequest { project, digest, size, data: Vec::new() });
+        loop {
+            let mut data = vec![0u8; UPLOAD_CHUNK_BYTES];
+            let mut filled = 0;
+            while filled < data.len() {
+                let n = source.read(&mut data[filled..]).await?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            data.truncate(filled);
+            let done = filled < UPLOAD_CHUNK_BYTES;
+            let message = match first.take() {
+                Some(first) => v1::UploadFileRequest { data, ..first },
+                None if data.is_empty() => break,
+                None => v1::UploadFileRequest { data, ..Default::default() },
+            };
+            if tx.send(message).await.is_err() || done {
+                break;
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let result = coordinator.client().upload_file(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    reader.await.context("the file reader panicked")?.context("reading the file")?;
+    result.map_err(|status| coordinator.error(status))?;
+    Ok(())
 }
 
 /// Environment variables as the protocol carries them, in name order.
@@ -277,6 +380,8 @@ fn create_request(
             output_bytes: limits.output_bytes(),
             wall_time_ms: u64::try_from(limits.wall_time().as_millis()).unwrap_or(u64::MAX),
             stderr_bytes: limits.stderr_bytes(),
+            input_files_bytes: manifest.file_limits().0,
+            output_files_bytes: manifest.file_limits().1,
         }),
         validator: match manifest.validator() {
             Validator::Bitwise => v1::ValidatorKind::Bitwise,
@@ -304,6 +409,8 @@ fn create_request(
         seed: manifest.seed(),
         args: manifest.app_args().args().to_vec(),
         env: env_to_proto(manifest.app_args()),
+        // The caller fills them in, hashed (`Project::files`).
+        files: Vec::new(),
     }
 }
 
@@ -414,8 +521,8 @@ mod tests {
             "CreateProjectRequest { name: \"p\", app_module: [0, 1], policy: Some(ReplicationPolicy { \
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
              deadline_secs: 3600, max_success_results: 0, adaptive_replication: false, priority: 0 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
-             output_bytes: 1048576, wall_time_ms: 2000, stderr_bytes: 0 }), validator: Bitwise, nan_canonicalization: true, \
-             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [], seed: None, args: [], env: [] }"
+             output_bytes: 1048576, wall_time_ms: 2000, stderr_bytes: 0, input_files_bytes: 0, output_files_bytes: 0 }), validator: Bitwise, nan_canonicalization: true, \
+             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [], seed: None, args: [], env: [], files: [] }"
         );
     }
 }

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::app_args::AppArgs;
+use super::files::{Hasher, LocalFile, named_paths};
 use super::{Error, toml_format};
 
 /// The most work units one manifest may produce (a guard against a typo such
@@ -24,6 +25,8 @@ pub struct WorkUnit {
     pub name: String,
     pub input: Vec<u8>,
     pub app_args: AppArgs,
+    /// Its own input files, hashed (JSON Lines `files`, or a folder's `file`).
+    pub files: Vec<LocalFile>,
 }
 
 /// The source of a project's work units; exactly one per manifest.
@@ -33,8 +36,9 @@ pub enum WorkUnitSource {
     Range(Range),
     /// `jsonl = "FILE"`: one JSON object per line.
     Jsonl(PathBuf),
-    /// `dir = "FOLDER"`: each regular file is one work unit.
-    Dir(PathBuf),
+    /// `dir = "FOLDER"`: each regular file is one work unit: its stdin, or,
+    /// with `file = "NAME"`, its `/input/NAME`.
+    Dir(PathBuf, Option<String>),
 }
 
 /// Integers `start..end` (end exclusive) split into chunks of `chunk`; the
@@ -86,6 +90,7 @@ impl Range {
                 name: format!("{start}-{end}"),
                 input: format!("{start} {end}\n").into_bytes(),
                 app_args: AppArgs::default(),
+                files: Vec::new(),
             }
         })
     }
@@ -98,12 +103,21 @@ impl WorkUnitSource {
         raw: toml_format::WorkUnits,
         base: &Path,
     ) -> Result<WorkUnitSource, (&'static str, String)> {
+        if let Some(name) = &raw.file {
+            if raw.dir.is_none() {
+                return Err((
+                    "work_units.file",
+                    "goes with dir: each file of the folder becomes /input/NAME".to_owned(),
+                ));
+            }
+            super::files::check_name(name).map_err(|problem| ("work_units.file", problem))?;
+        }
         match (raw.range, raw.jsonl, raw.dir) {
             (Some(range), None, None) => Range::new(range.start, range.end, range.chunk)
                 .map(WorkUnitSource::Range)
                 .map_err(|problem| ("work_units.range", problem)),
             (None, Some(jsonl), None) => Ok(WorkUnitSource::Jsonl(base.join(jsonl))),
-            (None, None, Some(dir)) => Ok(WorkUnitSource::Dir(base.join(dir))),
+            (None, None, Some(dir)) => Ok(WorkUnitSource::Dir(base.join(dir), raw.file)),
             (None, None, None) => Err(("work_units", "give exactly one source: range, jsonl or dir".to_owned())),
             _ => Err(("work_units", "give exactly one source (range, jsonl or dir), not several".to_owned())),
         }
@@ -112,11 +126,12 @@ impl WorkUnitSource {
     /// Builds every work unit, reading the files the source names. Fails on
     /// the first problem (unreadable file, bad line, duplicate name) or when
     /// there is no work unit at all.
-    pub fn work_units(&self) -> Result<Vec<WorkUnit>, Error> {
+    /// Builds every work unit, hashing their files with `hasher`.
+    pub fn work_units(&self, hasher: &mut Hasher) -> Result<Vec<WorkUnit>, Error> {
         match self {
             WorkUnitSource::Range(range) => Ok(range.work_units().collect()),
-            WorkUnitSource::Jsonl(path) => read_jsonl(path),
-            WorkUnitSource::Dir(path) => read_dir(path),
+            WorkUnitSource::Jsonl(path) => read_jsonl(path, hasher),
+            WorkUnitSource::Dir(path, file) => read_dir(path, file.as_deref(), hasher),
         }
     }
 }
@@ -134,11 +149,15 @@ struct JsonlLine {
     /// Variables overriding the project's.
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
+    /// The work unit's own input files: NAME = PATH (relative to the file's folder).
+    #[serde(default)]
+    files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Reads a JSON Lines file: one object per line, blank lines skipped, names
 /// "line-N" (N counted from 1) when not given.
-fn read_jsonl(path: &Path) -> Result<Vec<WorkUnit>, Error> {
+fn read_jsonl(path: &Path, hasher: &mut Hasher) -> Result<Vec<WorkUnit>, Error> {
+    let base = path.parent().unwrap_or(Path::new(""));
     let bytes = std::fs::read(path).map_err(|source| Error::ReadInputs { path: path.to_owned(), source })?;
     let mut work_units = Vec::new();
     // Name -> the line that used it first.
@@ -175,7 +194,12 @@ fn read_jsonl(path: &Path) -> Result<Vec<WorkUnit>, Error> {
         }
         let app_args = AppArgs::new(parsed.args, parsed.env)
             .map_err(|(field, problem)| line_error(format!("{field}: {problem}")))?;
-        work_units.push(WorkUnit { name, input, app_args });
+        let files = named_paths(parsed.files, base)
+            .map_err(|problem| line_error(format!("files: {problem}")))?
+            .into_iter()
+            .map(|(name, path)| hasher.local_file(&name, &path))
+            .collect::<Result<Vec<_>, Error>>()?;
+        work_units.push(WorkUnit { name, input, app_args, files });
     }
     if work_units.is_empty() {
         return Err(Error::Inputs {
@@ -188,7 +212,7 @@ fn read_jsonl(path: &Path) -> Result<Vec<WorkUnit>, Error> {
 
 /// Reads a folder: each regular file (symbolic links followed) is one work
 /// unit named by its file name, in name order. Subfolders are skipped.
-fn read_dir(path: &Path) -> Result<Vec<WorkUnit>, Error> {
+fn read_dir(path: &Path, as_file: Option<&str>, hasher: &mut Hasher) -> Result<Vec<WorkUnit>, Error> {
     let read_error = |path: &Path, source| Error::ReadInputs { path: path.to_owned(), source };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(|source| read_error(path, source))? {
@@ -213,9 +237,15 @@ fn read_dir(path: &Path) -> Result<Vec<WorkUnit>, Error> {
     }
     files
         .into_iter()
-        .map(|(name, file_path)| {
-            let input = std::fs::read(&file_path).map_err(|source| read_error(&file_path, source))?;
-            Ok(WorkUnit { name, input, app_args: AppArgs::default() })
+        .map(|(name, file_path)| match as_file {
+            Some(file_name) => {
+                let file = hasher.local_file(file_name, &file_path)?;
+                Ok(WorkUnit { name, input: Vec::new(), app_args: AppArgs::default(), files: vec![file] })
+            }
+            None => {
+                let input = std::fs::read(&file_path).map_err(|source| read_error(&file_path, source))?;
+                Ok(WorkUnit { name, input, app_args: AppArgs::default(), files: Vec::new() })
+            }
         })
         .collect()
 }
@@ -269,7 +299,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("inputs.jsonl");
         std::fs::write(&path, content).expect("write inputs.jsonl");
-        let actual = match WorkUnitSource::Jsonl(path).work_units() {
+        let actual = match WorkUnitSource::Jsonl(path).work_units(&mut Hasher::default()) {
             Ok(units) => describe(&units),
             Err(error) => error.to_string(),
         };
@@ -360,16 +390,20 @@ mod tests {
         std::fs::write(inputs.join("a.txt"), "ay").expect("write");
         std::fs::write(inputs.join("c"), [0u8, 255]).expect("write");
 
-        let units = WorkUnitSource::Dir(inputs.clone()).work_units().expect("a folder with files");
+        let units =
+            WorkUnitSource::Dir(inputs.clone(), None).work_units(&mut Hasher::default()).expect("a folder with files");
         assert_eq!(describe(&units), "a.txt=[97, 121] b.txt=[98, 101, 101] c=[0, 255]");
 
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).expect("create empty");
-        let error = WorkUnitSource::Dir(empty.clone()).work_units().expect_err("an empty folder");
+        let error =
+            WorkUnitSource::Dir(empty.clone(), None).work_units(&mut Hasher::default()).expect_err("an empty folder");
         assert_eq!(error.to_string(), format!("{}: no work units: the folder has no regular files", empty.display()));
 
         let missing = dir.path().join("missing");
-        let error = WorkUnitSource::Dir(missing.clone()).work_units().expect_err("a missing folder");
+        let error = WorkUnitSource::Dir(missing.clone(), None)
+            .work_units(&mut Hasher::default())
+            .expect_err("a missing folder");
         assert_eq!(error.to_string(), format!("cannot read work unit inputs {}", missing.display()));
     }
 }

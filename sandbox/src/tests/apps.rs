@@ -29,6 +29,8 @@ fn app_task(name: &str, module: &[u8], input: &[u8], seed: u64, limits: Limits) 
         limits,
         nan_canonicalization: false,
         checkpoint_dir: None,
+        input_dir: None,
+        output_dir: None,
         args: Vec::new(),
         env: Vec::new(),
     }

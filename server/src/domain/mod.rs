@@ -7,6 +7,7 @@
 //! Layout:
 //! - `batch`: automatic pause of failing batches; the tail of a batch (fast hosts, spare copies).
 //! - `app`: app modules: their digest and the check that they are WASI commands.
+//! - `files`: input and output files: names, the set an app sees, limits, the output digest that covers them.
 //! - `app_args`: an app's command-line arguments and environment variables (project's, work unit's, merged).
 //! - `policy`: a project's replication policy, sandbox limits and validator, checked on construction.
 //! - `lifecycle`: the states of results and work units and the transitioner's rules
@@ -25,6 +26,7 @@ pub mod access;
 pub mod app;
 pub mod app_args;
 pub mod batch;
+pub mod files;
 pub mod fuzzy;
 pub mod holds;
 pub mod lifecycle;

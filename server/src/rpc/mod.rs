@@ -6,9 +6,11 @@
 //! - `projects`: the `Projects` service spoken by the `quorum` CLI.
 //! - `status`: the one mapping from errors to `tonic::Status`.
 //! - `limits`: rate limits of registrations (per address) and requests (per host).
+//! - `files`: input files in submissions, uploads and downloads, output files in reports.
 //! - `auth`: the caller of a request (API token and role, or a refused host token).
 
 pub mod auth;
+pub mod files;
 pub mod limits;
 pub mod projects;
 pub mod scheduler;
@@ -28,6 +30,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 #[derive(Clone)]
 pub struct Context {
     pub store: Store,
+    /// Where input files' bytes are, beside the database.
+    pub files: crate::file_store::FileStore,
+    /// Paces input-file downloads to the coordinator's upload cap, if any.
+    pub file_pacer: Option<Arc<files::Pacer>>,
     pub clock: Arc<dyn Clock>,
     pub changes: Changes,
     /// Rate limits of the scheduler's callers.

@@ -7,15 +7,16 @@ use quorum_proto::v1::projects_server::Projects;
 use tonic::{Request, Response, Status};
 
 use super::status::{invalid, refused_module};
-use super::{Context, auth};
-use crate::domain::WorkUnitId;
+use super::{Context, auth, files};
 use crate::domain::access::Action;
 use crate::domain::app_args::{AppArgs, ArgsError};
+use crate::domain::files::FileLimits;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::lifecycle::CopyState;
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{Limits, PolicySpec, ReplicationPolicy, ValidatorKind};
 use crate::domain::signing::AppSignature;
+use crate::domain::{ResultId, WorkUnitId};
 use crate::domain::{app, scheduler};
 use crate::store::{self, CancelScope, NewProject, NewWorkUnit, ResultFilter};
 
@@ -94,7 +95,8 @@ fn work_units(inputs: Vec<pb::WorkUnitInput>) -> Result<Vec<NewWorkUnit>, Status
             }
             let name = if unit.name.is_empty() { None } else { Some(WorkUnitName::parse(&unit.name)?) };
             let app_args = app_args(&format!("work_units[{i}]"), unit.args, unit.env)?;
-            Ok(NewWorkUnit { name, input: unit.input, app_args })
+            let files = files::input_files(&format!("work_units[{i}].files"), unit.files)?;
+            Ok(NewWorkUnit { name, input: unit.input, app_args, files })
         })
         .collect()
 }
@@ -212,6 +214,8 @@ impl Projects for ProjectsService {
         role.authorize(Action::CreateProject(&name))?;
         let policy = policy(request.policy)?;
         let limits = request.limits.unwrap_or_default();
+        let file_limits = FileLimits::new(limits.input_files_bytes, limits.output_files_bytes)
+            .map_err(|error| invalid("limits", error))?;
         let limits = Limits::with_defaults(
             limits.fuel,
             limits.memory_bytes,
@@ -220,6 +224,13 @@ impl Projects for ProjectsService {
             limits.stderr_bytes,
         )?;
         let (validator, validator_module) = validator(request.validator, request.fuzzy, request.validator_module)?;
+        if file_limits.output_bytes > 0 && validator != ValidatorKind::Bitwise {
+            return Err(invalid(
+                "limits.output_files_bytes",
+                "output files are compared byte for byte: they need the bitwise validator for now",
+            ));
+        }
+        let shared_files = files::input_files("files", request.files)?;
         check_module("app_module", &request.app_module)?;
         let app_digest = app::digest_of(&request.app_module);
         let app_signature = AppSignature::verify(&app_digest, &request.app_signature, &request.app_public_key)?;
@@ -238,6 +249,8 @@ impl Projects for ProjectsService {
             nan_canonicalization: request.nan_canonicalization,
             seed,
             app_args: project_app_args,
+            files: shared_files,
+            file_limits,
         };
         let (project_id, n) = self.ctx.store.create_project(&project, &work_units, self.ctx.clock.now()).await?;
         tracing::info!(project = %project.name, n_work_units = n, app = %project.app_digest, "project created");
@@ -376,10 +389,15 @@ impl Projects for ProjectsService {
         role.authorize(Action::OnProject(&name))?;
         let results =
             self.ctx.store.canonical_results(&name, request.after_work_unit_id, page_limit(request.limit)).await?;
+        let ids: Vec<ResultId> = results.iter().map(|c| ResultId(c.result_id)).collect();
+        let mut output_files = self.ctx.store.result_files(&ids).await?;
         Ok(Response::new(pb::GetCanonicalResultsResponse {
             results: results
                 .into_iter()
                 .map(|c| pb::CanonicalResult {
+                    output_files: files::output_file_infos(
+                        output_files.remove(&ResultId(c.result_id)).unwrap_or_default(),
+                    ),
                     work_unit_id: c.work_unit_id,
                     work_unit_name: c.work_unit_name,
                     result_id: c.result_id,
@@ -478,6 +496,22 @@ impl Projects for ProjectsService {
             n_work_units: deleted.n_work_units,
             n_results: deleted.n_results,
         }))
+    }
+
+    async fn find_files(
+        &self,
+        request: Request<pb::FindFilesRequest>,
+    ) -> Result<Response<pb::FindFilesResponse>, Status> {
+        auth::caller(&self.ctx, &request).await?;
+        Ok(Response::new(files::find(&self.ctx, request.into_inner().digests).await?))
+    }
+
+    async fn upload_file(
+        &self,
+        request: Request<tonic::Streaming<pb::UploadFileRequest>>,
+    ) -> Result<Response<pb::UploadFileResponse>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
+        Ok(Response::new(files::upload(&self.ctx, &role, request.into_inner()).await?))
     }
 
     async fn list_errors(

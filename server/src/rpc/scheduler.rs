@@ -14,7 +14,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::status::invalid;
-use super::{Context, auth};
+use super::{Context, auth, files};
+use crate::domain::files as file_rules;
 use crate::domain::lifecycle::Report;
 use crate::domain::names::{self, Account};
 use crate::domain::{Digest, HostId, ResultId, app, scheduler};
@@ -213,6 +214,16 @@ impl Scheduler for SchedulerService {
         let host = self.authenticate(&request).await?;
         Ok(Response::new(super::host_info(self.ctx.store.host(host, self.ctx.clock.now()).await?)))
     }
+
+    type DownloadFileStream = files::FileChunkStream;
+
+    async fn download_file(
+        &self,
+        request: Request<quorum_proto::v1::DownloadFileRequest>,
+    ) -> Result<Response<Self::DownloadFileStream>, Status> {
+        let host = self.authenticate(&request).await?;
+        Ok(Response::new(files::download(&self.ctx, host, request.into_inner()).await?))
+    }
 }
 
 fn assignment(a: store::Assignment) -> Assignment {
@@ -229,6 +240,8 @@ fn assignment(a: store::Assignment) -> Assignment {
             output_bytes: a.limits.output_bytes,
             wall_time_ms: a.limits.wall_time_ms,
             stderr_bytes: a.limits.stderr_bytes,
+            input_files_bytes: 0,
+            output_files_bytes: a.output_files_bytes,
         }),
         deadline_unix_ms: a.deadline.0,
         nan_canonicalization: a.nan_canonicalization,
@@ -237,6 +250,7 @@ fn assignment(a: store::Assignment) -> Assignment {
         app_public_key: a.app_signature.as_ref().map(|s| s.public_key().to_vec()).unwrap_or_default(),
         argv: a.argv,
         env: super::env_to_proto(a.env),
+        files: files::file_refs(a.files),
     }
 }
 
@@ -246,16 +260,20 @@ fn report_input(report: ResultReport) -> Result<ReportInput, Status> {
         return Err(invalid("result_id", "must be positive"));
     }
     let engine = text("engine", report.engine, MAX_TEXT)?;
+    let output_files = files::reported_files("output_files", report.output_files)?;
     let report_kind = match ReportedOutcome::try_from(report.outcome) {
         Ok(ReportedOutcome::Success) => Report::Success {
-            output_digest: app::digest_of(&report.output),
+            output_digest: file_rules::output_digest(
+                &app::digest_of(&report.output),
+                &output_files.iter().map(|reported| reported.file.clone()).collect::<Vec<_>>(),
+            ),
             fuel_used: report.fuel_used,
             engine,
             resumed: report.resumed,
         },
         Ok(ReportedOutcome::ClientError) => {
-            if !report.output.is_empty() {
-                return Err(invalid("output", "an error report carries no output"));
+            if !report.output.is_empty() || !output_files.is_empty() {
+                return Err(invalid("output", "an error report carries no output and no output files"));
             }
             Report::ClientError {
                 fuel_used: report.fuel_used,
@@ -278,5 +296,6 @@ fn report_input(report: ResultReport) -> Result<ReportInput, Status> {
         stderr_tail: text("stderr_tail", report.stderr_tail, MAX_STDERR_TAIL)?,
         run_time_ms: report.run_time_ms,
         error_message: text("error_message", report.error_message, 4 * MAX_TEXT)?,
+        output_files,
     })
 }

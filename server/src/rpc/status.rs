@@ -6,11 +6,13 @@ use tonic::Status;
 
 use crate::domain::access::AccessError;
 use crate::domain::app::AppError;
+use crate::domain::files::FileError;
 use crate::domain::lifecycle::ReportError;
 use crate::domain::names::NameError;
 use crate::domain::policy::PolicyError;
 use crate::domain::rate::Limited;
 use crate::domain::signing::SignatureError;
+use crate::file_store::FileStoreError;
 use crate::store;
 
 impl From<store::Error> for Status {
@@ -26,6 +28,9 @@ impl From<store::Error> for Status {
             E::UnknownHost => Status::unauthenticated(error.to_string()),
             E::Report(report) => Status::from(report),
             E::OutputTooLarge { .. } => Status::invalid_argument(error.to_string()),
+            E::FileNotUploaded { .. } => Status::failed_precondition(error.to_string()),
+            E::FileSizeMismatch { .. } => Status::invalid_argument(error.to_string()),
+            E::Files(error) => Status::from(error),
             E::Closed => Status::unavailable(error.to_string()),
             E::CannotWrite(_) => {
                 tracing::error!(error = %error, "the database cannot be written");
@@ -41,6 +46,42 @@ impl From<store::Error> for Status {
             | E::File { .. } => {
                 tracing::error!(error = %error, "store error");
                 Status::internal("internal error in the coordinator's store (logged)")
+            }
+        }
+    }
+}
+
+impl From<FileError> for Status {
+    fn from(error: FileError) -> Status {
+        match error {
+            FileError::BadName(..)
+            | FileError::BadDigest { .. }
+            | FileError::Duplicate(_)
+            | FileError::Shadows(_)
+            | FileError::TooManyInputs { .. }
+            | FileError::TooManyOutputs { .. }
+            | FileError::OutputsOverLimit { .. }
+            | FileError::InputsOverLimit { .. }
+            | FileError::LimitTooLarge { .. } => Status::invalid_argument(error.to_string()),
+        }
+    }
+}
+
+impl From<FileStoreError> for Status {
+    fn from(error: FileStoreError) -> Status {
+        match error {
+            FileStoreError::DigestMismatch { .. } | FileStoreError::SizeMismatch { .. } => {
+                Status::invalid_argument(error.to_string())
+            }
+            FileStoreError::Missing(_) => Status::not_found(error.to_string()),
+            FileStoreError::OffsetPastEnd { .. } => Status::out_of_range(error.to_string()),
+            FileStoreError::Io { ref source, .. } if source.raw_os_error() == Some(28) => {
+                tracing::error!(error = %error, "the file store's disk is full");
+                Status::resource_exhausted("the coordinator's file store is out of disk space; nothing was kept")
+            }
+            FileStoreError::Io { .. } => {
+                tracing::error!(error = %error, "file store error");
+                Status::internal("internal error in the coordinator's file store (logged)")
             }
         }
     }

@@ -18,10 +18,12 @@
 //! - `frontiers`: where each host's walk through the unsent copies starts (past what it can never take).
 //! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`, padded to a few shapes).
 //! - `signing`: signatures of projects' app modules.
+//! - `files`: input files of projects and work units (which are stored, who may download them), output files of results.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
 
 mod auth;
 mod bulk;
+mod files;
 mod frontiers;
 mod holds;
 mod hosts;
@@ -49,6 +51,7 @@ use crate::domain::{HostId, Timestamp};
 use crate::validators::{self, Validators};
 
 pub use auth::{ApiTokenInfo, TokenKind};
+pub use files::ReportedFile;
 pub use reads::{
     BatchInfo, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter, ResultInfo, WorkUnitInfo,
 };
@@ -83,6 +86,12 @@ pub enum Error {
     NothingToRetry(String),
     #[error("app {0} not found")]
     AppNotFound(String),
+    #[error("file {name:?} ({digest}) was not uploaded: upload it first (UploadFile)")]
+    FileNotUploaded { name: String, digest: String },
+    #[error("file {name:?} ({digest}) is given as {given} bytes, but the file stored under that digest has {stored}")]
+    FileSizeMismatch { name: String, digest: String, given: u64, stored: u64 },
+    #[error(transparent)]
+    Files(#[from] crate::domain::files::FileError),
     #[error("host token not recognised")]
     UnknownHost,
     #[error(transparent)]

@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Error, Result};
 use crate::domain::app_args::{self, AppArgs};
+use crate::domain::files::FileLimits;
 use crate::domain::fuzzy::Tolerance;
 use crate::domain::lifecycle::{Outcome, ResultCopy, ServerState, ValidateState, WorkUnit, WorkUnitState};
 use crate::domain::names::ProjectName;
@@ -36,7 +37,8 @@ macro_rules! work_unit_policy_columns {
          COALESCE(b.adaptive_replication, p.adaptive_replication) AS adaptive_replication, \
          COALESCE(b.priority, p.priority) AS priority, \
          p.fuel_limit, p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.stderr_limit_bytes, \
-         p.validator, p.nan_canonicalization, p.fuzzy_format, p.relative_tolerance, p.absolute_tolerance, p.validator_digest"
+         p.validator, p.nan_canonicalization, p.fuzzy_format, p.relative_tolerance, p.absolute_tolerance, p.validator_digest, \
+         p.input_files_limit_bytes, p.output_files_limit_bytes"
     };
 }
 
@@ -47,7 +49,7 @@ macro_rules! project_policy_columns {
         "p.min_quorum, p.target_results AS policy_target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
          p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.stderr_limit_bytes, p.validator, \
          p.nan_canonicalization, p.max_success_results, p.adaptive_replication, p.fuzzy_format, p.relative_tolerance, \
-         p.absolute_tolerance, p.validator_digest, p.priority"
+         p.absolute_tolerance, p.validator_digest, p.priority, p.input_files_limit_bytes, p.output_files_limit_bytes"
     };
 }
 
@@ -235,6 +237,15 @@ pub fn limits(row: &SqliteRow) -> Result<Limits> {
         output_bytes: u64_column(row, "output_limit_bytes")?,
         wall_time_ms: u64_column(row, "wall_time_limit_ms")?,
         stderr_bytes: u64_column(row, "stderr_limit_bytes")?,
+    })
+}
+
+/// The project's limits on files from the columns of `project_policy_columns`
+/// (NULL for projects created before files: the defaults).
+pub fn file_limits(row: &SqliteRow) -> Result<FileLimits> {
+    Ok(FileLimits {
+        input_bytes: optional_u64(row, "input_files_limit_bytes")?.unwrap_or(FileLimits::DEFAULT_INPUT_BYTES),
+        output_bytes: optional_u64(row, "output_files_limit_bytes")?.unwrap_or(0),
     })
 }
 

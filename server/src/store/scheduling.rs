@@ -10,11 +10,13 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::bulk;
+use super::files::{self, ReportedFile};
 use super::frontiers::{Frontiers, HostFrontier, Walker};
 use super::hosts::{HostAppEvent, HostTable};
 use super::rows::{self, int};
 use super::transitions::{Event, transitions};
 use super::{Error, Result, Store};
+use crate::domain::files::{self as file_rules, InputFile};
 use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
 use crate::domain::signing::AppSignature;
@@ -57,6 +59,10 @@ pub struct Assignment {
     /// The app's environment, in name order: the project's variables
     /// overridden by the work unit's.
     pub env: Vec<(String, String)>,
+    /// The input files the app sees as `/input/NAME`, in name order.
+    pub files: Vec<InputFile>,
+    /// The most bytes of output files the result may report (0: no `/output`).
+    pub output_files_bytes: u64,
 }
 
 /// One report from a host, checked for shape by the caller.
@@ -68,6 +74,9 @@ pub struct ReportInput {
     pub stderr_tail: String,
     pub run_time_ms: u64,
     pub error_message: String,
+    /// With a success: the files the app wrote in `/output`, in name order
+    /// (their digests, computed by the caller, are in the report's output digest).
+    pub output_files: Vec<ReportedFile>,
 }
 
 /// The answer to a batch of reports.
@@ -291,6 +300,7 @@ pub(super) async fn run_calls(
         .collect();
     let (leased, found, epoch) =
         lease(tx, validators, secret, frontiers, &wants, &mut assignments, &mut hosts, now).await?;
+    attach_files(tx, assignments.iter_mut()).await?;
     // The last writes go to SQLite as one multi-statement query: one round
     // trip to its thread.
     let mut writes = QueryBuilder::new("");
@@ -339,6 +349,8 @@ struct Reported {
     sent_at: Option<i64>,
     batch_id: Option<i64>,
     output_limit: u64,
+    /// The project's `output_files` limit (0: no output files).
+    output_files_limit: u64,
 }
 
 /// A report to be written: the copy as it is now, and what it means for its
@@ -381,7 +393,8 @@ async fn record<'a>(
         let mut query = QueryBuilder::new(concat!(
             "SELECT ",
             rows::result_copy_columns!(),
-            ", r.work_unit_id, r.sent_at, w.batch_id, w.state, w.fail_reason, p.app_digest, p.output_limit_bytes \
+            ", r.work_unit_id, r.sent_at, w.batch_id, w.state, w.fail_reason, p.app_digest, p.output_limit_bytes, \
+             p.output_files_limit_bytes \
              FROM results r \
              JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id IN "
         ));
@@ -395,6 +408,7 @@ async fn record<'a>(
                 sent_at: row.try_get("sent_at")?,
                 batch_id: row.try_get("batch_id")?,
                 output_limit: rows::u64_column(&row, "output_limit_bytes")?,
+                output_files_limit: rows::optional_u64(&row, "output_files_limit_bytes")?.unwrap_or(0),
             };
             known.insert(reported.copy.id.0, reported);
         }
@@ -449,6 +463,12 @@ async fn record<'a>(
         );
         query.build().execute(&mut **tx).await?;
     }
+    let output_files: Vec<(ResultId, &ReportedFile)> = recorded
+        .iter()
+        .filter(|r| r.copy.outcome == Some(lifecycle::Outcome::Success))
+        .flat_map(|r| r.input.output_files.iter().map(move |file| (r.copy.id, file)))
+        .collect();
+    files::insert_result_files(tx, &output_files).await?;
     let events: Vec<HostAppEvent> = recorded
         .iter()
         .flat_map(|r| {
@@ -491,6 +511,10 @@ fn decide<'a>(
                 size: input.output.len(),
                 limit: reported.output_limit,
             });
+        }
+        if !input.output_files.is_empty() && copy.host_id == Some(host) {
+            let files = input.output_files.iter().map(|reported| reported.file.clone()).collect();
+            file_rules::check_outputs(files, reported.output_files_limit)?;
         }
         match lifecycle::apply_report(copy, host, &input.report)? {
             ReportDecision::Record(copy) => {
@@ -1054,7 +1078,28 @@ fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
         nan_canonicalization: row.try_get("nan_canonicalization")?,
         argv,
         env,
+        files: Vec::new(),
+        output_files_bytes: rows::file_limits(row)?.output_bytes,
     })
+}
+
+/// Fills in the input files of assignments, in one read for all of them.
+async fn attach_files<'a>(
+    tx: &mut Transaction<'_, Sqlite>,
+    assignments: impl IntoIterator<Item = &'a mut Vec<Assignment>>,
+) -> Result<()> {
+    let mut all: Vec<&mut Assignment> = assignments.into_iter().flatten().collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<WorkUnitId> = all.iter().map(|a| a.work_unit_id).collect();
+    let files = files::work_unit_files(tx, &ids).await?;
+    for assignment in &mut all {
+        if let Some(files) = files.get(&assignment.work_unit_id) {
+            assignment.files = files.clone();
+        }
+    }
+    Ok(())
 }
 
 /// Whether no copy of the work unit has been sent yet.

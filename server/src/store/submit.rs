@@ -3,9 +3,11 @@
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::bulk;
+use super::files;
 use super::rows::{self, int};
 use super::{Error, Result, Store};
 use crate::domain::app_args::AppArgs;
+use crate::domain::files::{FileLimits, InputFile, InputFiles};
 use crate::domain::lifecycle::{self, WorkUnit, WorkUnitState};
 use crate::domain::names::{ProjectName, WorkUnitName};
 use crate::domain::policy::{self, Limits, ReplicationPolicy, ValidatorKind};
@@ -32,6 +34,9 @@ pub struct NewProject {
     pub seed: u64,
     /// Arguments and environment variables every work unit's app gets.
     pub app_args: AppArgs,
+    /// Files every work unit's app sees as `/input/NAME`, already uploaded.
+    pub files: InputFiles,
+    pub file_limits: FileLimits,
 }
 
 /// One work unit to add; its name defaults to `wu-<id>`.
@@ -41,6 +46,8 @@ pub struct NewWorkUnit {
     pub input: Vec<u8>,
     /// Its own arguments (after the project's) and variables (overriding the project's).
     pub app_args: AppArgs,
+    /// Its own input files, besides the project's, already uploaded.
+    pub files: InputFiles,
 }
 
 impl Store {
@@ -84,8 +91,9 @@ impl Store {
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
              validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
-             relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes, seed, args, env) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes, seed, args, env, \
+             input_files_limit_bytes, output_files_limit_bytes) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -124,15 +132,32 @@ impl Store {
         .bind(project.seed as i64)
         .bind(args)
         .bind(env)
+        .bind(int(project.file_limits.input_bytes))
+        .bind(int(project.file_limits.output_bytes))
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
         let project_id = ProjectId(id);
         super::signing::record(&mut tx, project_id, project.app_signature.as_ref()).await?;
+        files::check_uploaded(&mut tx, project.files.iter()).await?;
+        files::insert_project_files(&mut tx, project_id, &project.files).await?;
+        let project_files = ProjectFiles { shared: &project.files, limits: project.file_limits };
         let n = if work_units.is_empty() {
             0
         } else {
-            insert_work_units(&mut tx, project_id, &project.name, project.seed, policy, None, work_units, now).await?.0
+            insert_work_units(
+                &mut tx,
+                project_id,
+                &project.name,
+                project.seed,
+                policy,
+                None,
+                work_units,
+                project_files,
+                now,
+            )
+            .await?
+            .0
         };
         tx.commit().await?;
         Ok((project_id, n))
@@ -171,8 +196,20 @@ impl Store {
             Some(seed) => seed as u64,
             None => scheduler::project_seed(project, None),
         };
-        let (n, batch) =
-            insert_work_units(&mut tx, project_id, project, seed, &policy, batch_policy, work_units, now).await?;
+        let shared = files::project_files(&mut tx, project_id).await?;
+        let project_files = ProjectFiles { shared: &shared, limits: rows::file_limits(&row)? };
+        let (n, batch) = insert_work_units(
+            &mut tx,
+            project_id,
+            project,
+            seed,
+            &policy,
+            batch_policy,
+            work_units,
+            project_files,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok((n, WorkUnitId(first), batch))
     }
@@ -231,6 +268,15 @@ async fn next_work_unit_id(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
 /// multi-row inserts of [`bulk::CHUNK`] work units, then one statement for
 /// all their copies.
 #[allow(clippy::too_many_arguments)] // One call site per kind of submission.
+/// What the work units of a project see of its files: its shared files, and
+/// the limit their inputs must stay within.
+#[derive(Clone, Copy)]
+struct ProjectFiles<'a> {
+    shared: &'a InputFiles,
+    limits: FileLimits,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn insert_work_units(
     tx: &mut Transaction<'_, Sqlite>,
     project_id: ProjectId,
@@ -239,6 +285,7 @@ async fn insert_work_units(
     policy: &ReplicationPolicy,
     batch_policy: Option<&ReplicationPolicy>,
     work_units: &[NewWorkUnit],
+    project_files: ProjectFiles<'_>,
     now: Timestamp,
 ) -> Result<(u64, i64)> {
     let batch = create_batch(tx, project_id, work_units.len() as u64, batch_policy, now).await?;
@@ -256,8 +303,19 @@ async fn insert_work_units(
         }
         let seed = scheduler::random_seed(project_seed, &name);
         let (args, env) = rows::app_args_text(&unit.app_args);
+        InputFiles::merge(
+            project_files.shared,
+            &unit.files,
+            project_files.limits.input_bytes,
+            &format!("work unit {name:?}"),
+        )?;
         rows.push((id, name, &unit.input, seed, args, env));
     }
+    let own_files: Vec<(WorkUnitId, &InputFile)> = (first_id..)
+        .zip(work_units)
+        .flat_map(|(id, unit)| unit.files.iter().map(move |file| (WorkUnitId(id), file)))
+        .collect();
+    files::check_uploaded(tx, own_files.iter().map(|(_, file)| *file)).await?;
     for chunk in rows.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(
             "INSERT INTO work_units (id, project_id, name, input, state, target_results, created_at, batch_id, \
@@ -295,6 +353,7 @@ async fn insert_work_units(
             return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
         }
     }
+    files::insert_work_unit_files(tx, &own_files).await?;
     // Every new work unit gets the copies the lifecycle rules ask of an empty
     // one, in work-unit order (so dispatch, which follows ids, sends a work
     // unit's copies together).

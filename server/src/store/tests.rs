@@ -40,12 +40,19 @@ fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
         app_signature: None,
         seed: 0,
         app_args: Default::default(),
+        files: Default::default(),
+        file_limits: crate::domain::files::FileLimits::DEFAULT,
     }
 }
 
 fn units(n: usize) -> Vec<NewWorkUnit> {
     (0..n)
-        .map(|i| NewWorkUnit { name: None, input: format!("{i}").into_bytes(), app_args: Default::default() })
+        .map(|i| NewWorkUnit {
+            name: None,
+            input: format!("{i}").into_bytes(),
+            app_args: Default::default(),
+            files: Default::default(),
+        })
         .collect()
 }
 
@@ -85,6 +92,7 @@ fn success(result: ResultId, output: &str) -> ReportInput {
         stderr_tail: String::new(),
         run_time_ms: 5,
         error_message: String::new(),
+        output_files: Vec::new(),
     }
 }
 
@@ -351,6 +359,7 @@ fn error_report(result: ResultId) -> ReportInput {
         stderr_tail: String::new(),
         run_time_ms: 1,
         error_message: "exit code 3".into(),
+        output_files: Vec::new(),
     }
 }
 
@@ -397,6 +406,7 @@ async fn copies_given_back_unstarted_never_pause_a_batch() {
             .map(|c| ReportInput {
                 report: Report::ClientError { fuel_used: 0, engine: "test".into(), resumed: false, given_back: true },
                 error_message: "given back by the volunteer (detach)".into(),
+                output_files: Vec::new(),
                 ..error_report(c.result_id)
             })
             .collect();
@@ -1493,17 +1503,20 @@ async fn args_and_env_round_trip_into_assignments() {
         name: Some(WorkUnitName::parse("own").unwrap()),
         input: b"1".to_vec(),
         app_args: AppArgs::new(strings(&["--part", "2", ""]), vars(&[("LEVEL", "9"), ("A", "a=b")])).expect("valid"),
+        files: Default::default(),
     };
     let plain = NewWorkUnit {
         name: Some(WorkUnitName::parse("plain").unwrap()),
         input: b"2".to_vec(),
         app_args: AppArgs::default(),
+        files: Default::default(),
     };
     f.store.create_project(&new, &[with_own, plain], T0).await.unwrap();
     let later = NewWorkUnit {
         name: Some(WorkUnitName::parse("later").unwrap()),
         input: b"3".to_vec(),
         app_args: AppArgs::new(Vec::new(), vars(&[("MODE", "slow")])).expect("valid"),
+        files: Default::default(),
     };
     f.store.add_work_units(&name("p"), &[later], None, T0).await.unwrap();
 
@@ -1541,4 +1554,102 @@ async fn args_and_env_round_trip_into_assignments() {
     let bare = f.store.lease_work(b, 10, T0).await.unwrap();
     let bare = bare.iter().find(|copy| copy.project == "bare").expect("a copy of bare");
     assert_eq!((bare.argv.clone(), bare.env.clone()), (strings(&["bare"]), Vec::new()));
+}
+
+#[tokio::test]
+async fn input_files_must_be_uploaded_and_reach_the_copies_that_use_them() {
+    use crate::domain::files::{FileError, FileLimits, InputFile, InputFiles};
+    let f = fixture().await;
+    let file = |name: &str, content: &[u8]| InputFile::parse(name, digest_of(content).as_str(), content.len() as u64);
+    let reference = file("reference.dat", b"shared bytes").unwrap();
+    let chunk = file("chunk.dat", b"own bytes").unwrap();
+    let unit = |wu: &str, own: Vec<InputFile>| NewWorkUnit {
+        name: Some(WorkUnitName::parse(wu).unwrap()),
+        input: Vec::new(),
+        app_args: Default::default(),
+        files: InputFiles::new(own).unwrap(),
+    };
+    let mut new = project("p", 1, 1);
+    new.files = InputFiles::new(vec![reference.clone()]).unwrap();
+
+    // Nothing uploaded: refused, naming the file, and nothing is created.
+    let error = f.store.create_project(&new, &[unit("a", vec![chunk.clone()])], T0).await.unwrap_err();
+    assert!(matches!(&error, Error::FileNotUploaded { name, .. } if name == "reference.dat"), "{error}");
+    assert!(
+        matches!(f.store.project_status(Some(&name("p"))).await, Err(Error::ProjectNotFound(_))),
+        "no half-created project"
+    );
+
+    f.store.record_file(&reference.digest, reference.size, T0).await.unwrap();
+    let missing = f.store.missing_files(&[reference.digest.clone(), chunk.digest.clone()]).await.unwrap();
+    assert_eq!(missing, vec![chunk.digest.clone()]);
+    let error = f.store.create_project(&new, &[unit("a", vec![chunk.clone()])], T0).await.unwrap_err();
+    assert!(matches!(&error, Error::FileNotUploaded { name, .. } if name == "chunk.dat"), "{error}");
+    f.store.record_file(&chunk.digest, chunk.size, T0).await.unwrap();
+
+    // A size that is not the stored one, a name shadowing a shared file, a total over the limit.
+    let wrong_size = InputFile { size: 1, ..chunk.clone() };
+    let error = f.store.create_project(&new, &[unit("a", vec![wrong_size])], T0).await.unwrap_err();
+    assert!(matches!(error, Error::FileSizeMismatch { given: 1, .. }), "{error}");
+    let shadow = InputFile { name: reference.name.clone(), ..chunk.clone() };
+    let error = f.store.create_project(&new, &[unit("a", vec![shadow])], T0).await.unwrap_err();
+    assert!(matches!(error, Error::Files(FileError::Shadows(_))), "{error}");
+    let small = NewProject { file_limits: FileLimits { input_bytes: reference.size, output_bytes: 0 }, ..new.clone() };
+    let error = f.store.create_project(&small, &[unit("a", vec![chunk.clone()])], T0).await.unwrap_err();
+    assert!(matches!(error, Error::Files(FileError::InputsOverLimit { .. })), "{error}");
+
+    f.store.create_project(&new, &[unit("a", vec![chunk.clone()]), unit("b", Vec::new())], T0).await.unwrap();
+    f.store.add_work_units(&name("p"), &[unit("c", vec![chunk.clone()])], None, T0).await.unwrap();
+    let holder = host(&f.store, "holder").await;
+    let other = host(&f.store, "other").await;
+    assert!(!f.store.host_may_download(holder, &reference.digest).await.unwrap(), "no copy held yet");
+    let copies = f.store.lease_work(holder, 10, T0).await.unwrap();
+    let files_of = |wu: &str| {
+        let copy = copies.iter().find(|c| c.work_unit_name == wu).expect("a copy");
+        copy.files.iter().map(|f| f.name.as_str().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(files_of("a"), ["chunk.dat", "reference.dat"], "shared and own, in name order");
+    assert_eq!(files_of("b"), ["reference.dat"]);
+    assert_eq!(files_of("c"), ["chunk.dat", "reference.dat"], "a later batch sees the shared files too");
+    assert!(f.store.host_may_download(holder, &reference.digest).await.unwrap());
+    assert!(f.store.host_may_download(holder, &chunk.digest).await.unwrap());
+    assert!(!f.store.host_may_download(other, &chunk.digest).await.unwrap(), "only hosts holding a copy");
+
+    // Output files reported with a success are kept with the result.
+    let a = copies.iter().find(|c| c.work_unit_name == "a").unwrap().result_id;
+    let output = crate::domain::files::OutputFile {
+        name: crate::domain::files::FileName::parse("out.txt").unwrap(),
+        digest: digest_of(b"42"),
+        size: 2,
+    };
+    let mut report = success(a, "stdout");
+    report.output_files = vec![ReportedFile { file: output.clone(), data: b"42".to_vec() }];
+    let error = f.store.record_reports(holder, std::slice::from_ref(&report), T0).await.unwrap_err();
+    assert!(matches!(error, Error::Files(FileError::OutputsOverLimit { limit: 0, .. })), "the project allows none");
+}
+
+#[tokio::test]
+async fn output_files_are_stored_with_the_result() {
+    use crate::domain::files::{FileLimits, FileName, OutputFile};
+    let f = fixture().await;
+    let new = NewProject { file_limits: FileLimits { input_bytes: 1 << 20, output_bytes: 100 }, ..project("p", 1, 1) };
+    f.store.create_project(&new, &units(1), T0).await.unwrap();
+    let h = host(&f.store, "h").await;
+    let copy = f.store.lease_work(h, 1, T0).await.unwrap().remove(0);
+    assert_eq!(copy.output_files_bytes, 100);
+    let file = |name: &str, data: &[u8]| ReportedFile {
+        file: OutputFile { name: FileName::parse(name).unwrap(), digest: digest_of(data), size: data.len() as u64 },
+        data: data.to_vec(),
+    };
+    let mut report = success(copy.result_id, "stdout");
+    report.output_files = vec![file("a.txt", b"aa"), file("b.txt", b"b")];
+    f.store.record_reports(h, std::slice::from_ref(&report), T0).await.unwrap();
+    let stored = f.store.result_files(&[copy.result_id]).await.unwrap();
+    let names: Vec<(&str, &[u8])> =
+        stored[&copy.result_id].iter().map(|f| (f.file.name.as_str(), f.data.as_slice())).collect();
+    assert_eq!(names, [("a.txt", b"aa".as_slice()), ("b.txt", b"b".as_slice())]);
+    f.store.cancel_project(&name("p"), T0).await.unwrap();
+    let deleted = f.store.delete_project(&name("p")).await.unwrap();
+    assert_eq!(deleted.n_results, 1);
+    assert!(f.store.result_files(&[copy.result_id]).await.unwrap().is_empty(), "deleted with its project");
 }

@@ -588,6 +588,15 @@ impl Store {
             .bind(project_id)
             .execute(&mut *tx)
             .await?;
+        // Its files' bytes stay in the file store (another project may use them).
+        sqlx::query(
+            "DELETE FROM result_files WHERE result_id IN (SELECT id FROM results WHERE project_id = ?1); \
+             DELETE FROM work_unit_files WHERE work_unit_id IN (SELECT id FROM work_units WHERE project_id = ?1); \
+             DELETE FROM project_files WHERE project_id = ?1",
+        )
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
         let n_results =
             sqlx::query("DELETE FROM results WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
         let n_work_units =

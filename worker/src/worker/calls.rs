@@ -142,6 +142,10 @@ impl Worker {
 
     /// Handles the answer to a call of coordinator `index`.
     pub(super) async fn answered(&mut self, index: usize, answer: Answer) -> anyhow::Result<()> {
+        if let Answer::Fetched { digest, result } = answer {
+            self.fetched(index, digest, result).await;
+            return Ok(());
+        }
         self.attachments[index].busy = false;
         let server = self.attachments[index].server.clone();
         match answer {
@@ -253,6 +257,7 @@ impl Worker {
             Answer::Host(Err(status)) => {
                 debug!(server = %server, error = %describe(&status), "cannot refresh the host's record");
             }
+            Answer::Fetched { .. } => unreachable!("handled above"),
         }
         Ok(())
     }
@@ -387,6 +392,9 @@ impl Worker {
         if !self.running.is_empty() {
             consider(self.next_progress);
         }
+        if let Some(retry) = self.next_fetch_retry() {
+            consider(retry);
+        }
         for (index, attachment) in self.attachments.iter().enumerate() {
             if attachment.busy || attachment.detached {
                 continue;
@@ -415,16 +423,31 @@ impl Worker {
 /// The answer to a spawned call.
 pub(super) enum Answer {
     Registered(Result<RegisterHostResponse, Status>),
-    Work { asked: u32, sent: Vec<i64>, result: Result<quorum_proto::v1::RequestWorkResponse, Status> },
-    Reported { sent: Vec<i64>, result: Result<Reported, Status> },
-    Downloaded { digest: String, result: Result<Vec<u8>, DownloadError> },
+    Work {
+        asked: u32,
+        sent: Vec<i64>,
+        result: Result<quorum_proto::v1::RequestWorkResponse, Status>,
+    },
+    Reported {
+        sent: Vec<i64>,
+        result: Result<Reported, Status>,
+    },
+    Downloaded {
+        digest: String,
+        result: Result<Vec<u8>, DownloadError>,
+    },
     Host(Result<HostInfo, Status>),
+    /// An input file's download ended (not a call of the loop's: `busy` is untouched).
+    Fetched {
+        digest: String,
+        result: Result<u64, super::fetch::FetchError>,
+    },
 }
 
 /// When a kind of call may next be made, and the backoff that sets it.
 pub(super) struct Retry {
     backoff: Backoff,
-    not_before: Instant,
+    pub(super) not_before: Instant,
 }
 
 impl Retry {

@@ -143,9 +143,12 @@ impl Worker {
                 Err(error) => error!(error = %error, "cannot journal a finished result"),
             }
         }
+        if let Err(error) = self.refuse_unfetchable().await {
+            error!(error = %error, "cannot journal a refused result");
+        }
         self.queue
             .iter()
-            .filter(|(_, q)| self.apps.contains_key(&q.assignment.app_digest))
+            .filter(|(_, q)| self.apps.contains_key(&q.assignment.app_digest) && self.files_ready(&q.assignment))
             .map(|(key, _)| *key)
             .collect()
     }
@@ -226,9 +229,19 @@ impl Worker {
                 (None, false)
             }
         };
+        let (input_dir, output_dir) = match self.prepare_files(&server, key.1, &assignment).await {
+            Ok(dirs) => dirs,
+            Err(message) => {
+                warn!(server = %server, result_id = key.1, "{message}");
+                let report = error_report(key.1, message);
+                return self.record_finished(vec![Completed::unrun(key.0, assignment.app_digest, report)]).await;
+            }
+        };
         let fuel_before = if resumed { queued.fuel_before } else { 0 };
         let limits = assignment.limits.unwrap_or_default();
         let task = Task {
+            input_dir,
+            output_dir,
             app_digest: assignment.app_digest.clone(),
             module,
             input: assignment.input.clone(),
@@ -331,6 +344,7 @@ impl Worker {
             let segment = Some((outcome.fuel_used, outcome.run_time_ms));
             let whole = !running.resumed && matches!(outcome.status, TaskStatus::Success(_));
             let mut report = report(key.1, outcome);
+            self.attach_outputs(&server, &mut report, &running.assignment).await;
             report.resumed = running.resumed;
             report.fuel_used = report.fuel_used.saturating_add(running.fuel_before);
             completed.push(Completed { index: key.0, app_digest: running.app_digest, report, segment, whole });

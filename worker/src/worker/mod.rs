@@ -38,10 +38,12 @@
 //!
 //! This module holds the state and the loop (start, turns, shutdown);
 //! `compute` what happens on the cores, `calls` what is said to the
-//! coordinators.
+//! coordinators, `fetch` the input files tasks need (downloaded beside the
+//! calls, a task starting only once all its files are cached and verified).
 
 mod calls;
 mod compute;
+mod fetch;
 mod give_back;
 mod suspend;
 
@@ -128,6 +130,13 @@ pub(crate) struct Worker {
     app_cache_to_trim: bool,
     /// Apps the worker knows it cannot get: why, by digest.
     unusable_apps: HashMap<String, String>,
+    /// Input files in the cache (verified), by digest.
+    cached_files: HashSet<String>,
+    /// Input files being downloaded, and when a failed one may be tried again.
+    fetching: HashSet<String>,
+    fetch_retry: HashMap<String, Retry>,
+    /// Input files the worker knows it cannot get: why, by digest.
+    unusable_files: HashMap<String, String>,
     app_stats: HashMap<String, AppStats>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
@@ -336,6 +345,10 @@ impl Worker {
             apps: HashMap::new(),
             app_cache_to_trim: false,
             unusable_apps: HashMap::new(),
+            cached_files: HashSet::new(),
+            fetching: HashSet::new(),
+            fetch_retry: HashMap::new(),
+            unusable_files: HashMap::new(),
             app_stats,
             done_tx,
             done_rx,
@@ -367,6 +380,9 @@ impl Worker {
         // Requests left by a detach or an abort while no worker ran, or cut off.
         self.take_requests().await?;
         self.trim_app_cache().await;
+        let cache = self.state.file_cache();
+        self.cached_files = tokio::task::spawn_blocking(move || cache.complete()).await.unwrap_or_default();
+        self.trim_file_cache().await;
         info!(
             cpus = self.config.cpus,
             cpu_limit = self.config.cpu_limit,
@@ -453,6 +469,7 @@ impl Worker {
             self.save_progress().await?;
         }
         self.complete_detaches().await?;
+        self.launch_fetches();
         for index in 0..self.attachments.len() {
             if !self.attachments[index].busy {
                 self.launch_call(index).await;

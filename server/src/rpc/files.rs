@@ -1,0 +1,230 @@
+//! The gRPC side of files: input files named in submissions, uploads to the
+//! file store (`Projects.UploadFile`, `FindFiles`), downloads by hosts
+//! (`Scheduler.DownloadFile`), and output files in reports and canonical
+//! results. The rules are in `domain::files`; the bytes in `file_store`.
+
+use std::pin::Pin;
+
+use quorum_proto::v1 as pb;
+use tokio_stream::Stream;
+use tonic::{Status, Streaming};
+
+use super::Context;
+use super::status::invalid;
+use crate::domain::access::{Action, Role};
+use crate::domain::files::{FileError, FileName, InputFile, InputFiles, OutputFile};
+use crate::domain::names::ProjectName;
+use crate::domain::{Digest, HostId, app};
+use crate::file_store::{FileStore, FileStoreError};
+use crate::store::ReportedFile;
+
+/// Most digests one `FindFiles` call may ask about.
+pub const MAX_FIND: usize = 10_000;
+
+/// A stream of file chunks, as `DownloadFile` answers.
+pub type FileChunkStream = Pin<Box<dyn Stream<Item = Result<pb::FileChunk, Status>> + Send>>;
+
+/// The input files of request field `field`, checked (names, digests,
+/// unique names); whether they were uploaded is the store's to check.
+pub fn input_files(field: &str, files: Vec<pb::FileRef>) -> Result<InputFiles, Status> {
+    let files = files
+        .into_iter()
+        .enumerate()
+        .map(|(i, file)| {
+            InputFile::parse(&file.name, &file.digest, file.size)
+                .map_err(|error| invalid(&format!("{field}[{i}]"), error))
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    InputFiles::new(files).map_err(|error| invalid(field, error))
+}
+
+pub fn file_refs(files: Vec<InputFile>) -> Vec<pb::FileRef> {
+    files
+        .into_iter()
+        .map(|file| pb::FileRef {
+            name: file.name.as_str().to_owned(),
+            digest: file.digest.to_string(),
+            size: file.size,
+        })
+        .collect()
+}
+
+fn digest(field: &str, text: &str) -> Result<Digest, Status> {
+    Digest::parse(text).ok_or_else(|| invalid(field, format!("{text:?} is not 64 lowercase hex digits (a SHA-256)")))
+}
+
+/// `FindFiles`: which of the digests the coordinator lacks.
+pub async fn find(ctx: &Context, digests: Vec<String>) -> Result<pb::FindFilesResponse, Status> {
+    if digests.len() > MAX_FIND {
+        return Err(invalid("digests", format!("{} digests: at most {MAX_FIND} per call", digests.len())));
+    }
+    let digests = digests
+        .iter()
+        .enumerate()
+        .map(|(i, text)| digest(&format!("digests[{i}]"), text))
+        .collect::<Result<Vec<_>, Status>>()?;
+    let missing = ctx.store.missing_files(&digests).await?;
+    // A row whose bytes are gone (a file store restored apart from its
+    // database) is missing too: the client uploads it again.
+    let mut absent = Vec::new();
+    for digest in &digests {
+        if !missing.contains(digest) && !ctx.files.contains(digest).await {
+            absent.push(digest.clone());
+        }
+    }
+    let missing = digests.into_iter().filter(|d| missing.contains(d) || absent.contains(d)).map(|d| d.to_string());
+    Ok(pb::FindFilesResponse { missing: missing.collect() })
+}
+
+/// `UploadFile`: streams the bytes to the file store, verified against the
+/// announced digest and size, then records the file.
+pub async fn upload(
+    ctx: &Context,
+    role: &Role,
+    mut stream: Streaming<pb::UploadFileRequest>,
+) -> Result<pb::UploadFileResponse, Status> {
+    let first = stream.message().await?.ok_or_else(|| invalid("UploadFile", "the stream is empty"))?;
+    let project = ProjectName::parse(&first.project)?;
+    role.authorize(Action::OnProject(&project))?;
+    let announced = digest("digest", &first.digest)?;
+    let max = crate::domain::files::FileLimits::MAX_INPUT_BYTES;
+    if first.size > max {
+        return Err(invalid("size", FileError::LimitTooLarge { field: "a file", value: first.size, max }));
+    }
+    let mut upload = ctx.files.upload(announced, first.size).await?;
+    upload.write(&first.data).await?;
+    while let Some(message) = stream.message().await? {
+        if !message.project.is_empty() || !message.digest.is_empty() || message.size != 0 {
+            return Err(invalid("UploadFile", "only the first message names the project, digest and size"));
+        }
+        upload.write(&message.data).await?;
+    }
+    let (digest, size) = upload.finish().await?;
+    ctx.store.record_file(&digest, size, ctx.clock.now()).await?;
+    tracing::info!(project = %project, %digest, size, "input file uploaded");
+    Ok(pb::UploadFileResponse { digest: digest.to_string(), size })
+}
+
+/// `DownloadFile`: the file from `offset`, chunk by chunk, to a host that
+/// holds a copy needing it.
+pub async fn download(
+    ctx: &Context,
+    host: HostId,
+    request: pb::DownloadFileRequest,
+) -> Result<FileChunkStream, Status> {
+    let digest = digest("digest", &request.digest)?;
+    if !ctx.store.host_may_download(host, &digest).await? {
+        return Err(Status::permission_denied(format!(
+            "file {digest} is not an input of any copy this host holds in progress"
+        )));
+    }
+    let (file, size) = ctx.files.open_at(&digest, request.offset).await.map_err(|error| match error {
+        FileStoreError::Missing(_) => {
+            tracing::error!(%digest, "an input file named by a work unit is missing from the file store");
+            Status::internal("the coordinator has lost this input file (logged)")
+        }
+        other => Status::from(other),
+    })?;
+    tracing::info!(host_id = %host, %digest, offset = request.offset, size, "sending input file");
+    Ok(Box::pin(chunk_stream(file, size, request.offset == size, ctx.file_pacer.clone())))
+}
+
+/// Paces the bytes of every download together to a rate (the
+/// coordinator's `--file-upload-mbps`): each chunk waits for its turn, so
+/// that all downloads together send at most `rate` bytes per second, over
+/// any stretch of time longer than a chunk.
+#[derive(Debug)]
+pub struct Pacer {
+    bytes_per_sec: u64,
+    /// When the bytes reserved so far will have been sent.
+    next_free: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    pub fn new(bytes_per_sec: u64) -> Pacer {
+        Pacer { bytes_per_sec: bytes_per_sec.max(1), next_free: tokio::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    /// Waits until `bytes` more may go.
+    pub async fn wait(&self, bytes: usize) {
+        let start = {
+            let mut next_free = self.next_free.lock().await;
+            let start = (*next_free).max(tokio::time::Instant::now());
+            *next_free = start + std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
+/// The chunks of an open file, read as the stream is polled (never whole in
+/// memory), the first carrying the file's size; `empty_first`: the remainder
+/// is empty, and one empty chunk still tells the size.
+fn chunk_stream(
+    file: tokio::fs::File,
+    size: u64,
+    empty_first: bool,
+    pacer: Option<std::sync::Arc<Pacer>>,
+) -> impl Stream<Item = Result<pb::FileChunk, Status>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut file = file;
+        let mut total_size = size;
+        if empty_first {
+            let _ = tx.send(Ok(pb::FileChunk { data: Vec::new(), total_size })).await;
+            return;
+        }
+        loop {
+            let message = match FileStore::read_chunk(&mut file).await {
+                Ok(data) if data.is_empty() => break,
+                Ok(data) => {
+                    if let Some(pacer) = &pacer {
+                        pacer.wait(data.len()).await;
+                    }
+                    Ok(pb::FileChunk { data, total_size: std::mem::take(&mut total_size) })
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reading an input file for a download");
+                    Err(Status::internal("cannot read the input file (logged)"))
+                }
+            };
+            let failed = message.is_err();
+            if tx.send(message).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A report's output files, with the digest of each computed here (nothing
+/// a host says about them is taken on trust).
+pub fn reported_files(field: &str, files: Vec<pb::OutputFile>) -> Result<Vec<ReportedFile>, Status> {
+    let mut reported: Vec<ReportedFile> = files
+        .into_iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let name = FileName::parse(&file.name).map_err(|error| invalid(&format!("{field}[{i}]"), error))?;
+            let digest = app::digest_of(&file.data);
+            let size = file.data.len() as u64;
+            Ok(ReportedFile { file: OutputFile { name, digest, size }, data: file.data })
+        })
+        .collect::<Result<_, Status>>()?;
+    reported.sort_by(|a, b| a.file.name.cmp(&b.file.name));
+    if let Some(pair) = reported.windows(2).find(|pair| pair[0].file.name == pair[1].file.name) {
+        return Err(invalid(field, FileError::Duplicate(pair[0].file.name.as_str().to_owned())));
+    }
+    Ok(reported)
+}
+
+pub fn output_file_infos(files: Vec<ReportedFile>) -> Vec<pb::OutputFileInfo> {
+    files
+        .into_iter()
+        .map(|reported| pb::OutputFileInfo {
+            name: reported.file.name.as_str().to_owned(),
+            digest: reported.file.digest.to_string(),
+            size: reported.file.size,
+            data: reported.data,
+        })
+        .collect()
+}

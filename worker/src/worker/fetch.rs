@@ -1,0 +1,311 @@
+//! Input files of the tasks the worker holds: which are missing, their
+//! downloads from the coordinator (in the background, beside the calls, at
+//! most [`MAX_FETCHES`] at once, resumed from what an interrupted one left,
+//! each file verified before any task sees it), the file cache's budget, a
+//! task's `/input` and `/output` directories, and the output files read back
+//! into its report. The files on disk are `crate::files`'s.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use quorum_proto::v1::{Assignment, OutputFile};
+use tokio::io::AsyncWriteExt as _;
+use tokio::time::Instant;
+use tonic::{Code, Status};
+use tracing::{debug, info, warn};
+
+use super::*;
+use crate::client::is_bad_request;
+use crate::files::{FileCache, FileError};
+use crate::reports::error_report;
+
+/// Most input files downloaded at once, over all coordinators.
+const MAX_FETCHES: usize = 2;
+/// A download that receives nothing for this long is cut off, to resume later.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a download did not complete.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FetchError {
+    #[error("download failed: {:?}: {}", .0.code(), .0.message())]
+    Status(#[from] Status),
+    #[error("the download stalled (nothing for {}s)", STALL_TIMEOUT.as_secs())]
+    Stalled,
+    #[error("the coordinator sent {received} bytes of a file announced as {announced}")]
+    SizeMismatch { announced: u64, received: u64 },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("the file writer panicked")]
+    Panicked,
+}
+
+impl FetchError {
+    /// Whether trying again may succeed. A digest mismatch is worth one more
+    /// try from zero (the part was discarded), as is a stall or a server in trouble.
+    fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Status(status) => !is_bad_request(status.code()),
+            FetchError::Stalled | FetchError::SizeMismatch { .. } | FetchError::Panicked => true,
+            FetchError::File(FileError::DigestMismatch { .. } | FileError::Io { .. }) => true,
+            FetchError::File(FileError::InvalidDigest(_) | FileError::InvalidName(_)) => false,
+        }
+    }
+}
+
+/// Downloads input file `digest` (`size` bytes) into the cache, from what a
+/// previous attempt left; returns its size once verified.
+async fn fetch_file(mut client: Client, cache: FileCache, digest: String, size: u64) -> Result<u64, FetchError> {
+    let blocking = |f: Box<dyn FnOnce() -> Result<u64, FileError> + Send>| async move {
+        tokio::task::spawn_blocking(f).await.map_err(|_| FetchError::Panicked)?.map_err(FetchError::from)
+    };
+    let (c, d) = (cache.clone(), digest.clone());
+    let mut offset = blocking(Box::new(move || c.partial_len(&d))).await?;
+    if offset > size {
+        offset = 0;
+    }
+    let (c, d) = (cache.clone(), digest.clone());
+    let part = tokio::task::spawn_blocking(move || c.append(&d, offset)).await.map_err(|_| FetchError::Panicked)??;
+    let mut part = tokio::fs::File::from_std(part);
+    if offset < size || size == 0 {
+        let mut stream = client.download_file(&digest, offset).await?;
+        let mut received = offset;
+        let mut announced = None;
+        loop {
+            let chunk = match tokio::time::timeout(STALL_TIMEOUT, stream.message()).await {
+                Err(_) => return Err(FetchError::Stalled),
+                Ok(chunk) => chunk?,
+            };
+            let Some(chunk) = chunk else { break };
+            let total = *announced.get_or_insert(chunk.total_size);
+            received += chunk.data.len() as u64;
+            if total != size || received > size {
+                return Err(FetchError::SizeMismatch { announced: size, received: received.max(total) });
+            }
+            part.write_all(&chunk.data)
+                .await
+                .map_err(|source| FileError::Io { path: PathBuf::from(&digest), source })?;
+        }
+        if received != size {
+            part.flush().await.map_err(|source| FileError::Io { path: PathBuf::from(&digest), source })?;
+            return Err(FetchError::SizeMismatch { announced: size, received });
+        }
+    }
+    part.flush().await.map_err(|source| FileError::Io { path: PathBuf::from(&digest), source })?;
+    drop(part);
+    let (c, d) = (cache, digest);
+    blocking(Box::new(move || c.finish(&d))).await
+}
+
+impl Worker {
+    /// The input files of every task the worker holds (queued or running):
+    /// never evicted from the cache.
+    fn needed_files(&self) -> HashSet<String> {
+        let queued = self.queue.values().map(|q| &q.assignment);
+        let running = self.running.values().map(|r| &r.assignment);
+        queued.chain(running).flat_map(|a| a.files.iter().map(|f| f.digest.clone())).collect()
+    }
+
+    /// Whether every input file of `assignment` is cached.
+    pub(super) fn files_ready(&self, assignment: &Assignment) -> bool {
+        assignment.files.iter().all(|file| self.cached_files.contains(&file.digest))
+    }
+
+    /// Starts the downloads queued tasks need, oldest task first, within
+    /// [`MAX_FETCHES`], from the task's own coordinator.
+    pub(super) fn launch_fetches(&mut self) {
+        if self.fetching.len() >= MAX_FETCHES {
+            return;
+        }
+        let mut queued: Vec<(&Key, &Queued)> = self.queue.iter().collect();
+        queued.sort_by_key(|(_, q)| q.seq);
+        let mut wanted: Vec<(usize, String, u64)> = Vec::new();
+        for (key, q) in queued {
+            for file in &q.assignment.files {
+                let known = self.cached_files.contains(&file.digest)
+                    || self.fetching.contains(&file.digest)
+                    || self.unusable_files.contains_key(&file.digest)
+                    || wanted.iter().any(|(_, digest, _)| *digest == file.digest);
+                let due = self.fetch_retry.get(&file.digest).is_none_or(Retry::due);
+                if !known && due {
+                    wanted.push((key.0, file.digest.clone(), file.size));
+                }
+            }
+        }
+        for (index, digest, size) in wanted {
+            if self.fetching.len() >= MAX_FETCHES {
+                break;
+            }
+            let attachment = &self.attachments[index];
+            if attachment.identity.is_none() || attachment.detached {
+                continue;
+            }
+            let (client, cache, calls) = (attachment.client.clone(), self.state.file_cache(), self.calls_tx.clone());
+            self.fetching.insert(digest.clone());
+            debug!(server = %attachment.server, digest, size, "downloading input file");
+            tokio::spawn(async move {
+                let result = fetch_file(client, cache, digest.clone(), size).await;
+                // The receiver is gone only when the worker has stopped.
+                let _ = calls.send((index, Answer::Fetched { digest, result }));
+            });
+        }
+    }
+
+    /// Handles the end of a download.
+    pub(super) async fn fetched(&mut self, index: usize, digest: String, result: Result<u64, FetchError>) {
+        self.fetching.remove(&digest);
+        let server = self.attachments[index].server.clone();
+        match result {
+            Ok(size) => {
+                info!(server = %server, digest, size, "downloaded input file");
+                self.fetch_retry.remove(&digest);
+                self.cached_files.insert(digest);
+                self.trim_file_cache().await;
+            }
+            Err(FetchError::Status(status)) if status.code() == Code::Unauthenticated => {
+                self.forget_identity(index);
+            }
+            Err(error) if error.is_transient() => {
+                let max = self.config.max_backoff;
+                let delay = self.fetch_retry.entry(digest.clone()).or_insert_with(|| Retry::new(max)).failed();
+                warn!(server = %server, digest, error = %error, retry_in = ?delay, "cannot download input file");
+            }
+            Err(error) => {
+                warn!(server = %server, digest, error = %error, "cannot download input file: giving up on it");
+                self.unusable_files.insert(digest, error.to_string());
+            }
+        }
+    }
+
+    /// When the next download retry is due, if one waits.
+    pub(super) fn next_fetch_retry(&self) -> Option<Instant> {
+        let needed = self.needed_files();
+        self.fetch_retry
+            .iter()
+            .filter(|(digest, _)| needed.contains(*digest) && !self.fetching.contains(*digest))
+            .map(|(_, retry)| retry.not_before)
+            .min()
+    }
+
+    /// Ends the queued tasks whose files cannot be had: an error report
+    /// naming the file when a download failed for good; a task given back
+    /// when its files cannot fit in the file cache's budget or on the disk
+    /// (the host's limit, not the app's fault).
+    pub(super) async fn refuse_unfetchable(&mut self) -> anyhow::Result<()> {
+        let budget = self.config.file_cache_bytes;
+        let free = crate::files::free_bytes(&self.config.state_dir);
+        let mut refused = Vec::new();
+        for (key, q) in &self.queue {
+            if let Some((file, why)) =
+                q.assignment.files.iter().find_map(|file| self.unusable_files.get(&file.digest).map(|why| (file, why)))
+            {
+                refused.push((*key, format!("cannot download input file {:?}: {why}", file.name), false));
+                continue;
+            }
+            let total: u64 = q.assignment.files.iter().map(|f| f.size).sum();
+            let missing: u64 =
+                q.assignment.files.iter().filter(|f| !self.cached_files.contains(&f.digest)).map(|f| f.size).sum();
+            if total > budget {
+                refused.push((
+                    *key,
+                    format!(
+                        "refused: its input files take {} MiB, more than this worker's file cache may hold \
+                         (--file-cache-mb {})",
+                        total.div_ceil(1 << 20),
+                        budget >> 20
+                    ),
+                    true,
+                ));
+            } else if free.is_some_and(|free| missing > free.saturating_sub(DISK_MARGIN_BYTES)) {
+                refused.push((
+                    *key,
+                    format!(
+                        "refused: its input files need {} MiB more on disk, and the state directory's disk has {} MiB free",
+                        missing.div_ceil(1 << 20),
+                        free.unwrap_or(0) >> 20
+                    ),
+                    true,
+                ));
+            }
+        }
+        for (key, message, given_back) in refused {
+            let queued = self.queue.remove(&key).expect("key from the queue");
+            warn!(server = %self.attachments[key.0].server, result_id = key.1, "{message}");
+            let report = ResultReport { given_back, ..error_report(key.1, message) };
+            self.record_finished(vec![Completed::unrun(key.0, queued.assignment.app_digest, report)]).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the file cache within its budget (off the async threads).
+    pub(super) async fn trim_file_cache(&mut self) {
+        let (cache, needed, budget) = (self.state.file_cache(), self.needed_files(), self.config.file_cache_bytes);
+        match tokio::task::spawn_blocking(move || cache.trim(&needed, budget)).await {
+            Ok(Ok(evicted)) => {
+                for digest in evicted {
+                    debug!(digest, "evicted input file from the cache");
+                    self.cached_files.remove(&digest);
+                }
+            }
+            Ok(Err(error)) => warn!(error = %error, "cannot trim the file cache"),
+            Err(error) => warn!(error = %error, "the file cache trimmer panicked"),
+        }
+    }
+
+    /// Lays out the task's `/input` and `/output` (see `files::TaskFiles`):
+    /// the directories to preopen, or why the task cannot run.
+    pub(super) async fn prepare_files(
+        &mut self,
+        server: &str,
+        result_id: i64,
+        assignment: &Assignment,
+    ) -> Result<(Option<PathBuf>, Option<PathBuf>), String> {
+        let output = assignment.limits.is_some_and(|limits| limits.output_files_bytes > 0);
+        if assignment.files.is_empty() && !output {
+            return Ok((None, None));
+        }
+        let inputs: Vec<(String, String)> =
+            assignment.files.iter().map(|file| (file.name.clone(), file.digest.clone())).collect();
+        let (state, server) = (self.state.clone(), server.to_owned());
+        let has_inputs = !inputs.is_empty();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let cache = state.file_cache();
+            for (_, digest) in &inputs {
+                cache.touch(digest);
+            }
+            let task = state.task_files(&server, result_id);
+            task.prepare(&cache, &inputs, output).map(|()| task)
+        })
+        .await
+        .map_err(|_| "preparing the task's files panicked".to_string())?
+        .map_err(|error| format!("cannot prepare the task's input files: {error}"))?;
+        Ok((has_inputs.then(|| prepared.input_dir()), output.then(|| prepared.output_dir())))
+    }
+
+    /// The output files a successful task wrote, read into its report; a
+    /// task whose outputs break the project's limit becomes a client error.
+    pub(super) async fn attach_outputs(&mut self, server: &str, report: &mut ResultReport, assignment: &Assignment) {
+        let limit = assignment.limits.map_or(0, |limits| limits.output_files_bytes);
+        if limit == 0 || report.outcome() != quorum_proto::v1::ReportedOutcome::Success {
+            return;
+        }
+        let task = self.state.task_files(server, report.result_id);
+        match tokio::task::spawn_blocking(move || task.read_outputs(limit)).await {
+            Ok(Ok(files)) => {
+                report.output_files = files.into_iter().map(|(name, data)| OutputFile { name, data }).collect();
+            }
+            Ok(Err(message)) => fail(report, message),
+            Err(_) => fail(report, "reading the output files panicked".to_string()),
+        }
+    }
+}
+
+/// Turns a success into a client error (its fuel, run time and stderr kept).
+fn fail(report: &mut ResultReport, message: String) {
+    report.outcome = quorum_proto::v1::ReportedOutcome::ClientError.into();
+    report.output.clear();
+    report.output_files.clear();
+    report.error_message = message;
+}
+
+/// Disk space left free for the volunteer whatever the tasks need.
+const DISK_MARGIN_BYTES: u64 = 512 << 20;
