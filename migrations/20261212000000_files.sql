@@ -23,14 +23,15 @@ CREATE TABLE work_unit_files (
 -- Which hosts may download a file: those holding a copy that uses it.
 CREATE INDEX project_files_digest ON project_files(digest);
 CREATE INDEX work_unit_files_digest ON work_unit_files(digest);
--- The output files a successful result reported (from /output), with their
--- bytes; compared through the result's output_digest, which covers them.
+-- The output files a successful result reported (from /output); compared
+-- through the result's output_digest, which covers them. Their bytes are
+-- here when small, else (data NULL) in the file store under their digest.
 CREATE TABLE result_files (
     result_id   INTEGER NOT NULL REFERENCES results(id),
     name        TEXT NOT NULL,
     digest      TEXT NOT NULL,
     size        INTEGER NOT NULL,
-    data        BLOB NOT NULL,
+    data        BLOB,
     PRIMARY KEY (result_id, name)
 );
 -- The project's limits on files, per work unit (NULL: created before

@@ -488,6 +488,7 @@ async fn host(
             held: pending.iter().map(|report| report.result_id).collect(),
             held_is_complete: true,
             reports: pending.clone(),
+            cached_files: Vec::new(),
         };
         let response = match client.request_work(with_token(request, &token)?).await {
             Ok(response) => response.into_inner(),

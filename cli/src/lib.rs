@@ -560,11 +560,11 @@ mod tests {
         check(&["quorum", "status", "--json", "--server", "h:2"], "h:2 json=true Status { project: None }");
         check(
             &["quorum", "--server=h:3", "results", "p", "--format", "csv", "--out", "r.csv"],
-            r#"h:3 json=false Results { project: "p", format: Csv, out: Some("r.csv"), all: false, state: None, batch: None }"#,
+            r#"h:3 json=false Results { project: "p", format: Csv, out: Some("r.csv"), all: false, state: None, batch: None, files: None }"#,
         );
         check(
             &["quorum", "--server=h:3", "results", "p"],
-            r#"h:3 json=false Results { project: "p", format: Jsonl, out: None, all: false, state: None, batch: None }"#,
+            r#"h:3 json=false Results { project: "p", format: Jsonl, out: None, all: false, state: None, batch: None, files: None }"#,
         );
         check(
             &["quorum", "--server=h:4", "wait", "p", "--timeout", "5m"],

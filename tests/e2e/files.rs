@@ -299,3 +299,65 @@ async fn a_worker_gives_back_a_task_whose_files_it_cannot_hold() {
         "nothing downloaded"
     );
 }
+
+/// Output files of two hosts: a large one goes to the coordinator's file
+/// store (not into a row) and comes back whole; copies whose output files
+/// differ while their stdout agrees do not agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_files_are_compared_and_large_ones_kept_in_the_file_store() {
+    use quorum_tests::grpc::{Host, success_report};
+    let dir = TestDir::new("files-outputs");
+    let server = Server::spawn(dir.path());
+    let url = server.url();
+    let projects = Projects::connect(&url).await;
+    let mut policy = tiny_policy();
+    policy.min_quorum = 2;
+    policy.target_results = 2;
+    let work_unit = |name: &str| v1::WorkUnitInput { name: name.into(), ..Default::default() };
+    projects
+        .client()
+        .create_project(v1::CreateProjectRequest {
+            name: "outputs".into(),
+            app_module: std::fs::read(example().join("motif.wasm")).unwrap(),
+            policy: Some(policy),
+            limits: Some(v1::Limits { output_files_bytes: 1 << 20, ..Default::default() }),
+            work_units: vec![work_unit("same"), work_unit("differ")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let large: Vec<u8> = (0..300_000_u32).map(|i| (i % 251) as u8).collect();
+    let report = |result_id: i64, name: &str, data: &[u8]| v1::ResultReport {
+        output_files: vec![v1::OutputFile { name: name.into(), data: data.to_vec() }],
+        ..success_report(result_id, b"stdout\n")
+    };
+    let mut hosts = [Host::register(&url, "h1").await, Host::register(&url, "h2").await];
+    for (i, host) in hosts.iter_mut().enumerate() {
+        let copies = host.request_work(2).await.unwrap().assignments;
+        assert_eq!(copies.len(), 2);
+        assert_eq!(copies[0].limits.unwrap().output_files_bytes, 1 << 20);
+        let reports = copies
+            .iter()
+            .map(|copy| match (copy.work_unit_name.as_str(), i) {
+                ("same", _) => report(copy.result_id, "big.bin", &large),
+                (_, 0) => report(copy.result_id, "small.txt", b"one"),
+                _ => report(copy.result_id, "small.txt", b"two"),
+            })
+            .collect();
+        host.report(reports).await.unwrap();
+    }
+    projects
+        .poll_status_until("outputs", Duration::from_millis(20), "one work unit done", |s| s.work_units_done == 1)
+        .await;
+    let canonical = projects.canonical_results("outputs").await;
+    assert_eq!(canonical.len(), 1, "only the work unit whose output files agree");
+    assert_eq!(canonical[0].work_unit_name, "same");
+    let file = &canonical[0].output_files[0];
+    assert_eq!((file.name.as_str(), file.size), ("big.bin", large.len() as u64));
+    assert_eq!(file.data, large, "read back whole from the file store");
+    assert!(dir.join("quorum.db.files").join(&file.digest).exists(), "kept in the file store");
+    let copies = projects.results("outputs").await;
+    let differ: Vec<&str> =
+        copies.iter().filter(|r| r.work_unit_name == "differ").map(|r| r.validate_state.as_str()).collect();
+    assert_eq!(differ, ["inconclusive", "inconclusive"], "stdout agrees, the output files do not: {copies:?}");
+}

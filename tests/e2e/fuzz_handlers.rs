@@ -291,14 +291,12 @@ fn call() -> impl Strategy<Value = Call> {
             prop_oneof![0_u32..5, any::<u32>()],
             proptest::collection::vec(small_id(), 0..6),
             any::<bool>(),
-            proptest::collection::vec(report(), 0..3)
+            proptest::collection::vec(report(), 0..3),
+            proptest::collection::vec(prop_oneof![Just("a".repeat(64)), "\\PC{0,70}"], 0..3),
         )
-            .prop_map(|(slots, held, held_is_complete, reports)| Call::RequestWork(v1::RequestWorkRequest {
-                slots,
-                held,
-                held_is_complete,
-                reports
-            })),
+            .prop_map(|(slots, held, held_is_complete, reports, cached_files)| {
+                Call::RequestWork(v1::RequestWorkRequest { slots, held, held_is_complete, reports, cached_files })
+            }),
         prop_oneof![Just(quorum_tests::grpc::digest(TINY_APP)), "\\PC{0,70}"]
             .prop_map(|digest| Call::DownloadApp(v1::DownloadAppRequest { digest })),
         proptest::collection::vec(report(), 0..4)

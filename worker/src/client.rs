@@ -157,8 +157,9 @@ impl Client {
         slots: u32,
         held: Vec<i64>,
         reports: Vec<ResultReport>,
+        cached_files: Vec<String>,
     ) -> Result<RequestWorkResponse, Status> {
-        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true, reports });
+        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true, reports, cached_files });
         Ok(self.scheduler.request_work(request).await?.into_inner())
     }
 
@@ -335,7 +336,7 @@ mod tests {
         let address = listener.local_addr().expect("address");
         drop(listener);
         let mut client = Client::new(&format!("http://{address}"), None).expect("client");
-        let status = client.request_work(1, Vec::new(), Vec::new()).await.expect_err("nobody listens");
+        let status = client.request_work(1, Vec::new(), Vec::new(), Vec::new()).await.expect_err("nobody listens");
         assert_eq!(status.code(), Code::Unavailable);
     }
 }

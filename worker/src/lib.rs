@@ -82,6 +82,9 @@ pub struct Config {
     /// files no held task needs are evicted beyond it, and a task whose files
     /// alone exceed it is refused.
     pub file_cache_bytes: u64,
+    /// List the cached input files in work requests, so that the scheduler
+    /// hands out copies that use them first (BOINC's locality scheduling).
+    pub locality: bool,
     /// Tasks run at once (rayon threads); at least 1.
     pub cpus: usize,
     /// Percent of CPU time tasks may use (BOINC's CPU throttle), 1 to 100.

@@ -65,6 +65,11 @@ struct Cli {
     #[arg(long, value_name = "MIB", default_value = "10240", value_parser = parse_app_cache_mb)]
     file_cache_mb: u64,
 
+    /// Do not tell the coordinator which input files are cached (it then
+    /// hands out copies without regard to them); for benchmarks.
+    #[arg(long, hide = true)]
+    no_locality: bool,
+
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t, global = true)]
     log_format: quorum_log::LogFormat,
@@ -397,6 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state_dir,
         app_cache_bytes: cli.app_cache_mb,
         file_cache_bytes: cli.file_cache_mb,
+        locality: !cli.no_locality,
         cpus,
         cpu_limit: cli.cpu_limit,
         task_priority: match cli.task_priority {

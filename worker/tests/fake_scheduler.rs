@@ -254,6 +254,7 @@ fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quor
         state_dir: state_dir.to_path_buf(),
         app_cache_bytes: quorum_worker::DEFAULT_APP_CACHE_BYTES,
         file_cache_bytes: quorum_worker::DEFAULT_FILE_CACHE_BYTES,
+        locality: true,
         cpus,
         cpu_limit: 100,
         task_priority: quorum_worker::priority::TaskPriority::Idle,

@@ -123,7 +123,9 @@ pub struct Tail {
     /// The batch's moving average turnaround; `None` before its first result.
     pub batch_turnaround_ms: Option<u64>,
     /// The shortest turnaround among the hosts attached now (in recent
-    /// contact), the asking one included; `None` when none has one yet.
+    /// contact) that may take the copy (none holding a copy of its work unit,
+    /// itself or through its account), the asking one included; `None` when
+    /// none has one yet.
     pub fastest_attached_ms: Option<u64>,
     /// How long a copy waits for a fast host before any host may take it.
     pub grace_ms: u64,

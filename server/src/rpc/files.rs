@@ -197,6 +197,22 @@ fn chunk_stream(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// Most cached files a work request may list.
+pub const MAX_CACHED_FILES: usize = 1000;
+
+/// The input files a host says it holds (`RequestWork.cached_files`): only
+/// ever a preference of the scheduler's, so nothing is trusted but the shape.
+pub fn cached_files(digests: Vec<String>) -> Result<std::collections::HashSet<String>, Status> {
+    if digests.len() > MAX_CACHED_FILES {
+        return Err(invalid("cached_files", format!("{} digests: at most {MAX_CACHED_FILES}", digests.len())));
+    }
+    digests
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| digest(&format!("cached_files[{i}]"), &text).map(|d| d.to_string()))
+        .collect()
+}
+
 /// A report's output files, with the digest of each computed here (nothing
 /// a host says about them is taken on trust).
 pub fn reported_files(field: &str, files: Vec<pb::OutputFile>) -> Result<Vec<ReportedFile>, Status> {
@@ -207,7 +223,7 @@ pub fn reported_files(field: &str, files: Vec<pb::OutputFile>) -> Result<Vec<Rep
             let name = FileName::parse(&file.name).map_err(|error| invalid(&format!("{field}[{i}]"), error))?;
             let digest = app::digest_of(&file.data);
             let size = file.data.len() as u64;
-            Ok(ReportedFile { file: OutputFile { name, digest, size }, data: file.data })
+            Ok(ReportedFile { file: OutputFile { name, digest, size }, data: Some(file.data) })
         })
         .collect::<Result<_, Status>>()?;
     reported.sort_by(|a, b| a.file.name.cmp(&b.file.name));
@@ -217,14 +233,43 @@ pub fn reported_files(field: &str, files: Vec<pb::OutputFile>) -> Result<Vec<Rep
     Ok(reported)
 }
 
-pub fn output_file_infos(files: Vec<ReportedFile>) -> Vec<pb::OutputFileInfo> {
-    files
-        .into_iter()
-        .map(|reported| pb::OutputFileInfo {
+/// Output files larger than this go to the file store, not into a row.
+pub const INLINE_OUTPUT_BYTES: usize = 64 << 10;
+
+/// Puts the large output files of `reports` in the file store (each content
+/// once), leaving only their digests to the rows.
+pub async fn store_large_outputs(ctx: &Context, reports: &mut [crate::store::ReportInput]) -> Result<(), Status> {
+    for reported in reports.iter_mut().flat_map(|report| report.output_files.iter_mut()) {
+        let Some(data) = reported.data.as_ref().filter(|data| data.len() > INLINE_OUTPUT_BYTES) else { continue };
+        let digest = &reported.file.digest;
+        if !ctx.files.contains(digest).await {
+            let mut upload = ctx.files.upload(digest.clone(), data.len() as u64).await?;
+            upload.write(data).await?;
+            upload.finish().await?;
+        }
+        reported.data = None;
+    }
+    Ok(())
+}
+
+/// Output files as `GetCanonicalResults` carries them, with their bytes
+/// (read from the file store for the large ones).
+pub async fn output_file_infos(ctx: &Context, files: Vec<ReportedFile>) -> Result<Vec<pb::OutputFileInfo>, Status> {
+    let mut infos = Vec::with_capacity(files.len());
+    for reported in files {
+        let data = match reported.data {
+            Some(data) => data,
+            None => tokio::fs::read(ctx.files.path(&reported.file.digest)).await.map_err(|error| {
+                tracing::error!(digest = %reported.file.digest, %error, "an output file is missing from the file store");
+                Status::internal("the coordinator cannot read an output file (logged)")
+            })?,
+        };
+        infos.push(pb::OutputFileInfo {
             name: reported.file.name.as_str().to_owned(),
             digest: reported.file.digest.to_string(),
             size: reported.file.size,
-            data: reported.data,
-        })
-        .collect()
+            data,
+        });
+    }
+    Ok(infos)
 }

@@ -390,14 +390,17 @@ impl Projects for ProjectsService {
         let results =
             self.ctx.store.canonical_results(&name, request.after_work_unit_id, page_limit(request.limit)).await?;
         let ids: Vec<ResultId> = results.iter().map(|c| ResultId(c.result_id)).collect();
-        let mut output_files = self.ctx.store.result_files(&ids).await?;
+        let mut stored = self.ctx.store.result_files(&ids).await?;
+        let mut output_files = std::collections::HashMap::new();
+        for id in ids {
+            let files = files::output_file_infos(&self.ctx, stored.remove(&id).unwrap_or_default()).await?;
+            output_files.insert(id, files);
+        }
         Ok(Response::new(pb::GetCanonicalResultsResponse {
             results: results
                 .into_iter()
                 .map(|c| pb::CanonicalResult {
-                    output_files: files::output_file_infos(
-                        output_files.remove(&ResultId(c.result_id)).unwrap_or_default(),
-                    ),
+                    output_files: output_files.remove(&ResultId(c.result_id)).unwrap_or_default(),
                     work_unit_id: c.work_unit_id,
                     work_unit_name: c.work_unit_name,
                     result_id: c.result_id,

@@ -142,11 +142,13 @@ impl Scheduler for SchedulerService {
         if request.reports.len() > MAX_REPORTS_PER_CALL {
             return Err(invalid("reports", format!("more than {MAX_REPORTS_PER_CALL} reports")));
         }
-        let reports = request.reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
+        let mut reports = request.reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
+        files::store_large_outputs(&self.ctx, &mut reports).await?;
         let held = request.held_is_complete.then(|| request.held.into_iter().map(ResultId).collect());
         let n_reports = reports.len();
         let reported = tally(&reports);
-        let work = WorkRequest { reports, held, slots };
+        let cached_files = files::cached_files(request.cached_files)?;
+        let work = WorkRequest { reports, held, slots, cached_files };
         // One transaction: reports, lost copies sent again, new copies, aborts.
         let reply = self.ctx.store.request_work(host, work, self.ctx.clock.now()).await?;
         if n_reports > 0 {
@@ -199,7 +201,8 @@ impl Scheduler for SchedulerService {
         if reports.is_empty() || reports.len() > MAX_REPORTS_PER_CALL {
             return Err(invalid("reports", format!("must hold between 1 and {MAX_REPORTS_PER_CALL} reports")));
         }
-        let inputs = reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
+        let mut inputs = reports.into_iter().map(report_input).collect::<Result<Vec<_>, Status>>()?;
+        files::store_large_outputs(&self.ctx, &mut inputs).await?;
         let summary = self.ctx.store.record_reports(host, &inputs, self.ctx.clock.now()).await?;
         self.count_reports(tally(&inputs));
         self.ctx.changes.notify();

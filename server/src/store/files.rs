@@ -2,7 +2,8 @@
 //! files of projects and work units, who may download one, and the output
 //! files of results. The bytes of input files are in the file store
 //! (`crate::file_store`), never in rows; output files, bounded by the
-//! project's `output_files` limit, are kept with their result.
+//! project's `output_files` limit, are kept with their result when small,
+//! in the file store when larger (the caller puts them there first).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,11 +15,12 @@ use super::{Error, Result, Store};
 use crate::domain::files::{FileName, InputFile, InputFiles, OutputFile};
 use crate::domain::{Digest, HostId, ProjectId, ResultId, Timestamp, WorkUnitId};
 
-/// An output file with its bytes, as a host reported it.
+/// An output file with its bytes, as a host reported it; `data` is `None`
+/// when the bytes are in the file store (under the file's digest) instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportedFile {
     pub file: OutputFile,
-    pub data: Vec<u8>,
+    pub data: Option<Vec<u8>>,
 }
 
 impl Store {

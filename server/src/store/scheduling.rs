@@ -99,6 +99,9 @@ pub struct WorkRequest {
     pub held: Option<Vec<ResultId>>,
     /// Copies it can take (lost ones included).
     pub slots: u32,
+    /// The input files it holds (hex digests): copies that use them go to it
+    /// first (locality scheduling).
+    pub cached_files: HashSet<String>,
 }
 
 /// The answer to a [`WorkRequest`].
@@ -298,8 +301,15 @@ pub(super) async fn run_calls(
             _ => (call.host(), 0),
         })
         .collect();
+    let cached: Vec<&HashSet<String>> = calls
+        .iter()
+        .map(|call| match call {
+            Call::RequestWork { request, .. } => &request.cached_files,
+            Call::Report { .. } => &NO_FILES,
+        })
+        .collect();
     let (leased, found, epoch) =
-        lease(tx, validators, secret, frontiers, &wants, &mut assignments, &mut hosts, now).await?;
+        lease(tx, validators, secret, frontiers, &wants, &cached, &mut assignments, &mut hosts, now).await?;
     attach_files(tx, assignments.iter_mut()).await?;
     // The last writes go to SQLite as one multi-statement query: one round
     // trip to its thread.
@@ -704,6 +714,7 @@ async fn lease(
     secret: u64,
     frontiers: &Frontiers,
     wanted: &[(HostId, usize)],
+    cached: &[&HashSet<String>],
     assignments: &mut [Vec<Assignment>],
     hosts: &mut HostTable,
     now: Timestamp,
@@ -747,8 +758,8 @@ async fn lease(
     let mut holders: HashMap<i64, Holders> = HashMap::new();
     let mut single: Vec<WorkUnitId> = Vec::new();
     let mut leased: Vec<Leased> = Vec::new();
-    // The turnaround of the fastest attached host, read when a tail needs it.
-    let mut fastest_attached: Option<Option<u64>> = None;
+    // The attached hosts' turnarounds, read when a tail needs them.
+    let mut attached_hosts: Option<Vec<AttachedHost>> = None;
     let (mut after_priority, mut after_id) = (i64::MAX, 0_i64);
     loop {
         let walking = |walk: &&Walk| walk.wants > 0 && !walk.refused.quota;
@@ -785,9 +796,23 @@ async fn lease(
             }
             candidates.push(Candidate { row, result_id: after_id, level: after_priority, work_unit_id, taken: false });
         }
+        // Locality scheduling: a host holding input files takes first the
+        // copies of the page that use them.
+        let local = if walks.iter().any(|walk| !cached[walk.call].is_empty()) {
+            let ids: Vec<WorkUnitId> = candidates.iter().map(|c| WorkUnitId(c.work_unit_id)).collect();
+            files::work_unit_files(tx, &ids).await?
+        } else {
+            HashMap::new()
+        };
         for walk in walks.iter_mut() {
             let call = walk.call;
-            for candidate in candidates.iter_mut() {
+            let order = locality_order(&candidates, &local, cached[call]);
+            if order.windows(2).any(|pair| pair[0] > pair[1]) {
+                // Out of dispatch order, the frontier cannot move this time.
+                walk.stuck.extend(candidates.iter().map(|c| c.level));
+            }
+            for &index in &order {
+                let candidate = &mut candidates[index];
                 if walk.wants == 0 || walk.refused.quota {
                     break;
                 }
@@ -825,10 +850,19 @@ async fn lease(
                     // The tail of a batch goes preferably to hosts with a short turnaround.
                     let waited = u64::try_from(now.0 - row.try_get::<Option<i64>, _>("created_at")?.unwrap_or(now.0))
                         .unwrap_or(0);
-                    let fastest = match fastest_attached {
-                        Some(fastest) => fastest,
-                        None => *fastest_attached.insert(fastest_attached_turnaround(tx, now).await?),
+                    let attached = match attached_hosts {
+                        Some(ref attached) => attached,
+                        None => attached_hosts.insert(attached_turnarounds(tx, now).await?),
                     };
+                    // Only a host that may take this copy is worth waiting for:
+                    // not one holding a copy of the work unit (nor of its account).
+                    let fastest = attached
+                        .iter()
+                        .filter(|(host, _, account)| {
+                            !held.hosts.contains(host) && !account.as_ref().is_some_and(|a| held.accounts.contains(a))
+                        })
+                        .map(|(_, turnaround, _)| *turnaround)
+                        .min();
                     let tail = batch::Tail {
                         batch_turnaround_ms: rows::optional_u64(row, "batch_turnaround")?,
                         // The asking host is attached, whatever its recorded contact.
@@ -921,6 +955,27 @@ async fn lease(
 }
 
 /// An unsent copy offered to the hosts of a group.
+/// The input files of no host.
+static NO_FILES: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
+
+/// The order a host walks a page of candidates in: those whose work unit
+/// uses a file it holds first, then the others, each in dispatch order.
+fn locality_order(
+    candidates: &[Candidate],
+    files: &HashMap<WorkUnitId, Vec<InputFile>>,
+    cached: &HashSet<String>,
+) -> Vec<usize> {
+    let uses_cached = |candidate: &Candidate| {
+        files
+            .get(&WorkUnitId(candidate.work_unit_id))
+            .is_some_and(|files| files.iter().any(|file| cached.contains(file.digest.as_str())))
+    };
+    let (mut local, rest): (Vec<usize>, Vec<usize>) =
+        (0..candidates.len()).partition(|&index| !cached.is_empty() && uses_cached(&candidates[index]));
+    local.extend(rest);
+    local
+}
+
 struct Candidate {
     row: SqliteRow,
     result_id: i64,
@@ -935,15 +990,30 @@ fn hex(text: &str) -> String {
     text.bytes().map(|byte| format!("{byte:02X}")).collect()
 }
 
-/// The shortest turnaround among hosts attached (in contact within
-/// [`scheduler::ATTACHED_MS`]), if any has one.
-async fn fastest_attached_turnaround(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Option<u64>> {
-    let row = sqlx::query("SELECT MIN(avg_turnaround_ms) AS fastest FROM hosts WHERE last_contact_at >= ?")
-        .bind(now.0 - scheduler::ATTACHED_MS)
-        .fetch_one(&mut **tx)
-        .await?;
-    rows::optional_u64(&row, "fastest")
+/// The hosts attached (in contact within [`scheduler::ATTACHED_MS`]) that
+/// have a turnaround, with it and their account.
+async fn attached_turnarounds(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Vec<AttachedHost>> {
+    let rows = sqlx::query(
+        "SELECT id, avg_turnaround_ms, hex(account) AS account FROM hosts \
+         WHERE last_contact_at >= ? AND avg_turnaround_ms IS NOT NULL",
+    )
+    .bind(now.0 - scheduler::ATTACHED_MS)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let account: String = row.try_get("account")?;
+            Ok((
+                row.try_get("id")?,
+                rows::u64_column(row, "avg_turnaround_ms")?,
+                (!account.is_empty()).then_some(account),
+            ))
+        })
+        .collect()
 }
+
+/// An attached host with a turnaround: its id, its turnaround, its account (hex).
+type AttachedHost = (i64, u64, Option<String>);
 
 /// A copy leased: its id, its host and its deadline.
 type Leased = (i64, HostId, Timestamp);

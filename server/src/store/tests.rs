@@ -590,7 +590,7 @@ async fn lost_results_are_found_again() {
 }
 
 fn work(reports: Vec<ReportInput>, held: Option<Vec<ResultId>>, slots: u32) -> WorkRequest {
-    WorkRequest { reports, held, slots }
+    WorkRequest { reports, held, slots, cached_files: Default::default() }
 }
 
 #[tokio::test]
@@ -1623,7 +1623,7 @@ async fn input_files_must_be_uploaded_and_reach_the_copies_that_use_them() {
         size: 2,
     };
     let mut report = success(a, "stdout");
-    report.output_files = vec![ReportedFile { file: output.clone(), data: b"42".to_vec() }];
+    report.output_files = vec![ReportedFile { file: output.clone(), data: Some(b"42".to_vec()) }];
     let error = f.store.record_reports(holder, std::slice::from_ref(&report), T0).await.unwrap_err();
     assert!(matches!(error, Error::Files(FileError::OutputsOverLimit { limit: 0, .. })), "the project allows none");
 }
@@ -1639,17 +1639,69 @@ async fn output_files_are_stored_with_the_result() {
     assert_eq!(copy.output_files_bytes, 100);
     let file = |name: &str, data: &[u8]| ReportedFile {
         file: OutputFile { name: FileName::parse(name).unwrap(), digest: digest_of(data), size: data.len() as u64 },
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
     };
     let mut report = success(copy.result_id, "stdout");
     report.output_files = vec![file("a.txt", b"aa"), file("b.txt", b"b")];
     f.store.record_reports(h, std::slice::from_ref(&report), T0).await.unwrap();
     let stored = f.store.result_files(&[copy.result_id]).await.unwrap();
     let names: Vec<(&str, &[u8])> =
-        stored[&copy.result_id].iter().map(|f| (f.file.name.as_str(), f.data.as_slice())).collect();
+        stored[&copy.result_id].iter().map(|f| (f.file.name.as_str(), f.data.as_deref().unwrap())).collect();
     assert_eq!(names, [("a.txt", b"aa".as_slice()), ("b.txt", b"b".as_slice())]);
     f.store.cancel_project(&name("p"), T0).await.unwrap();
     let deleted = f.store.delete_project(&name("p")).await.unwrap();
     assert_eq!(deleted.n_results, 1);
     assert!(f.store.result_files(&[copy.result_id]).await.unwrap().is_empty(), "deleted with its project");
+}
+
+#[tokio::test]
+async fn hosts_holding_a_work_units_files_get_its_copies_first() {
+    use crate::domain::files::{InputFile, InputFiles};
+    let f = fixture().await;
+    let file = |name: &str, content: &[u8]| InputFile::parse(name, digest_of(content).as_str(), content.len() as u64);
+    let (a, b) = (file("data", b"file a").unwrap(), file("data", b"file b").unwrap());
+    for input in [&a, &b] {
+        f.store.record_file(&input.digest, input.size, T0).await.unwrap();
+    }
+    let unit = |wu: &str, own: &InputFile| NewWorkUnit {
+        name: Some(WorkUnitName::parse(wu).unwrap()),
+        input: Vec::new(),
+        app_args: Default::default(),
+        files: InputFiles::new(vec![own.clone()]).unwrap(),
+    };
+    let units = [unit("a1", &a), unit("b1", &b), unit("a2", &a), unit("b2", &b)];
+    f.store.create_project(&project("p", 1, 1), &units, T0).await.unwrap();
+    let holder = host(&f.store, "holds-b").await;
+    let ask = |slots: u32| WorkRequest { slots, cached_files: [b.digest.to_string()].into(), ..WorkRequest::default() };
+    let first = f.store.request_work(holder, ask(1), T0).await.unwrap().assignments;
+    assert_eq!(first.iter().map(|c| c.work_unit_name.as_str()).collect::<Vec<_>>(), ["b1"], "its file's first");
+    let next = f.store.request_work(holder, ask(2), T0).await.unwrap().assignments;
+    assert_eq!(next.iter().map(|c| c.work_unit_name.as_str()).collect::<Vec<_>>(), ["b2", "a1"], "then the others");
+    let newcomer = host(&f.store, "holds-nothing").await;
+    let got = f.store.lease_work(newcomer, 1, T0).await.unwrap();
+    assert_eq!(got.iter().map(|c| c.work_unit_name.as_str()).collect::<Vec<_>>(), ["a2"], "dispatch order");
+}
+
+#[tokio::test]
+async fn a_tail_copy_does_not_wait_for_a_fast_host_that_holds_a_copy_of_its_work_unit() {
+    let f = fixture().await;
+    let mut new = project("p", 2, 2);
+    new.policy = crate::domain::policy::tests::policy(2, 2, 3, 8, 100_000).unwrap();
+    f.store.create_project(&new, &units(10), T0).await.unwrap();
+    // The fast host computes one copy of every work unit in 1 s.
+    let fast = host(&f.store, "fast").await;
+    let copies = f.store.lease_work(fast, 10, T0).await.unwrap();
+    assert_eq!(copies.len(), 10, "one copy of each work unit");
+    let reports: Vec<_> = copies.iter().map(|c| success(c.result_id, "v")).collect();
+    f.store.record_reports(fast, &reports, T0.plus_ms(1000)).await.unwrap();
+    // The slow host computes the other copy of nine of them in 50 s: the batch is in its tail.
+    let slow = host(&f.store, "slow").await;
+    let nine = f.store.lease_work(slow, 9, T0.plus_ms(1000)).await.unwrap();
+    let reports: Vec<_> = nine.iter().map(|c| success(c.result_id, "v")).collect();
+    f.store.record_reports(slow, &reports, T0.plus_ms(51_000)).await.unwrap();
+    assert_eq!(status(&f.store, "p").await.work_units_done, 9);
+    // The fast host is attached and faster, but holds a copy of the last work
+    // unit: it can never take this one, so the slow host gets it at once.
+    let last = f.store.lease_work(slow, 1, T0.plus_ms(51_000)).await.unwrap();
+    assert_eq!(last.len(), 1, "the last copy waits for no host that may not take it");
 }

@@ -123,9 +123,10 @@ impl Worker {
             let sent: Vec<i64> = reports.iter().map(|r| r.result_id).collect();
             let held = self.held(index);
             let asked = u32::try_from(wanted).unwrap_or(u32::MAX);
+            let cached = self.cached_file_list();
             self.attachments[index].busy = true;
             tokio::spawn(async move {
-                let result = client.request_work(asked, held, reports).await;
+                let result = client.request_work(asked, held, reports, cached).await;
                 send(Answer::Work { asked, sent, result });
             });
             return;

@@ -105,6 +105,18 @@ impl Worker {
         queued.chain(running).flat_map(|a| a.files.iter().map(|f| f.digest.clone())).collect()
     }
 
+    /// The cached files a work request lists (locality scheduling), at most
+    /// 1000; none with `--no-locality` (for comparison in benchmarks).
+    pub(super) fn cached_file_list(&self) -> Vec<String> {
+        if !self.config.locality {
+            return Vec::new();
+        }
+        let mut list: Vec<String> = self.cached_files.iter().cloned().collect();
+        list.sort();
+        list.truncate(1000);
+        list
+    }
+
     /// Whether every input file of `assignment` is cached.
     pub(super) fn files_ready(&self, assignment: &Assignment) -> bool {
         assignment.files.iter().all(|file| self.cached_files.contains(&file.digest))
