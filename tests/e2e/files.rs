@@ -292,8 +292,12 @@ async fn a_worker_gives_back_a_task_whose_files_it_cannot_hold() {
         if worker.log().contains(message) { Ok(()) } else { Err(worker.log()) }
     })
     .await;
-    let copies = cli(&url, ["results", "budget", "--all"]).await.success();
-    assert!(copies.contains(message), "{copies}");
+    // Reported to the coordinator as a copy given back, with the reason.
+    poll_until("the copy reported with the reason", Duration::from_millis(20), || async {
+        let copies = cli(&url, ["results", "budget", "--all"]).await.success();
+        if copies.contains(message) { Ok(()) } else { Err(copies) }
+    })
+    .await;
     assert!(
         !dir.join("small").join("files").join(digest(&std::fs::read(&reads).unwrap())).exists(),
         "nothing downloaded"
