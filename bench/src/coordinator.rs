@@ -52,6 +52,8 @@ pub struct Coordinator {
     pub url: String,
     /// `authorization: Bearer <admin token>`.
     admin: MetadataValue<Ascii>,
+    /// The admin token itself (for the `quorum` CLI).
+    pub token: String,
     log: PathBuf,
     /// The SQLite file.
     db: PathBuf,
@@ -62,6 +64,11 @@ pub struct Coordinator {
 impl Coordinator {
     /// Starts the `quorum-server` found next to this executable.
     pub async fn start() -> anyhow::Result<Coordinator> {
+        Coordinator::start_with(&[]).await
+    }
+
+    /// As [`Coordinator::start`], with `extra` flags.
+    pub async fn start_with(extra: &[&str]) -> anyhow::Result<Coordinator> {
         let program = server_binary()?;
         let dir =
             tempfile::Builder::new().prefix("quorum-bench-").tempdir().context("cannot create a temporary folder")?;
@@ -72,6 +79,7 @@ impl Coordinator {
             .arg("127.0.0.1:0")
             .arg("--db")
             .arg(dir.path().join("quorum.db"))
+            .args(extra)
             // The log is a file read by people: no colour codes.
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -102,7 +110,17 @@ impl Coordinator {
             .with_context(|| format!("cannot read the admin token in {}", token_file.display()))?;
         let admin = format!("Bearer {}", token.trim()).parse().context("the admin token is not valid metadata")?;
         let db = dir.path().join("quorum.db");
-        Ok(Coordinator { child, pid, _stdout: stdout, url: format!("http://{address}"), admin, log, db, _dir: dir })
+        Ok(Coordinator {
+            child,
+            pid,
+            _stdout: stdout,
+            url: format!("http://{address}"),
+            admin,
+            token: token.trim().to_owned(),
+            log,
+            db,
+            _dir: dir,
+        })
     }
 
     /// The coordinator's SQLite file.
@@ -122,17 +140,12 @@ impl Coordinator {
 
     /// Peak resident memory so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> anyhow::Result<u64> {
-        let path = format!("/proc/{}/status", self.pid);
-        let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        let line = status.lines().find(|line| line.starts_with("VmHWM:")).context("no VmHWM in /proc/PID/status")?;
-        let kib: u64 = line
-            .trim_start_matches("VmHWM:")
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .with_context(|| format!("cannot parse {line:?}"))?;
-        Ok(kib * 1024)
+        peak_rss_bytes(self.pid)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Fails, with the end of the server's log, if the server has exited.
@@ -181,6 +194,21 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
         exe.display()
     );
     Ok(path)
+}
+
+/// Peak resident memory so far (`VmHWM`) of process `pid`, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).context("no VmHWM in /proc/PID/status")?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("cannot parse {line:?}"))?;
+    Ok(kib * 1024)
 }
 
 /// User plus system CPU seconds of the process whose `/proc/PID/stat` is at `path`.

@@ -19,9 +19,13 @@
 //!   coordinator and one real `quorum-worker`, against the same module run
 //!   directly in `quorum-sandbox` and a native Rust count. Unlike the rest of
 //!   the crate it links the sandbox (wasmtime); never the server.
+//! - [`files`]: the `files` benchmark: input files through a real
+//!   coordinator and real workers (locality scheduling's bytes per work
+//!   unit, peak memory with a large input).
 
 pub mod coordinator;
 pub mod figures;
+pub mod files;
 pub mod lifecycle;
 pub mod worker;
 

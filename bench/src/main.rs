@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use quorum_bench::{lifecycle, worker};
+use quorum_bench::{files as file_bench, lifecycle, worker};
 
 /// Benchmarks of quorum, against the real `quorum-server` (and, for `worker`,
 /// `quorum-worker`) binaries next to this one, on loopback.
@@ -70,6 +70,12 @@ enum Command {
         /// Print every figure as one JSON object instead of the summary line.
         #[arg(long)]
         json: bool,
+    },
+    /// Input files through a real coordinator, real workers and the real CLI
+    /// (`quorum-bench files locality`, `quorum-bench files big-input`).
+    Files {
+        #[command(subcommand)]
+        run: FilesRun,
     },
     /// Worker efficiency: the primes example through the whole platform (a
     /// real quorum-server and one real quorum-worker), against the same
@@ -153,6 +159,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(figures.completed, "the run did not complete within {duration} s");
             Ok(())
         }
+        Command::Files { run: FilesRun::Locality { files, file_mb, work_units, workers, cache_mb, timeout, json } } => {
+            let options = file_bench::LocalityOptions {
+                files,
+                file_mb,
+                work_units,
+                workers,
+                cache_mb,
+                timeout: Duration::from_secs(timeout),
+            };
+            let figures = file_bench::locality(&options).await?;
+            print(json, &figures, figures.summary())
+        }
+        Command::Files { run: FilesRun::BigInput { big_mb, timeout, json } } => {
+            let figures =
+                file_bench::big_input(&file_bench::BigInputOptions { big_mb, timeout: Duration::from_secs(timeout) })
+                    .await?;
+            print(json, &figures, figures.summary())
+        }
         Command::Worker { start, end, chunk, cpus, timeout, json } => {
             let options =
                 worker::Options { start, end, chunk, cpus: cpus as usize, timeout: Duration::from_secs(timeout) };
@@ -165,6 +189,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints `figures` as JSON, or `summary`.
+fn print(json: bool, figures: &impl serde::Serialize, summary: String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(figures)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+enum FilesRun {
+    /// Bytes downloaded per work unit with locality scheduling and without.
+    Locality {
+        /// Distinct input files.
+        #[arg(long, default_value_t = 5)]
+        files: usize,
+        /// Size of each, in MiB.
+        #[arg(long, default_value_t = 64)]
+        file_mb: u64,
+        /// Work units, each using one of the files (drawn at random).
+        #[arg(long, default_value_t = 1000)]
+        work_units: usize,
+        /// Worker processes (one core each).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Each worker's file cache, in MiB (below `files * file_mb`, so that it must choose).
+        #[arg(long, default_value_t = 160)]
+        cache_mb: u64,
+        /// Each mode fails if not done within this many seconds.
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Peak memory of the coordinator and a worker with one large input file.
+    BigInput {
+        /// Size of the input file, in MiB.
+        #[arg(long, default_value_t = 256)]
+        big_mb: u64,
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[cfg(test)]

@@ -132,3 +132,57 @@ async fn worker_smoke_run_agrees_with_native() {
     assert!(figures.platform_units_per_sec > 0.0 && figures.direct_units_per_sec > 0.0);
     assert!(figures.native_units_per_sec > 0.0);
 }
+
+/// One mode of `quorum-bench files locality --json`.
+#[derive(Debug, Deserialize)]
+struct LocalityRun {
+    locality: bool,
+    downloads: u64,
+    bytes_downloaded: u64,
+}
+
+/// `quorum-bench files locality --json`: the fields this test reads.
+#[derive(Debug, Deserialize)]
+struct LocalityFigures {
+    work_units: usize,
+    with_locality: LocalityRun,
+    without_locality: LocalityRun,
+}
+
+/// `quorum-bench files big-input --json`: the fields this test reads.
+#[derive(Debug, Deserialize)]
+struct BigInputFigures {
+    file_bytes: u64,
+    coordinator_peak_rss_bytes: u64,
+    worker_peak_rss_bytes: u64,
+}
+
+/// The files benchmark on tiny files: both modes finish every work unit
+/// (the bench waits for the project) and download each file at least once.
+#[tokio::test]
+async fn files_smoke_runs_finish_and_count_downloads() {
+    let figures: LocalityFigures = run_bench(&[
+        "files",
+        "locality",
+        "--files",
+        "3",
+        "--file-mb",
+        "1",
+        "--work-units",
+        "12",
+        "--workers",
+        "2",
+        "--cache-mb",
+        "2",
+        "--json",
+    ])
+    .await;
+    assert_eq!(figures.work_units, 12);
+    for run in [&figures.with_locality, &figures.without_locality] {
+        assert!(run.downloads >= 3 && run.bytes_downloaded == run.downloads << 20, "{run:?}");
+    }
+    assert!(figures.with_locality.locality && !figures.without_locality.locality);
+    let big: BigInputFigures = run_bench(&["files", "big-input", "--big-mb", "4", "--json"]).await;
+    assert_eq!(big.file_bytes, 4 << 20);
+    assert!(big.coordinator_peak_rss_bytes > 0 && big.worker_peak_rss_bytes > 0);
+}
