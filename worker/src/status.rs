@@ -33,7 +33,19 @@ pub struct Status {
     pub cpus: Option<u32>,
     pub cpu_limit: u8,
     pub app_cache: AppCache,
+    /// The input file cache (`files/`): files held (complete or partly
+    /// downloaded), their bytes, and its budget.
+    pub file_cache: FileCache,
     pub coordinators: Vec<Coordinator>,
+}
+
+/// The disk the input file cache uses, and its budget (the one the last
+/// worker started with, when one has).
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCache {
+    pub files: usize,
+    pub bytes: u64,
+    pub budget_bytes: Option<u64>,
 }
 
 /// The disk the app cache uses, and its budget (the one the last worker
@@ -89,6 +101,7 @@ pub async fn gather(state_dir: &Path, ca_cert: Option<&[u8]>, fresh: bool) -> an
     let cpus = journal.setting("cpus").await?.and_then(|n| n.parse().ok());
     let cpu_limit = journal.setting("cpu_limit").await?.and_then(|n| n.parse().ok()).unwrap_or(100);
     let budget_bytes = journal.setting("app_cache_bytes").await?.and_then(|bytes| bytes.parse().ok());
+    let file_budget_bytes = journal.setting("file_cache_bytes").await?.and_then(|bytes| bytes.parse().ok());
     let attachments = journal.attachments().await?;
     let mut identities = HashMap::new();
     for attachment in &attachments {
@@ -151,12 +164,19 @@ pub async fn gather(state_dir: &Path, ca_cert: Option<&[u8]>, fresh: bool) -> an
         coordinators.push(coordinator(attachment, counters, tasks));
     }
     let state_dir = StateDir::open(state_dir).with_context(|| format!("cannot open {}", state_dir.display()))?;
+    let files = state_dir.file_cache();
     let apps = tokio::task::spawn_blocking(move || state_dir.list_apps())
         .await
         .context("the app cache listing panicked")?
         .context("cannot list the app cache")?;
     let app_cache = AppCache { apps: apps.len(), bytes: apps.iter().map(|app| app.size).sum(), budget_bytes };
-    Ok(Status { state, pid, why, cpus, cpu_limit, app_cache, coordinators })
+    let files = tokio::task::spawn_blocking(move || files.list())
+        .await
+        .context("the file cache listing panicked")?
+        .context("cannot list the file cache")?;
+    let file_cache =
+        FileCache { files: files.len(), bytes: files.iter().map(|f| f.size).sum(), budget_bytes: file_budget_bytes };
+    Ok(Status { state, pid, why, cpus, cpu_limit, app_cache, file_cache, coordinators })
 }
 
 fn coordinator(line: AttachmentLine, fresh: Option<(f64, u64, u64, u64)>, tasks: Vec<TaskStatus>) -> Coordinator {
@@ -195,6 +215,12 @@ pub fn render(status: &Status, now_ms: i64) -> String {
     let budget = cache.budget_bytes.map(|budget| format!(" of {}", human_bytes(budget))).unwrap_or_default();
     let plural = if cache.apps == 1 { "" } else { "s" };
     let _ = writeln!(out, "app cache: {} app{plural}, {}{budget}", cache.apps, human_bytes(cache.bytes));
+    let files = &status.file_cache;
+    if files.files > 0 {
+        let budget = files.budget_bytes.map(|budget| format!(" of {}", human_bytes(budget))).unwrap_or_default();
+        let plural = if files.files == 1 { "" } else { "s" };
+        let _ = writeln!(out, "file cache: {} input file{plural}, {}{budget}", files.files, human_bytes(files.bytes));
+    }
     for c in &status.coordinators {
         let host = c.host_id.map_or("not registered".to_string(), |id| format!("host {id}"));
         let last_known = if c.counters_fresh || c.host_id.is_none() { "" } else { " (last known: unreachable)" };

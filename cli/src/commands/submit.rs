@@ -264,6 +264,8 @@ fn file_refs(files: &[LocalFile]) -> Vec<v1::FileRef> {
 
 /// Most digests asked about per `FindFiles` call.
 const FIND_FILES_BATCH: usize = 10_000;
+/// Uploads smaller than this in all show no progress.
+const UPLOAD_PROGRESS_BYTES: u64 = 64 << 20;
 /// Size of the chunks an upload streams.
 const UPLOAD_CHUNK_BYTES: usize = 1 << 20;
 
@@ -298,7 +300,8 @@ async fn upload_files<'a>(
     let to_send: Vec<&LocalFile> = unique.into_iter().filter(|file| missing.contains(&file.digest)).collect();
     let total: u64 = to_send.iter().map(|file| file.size).sum();
     tracing::info!(project, n_files = to_send.len(), bytes = total, "uploading input files");
-    let mode = if to_send.is_empty() { ProgressMode::Off } else { progress };
+    // Small uploads take no time worth showing.
+    let mode = if total < UPLOAD_PROGRESS_BYTES { ProgressMode::Off } else { progress };
     let mut bar = Progress::new(mode, "upload", project, "bytes of input files uploaded");
     let mut sent = 0u64;
     for file in to_send {

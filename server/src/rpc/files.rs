@@ -126,7 +126,7 @@ pub async fn download(
         other => Status::from(other),
     })?;
     tracing::info!(host_id = %host, %digest, offset = request.offset, size, "sending input file");
-    Ok(Box::pin(chunk_stream(file, size, request.offset == size, ctx.file_pacer.clone())))
+    Ok(Box::pin(chunk_stream(file, size, request.offset == size, ctx.file_pacer.clone(), ctx.stopping.clone())))
 }
 
 /// Paces the bytes of every download together to a rate (the
@@ -165,6 +165,7 @@ fn chunk_stream(
     size: u64,
     empty_first: bool,
     pacer: Option<std::sync::Arc<Pacer>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<pb::FileChunk, Status>> + Send {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
@@ -175,6 +176,12 @@ fn chunk_stream(
             return;
         }
         loop {
+            // A shutdown ends downloads at once (the worker resumes later from
+            // what it has) instead of holding the coordinator for its grace.
+            if *stopping.borrow() {
+                let _ = tx.send(Err(Status::unavailable("the coordinator is shutting down"))).await;
+                break;
+            }
             let message = match FileStore::read_chunk(&mut file).await {
                 Ok(data) if data.is_empty() => break,
                 Ok(data) => {

@@ -153,7 +153,7 @@ impl Worker {
             }
             let (client, cache, calls) = (attachment.client.clone(), self.state.file_cache(), self.calls_tx.clone());
             self.fetching.insert(digest.clone());
-            debug!(server = %attachment.server, digest, size, "downloading input file");
+            debug!(server = %attachment.server, %digest, size, "downloading input file");
             tokio::spawn(async move {
                 let result = fetch_file(client, cache, digest.clone(), size).await;
                 // The receiver is gone only when the worker has stopped.
@@ -168,7 +168,7 @@ impl Worker {
         let server = self.attachments[index].server.clone();
         match result {
             Ok(size) => {
-                info!(server = %server, digest, size, "downloaded input file");
+                info!(server = %server, %digest, size, "downloaded input file");
                 self.fetch_retry.remove(&digest);
                 self.cached_files.insert(digest);
                 self.trim_file_cache().await;
@@ -179,10 +179,10 @@ impl Worker {
             Err(error) if error.is_transient() => {
                 let max = self.config.max_backoff;
                 let delay = self.fetch_retry.entry(digest.clone()).or_insert_with(|| Retry::new(max)).failed();
-                warn!(server = %server, digest, error = %error, retry_in = ?delay, "cannot download input file");
+                warn!(server = %server, %digest, error = %error, retry_in = ?delay, "cannot download input file");
             }
             Err(error) => {
-                warn!(server = %server, digest, error = %error, "cannot download input file: giving up on it");
+                warn!(server = %server, %digest, error = %error, "cannot download input file: giving up on it");
                 self.unusable_files.insert(digest, error.to_string());
             }
         }
@@ -254,7 +254,7 @@ impl Worker {
         match tokio::task::spawn_blocking(move || cache.trim(&needed, budget)).await {
             Ok(Ok(evicted)) => {
                 for digest in evicted {
-                    debug!(digest, "evicted input file from the cache");
+                    debug!(%digest, "evicted input file from the cache");
                     self.cached_files.remove(&digest);
                 }
             }

@@ -368,6 +368,7 @@ impl Worker {
         self.journal.set_setting("cpus", &self.config.cpus.to_string()).await?;
         self.journal.set_setting("cpu_limit", &self.config.cpu_limit.to_string()).await?;
         self.journal.set_setting("app_cache_bytes", &self.config.app_cache_bytes.to_string()).await?;
+        self.journal.set_setting("file_cache_bytes", &self.config.file_cache_bytes.to_string()).await?;
         if self.journal.setting("paused").await?.as_deref() == Some("1") {
             self.set_paused(true).await;
         }
