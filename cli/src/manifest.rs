@@ -15,6 +15,7 @@
 //! name = "primes"                  # required, [A-Za-z0-9_.-]{1,64}
 //! app = "primes.wat"               # required, .wasm (as is) or .wat (converted)
 //! nan_canonicalization = false     # default false
+//! checkpointing = false            # default false: true gives each task a /checkpoint directory
 //! seed = 42                        # optional: the project seed random draws derive from
 //!                                  #   (default: derived from name); see README
 //! args = ["--steps", "100"]        # optional: the app's arguments after argv[0] (the name)
@@ -462,6 +463,8 @@ pub struct Manifest {
     name: ProjectName,
     app: PathBuf,
     nan_canonicalization: bool,
+    /// `checkpointing`: each task gets a `/checkpoint` directory.
+    checkpointing: bool,
     /// The project seed (`seed`): work units of the same names draw the same
     /// random numbers in every project given it. `None`: derived by the
     /// coordinator from the project's name.
@@ -568,6 +571,7 @@ impl Manifest {
             name,
             app: base.join(&raw.app),
             nan_canonicalization: raw.nan_canonicalization,
+            checkpointing: raw.checkpointing,
             seed: raw.seed,
             policy,
             limits,
@@ -654,6 +658,10 @@ impl Manifest {
     }
     pub fn nan_canonicalization(&self) -> bool {
         self.nan_canonicalization
+    }
+    /// Whether the app keeps checkpoints (`checkpointing`).
+    pub fn checkpointing(&self) -> bool {
+        self.checkpointing
     }
     /// The project seed, when the manifest gives one.
     pub fn seed(&self) -> Option<u64> {
@@ -777,6 +785,9 @@ mod toml_format {
         pub app: PathBuf,
         #[serde(default)]
         pub nan_canonicalization: bool,
+        /// The app keeps checkpoints in `/checkpoint`.
+        #[serde(default)]
+        pub checkpointing: bool,
         /// The project seed of the random draws (the CLI's `seed`).
         #[serde(default)]
         pub seed: Option<u64>,

@@ -48,9 +48,10 @@
 //! ## Checkpoints
 //!
 //! When the worker gives a task a checkpoint directory
-//! ([`Task::checkpoint_dir`]), the app sees it, read-write, as
-//! **`/checkpoint`**: its only filesystem (everything else, `/etc/passwd`,
-//! `/`, `..` out of `/checkpoint`, fails). An app may keep its state there
+//! ([`Task::checkpoint_dir`]: it does for projects that declare
+//! checkpointing), the app sees it, read-write, as **`/checkpoint`**, after
+//! its `/input` and `/output` when it has them: everything else
+//! (`/etc/passwd`, `/`, `..` out of a preopened directory) fails. An app may keep its state there
 //! to survive interruptions; BOINC calls this cooperative checkpointing:
 //!
 //! - write the state to a temporary file, then rename it over the real one
@@ -256,7 +257,7 @@ pub struct Task {
     pub nan_canonicalization: bool,
     /// A host directory the worker owns for this task, preopened read-write
     /// as `/checkpoint` (see "Checkpoints" in the crate docs); `None`: no
-    /// filesystem at all. It must exist: a directory that cannot be opened
+    /// `/checkpoint`. It must exist: a directory that cannot be opened
     /// ends the task as an error.
     pub checkpoint_dir: Option<PathBuf>,
     /// A host directory holding the task's input files, preopened read-only

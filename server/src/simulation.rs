@@ -109,6 +109,7 @@ async fn sim_project(
         app_args: Default::default(),
         files: Default::default(),
         file_limits: crate::domain::files::FileLimits::DEFAULT,
+        checkpointing: false,
     };
     let units: Vec<NewWorkUnit> = (0..N_WORK_UNITS)
         .map(|i| NewWorkUnit {

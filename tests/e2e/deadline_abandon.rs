@@ -32,7 +32,7 @@ async fn tasks_that_cannot_meet_their_deadline_are_abandoned_unstarted() {
     let manifest = dir.write(
         "project.toml",
         format!(
-            "name = \"slow\"\napp = {:?}\n[policy]\nmin_quorum = 1\ntarget_results = 1\ndeadline = \"1s\"\n\
+            "name = \"slow\"\napp = {:?}\ncheckpointing = true\n[policy]\nmin_quorum = 1\ntarget_results = 1\ndeadline = \"1s\"\n\
              max_error_results = 50\nmax_total_results = 60\n\
              [work_units]\nrange = {{ start = {START}, end = {}, chunk = {CHUNK} }}\n",
             app.display().to_string(),

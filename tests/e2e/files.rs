@@ -365,3 +365,42 @@ async fn output_files_are_compared_and_large_ones_kept_in_the_file_store() {
         copies.iter().filter(|r| r.work_unit_name == "differ").map(|r| r.validate_state.as_str()).collect();
     assert_eq!(differ, ["inconclusive", "inconclusive"], "stdout agrees, the output files do not: {copies:?}");
 }
+
+/// An app sees exactly the directories its project declares, in order: none
+/// by default (fd 3 is free), `/checkpoint` with `checkpointing = true`,
+/// `/input` with input files and `/output` with `output_files`, before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_sees_only_the_directories_its_project_declares() {
+    let dir = TestDir::new("files-preopens");
+    let server = Server::spawn(dir.path());
+    let url = server.url();
+    let app = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("apps/preopens.wat");
+    let data = dir.write("data.txt", "x");
+    let projects = [
+        ("bare", "", ""),
+        ("ckpt", "checkpointing = true\n", ""),
+        (
+            "all",
+            "checkpointing = true\n",
+            &*format!("[files]\n\"data.txt\" = {:?}\n[limits]\noutput_files = 100\n", data.display().to_string()),
+        ),
+    ];
+    for (name, top, tables) in projects {
+        let manifest = dir.write(
+            format!("{name}.toml"),
+            format!(
+                "name = {name:?}\napp = {:?}\n{top}{tables}[policy]\nmin_quorum = 1\ntarget_results = 1\n\
+                 [work_units]\nrange = {{ start = 0, end = 1, chunk = 1 }}\n",
+                app.display().to_string()
+            ),
+        );
+        cli(&url, ["submit", &manifest.display().to_string()]).await.success();
+    }
+    let _worker = Worker::spawn(&url, &dir.join("volunteer"), 1);
+    let projects_api = Projects::connect(&url).await;
+    for (name, expected) in [("bare", ""), ("ckpt", "/checkpoint\n"), ("all", "/input\n/output\n/checkpoint\n")] {
+        projects_api.wait(name).await;
+        let lines: Vec<ResultLine> = parse_jsonl(&cli(&url, ["results", name]).await.success());
+        assert_eq!(lines[0].output.as_deref(), Some(expected), "project {name}");
+    }
+}

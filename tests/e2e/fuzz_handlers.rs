@@ -239,6 +239,8 @@ fn call() -> impl Strategy<Value = Call> {
                     args: Vec::new(),
                     env: Vec::new(),
                     files,
+                    // Whether the app keeps checkpoints changes nothing the coordinator checks.
+                    checkpointing: nan,
                 }))
             },
         );

@@ -31,7 +31,7 @@ const CHUNK: u64 = 150_000;
 fn manifest() -> String {
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/checkpoint/sumprimes.wasm");
     format!(
-        "name = \"sumprimes\"\napp = {:?}\n[policy]\nmin_quorum = 2\ntarget_results = 2\n\
+        "name = \"sumprimes\"\napp = {:?}\ncheckpointing = true\n[policy]\nmin_quorum = 2\ntarget_results = 2\n\
          [work_units]\nrange = {{ start = {START}, end = {}, chunk = {CHUNK} }}\n",
         app.display().to_string(),
         START + N_WORK_UNITS * CHUNK,

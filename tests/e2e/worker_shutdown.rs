@@ -31,7 +31,7 @@ const BUFFER: [&str; 4] = ["--buffer-low", "4", "--buffer-high", "6"];
 fn manifest() -> String {
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/checkpoint/sumprimes.wasm");
     format!(
-        "name = \"long\"\napp = {:?}\n[policy]\nmin_quorum = 1\ntarget_results = 1\n\
+        "name = \"long\"\napp = {:?}\ncheckpointing = true\n[policy]\nmin_quorum = 1\ntarget_results = 1\n\
          [limits]\nfuel = 10_000_000_000_000\nwall_time = \"1h\"\n\
          [work_units]\nrange = {{ start = {START}, end = {}, chunk = {CHUNK} }}\n",
         app.display().to_string(),

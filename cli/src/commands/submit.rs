@@ -414,6 +414,7 @@ fn create_request(
         env: env_to_proto(manifest.app_args()),
         // The caller fills them in, hashed (`Project::files`).
         files: Vec::new(),
+        checkpointing: manifest.checkpointing(),
     }
 }
 
@@ -525,7 +526,7 @@ mod tests {
              min_quorum: 2, target_results: 2, max_error_results: 3, max_total_results: 8, \
              deadline_secs: 3600, max_success_results: 0, adaptive_replication: false, priority: 0 }), limits: Some(Limits { fuel: 100000000000, memory_bytes: 268435456, \
              output_bytes: 1048576, wall_time_ms: 2000, stderr_bytes: 0, input_files_bytes: 0, output_files_bytes: 0 }), validator: Bitwise, nan_canonicalization: true, \
-             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [], seed: None, args: [], env: [], files: [] }"
+             work_units: [], fuzzy: None, validator_module: [], app_signature: [], app_public_key: [], seed: None, args: [], env: [], files: [], checkpointing: false }"
         );
     }
 }

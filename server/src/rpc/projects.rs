@@ -251,6 +251,7 @@ impl Projects for ProjectsService {
             app_args: project_app_args,
             files: shared_files,
             file_limits,
+            checkpointing: request.checkpointing,
         };
         let (project_id, n) = self.ctx.store.create_project(&project, &work_units, self.ctx.clock.now()).await?;
         tracing::info!(project = %project.name, n_work_units = n, app = %project.app_digest, "project created");

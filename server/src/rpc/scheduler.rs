@@ -254,6 +254,7 @@ fn assignment(a: store::Assignment) -> Assignment {
         argv: a.argv,
         env: super::env_to_proto(a.env),
         files: files::file_refs(a.files),
+        checkpointing: a.checkpointing,
     }
 }
 

@@ -38,7 +38,7 @@ macro_rules! work_unit_policy_columns {
          COALESCE(b.priority, p.priority) AS priority, \
          p.fuel_limit, p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.stderr_limit_bytes, \
          p.validator, p.nan_canonicalization, p.fuzzy_format, p.relative_tolerance, p.absolute_tolerance, p.validator_digest, \
-         p.input_files_limit_bytes, p.output_files_limit_bytes"
+         p.input_files_limit_bytes, p.output_files_limit_bytes, p.checkpointing"
     };
 }
 
@@ -49,7 +49,8 @@ macro_rules! project_policy_columns {
         "p.min_quorum, p.target_results AS policy_target_results, p.max_error_results, p.max_total_results, p.deadline_ms, p.fuel_limit, \
          p.memory_limit_bytes, p.output_limit_bytes, p.wall_time_limit_ms, p.stderr_limit_bytes, p.validator, \
          p.nan_canonicalization, p.max_success_results, p.adaptive_replication, p.fuzzy_format, p.relative_tolerance, \
-         p.absolute_tolerance, p.validator_digest, p.priority, p.input_files_limit_bytes, p.output_files_limit_bytes"
+         p.absolute_tolerance, p.validator_digest, p.priority, p.input_files_limit_bytes, p.output_files_limit_bytes, \
+         p.checkpointing"
     };
 }
 

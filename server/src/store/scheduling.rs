@@ -63,6 +63,8 @@ pub struct Assignment {
     pub files: Vec<InputFile>,
     /// The most bytes of output files the result may report (0: no `/output`).
     pub output_files_bytes: u64,
+    /// The app keeps checkpoints: the copy gets a `/checkpoint` directory.
+    pub checkpointing: bool,
 }
 
 /// One report from a host, checked for shape by the caller.
@@ -1150,6 +1152,7 @@ fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
         env,
         files: Vec::new(),
         output_files_bytes: rows::file_limits(row)?.output_bytes,
+        checkpointing: row.try_get("checkpointing")?,
     })
 }
 

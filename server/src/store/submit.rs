@@ -37,6 +37,8 @@ pub struct NewProject {
     /// Files every work unit's app sees as `/input/NAME`, already uploaded.
     pub files: InputFiles,
     pub file_limits: FileLimits,
+    /// Its apps keep checkpoints: each copy gets a `/checkpoint` directory.
+    pub checkpointing: bool,
 }
 
 /// One work unit to add; its name defaults to `wu-<id>`.
@@ -92,8 +94,8 @@ impl Store {
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
              validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
              relative_tolerance, absolute_tolerance, validator_digest, priority, stderr_limit_bytes, seed, args, env, \
-             input_files_limit_bytes, output_files_limit_bytes) \
-             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             input_files_limit_bytes, output_files_limit_bytes, checkpointing) \
+             VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(project.name.as_str())
         .bind(project.app_digest.as_str())
@@ -134,6 +136,7 @@ impl Store {
         .bind(env)
         .bind(int(project.file_limits.input_bytes))
         .bind(int(project.file_limits.output_bytes))
+        .bind(project.checkpointing)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;

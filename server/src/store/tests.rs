@@ -42,6 +42,7 @@ fn project(text: &str, min_quorum: u32, target: u32) -> NewProject {
         app_args: Default::default(),
         files: Default::default(),
         file_limits: crate::domain::files::FileLimits::DEFAULT,
+        checkpointing: false,
     }
 }
 

@@ -212,17 +212,23 @@ impl Worker {
         }
         let state = self.state.clone();
         let (dir_server, result_id, digest) = (server.clone(), key.1, assignment.app_digest.clone());
+        let checkpointing = assignment.checkpointing;
         let prepared = tokio::task::spawn_blocking(move || {
             // Used now: the last to be evicted from the app cache.
             if let Err(error) = state.touch_app(&digest) {
                 debug!(error = %error, "cannot mark the app as used in the cache");
             }
-            state.prepare_checkpoint_dir(&dir_server, result_id)
+            if !checkpointing {
+                return Ok(None);
+            }
+            state.prepare_checkpoint_dir(&dir_server, result_id).map(Some)
         })
         .await
         .context("checkpoint directory preparation panicked")?;
         let (checkpoint_dir, resumed): (Option<PathBuf>, bool) = match prepared {
-            Ok((dir, resumed)) => (Some(dir), resumed),
+            Ok(Some((dir, resumed))) => (Some(dir), resumed),
+            // The project's apps keep no checkpoints: no /checkpoint.
+            Ok(None) => (None, false),
             Err(error) => {
                 // The task can still run, without a place to checkpoint.
                 warn!(error = %error, result_id, "cannot prepare the checkpoint directory");
