@@ -59,9 +59,7 @@ impl PeerAddress {
 
     /// Parses [`PeerAddress::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<PeerAddress, ParsePeerAddressError> {
-        std::str::from_utf8(bytes)
-            .map_err(|_| ParsePeerAddressError("not UTF-8"))?
-            .parse()
+        std::str::from_utf8(bytes).map_err(|_| ParsePeerAddressError("not UTF-8"))?.parse()
     }
 }
 

@@ -32,9 +32,5 @@ pub enum Error {
     /// for bad data, or stalled past the stall timeout. The caller falls
     /// back to the coordinator.
     #[error("no peer could deliver {meta}: {missing_bytes} bytes missing ({reason})")]
-    NoPeerCompleted {
-        meta: FileMeta,
-        missing_bytes: u64,
-        reason: String,
-    },
+    NoPeerCompleted { meta: FileMeta, missing_bytes: u64, reason: String },
 }

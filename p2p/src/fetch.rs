@@ -14,16 +14,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
+use bao_tree::ChunkNum;
 use iroh::Endpoint;
 use iroh::endpoint::Connection;
+use iroh_blobs::Hash;
 use iroh_blobs::api::blobs::{ExportMode, ExportOptions};
 use iroh_blobs::api::remote::GetProgressItem;
 use iroh_blobs::get::GetError;
 use iroh_blobs::get::fsm::DecodeError;
 use iroh_blobs::protocol::{ChunkRanges, GetRequest};
 use iroh_blobs::store::fs::FsStore;
-use bao_tree::ChunkNum;
-use iroh_blobs::Hash;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
@@ -187,7 +187,11 @@ pub(crate) async fn fetch(
     let bitfield = store.observe(hash).await.map_err(|e| store_error(&e))?;
     if !bitfield.is_complete() {
         let missing_bytes = missing_bytes(store, hash, meta.size()).await;
-        return Err(Error::NoPeerCompleted { meta: *meta, missing_bytes, reason: "incomplete after every segment".into() });
+        return Err(Error::NoPeerCompleted {
+            meta: *meta,
+            missing_bytes,
+            reason: "incomplete after every segment".into(),
+        });
     }
     store
         .export_with_opts(ExportOptions { hash, mode: ExportMode::TryReference, target: dest.clone() })

@@ -11,8 +11,7 @@ use std::time::Instant;
 
 use iroh_blobs::Hash;
 use iroh_blobs::provider::events::{
-    AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
-    ThrottleMode,
+    AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode, ThrottleMode,
 };
 
 use crate::rate::UploadLimiter;
@@ -50,9 +49,7 @@ impl ServePolicy {
     }
 
     pub(crate) fn upload_limit(&self) -> Option<u64> {
-        self.limiter
-            .as_ref()
-            .map(|limiter| limiter.lock().expect("no panic while holding the limiter").bytes_per_sec())
+        self.limiter.as_ref().map(|limiter| limiter.lock().expect("no panic while holding the limiter").bytes_per_sec())
     }
 
     pub(crate) fn uploaded_bytes(&self) -> u64 {
@@ -62,9 +59,7 @@ impl ServePolicy {
     fn grant(&self, bytes: u64) -> std::time::Duration {
         self.uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);
         match &self.limiter {
-            Some(limiter) => {
-                limiter.lock().expect("no panic while holding the limiter").grant(Instant::now(), bytes)
-            }
+            Some(limiter) => limiter.lock().expect("no panic while holding the limiter").grant(Instant::now(), bytes),
             None => std::time::Duration::ZERO,
         }
     }
@@ -75,11 +70,7 @@ impl ServePolicy {
         if hashes.peek().is_none() {
             return Err(AbortReason::Permission);
         }
-        if hashes.all(|hash| seeded.contains(&hash)) {
-            Ok(())
-        } else {
-            Err(AbortReason::Permission)
-        }
+        if hashes.all(|hash| seeded.contains(&hash)) { Ok(()) } else { Err(AbortReason::Permission) }
     }
 }
 

@@ -48,8 +48,10 @@ pub struct SwarmConfig {
 pub struct Swarm {
     endpoint: Endpoint,
     store: FsStore,
-    /// Accepts iroh-blobs connections; `None` when not serving.
-    router: Option<Router>,
+    /// Accepts iroh-blobs connections when serving, refuses all otherwise.
+    router: Router,
+    /// Whether the swarm was started with `serve: true`.
+    serve: bool,
     policy: Arc<ServePolicy>,
     state_dir: PathBuf,
 }
@@ -63,10 +65,7 @@ impl Swarm {
         };
         tokio::fs::create_dir_all(&config.state_dir).await.map_err(io_error(&config.state_dir))?;
         let secret_key = load_or_create_key(&config.state_dir.join("peer.key")).await?;
-        let bind_error = |e: &dyn std::fmt::Display| Error::Bind {
-            addr: config.listen_addr,
-            message: e.to_string(),
-        };
+        let bind_error = |e: &dyn std::fmt::Display| Error::Bind { addr: config.listen_addr, message: e.to_string() };
         let endpoint = Endpoint::builder(presets::Minimal)
             .secret_key(secret_key)
             .relay_mode(RelayMode::Disabled)
@@ -78,19 +77,21 @@ impl Swarm {
             .await
             .map_err(|e| bind_error(&e))?;
         let store_dir = config.state_dir.join("blobs");
-        let store = FsStore::load(&store_dir).await.map_err(|e| Error::Store {
-            path: store_dir.clone(),
-            message: e.to_string(),
-        })?;
+        let store = FsStore::load(&store_dir)
+            .await
+            .map_err(|e| Error::Store { path: store_dir.clone(), message: e.to_string() })?;
         let policy = Arc::new(ServePolicy::new(config.upload_limit_bytes_per_sec));
-        let router = config.serve.then(|| {
+        // A router even when not serving: with no protocol registered, it
+        // refuses every incoming connection in the handshake at once (an
+        // endpoint that accepted nothing would let peers wait for a timeout).
+        let mut router = Router::builder(endpoint.clone());
+        if config.serve {
             let hooks = serve::spawn_hooks(policy.clone());
-            Router::builder(endpoint.clone())
-                .accept(iroh_blobs::ALPN, BlobsProtocol::new(&store, Some(hooks)))
-                .spawn()
-        });
+            router = router.accept(iroh_blobs::ALPN, BlobsProtocol::new(&store, Some(hooks)));
+        }
+        let router = router.spawn();
         tracing::debug!(address = %PeerAddress::from_endpoint(&endpoint.addr()), serve = config.serve, "swarm started");
-        Ok(Swarm { endpoint, store, router, policy, state_dir: config.state_dir })
+        Ok(Swarm { endpoint, store, router, serve: config.serve, policy, state_dir: config.state_dir })
     }
 
     /// What other peers connect to: report it to the coordinator.
@@ -103,38 +104,24 @@ impl Swarm {
     /// The file is referenced in place, not copied: it must stay unchanged
     /// while seeded (unseed before deleting or replacing it). Its hash is
     /// computed again here (on the store's own threads), so a file that does
-    /// not match its meta is refused. A file changed after seeding is served
-    /// as it now is, and every peer fetching it rejects the changed ranges
-    /// and drops this peer.
+    /// not match its meta is refused. A file changed after seeding is not
+    /// served either: iroh-blobs checks what it reads against the tree it
+    /// computed here before sending it, and resets the request (the fetching
+    /// peer drops this one and goes on with others).
     pub async fn seed(&self, meta: &FileMeta, path: &Path) -> Result<(), Error> {
-        if self.router.is_none() {
+        if !self.serve {
             return Err(Error::NotServing);
         }
         let path = std::path::absolute(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-        let not_the_file = |message: String| Error::NotTheDescribedFile {
-            path: path.clone(),
-            meta: *meta,
-            message,
-        };
-        let size = tokio::fs::metadata(&path)
-            .await
-            .map_err(|source| Error::Io { path: path.clone(), source })?
-            .len();
+        let not_the_file = |message: String| Error::NotTheDescribedFile { path: path.clone(), meta: *meta, message };
+        let size = tokio::fs::metadata(&path).await.map_err(|source| Error::Io { path: path.clone(), source })?.len();
         if size != meta.size() {
             return Err(not_the_file(format!("its size is {size} bytes")));
         }
-        let options = AddPathOptions {
-            path: path.clone(),
-            format: BlobFormat::Raw,
-            mode: ImportMode::TryReference,
-        };
+        let options = AddPathOptions { path: path.clone(), format: BlobFormat::Raw, mode: ImportMode::TryReference };
         let tag = seed_tag(meta);
-        let imported = self
-            .store
-            .add_path_with_opts(options)
-            .with_named_tag(&tag)
-            .await
-            .map_err(|e| self.store_error(e))?;
+        let imported =
+            self.store.add_path_with_opts(options).with_named_tag(&tag).await.map_err(|e| self.store_error(e))?;
         if imported.hash != meta.blob_hash() {
             self.store.tags().delete(&tag).await.map_err(|e| self.store_error(e))?;
             return Err(not_the_file(format!("its BLAKE3 hash is {}", imported.hash)));
@@ -153,7 +140,7 @@ impl Swarm {
 
     /// Whether the swarm serves the file now.
     pub fn is_seeding(&self, meta: &FileMeta) -> bool {
-        self.router.is_some() && self.policy.is_seeded(&meta.blob_hash())
+        self.serve && self.policy.is_seeded(&meta.blob_hash())
     }
 
     /// Downloads the file `meta` describes from `peers`, in parallel, into
@@ -193,12 +180,12 @@ impl Swarm {
 
     /// Closes connections, stops serving and flushes the store.
     pub async fn shutdown(self) -> Result<(), Error> {
-        if let Some(router) = &self.router {
-            router.shutdown().await.map_err(|e| self.store_error(e))?;
-        } else {
-            self.endpoint.close().await;
+        // The router closes the endpoint; when serving, iroh-blobs' protocol
+        // shuts the store down with it.
+        self.router.shutdown().await.map_err(|e| self.store_error(e))?;
+        if !self.serve {
+            self.store.shutdown().await.map_err(|e| self.store_error(e))?;
         }
-        self.store.shutdown().await.map_err(|e| self.store_error(e))?;
         Ok(())
     }
 
@@ -217,9 +204,10 @@ async fn load_or_create_key(path: &Path) -> Result<SecretKey, Error> {
     let io_error = |source| Error::Io { path: path.to_owned(), source };
     match tokio::fs::read(path).await {
         Ok(bytes) => {
-            let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a 32-byte key"))
-            })?;
+            let bytes: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a 32-byte key")))?;
             Ok(SecretKey::from_bytes(&bytes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
