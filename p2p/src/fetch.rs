@@ -234,12 +234,10 @@ async fn get_segment(
 fn classify(error: GetError) -> PeerFailure {
     let reason = error.to_string();
     match &error {
-        GetError::Decode { source, .. } => match source {
-            DecodeError::LeafHashMismatch { .. } | DecodeError::ParentHashMismatch { .. } => {
-                PeerFailure::BadData(reason)
-            }
-            _ => PeerFailure::Other(reason),
-        },
+        GetError::Decode {
+            source: DecodeError::LeafHashMismatch { .. } | DecodeError::ParentHashMismatch { .. },
+            ..
+        } => PeerFailure::BadData(reason),
         _ => PeerFailure::Other(reason),
     }
 }
