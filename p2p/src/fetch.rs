@@ -95,7 +95,11 @@ pub(crate) async fn fetch(
     }
 
     let total_chunks = meta.size().div_ceil(CHUNK_BYTES);
-    let mut pending: VecDeque<u64> = (0..total_chunks.div_ceil(SEGMENT_CHUNKS)).collect();
+    // A file already whole in the store (an earlier fetch that ended before
+    // its export) needs no peer at all.
+    let already_whole = store.observe(hash).await.map_err(|e| store_error(&e))?.is_complete();
+    let mut pending: VecDeque<u64> =
+        if already_whole { VecDeque::new() } else { (0..total_chunks.div_ceil(SEGMENT_CHUNKS)).collect() };
     let mut bytes_from: BTreeMap<usize, u64> = BTreeMap::new();
     let mut idle: Vec<(usize, Connection)> = Vec::new();
     let mut connecting = JoinSet::new();

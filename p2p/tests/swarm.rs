@@ -356,3 +356,20 @@ async fn a_peer_keeps_its_address_across_restarts() {
     assert_eq!(again.address().key(), key);
     assert_eq!(again.address().sockets().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_already_held_is_fetched_again_without_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_file(dir.path(), "source", 3 * MIB, 10);
+    let meta = FileMeta::describe(&source).unwrap();
+    let seeder = swarm(dir.path(), "seeder", true, None).await;
+    seeder.seed(&meta, &source).await.unwrap();
+    let fetcher = swarm(dir.path(), "fetcher", true, None).await;
+    let first = dir.path().join("first");
+    fetch(&fetcher, &meta, &[seeder.address()], &first, options()).await.unwrap();
+    let second = dir.path().join("second");
+    let report = fetch(&fetcher, &meta, &[], &second, options()).await.unwrap();
+    assert_eq!(report, quorum_p2p::FetchReport::default());
+    assert_eq!(sha256(&first), sha256(&source));
+    assert_eq!(sha256(&second), sha256(&source));
+}
