@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// The crates whose sources are checked.
-const CRATES: &[&str] = &["server", "worker", "cli", "proto", "tests", "bench"];
+const CRATES: &[&str] = &["server", "worker", "cli", "proto", "tests", "bench", "p2p"];
 
 /// Words the domain must never mention.
 const FORBIDDEN_IN_DOMAIN: &[&str] = &["tonic", "sqlx", "tokio"];

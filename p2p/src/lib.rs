@@ -1,0 +1,37 @@
+//! Peer-to-peer distribution of project files among volunteers.
+//!
+//! A file is described once by the coordinator ([`FileMeta::describe`]: its
+//! BLAKE3 hash and size, carried in gRPC as [`FileMeta::to_bytes`]). Every
+//! peer (workers that opted in, and the coordinator itself) runs one
+//! [`Swarm`]: an iroh endpoint (QUIC, bound to one address, no relay, no
+//! address lookup, no port mapping) with an iroh-blobs store in its state
+//! directory. [`Swarm::seed`] serves a file the peer holds and has verified;
+//! [`Swarm::fetch`] downloads one from the peers the coordinator named, in
+//! parallel, in ranges that are verified against the BLAKE3 tree before they
+//! are written, dropping a peer that sends bad data.
+//!
+//! Layout:
+//! - `meta`: [`FileMeta`], what the coordinator computes per file.
+//! - `address`: [`PeerAddress`], what a peer reports and the coordinator
+//!   hands to other peers (its tracker role).
+//! - `swarm`: [`Swarm`], [`SwarmConfig`], seeding and the endpoint.
+//! - `fetch`: the parallel, verified download and its [`FetchReport`].
+//! - `serve`: which requests the swarm answers (only seeded files) and the
+//!   upload cap, applied in iroh-blobs' provider hooks.
+//! - `rate`: the upload cap's token bucket, time as an argument.
+//! - `error`: [`Error`].
+
+mod address;
+mod error;
+mod fetch;
+mod meta;
+mod rate;
+mod serve;
+mod swarm;
+
+pub use address::{ParsePeerAddressError, PeerAddress};
+pub use error::Error;
+pub use fetch::{FetchOptions, FetchReport};
+pub use meta::{FileMeta, ParseFileMetaError};
+pub use rate::UploadLimiter;
+pub use swarm::{Swarm, SwarmConfig};
