@@ -137,8 +137,8 @@ def test_cancel(client, primes_app):
 def test_each_error_type(server: Server, client, primes_app, tmp_path, monkeypatch):
     with pytest.raises(quorum.NotFound) as not_found:
         client.project("nope").status()
-    assert str(not_found.value) == "no project 'nope' (NOT_FOUND)"
-    assert not_found.value.code == "NOT_FOUND" and not_found.value.message == "no project 'nope'"
+    assert str(not_found.value) == 'project "nope" not found (NOT_FOUND)', "as the CLI prints it"
+    assert not_found.value.code == "NOT_FOUND" and not_found.value.message == 'project "nope" not found'
 
     client.submit("taken", primes_app, [])
     other_app = b"(module (func (export \"_start\")))"

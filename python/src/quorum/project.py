@@ -84,7 +84,7 @@ class Project:
         try:
             while True:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                step = remaining if not progress else min(PROGRESS_INTERVAL, remaining or PROGRESS_INTERVAL)
+                step = remaining if not progress else min(PROGRESS_INTERVAL, PROGRESS_INTERVAL if remaining is None else remaining)
                 # 0 asks the coordinator's longest wait (an hour); 1 ms at least otherwise.
                 timeout_ms = 0 if step is None else max(1, int(step * 1000))
                 response = self._client._call(

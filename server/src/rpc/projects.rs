@@ -194,17 +194,17 @@ fn canonical_to_proto(c: store::CanonicalResult) -> pb::CanonicalResult {
 }
 
 /// Sends a project's canonical results in assimilation order, from `page`
-/// (already read, after `cursor`) on, until every work unit has ended, the client goes away
-/// or the coordinator stops (UNAVAILABLE: the client resumes with its last
-/// cursor).
+/// (already read, after `cursor`, with `changes` subscribed before it) on,
+/// until every work unit has ended, the client goes away or the coordinator
+/// stops (UNAVAILABLE: the client resumes with its last cursor).
 async fn send_canonical_results(
     ctx: Context,
     name: ProjectName,
     mut cursor: Cursor,
     mut page: store::CanonicalPage,
+    mut changes: tokio::sync::watch::Receiver<u64>,
     tx: mpsc::Sender<Result<pb::CanonicalResultEvent, Status>>,
 ) {
-    let mut changes = ctx.changes.subscribe();
     loop {
         let n_sent = page.results.len();
         for (at, result) in page.results {
@@ -299,9 +299,11 @@ impl Projects for ProjectsService {
         // The first page is read here, so that a project that does not
         // exist is refused (NOT_FOUND) before the stream starts.
         let cursor = Cursor::new(request.after_cursor);
+        // Subscribed before the first read: a validation after it wakes the stream.
+        let changes = self.ctx.changes.subscribe();
         let first = self.ctx.store.canonical_results_since(&name, cursor, STREAM_PAGE).await?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(send_canonical_results(self.ctx.clone(), name, cursor, first, tx));
+        tokio::spawn(send_canonical_results(self.ctx.clone(), name, cursor, first, changes, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
