@@ -4,7 +4,9 @@
 batch at a time (at most ``batch_size`` work units and 48 MiB per call), so
 a generator of millions of inputs never sits in memory. ``CreateProject``
 carries the first batch, ``AddWorkUnits`` each next one (each call is one
-transaction on the coordinator). Submitting to a project that exists with
+transaction on the coordinator), one call at a time and in order, the next
+batch being read from the inputs while the call before it is in flight. An
+interruption while reading lets the call in flight finish first. Submitting to a project that exists with
 the same app completes it, as ``quorum submit`` does: the work units it
 lacks (by name) are added, so a submission interrupted (KeyboardInterrupt,
 a lost connection) and run again with the same arguments ends with every
@@ -255,13 +257,38 @@ class Client:
         return response.projects[0] if response.projects else None
 
     def _add(self, name: str, batches: Iterator[List["pb.WorkUnitInput"]]) -> int:
+        """Sends each batch in an ``AddWorkUnits`` call, one call at a time,
+        in order; the next batch is read from the inputs while the call
+        before it is in flight."""
         n_added = 0
-        for batch in batches:
-            if not batch:
-                continue
-            response = self._call("AddWorkUnits", pb.AddWorkUnitsRequest(project=name, work_units=batch))
-            n_added += response.n_work_units
+        pending: Any = None
+        try:
+            for batch in batches:
+                if pending is not None:
+                    n_added += self._added(pending)
+                    pending = None
+                if batch:
+                    request = pb.AddWorkUnitsRequest(project=name, work_units=batch)
+                    pending = self._stub.AddWorkUnits.future(request, metadata=self._metadata())
+        except BaseException:
+            # Interrupted while reading the inputs (KeyboardInterrupt...): the
+            # call in flight is let finish, so that the project holds exactly
+            # the batches sent so far, then the interruption goes on.
+            if pending is not None:
+                try:
+                    pending.result()
+                except grpc.RpcError:
+                    pass
+            raise
+        if pending is not None:
+            n_added += self._added(pending)
         return n_added
+
+    def _added(self, call: Any) -> int:
+        try:
+            return int(call.result().n_work_units)
+        except grpc.RpcError as error:
+            raise from_rpc(error, self._url) from None
 
     def _complete(
         self,

@@ -24,8 +24,8 @@
 
 pub mod access;
 pub mod app;
-pub mod assimilation;
 pub mod app_args;
+pub mod assimilation;
 pub mod batch;
 pub mod fuzzy;
 pub mod holds;

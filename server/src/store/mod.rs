@@ -50,8 +50,8 @@ use crate::validators::{self, Validators};
 
 pub use auth::{ApiTokenInfo, TokenKind};
 pub use reads::{
-    CanonicalPage,
-    BatchInfo, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter, ResultInfo, WorkUnitInfo,
+    BatchInfo, CanonicalPage, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter,
+    ResultInfo, WorkUnitInfo,
 };
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};
