@@ -213,7 +213,7 @@ class Client:
     def map(
         self,
         app: Union[bytes, PathLike],
-        inputs: Iterable[Input],
+        inputs: Iterable[Union[bytes, str]],
         *,
         name: Optional[str] = None,
         timeout: Optional[float] = None,
