@@ -17,7 +17,7 @@ import pathlib
 import queue
 import subprocess
 import threading
-from typing import Iterator, List
+from typing import Iterator, List, Sequence
 
 import pytest
 
@@ -45,12 +45,12 @@ def binary(name: str) -> pathlib.Path:
 class Server:
     """A running quorum-server with its URL and admin token."""
 
-    def __init__(self, folder: pathlib.Path) -> None:
+    def __init__(self, folder: pathlib.Path, extra: Sequence[str] = (), scheme: str = "http") -> None:
         self.folder = folder
         self.db = folder / "quorum.db"
         self.log = open(folder / "quorum-server.log", "wb")
         self.process = subprocess.Popen(
-            [str(binary("quorum-server")), "--listen", "127.0.0.1:0", "--db", str(self.db)],
+            [str(binary("quorum-server")), "--listen", "127.0.0.1:0", "--db", str(self.db), *extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -68,7 +68,7 @@ class Server:
             self.stop()
             pytest.fail(f"quorum-server's first line should be `{LISTENING_PREFIX}ADDR`, got {line!r}")
         self.address = line[len(LISTENING_PREFIX) :].strip()
-        self.url = f"http://{self.address}"
+        self.url = f"{scheme}://{self.address}"
         self.token_file = pathlib.Path(f"{self.db}.admin-token")
         self.admin_token = self.token_file.read_text().strip()
 

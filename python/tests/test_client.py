@@ -178,3 +178,56 @@ def test_each_error_type(server: Server, client, primes_app, tmp_path, monkeypat
     assert quorum.Client().project("taken").status().work_units_total == 0, "the CLI's environment variables"
     with pytest.raises(quorum.ConfigError, match="has the scheme 'ftp'"):
         quorum.Client("ftp://example.org")
+
+
+def test_tls_with_a_ca_file(tmp_path, monkeypatch):
+    """An https:// coordinator whose certificate chains to the given CA, as `quorum --ca-cert`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def pem(path, data):
+        path.write_bytes(data)
+        return str(path)
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "quorum test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(1).not_valid_before(valid[0]).not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+        .not_valid_before(valid[0]).not_valid_after(valid[1])
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    ca_file = pem(tmp_path / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
+    cert_file = pem(tmp_path / "server.pem", certificate.public_bytes(serialization.Encoding.PEM))
+    key_file = pem(
+        tmp_path / "server.key",
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    tls = Server(tmp_path, ["--tls-cert", cert_file, "--tls-key", key_file], scheme="https")
+    try:
+        client = quorum.Client(tls.url, token=tls.admin_token, ca_cert=ca_file)
+        with pytest.raises(quorum.NotFound):
+            client.project("nope").status()
+        assert client.projects() == []
+        # Without the CA, the certificate chains to no trusted root.
+        monkeypatch.delenv("QUORUM_CA_CERT", raising=False)
+        with pytest.raises(quorum.Unavailable, match=f"cannot reach coordinator at {tls.url}: "):
+            quorum.Client(tls.url, token=tls.admin_token).project("nope").status()
+        monkeypatch.setenv("QUORUM_CA_CERT", ca_file)
+        assert quorum.Client(tls.url, token=tls.admin_token).projects() == [], "QUORUM_CA_CERT, as the CLI"
+    finally:
+        tls.stop()
