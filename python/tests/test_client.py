@@ -231,3 +231,14 @@ def test_tls_with_a_ca_file(tmp_path, monkeypatch):
         assert quorum.Client(tls.url, token=tls.admin_token).projects() == [], "QUORUM_CA_CERT, as the CLI"
     finally:
         tls.stop()
+
+
+def test_a_signed_app(server: Server, client, workers, primes_app, tmp_path):
+    """signing_key= takes a `quorum keygen` key; the coordinator checks the signature, workers verify it."""
+    key = tmp_path / "project.key"
+    subprocess.run([str(binary("quorum")), "keygen", "--out", str(key)], check=True, capture_output=True)
+    project = client.submit("signed", primes_app, ranges(3, 100), signing_key=key, policy={"min_quorum": 1})
+    assert project.wait(timeout=TIMEOUT, progress=False).work_units_done == 3
+    key.write_text("not a key\n")
+    with pytest.raises(quorum.ConfigError, match="does not hold a key made by `quorum keygen`"):
+        client.submit("signed-badly", primes_app, ["0 1\n"], signing_key=key)
