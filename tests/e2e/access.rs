@@ -81,6 +81,10 @@ async fn call_every_rpc(
             ),
         ),
         ("ListHosts", done(c.list_hosts(v1::ListHostsRequest {}).await)),
+        (
+            "StreamCanonicalResults",
+            done(c.stream_canonical_results(v1::StreamCanonicalResultsRequest { project: p(), after_cursor: 0 }).await),
+        ),
         ("WaitProject", done(c.wait_project(v1::WaitProjectRequest { project: p(), timeout_ms: 1 }).await)),
         ("ResumeBatch", done(c.resume_batch(v1::ResumeBatchRequest { project: p(), batch_id: 0 }).await)),
         (

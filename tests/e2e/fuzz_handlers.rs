@@ -497,6 +497,7 @@ const METHODS: &[(&str, bool)] = &[
     ("/quorum.v1.Projects/PurgeProject", false),
     ("/quorum.v1.Projects/ListErrors", false),
     ("/quorum.v1.Projects/DeleteProject", false),
+    ("/quorum.v1.Projects/StreamCanonicalResults", true),
     ("/quorum.v1.Scheduler/RegisterHost", false),
     ("/quorum.v1.Scheduler/RequestWork", false),
     ("/quorum.v1.Scheduler/DownloadApp", true),

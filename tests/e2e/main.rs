@@ -26,6 +26,9 @@
 //! - `deadlines`: copies of a killed worker become "no reply" and are reissued.
 //! - `late_results`: a copy reported after its work unit is done is still
 //!   validated against the canonical result; copies told to abort stay retired.
+//! - `canonical_stream`: `StreamCanonicalResults` sends every canonical
+//!   result exactly once as workers compute them, resumes from a cursor, and
+//!   refuses bad calls with precise codes.
 //! - `cancel`: `quorum cancel` with copies in flight; workers abort them.
 //! - `coordinator_restart`: the coordinator is killed while workers report
 //!   and restarted on the same database and address; nothing is lost.
@@ -111,6 +114,7 @@ mod bad_manifests;
 mod bench_smoke;
 mod blame;
 mod cancel;
+mod canonical_stream;
 mod cli_outcomes;
 mod coordinator_outage;
 mod coordinator_restart;

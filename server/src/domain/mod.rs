@@ -20,11 +20,13 @@
 //! - `names`: project and work-unit names.
 //! - `rate`: token buckets for rate limits (registrations per address, requests per host).
 //! - `signing`: ed25519 signatures of app modules by the scientist's project key.
+//! - `assimilation`: the order canonical results are handed out in, as a stream with a resume cursor.
 //! - `access`: API tokens' roles and what each may do on the `Projects` service.
 
 pub mod access;
 pub mod app;
 pub mod app_args;
+pub mod assimilation;
 pub mod batch;
 pub mod files;
 pub mod fuzzy;

@@ -1,15 +1,20 @@
 //! The `Projects` service: submission and administration, spoken by the `quorum` CLI.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use quorum_proto::v1 as pb;
 use quorum_proto::v1::projects_server::Projects;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status::{invalid, refused_module};
 use super::{Context, auth, files};
 use crate::domain::access::Action;
 use crate::domain::app_args::{AppArgs, ArgsError};
+use crate::domain::assimilation::{self, Cursor, Step};
 use crate::domain::files::FileLimits;
 use crate::domain::fuzzy::{Format, Tolerance};
 use crate::domain::lifecycle::CopyState;
@@ -29,6 +34,15 @@ const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Least time between two counts of a waited-for project: under load every
 /// report is a change, and a count walks the project's index entries.
 const WAIT_RECOUNT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Canonical results one read of `StreamCanonicalResults` takes.
+const STREAM_PAGE: u32 = 500;
+/// Longest a stream waits for a change before reading again (a safety net:
+/// every validation notifies `Changes`).
+const STREAM_REREAD: Duration = Duration::from_secs(5);
+
+/// The answer of `StreamCanonicalResults`.
+type CanonicalResultStream = Pin<Box<dyn Stream<Item = Result<pb::CanonicalResultEvent, Status>> + Send>>;
 
 pub struct ProjectsService {
     ctx: Context,
@@ -167,6 +181,98 @@ fn policy_to_proto(policy: &ReplicationPolicy) -> pb::ReplicationPolicy {
     }
 }
 
+/// Canonical results as the protocol carries them, each with its output
+/// files (read apart, with their bytes).
+async fn canonical_to_proto(
+    ctx: &Context,
+    results: Vec<store::CanonicalResult>,
+) -> Result<Vec<pb::CanonicalResult>, Status> {
+    let ids: Vec<ResultId> = results.iter().map(|c| ResultId(c.result_id)).collect();
+    let mut stored = ctx.store.result_files(&ids).await?;
+    let mut converted = Vec::with_capacity(results.len());
+    for c in results {
+        let output_files =
+            files::output_file_infos(ctx, stored.remove(&ResultId(c.result_id)).unwrap_or_default()).await?;
+        converted.push(pb::CanonicalResult {
+            work_unit_id: c.work_unit_id,
+            work_unit_name: c.work_unit_name,
+            result_id: c.result_id,
+            output: c.output,
+            output_digest: c.output_digest,
+            fuel_used: c.fuel_used,
+            random_seed: c.random_seed,
+            argv: c.argv,
+            env: super::env_to_proto(c.env),
+            output_files,
+        });
+    }
+    Ok(converted)
+}
+
+/// Sends a project's canonical results in assimilation order, from `page`
+/// (already read, after `cursor`, with `changes` subscribed before it) on,
+/// until every work unit has ended, the client goes away or the coordinator
+/// stops (UNAVAILABLE: the client resumes with its last cursor).
+async fn send_canonical_results(
+    ctx: Context,
+    name: ProjectName,
+    mut cursor: Cursor,
+    mut page: store::CanonicalPage,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    tx: mpsc::Sender<Result<pb::CanonicalResultEvent, Status>>,
+) {
+    loop {
+        let n_sent = page.results.len();
+        let (cursors, results): (Vec<Cursor>, Vec<store::CanonicalResult>) = page.results.into_iter().unzip();
+        let results = match canonical_to_proto(&ctx, results).await {
+            Ok(results) => results,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        };
+        for (at, result) in cursors.into_iter().zip(results) {
+            cursor = at;
+            let event = pb::CanonicalResultEvent { result: Some(result), cursor: at.get() };
+            tokio::select! {
+                sent = tx.send(Ok(event)) => if sent.is_err() { return },
+                () = ctx.stopped() => return,
+            }
+        }
+        match assimilation::after_page(n_sent, STREAM_PAGE, page.any_open) {
+            Step::End => return,
+            Step::ReadAgain => {}
+            Step::WaitForChange => {
+                tokio::select! {
+                    _ = changes.changed() => {
+                        // Validations that come meanwhile are read together.
+                        tokio::time::sleep(WAIT_RECOUNT_INTERVAL).await;
+                    }
+                    () = tokio::time::sleep(STREAM_REREAD) => {}
+                    () = tx.closed() => return,
+                    () = ctx.stopped() => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "the coordinator is shutting down; call again with the last cursor once it is back",
+                            )))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        }
+        // Changes from here on wake the next wait.
+        changes.borrow_and_update();
+        page = match ctx.store.canonical_results_since(&name, cursor, STREAM_PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                let _ = tx.send(Err(Status::from(error))).await;
+                return;
+            }
+        };
+    }
+}
+
 fn status_to_proto(s: store::ProjectStatus) -> pb::ProjectStatus {
     pb::ProjectStatus {
         name: s.name,
@@ -204,6 +310,27 @@ fn status_to_proto(s: store::ProjectStatus) -> pb::ProjectStatus {
 
 #[tonic::async_trait]
 impl Projects for ProjectsService {
+    type StreamCanonicalResultsStream = CanonicalResultStream;
+
+    async fn stream_canonical_results(
+        &self,
+        request: Request<pb::StreamCanonicalResultsRequest>,
+    ) -> Result<Response<Self::StreamCanonicalResultsStream>, Status> {
+        let role = auth::caller(&self.ctx, &request).await?;
+        let request = request.into_inner();
+        let name = project_name(&request.project)?;
+        role.authorize(Action::OnProject(&name))?;
+        // The first page is read here, so that a project that does not
+        // exist is refused (NOT_FOUND) before the stream starts.
+        let cursor = Cursor::new(request.after_cursor);
+        // Subscribed before the first read: a validation after it wakes the stream.
+        let changes = self.ctx.changes.subscribe();
+        let first = self.ctx.store.canonical_results_since(&name, cursor, STREAM_PAGE).await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(send_canonical_results(self.ctx.clone(), name, cursor, first, changes, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn create_project(
         &self,
         request: Request<pb::CreateProjectRequest>,
@@ -390,30 +517,7 @@ impl Projects for ProjectsService {
         role.authorize(Action::OnProject(&name))?;
         let results =
             self.ctx.store.canonical_results(&name, request.after_work_unit_id, page_limit(request.limit)).await?;
-        let ids: Vec<ResultId> = results.iter().map(|c| ResultId(c.result_id)).collect();
-        let mut stored = self.ctx.store.result_files(&ids).await?;
-        let mut output_files = std::collections::HashMap::new();
-        for id in ids {
-            let files = files::output_file_infos(&self.ctx, stored.remove(&id).unwrap_or_default()).await?;
-            output_files.insert(id, files);
-        }
-        Ok(Response::new(pb::GetCanonicalResultsResponse {
-            results: results
-                .into_iter()
-                .map(|c| pb::CanonicalResult {
-                    output_files: output_files.remove(&ResultId(c.result_id)).unwrap_or_default(),
-                    work_unit_id: c.work_unit_id,
-                    work_unit_name: c.work_unit_name,
-                    result_id: c.result_id,
-                    output: c.output,
-                    output_digest: c.output_digest,
-                    fuel_used: c.fuel_used,
-                    random_seed: c.random_seed,
-                    argv: c.argv,
-                    env: super::env_to_proto(c.env),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(pb::GetCanonicalResultsResponse { results: canonical_to_proto(&self.ctx, results).await? }))
     }
 
     async fn list_hosts(

@@ -53,7 +53,8 @@ use crate::validators::{self, Validators};
 pub use auth::{ApiTokenInfo, TokenKind};
 pub use files::ReportedFile;
 pub use reads::{
-    BatchInfo, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter, ResultInfo, WorkUnitInfo,
+    BatchInfo, CanonicalPage, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter,
+    ResultInfo, WorkUnitInfo,
 };
 pub use scheduling::{Assignment, NewHost, ReportInput, ReportSummary, WorkReply, WorkRequest};
 pub use submit::{NewProject, NewWorkUnit};

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::rows::{self, u32_column, u64_column};
 use super::{Error, Result, Store};
+use crate::domain::assimilation::Cursor;
 use crate::domain::lifecycle::{CopyState, Outcome, ValidateState};
 use crate::domain::names::ProjectName;
 use crate::domain::policy::ReplicationPolicy;
@@ -140,6 +141,16 @@ pub struct CanonicalResult {
     /// The app's command line and environment, to reproduce the result.
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+}
+
+/// A page of a project's canonical results in assimilation order
+/// ([`Store::canonical_results_since`]).
+#[derive(Debug, Clone)]
+pub struct CanonicalPage {
+    /// Each with its place in the order.
+    pub results: Vec<(Cursor, CanonicalResult)>,
+    /// The project had open work units when the page was read.
+    pub any_open: bool,
 }
 
 /// A volunteer host and its counters.
@@ -469,22 +480,48 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let (argv, env) = rows::merged_args(row, &row.try_get::<String, _>("project")?)?;
-                Ok(CanonicalResult {
-                    work_unit_id: row.try_get("work_unit_id")?,
-                    work_unit_name: row.try_get("name")?,
-                    result_id: row.try_get("result_id")?,
-                    output: row.try_get::<Option<Vec<u8>>, _>("output")?.unwrap_or_default(),
-                    output_digest: row.try_get::<Option<String>, _>("output_digest")?.unwrap_or_default(),
-                    fuel_used: u64_column(row, "fuel_used")?,
-                    random_seed: rows::random_seed(row)?,
-                    argv,
-                    env,
-                })
-            })
-            .collect()
+        rows.iter().map(canonical_result).collect()
+    }
+
+    /// The project's canonical results in the order they were chosen, after
+    /// `after` (a cursor of an earlier page; 0 for the first), at most
+    /// `limit`, with the cursor of each; and whether the project still had
+    /// open work units when this read began. Both come from one read
+    /// transaction: with none open and an empty page, every canonical result
+    /// the project will ever have was before `after`.
+    pub async fn canonical_results_since(
+        &self,
+        project: &ProjectName,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<CanonicalPage> {
+        let mut tx = self.pool.begin().await?;
+        let project_id = rows::project_id(&mut *tx, project).await?;
+        let any_open: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM work_units WHERE project_id = ? AND state = 'open')")
+                .bind(project_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT l.seq, w.id AS work_unit_id, w.name, w.random_seed, r.id AS result_id, r.output, \
+             r.output_digest, r.fuel_used, p.name AS project, ",
+            rows::app_args_columns!(),
+            " FROM canonical_log l JOIN work_units w ON w.id = l.work_unit_id \
+             JOIN results r ON r.id = w.canonical_result_id \
+             JOIN projects p ON p.id = w.project_id \
+             WHERE l.project_id = ? AND l.seq > ? ORDER BY l.seq LIMIT ?"
+        ))
+        .bind(project_id)
+        .bind(after.as_i64())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let results = rows
+            .iter()
+            .map(|row| Ok((Cursor::new(u64_column(row, "seq")?), canonical_result(row)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CanonicalPage { results, any_open })
     }
 
     /// How many hosts are registered, and how many are attached: in contact
@@ -598,5 +635,21 @@ fn result_info(row: &SqliteRow) -> Result<ResultInfo> {
         work_unit_name: row.try_get("work_unit_name")?,
         batch_id: row.try_get("batch_id")?,
         state: CopyState::of(server, outcome, validate),
+    })
+}
+
+/// A canonical result from a row of the canonical-result queries.
+fn canonical_result(row: &SqliteRow) -> Result<CanonicalResult> {
+    let (argv, env) = rows::merged_args(row, &row.try_get::<String, _>("project")?)?;
+    Ok(CanonicalResult {
+        work_unit_id: row.try_get("work_unit_id")?,
+        work_unit_name: row.try_get("name")?,
+        result_id: row.try_get("result_id")?,
+        output: row.try_get::<Option<Vec<u8>>, _>("output")?.unwrap_or_default(),
+        output_digest: row.try_get::<Option<String>, _>("output_digest")?.unwrap_or_default(),
+        fuel_used: u64_column(row, "fuel_used")?,
+        random_seed: rows::random_seed(row)?,
+        argv,
+        env,
     })
 }

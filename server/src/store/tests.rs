@@ -1706,3 +1706,37 @@ async fn a_tail_copy_does_not_wait_for_a_fast_host_that_holds_a_copy_of_its_work
     let last = f.store.lease_work(slow, 1, T0.plus_ms(51_000)).await.unwrap();
     assert_eq!(last.len(), 1, "the last copy waits for no host that may not take it");
 }
+
+#[tokio::test]
+async fn canonical_results_are_read_in_the_order_they_were_chosen_and_leave_with_their_project() {
+    use crate::domain::assimilation::Cursor;
+    let f = fixture().await;
+    f.store.create_project(&project("p", 1, 1), &units(4), T0).await.unwrap();
+    let a = host(&f.store, "a").await;
+    let leased = f.store.lease_work(a, 10, T0).await.unwrap();
+    assert_eq!(leased.len(), 4);
+    let before = f.store.canonical_results_since(&name("p"), Cursor::START, 10).await.unwrap();
+    assert!(before.results.is_empty() && before.any_open);
+    // Reported one at a time, out of id order: the order is that of validation.
+    let order = [2, 0, 3, 1];
+    for index in order {
+        let copy = &leased[index];
+        f.store.record_reports(a, &[success(copy.result_id, "out")], T0).await.unwrap();
+    }
+    let expected: Vec<i64> = order.iter().map(|&index| leased[index].work_unit_id.0).collect();
+    let all = f.store.canonical_results_since(&name("p"), Cursor::START, 10).await.unwrap();
+    assert!(!all.any_open, "every work unit is done");
+    assert_eq!(all.results.iter().map(|(_, result)| result.work_unit_id).collect::<Vec<_>>(), expected);
+    assert!(all.results.windows(2).all(|pair| pair[0].0 < pair[1].0), "cursors increase");
+    // Paged: after the second cursor, the last two.
+    let rest = f.store.canonical_results_since(&name("p"), all.results[1].0, 10).await.unwrap();
+    assert_eq!(rest.results.iter().map(|(_, result)| result.work_unit_id).collect::<Vec<_>>(), expected[2..]);
+    let page = f.store.canonical_results_since(&name("p"), Cursor::START, 3).await.unwrap();
+    assert_eq!(page.results.len(), 3);
+
+    // Deleted with its project: a new project of the same name starts empty.
+    f.store.delete_project(&name("p")).await.unwrap();
+    f.store.create_project(&project("p", 1, 1), &units(1), T0).await.unwrap();
+    let fresh = f.store.canonical_results_since(&name("p"), Cursor::START, 10).await.unwrap();
+    assert!(fresh.results.is_empty() && fresh.any_open);
+}

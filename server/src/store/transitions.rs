@@ -303,6 +303,14 @@ impl Changes {
             );
             bulk::push_list(&mut query, chunk);
             query.push(" GROUP BY batch_id) AS e WHERE batches.id = e.batch_id; ");
+            // The ones that got a canonical result join the assimilation
+            // order, in this transaction (StreamCanonicalResults reads it).
+            query.push(
+                "INSERT INTO canonical_log (project_id, work_unit_id) SELECT project_id, id FROM work_units \
+                 WHERE state = 'done' AND id IN ",
+            );
+            bulk::push_list(&mut query, chunk);
+            query.push(" ORDER BY id; ");
         }
         if !self.work_units.is_empty() || !self.results.is_empty() || !self.ended.is_empty() {
             query.build().execute(&mut **tx).await?;
@@ -597,6 +605,7 @@ impl Store {
         .bind(project_id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM canonical_log WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
         let n_results =
             sqlx::query("DELETE FROM results WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
         let n_work_units =
