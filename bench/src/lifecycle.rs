@@ -489,6 +489,7 @@ async fn host(
             held_is_complete: true,
             reports: pending.clone(),
             cached_files: Vec::new(),
+            peer_address: Vec::new(),
         };
         let response = match client.request_work(with_token(request, &token)?).await {
             Ok(response) => response.into_inner(),

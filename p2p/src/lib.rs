@@ -20,18 +20,28 @@
 //!   upload cap, applied in iroh-blobs' provider hooks.
 //! - `rate`: the upload cap's token bucket, time as an argument.
 //! - `error`: [`Error`].
+//!
+//! Feature `swarm` (default) is the engine; without it the crate is only
+//! `meta` (BLAKE3), what the coordinator needs to describe files.
 
+#[cfg(feature = "swarm")]
 mod address;
 mod error;
+#[cfg(feature = "swarm")]
 mod fetch;
 mod meta;
 mod rate;
+#[cfg(feature = "swarm")]
 mod serve;
+#[cfg(feature = "swarm")]
 mod swarm;
 
+#[cfg(feature = "swarm")]
 pub use address::{ParsePeerAddressError, PeerAddress};
 pub use error::Error;
+#[cfg(feature = "swarm")]
 pub use fetch::{FetchOptions, FetchReport};
 pub use meta::{FileMeta, ParseFileMetaError};
 pub use rate::UploadLimiter;
+#[cfg(feature = "swarm")]
 pub use swarm::{Swarm, SwarmConfig};

@@ -94,6 +94,7 @@ impl FileMeta {
         Ok(FileMeta { hash, size })
     }
 
+    #[cfg(feature = "swarm")]
     pub(crate) fn blob_hash(&self) -> iroh_blobs::Hash {
         iroh_blobs::Hash::from_bytes(self.hash)
     }

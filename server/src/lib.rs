@@ -131,6 +131,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         stopping: stopping.clone(),
         store: store.clone(),
         files: file_store::FileStore::beside(&config.db_path).await?,
+        tracker: Arc::new(rpc::files::Tracker::default()),
         file_pacer: config.file_upload_bytes_per_sec.map(|rate| Arc::new(rpc::files::Pacer::new(rate))),
         clock: config.clock.clone(),
         changes: Changes::new(),

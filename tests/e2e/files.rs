@@ -237,7 +237,8 @@ async fn bad_files_are_refused_at_submission_and_nothing_is_created() {
         files,
         ..Default::default()
     };
-    let never = v1::FileRef { name: "reference.txt".into(), digest: digest(b"never uploaded"), size: 14 };
+    let never =
+        v1::FileRef { name: "reference.txt".into(), digest: digest(b"never uploaded"), size: 14, p2p_meta: Vec::new() };
     let status = projects.clone().create_project(request(vec![never.clone()])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     assert!(

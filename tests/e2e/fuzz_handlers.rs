@@ -120,7 +120,12 @@ fn file_refs() -> impl Strategy<Value = Vec<v1::FileRef>> {
     let name = prop_oneof![Just("data".to_owned()), Just("..".to_owned()), Just("a/b".to_owned()), "\\PC{0,8}"];
     let digest = prop_oneof![Just("a".repeat(64)), "[0-9a-f]{64}", "\\PC{0,70}"];
     proptest::collection::vec(
-        (name, digest, any::<u64>()).prop_map(|(name, digest, size)| v1::FileRef { name, digest, size }),
+        (name, digest, any::<u64>()).prop_map(|(name, digest, size)| v1::FileRef {
+            name,
+            digest,
+            size,
+            p2p_meta: Vec::new(),
+        }),
         0..3,
     )
 }
@@ -297,7 +302,14 @@ fn call() -> impl Strategy<Value = Call> {
             proptest::collection::vec(prop_oneof![Just("a".repeat(64)), "\\PC{0,70}"], 0..3),
         )
             .prop_map(|(slots, held, held_is_complete, reports, cached_files)| {
-                Call::RequestWork(v1::RequestWorkRequest { slots, held, held_is_complete, reports, cached_files })
+                Call::RequestWork(v1::RequestWorkRequest {
+                    slots,
+                    held,
+                    held_is_complete,
+                    reports,
+                    cached_files,
+                    peer_address: Vec::new(),
+                })
             }),
         prop_oneof![Just(quorum_tests::grpc::digest(TINY_APP)), "\\PC{0,70}"]
             .prop_map(|digest| Call::DownloadApp(v1::DownloadAppRequest { digest })),

@@ -49,6 +49,8 @@
 //!   through the whole platform with the C example; each host downloads a
 //!   file once; a killed download resumes; bad files refused at submission;
 //!   a task whose files a worker cannot hold given back.
+//! - `p2p`: a worker sharing files serves one to another worker (the
+//!   coordinator sends it once); a worker that does not share serves none.
 //! - `errors`: an app that fails: `quorum results --all` lists every copy
 //!   with its error and stderr (table, jsonl, csv; by state and batch),
 //!   `quorum errors` groups them by message.
@@ -134,6 +136,7 @@ mod malicious;
 mod metrics;
 mod names;
 mod operations;
+mod p2p;
 mod preferences;
 mod primes;
 mod protocol_errors;

@@ -158,8 +158,10 @@ impl Client {
         held: Vec<i64>,
         reports: Vec<ResultReport>,
         cached_files: Vec<String>,
+        peer_address: Vec<u8>,
     ) -> Result<RequestWorkResponse, Status> {
-        let request = self.unary(RequestWorkRequest { slots, held, held_is_complete: true, reports, cached_files });
+        let request =
+            self.unary(RequestWorkRequest { slots, held, held_is_complete: true, reports, cached_files, peer_address });
         Ok(self.scheduler.request_work(request).await?.into_inner())
     }
 
@@ -213,6 +215,12 @@ impl Client {
         // takes): the caller times out a stalled stream chunk by chunk.
         let request = self.request(quorum_proto::v1::DownloadFileRequest { digest: digest.to_string(), offset });
         Ok(self.scheduler.download_file(request).await?.into_inner())
+    }
+
+    /// The peers that hold input file `digest` (their addresses, encoded).
+    pub async fn find_peers(&mut self, digest: &str) -> Result<Vec<Vec<u8>>, Status> {
+        let request = self.unary(quorum_proto::v1::FindPeersRequest { digest: digest.to_string() });
+        Ok(self.scheduler.find_peers(request).await?.into_inner().peers)
     }
 
     /// Reports `reports` in one call. If the server rejects the batch as bad
@@ -336,7 +344,8 @@ mod tests {
         let address = listener.local_addr().expect("address");
         drop(listener);
         let mut client = Client::new(&format!("http://{address}"), None).expect("client");
-        let status = client.request_work(1, Vec::new(), Vec::new(), Vec::new()).await.expect_err("nobody listens");
+        let status =
+            client.request_work(1, Vec::new(), Vec::new(), Vec::new(), Vec::new()).await.expect_err("nobody listens");
         assert_eq!(status.code(), Code::Unavailable);
     }
 }

@@ -90,6 +90,36 @@ impl FileCache {
         Ok(self.dir.join(format!("{digest}.part")))
     }
 
+    /// Where a peer-to-peer download of `digest` goes before it is verified
+    /// (the p2p engine verifies BLAKE3 ranges; this cache then checks the
+    /// project's SHA-256 in [`FileCache::adopt`]).
+    pub fn peer_download_path(&self, digest: &str) -> Result<PathBuf, FileError> {
+        check_digest(digest)?;
+        self.create()?;
+        let path = self.dir.join(format!("{digest}.p2p"));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(FileError::Io { path, source }),
+        }
+        Ok(path)
+    }
+
+    /// Takes a file downloaded elsewhere (from peers) into the cache once its
+    /// SHA-256 is `digest`; otherwise deletes it.
+    pub fn adopt(&self, digest: &str, downloaded: &Path) -> Result<u64, FileError> {
+        let mut file = fs::File::open(downloaded).map_err(io(downloaded))?;
+        let (actual, size) = hash_file(&mut file).map_err(io(downloaded))?;
+        drop(file);
+        if actual != digest {
+            let _ = fs::remove_file(downloaded);
+            return Err(FileError::DigestMismatch { expected: digest.to_owned(), actual });
+        }
+        let path = self.path(digest)?;
+        fs::rename(downloaded, &path).map_err(io(&path))?;
+        Ok(size)
+    }
+
     /// Whether the file of `digest` is cached (and so verified).
     pub fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_ok_and(|path| path.is_file())

@@ -85,6 +85,14 @@ pub struct Config {
     /// List the cached input files in work requests, so that the scheduler
     /// hands out copies that use them first (BOINC's locality scheduling).
     pub locality: bool,
+    /// Share the input files this worker holds with other volunteers
+    /// (`--share-files`): serve them over the peer-to-peer engine, and tell
+    /// the coordinator so (it names this worker to others who need them).
+    pub share_files: bool,
+    /// The UDP address the peer-to-peer engine binds (`--share-listen`).
+    pub share_listen: std::net::SocketAddr,
+    /// Cap on what this worker uploads to peers, in bytes per second.
+    pub share_upload_bytes_per_sec: Option<u64>,
     /// Tasks run at once (rayon threads); at least 1.
     pub cpus: usize,
     /// Percent of CPU time tasks may use (BOINC's CPU throttle), 1 to 100.

@@ -70,6 +70,26 @@ struct Cli {
     #[arg(long, hide = true)]
     no_locality: bool,
 
+    /// Share the input files this worker holds with other volunteers.
+    ///
+    /// Off by default. Files are served peer to peer (QUIC, verified by
+    /// BLAKE3 range by range on the receiving side), only files this worker
+    /// downloaded for its own tasks and verified, only while cached; the
+    /// coordinator names this worker to other hosts that need one. Without
+    /// it the worker still fetches from sharing peers, and serves nothing.
+    #[arg(long)]
+    share_files: bool,
+
+    /// The UDP address the peer-to-peer engine listens on (other volunteers
+    /// connect to it when this worker shares files).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    share_listen: std::net::SocketAddr,
+
+    /// Cap on what this worker uploads to peers, in megabits per second
+    /// (e.g. 20); no cap when not given.
+    #[arg(long, value_name = "MBPS", requires = "share_files", value_parser = parse_mbps)]
+    share_upload_mbps: Option<u64>,
+
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t, global = true)]
     log_format: quorum_log::LogFormat,
@@ -310,6 +330,15 @@ fn parse_app_cache_mb(text: &str) -> Result<u64, String> {
     Ok((mib * 1024.0 * 1024.0).floor() as u64)
 }
 
+/// `--share-upload-mbps`: a positive number of megabits per second, as bytes per second.
+fn parse_mbps(text: &str) -> Result<u64, String> {
+    let mbps: f64 = text.parse().map_err(|_| format!("invalid rate {text:?}: expected megabits per second"))?;
+    if !(mbps > 0.0 && mbps.is_finite()) {
+        return Err(format!("invalid rate {text}: must be above zero"));
+    }
+    Ok(((mbps * 1_000_000.0 / 8.0) as u64).max(1))
+}
+
 /// Values of `--task-priority`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum PriorityArg {
@@ -403,6 +432,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         app_cache_bytes: cli.app_cache_mb,
         file_cache_bytes: cli.file_cache_mb,
         locality: !cli.no_locality,
+        share_files: cli.share_files,
+        share_listen: cli.share_listen,
+        share_upload_bytes_per_sec: cli.share_upload_mbps,
         cpus,
         cpu_limit: cli.cpu_limit,
         task_priority: match cli.task_priority {

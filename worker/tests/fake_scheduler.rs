@@ -150,6 +150,13 @@ impl Scheduler for Fake {
         Err(Status::unimplemented("the fake scheduler serves no input files"))
     }
 
+    async fn find_peers(
+        &self,
+        _request: Request<quorum_proto::v1::FindPeersRequest>,
+    ) -> Result<Response<quorum_proto::v1::FindPeersResponse>, Status> {
+        Err(Status::unimplemented("the fake scheduler knows no peers"))
+    }
+
     async fn download_app(
         &self,
         request: Request<DownloadAppRequest>,
@@ -255,6 +262,9 @@ fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quor
         app_cache_bytes: quorum_worker::DEFAULT_APP_CACHE_BYTES,
         file_cache_bytes: quorum_worker::DEFAULT_FILE_CACHE_BYTES,
         locality: true,
+        share_files: false,
+        share_listen: "127.0.0.1:0".parse().unwrap(),
+        share_upload_bytes_per_sec: None,
         cpus,
         cpu_limit: 100,
         task_priority: quorum_worker::priority::TaskPriority::Idle,

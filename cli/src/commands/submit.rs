@@ -258,7 +258,12 @@ fn work_unit_input(work_unit: WorkUnit) -> v1::WorkUnitInput {
 fn file_refs(files: &[LocalFile]) -> Vec<v1::FileRef> {
     files
         .iter()
-        .map(|file| v1::FileRef { name: file.name.clone(), digest: file.digest.clone(), size: file.size })
+        .map(|file| v1::FileRef {
+            name: file.name.clone(),
+            digest: file.digest.clone(),
+            size: file.size,
+            p2p_meta: Vec::new(),
+        })
         .collect()
 }
 

@@ -3,6 +3,7 @@
 //! (`Scheduler.DownloadFile`), and output files in reports and canonical
 //! results. The rules are in `domain::files`; the bytes in `file_store`.
 
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 
 use quorum_proto::v1 as pb;
@@ -16,7 +17,7 @@ use crate::domain::files::{FileError, FileName, InputFile, InputFiles, OutputFil
 use crate::domain::names::ProjectName;
 use crate::domain::{Digest, HostId, app};
 use crate::file_store::{FileStore, FileStoreError};
-use crate::store::ReportedFile;
+use crate::store::{AssignedFile, ReportedFile};
 
 /// Most digests one `FindFiles` call may ask about.
 pub const MAX_FIND: usize = 10_000;
@@ -38,15 +39,96 @@ pub fn input_files(field: &str, files: Vec<pb::FileRef>) -> Result<InputFiles, S
     InputFiles::new(files).map_err(|error| invalid(field, error))
 }
 
-pub fn file_refs(files: Vec<InputFile>) -> Vec<pb::FileRef> {
+pub fn file_refs(files: Vec<AssignedFile>) -> Vec<pb::FileRef> {
     files
         .into_iter()
-        .map(|file| pb::FileRef {
+        .map(|AssignedFile { file, p2p_meta }| pb::FileRef {
             name: file.name.as_str().to_owned(),
             digest: file.digest.to_string(),
             size: file.size,
+            p2p_meta: p2p_meta.unwrap_or_default(),
         })
         .collect()
+}
+
+/// The longest peer address a host may report (a key and a few socket addresses).
+pub const MAX_PEER_ADDRESS_BYTES: usize = 1024;
+/// Most peers `FindPeers` names.
+pub const MAX_PEERS: usize = 8;
+/// How long a sharing host counts as holding a file after it last said so
+/// (it says so in every work request).
+pub const PEER_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The sharing hosts holding one file: per host, its peer address and when
+/// it last said it holds the file.
+type Holders = HashMap<HostId, (Vec<u8>, tokio::time::Instant)>;
+
+/// The tracker: which sharing hosts hold which files, from their work
+/// requests. In the coordinator's memory (a restart forgets it until hosts
+/// ask for work again; each coordinator process has its own).
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// By file digest: per host, its peer address and when it last said so.
+    holders: std::sync::Mutex<HashMap<String, Holders>>,
+    /// The peer address each sharing host gave in its last work request.
+    addresses: std::sync::Mutex<HashMap<HostId, Vec<u8>>>,
+}
+
+impl Tracker {
+    /// A sharing host downloaded the whole file `digest`: it holds it now
+    /// (it serves it once verified; a peer asking before is refused and
+    /// falls back to the coordinator).
+    pub fn downloaded(&self, host: HostId, digest: &str) {
+        let address = self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&host).cloned();
+        if let Some(address) = address {
+            self.holds(host, &address, &HashSet::from([digest.to_owned()]));
+        }
+    }
+
+    /// Host `host`, reachable at `address`, holds `digests`.
+    pub fn holds(&self, host: HostId, address: &[u8], digests: &HashSet<String>) {
+        self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(host, address.to_vec());
+        let now = tokio::time::Instant::now();
+        let mut holders = self.holders.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for digest in digests {
+            holders.entry(digest.clone()).or_default().insert(host, (address.to_vec(), now));
+        }
+        // Forget what hosts stopped saying.
+        holders.retain(|_, hosts| {
+            hosts.retain(|_, (_, seen)| now.duration_since(*seen) < PEER_TTL);
+            !hosts.is_empty()
+        });
+    }
+
+    /// The peers holding `digest`, most recently seen first, `asking` excluded.
+    pub fn peers(&self, digest: &str, asking: HostId) -> Vec<Vec<u8>> {
+        let now = tokio::time::Instant::now();
+        let holders = self.holders.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut peers: Vec<(&Vec<u8>, tokio::time::Instant)> = holders
+            .get(digest)
+            .into_iter()
+            .flatten()
+            .filter(|(host, (_, seen))| **host != asking && now.duration_since(*seen) < PEER_TTL)
+            .map(|(_, (address, seen))| (address, *seen))
+            .collect();
+        peers.sort_by_key(|peer| std::cmp::Reverse(peer.1));
+        peers.into_iter().take(MAX_PEERS).map(|(address, _)| address.clone()).collect()
+    }
+}
+
+/// `FindPeers`: the sharing hosts that hold a file this host may download.
+pub async fn find_peers(
+    ctx: &Context,
+    host: HostId,
+    request: pb::FindPeersRequest,
+) -> Result<pb::FindPeersResponse, Status> {
+    let digest = digest("digest", &request.digest)?;
+    if !ctx.store.host_may_download(host, &digest).await? {
+        return Err(Status::permission_denied(format!(
+            "file {digest} is not an input of any copy this host holds in progress"
+        )));
+    }
+    Ok(pb::FindPeersResponse { peers: ctx.tracker.peers(digest.as_str(), host) })
 }
 
 fn digest(field: &str, text: &str) -> Result<Digest, Status> {
@@ -100,7 +182,16 @@ pub async fn upload(
         upload.write(&message.data).await?;
     }
     let (digest, size) = upload.finish().await?;
-    ctx.store.record_file(&digest, size, ctx.clock.now()).await?;
+    // What peers will verify its bytes against (BLAKE3), read once from disk.
+    let path = ctx.files.path(&digest);
+    let meta = tokio::task::spawn_blocking(move || quorum_p2p::FileMeta::describe(&path))
+        .await
+        .map_err(|_| Status::internal("describing the file panicked"))?
+        .map_err(|error| {
+            tracing::error!(%error, "cannot describe an uploaded file for peers");
+            Status::internal("cannot read the uploaded file back (logged)")
+        })?;
+    ctx.store.record_file(&digest, size, Some(&meta.to_bytes()), ctx.clock.now()).await?;
     tracing::info!(project = %project, %digest, size, "input file uploaded");
     Ok(pb::UploadFileResponse { digest: digest.to_string(), size })
 }
@@ -126,7 +217,10 @@ pub async fn download(
         other => Status::from(other),
     })?;
     tracing::info!(host_id = %host, %digest, offset = request.offset, size, "sending input file");
-    Ok(Box::pin(chunk_stream(file, size, request.offset == size, ctx.file_pacer.clone(), ctx.stopping.clone())))
+    let tracker = ctx.tracker.clone();
+    let sent = move || tracker.downloaded(host, digest.as_str());
+    let stream = chunk_stream(file, size, request.offset == size, ctx.file_pacer.clone(), ctx.stopping.clone(), sent);
+    Ok(Box::pin(stream))
 }
 
 /// Paces the bytes of every download together to a rate (the
@@ -166,13 +260,16 @@ fn chunk_stream(
     empty_first: bool,
     pacer: Option<std::sync::Arc<Pacer>>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    sent: impl FnOnce() + Send + 'static,
 ) -> impl Stream<Item = Result<pb::FileChunk, Status>> + Send {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
         let mut file = file;
         let mut total_size = size;
         if empty_first {
-            let _ = tx.send(Ok(pb::FileChunk { data: Vec::new(), total_size })).await;
+            if tx.send(Ok(pb::FileChunk { data: Vec::new(), total_size })).await.is_ok() {
+                sent();
+            }
             return;
         }
         loop {
@@ -183,7 +280,11 @@ fn chunk_stream(
                 break;
             }
             let message = match FileStore::read_chunk(&mut file).await {
-                Ok(data) if data.is_empty() => break,
+                Ok(data) if data.is_empty() => {
+                    // The whole file went out.
+                    sent();
+                    break;
+                }
                 Ok(data) => {
                     if let Some(pacer) = &pacer {
                         pacer.wait(data.len()).await;

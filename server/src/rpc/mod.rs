@@ -34,6 +34,8 @@ pub struct Context {
     pub files: crate::file_store::FileStore,
     /// Paces input-file downloads to the coordinator's upload cap, if any.
     pub file_pacer: Option<Arc<files::Pacer>>,
+    /// Which sharing hosts hold which files (peer-to-peer transfer).
+    pub tracker: Arc<files::Tracker>,
     pub clock: Arc<dyn Clock>,
     pub changes: Changes,
     /// Rate limits of the scheduler's callers.

@@ -148,6 +148,12 @@ impl Scheduler for SchedulerService {
         let n_reports = reports.len();
         let reported = tally(&reports);
         let cached_files = files::cached_files(request.cached_files)?;
+        if request.peer_address.len() > files::MAX_PEER_ADDRESS_BYTES {
+            return Err(invalid("peer_address", format!("at most {} bytes", files::MAX_PEER_ADDRESS_BYTES)));
+        }
+        if !request.peer_address.is_empty() {
+            self.ctx.tracker.holds(host, &request.peer_address, &cached_files);
+        }
         let work = WorkRequest { reports, held, slots, cached_files };
         // One transaction: reports, lost copies sent again, new copies, aborts.
         let reply = self.ctx.store.request_work(host, work, self.ctx.clock.now()).await?;
@@ -216,6 +222,14 @@ impl Scheduler for SchedulerService {
     async fn get_host(&self, request: Request<GetHostRequest>) -> Result<Response<HostInfo>, Status> {
         let host = self.authenticate(&request).await?;
         Ok(Response::new(super::host_info(self.ctx.store.host(host, self.ctx.clock.now()).await?)))
+    }
+
+    async fn find_peers(
+        &self,
+        request: Request<quorum_proto::v1::FindPeersRequest>,
+    ) -> Result<Response<quorum_proto::v1::FindPeersResponse>, Status> {
+        let host = self.authenticate(&request).await?;
+        Ok(Response::new(files::find_peers(&self.ctx, host, request.into_inner()).await?))
     }
 
     type DownloadFileStream = files::FileChunkStream;

@@ -26,14 +26,19 @@ pub struct ReportedFile {
 impl Store {
     /// Records that the file store holds `digest` (`size` bytes), so that
     /// projects may name it. Recording it again changes nothing.
-    pub async fn record_file(&self, digest: &Digest, size: u64, now: Timestamp) -> Result<()> {
+    /// `p2p_meta`: what peers verify its bytes against (kept if already known).
+    pub async fn record_file(&self, digest: &Digest, size: u64, p2p_meta: Option<&[u8]>, now: Timestamp) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query("INSERT OR IGNORE INTO files (digest, size, created_at) VALUES (?, ?, ?)")
-            .bind(digest.as_str())
-            .bind(int(size))
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO files (digest, size, created_at, p2p_meta) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (digest) DO UPDATE SET p2p_meta = COALESCE(files.p2p_meta, excluded.p2p_meta)",
+        )
+        .bind(digest.as_str())
+        .bind(int(size))
+        .bind(now.0)
+        .bind(p2p_meta)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -205,33 +210,42 @@ pub(super) async fn insert_work_unit_files(
     Ok(())
 }
 
+/// An input file as a copy gets it: what its app sees, and what peers
+/// verify its bytes against (`None`: not known; only the coordinator has it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignedFile {
+    pub file: InputFile,
+    pub p2p_meta: Option<Vec<u8>>,
+}
+
 /// The input files each of `work_units` sees (its project's shared files
 /// and its own), in name order; work units without any are absent.
 pub(super) async fn work_unit_files(
     tx: &mut Transaction<'_, Sqlite>,
     work_units: &[WorkUnitId],
-) -> Result<HashMap<WorkUnitId, Vec<InputFile>>> {
-    let mut files: HashMap<WorkUnitId, Vec<InputFile>> = HashMap::new();
+) -> Result<HashMap<WorkUnitId, Vec<AssignedFile>>> {
+    let mut files: HashMap<WorkUnitId, Vec<AssignedFile>> = HashMap::new();
     let mut ids: Vec<i64> = work_units.iter().map(|w| w.0).collect();
     ids.sort_unstable();
     ids.dedup();
     for chunk in ids.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new(
-            "SELECT wf.work_unit_id, wf.name, wf.digest, f.size FROM work_unit_files wf \
+            "SELECT wf.work_unit_id, wf.name, wf.digest, f.size, f.p2p_meta FROM work_unit_files wf \
              JOIN files f ON f.digest = wf.digest WHERE wf.work_unit_id IN ",
         );
         bulk::push_list(&mut query, chunk);
         query.push(
-            " UNION ALL SELECT w.id AS work_unit_id, pf.name, pf.digest, f.size FROM work_units w \
+            " UNION ALL SELECT w.id AS work_unit_id, pf.name, pf.digest, f.size, f.p2p_meta FROM work_units w \
              JOIN project_files pf ON pf.project_id = w.project_id JOIN files f ON f.digest = pf.digest WHERE w.id IN ",
         );
         bulk::push_list(&mut query, chunk);
         for row in query.build().fetch_all(&mut **tx).await? {
-            files.entry(WorkUnitId(row.try_get("work_unit_id")?)).or_default().push(input_file(&row)?);
+            let assigned = AssignedFile { file: input_file(&row)?, p2p_meta: row.try_get("p2p_meta")? };
+            files.entry(WorkUnitId(row.try_get("work_unit_id")?)).or_default().push(assigned);
         }
     }
     for list in files.values_mut() {
-        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list.sort_by(|a, b| a.file.name.cmp(&b.file.name));
     }
     Ok(files)
 }

@@ -51,7 +51,7 @@ use crate::domain::{HostId, Timestamp};
 use crate::validators::{self, Validators};
 
 pub use auth::{ApiTokenInfo, TokenKind};
-pub use files::ReportedFile;
+pub use files::{AssignedFile, ReportedFile};
 pub use reads::{
     BatchInfo, CanonicalPage, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter,
     ResultInfo, WorkUnitInfo,

@@ -10,13 +10,13 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::bulk;
-use super::files::{self, ReportedFile};
+use super::files::{self, AssignedFile, ReportedFile};
 use super::frontiers::{Frontiers, HostFrontier, Walker};
 use super::hosts::{HostAppEvent, HostTable};
 use super::rows::{self, int};
 use super::transitions::{Event, transitions};
 use super::{Error, Result, Store};
-use crate::domain::files::{self as file_rules, InputFile};
+use crate::domain::files as file_rules;
 use crate::domain::lifecycle::{self, Report, ReportDecision, ReportError, WorkUnitState};
 use crate::domain::policy::Limits;
 use crate::domain::signing::AppSignature;
@@ -60,7 +60,7 @@ pub struct Assignment {
     /// overridden by the work unit's.
     pub env: Vec<(String, String)>,
     /// The input files the app sees as `/input/NAME`, in name order.
-    pub files: Vec<InputFile>,
+    pub files: Vec<AssignedFile>,
     /// The most bytes of output files the result may report (0: no `/output`).
     pub output_files_bytes: u64,
     /// The app keeps checkpoints: the copy gets a `/checkpoint` directory.
@@ -964,13 +964,13 @@ static NO_FILES: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new
 /// uses a file it holds first, then the others, each in dispatch order.
 fn locality_order(
     candidates: &[Candidate],
-    files: &HashMap<WorkUnitId, Vec<InputFile>>,
+    files: &HashMap<WorkUnitId, Vec<AssignedFile>>,
     cached: &HashSet<String>,
 ) -> Vec<usize> {
     let uses_cached = |candidate: &Candidate| {
         files
             .get(&WorkUnitId(candidate.work_unit_id))
-            .is_some_and(|files| files.iter().any(|file| cached.contains(file.digest.as_str())))
+            .is_some_and(|files| files.iter().any(|assigned| cached.contains(assigned.file.digest.as_str())))
     };
     let (mut local, rest): (Vec<usize>, Vec<usize>) =
         (0..candidates.len()).partition(|&index| !cached.is_empty() && uses_cached(&candidates[index]));

@@ -1581,12 +1581,12 @@ async fn input_files_must_be_uploaded_and_reach_the_copies_that_use_them() {
         "no half-created project"
     );
 
-    f.store.record_file(&reference.digest, reference.size, T0).await.unwrap();
+    f.store.record_file(&reference.digest, reference.size, None, T0).await.unwrap();
     let missing = f.store.missing_files(&[reference.digest.clone(), chunk.digest.clone()]).await.unwrap();
     assert_eq!(missing, vec![chunk.digest.clone()]);
     let error = f.store.create_project(&new, &[unit("a", vec![chunk.clone()])], T0).await.unwrap_err();
     assert!(matches!(&error, Error::FileNotUploaded { name, .. } if name == "chunk.dat"), "{error}");
-    f.store.record_file(&chunk.digest, chunk.size, T0).await.unwrap();
+    f.store.record_file(&chunk.digest, chunk.size, None, T0).await.unwrap();
 
     // A size that is not the stored one, a name shadowing a shared file, a total over the limit.
     let wrong_size = InputFile { size: 1, ..chunk.clone() };
@@ -1607,7 +1607,7 @@ async fn input_files_must_be_uploaded_and_reach_the_copies_that_use_them() {
     let copies = f.store.lease_work(holder, 10, T0).await.unwrap();
     let files_of = |wu: &str| {
         let copy = copies.iter().find(|c| c.work_unit_name == wu).expect("a copy");
-        copy.files.iter().map(|f| f.name.as_str().to_owned()).collect::<Vec<_>>()
+        copy.files.iter().map(|f| f.file.name.as_str().to_owned()).collect::<Vec<_>>()
     };
     assert_eq!(files_of("a"), ["chunk.dat", "reference.dat"], "shared and own, in name order");
     assert_eq!(files_of("b"), ["reference.dat"]);
@@ -1662,7 +1662,7 @@ async fn hosts_holding_a_work_units_files_get_its_copies_first() {
     let file = |name: &str, content: &[u8]| InputFile::parse(name, digest_of(content).as_str(), content.len() as u64);
     let (a, b) = (file("data", b"file a").unwrap(), file("data", b"file b").unwrap());
     for input in [&a, &b] {
-        f.store.record_file(&input.digest, input.size, T0).await.unwrap();
+        f.store.record_file(&input.digest, input.size, Some(b"meta"), T0).await.unwrap();
     }
     let unit = |wu: &str, own: &InputFile| NewWorkUnit {
         name: Some(WorkUnitName::parse(wu).unwrap()),

@@ -124,9 +124,10 @@ impl Worker {
             let held = self.held(index);
             let asked = u32::try_from(wanted).unwrap_or(u32::MAX);
             let cached = self.cached_file_list();
+            let peer_address = self.peer_address();
             self.attachments[index].busy = true;
             tokio::spawn(async move {
-                let result = client.request_work(asked, held, reports, cached).await;
+                let result = client.request_work(asked, held, reports, cached, peer_address).await;
                 send(Answer::Work { asked, sent, result });
             });
             return;
@@ -441,7 +442,7 @@ pub(super) enum Answer {
     /// An input file's download ended (not a call of the loop's: `busy` is untouched).
     Fetched {
         digest: String,
-        result: Result<u64, super::fetch::FetchError>,
+        result: Result<(u64, super::fetch::Source), super::fetch::FetchError>,
     },
 }
 

@@ -52,9 +52,120 @@ impl FetchError {
     }
 }
 
-/// Downloads input file `digest` (`size` bytes) into the cache, from what a
-/// previous attempt left; returns its size once verified.
-async fn fetch_file(mut client: Client, cache: FileCache, digest: String, size: u64) -> Result<u64, FetchError> {
+/// How long a peer may send nothing before it is dropped from a download.
+const PEER_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Starts the peer-to-peer engine (`STATE_DIR/p2p`): serving with
+/// `--share-files`, fetching only without. A worker whose engine cannot
+/// start (the address is taken...) says why and fetches from the coordinator.
+pub(super) async fn start_swarm(config: &crate::Config) -> Option<Arc<quorum_p2p::Swarm>> {
+    let swarm_config = quorum_p2p::SwarmConfig {
+        state_dir: config.state_dir.join("p2p"),
+        listen_addr: config.share_listen,
+        upload_limit_bytes_per_sec: config.share_upload_bytes_per_sec,
+        serve: config.share_files,
+    };
+    match quorum_p2p::Swarm::start(swarm_config).await {
+        Ok(swarm) => {
+            if config.share_files {
+                info!(peer = %swarm.address(), "sharing input files with other volunteers");
+            }
+            Some(Arc::new(swarm))
+        }
+        Err(error) => {
+            warn!(%error, "cannot start the peer-to-peer engine: input files come from the coordinator only");
+            None
+        }
+    }
+}
+
+/// Where a file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Peers,
+    Coordinator,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Peers => "peers",
+            Source::Coordinator => "coordinator",
+        }
+    }
+}
+
+/// Downloads input file `digest` (`size` bytes) into the cache: from the
+/// peers the coordinator names, when it names some and the file has a
+/// p2p description, else (or when they fail) from the coordinator, resuming
+/// what a previous attempt left; returns its size once its SHA-256 verified.
+/// With `share`, the file is then served to peers.
+async fn fetch_file(
+    mut client: Client,
+    cache: FileCache,
+    digest: String,
+    size: u64,
+    p2p: Option<(Arc<quorum_p2p::Swarm>, quorum_p2p::FileMeta)>,
+    share: bool,
+) -> Result<(u64, Source), FetchError> {
+    let mut source = Source::Coordinator;
+    let mut got = None;
+    if let Some((swarm, meta)) = &p2p {
+        match from_peers(&mut client, &cache, &digest, swarm, meta).await {
+            Ok(Some(size)) => {
+                source = Source::Peers;
+                got = Some(size);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%digest, %error, "cannot get input file from peers: downloading it from the coordinator")
+            }
+        }
+    }
+    let size = match got {
+        Some(size) => size,
+        None => from_coordinator(client, cache.clone(), digest.clone(), size).await?,
+    };
+    if let (true, Some((swarm, meta))) = (share, &p2p) {
+        let path = cache.path(&digest)?;
+        if let Err(error) = swarm.seed(meta, &path).await {
+            warn!(%digest, %error, "cannot share an input file with peers");
+        }
+    }
+    Ok((size, source))
+}
+
+/// The file from peers, if the coordinator names any (`None`: none holds it).
+async fn from_peers(
+    client: &mut Client,
+    cache: &FileCache,
+    digest: &str,
+    swarm: &quorum_p2p::Swarm,
+    meta: &quorum_p2p::FileMeta,
+) -> Result<Option<u64>, String> {
+    let peers = client.find_peers(digest).await.map_err(|status| format!("FindPeers: {}", status.message()))?;
+    let peers: Vec<quorum_p2p::PeerAddress> =
+        peers.iter().filter_map(|bytes| quorum_p2p::PeerAddress::from_bytes(bytes).ok()).collect();
+    if peers.is_empty() {
+        return Ok(None);
+    }
+    let dest = cache.peer_download_path(digest).map_err(|error| error.to_string())?;
+    let options = quorum_p2p::FetchOptions { stall_timeout: PEER_STALL_TIMEOUT };
+    let report = swarm.fetch(meta, &peers, &dest, options).await.map_err(|error| error.to_string())?;
+    for liar in &report.peers_dropped_for_bad_data {
+        warn!(%digest, peer = %liar, "a peer sent bytes that do not verify: dropped");
+    }
+    let (c, d) = (cache.clone(), digest.to_owned());
+    let size = tokio::task::spawn_blocking(move || c.adopt(&d, &dest))
+        .await
+        .map_err(|_| "verifying the file panicked".to_string())?
+        .map_err(|error| error.to_string())?;
+    Ok(Some(size))
+}
+
+/// Downloads input file `digest` (`size` bytes) from the coordinator, from
+/// what a previous attempt left; returns its size once verified.
+async fn from_coordinator(mut client: Client, cache: FileCache, digest: String, size: u64) -> Result<u64, FetchError> {
     let blocking = |f: Box<dyn FnOnce() -> Result<u64, FileError> + Send>| async move {
         tokio::task::spawn_blocking(f).await.map_err(|_| FetchError::Panicked)?.map_err(FetchError::from)
     };
@@ -117,6 +228,14 @@ impl Worker {
         list
     }
 
+    /// This worker's peer address, for work requests, when it shares files.
+    pub(super) fn peer_address(&self) -> Vec<u8> {
+        match (&self.swarm, self.config.share_files) {
+            (Some(swarm), true) => swarm.address().to_bytes(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether every input file of `assignment` is cached.
     pub(super) fn files_ready(&self, assignment: &Assignment) -> bool {
         assignment.files.iter().all(|file| self.cached_files.contains(&file.digest))
@@ -130,20 +249,20 @@ impl Worker {
         }
         let mut queued: Vec<(&Key, &Queued)> = self.queue.iter().collect();
         queued.sort_by_key(|(_, q)| q.seq);
-        let mut wanted: Vec<(usize, String, u64)> = Vec::new();
+        let mut wanted: Vec<(usize, String, u64, Vec<u8>)> = Vec::new();
         for (key, q) in queued {
             for file in &q.assignment.files {
                 let known = self.cached_files.contains(&file.digest)
                     || self.fetching.contains(&file.digest)
                     || self.unusable_files.contains_key(&file.digest)
-                    || wanted.iter().any(|(_, digest, _)| *digest == file.digest);
+                    || wanted.iter().any(|(_, digest, ..)| *digest == file.digest);
                 let due = self.fetch_retry.get(&file.digest).is_none_or(Retry::due);
                 if !known && due {
-                    wanted.push((key.0, file.digest.clone(), file.size));
+                    wanted.push((key.0, file.digest.clone(), file.size, file.p2p_meta.clone()));
                 }
             }
         }
-        for (index, digest, size) in wanted {
+        for (index, digest, size, meta) in wanted {
             if self.fetching.len() >= MAX_FETCHES {
                 break;
             }
@@ -154,8 +273,14 @@ impl Worker {
             let (client, cache, calls) = (attachment.client.clone(), self.state.file_cache(), self.calls_tx.clone());
             self.fetching.insert(digest.clone());
             debug!(server = %attachment.server, %digest, size, "downloading input file");
+            let meta = quorum_p2p::FileMeta::from_bytes(&meta).ok();
+            let p2p = self.swarm.clone().zip(meta);
+            let share = self.config.share_files;
+            if let (true, Some((_, meta))) = (share, &p2p) {
+                self.seeded.insert(digest.clone(), *meta);
+            }
             tokio::spawn(async move {
-                let result = fetch_file(client, cache, digest.clone(), size).await;
+                let result = fetch_file(client, cache, digest.clone(), size, p2p, share).await;
                 // The receiver is gone only when the worker has stopped.
                 let _ = calls.send((index, Answer::Fetched { digest, result }));
             });
@@ -163,12 +288,12 @@ impl Worker {
     }
 
     /// Handles the end of a download.
-    pub(super) async fn fetched(&mut self, index: usize, digest: String, result: Result<u64, FetchError>) {
+    pub(super) async fn fetched(&mut self, index: usize, digest: String, result: Result<(u64, Source), FetchError>) {
         self.fetching.remove(&digest);
         let server = self.attachments[index].server.clone();
         match result {
-            Ok(size) => {
-                info!(server = %server, %digest, size, "downloaded input file");
+            Ok((size, source)) => {
+                info!(server = %server, %digest, size, from = %source.as_str(), "downloaded input file");
                 self.fetch_retry.remove(&digest);
                 self.cached_files.insert(digest);
                 self.trim_file_cache().await;
@@ -256,6 +381,11 @@ impl Worker {
                 for digest in evicted {
                     debug!(%digest, "evicted input file from the cache");
                     self.cached_files.remove(&digest);
+                    if let (Some(meta), Some(swarm)) = (self.seeded.remove(&digest), &self.swarm)
+                        && let Err(error) = swarm.unseed(&meta).await
+                    {
+                        warn!(%digest, %error, "cannot stop sharing an evicted file");
+                    }
                 }
             }
             Ok(Err(error)) => warn!(error = %error, "cannot trim the file cache"),

@@ -137,6 +137,11 @@ pub(crate) struct Worker {
     fetch_retry: HashMap<String, Retry>,
     /// Input files the worker knows it cannot get: why, by digest.
     unusable_files: HashMap<String, String>,
+    /// The peer-to-peer engine: fetching input files from sharing volunteers,
+    /// and with `--share-files` serving them (`None`: it could not start).
+    swarm: Option<Arc<quorum_p2p::Swarm>>,
+    /// The files it serves to peers, with what peers verify them against.
+    seeded: HashMap<String, quorum_p2p::FileMeta>,
     app_stats: HashMap<String, AppStats>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
@@ -324,6 +329,7 @@ impl Worker {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let n = attachments.len();
+        let swarm = fetch::start_swarm(&config).await;
         Ok(Worker {
             config,
             state,
@@ -349,6 +355,8 @@ impl Worker {
             fetching: HashSet::new(),
             fetch_retry: HashMap::new(),
             unusable_files: HashMap::new(),
+            swarm,
+            seeded: HashMap::new(),
             app_stats,
             done_tx,
             done_rx,
