@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import grpc
 
@@ -134,7 +134,7 @@ def _hash(path: str) -> Tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def check_work_unit(unit: str, own: List[LocalFile], shared: List[LocalFile], limit: int) -> None:
+def check_work_unit(unit: str, own: Sequence[LocalFile], shared: Sequence[LocalFile], limit: int) -> None:
     """What the coordinator would refuse of a work unit's files: an own file
     named as a shared one, inputs over ``limit`` bytes (0: the coordinator's
     default, checked there)."""

@@ -415,13 +415,14 @@ class Client:
 
 def _work_units(
     inputs: Iterable[Input],
-    hasher: "_files.Hasher",
-    shared: List["_files.LocalFile"],
-    input_files_limit: int,
-    uploader: "_files.Uploader",
+    hasher: Optional["_files.Hasher"] = None,
+    shared: Sequence["_files.LocalFile"] = (),
+    input_files_limit: int = 0,
+    uploader: Optional["_files.Uploader"] = None,
 ) -> Iterator["pb.WorkUnitInput"]:
     """The protocol's work units, named by index unless given a name; each
     one's own files checked and hashed, and handed to ``uploader``."""
+    hasher = hasher if hasher is not None else _files.Hasher()
     for index, item in enumerate(inputs):
         own: List[_files.LocalFile] = []
         args: List[str] = []
@@ -453,7 +454,8 @@ def _work_units(
             value = bytes(value)
         elif not isinstance(value, bytes):
             raise ConfigError(f"input #{index}: expected bytes or str, got {type(value).__name__}")
-        uploader.add(own)
+        if uploader is not None:
+            uploader.add(own)
         yield pb.WorkUnitInput(name=name, input=value, args=args, env=env, files=[file.ref() for file in own])
 
 
