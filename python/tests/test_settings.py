@@ -76,3 +76,45 @@ def test_batches_respect_count_and_size():
     assert sizes == [1, 2]
     names = [unit.name for batch in _batches(_work_units([("a", b"1"), "2"]), 10, 1000) for unit in batch]
     assert names == ["a", "1"]
+
+
+def test_file_names_are_one_path_component():
+    from quorum import _files
+
+    for good in ["data.txt", "ref genome.fa", ".hidden", "é" * 127]:
+        assert _files.check_name(good) == good
+    for bad in ["", ".", "..", "a/b", "../etc", "a\\b", "a\nb", "a\x7fb", "é" * 128]:
+        with pytest.raises(quorum.InputFileError):
+            _files.check_name(bad)
+
+
+def test_files_are_hashed_once_per_path(tmp_path):
+    from quorum import _files
+
+    path = tmp_path / "data.txt"
+    path.write_bytes(b"abc")
+    hasher = _files.Hasher()
+    file = hasher.local_file("data.txt", path)
+    assert (file.digest, file.size) == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", 3)
+    path.write_bytes(b"changed")
+    assert hasher.local_file("other", str(path)).digest == file.digest, "hashed once"
+    with pytest.raises(quorum.InputFileError, match="cannot read input file 'gone'") as missing:
+        hasher.local_file("gone", tmp_path / "gone")
+    assert (missing.value.name, missing.value.path) == ("gone", str(tmp_path / "gone"))
+
+
+def test_work_units_from_dicts(tmp_path):
+    (tmp_path / "r.txt").write_bytes(b"ACGT")
+    units = list(_work_units([{"name": "a", "input": "x", "files": {"r.txt": tmp_path / "r.txt"}, "args": ["-v"],
+                               "env": {"K": "V"}}, {"files": {}}]))  # fmt: skip
+    assert (units[0].name, units[0].input, list(units[0].args)) == ("a", b"x", ["-v"])
+    assert [(f.name, f.size) for f in units[0].files] == [("r.txt", 4)]
+    assert [(v.name, v.value) for v in units[0].env] == [("K", "V")]
+    assert (units[1].name, units[1].input, len(units[1].files)) == ("1", b"", 0)
+    with pytest.raises(quorum.ConfigError, match="unknown key 'file'"):
+        list(_work_units([{"file": {}}]))
+
+
+def test_file_limits():
+    limits = _settings.limits({"input_files": "1GiB", "output_files": 65536})
+    assert (limits.input_files_bytes, limits.output_files_bytes) == (1 << 30, 65536)

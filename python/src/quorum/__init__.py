@@ -14,9 +14,12 @@ Dask::
 
 Layout: :class:`Client` (connection, ``submit``, ``submit_manifest``,
 ``map``), :class:`Project` (``status``, ``wait``, ``as_completed``,
-``results``, ``to_pandas``, ``errors``, ``cancel``), the records
-(:class:`CanonicalResult`, :class:`Status`, :class:`ErrorGroup`), and the
-exceptions, named for gRPC status codes (:mod:`quorum.errors`).
+``results``, ``download_files``, ``to_pandas``, ``errors``, ``cancel``),
+the records (:class:`CanonicalResult` with its :class:`OutputFile` list,
+:class:`Status`, :class:`ErrorGroup`), and the exceptions, named for gRPC
+status codes (:mod:`quorum.errors`; :class:`InputFileError` for input files
+that cannot be sent). Input files: ``submit(..., files={NAME: PATH})`` and
+inputs given as dicts with their own ``"files"``.
 """
 
 from .client import Client, Input
@@ -28,6 +31,7 @@ from .errors import (
     DataLoss,
     DeadlineExceeded,
     FailedPrecondition,
+    InputFileError,
     Internal,
     InvalidArgument,
     NotFound,
@@ -43,7 +47,7 @@ from .errors import (
     Unknown,
 )
 from .project import Project
-from .records import Batch, CanonicalResult, ErrorGroup, Hold, Status
+from .records import Batch, CanonicalResult, ErrorGroup, Hold, OutputFile, Status
 
 __version__ = "0.1.0"
 
@@ -52,12 +56,14 @@ __all__ = [
     "Input",
     "Project",
     "CanonicalResult",
+    "OutputFile",
     "Status",
     "Batch",
     "Hold",
     "ErrorGroup",
     "QuorumError",
     "ConfigError",
+    "InputFileError",
     "ProjectFailed",
     "RpcError",
     "Cancelled",

@@ -27,7 +27,7 @@ POLICY_FIELDS = (
     "adaptive_replication",
     "priority",
 )
-LIMIT_FIELDS = ("fuel", "memory_bytes", "output_bytes", "wall_time", "stderr_bytes")
+LIMIT_FIELDS = ("fuel", "memory_bytes", "output_bytes", "wall_time", "stderr_bytes", "input_files", "output_files")
 
 _DURATION_UNITS = {
     "ms": 0.001, "msec": 0.001, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -96,7 +96,11 @@ def policy(fields: Optional[Mapping[str, Any]]) -> "pb.ReplicationPolicy":
 
 
 def limits(fields: Optional[Mapping[str, Any]]) -> "pb.Limits":
-    """Sandbox limits; a missing one takes the coordinator's default."""
+    """Sandbox limits; a missing one takes the coordinator's default.
+    ``input_files`` (the input files one work unit's app sees, in all;
+    default 1 GiB) and ``output_files`` (the output files one result may
+    report, in all; default 0: no ``/output``) are sizes, as the manifest's
+    ``[limits]``."""
     fields = dict(fields or {})
     _unknown(fields, LIMIT_FIELDS, "limits")
     wall_time = fields.get("wall_time")
@@ -106,6 +110,8 @@ def limits(fields: Optional[Mapping[str, Any]]) -> "pb.Limits":
         output_bytes=size(fields.get("output_bytes", 0), "limits.output_bytes"),
         wall_time_ms=0 if wall_time is None else int(seconds(wall_time, "limits.wall_time") * 1000),
         stderr_bytes=size(fields.get("stderr_bytes", 0), "limits.stderr_bytes"),
+        input_files_bytes=size(fields.get("input_files", 0), "limits.input_files"),
+        output_files_bytes=size(fields.get("output_files", 0), "limits.output_files"),
     )
 
 

@@ -11,6 +11,13 @@ the same app completes it, as ``quorum submit`` does: the work units it
 lacks (by name) are added, so a submission interrupted (KeyboardInterrupt,
 a lost connection) and run again with the same arguments ends with every
 work unit exactly once.
+
+Input files (``files=``, and an input's own ``"files"``) are sent as ``quorum
+submit`` sends them (see :mod:`quorum._files`): every name is checked and
+every file hashed before the call that names it, so the project's shared
+files and the first batch's are checked before anything is created; only
+the contents the coordinator lacks are uploaded, each once, before the call
+that names them.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import grpc
 
-from . import _config, _settings
+from . import _config, _files, _settings
 from ._config import PathLike
 from .errors import AlreadyExists, ConfigError, NotFound, ProjectFailed, from_rpc
 from .project import Project
@@ -38,9 +45,17 @@ BATCH_WORK_UNITS = 10_000
 #: Work units listed per call when completing an existing project.
 LIST_PAGE = 10_000
 
-#: One input: its bytes (or text, sent as UTF-8), or a (name, input) pair.
-#: Work units without a name are named by their index in the iterable.
-Input = Union[bytes, str, Tuple[str, Union[bytes, str]]]
+#: One input: its bytes (or text, sent as UTF-8), a (name, input) pair, or a
+#: dict ``{"name": ..., "input": ..., "files": {NAME: PATH}, "args": [...],
+#: "env": {...}}`` (every key optional; ``input`` defaults to empty): the
+#: work unit's own input files (its app sees ``/input/NAME`` beside the
+#: project's shared files, under other names), and its own arguments (after
+#: the project's) and variables (over the project's), as a ``quorum submit``
+#: JSON Lines work unit. Work units without a name are named by their index
+#: in the iterable.
+Input = Union[bytes, str, Tuple[str, Union[bytes, str]], Mapping[str, Any]]
+#: The keys an input dict may have.
+INPUT_KEYS = ("name", "input", "files", "args", "env")
 
 
 class Client:
@@ -138,6 +153,8 @@ class Client:
         seed: Optional[int] = None,
         args: Sequence[str] = (),
         env: Optional[Mapping[str, str]] = None,
+        files: Optional[Mapping[str, PathLike]] = None,
+        checkpointing: bool = False,
         batch_size: int = BATCH_WORK_UNITS,
     ) -> Project:
         """Creates project ``name`` running ``app`` on every input; returns it.
@@ -145,15 +162,29 @@ class Client:
         ``app`` is a WebAssembly module (bytes, a .wasm path, or a .wat path
         with the ``wat`` extra). ``inputs`` is any iterable of bytes or str
         (each the stdin of one work unit, named by its index: "0", "1"...)
-        or of (name, input) pairs; it is read a batch at a time. ``policy``
+        or of (name, input) pairs, or of dicts with the work unit's own
+        ``files`` (see :data:`Input`); it is read a batch at a time. ``policy``
         takes BOINC's fields (``min_quorum``, ``target_results``,
         ``max_error_results``, ``max_total_results``, ``max_success_results``,
         ``deadline`` in seconds or as "1h", ``adaptive_replication``,
         ``priority``) with the manifest's defaults; ``limits`` the sandbox's
         (``fuel``, ``memory_bytes``, ``output_bytes``, ``wall_time``,
-        ``stderr_bytes``); ``validator`` is "bitwise" (default), "fuzzy" or a
+        ``stderr_bytes``, and ``input_files``, ``output_files``: the input
+        files' and output files' sizes in all, as ``quorum submit``'s
+        manifest); ``validator`` is "bitwise" (default), "fuzzy" or a
         dict (see the README). ``signing_key`` signs the app with a ``quorum
         keygen`` key (``signing`` extra).
+
+        ``files`` (``{NAME: PATH}``) are the project's shared input files:
+        every work unit's app sees ``/input/NAME``. A name is one path
+        component (not empty, not ``.`` nor ``..``, no ``/`` or ``\\``, no
+        control character, at most 255 bytes); a bad name, a missing file, a
+        work unit's own file named as a shared one, or inputs over
+        ``limits["input_files"]`` raise :class:`InputFileError` before the
+        call that would name the file (for the shared files and the first
+        batch's, before anything is created). Only the files the coordinator
+        lacks are uploaded, each content once. ``checkpointing=True`` gives
+        each task a ``/checkpoint`` directory kept across interruptions.
 
         If the project exists with the same app, only its missing work units
         (by name) are added: running an interrupted ``submit`` again
@@ -163,12 +194,20 @@ class Client:
             raise ConfigError("batch_size must be at least 1")
         module = _settings.module(app)
         local_digest = _settings.digest(module)
+        limits_message = _settings.limits(limits)
+        hasher = _files.Hasher()
+        shared = hasher.files(files, "files")
+        _files.check_shared(shared, limits_message.input_files_bytes)
+        uploader = _files.Uploader(self, name)
+        uploader.add(shared)
         request = pb.CreateProjectRequest(
             name=name,
             app_module=module,
             policy=_settings.policy(policy),
-            limits=_settings.limits(limits),
+            limits=limits_message,
             nan_canonicalization=nan_canonicalization,
+            files=[file.ref() for file in shared],
+            checkpointing=checkpointing,
             args=list(args),
             env=[pb.EnvVar(name=key, value=value) for key, value in sorted((env or {}).items())],
             **_settings.validator(validator),
@@ -177,17 +216,24 @@ class Client:
             request.seed = seed
         if signing_key is not None:
             request.app_signature, request.app_public_key = _settings.signature(signing_key, module)
-        units = _work_units(inputs)
+        units = _work_units(inputs, hasher, shared, limits_message.input_files_bytes, uploader)
         existing = self._existing(name)
         if existing is not None:
-            return self._complete(name, local_digest, existing, units, batch_size)
+            return self._complete(name, local_digest, existing, units, batch_size, uploader)
         batches = _batches(units, batch_size, ONE_CALL_BYTES - request.ByteSize())
         request.work_units.extend(next(batches, []))
+        uploader.flush()
         created = self._call("CreateProject", request)
         n_added = created.n_work_units
-        n_added += self._add(name, batches)
+        n_added += self._add(name, batches, uploader)
         return Project(
-            self, name, project_id=created.project_id, app_digest=created.app_digest, n_work_units=n_added
+            self,
+            name,
+            project_id=created.project_id,
+            app_digest=created.app_digest,
+            n_work_units=n_added,
+            n_files_uploaded=uploader.n_uploaded,
+            bytes_uploaded=uploader.bytes_uploaded,
         )
 
     def submit_manifest(self, path: PathLike, *, signing_key: Optional[PathLike] = None) -> Project:
@@ -208,6 +254,8 @@ class Client:
             seed=loaded.seed,
             args=loaded.args,
             env=loaded.env,
+            files=loaded.files,
+            checkpointing=loaded.checkpointing,
         )
 
     def map(
@@ -220,16 +268,22 @@ class Client:
         progress: bool = False,
         limits: Optional[Mapping[str, Any]] = None,
         validator: Union[None, str, Mapping[str, Any]] = None,
+        files: Optional[Mapping[str, PathLike]] = None,
+        checkpointing: bool = False,
         **policy: Any,
     ) -> List[bytes]:
         """Runs ``app`` on every input and returns the canonical outputs in
         input order: submit, wait, collect. ``policy`` takes the fields of
         :meth:`submit`'s ``policy``; ``name`` defaults to a fresh
-        "map-XXXXXXXXXXXX". Raises :class:`ProjectFailed` if any work unit
+        "map-XXXXXXXXXXXX"; ``files`` are shared input files as in
+        :meth:`submit`, ``checkpointing`` too. Raises :class:`ProjectFailed` if any work unit
         failed, :class:`TimeoutError` past ``timeout`` seconds."""
         project_name = name if name is not None else f"map-{uuid.uuid4().hex[:12]}"
         indexed = ((str(index), value) for index, value in enumerate(inputs))
-        project = self.submit(project_name, app, indexed, policy=policy, limits=limits, validator=validator)
+        project = self.submit(
+            project_name, app, indexed, policy=policy, limits=limits, validator=validator, files=files,
+            checkpointing=checkpointing,
+        )
         status = project.wait(timeout=timeout, progress=progress)
         if status.work_units_failed:
             errors = project.errors()
@@ -256,10 +310,13 @@ class Client:
             return None
         return response.projects[0] if response.projects else None
 
-    def _add(self, name: str, batches: Iterator[List["pb.WorkUnitInput"]]) -> int:
+    def _add(
+        self, name: str, batches: Iterator[List["pb.WorkUnitInput"]], uploader: "_files.Uploader"
+    ) -> int:
         """Sends each batch in an ``AddWorkUnits`` call, one call at a time,
         in order; the next batch is read from the inputs while the call
-        before it is in flight."""
+        before it is in flight, and its input files the coordinator lacks
+        are uploaded once that call has ended, before the batch is sent."""
         n_added = 0
         pending: Any = None
         try:
@@ -268,6 +325,7 @@ class Client:
                     n_added += self._added(pending)
                     pending = None
                 if batch:
+                    uploader.flush()
                     request = pb.AddWorkUnitsRequest(project=name, work_units=batch)
                     pending = self._stub.AddWorkUnits.future(request, metadata=self._metadata())
         except BaseException:
@@ -297,6 +355,7 @@ class Client:
         status: "pb.ProjectStatus",
         units: Iterator["pb.WorkUnitInput"],
         batch_size: int,
+        uploader: "_files.Uploader",
     ) -> Project:
         """Adds to an existing project the work units it lacks (by name)."""
         if status.app_digest != local_digest:
@@ -340,7 +399,7 @@ class Client:
                         self._url,
                     )
 
-        n_added = self._add(name, _batches(missing(), batch_size, ONE_CALL_BYTES))
+        n_added = self._add(name, _batches(missing(), batch_size, ONE_CALL_BYTES), uploader)
         return Project(
             self,
             name,
@@ -349,16 +408,44 @@ class Client:
             n_work_units=n_added,
             n_work_units_present=n_present,
             resumed=True,
+            n_files_uploaded=uploader.n_uploaded,
+            bytes_uploaded=uploader.bytes_uploaded,
         )
 
 
-def _work_units(inputs: Iterable[Input]) -> Iterator["pb.WorkUnitInput"]:
-    """The protocol's work units, named by index unless given a name."""
+def _work_units(
+    inputs: Iterable[Input],
+    hasher: Optional["_files.Hasher"] = None,
+    shared: Sequence["_files.LocalFile"] = (),
+    input_files_limit: int = 0,
+    uploader: Optional["_files.Uploader"] = None,
+) -> Iterator["pb.WorkUnitInput"]:
+    """The protocol's work units, named by index unless given a name; each
+    one's own files checked and hashed, and handed to ``uploader``."""
+    hasher = hasher if hasher is not None else _files.Hasher()
     for index, item in enumerate(inputs):
+        own: List[_files.LocalFile] = []
+        args: List[str] = []
+        env: List[pb.EnvVar] = []
         if isinstance(item, tuple):
             if len(item) != 2:
                 raise ConfigError(f"input #{index}: a tuple must be (name, input)")
             name, value = item
+        elif isinstance(item, Mapping):
+            unknown = sorted(set(item) - set(INPUT_KEYS))
+            if unknown:
+                raise ConfigError(f"input #{index}: unknown key {unknown[0]!r}; known: {', '.join(INPUT_KEYS)}")
+            name = item.get("name", str(index))
+            value = item.get("input", b"")
+            if not isinstance(name, str):
+                raise ConfigError(f"input #{index}: the name must be a str, got {type(name).__name__}")
+            raw_args = item.get("args", ())
+            if isinstance(raw_args, (str, bytes)) or not all(isinstance(arg, str) for arg in raw_args):
+                raise ConfigError(f"work unit {name!r}: args must be a list of str")
+            args = list(raw_args)
+            env = [pb.EnvVar(name=key, value=val) for key, val in sorted(dict(item.get("env") or {}).items())]
+            own = hasher.files(item.get("files"), f"work unit {name!r}")
+            _files.check_work_unit(name, own, shared, input_files_limit)
         else:
             name, value = str(index), item
         if isinstance(value, str):
@@ -367,7 +454,9 @@ def _work_units(inputs: Iterable[Input]) -> Iterator["pb.WorkUnitInput"]:
             value = bytes(value)
         elif not isinstance(value, bytes):
             raise ConfigError(f"input #{index}: expected bytes or str, got {type(value).__name__}")
-        yield pb.WorkUnitInput(name=name, input=value)
+        if uploader is not None:
+            uploader.add(own)
+        yield pb.WorkUnitInput(name=name, input=value, args=args, env=env, files=[file.ref() for file in own])
 
 
 def _batches(

@@ -17,6 +17,7 @@ import grpc
 __all__ = [
     "QuorumError",
     "ConfigError",
+    "InputFileError",
     "RpcError",
     "ProjectFailed",
     "Cancelled",
@@ -44,6 +45,23 @@ class QuorumError(Exception):
 
 class ConfigError(QuorumError, ValueError):
     """A problem with the client's own settings or input, found before any call."""
+
+
+class InputFileError(ConfigError):
+    """An input file :meth:`quorum.Client.submit` cannot send, found before
+    the call that would name it: a name that is not one path component, a
+    missing or unreadable file, a work unit's own file named as a shared
+    one, inputs over the ``input_files`` limit.
+
+    ``name`` is the file's name (as the app would see it under ``/input``)
+    and ``path`` its path here, when known.
+    """
+
+    def __init__(self, message: str, name: Optional[str] = None, path: Optional[str] = None) -> None:
+        super().__init__(message)
+        #: The file's name under /input, and its local path, when known.
+        self.name = name
+        self.path = path
 
 
 class ProjectFailed(QuorumError):

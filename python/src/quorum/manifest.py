@@ -1,6 +1,8 @@
 """``project.toml``, the manifest ``quorum submit`` takes, read for
 :meth:`quorum.Client.submit_manifest`: the same fields and work unit sources
-(``range``, ``jsonl``, ``dir``), paths relative to the manifest's folder.
+(``range``, ``jsonl``, ``dir``), input files (``[files]``, a JSON Lines
+work unit's ``files``, ``dir`` with ``file``), paths relative to the
+manifest's folder (a line's files: to the JSON Lines file's).
 Work units are produced lazily, so a large JSON Lines file is streamed. The
 CLI's manifest documentation (``quorum submit --help``, the README) is the
 reference; the coordinator checks every value again."""
@@ -25,7 +27,7 @@ else:  # pragma: no cover - tomllib is in the standard library from 3.11
 __all__ = ["Manifest", "load"]
 
 _TOP_LEVEL = {"name", "app", "nan_canonicalization", "seed", "args", "env", "policy", "limits", "validator",
-              "work_units", "signing_key"}  # fmt: skip
+              "work_units", "signing_key", "files", "checkpointing"}  # fmt: skip
 
 
 @dataclass
@@ -35,8 +37,9 @@ class Manifest:
     name: str
     #: The app module, read (a .wat file converted).
     app: bytes
-    #: (name, input) pairs, read lazily from the source.
-    work_units: Iterator[Tuple[str, bytes]]
+    #: (name, input) pairs, or input dicts with their own files, args and
+    #: env (see :data:`quorum.Input`), read lazily from the source.
+    work_units: Iterator[Any]
     policy: Dict[str, Any] = field(default_factory=dict)
     limits: Dict[str, Any] = field(default_factory=dict)
     validator: Dict[str, Any] = field(default_factory=dict)
@@ -45,6 +48,9 @@ class Manifest:
     args: List[str] = field(default_factory=list)
     env: Dict[str, str] = field(default_factory=dict)
     signing_key: Optional[str] = None
+    #: ``[files]``: NAME = PATH (absolute) of the project's shared files.
+    files: Dict[str, str] = field(default_factory=dict)
+    checkpointing: bool = False
 
 
 def load(path: PathLike) -> Manifest:
@@ -85,12 +91,15 @@ def load(path: PathLike) -> Manifest:
         args=list(data.get("args", [])),
         env=dict(data.get("env", {})),
         signing_key=None if signing_key is None else os.path.join(base, signing_key),
+        files={str(name): os.path.join(base, str(path)) for name, path in dict(data.get("files", {})).items()},
+        checkpointing=bool(data.get("checkpointing", False)),
     )
 
 
-def _source(table: Dict[str, Any], base: str, shown: str) -> Iterator[Tuple[str, bytes]]:
+def _source(table: Dict[str, Any], base: str, shown: str) -> Iterator[Any]:
     sources = sorted(set(table) & {"range", "jsonl", "dir"})
-    if len(sources) != 1 or len(table) != 1:
+    extra = set(table) - {"range", "jsonl", "dir", "file"}
+    if len(sources) != 1 or extra or ("file" in table and sources != ["dir"]):
         raise ConfigError(f"manifest {shown}: [work_units] needs exactly one of range, jsonl, dir")
     kind = sources[0]
     if kind == "range":
@@ -103,6 +112,8 @@ def _source(table: Dict[str, Any], base: str, shown: str) -> Iterator[Tuple[str,
         return _range(start, end, chunk)
     if kind == "jsonl":
         return _jsonl(os.path.join(base, table["jsonl"]))
+    if "file" in table:
+        return _dir_files(os.path.join(base, table["dir"]), str(table["file"]))
     return _dir(os.path.join(base, table["dir"]))
 
 
@@ -113,9 +124,11 @@ def _range(start: int, end: int, chunk: int) -> Iterator[Tuple[str, bytes]]:
         yield f"{low}-{high}", f"{low} {high}\n".encode()
 
 
-def _jsonl(path: str) -> Iterator[Tuple[str, bytes]]:
-    """One JSON object per line: name (default "line-N"), input or input_base64.
-    (A line's own args and env are not supported by submit_manifest yet.)"""
+def _jsonl(path: str) -> Iterator[Dict[str, Any]]:
+    """One JSON object per line: name (default "line-N"), input or
+    input_base64, and optionally its own files (paths relative to the file's
+    folder), args and env."""
+    folder = os.path.dirname(os.path.abspath(path))
     try:
         file = open(path, "rb")
     except OSError as error:
@@ -128,8 +141,6 @@ def _jsonl(path: str) -> Iterator[Tuple[str, bytes]]:
                 parsed = json.loads(line)
             except ValueError as error:
                 raise ConfigError(f"{path} line {number}: invalid JSON work unit: {error}") from None
-            if parsed.get("args") or parsed.get("env"):
-                raise ConfigError(f"{path} line {number}: per-work-unit args and env need `quorum submit`")
             if ("input" in parsed) == ("input_base64" in parsed):
                 raise ConfigError(f"{path} line {number}: give either \"input\" or \"input_base64\"")
             data = (
@@ -137,7 +148,14 @@ def _jsonl(path: str) -> Iterator[Tuple[str, bytes]]:
                 if "input" in parsed
                 else base64.b64decode(parsed["input_base64"].strip())
             )
-            yield parsed.get("name", f"line-{number}"), data
+            unit: Dict[str, Any] = {"name": parsed.get("name", f"line-{number}"), "input": data}
+            if parsed.get("files"):
+                unit["files"] = {name: os.path.join(folder, p) for name, p in dict(parsed["files"]).items()}
+            if parsed.get("args"):
+                unit["args"] = list(parsed["args"])
+            if parsed.get("env"):
+                unit["env"] = dict(parsed["env"])
+            yield unit
 
 
 def _dir(path: str) -> Iterator[Tuple[str, bytes]]:
@@ -149,3 +167,14 @@ def _dir(path: str) -> Iterator[Tuple[str, bytes]]:
     for name in names:
         with open(os.path.join(path, name), "rb") as file:
             yield name, file.read()
+
+
+def _dir_files(path: str, file_name: str) -> Iterator[Dict[str, Any]]:
+    """Each regular file is the /input/FILE_NAME of a work unit named by its
+    file name, with an empty stdin, in name order."""
+    try:
+        names = sorted(entry for entry in os.listdir(path) if os.path.isfile(os.path.join(path, entry)))
+    except OSError as error:
+        raise ConfigError(f"cannot read inputs {path}: {error.strerror}") from error
+    for name in names:
+        yield {"name": name, "input": b"", "files": {file_name: os.path.join(path, name)}}

@@ -3,12 +3,14 @@ read its errors, cancel it."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 import grpc
 
-from .errors import from_rpc
+from ._config import PathLike
+from .errors import QuorumError, from_rpc
 from .records import CanonicalResult, ErrorGroup, Status
 from .v1 import quorum_pb2 as pb
 
@@ -33,7 +35,9 @@ class Project:
     Returned by :meth:`quorum.Client.submit` (then ``n_work_units`` is how
     many work units that call added, ``n_work_units_present`` how many an
     earlier, interrupted submission had added, and ``resumed`` whether the
-    project existed) or :meth:`quorum.Client.project`.
+    project existed; ``n_files_uploaded`` and ``bytes_uploaded`` count the
+    input files it uploaded, those the coordinator lacked) or
+    :meth:`quorum.Client.project`.
     """
 
     def __init__(
@@ -46,6 +50,8 @@ class Project:
         n_work_units: int = 0,
         n_work_units_present: int = 0,
         resumed: bool = False,
+        n_files_uploaded: int = 0,
+        bytes_uploaded: int = 0,
     ) -> None:
         self._client = client
         #: The project's name.
@@ -59,6 +65,9 @@ class Project:
         self.n_work_units_present = n_work_units_present
         #: The project existed: the submission completed it.
         self.resumed = resumed
+        #: Input files (distinct contents) the submission uploaded, and their bytes.
+        self.n_files_uploaded = n_files_uploaded
+        self.bytes_uploaded = bytes_uploaded
 
     def __repr__(self) -> str:
         return f"Project({self.name!r})"
@@ -168,16 +177,25 @@ class Project:
         in work unit id order, with the columns of ``quorum results --json``:
         work_unit_id, work_unit, result_id, output (text when UTF-8, else
         None), output_base64 (else None), output_digest, fuel_used,
-        random_seed, argv, env. Needs the ``pandas`` extra."""
+        random_seed, argv, env, output_files (a list of name, digest, size).
+        Needs the ``pandas`` extra."""
         try:
             import pandas
         except ImportError:
             raise ImportError("Project.to_pandas() needs pandas: pip install 'quorum[pandas]'") from None
         columns = [
             "work_unit_id", "work_unit", "result_id", "output", "output_base64",
-            "output_digest", "fuel_used", "random_seed", "argv", "env",
+            "output_digest", "fuel_used", "random_seed", "argv", "env", "output_files",
         ]  # fmt: skip
         return pandas.DataFrame([result.to_record() for result in self.results()], columns=columns)
+
+    def download_files(self, directory: PathLike) -> int:
+        """Writes each canonical result's output files to
+        ``DIRECTORY/WORK_UNIT/NAME`` (a work unit whose name is not a plain
+        file name goes in ``wu-ID``), as ``quorum results --files DIR``
+        does; folders are made as needed, existing files overwritten.
+        Returns how many files were written."""
+        return write_output_files(directory, self.results())
 
     def errors(self) -> List[ErrorGroup]:
         """Failed copies grouped by error message, the most frequent first
@@ -191,3 +209,28 @@ class Project:
         response = self._client._call("CancelProject", pb.CancelProjectRequest(project=self.name))
         return int(response.n_work_units_cancelled)
 
+
+
+def _plain(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not any(char in name for char in "/\\\0")
+
+
+def write_output_files(directory: PathLike, results: Iterator[CanonicalResult]) -> int:
+    """Writes the output files of ``results`` under ``directory``
+    (DIRECTORY/WORK_UNIT/NAME); returns how many."""
+    n = 0
+    for result in results:
+        if not result.output_files:
+            continue
+        folder_name = result.work_unit if _plain(result.work_unit) else f"wu-{result.work_unit_id}"
+        folder = os.path.join(os.fspath(directory), folder_name)
+        os.makedirs(folder, exist_ok=True)
+        for file in result.output_files:
+            if not _plain(file.name):
+                raise QuorumError(
+                    f"the coordinator sent an output file named {file.name!r}, which is not a plain file name"
+                )
+            with open(os.path.join(folder, file.name), "wb") as out:
+                out.write(file.data)
+            n += 1
+    return n

@@ -9,7 +9,18 @@ from typing import Any, Dict, Optional, Tuple
 
 from .v1 import quorum_pb2 as pb
 
-__all__ = ["CanonicalResult", "Status", "Batch", "Hold", "ErrorGroup"]
+__all__ = ["CanonicalResult", "OutputFile", "Status", "Batch", "Hold", "ErrorGroup"]
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file the app of a canonical result wrote in ``/output``."""
+
+    name: str
+    #: Hex SHA-256 of ``data``, and its size in bytes.
+    digest: str
+    size: int
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,10 @@ class CanonicalResult:
     #: The app's command line and environment, to reproduce the output.
     argv: Tuple[str, ...] = ()
     env: Dict[str, str] = field(default_factory=dict)
+    #: The files the app wrote in ``/output``, in name order (a project with
+    #: an ``output_files`` limit); :meth:`quorum.Project.download_files`
+    #: writes them.
+    output_files: Tuple[OutputFile, ...] = ()
 
     @property
     def text(self) -> str:
@@ -41,7 +56,9 @@ class CanonicalResult:
 
     def to_record(self) -> Dict[str, Any]:
         """The record ``quorum results --json`` prints for this result:
-        ``output`` when it is UTF-8, else ``output_base64``."""
+        ``output`` when it is UTF-8, else ``output_base64``; ``output_files``
+        lists each output file's name, digest and size (empty when none,
+        where the CLI leaves the key out)."""
         try:
             text: Optional[str] = self.output.decode("utf-8")
             encoded: Optional[str] = None
@@ -58,6 +75,7 @@ class CanonicalResult:
             "random_seed": self.random_seed,
             "argv": list(self.argv),
             "env": dict(self.env),
+            "output_files": [{"name": f.name, "digest": f.digest, "size": f.size} for f in self.output_files],
         }
 
     @classmethod
@@ -72,6 +90,9 @@ class CanonicalResult:
             random_seed=message.random_seed,
             argv=tuple(message.argv),
             env={var.name: var.value for var in message.env},
+            output_files=tuple(
+                OutputFile(name=f.name, digest=f.digest, size=f.size, data=bytes(f.data)) for f in message.output_files
+            ),
         )
 
 
