@@ -48,8 +48,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
 }
 
 fn check_digest(digest: &str) -> Result<(), FileError> {
-    let valid = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if valid { Ok(()) } else { Err(FileError::InvalidDigest(digest.to_owned())) }
+    if crate::state::is_digest(digest) { Ok(()) } else { Err(FileError::InvalidDigest(digest.to_owned())) }
 }
 
 /// A name a coordinator gives a file must be one path component, so that a

@@ -99,8 +99,7 @@ impl StateDir {
 
     /// The checkpoint directory of one task (not created).
     pub fn checkpoint_dir(&self, server: &str, result_id: i64) -> PathBuf {
-        let server_key = &sha256_hex(server.as_bytes())[..16];
-        self.root.join("checkpoints").join(server_key).join(result_id.to_string())
+        self.root.join("checkpoints").join(server_key(server)).join(result_id.to_string())
     }
 
     /// Creates the task's checkpoint directory if needed; returns it and
@@ -135,8 +134,7 @@ impl StateDir {
 
     /// The `/input` and `/output` directories of one task (`tasks/<server key>/<result id>/`).
     pub fn task_files(&self, server: &str, result_id: i64) -> TaskFiles {
-        let server_key = &sha256_hex(server.as_bytes())[..16];
-        TaskFiles::new(self.root.join("tasks").join(server_key).join(result_id.to_string()))
+        TaskFiles::new(self.root.join("tasks").join(server_key(server)).join(result_id.to_string()))
     }
 
     fn apps_dir(&self) -> PathBuf {
@@ -287,8 +285,18 @@ pub fn verify_digest(digest: &str, bytes: &[u8]) -> Result<(), Error> {
 /// A digest names a file: it must be exactly 64 lowercase hex digits, which
 /// also keeps a hostile server from writing outside `apps/`.
 fn check_digest(digest: &str) -> Result<(), Error> {
-    let valid = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if valid { Ok(()) } else { Err(Error::InvalidDigest(digest.to_string())) }
+    if is_digest(digest) { Ok(()) } else { Err(Error::InvalidDigest(digest.to_string())) }
+}
+
+/// Whether `text` is a digest as the protocol writes them: 64 lowercase hex
+/// digits (so a digest used as a file name stays in its folder).
+pub fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The folder name of a coordinator in the state directory (checkpoints, task files).
+fn server_key(server: &str) -> String {
+    sha256_hex(server.as_bytes())[..16].to_owned()
 }
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it, then renames

@@ -72,7 +72,12 @@ pub struct Tracker {
     holders: std::sync::Mutex<HashMap<String, Holders>>,
     /// The peer address each sharing host gave in its last work request.
     addresses: std::sync::Mutex<HashMap<HostId, Vec<u8>>>,
+    /// When stale entries were last dropped (`peers` skips them meanwhile).
+    pruned: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How often the tracker drops what hosts stopped saying.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Tracker {
     /// A sharing host downloaded the whole file `digest`: it holds it now
@@ -93,11 +98,15 @@ impl Tracker {
         for digest in digests {
             holders.entry(digest.clone()).or_default().insert(host, (address.to_vec(), now));
         }
-        // Forget what hosts stopped saying.
-        holders.retain(|_, hosts| {
-            hosts.retain(|_, (_, seen)| now.duration_since(*seen) < PEER_TTL);
-            !hosts.is_empty()
-        });
+        // Forget what hosts stopped saying, now and then (a walk of everything).
+        let mut pruned = self.pruned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pruned.is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY) {
+            *pruned = Some(now);
+            holders.retain(|_, hosts| {
+                hosts.retain(|_, (_, seen)| now.duration_since(*seen) < PEER_TTL);
+                !hosts.is_empty()
+            });
+        }
     }
 
     /// The peers holding `digest`, most recently seen first, `asking` excluded.
@@ -145,16 +154,15 @@ pub async fn find(ctx: &Context, digests: Vec<String>) -> Result<pb::FindFilesRe
         .enumerate()
         .map(|(i, text)| digest(&format!("digests[{i}]"), text))
         .collect::<Result<Vec<_>, Status>>()?;
-    let missing = ctx.store.missing_files(&digests).await?;
+    let mut missing: HashSet<Digest> = ctx.store.missing_files(&digests).await?.into_iter().collect();
     // A row whose bytes are gone (a file store restored apart from its
     // database) is missing too: the client uploads it again.
-    let mut absent = Vec::new();
     for digest in &digests {
         if !missing.contains(digest) && !ctx.files.contains(digest).await {
-            absent.push(digest.clone());
+            missing.insert(digest.clone());
         }
     }
-    let missing = digests.into_iter().filter(|d| missing.contains(d) || absent.contains(d)).map(|d| d.to_string());
+    let missing = digests.into_iter().filter(|d| missing.contains(d)).map(|d| d.to_string());
     Ok(pb::FindFilesResponse { missing: missing.collect() })
 }
 

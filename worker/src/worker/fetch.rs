@@ -315,6 +315,9 @@ impl Worker {
 
     /// When the next download retry is due, if one waits.
     pub(super) fn next_fetch_retry(&self) -> Option<Instant> {
+        if self.fetch_retry.is_empty() {
+            return None;
+        }
         let needed = self.needed_files();
         self.fetch_retry
             .iter()
@@ -328,6 +331,9 @@ impl Worker {
     /// when its files cannot fit in the file cache's budget or on the disk
     /// (the host's limit, not the app's fault).
     pub(super) async fn refuse_unfetchable(&mut self) -> anyhow::Result<()> {
+        if self.queue.values().all(|q| q.assignment.files.is_empty()) {
+            return Ok(());
+        }
         let budget = self.config.file_cache_bytes;
         let free = crate::files::free_bytes(&self.config.state_dir);
         let mut refused = Vec::new();
