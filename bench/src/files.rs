@@ -12,6 +12,15 @@
 //! - **big-input**: one work unit with one `--big-mb` MiB input file, on one
 //!   worker: the peak resident memory (`VmHWM`) of the coordinator and of the
 //!   worker, against the file's size, and the time to submit and to finish.
+//! - **distribution**: one `--file-mb` MiB file shared by every work unit,
+//!   `--workers` workers started at once, the coordinator's file upload
+//!   capped at `--coordinator-mbps`. Run twice: client/server (every worker
+//!   downloads by gRPC) and peer-to-peer (the coordinator seeds with
+//!   `--share-files`, the workers share with `--share-files` capped at
+//!   `--peer-mbps`). The figures: the bytes the coordinator sent in all (its
+//!   `quorum_file_sent_bytes_total` metric), against the file's size, and
+//!   when each worker had the file (its "downloaded input file" log line,
+//!   read every 100 ms), the last of them against client/server's.
 //!
 //! The app is `bench/apps/first_bytes.wasm` (C, built with clang and
 //! wasi-libc): it opens its input files, reads 8 bytes of each and their
@@ -337,5 +346,204 @@ pub async fn big_input(options: &BigInputOptions) -> anyhow::Result<BigInputFigu
         run_seconds,
         coordinator_peak_rss_bytes: coordinator_peak,
         worker_peak_rss_bytes: worker_peak,
+    })
+}
+
+/// Options of the distribution run.
+#[derive(Debug, Clone)]
+pub struct DistributionOptions {
+    pub file_mb: u64,
+    pub workers: usize,
+    pub coordinator_mbps: u64,
+    pub peer_mbps: u64,
+    /// Run only the peer-to-peer mode (to try changes quickly; no ratio).
+    pub only_p2p: bool,
+    pub timeout: Duration,
+}
+
+/// What one distribution mode measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct DistributionRun {
+    pub peer_to_peer: bool,
+    /// Bytes of the file the coordinator sent, gRPC and seed together.
+    pub coordinator_sent_bytes: u64,
+    /// The same, in file sizes.
+    pub coordinator_sent_files: f64,
+    /// Seconds from the workers' start until each had the file, sorted.
+    pub seconds_each: Vec<f64>,
+    /// The last of them.
+    pub seconds_all: f64,
+    /// Workers whose log says the file came from peers.
+    pub from_peers: usize,
+    /// Peers dropped from a fetch, in all the workers' logs (failures).
+    pub peers_dropped: usize,
+    /// Bytes the seed sent, as the workers' logs say, summed.
+    pub logged_from_coordinator: u64,
+}
+
+/// Both modes, from one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DistributionFigures {
+    pub file_mb: u64,
+    pub workers: usize,
+    pub coordinator_mbps: u64,
+    pub peer_mbps: u64,
+    /// `None` with `--only-p2p`.
+    pub client_server: Option<DistributionRun>,
+    pub peer_to_peer: DistributionRun,
+    /// Peer-to-peer's time for every worker over client/server's.
+    pub time_ratio: Option<f64>,
+}
+
+impl DistributionFigures {
+    pub fn summary(&self) -> String {
+        let run = |r: &DistributionRun| {
+            format!(
+                "coordinator sent {:.2}x the file, every worker had it after {:.1} s (median worker {:.1} s; \
+                 {} from peers, {} peers dropped)",
+                r.coordinator_sent_files,
+                r.seconds_all,
+                r.seconds_each.get(r.seconds_each.len() / 2).copied().unwrap_or(0.0),
+                r.from_peers,
+                r.peers_dropped
+            )
+        };
+        format!(
+            "one {} MiB file to {} workers, coordinator capped at {} Mbit/s, peers at {}: client/server: {}; \
+             peer-to-peer: {}; time p2p/client-server {}",
+            self.file_mb,
+            self.workers,
+            self.coordinator_mbps,
+            self.peer_mbps,
+            self.client_server.as_ref().map_or("not run".to_string(), run),
+            run(&self.peer_to_peer),
+            self.time_ratio.map_or("-".to_string(), |ratio| format!("{ratio:.2}"))
+        )
+    }
+}
+
+/// A free port on loopback (bound, then released for the coordinator).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The value of `quorum_file_sent_bytes_total` series, summed, from the
+/// metrics endpoint on `port` (plain HTTP/1.0).
+async fn file_sent_bytes(port: u16) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("quorum_file_sent_bytes_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+async fn distribute(
+    options: &DistributionOptions,
+    dir: &Path,
+    manifest: &Path,
+    p2p: bool,
+) -> anyhow::Result<DistributionRun> {
+    let metrics = free_port()?;
+    let coordinator_mbps = options.coordinator_mbps.to_string();
+    let metrics_addr = format!("127.0.0.1:{metrics}");
+    let mut flags = vec!["--file-upload-mbps", coordinator_mbps.as_str(), "--metrics", metrics_addr.as_str()];
+    if p2p {
+        flags.extend(["--share-files", "--share-listen", "127.0.0.1:0"]);
+    }
+    let coordinator = Coordinator::start_with(&flags).await?;
+    quorum(&coordinator, &["submit", &manifest.display().to_string()]).await?;
+    let peer_mbps = options.peer_mbps.to_string();
+    let mut extra = vec!["--buffer-low", "1", "--buffer-high", "1"];
+    if p2p {
+        extra.extend(["--share-files", "--share-listen", "127.0.0.1:0", "--share-upload-mbps", peer_mbps.as_str()]);
+    }
+    let started = Instant::now();
+    let mut processes = Vec::new();
+    for i in 0..options.workers {
+        let state = dir.join(format!("worker-{i}"));
+        processes.push(WorkerProcess::start(&coordinator.url, &state, &extra).await?);
+    }
+    // When each worker's log first says it has the file.
+    let mut seconds: Vec<Option<f64>> = vec![None; processes.len()];
+    let mut from_peers = 0;
+    while seconds.iter().any(Option::is_none) {
+        anyhow::ensure!(
+            started.elapsed() < options.timeout,
+            "not every worker had the file within {:?}; the last worker's log:\n{}",
+            options.timeout,
+            std::fs::read_to_string(&processes[processes.len() - 1].log).unwrap_or_default()
+        );
+        for (i, process) in processes.iter().enumerate() {
+            if seconds[i].is_some() {
+                continue;
+            }
+            let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|line| line.contains("downloaded input file")) {
+                seconds[i] = Some(started.elapsed().as_secs_f64());
+                from_peers += usize::from(line.contains("from=peers"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wait = quorum(&coordinator, &["wait", PROJECT, "--timeout", &format!("{}s", options.timeout.as_secs())]).await;
+    let sent = file_sent_bytes(metrics).await;
+    let mut peers_dropped = 0;
+    let mut logged_from_coordinator = 0;
+    for process in processes {
+        let log = process.stop().await;
+        peers_dropped += log.lines().filter(|line| line.contains("dropped a peer")).count();
+        logged_from_coordinator += log
+            .lines()
+            .filter(|line| line.contains("downloaded input file"))
+            .filter_map(|line| line.split("from_coordinator=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    coordinator.stop().await;
+    wait?;
+    let sent = sent?;
+    let mut seconds_each: Vec<f64> = seconds.into_iter().flatten().collect();
+    seconds_each.sort_by(f64::total_cmp);
+    Ok(DistributionRun {
+        peer_to_peer: p2p,
+        coordinator_sent_bytes: sent,
+        coordinator_sent_files: sent as f64 / (options.file_mb << 20) as f64,
+        seconds_all: seconds_each.last().copied().unwrap_or(0.0),
+        seconds_each,
+        from_peers,
+        peers_dropped,
+        logged_from_coordinator,
+    })
+}
+
+pub async fn distribution(options: &DistributionOptions) -> anyhow::Result<DistributionFigures> {
+    let dir = tempfile::Builder::new().prefix("quorum-bench-files-").tempdir()?;
+    let file = dir.path().join("shared.bin");
+    write_random(&file, options.file_mb, 11)?;
+    // Three work units per worker, one held at a time: every worker gets one at the start.
+    let units = vec![0; options.workers * 3];
+    let manifest = write_project(dir.path(), &[file], &units, options.file_mb << 20)?;
+    let run = |p2p: bool| {
+        let run_dir = dir.path().join(if p2p { "p2p" } else { "client-server" });
+        let manifest = manifest.clone();
+        async move {
+            std::fs::create_dir_all(&run_dir)?;
+            distribute(options, &run_dir, &manifest, p2p).await
+        }
+    };
+    let client_server = if options.only_p2p { None } else { Some(run(false).await?) };
+    let peer_to_peer = run(true).await?;
+    Ok(DistributionFigures {
+        file_mb: options.file_mb,
+        workers: options.workers,
+        coordinator_mbps: options.coordinator_mbps,
+        peer_mbps: options.peer_mbps,
+        time_ratio: client_server.as_ref().map(|cs| peer_to_peer.seconds_all / cs.seconds_all.max(f64::EPSILON)),
+        client_server,
+        peer_to_peer,
     })
 }

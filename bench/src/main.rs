@@ -72,7 +72,7 @@ enum Command {
         json: bool,
     },
     /// Input files through a real coordinator, real workers and the real CLI
-    /// (`quorum-bench files locality`, `quorum-bench files big-input`).
+    /// (`quorum-bench files locality`, `big-input`, `distribution`).
     Files {
         #[command(subcommand)]
         run: FilesRun,
@@ -177,6 +177,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?;
             print(json, &figures, figures.summary())
         }
+        Command::Files {
+            run: FilesRun::Distribution { file_mb, workers, coordinator_mbps, peer_mbps, only_p2p, timeout, json },
+        } => {
+            let options = file_bench::DistributionOptions {
+                file_mb,
+                workers,
+                coordinator_mbps,
+                peer_mbps,
+                only_p2p,
+                timeout: Duration::from_secs(timeout),
+            };
+            let figures = file_bench::distribution(&options).await?;
+            print(json, &figures, figures.summary())
+        }
         Command::Worker { start, end, chunk, cpus, timeout, json } => {
             let options =
                 worker::Options { start, end, chunk, cpus: cpus as usize, timeout: Duration::from_secs(timeout) };
@@ -222,6 +236,30 @@ enum FilesRun {
         cache_mb: u64,
         /// Each mode fails if not done within this many seconds.
         #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One shared file to many workers started at once: client/server
+    /// against peer-to-peer (the coordinator seeding, the workers sharing).
+    Distribution {
+        /// Size of the shared file, in MiB.
+        #[arg(long, default_value_t = 256)]
+        file_mb: u64,
+        /// Worker processes, started at once.
+        #[arg(long, default_value_t = 20)]
+        workers: usize,
+        /// The coordinator's file upload cap (`--file-upload-mbps`).
+        #[arg(long, default_value_t = 200)]
+        coordinator_mbps: u64,
+        /// Each worker's upload cap (`--share-upload-mbps`).
+        #[arg(long, default_value_t = 40)]
+        peer_mbps: u64,
+        /// Only the peer-to-peer mode (to try changes quickly; no ratio).
+        #[arg(long)]
+        only_p2p: bool,
+        /// Each mode fails if not every worker has the file within this many seconds.
+        #[arg(long, default_value_t = 900)]
         timeout: u64,
         #[arg(long)]
         json: bool,

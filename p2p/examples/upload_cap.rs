@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use quorum_p2p::{FetchOptions, FileMeta, Swarm, SwarmConfig};
+use quorum_p2p::{FetchOptions, FileMeta, Peers, Swarm, SwarmConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), quorum_p2p::Error> {
@@ -34,20 +34,22 @@ async fn main() -> Result<(), quorum_p2p::Error> {
 
     for cap in [Some(cap_mib << 20), None] {
         let run = dir.join(format!("{cap:?}"));
-        let start = |name: &str, upload_limit_bytes_per_sec, serve| {
+        let start = |name: &str, cap: Option<u64>, serve| {
             Swarm::start(SwarmConfig {
                 state_dir: run.join(name),
                 listen_addr: "127.0.0.1:0".parse().expect("a socket address"),
-                upload_limit_bytes_per_sec,
+                upload_cap: cap.map(quorum_p2p::UploadCap::new),
                 serve,
+                serve_once: None,
             })
         };
         let seeder = start("seeder", cap, true).await?;
         let fetcher = start("fetcher", None, false).await?;
         seeder.seed(&meta, &source).await?;
         let began = Instant::now();
-        let options = FetchOptions { stall_timeout: Duration::from_secs(30) };
-        fetcher.fetch(&meta, &[seeder.address()], &run.join("fetched"), options).await?;
+        let options = FetchOptions { stall_timeout: Duration::from_secs(30), share_while_fetching: false };
+        let (_, peers) = tokio::sync::watch::channel(Peers { peers: vec![seeder.address()], seeds: Vec::new() });
+        fetcher.fetch(&meta, peers, &run.join("fetched"), options).await?;
         let elapsed = began.elapsed();
         let rate = meta.size() as f64 / elapsed.as_secs_f64() / f64::from(1 << 20);
         let cap = cap.map_or("none".to_string(), |cap| format!("{} MiB/s", cap >> 20));

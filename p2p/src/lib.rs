@@ -8,7 +8,9 @@
 //! directory. [`Swarm::seed`] serves a file the peer holds and has verified;
 //! [`Swarm::fetch`] downloads one from the peers the coordinator named, in
 //! parallel, in ranges that are verified against the BLAKE3 tree before they
-//! are written, dropping a peer that sends bad data.
+//! are written, dropping a peer that sends bad data; peers holding part of
+//! a file serve that part, and a seed (the coordinator) is asked only for
+//! what no peer holds.
 //!
 //! Layout:
 //! - `meta`: [`FileMeta`], what the coordinator computes per file.
@@ -18,7 +20,8 @@
 //! - `fetch`: the parallel, verified download and its [`FetchReport`].
 //! - `serve`: which requests the swarm answers (only seeded files) and the
 //!   upload cap, applied in iroh-blobs' provider hooks.
-//! - `rate`: the upload cap's token bucket, time as an argument.
+//! - `rate`: the upload cap's token bucket, time as an argument, and the
+//!   [`UploadCap`] its senders share.
 //! - `error`: [`Error`].
 //!
 //! Feature `swarm` (default) is the engine; without it the crate is only
@@ -40,8 +43,8 @@ mod swarm;
 pub use address::{ParsePeerAddressError, PeerAddress};
 pub use error::Error;
 #[cfg(feature = "swarm")]
-pub use fetch::{FetchOptions, FetchReport};
+pub use fetch::{FetchOptions, FetchReport, Peers};
 pub use meta::{FileMeta, ParseFileMetaError};
-pub use rate::UploadLimiter;
+pub use rate::{UploadCap, UploadLimiter};
 #[cfg(feature = "swarm")]
 pub use swarm::{Swarm, SwarmConfig};

@@ -1,8 +1,37 @@
-//! The upload cap: a token bucket over the bytes a swarm sends, time as an
-//! argument. The `serve` hook asks it, before each 16 KiB chunk it sends,
-//! how long to wait.
+//! The upload cap: a token bucket over the bytes a party sends, time as an
+//! argument ([`UploadLimiter`]), and the handle its senders share
+//! ([`UploadCap`]). The swarm's `serve` hook asks it, before each 16 KiB
+//! chunk it sends, how long to wait; a coordinator's gRPC downloads ask the
+//! same cap, so that both paths together keep to it.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// One upload cap shared by every sender of a party (clones share it).
+#[derive(Clone, Debug)]
+pub struct UploadCap(Arc<Mutex<UploadLimiter>>);
+
+impl UploadCap {
+    /// A cap of `bytes_per_sec` (at least 1).
+    pub fn new(bytes_per_sec: u64) -> UploadCap {
+        UploadCap(Arc::new(Mutex::new(UploadLimiter::new(bytes_per_sec))))
+    }
+
+    /// The cap in bytes per second.
+    pub fn bytes_per_sec(&self) -> u64 {
+        self.lock().bytes_per_sec()
+    }
+
+    /// Grants `bytes` now: how long the sender waits before sending them.
+    pub fn grant(&self, bytes: u64) -> Duration {
+        self.lock().grant(Instant::now(), bytes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, UploadLimiter> {
+        // The lock is held only to compute a wait; a panic cannot leave the bucket half-updated.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// How far ahead of the cap a swarm may send at once: a quarter of a
 /// second's worth of bytes, at least one 16 KiB chunk group.

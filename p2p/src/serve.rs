@@ -2,9 +2,12 @@
 //! request is refused unless every blob it names was seeded (a fetched or
 //! half-fetched file is not served until the caller seeds it), pushes are
 //! refused, and each chunk sent first waits for the upload cap and is
-//! counted.
+//! counted. A swarm that serves each segment once (the coordinator's seed,
+//! BitTorrent's "super-seeding") declines, as rate-limited, a request for a
+//! segment it sent to anyone within the window: the asker waits for the
+//! peers to pass it on, and asks again later.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,26 +17,46 @@ use iroh_blobs::provider::events::{
     AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode, ThrottleMode,
 };
 
-use crate::rate::UploadLimiter;
+use crate::rate::UploadCap;
 
 /// The state the provider hooks read, shared with the `Swarm`.
 #[derive(Debug, Default)]
 pub(crate) struct ServePolicy {
     /// The blobs seeded: the only ones served.
     seeded: Mutex<HashSet<Hash>>,
-    /// The upload cap, if any. The lock is held only to compute a wait,
-    /// never across an `.await`.
-    limiter: Option<Mutex<UploadLimiter>>,
+    /// The upload cap, if any (shared with the party's other senders).
+    cap: Option<UploadCap>,
     /// Payload bytes granted to peers (16 KiB chunks, before they are sent).
     uploaded_bytes: AtomicU64,
+    /// With serve-once: the window, and when each (file, segment) was last sent.
+    serve_once: Option<(std::time::Duration, Mutex<SentAt>)>,
 }
 
+/// When each (file, segment) was last sent.
+type SentAt = HashMap<(Hash, u64), Instant>;
+
+/// Segments as `fetch` asks for them: 1,024 BLAKE3 chunks of 1 KiB.
+const SEGMENT_CHUNKS: u64 = 1024;
+
 impl ServePolicy {
-    pub(crate) fn new(upload_limit_bytes_per_sec: Option<u64>) -> ServePolicy {
-        ServePolicy {
-            limiter: upload_limit_bytes_per_sec.map(|rate| Mutex::new(UploadLimiter::new(rate))),
-            ..ServePolicy::default()
+    pub(crate) fn new(cap: Option<UploadCap>, serve_once: Option<std::time::Duration>) -> ServePolicy {
+        let serve_once = serve_once.map(|window| (window, Mutex::new(HashMap::new())));
+        ServePolicy { cap, serve_once, ..ServePolicy::default() }
+    }
+
+    /// With serve-once, whether segment `segment` of `hash` may be sent now
+    /// (not sent to anyone within the window), recording it if so.
+    fn once(&self, hash: Hash, segment: u64, now: Instant) -> Result<(), AbortReason> {
+        let Some((window, sent)) = &self.serve_once else { return Ok(()) };
+        let mut sent = sent.lock().expect("no panic while holding the map");
+        if sent.get(&(hash, segment)).is_some_and(|at| now.duration_since(*at) < *window) {
+            return Err(AbortReason::RateLimited);
         }
+        if sent.len() >= 4096 {
+            sent.retain(|_, at| now.duration_since(*at) < *window);
+        }
+        sent.insert((hash, segment), now);
+        Ok(())
     }
 
     pub(crate) fn seed(&self, hash: Hash) {
@@ -49,7 +72,7 @@ impl ServePolicy {
     }
 
     pub(crate) fn upload_limit(&self) -> Option<u64> {
-        self.limiter.as_ref().map(|limiter| limiter.lock().expect("no panic while holding the limiter").bytes_per_sec())
+        self.cap.as_ref().map(UploadCap::bytes_per_sec)
     }
 
     pub(crate) fn uploaded_bytes(&self) -> u64 {
@@ -58,8 +81,8 @@ impl ServePolicy {
 
     fn grant(&self, bytes: u64) -> std::time::Duration {
         self.uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);
-        match &self.limiter {
-            Some(limiter) => limiter.lock().expect("no panic while holding the limiter").grant(Instant::now(), bytes),
+        match &self.cap {
+            Some(cap) => cap.grant(bytes),
             None => std::time::Duration::ZERO,
         }
     }
@@ -94,9 +117,14 @@ pub(crate) fn spawn_hooks(policy: Arc<ServePolicy>) -> EventSender {
         while let Some(message) = messages.recv().await {
             match message {
                 ProviderMessage::GetRequestReceived(message) => {
-                    let verdict = policy.allow([message.inner.request.hash]);
+                    let request = &message.inner.request;
+                    let mut verdict = policy.allow([request.hash]);
                     if verdict.is_err() {
-                        tracing::debug!(hash = %message.inner.request.hash, "refused a request for a file not seeded");
+                        tracing::debug!(hash = %request.hash, "refused a request for a file not seeded");
+                    } else if let Some(first) =
+                        request.ranges.iter_infinite().next().and_then(|r| r.boundaries().first())
+                    {
+                        verdict = policy.once(request.hash, first.0 / SEGMENT_CHUNKS, Instant::now());
                     }
                     message.tx.send(verdict).await.ok();
                 }

@@ -22,8 +22,9 @@ use iroh_blobs::{BlobFormat, BlobsProtocol};
 
 use crate::address::PeerAddress;
 use crate::error::Error;
-use crate::fetch::{self, FetchOptions, FetchReport};
+use crate::fetch::{self, FetchOptions, FetchReport, Peers};
 use crate::meta::FileMeta;
+use crate::rate::UploadCap;
 use crate::serve::{self, ServePolicy};
 
 /// How a swarm starts. `listen_addr` may have port 0 (the address then
@@ -36,11 +37,17 @@ pub struct SwarmConfig {
     /// The one UDP socket the swarm listens and connects on.
     pub listen_addr: SocketAddr,
     /// The cap on what this peer uploads, all connections together (the
-    /// volunteer's `--share-files` cap, or the coordinator's own).
-    pub upload_limit_bytes_per_sec: Option<u64>,
+    /// volunteer's `--share-upload-mbps`, or the coordinator's
+    /// `--file-upload-mbps`, shared with its gRPC downloads).
+    pub upload_cap: Option<UploadCap>,
     /// Whether this peer serves seeded files at all; `false` for volunteers
     /// who did not opt in.
     pub serve: bool,
+    /// Serve each segment of a file once within this window, declining
+    /// requests for it meanwhile as rate-limited (a fetching peer waits for
+    /// other peers to pass it on): the coordinator's seed. `None`: serve
+    /// whatever is asked (volunteers).
+    pub serve_once: Option<std::time::Duration>,
 }
 
 /// One peer of the distribution of project files.
@@ -80,7 +87,7 @@ impl Swarm {
         let store = FsStore::load(&store_dir)
             .await
             .map_err(|e| Error::Store { path: store_dir.clone(), message: e.to_string() })?;
-        let policy = Arc::new(ServePolicy::new(config.upload_limit_bytes_per_sec));
+        let policy = Arc::new(ServePolicy::new(config.upload_cap, config.serve_once));
         // A router even when not serving: with no protocol registered, it
         // refuses every incoming connection in the handshake at once (an
         // endpoint that accepted nothing would let peers wait for a timeout).
@@ -143,28 +150,43 @@ impl Swarm {
         self.serve && self.policy.is_seeded(&meta.blob_hash())
     }
 
-    /// Downloads the file `meta` describes from `peers`, in parallel, into
-    /// `dest` (which must not exist yet), verifying every range before it is
+    /// Downloads the file `meta` describes from the peers `source` names
+    /// (it may name more as the fetch goes on), in parallel, into `dest`
+    /// (which must not exist yet), verifying every range before it is
     /// written. A peer that sends data that does not verify is dropped (and
     /// listed in the report); the others go on. Fails with
-    /// [`Error::NoPeerCompleted`] when no peer is left that can deliver,
-    /// every peer having failed or made no progress for
-    /// `options.stall_timeout`: the caller then fetches from the
+    /// [`Error::NoPeerCompleted`] when nothing arrived for
+    /// `options.stall_timeout` with no request running (every peer failed,
+    /// was dropped or holds nothing missing), or when every peer is dropped
+    /// and `source` is closed: the caller then fetches from the
     /// coordinator. Dropping the future cancels the download; what was
     /// verified is kept in the state directory, and a later fetch of the
     /// same file asks only for the rest.
     ///
-    /// Fetching does not seed: call [`Swarm::seed`] with `dest` afterwards.
+    /// With `options.share_while_fetching` (and a swarm that serves), the
+    /// verified part is served to other peers as it arrives, as BitTorrent
+    /// does; otherwise, and in any case for the whole file, call
+    /// [`Swarm::seed`] with `dest` afterwards. A fetch that fails stops
+    /// serving the part it had.
     pub async fn fetch(
         &self,
         meta: &FileMeta,
-        peers: &[PeerAddress],
+        source: tokio::sync::watch::Receiver<Peers>,
         dest: &Path,
         options: FetchOptions,
     ) -> Result<FetchReport, Error> {
-        let own = self.endpoint.id();
-        let peers: Vec<PeerAddress> = peers.iter().filter(|peer| peer.endpoint_addr().id != own).cloned().collect();
-        fetch::fetch(&self.endpoint, &self.store, meta, &peers, dest, options).await
+        let share = options.share_while_fetching && self.serve;
+        let hash = meta.blob_hash();
+        let already_seeded = self.policy.is_seeded(&hash);
+        if share && !already_seeded {
+            self.policy.seed(hash);
+        }
+        let options = FetchOptions { share_while_fetching: share, ..options };
+        let outcome = fetch::fetch(&self.endpoint, &self.store, meta, source, dest, options).await;
+        if share && !already_seeded && outcome.is_err() {
+            self.policy.unseed(&hash);
+        }
+        outcome
     }
 
     /// The upload cap the swarm's provider hook applies (the configured

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quorum_p2p::{Error, FetchOptions, FileMeta, PeerAddress, Swarm, SwarmConfig};
+use quorum_p2p::{Error, FetchOptions, FileMeta, PeerAddress, Peers, Swarm, SwarmConfig};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
@@ -23,8 +23,9 @@ async fn swarm(dir: &Path, name: &str, serve: bool, upload_limit: Option<u64>) -
     Swarm::start(SwarmConfig {
         state_dir: dir.join(name),
         listen_addr: localhost(),
-        upload_limit_bytes_per_sec: upload_limit,
+        upload_cap: upload_limit.map(quorum_p2p::UploadCap::new),
         serve,
+        serve_once: None,
     })
     .await
     .unwrap()
@@ -49,7 +50,7 @@ fn sha256(path: &Path) -> Vec<u8> {
 }
 
 fn options() -> FetchOptions {
-    FetchOptions { stall_timeout: Duration::from_secs(10) }
+    FetchOptions { stall_timeout: Duration::from_secs(10), share_while_fetching: false }
 }
 
 async fn fetch(
@@ -59,7 +60,20 @@ async fn fetch(
     dest: &Path,
     options: FetchOptions,
 ) -> Result<quorum_p2p::FetchReport, Error> {
-    tokio::time::timeout(DEADLINE, swarm.fetch(meta, peers, dest, options))
+    fetch_named(swarm, meta, Peers { peers: peers.to_vec(), seeds: Vec::new() }, dest, options).await
+}
+
+/// A fetch from a fixed list of peers and seeds: the sender is dropped, so
+/// none is added later.
+async fn fetch_named(
+    swarm: &Swarm,
+    meta: &FileMeta,
+    named: Peers,
+    dest: &Path,
+    options: FetchOptions,
+) -> Result<quorum_p2p::FetchReport, Error> {
+    let (_, source) = tokio::sync::watch::channel(named);
+    tokio::time::timeout(DEADLINE, swarm.fetch(meta, source, dest, options))
         .await
         .expect("a fetch ends by itself, long before the test's deadline")
 }
@@ -108,73 +122,8 @@ async fn a_file_seeded_by_two_peers_arrives_intact_at_three_others() {
     assert_eq!(report.bytes_from_each_peer, vec![(fetchers[0].address(), meta.size())]);
 }
 
-/// A peer that lies: it speaks iroh-blobs on its ALPN and sends, for any
-/// request, the true file's tree (so the header and the hashes look right)
-/// with every byte of data inverted. iroh-blobs' own provider cannot be made
-/// to do this (it checks what it sends against the tree), so the liar is
-/// written here, on iroh's router and iroh-blobs' wire format.
-mod liar {
-    use iroh::endpoint::{Connection, presets};
-    use iroh::protocol::{AcceptError, ProtocolHandler, Router};
-    use iroh::{Endpoint, RelayMode};
-    use iroh_blobs::api::blobs::EncodedItem;
-    use iroh_blobs::protocol::Request;
-    use iroh_blobs::store::mem::MemStore;
-    use quorum_p2p::PeerAddress;
-    use tokio_stream::StreamExt as _;
-
-    #[derive(Debug, Clone)]
-    struct Liar {
-        store: MemStore,
-    }
-
-    impl ProtocolHandler for Liar {
-        async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-            while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    let Ok((Request::Get(request), _)) = Request::read_async(&mut recv).await else { return };
-                    let ranges = request.ranges.iter_infinite().next().cloned().unwrap_or_default();
-                    let mut items = std::pin::pin!(store.export_bao(request.hash, ranges).stream());
-                    while let Some(item) = items.next().await {
-                        let bytes: Vec<u8> = match item {
-                            EncodedItem::Size(size) => size.to_le_bytes().to_vec(),
-                            EncodedItem::Parent(parent) => {
-                                [parent.pair.0.as_bytes().as_slice(), parent.pair.1.as_bytes()].concat()
-                            }
-                            EncodedItem::Leaf(leaf) => leaf.data.iter().map(|byte| byte ^ 0xff).collect(),
-                            EncodedItem::Done | EncodedItem::Error(_) => break,
-                        };
-                        if send.write_all(&bytes).await.is_err() {
-                            return;
-                        }
-                    }
-                    send.finish().ok();
-                });
-            }
-            Ok(())
-        }
-    }
-
-    /// Starts a liar holding `bytes`; dropping the router stops it.
-    pub async fn start(bytes: Vec<u8>) -> (Router, PeerAddress) {
-        let endpoint = Endpoint::builder(presets::Minimal)
-            .relay_mode(RelayMode::Disabled)
-            .clear_address_lookup()
-            .clear_ip_transports()
-            .bind_addr("127.0.0.1:0")
-            .unwrap()
-            .bind()
-            .await
-            .unwrap();
-        let store = MemStore::new();
-        store.add_bytes(bytes).with_tag().await.unwrap();
-        let socket = endpoint.bound_sockets()[0];
-        let address = format!("{}@{socket}", hex::encode(endpoint.id().as_bytes())).parse().unwrap();
-        let router = Router::builder(endpoint).accept(iroh_blobs::ALPN, Liar { store }).spawn();
-        (router, address)
-    }
-}
+#[path = "support/liar.rs"]
+mod liar;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_peer_is_dropped_and_the_file_still_arrives_from_an_honest_one() {
@@ -300,7 +249,7 @@ async fn a_fetch_with_no_reachable_peer_fails_within_the_stall_timeout() {
     let silent_socket = std::net::UdpSocket::bind(localhost()).unwrap();
     let silent = gone_address.with_sockets([silent_socket.local_addr().unwrap()]);
 
-    let small = FetchOptions { stall_timeout: Duration::from_millis(300) };
+    let small = FetchOptions { stall_timeout: Duration::from_millis(300), share_while_fetching: false };
     for peers in [vec![], vec![gone_address.clone()], vec![silent.clone()], vec![gone_address, silent]] {
         let started = tokio::time::Instant::now();
         let error = fetch(&fetcher, &meta, &peers, &dir.path().join("never"), small).await.unwrap_err();
@@ -372,4 +321,95 @@ async fn a_file_already_held_is_fetched_again_without_peers() {
     assert_eq!(report, quorum_p2p::FetchReport::default());
     assert_eq!(sha256(&first), sha256(&source));
     assert_eq!(sha256(&second), sha256(&source));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_serve_the_parts_they_hold_while_they_fetch_and_a_seed_sends_each_part_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_file(dir.path(), "source", 16 * MIB, 12);
+    let meta = FileMeta::describe(&source).unwrap();
+    // A seed that sends each segment once (as the coordinator's does).
+    let seed = Swarm::start(SwarmConfig {
+        state_dir: dir.path().join("seed"),
+        listen_addr: localhost(),
+        upload_cap: Some(quorum_p2p::UploadCap::new(8 * MIB as u64)),
+        serve: true,
+        serve_once: Some(Duration::from_secs(3600)),
+    })
+    .await
+    .unwrap();
+    seed.seed(&meta, &source).await.unwrap();
+    let a = swarm(dir.path(), "a", true, None).await;
+    let b = swarm(dir.path(), "b", true, None).await;
+    let sharing = FetchOptions { share_while_fetching: true, ..options() };
+    // Each knows the other and the seed, and serves what it has verified as it goes.
+    let named = |other: &Swarm| Peers { peers: vec![other.address()], seeds: vec![seed.address()] };
+    let (a_dest, b_dest) = (dir.path().join("a.out"), dir.path().join("b.out"));
+    let (a_report, b_report) = tokio::join!(
+        fetch_named(&a, &meta, named(&b), &a_dest, sharing),
+        fetch_named(&b, &meta, named(&a), &b_dest, sharing)
+    );
+    let (a_report, b_report) = (a_report.unwrap(), b_report.unwrap());
+    assert_eq!(sha256(&a_dest), sha256(&source));
+    assert_eq!(sha256(&b_dest), sha256(&source));
+    // The seed sent each segment to one of them only: the rest each got
+    // from the other, while the other was still fetching.
+    assert_eq!(seed.uploaded_bytes(), meta.size());
+    let from = |report: &quorum_p2p::FetchReport, peer: &Swarm| -> u64 {
+        report.bytes_from_each_peer.iter().filter(|(p, _)| *p == peer.address()).map(|(_, bytes)| bytes).sum()
+    };
+    assert_eq!(from(&a_report, &b) + from(&b_report, &a), meta.size());
+    assert_eq!(total(&a_report), meta.size());
+    assert_eq!(total(&b_report), meta.size());
+    for report in [&a_report, &b_report] {
+        assert!(
+            report.peers_dropped_for_failure.is_empty() && report.peers_dropped_for_bad_data.is_empty(),
+            "{report:?}"
+        );
+    }
+    // A sharing fetch keeps serving what it fetched until the caller seeds
+    // or unseeds it.
+    assert!(a.is_seeding(&meta) && b.is_seeding(&meta));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_serving_once_declines_what_it_sent_lately_and_peers_pass_it_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_file(dir.path(), "source", 3 * MIB + 5, 13);
+    let meta = FileMeta::describe(&source).unwrap();
+    let seed = Swarm::start(SwarmConfig {
+        state_dir: dir.path().join("seed"),
+        listen_addr: localhost(),
+        upload_cap: None,
+        serve: true,
+        serve_once: Some(Duration::from_secs(3600)),
+    })
+    .await
+    .unwrap();
+    seed.seed(&meta, &source).await.unwrap();
+    let only_seed = |peers: Vec<PeerAddress>| Peers { peers, seeds: vec![seed.address()] };
+
+    // The first peer gets every segment from the seed, once.
+    let first = swarm(dir.path(), "first", true, None).await;
+    let first_dest = dir.path().join("first.out");
+    fetch_named(&first, &meta, only_seed(vec![]), &first_dest, options()).await.unwrap();
+    first.seed(&meta, &first_dest).await.unwrap();
+    assert_eq!(seed.uploaded_bytes(), meta.size());
+
+    // A second one that knows only the seed is declined every segment (it
+    // waits, then gives up at its stall timeout, for the coordinator's path).
+    let second = swarm(dir.path(), "second", true, None).await;
+    let short = FetchOptions { stall_timeout: Duration::from_millis(500), share_while_fetching: false };
+    let error = fetch_named(&second, &meta, only_seed(vec![]), &dir.path().join("never"), short).await.unwrap_err();
+    assert!(matches!(error, Error::NoPeerCompleted { missing_bytes, .. } if missing_bytes == meta.size()), "{error}");
+    // Declining is no fault: the seed is not dropped, and sent nothing more.
+    assert_eq!(seed.uploaded_bytes(), meta.size());
+
+    // Knowing the first peer, it gets the file from it.
+    let dest = dir.path().join("second.out");
+    let report = fetch_named(&second, &meta, only_seed(vec![first.address()]), &dest, options()).await.unwrap();
+    assert_eq!(sha256(&dest), sha256(&source));
+    assert_eq!(report.bytes_from_each_peer, vec![(first.address(), meta.size())]);
+    assert!(report.peers_dropped_for_failure.is_empty());
+    assert_eq!(seed.uploaded_bytes(), meta.size());
 }

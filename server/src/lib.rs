@@ -16,6 +16,7 @@
 //! - `http`: what the HTTP endpoints share (binding, access by token, refusals).
 //! - `status_page`: the live status page (HTML and JSON over HTTP), when configured.
 //! - `metrics`: Prometheus metrics (counted in the process, or read from the store at each scrape).
+//! - `seed`: the coordinator as a seed of the peer-to-peer swarm, when configured.
 //!
 //! Entry point: [`run`], called by `main.rs` and by tests.
 
@@ -26,6 +27,7 @@ pub mod file_store;
 pub mod http;
 pub mod metrics;
 pub mod rpc;
+pub mod seed;
 #[cfg(test)]
 mod simulation;
 pub mod status_page;
@@ -63,8 +65,12 @@ pub struct Config {
     pub status_page: Option<std::net::SocketAddr>,
     /// Serve Prometheus metrics on this address (HTTP); none when `None`.
     pub metrics: Option<std::net::SocketAddr>,
-    /// Cap on the bytes per second of input files sent to workers, in all.
+    /// Cap on the bytes per second of input files sent to workers, in all
+    /// (gRPC downloads and the swarm together).
     pub file_upload_bytes_per_sec: Option<u64>,
+    /// Seed input files in the peer-to-peer swarm on this UDP address; not
+    /// when `None`.
+    pub share_files: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -78,6 +84,7 @@ impl Config {
             status_page: None,
             metrics: None,
             file_upload_bytes_per_sec: None,
+            share_files: None,
         }
     }
 }
@@ -109,6 +116,8 @@ pub enum Error {
     Http(#[from] http::Error),
     #[error(transparent)]
     FileStore(#[from] file_store::FileStoreError),
+    #[error("the peer-to-peer swarm: {0}")]
+    Swarm(#[from] quorum_p2p::Error),
 }
 
 /// How long calls in flight may take to finish once shutdown starts (long
@@ -126,13 +135,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let store = Store::open(&config.db_path).await?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let metrics = metrics::Metrics::new(&store);
+    let file_cap = config.file_upload_bytes_per_sec.map(quorum_p2p::UploadCap::new);
+    let seed = match config.share_files {
+        Some(listen) => {
+            Some(Arc::new(seed::Seed::start(seed::Seed::dir_beside(&config.db_path), listen, file_cap.clone()).await?))
+        }
+        None => None,
+    };
     let ctx = Context {
         metrics: metrics.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
         files: file_store::FileStore::beside(&config.db_path).await?,
         tracker: Arc::new(rpc::files::Tracker::default()),
-        file_pacer: config.file_upload_bytes_per_sec.map(|rate| Arc::new(rpc::files::Pacer::new(rate))),
+        file_cap,
+        seed: seed.clone(),
         clock: config.clock.clone(),
         changes: Changes::new(),
         limiters: Arc::new(rpc::limits::Limiters::new(config.rate_limits)),
@@ -204,6 +221,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     }
     let _ = stop_transitioner.send(());
     let _ = transitioner.await;
+    drop(ctx);
+    if let Some(seed) = seed.and_then(Arc::into_inner) {
+        seed.shutdown().await;
+    }
     store.close().await;
     served?;
     Ok(())

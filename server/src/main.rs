@@ -74,6 +74,23 @@ struct Cli {
     /// Downloads share it; the rest of the protocol is not slowed.
     #[arg(long, env = "QUORUM_FILE_UPLOAD_MBPS", value_name = "MBPS", value_parser = parse_mbps)]
     file_upload_mbps: Option<u64>,
+    /// Seed input files in the peer-to-peer swarm, as a BitTorrent seed:
+    /// workers ask the coordinator only for the parts of a file no other
+    /// volunteer holds, and pass them on among themselves (those started
+    /// with --share-files). Downloads over gRPC stay available to every
+    /// worker. Its state is kept beside the database (DB.p2p/).
+    #[arg(long, env = "QUORUM_SHARE_FILES")]
+    share_files: bool,
+    /// The UDP address the coordinator's peer-to-peer engine listens on,
+    /// with --share-files (workers must reach it; port 0 picks a free one).
+    #[arg(
+        long,
+        env = "QUORUM_SHARE_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:0",
+        requires = "share_files"
+    )]
+    share_listen: SocketAddr,
     /// SQLite database file; created with the schema if missing.
     #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
     db: PathBuf,
@@ -183,7 +200,12 @@ fn main() -> ExitCode {
                 cli.db,
                 tls,
                 limits,
-                Endpoints { status_page: cli.status_page, metrics: cli.metrics, file_upload: cli.file_upload_mbps },
+                Endpoints {
+                    status_page: cli.status_page,
+                    metrics: cli.metrics,
+                    file_upload: cli.file_upload_mbps,
+                    share_files: cli.share_files.then_some(cli.share_listen),
+                },
             ))
         }),
         Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
@@ -219,6 +241,8 @@ struct Endpoints {
     metrics: Option<SocketAddr>,
     /// `--file-upload-mbps`, in bytes per second.
     file_upload: Option<u64>,
+    /// `--share-listen`, with `--share-files`.
+    share_files: Option<SocketAddr>,
 }
 
 /// `--file-upload-mbps`: a positive number of megabits per second, as bytes per second.
@@ -259,6 +283,7 @@ async fn serve(
         status_page: endpoints.status_page,
         metrics: endpoints.metrics,
         file_upload_bytes_per_sec: endpoints.file_upload,
+        share_files: endpoints.share_files,
         ..quorum_server::Config::new(db.clone())
     };
     quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;

@@ -157,6 +157,21 @@ struct BigInputFigures {
     worker_peak_rss_bytes: u64,
 }
 
+/// One mode of `quorum-bench files distribution --json`.
+#[derive(Debug, Deserialize)]
+struct DistributionRun {
+    coordinator_sent_files: f64,
+    seconds_each: Vec<f64>,
+    from_peers: usize,
+}
+
+/// `quorum-bench files distribution --json`: the fields this test reads.
+#[derive(Debug, Deserialize)]
+struct DistributionFigures {
+    client_server: Option<DistributionRun>,
+    peer_to_peer: DistributionRun,
+}
+
 /// The files benchmark on tiny files: both modes finish every work unit
 /// (the bench waits for the project) and download each file at least once.
 #[tokio::test]
@@ -185,4 +200,21 @@ async fn files_smoke_runs_finish_and_count_downloads() {
     let big: BigInputFigures = run_bench(&["files", "big-input", "--big-mb", "4", "--json"]).await;
     assert_eq!(big.file_bytes, 4 << 20);
     assert!(big.coordinator_peak_rss_bytes > 0 && big.worker_peak_rss_bytes > 0);
+}
+
+/// The distribution benchmark on a small file and 3 workers: in both modes
+/// every worker gets the file; client/server sends it 3 times, and with
+/// peer-to-peer every worker fetches through the swarm.
+#[tokio::test]
+async fn files_distribution_smoke_runs_both_modes() {
+    let figures: DistributionFigures =
+        run_bench(&["files", "distribution", "--file-mb", "2", "--workers", "3", "--json"]).await;
+    let client_server = figures.client_server.expect("both modes ran");
+    assert_eq!(client_server.seconds_each.len(), 3);
+    assert_eq!(client_server.coordinator_sent_files, 3.0);
+    assert_eq!(client_server.from_peers, 0);
+    let p2p = figures.peer_to_peer;
+    assert_eq!(p2p.seconds_each.len(), 3);
+    assert_eq!(p2p.from_peers, 3);
+    assert!(p2p.coordinator_sent_files >= 1.0, "{p2p:?}");
 }

@@ -128,6 +128,17 @@ impl Host {
         self.client.request_work(request).await.map(tonic::Response::into_inner)
     }
 
+    /// `RequestWork` for one copy, saying the host shares files at
+    /// `peer_address` and holds `cached_files` (the tracker then names it).
+    pub async fn announce(
+        &mut self,
+        peer_address: Vec<u8>,
+        cached_files: Vec<String>,
+    ) -> Result<v1::RequestWorkResponse, Status> {
+        let request = v1::RequestWorkRequest { slots: 1, peer_address, cached_files, ..Default::default() };
+        self.client.request_work(with_token(request, &self.token)).await.map(tonic::Response::into_inner)
+    }
+
     /// `ReportResults(reports)` with this host's token.
     pub async fn report(&mut self, reports: Vec<v1::ResultReport>) -> Result<v1::ReportResultsResponse, Status> {
         let request = with_token(v1::ReportResultsRequest { reports }, &self.token);

@@ -31,6 +31,8 @@ pub mod cli;
 pub mod dir;
 pub mod grpc;
 pub mod http;
+#[path = "../../p2p/tests/support/liar.rs"]
+pub mod liar;
 pub mod poll;
 pub mod primes;
 pub mod process;

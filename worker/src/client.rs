@@ -218,9 +218,9 @@ impl Client {
     }
 
     /// The peers that hold input file `digest` (their addresses, encoded).
-    pub async fn find_peers(&mut self, digest: &str) -> Result<Vec<Vec<u8>>, Status> {
+    pub async fn find_peers(&mut self, digest: &str) -> Result<quorum_proto::v1::FindPeersResponse, Status> {
         let request = self.unary(quorum_proto::v1::FindPeersRequest { digest: digest.to_string() });
-        Ok(self.scheduler.find_peers(request).await?.into_inner().peers)
+        Ok(self.scheduler.find_peers(request).await?.into_inner())
     }
 
     /// Reports `reports` in one call. If the server rejects the batch as bad

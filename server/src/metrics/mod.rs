@@ -23,6 +23,7 @@
 //! | `quorum_rpc_duration_seconds` | histogram | service, method, code |
 //! | `quorum_results_dispatched_total` | counter | |
 //! | `quorum_results_reported_total` | counter | outcome (`success`, `client_error`) |
+//! | `quorum_file_sent_bytes_total` | counter | path (`grpc`: `DownloadFile`; `p2p`: the seed, `--share-files`) |
 //! | `quorum_writer_group_calls` | histogram | |
 //! | `quorum_writer_group_duration_seconds` | histogram | |
 //! | `quorum_writer_commit_duration_seconds` | histogram | |
@@ -81,6 +82,11 @@ struct ProjectOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabel {
+    path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Version {
     version: &'static str,
 }
@@ -93,6 +99,7 @@ pub struct Metrics {
     rpc: grpc::RpcDurations,
     dispatched: Counter,
     reported: Family<OutcomeLabel, Counter>,
+    file_sent: Family<PathLabel, Counter>,
     gauges: Gauges,
     /// Scrapes one at a time: each sets the gauges, then encodes.
     scrape: Arc<tokio::sync::Mutex<()>>,
@@ -132,6 +139,13 @@ impl Metrics {
             "results_reported",
             "Reports of results acknowledged to hosts, by outcome (a report sent again counts again)",
             reported.clone(),
+        );
+        let file_sent = Family::<PathLabel, Counter>::default();
+        registry.register_with_unit(
+            "file_sent",
+            "Bytes of input files sent to workers, by path (gRPC downloads, or the peer-to-peer seed)",
+            Unit::Bytes,
+            file_sent.clone(),
         );
         let writer = store.writer_metrics();
         registry.register(
@@ -178,7 +192,7 @@ impl Metrics {
         let build = Family::<Version, Gauge>::default();
         build.get_or_create(&Version { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The coordinator's version (the value is 1)", build);
-        Metrics { registry: Arc::new(registry), rpc, dispatched, reported, gauges, scrape: Arc::default() }
+        Metrics { registry: Arc::new(registry), rpc, dispatched, reported, file_sent, gauges, scrape: Arc::default() }
     }
 
     /// The tower layer that times every gRPC call.
@@ -200,9 +214,24 @@ impl Metrics {
         self.reported.get_or_create(&OutcomeLabel { outcome }).inc_by(n);
     }
 
-    /// Sets the gauges from `store` as of `now`, then encodes everything.
-    pub async fn scrape(&self, store: &Store, now: crate::domain::Timestamp) -> store::Result<String> {
+    /// `n` bytes of an input file were sent by `DownloadFile`.
+    pub fn file_sent_grpc(&self, n: u64) {
+        self.file_sent.get_or_create(&PathLabel { path: "grpc" }).inc_by(n);
+    }
+
+    /// Sets the gauges from `store` as of `now` (and the seed's bytes sent,
+    /// `p2p_sent`, counted by the engine), then encodes everything.
+    pub async fn scrape(
+        &self,
+        store: &Store,
+        now: crate::domain::Timestamp,
+        p2p_sent: Option<u64>,
+    ) -> store::Result<String> {
         let _one_at_a_time = self.scrape.lock().await;
+        if let Some(sent) = p2p_sent {
+            let counter = self.file_sent.get_or_create(&PathLabel { path: "p2p" });
+            counter.inc_by(sent.saturating_sub(counter.get()));
+        }
         let statuses = store.project_status(None).await?;
         let hosts = store.host_counts(now).await?;
         let database_bytes = store.size_on_disk()?;
@@ -289,7 +318,8 @@ impl MetricsEndpoint {
 async fn scrape(State(shared): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
     let scraped = async {
         shared.access.check(&shared.ctx, &headers, &uri).await?;
-        Ok::<_, Refusal>(shared.metrics.scrape(&shared.ctx.store, shared.ctx.clock.now()).await?)
+        let p2p_sent = shared.ctx.seed.as_ref().map(|seed| seed.uploaded_bytes());
+        Ok::<_, Refusal>(shared.metrics.scrape(&shared.ctx.store, shared.ctx.clock.now(), p2p_sent).await?)
     };
     match scraped.await {
         Ok(text) => {

@@ -53,8 +53,8 @@ pub fn file_refs(files: Vec<AssignedFile>) -> Vec<pb::FileRef> {
 
 /// The longest peer address a host may report (a key and a few socket addresses).
 pub const MAX_PEER_ADDRESS_BYTES: usize = 1024;
-/// Most peers `FindPeers` names.
-pub const MAX_PEERS: usize = 8;
+/// Most peers `FindPeers` names (a BitTorrent tracker names about as many).
+pub const MAX_PEERS: usize = 30;
 /// How long a sharing host counts as holding a file after it last said so
 /// (it says so in every work request).
 pub const PEER_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -80,10 +80,10 @@ pub struct Tracker {
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Tracker {
-    /// A sharing host downloaded the whole file `digest`: it holds it now
-    /// (it serves it once verified; a peer asking before is refused and
-    /// falls back to the coordinator).
-    pub fn downloaded(&self, host: HostId, digest: &str) {
+    /// A sharing host downloaded the file `digest`, or is fetching it from
+    /// peers (it serves the parts it has verified; a peer asks it what
+    /// those are first).
+    pub fn announce(&self, host: HostId, digest: &str) {
         let address = self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&host).cloned();
         if let Some(address) = address {
             self.holds(host, &address, &HashSet::from([digest.to_owned()]));
@@ -109,23 +109,33 @@ impl Tracker {
         }
     }
 
-    /// The peers holding `digest`, most recently seen first, `asking` excluded.
+    /// The peers holding `digest`, `asking` excluded, at most
+    /// [`MAX_PEERS`]: in an order of the asking host's own, so that in a
+    /// large swarm hosts are handed different peers and spread the load.
     pub fn peers(&self, digest: &str, asking: HostId) -> Vec<Vec<u8>> {
+        use std::hash::{Hash as _, Hasher as _};
         let now = tokio::time::Instant::now();
         let holders = self.holders.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut peers: Vec<(&Vec<u8>, tokio::time::Instant)> = holders
+        let mut peers: Vec<(u64, &Vec<u8>)> = holders
             .get(digest)
             .into_iter()
             .flatten()
             .filter(|(host, (_, seen))| **host != asking && now.duration_since(*seen) < PEER_TTL)
-            .map(|(_, (address, seen))| (address, *seen))
+            .map(|(host, (address, _))| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                (asking.0, host.0).hash(&mut hasher);
+                (hasher.finish(), address)
+            })
             .collect();
-        peers.sort_by_key(|peer| std::cmp::Reverse(peer.1));
-        peers.into_iter().take(MAX_PEERS).map(|(address, _)| address.clone()).collect()
+        peers.sort_unstable();
+        peers.into_iter().take(MAX_PEERS).map(|(_, address)| address.clone()).collect()
     }
 }
 
-/// `FindPeers`: the sharing hosts that hold a file this host may download.
+/// `FindPeers`: the sharing hosts that hold a file this host may download,
+/// and the coordinator's seed when it shares files. A sharing host told of
+/// some fetches the file from them: it is named to others from now on (it
+/// serves the parts it has verified).
 pub async fn find_peers(
     ctx: &Context,
     host: HostId,
@@ -137,7 +147,20 @@ pub async fn find_peers(
             "file {digest} is not an input of any copy this host holds in progress"
         )));
     }
-    Ok(pb::FindPeersResponse { peers: ctx.tracker.peers(digest.as_str(), host) })
+    let peers = ctx.tracker.peers(digest.as_str(), host);
+    let mut seeds = Vec::new();
+    if let Some(seed) = &ctx.seed
+        && let Some(meta) = ctx.store.file_p2p_meta(&digest).await?
+        && seed.ensure(&digest, &meta, &ctx.files.path(&digest)).await
+    {
+        seeds.push(seed.address());
+    }
+    // Named to others only when it fetches from peers (a host told of
+    // none downloads by gRPC, and is named once that download completes).
+    if !peers.is_empty() || !seeds.is_empty() {
+        ctx.tracker.announce(host, digest.as_str());
+    }
+    Ok(pb::FindPeersResponse { peers, seeds })
 }
 
 fn digest(field: &str, text: &str) -> Result<Digest, Status> {
@@ -226,37 +249,17 @@ pub async fn download(
     })?;
     tracing::info!(host_id = %host, %digest, offset = request.offset, size, "sending input file");
     let tracker = ctx.tracker.clone();
-    let sent = move || tracker.downloaded(host, digest.as_str());
-    let stream = chunk_stream(file, size, request.offset == size, ctx.file_pacer.clone(), ctx.stopping.clone(), sent);
+    let sent = move || tracker.announce(host, digest.as_str());
+    let stream = chunk_stream(
+        file,
+        size,
+        request.offset == size,
+        ctx.file_cap.clone(),
+        ctx.metrics.clone(),
+        ctx.stopping.clone(),
+        sent,
+    );
     Ok(Box::pin(stream))
-}
-
-/// Paces the bytes of every download together to a rate (the
-/// coordinator's `--file-upload-mbps`): each chunk waits for its turn, so
-/// that all downloads together send at most `rate` bytes per second, over
-/// any stretch of time longer than a chunk.
-#[derive(Debug)]
-pub struct Pacer {
-    bytes_per_sec: u64,
-    /// When the bytes reserved so far will have been sent.
-    next_free: tokio::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    pub fn new(bytes_per_sec: u64) -> Pacer {
-        Pacer { bytes_per_sec: bytes_per_sec.max(1), next_free: tokio::sync::Mutex::new(tokio::time::Instant::now()) }
-    }
-
-    /// Waits until `bytes` more may go.
-    pub async fn wait(&self, bytes: usize) {
-        let start = {
-            let mut next_free = self.next_free.lock().await;
-            let start = (*next_free).max(tokio::time::Instant::now());
-            *next_free = start + std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
-            start
-        };
-        tokio::time::sleep_until(start).await;
-    }
 }
 
 /// The chunks of an open file, read as the stream is polled (never whole in
@@ -266,7 +269,8 @@ fn chunk_stream(
     file: tokio::fs::File,
     size: u64,
     empty_first: bool,
-    pacer: Option<std::sync::Arc<Pacer>>,
+    cap: Option<quorum_p2p::UploadCap>,
+    metrics: crate::metrics::Metrics,
     stopping: tokio::sync::watch::Receiver<bool>,
     sent: impl FnOnce() + Send + 'static,
 ) -> impl Stream<Item = Result<pb::FileChunk, Status>> + Send {
@@ -294,9 +298,10 @@ fn chunk_stream(
                     break;
                 }
                 Ok(data) => {
-                    if let Some(pacer) = &pacer {
-                        pacer.wait(data.len()).await;
+                    if let Some(cap) = &cap {
+                        tokio::time::sleep(cap.grant(data.len() as u64)).await;
                     }
+                    metrics.file_sent_grpc(data.len() as u64);
                     Ok(pb::FileChunk { data, total_size: std::mem::take(&mut total_size) })
                 }
                 Err(error) => {

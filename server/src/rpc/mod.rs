@@ -33,7 +33,10 @@ pub struct Context {
     /// Where input files' bytes are, beside the database.
     pub files: crate::file_store::FileStore,
     /// Paces input-file downloads to the coordinator's upload cap, if any.
-    pub file_pacer: Option<Arc<files::Pacer>>,
+    /// The cap on input files sent (gRPC downloads and the seed together).
+    pub file_cap: Option<quorum_p2p::UploadCap>,
+    /// The coordinator's seed in the peer-to-peer swarm (`--share-files`).
+    pub seed: Option<Arc<crate::seed::Seed>>,
     /// Which sharing hosts hold which files (peer-to-peer transfer).
     pub tracker: Arc<files::Tracker>,
     pub clock: Arc<dyn Clock>,

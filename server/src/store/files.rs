@@ -60,6 +60,15 @@ impl Store {
         Ok(digests.iter().filter(|d| !stored.contains(d.as_str())).cloned().collect())
     }
 
+    /// What peers verify file `digest` against, if it is stored and described.
+    pub async fn file_p2p_meta(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT p2p_meta FROM files WHERE digest = ?")
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get::<Option<Vec<u8>>, _>("p2p_meta")).transpose()?.flatten())
+    }
+
     /// Whether `host` may download the file `digest`: it holds a copy in
     /// progress whose work unit sees the file (as a shared or an own file).
     pub async fn host_may_download(&self, host: HostId, digest: &Digest) -> Result<bool> {

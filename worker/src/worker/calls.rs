@@ -442,7 +442,7 @@ pub(super) enum Answer {
     /// An input file's download ended (not a call of the loop's: `busy` is untouched).
     Fetched {
         digest: String,
-        result: Result<(u64, super::fetch::Source), super::fetch::FetchError>,
+        result: Result<super::fetch::Downloaded, super::fetch::FetchError>,
     },
 }
 

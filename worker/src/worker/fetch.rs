@@ -52,8 +52,15 @@ impl FetchError {
     }
 }
 
-/// How long a peer may send nothing before it is dropped from a download.
+/// How long a peer may send nothing before it is dropped from a download
+/// (and how long a download from peers may get nothing at all).
 const PEER_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How soon a download from peers asks the coordinator for peers again
+/// (sharing hosts that started fetching the file since): at first soon, as
+/// hosts that start together learn of each other only so, then twice as
+/// long each time, up to [`PEER_REFRESH_MAX`].
+const PEER_REFRESH: Duration = Duration::from_millis(500);
+const PEER_REFRESH_MAX: Duration = Duration::from_secs(8);
 
 /// Starts the peer-to-peer engine (`STATE_DIR/p2p`): serving with
 /// `--share-files`, fetching only without. A worker whose engine cannot
@@ -62,8 +69,9 @@ pub(super) async fn start_swarm(config: &crate::Config) -> Option<Arc<quorum_p2p
     let swarm_config = quorum_p2p::SwarmConfig {
         state_dir: config.state_dir.join("p2p"),
         listen_addr: config.share_listen,
-        upload_limit_bytes_per_sec: config.share_upload_bytes_per_sec,
+        upload_cap: config.share_upload_bytes_per_sec.map(quorum_p2p::UploadCap::new),
         serve: config.share_files,
+        serve_once: None,
     };
     match quorum_p2p::Swarm::start(swarm_config).await {
         Ok(swarm) => {
@@ -107,24 +115,24 @@ async fn fetch_file(
     size: u64,
     p2p: Option<(Arc<quorum_p2p::Swarm>, quorum_p2p::FileMeta)>,
     share: bool,
-) -> Result<(u64, Source), FetchError> {
-    let mut source = Source::Coordinator;
+) -> Result<Downloaded, FetchError> {
+    let started = Instant::now();
     let mut got = None;
     if let Some((swarm, meta)) = &p2p {
-        match from_peers(&mut client, &cache, &digest, swarm, meta).await {
-            Ok(Some(size)) => {
-                source = Source::Peers;
-                got = Some(size);
-            }
+        match from_peers(&mut client, &cache, &digest, swarm, meta, share).await {
+            Ok(Some((size, from_seeds))) => got = Some((size, Source::Peers, from_seeds)),
             Ok(None) => {}
             Err(error) => {
                 warn!(%digest, %error, "cannot get input file from peers: downloading it from the coordinator")
             }
         }
     }
-    let size = match got {
-        Some(size) => size,
-        None => from_coordinator(client, cache.clone(), digest.clone(), size).await?,
+    let (size, source, from_coordinator) = match got {
+        Some(got) => got,
+        None => {
+            let (size, received) = from_coordinator(client, cache.clone(), digest.clone(), size).await?;
+            (size, Source::Coordinator, received)
+        }
     };
     if let (true, Some((swarm, meta))) = (share, &p2p) {
         let path = cache.path(&digest)?;
@@ -132,40 +140,94 @@ async fn fetch_file(
             warn!(%digest, %error, "cannot share an input file with peers");
         }
     }
-    Ok((size, source))
+    Ok(Downloaded { size, source, from_coordinator, took: started.elapsed() })
 }
 
-/// The file from peers, if the coordinator names any (`None`: none holds it).
+/// A download that completed.
+#[derive(Debug)]
+pub(super) struct Downloaded {
+    pub size: u64,
+    pub source: Source,
+    /// Bytes of it the coordinator sent (by gRPC, or as the swarm's seed).
+    pub from_coordinator: u64,
+    pub took: Duration,
+}
+
+/// The file from peers, if the coordinator names any (`None`: neither a
+/// peer nor a seed holds it), with the bytes the seeds sent. The
+/// coordinator is asked for peers again soon, then less often, while the
+/// download runs ([`PEER_REFRESH`]). With `share`, the parts
+/// verified are served to other peers as they arrive.
 async fn from_peers(
     client: &mut Client,
     cache: &FileCache,
     digest: &str,
     swarm: &quorum_p2p::Swarm,
     meta: &quorum_p2p::FileMeta,
-) -> Result<Option<u64>, String> {
-    let peers = client.find_peers(digest).await.map_err(|status| format!("FindPeers: {}", status.message()))?;
-    let peers: Vec<quorum_p2p::PeerAddress> =
-        peers.iter().filter_map(|bytes| quorum_p2p::PeerAddress::from_bytes(bytes).ok()).collect();
-    if peers.is_empty() {
+    share: bool,
+) -> Result<Option<(u64, u64)>, String> {
+    let first = find_peers(client, digest).await?;
+    if first.peers.is_empty() && first.seeds.is_empty() {
         return Ok(None);
     }
+    let first_seeds = first.seeds.clone();
+    let (named, source) = tokio::sync::watch::channel(first);
+    let refresher = {
+        let (mut client, digest) = (client.clone(), digest.to_owned());
+        tokio::spawn(async move {
+            let mut every = PEER_REFRESH;
+            loop {
+                tokio::time::sleep(every).await;
+                every = (every * 2).min(PEER_REFRESH_MAX);
+                match find_peers(&mut client, &digest).await {
+                    Ok(peers) => {
+                        named.send_replace(peers);
+                    }
+                    Err(error) => debug!(%digest, %error, "cannot ask for peers again"),
+                }
+            }
+        })
+    };
     let dest = cache.peer_download_path(digest).map_err(|error| error.to_string())?;
-    let options = quorum_p2p::FetchOptions { stall_timeout: PEER_STALL_TIMEOUT };
-    let report = swarm.fetch(meta, &peers, &dest, options).await.map_err(|error| error.to_string())?;
+    let options = quorum_p2p::FetchOptions { stall_timeout: PEER_STALL_TIMEOUT, share_while_fetching: share };
+    let report = swarm.fetch(meta, source, &dest, options).await;
+    refresher.abort();
+    let report = report.map_err(|error| error.to_string())?;
     for liar in &report.peers_dropped_for_bad_data {
         warn!(%digest, peer = %liar, "a peer sent bytes that do not verify: dropped");
     }
+    let seeds = source_seeds(&report, &first_seeds);
     let (c, d) = (cache.clone(), digest.to_owned());
     let size = tokio::task::spawn_blocking(move || c.adopt(&d, &dest))
         .await
         .map_err(|_| "verifying the file panicked".to_string())?
         .map_err(|error| error.to_string())?;
-    Ok(Some(size))
+    Ok(Some((size, seeds)))
+}
+
+/// The bytes of a fetch that came from seeds (the coordinator).
+fn source_seeds(report: &quorum_p2p::FetchReport, seeds: &[quorum_p2p::PeerAddress]) -> u64 {
+    report.bytes_from_each_peer.iter().filter(|(peer, _)| seeds.contains(peer)).map(|(_, bytes)| bytes).sum()
+}
+
+/// The peers and seeds the coordinator names for file `digest`.
+async fn find_peers(client: &mut Client, digest: &str) -> Result<quorum_p2p::Peers, String> {
+    let named = client.find_peers(digest).await.map_err(|status| format!("FindPeers: {}", status.message()))?;
+    let parse = |list: Vec<Vec<u8>>| -> Vec<quorum_p2p::PeerAddress> {
+        list.iter().filter_map(|bytes| quorum_p2p::PeerAddress::from_bytes(bytes).ok()).collect()
+    };
+    Ok(quorum_p2p::Peers { peers: parse(named.peers), seeds: parse(named.seeds) })
 }
 
 /// Downloads input file `digest` (`size` bytes) from the coordinator, from
-/// what a previous attempt left; returns its size once verified.
-async fn from_coordinator(mut client: Client, cache: FileCache, digest: String, size: u64) -> Result<u64, FetchError> {
+/// what a previous attempt left; returns its size once verified, and the
+/// bytes received this time.
+async fn from_coordinator(
+    mut client: Client,
+    cache: FileCache,
+    digest: String,
+    size: u64,
+) -> Result<(u64, u64), FetchError> {
     let blocking = |f: Box<dyn FnOnce() -> Result<u64, FileError> + Send>| async move {
         tokio::task::spawn_blocking(f).await.map_err(|_| FetchError::Panicked)?.map_err(FetchError::from)
     };
@@ -204,7 +266,8 @@ async fn from_coordinator(mut client: Client, cache: FileCache, digest: String, 
     part.flush().await.map_err(|source| FileError::Io { path: PathBuf::from(&digest), source })?;
     drop(part);
     let (c, d) = (cache, digest);
-    blocking(Box::new(move || c.finish(&d))).await
+    let size = blocking(Box::new(move || c.finish(&d))).await?;
+    Ok((size, size.saturating_sub(offset)))
 }
 
 impl Worker {
@@ -288,12 +351,13 @@ impl Worker {
     }
 
     /// Handles the end of a download.
-    pub(super) async fn fetched(&mut self, index: usize, digest: String, result: Result<(u64, Source), FetchError>) {
+    pub(super) async fn fetched(&mut self, index: usize, digest: String, result: Result<Downloaded, FetchError>) {
         self.fetching.remove(&digest);
         let server = self.attachments[index].server.clone();
         match result {
-            Ok((size, source)) => {
-                info!(server = %server, %digest, size, from = %source.as_str(), "downloaded input file");
+            Ok(Downloaded { size, source, from_coordinator, took }) => {
+                let seconds = format!("{:.1}", took.as_secs_f64());
+                info!(server = %server, %digest, size, from = %source.as_str(), from_coordinator, %seconds, "downloaded input file");
                 self.fetch_retry.remove(&digest);
                 self.cached_files.insert(digest);
                 self.trim_file_cache().await;
@@ -377,6 +441,37 @@ impl Worker {
             self.record_finished(vec![Completed::unrun(key.0, queued.assignment.app_digest, report)]).await?;
         }
         Ok(())
+    }
+
+    /// With `--share-files`, serves again (after a restart) the cached
+    /// input files of the tasks held: their descriptions are in the tasks'
+    /// assignments. Each is hashed again as it is seeded.
+    pub(super) async fn seed_held_files(&mut self) {
+        let Some(swarm) = self.swarm.clone().filter(|_| self.config.share_files) else { return };
+        let queued = self.queue.values().map(|q| &q.assignment);
+        let running = self.running.values().map(|r| &r.assignment);
+        let mut files: Vec<(String, quorum_p2p::FileMeta)> = queued
+            .chain(running)
+            .flat_map(|a| a.files.iter())
+            .filter(|file| self.cached_files.contains(&file.digest) && !self.seeded.contains_key(&file.digest))
+            .filter_map(|file| Some((file.digest.clone(), quorum_p2p::FileMeta::from_bytes(&file.p2p_meta).ok()?)))
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files.dedup_by(|a, b| a.0 == b.0);
+        let cache = self.state.file_cache();
+        for (digest, meta) in files {
+            let seeded = match cache.path(&digest) {
+                Ok(path) => swarm.seed(&meta, &path).await.map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match seeded {
+                Ok(()) => {
+                    debug!(%digest, "sharing a cached input file again");
+                    self.seeded.insert(digest, meta);
+                }
+                Err(error) => warn!(%digest, %error, "cannot share a cached input file"),
+            }
+        }
     }
 
     /// Keeps the file cache within its budget (off the async threads).

@@ -392,6 +392,7 @@ impl Worker {
         let cache = self.state.file_cache();
         self.cached_files = tokio::task::spawn_blocking(move || cache.complete()).await.unwrap_or_default();
         self.trim_file_cache().await;
+        self.seed_held_files().await;
         info!(
             cpus = self.config.cpus,
             cpu_limit = self.config.cpu_limit,
