@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 
+use super::backend::Tx;
 use super::{Error, Result, Store};
 use crate::domain::Timestamp;
 use crate::domain::access::Role;
@@ -137,12 +138,7 @@ impl Store {
     }
 }
 
-async fn insert_token(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    role: &Role,
-    token_hash: &str,
-    now: Timestamp,
-) -> Result<i64> {
+async fn insert_token(tx: &mut Tx<'static>, role: &Role, token_hash: &str, now: Timestamp) -> Result<i64> {
     let id: i64 =
         sqlx::query_scalar("INSERT INTO api_tokens (token_hash, role, created_at) VALUES (?, ?, ?) RETURNING id")
             .bind(token_hash)

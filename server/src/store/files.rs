@@ -7,8 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row};
 
+use super::backend::{DbRow, Tx};
 use super::bulk;
 use super::rows::int;
 use super::{Error, Result, Store};
@@ -119,10 +120,7 @@ fn stored_digest(digest: String, table: &'static str) -> Result<Digest> {
 }
 
 /// Checks that every file of `files` was uploaded with the size given.
-pub(super) async fn check_uploaded<'f>(
-    tx: &mut Transaction<'_, Sqlite>,
-    files: impl IntoIterator<Item = &'f InputFile>,
-) -> Result<()> {
+pub(super) async fn check_uploaded<'f>(tx: &mut Tx<'_>, files: impl IntoIterator<Item = &'f InputFile>) -> Result<()> {
     let mut wanted: HashMap<&str, &InputFile> = HashMap::new();
     for file in files {
         wanted.entry(file.digest.as_str()).or_insert(file);
@@ -165,11 +163,7 @@ pub(super) async fn check_uploaded<'f>(
 }
 
 /// Records a project's shared files.
-pub(super) async fn insert_project_files(
-    tx: &mut Transaction<'_, Sqlite>,
-    project: ProjectId,
-    files: &InputFiles,
-) -> Result<()> {
+pub(super) async fn insert_project_files(tx: &mut Tx<'_>, project: ProjectId, files: &InputFiles) -> Result<()> {
     let files: Vec<&InputFile> = files.iter().collect();
     for chunk in files.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new("INSERT INTO project_files (project_id, name, digest) ");
@@ -184,7 +178,7 @@ pub(super) async fn insert_project_files(
 }
 
 /// A project's shared files.
-pub(super) async fn project_files(tx: &mut Transaction<'_, Sqlite>, project: ProjectId) -> Result<InputFiles> {
+pub(super) async fn project_files(tx: &mut Tx<'_>, project: ProjectId) -> Result<InputFiles> {
     let rows = sqlx::query(
         "SELECT pf.name, pf.digest, f.size FROM project_files pf JOIN files f ON f.digest = pf.digest \
          WHERE pf.project_id = ? ORDER BY pf.name",
@@ -196,7 +190,7 @@ pub(super) async fn project_files(tx: &mut Transaction<'_, Sqlite>, project: Pro
     InputFiles::new(files).map_err(|error| Error::Corrupt { table: "project_files", detail: error.to_string() })
 }
 
-fn input_file(row: &sqlx::sqlite::SqliteRow) -> Result<InputFile> {
+fn input_file(row: &DbRow) -> Result<InputFile> {
     Ok(InputFile {
         name: stored_name(row.try_get("name")?, "input files")?,
         digest: stored_digest(row.try_get("digest")?, "input files")?,
@@ -205,10 +199,7 @@ fn input_file(row: &sqlx::sqlite::SqliteRow) -> Result<InputFile> {
 }
 
 /// Records work units' own files.
-pub(super) async fn insert_work_unit_files(
-    tx: &mut Transaction<'_, Sqlite>,
-    files: &[(WorkUnitId, &InputFile)],
-) -> Result<()> {
+pub(super) async fn insert_work_unit_files(tx: &mut Tx<'_>, files: &[(WorkUnitId, &InputFile)]) -> Result<()> {
     for chunk in files.chunks(bulk::CHUNK) {
         let mut query = QueryBuilder::new("INSERT INTO work_unit_files (work_unit_id, name, digest) ");
         query.push_values(chunk, |mut row, (id, file)| {
@@ -230,7 +221,7 @@ pub struct AssignedFile {
 /// The input files each of `work_units` sees (its project's shared files
 /// and its own), in name order; work units without any are absent.
 pub(super) async fn work_unit_files(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     work_units: &[WorkUnitId],
 ) -> Result<HashMap<WorkUnitId, Vec<AssignedFile>>> {
     let mut files: HashMap<WorkUnitId, Vec<AssignedFile>> = HashMap::new();
@@ -260,10 +251,7 @@ pub(super) async fn work_unit_files(
 }
 
 /// Records the output files of successful reports.
-pub(super) async fn insert_result_files(
-    tx: &mut Transaction<'_, Sqlite>,
-    files: &[(ResultId, &ReportedFile)],
-) -> Result<()> {
+pub(super) async fn insert_result_files(tx: &mut Tx<'_>, files: &[(ResultId, &ReportedFile)]) -> Result<()> {
     for chunk in files.chunks(64) {
         let mut query = QueryBuilder::new("INSERT OR REPLACE INTO result_files (result_id, name, digest, size, data) ");
         query.push_values(chunk, |mut row, (id, reported)| {

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row};
 
+use super::backend::{Db, Tx};
 use super::rows::{self, int};
 use super::{Result, bulk};
 use crate::domain::lifecycle::HostEvent;
@@ -57,7 +58,7 @@ pub(super) struct HostTable(HashMap<i64, HostRow>);
 impl HostTable {
     /// Reads the hosts among `ids` not read yet, with their quotas per app,
     /// in one query (ids of hosts that do not exist are left out).
-    pub async fn load(&mut self, tx: &mut Transaction<'_, Sqlite>, ids: impl IntoIterator<Item = i64>) -> Result<()> {
+    pub async fn load(&mut self, tx: &mut Tx<'_>, ids: impl IntoIterator<Item = i64>) -> Result<()> {
         let mut ids: Vec<i64> = ids.into_iter().filter(|id| !self.0.contains_key(id)).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -170,7 +171,7 @@ impl HostTable {
 
     /// Appends to `query` the statements that write every changed host and
     /// quota per app back (each followed by `; `); returns whether there were any.
-    pub fn push_store(self, query: &mut QueryBuilder<Sqlite>) -> bool {
+    pub fn push_store(self, query: &mut QueryBuilder<Db>) -> bool {
         let mut changed: Vec<(i64, HostRow)> = self.0.into_iter().filter(|(_, row)| row.changed).collect();
         changed.sort_unstable_by_key(|(id, _)| *id);
         for chunk in changed.chunks(bulk::CHUNK) {
@@ -233,7 +234,7 @@ impl HostTable {
     }
 
     /// Writes every changed host back.
-    pub async fn store(self, tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+    pub async fn store(self, tx: &mut Tx<'_>) -> Result<()> {
         let mut query = QueryBuilder::new("");
         if self.push_store(&mut query) {
             query.build().execute(&mut **tx).await?;
@@ -254,7 +255,7 @@ impl HostRow {
 
 /// Updates hosts' counters, trust records and app quotas after events on
 /// their results, in order: one read and one write for all the hosts concerned.
-pub(super) async fn apply_host_events(tx: &mut Transaction<'_, Sqlite>, events: &[HostAppEvent]) -> Result<()> {
+pub(super) async fn apply_host_events(tx: &mut Tx<'_>, events: &[HostAppEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }

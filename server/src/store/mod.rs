@@ -1,4 +1,4 @@
-//! The coordinator's store: SQLite through sqlx, spoken to in domain terms.
+//! The coordinator's store: a database through sqlx (SQLite today), spoken to in domain terms.
 //!
 //! This is the only module that imports `sqlx`. Its API is what the
 //! coordinator needs (`request_work`, `record_reports`, `run_transitioner`...),
@@ -20,8 +20,10 @@
 //! - `signing`: signatures of projects' app modules.
 //! - `files`: input files of projects and work units (which are stored, who may download them), output files of results.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
+//! - `backend`: the seam to the database engine: its types and the operations that are its own (SQLite's in `backend::sqlite`).
 
 mod auth;
+mod backend;
 mod bulk;
 mod files;
 mod frontiers;
@@ -36,14 +38,10 @@ mod transitions;
 mod writer;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use sqlx::ConnectOptions as _;
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use backend::Pool;
 
 use crate::domain::lifecycle::ReportError;
 use crate::domain::names::Account;
@@ -126,27 +124,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Every database error goes through here: a write SQLite could not do
-/// (the disk is full, or a write failed: `SQLITE_FULL`, `SQLITE_IOERR_WRITE`)
+/// Every database error goes through here: a write the engine could not do
+/// (for SQLite, the disk is full or a write failed: `backend::cannot_write`)
 /// is [`Error::CannotWrite`], a condition that passes (callers retry; the
 /// writer reopens its connection); the rest stay [`Error::Database`].
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
-        const SQLITE_FULL: i32 = 13;
-        const SQLITE_IOERR_WRITE: i32 = 778;
-        let code = match &error {
-            sqlx::Error::Database(database) => database.code().and_then(|code| code.parse::<i32>().ok()),
-            _ => None,
-        };
-        match code {
-            Some(code) if code & 0xff == SQLITE_FULL || code == SQLITE_IOERR_WRITE => {
-                let message = match &error {
-                    sqlx::Error::Database(database) => database.message().to_owned(),
-                    other => other.to_string(),
-                };
-                Error::CannotWrite(message)
-            }
-            _ => Error::Database(error),
+        match backend::cannot_write(&error) {
+            Some(message) => Error::CannotWrite(message),
+            None => Error::Database(error),
         }
     }
 }
@@ -154,7 +140,7 @@ impl From<sqlx::Error> for Error {
 /// The coordinator's database.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
     /// Custom validator modules, compiled once.
     validators: Validators,
     /// Host tokens already seen, by hash.
@@ -174,7 +160,7 @@ pub struct Store {
 /// accounts were canonical, which SQL cannot express (SQLite's `lower` only
 /// knows ASCII). Idempotent, and cheap once done: it reads the distinct
 /// accounts (an index) and writes nothing when all are canonical.
-async fn canonicalize_accounts(pool: &SqlitePool) -> Result<()> {
+async fn canonicalize_accounts(pool: &Pool) -> Result<()> {
     let accounts: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT account FROM hosts WHERE account != ''").fetch_all(pool).await?;
     let changed: Vec<(String, String)> = accounts
@@ -214,43 +200,14 @@ impl Store {
     /// draws, so hosts cannot predict which work units will be accepted on a
     /// single result), so that simulations are reproducible.
     pub async fn open_with_secret(path: &Path, secret: u64) -> Result<Store> {
-        make_private(path)?;
-        Store::open_writable(path, secret).await.map_err(|error| not_writable(path, error))
+        backend::make_private(path)?;
+        Store::open_writable(path, secret).await.map_err(|error| backend::not_writable(path, error))
     }
 
     async fn open_writable(path: &Path, secret: u64) -> Result<Store> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
-            // Set-based statements come in a few padded shapes each (see
-            // `bulk`); all of them stay prepared.
-            .statement_cache_capacity(1024)
-            // No connection checkpoints the WAL when it commits (a checkpoint
-            // copies pages to the database and fsyncs it: tens of
-            // milliseconds added to the unlucky commit and to every call of
-            // its group); `checkpoints` does it in the background instead.
-            .pragma("wal_autocheckpoint", "0")
-            .pragma("journal_size_limit", (CHECKPOINT_WAL_BYTES / 2).to_string());
-        // SQLite has one writer; a small pool serves concurrent readers and
-        // the rare writes (submission, cancellation, the transitioner); the
-        // scheduler's writes go through the writer task's own connection.
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
-        sqlx::migrate!("../migrations").run(&pool).await?;
-        // A real write, so that a database opened read-only is refused now,
-        // not at the first report: the header's user_version, unchanged.
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}"))).execute(&pool).await?;
+        let (pool, connection, writer_options) = backend::open(path).await?;
         canonicalize_accounts(&pool).await?;
         let validators = Validators::default();
-        // The writer keeps the pages it works on (the recent rows and the
-        // indexes' right edges) in its own cache: up to 64 MiB instead of
-        // SQLite's 2 MiB. Readers' caches are reset by every commit anyway.
-        let writer_options = options.pragma("cache_size", "-65536");
-        let connection = writer_options.connect().await?;
         let frontiers = Arc::new(frontiers::Frontiers::default());
         let writer_metrics = WriterMetrics::default();
         let writer = writer::spawn(
@@ -261,7 +218,7 @@ impl Store {
             frontiers.clone(),
             writer_metrics.clone(),
         )?;
-        tokio::spawn(checkpoints(pool.clone(), path.to_owned()));
+        tokio::spawn(backend::checkpoints(pool.clone(), path.to_owned()));
         Ok(Store {
             pool,
             validators,
@@ -281,11 +238,10 @@ impl Store {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    /// Starts a write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock
-    /// at once (waiting up to the busy timeout), so two transactions that read
-    /// then write cannot fail on upgrading their snapshot.
-    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Starts a write transaction (`backend::begin_write`: for SQLite,
+    /// `BEGIN IMMEDIATE`, the write lock taken at once).
+    async fn write(&self) -> Result<backend::Tx<'static>> {
+        backend::begin_write(&self.pool).await
     }
 
     /// The writer's histograms (group sizes and durations), shared: they
@@ -294,18 +250,9 @@ impl Store {
         &self.writer_metrics
     }
 
-    /// The bytes the database takes on disk: its file and its write-ahead log.
+    /// The bytes the database takes on disk (for SQLite, its file and its write-ahead log).
     pub fn size_on_disk(&self) -> Result<u64> {
-        let mut total = 0;
-        for suffix in ["", "-wal"] {
-            let file = beside(&self.path, suffix);
-            match std::fs::metadata(&file) {
-                Ok(metadata) => total += metadata.len(),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::File { path: file, source }),
-            }
-        }
-        Ok(total)
+        backend::size_on_disk(&self.path)
     }
 
     /// Closes every connection (after the last transaction has committed).
@@ -315,80 +262,6 @@ impl Store {
             let _ = closed.await;
         }
         self.pool.close().await;
-    }
-}
-
-/// The file SQLite keeps beside the database `path` under `suffix`
-/// (`-wal`, `-shm`; the database itself for "").
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Creates the database file at `path` readable and writable by its owner
-/// only (0600) when it does not exist; SQLite gives the WAL and shared-memory
-/// files it creates beside it the same mode. An existing database, WAL or
-/// shared-memory file open to others (it holds hosts' token hashes and every
-/// result) is narrowed to 0600 with a warning.
-fn make_private(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
-        match created {
-            Ok(_) => return Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(Error::File { path: path.to_owned(), source: error }),
-        }
-        for suffix in ["", "-wal", "-shm"] {
-            let file = beside(path, suffix);
-            let Ok(metadata) = std::fs::metadata(&file) else { continue };
-            let mode = metadata.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
-                    .map_err(|source| Error::File { path: file.clone(), source })?;
-                tracing::warn!(file = %file.display(), mode = format!("{mode:o}"), "database file was open to other users; narrowed to owner only");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// How often the checkpointer looks at the WAL's size.
-const CHECKPOINT_POLL: Duration = Duration::from_millis(250);
-/// The WAL is checkpointed once it is this large...
-const CHECKPOINT_WAL_BYTES: u64 = 64 << 20;
-/// ... or this long after the last checkpoint, whichever comes first.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Checkpoints the WAL of the database at `path` on a pool connection, in
-/// `PASSIVE` mode: it copies what it can without waiting for (or blocking)
-/// the writer or readers, so commits never pay for it. A checkpoint ends
-/// with an fsync of the database file, which slows the writer's own fsyncs
-/// while it runs: checkpoints are few (every 64 MiB of WAL or 30 s), and
-/// `journal_size_limit` keeps the WAL file from staying large after a burst.
-/// Ends when the pool is closed.
-async fn checkpoints(pool: SqlitePool, path: PathBuf) {
-    let wal = beside(&path, "-wal");
-    let mut poll = tokio::time::interval(CHECKPOINT_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = tokio::time::Instant::now();
-    loop {
-        poll.tick().await;
-        if pool.is_closed() {
-            break;
-        }
-        let size = tokio::fs::metadata(&wal).await.map(|m| m.len()).unwrap_or(0);
-        if size < CHECKPOINT_WAL_BYTES && last.elapsed() < CHECKPOINT_INTERVAL {
-            continue;
-        }
-        last = tokio::time::Instant::now();
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            Ok(_) => {}
-            Err(sqlx::Error::PoolClosed) => break,
-            Err(error) => tracing::warn!(%error, "WAL checkpoint failed; trying again later"),
-        }
     }
 }
 
@@ -417,24 +290,3 @@ impl HostTokens {
 
 #[cfg(test)]
 mod tests;
-
-/// An error opening the database, as [`Error::NotWritable`] when SQLite
-/// says it cannot write (a read-only file, folder or file system).
-fn not_writable(path: &Path, error: Error) -> Error {
-    const SQLITE_READONLY: i32 = 8;
-    const SQLITE_CANTOPEN: i32 = 14;
-    let code = match &error {
-        Error::Database(sqlx::Error::Database(database)) => database.code(),
-        Error::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(database))) => database.code(),
-        _ => None,
-    };
-    let primary = code.and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
-    match (primary, &error) {
-        (Some(SQLITE_READONLY | SQLITE_CANTOPEN), Error::Database(sqlx::Error::Database(database)))
-        | (
-            Some(SQLITE_READONLY | SQLITE_CANTOPEN),
-            Error::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(database))),
-        ) => Error::NotWritable { path: path.to_owned(), reason: database.message().to_owned() },
-        _ => error,
-    }
-}

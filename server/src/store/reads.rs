@@ -1,10 +1,10 @@
 //! Read-only views for the admin service: status counts and paged listings.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use std::collections::HashMap;
 
+use super::backend::DbRow;
 use super::rows::{self, u32_column, u64_column};
 use super::{Error, Result, Store};
 use crate::domain::assimilation::Cursor;
@@ -212,7 +212,7 @@ impl Store {
         Ok(statuses)
     }
 
-    async fn status_of(&self, row: &SqliteRow) -> Result<ProjectStatus> {
+    async fn status_of(&self, row: &DbRow) -> Result<ProjectStatus> {
         let id: i64 = row.try_get("id")?;
         let mut status = ProjectStatus {
             id,
@@ -613,7 +613,7 @@ impl Store {
 }
 
 /// A [`ResultInfo`] from a row of `list_results_filtered`'s query.
-fn result_info(row: &SqliteRow) -> Result<ResultInfo> {
+fn result_info(row: &DbRow) -> Result<ResultInfo> {
     let (server, outcome, validate) = rows::copy_fields(row)?;
     Ok(ResultInfo {
         id: row.try_get("id")?,
@@ -639,7 +639,7 @@ fn result_info(row: &SqliteRow) -> Result<ResultInfo> {
 }
 
 /// A canonical result from a row of the canonical-result queries.
-fn canonical_result(row: &SqliteRow) -> Result<CanonicalResult> {
+fn canonical_result(row: &DbRow) -> Result<CanonicalResult> {
     let (argv, env) = rows::merged_args(row, &row.try_get::<String, _>("project")?)?;
     Ok(CanonicalResult {
         work_unit_id: row.try_get("work_unit_id")?,

@@ -6,9 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row};
 
+use super::backend::{Db, DbRow, Tx};
 use super::bulk;
 use super::files::{self, AssignedFile, ReportedFile};
 use super::frontiers::{Frontiers, HostFrontier, Walker};
@@ -265,7 +265,7 @@ pub(super) enum Answer {
 /// (its host's last contact is: the host did call).
 /// An `Err` is a database failure: the transaction must not be committed.
 pub(super) async fn run_calls(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     validators: &Validators,
     secret: u64,
     frontiers: &Frontiers,
@@ -385,7 +385,7 @@ struct Recorded<'a> {
 /// written. Then the copies, batches and work units are written with a few
 /// set-based statements for the whole group; changes to hosts go to `hosts`.
 async fn record<'a>(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     validators: &Validators,
     calls: &'a [Call],
     refused: &mut [Option<Error>],
@@ -711,7 +711,7 @@ enum Verdict {
 /// transaction has committed.
 #[allow(clippy::too_many_arguments)]
 async fn lease(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     validators: &Validators,
     secret: u64,
     frontiers: &Frontiers,
@@ -979,7 +979,7 @@ fn locality_order(
 }
 
 struct Candidate {
-    row: SqliteRow,
+    row: DbRow,
     result_id: i64,
     /// Its priority level.
     level: i64,
@@ -994,7 +994,7 @@ fn hex(text: &str) -> String {
 
 /// The hosts attached (in contact within [`scheduler::ATTACHED_MS`]) that
 /// have a turnaround, with it and their account.
-async fn attached_turnarounds(tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Vec<AttachedHost>> {
+async fn attached_turnarounds(tx: &mut Tx<'_>, now: Timestamp) -> Result<Vec<AttachedHost>> {
     let rows = sqlx::query(
         "SELECT id, avg_turnaround_ms, hex(account) AS account FROM hosts \
          WHERE last_contact_at >= ? AND avg_turnaround_ms IS NOT NULL",
@@ -1022,7 +1022,7 @@ type Leased = (i64, HostId, Timestamp);
 
 /// Appends to `query` the statements that mark `leased` copies as sent at
 /// `now` (each followed by `; `).
-fn push_leased(query: &mut QueryBuilder<Sqlite>, leased: &[Leased], now: Timestamp) {
+fn push_leased(query: &mut QueryBuilder<Db>, leased: &[Leased], now: Timestamp) {
     for chunk in leased.chunks(bulk::CHUNK) {
         query.push("WITH v(id, host_id, deadline) AS (");
         bulk::push_values(query, chunk, 3, |mut row, (id, host, deadline)| {
@@ -1045,11 +1045,7 @@ const MAX_WATCHED_ERROR: usize = 200;
 /// hosts or whose first results are mostly errors from several hosts
 /// (`batch::auto_pause`). For each batch concerned: one read of the batch,
 /// one of its erring hosts when it got errors, one write.
-async fn note_reports(
-    tx: &mut Transaction<'_, Sqlite>,
-    recorded: &[Recorded<'_>],
-    hosts: &mut HostTable,
-) -> Result<()> {
+async fn note_reports(tx: &mut Tx<'_>, recorded: &[Recorded<'_>], hosts: &mut HostTable) -> Result<()> {
     let success = |r: &Recorded<'_>| r.copy.outcome == Some(lifecycle::Outcome::Success);
     for r in recorded.iter().filter(|r| success(r)) {
         if let Some(sample) = r.turnaround {
@@ -1130,7 +1126,7 @@ fn watched_error(message: &str) -> String {
 }
 
 /// An assignment from a row with the columns of a lease query.
-fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
+fn assignment(row: &DbRow, deadline: Timestamp) -> Result<Assignment> {
     let work_unit_id = WorkUnitId(row.try_get("work_unit_id")?);
     let signature: Option<Vec<u8>> = row.try_get("app_signature")?;
     let public_key: Option<Vec<u8>> = row.try_get("app_public_key")?;
@@ -1158,7 +1154,7 @@ fn assignment(row: &SqliteRow, deadline: Timestamp) -> Result<Assignment> {
 
 /// Fills in the input files of assignments, in one read for all of them.
 async fn attach_files<'a>(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     assignments: impl IntoIterator<Item = &'a mut Vec<Assignment>>,
 ) -> Result<()> {
     let mut all: Vec<&mut Assignment> = assignments.into_iter().flatten().collect();
@@ -1176,7 +1172,7 @@ async fn attach_files<'a>(
 }
 
 /// Whether no copy of the work unit has been sent yet.
-async fn first_copy(tx: &mut Transaction<'_, Sqlite>, work_unit: WorkUnitId) -> Result<bool> {
+async fn first_copy(tx: &mut Tx<'_>, work_unit: WorkUnitId) -> Result<bool> {
     let row = sqlx::query("SELECT COUNT(*) AS n FROM results WHERE work_unit_id = ? AND server_state != 'unsent'")
         .bind(work_unit.0)
         .fetch_one(&mut **tx)
@@ -1193,7 +1189,7 @@ async fn first_copy(tx: &mut Transaction<'_, Sqlite>, work_unit: WorkUnitId) -> 
 /// - per host, the copies whose work unit has ended (didn't need, or
 ///   cancelled): they are over, and the host is told to abort them.
 async fn held_copies(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     calls: &[Call],
     refused: &[Option<Error>],
     now: Timestamp,

@@ -3,12 +3,13 @@
 //! handed out (`scheduling::assignment`).
 
 use super::Result;
+use super::backend::Tx;
 use crate::domain::ProjectId;
 use crate::domain::signing::AppSignature;
 
 /// Records the signature of project `project_id`'s app, if it has one.
 pub(super) async fn record(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut Tx<'static>,
     project_id: ProjectId,
     signature: Option<&AppSignature>,
 ) -> Result<()> {

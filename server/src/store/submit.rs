@@ -1,7 +1,8 @@
 //! Submission: apps (content-addressed), projects and batches of work units.
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row};
 
+use super::backend::Tx;
 use super::bulk;
 use super::files;
 use super::rows::{self, int};
@@ -231,7 +232,7 @@ impl Store {
 
 /// Creates a batch of `n_work_units`, with its own policy if given.
 pub(super) async fn create_batch(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     project_id: ProjectId,
     n_work_units: u64,
     policy: Option<&ReplicationPolicy>,
@@ -260,7 +261,7 @@ pub(super) async fn create_batch(
 }
 
 /// The id the next work unit will get. Safe inside a write transaction: SQLite has a single writer.
-async fn next_work_unit_id(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
+async fn next_work_unit_id(tx: &mut Tx<'_>) -> Result<i64> {
     let row = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM work_units").fetch_one(&mut **tx).await?;
     Ok(row.try_get("next")?)
 }
@@ -281,7 +282,7 @@ struct ProjectFiles<'a> {
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_work_units(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     project_id: ProjectId,
     project: &ProjectName,
     project_seed: u64,
@@ -389,7 +390,7 @@ async fn insert_work_units(
 
 /// Inserts one unsent copy of a work unit.
 pub(super) async fn insert_unsent(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     work_unit: WorkUnitId,
     project: ProjectId,
     now: Timestamp,

@@ -2,8 +2,9 @@
 //! all its results, ask `domain::lifecycle`, persist the answer, all inside
 //! the caller's transaction. Also the deadline sweep and cancellation.
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row};
 
+use super::backend::{DbRow, Tx};
 use super::hosts::{HostAppEvent, apply_host_events};
 use super::submit::{create_batch, insert_unsent};
 use super::{Error, Result, Store};
@@ -29,7 +30,7 @@ pub(super) enum Event {
 
 /// Loads a work unit and its results, applies `event` and stores the outcome.
 pub(super) async fn transition_work_unit(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     validators: &Validators,
     work_unit_id: WorkUnitId,
     event: Event,
@@ -42,7 +43,7 @@ pub(super) async fn transition_work_unit(
 /// to each and stores the outcomes: a few set-based statements per
 /// [`bulk::CHUNK`] work units instead of a handful per work unit.
 pub(super) async fn transition_work_units(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     validators: &Validators,
     work_unit_ids: &[WorkUnitId],
     event: Event,
@@ -55,7 +56,7 @@ pub(super) async fn transition_work_units(
 /// [`transition_work_units`], except that the events on hosts (credit,
 /// trust, app quotas) are returned, in order, for the caller to apply.
 pub(super) async fn transitions(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     validators: &Validators,
     work_unit_ids: &[WorkUnitId],
     event: Event,
@@ -142,7 +143,7 @@ const TYPICAL_CREDIT_WINDOW: i64 = 1000;
 /// The project's typical credit ([`lifecycle::typical_credit`]): the median
 /// credit of the canonical results of its latest work units validated by
 /// replication (never of one accepted alone), so no lone host raises it.
-async fn typical_credit(tx: &mut Transaction<'_, Sqlite>, project: ProjectId) -> Result<f64> {
+async fn typical_credit(tx: &mut Tx<'_>, project: ProjectId) -> Result<f64> {
     let rows = sqlx::query(
         "SELECT r.granted_credit FROM (SELECT canonical_result_id, single_result FROM work_units \
          WHERE project_id = ? AND state = 'done' ORDER BY id DESC LIMIT ?) w \
@@ -160,7 +161,7 @@ async fn typical_credit(tx: &mut Transaction<'_, Sqlite>, project: ProjectId) ->
 /// What compares this work unit's results: the project's validator, with the
 /// outputs it needs loaded.
 async fn comparator(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     validators: &Validators,
     validator: &ValidatorKind,
     results: &[ResultCopy],
@@ -189,10 +190,7 @@ async fn comparator(
 }
 
 /// The outputs of the successful results among `results`.
-async fn success_outputs(
-    tx: &mut Transaction<'_, Sqlite>,
-    results: &[ResultCopy],
-) -> Result<HashMap<ResultId, Vec<u8>>> {
+async fn success_outputs(tx: &mut Tx<'_>, results: &[ResultCopy]) -> Result<HashMap<ResultId, Vec<u8>>> {
     let mut outputs = HashMap::new();
     for result in results.iter().filter(|r| r.outcome == Some(Outcome::Success)) {
         let output: Option<Vec<u8>> = sqlx::query("SELECT output FROM results WHERE id = ?")
@@ -258,7 +256,7 @@ impl Changes {
     }
 
     /// Writes the changes; returns the events on hosts, for the caller to apply.
-    async fn persist(self, tx: &mut Transaction<'_, Sqlite>, now: Timestamp) -> Result<Vec<HostAppEvent>> {
+    async fn persist(self, tx: &mut Tx<'_>, now: Timestamp) -> Result<Vec<HostAppEvent>> {
         // The updates go to SQLite as one multi-statement query: one round
         // trip to its thread instead of one per statement.
         let mut query = QueryBuilder::new("");
@@ -327,7 +325,7 @@ impl Changes {
 /// The tail of a batch: a copy in progress that is at risk of missing its
 /// deadline gets a spare copy sent early (once per work unit), so the last
 /// percent does not wait for the slowest host. Returns how many were sent.
-async fn send_spare_copies(tx: &mut Transaction<'_, Sqlite>, validators: &Validators, now: Timestamp) -> Result<usize> {
+async fn send_spare_copies(tx: &mut Tx<'_>, validators: &Validators, now: Timestamp) -> Result<usize> {
     let rows = sqlx::query(
         "SELECT r.work_unit_id, r.sent_at, p.deadline_ms, h.avg_turnaround_ms, b.n_work_units, b.n_ended \
          FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN batches b ON b.id = w.batch_id \
@@ -375,13 +373,13 @@ pub enum CancelScope {
 }
 
 /// The `id` column of every row.
-fn ids(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<i64>> {
+fn ids(rows: &[DbRow]) -> Result<Vec<i64>> {
     Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?)
 }
 
 /// The state of one of the project's work units.
 async fn work_unit_state(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     project_id: i64,
     project: &ProjectName,
     work_unit: WorkUnitId,

@@ -20,12 +20,12 @@
 //! statement is shared by many.
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
+use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
 use std::sync::Arc;
 
+use super::backend::{self, Connection, WriterOptions};
 use super::frontiers::Frontiers;
 use super::scheduling::{self, Answer, Call};
 use super::{Error, Result};
@@ -82,8 +82,8 @@ pub(super) struct Request {
 /// wake-ups could wait for a worker busy with gRPC; on its own
 /// single-threaded runtime it goes on at once.
 pub(super) fn spawn(
-    connection: SqliteConnection,
-    options: SqliteConnectOptions,
+    connection: Connection,
+    options: WriterOptions,
     validators: Validators,
     secret: u64,
     frontiers: Arc<Frontiers>,
@@ -104,8 +104,8 @@ struct Writer {
     /// `None` after a group failed: the next group opens a new one, so a
     /// failure (a full disk) never leaves a connection inside a broken
     /// transaction; calls succeed again once SQLite can write.
-    connection: Option<SqliteConnection>,
-    options: SqliteConnectOptions,
+    connection: Option<Connection>,
+    options: WriterOptions,
     validators: Validators,
     secret: u64,
     frontiers: Arc<Frontiers>,
@@ -191,7 +191,7 @@ impl Writer {
                 empty.insert(connection)
             }
         };
-        let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = backend::begin_group(connection).await?;
         let (answers, found) =
             scheduling::run_calls(&mut tx, &self.validators, self.secret, &self.frontiers, calls, now).await?;
         let commit = std::time::Instant::now();
