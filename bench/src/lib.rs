@@ -15,14 +15,18 @@
 //!   unit is validated.
 //! - [`figures`]: the measured figures, percentiles, steady-state rates, the
 //!   one-line summary and the JSON form.
-//! - [`worker`]: the `worker` benchmark: the primes example through a real
-//!   coordinator and one real `quorum-worker`, against the same module run
-//!   directly in `quorum-sandbox` and a native Rust count. Unlike the rest of
-//!   the crate it links the sandbox (wasmtime); never the server.
+//! - [`worker`]: the `worker` benchmark: apps through a real coordinator and
+//!   one real `quorum-worker`, against the same modules run directly in
+//!   `quorum-sandbox` and the same computations compiled natively. Unlike the
+//!   rest of the crate it links the sandbox (wasmtime); never the server.
+//! - [`apps`]: its apps: the primes example and the C kernels of
+//!   `apps/kernels` (built natively by `build.rs`), their units and native
+//!   outputs.
 //! - [`files`]: the `files` benchmark: input files through a real
 //!   coordinator and real workers (locality scheduling's bytes per work
 //!   unit, peak memory with a large input).
 
+pub mod apps;
 pub mod coordinator;
 pub mod figures;
 pub mod files;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use quorum_bench::apps::{App, KernelUnits};
 use quorum_bench::{files as file_bench, lifecycle, worker};
 
 /// Benchmarks of quorum, against the real `quorum-server` (and, for `worker`,
@@ -77,11 +78,21 @@ enum Command {
         #[command(subcommand)]
         run: FilesRun,
     },
-    /// Worker efficiency: the primes example through the whole platform (a
-    /// real quorum-server and one real quorum-worker), against the same
-    /// module run directly in the sandbox and a native Rust prime count.
+    /// Worker efficiency: apps through the whole platform (a real
+    /// quorum-server and one real quorum-worker), against the same modules run
+    /// directly in the sandbox and the same computations compiled natively.
     Worker {
-        /// First number of the range.
+        /// The app: primes (the example), nbody, matmul, fft, stencil, sort
+        /// (the C kernels of bench/apps/kernels), or all of them in turn.
+        #[arg(long, default_value = "primes")]
+        app: String,
+        /// Work units of each kernel app.
+        #[arg(long, default_value_t = 20)]
+        units: usize,
+        /// Size of each kernel unit: 1 for about 0.15-0.25 s of native time.
+        #[arg(long, default_value_t = 1.0)]
+        unit_work: f64,
+        /// primes: first number of the range.
         #[arg(long, default_value_t = 0)]
         start: u64,
         /// End of the range (exclusive).
@@ -191,16 +202,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let figures = file_bench::distribution(&options).await?;
             print(json, &figures, figures.summary())
         }
-        Command::Worker { start, end, chunk, cpus, timeout, json } => {
-            let options =
-                worker::Options { start, end, chunk, cpus: cpus as usize, timeout: Duration::from_secs(timeout) };
+        Command::Worker { app, units, unit_work, start, end, chunk, cpus, timeout, json } => {
+            let apps = match app.as_str() {
+                "all" => App::ALL.to_vec(),
+                name => vec![name.parse::<App>().map_err(anyhow::Error::msg)?],
+            };
+            let options = worker::Options {
+                apps,
+                start,
+                end,
+                chunk,
+                kernel_units: KernelUnits { count: units, work: unit_work },
+                cpus: cpus as usize,
+                timeout: Duration::from_secs(timeout),
+            };
             let figures = worker::run(&options).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&figures)?);
-            } else {
-                println!("{}", figures.summary());
-            }
-            Ok(())
+            print(json, &figures, figures.summary())
         }
     }
 }

@@ -1,16 +1,13 @@
 //! The `worker` benchmark: how much of a machine's compute a volunteer gets
 //! to the project through the platform.
 //!
-//! The work is the primes example (`examples/primes/primes.wat`, embedded at
-//! build time and converted with the `wat` crate): the range
-//! `--start..--end` split into work units of `--chunk` numbers, each input
-//! `"START END\n"`, each output `"COUNT\n"`. It runs three ways, one after the
-//! other, on `--cpus` cores:
+//! Each app of [`crate::apps`] (primes and the C kernels; `--app`, or all of
+//! them in turn) runs three ways, one after the other, on `--cpus` cores:
 //!
-//! - **native**: a plain Rust prime count with the module's algorithm (trial
-//!   division by 2 and the odd numbers up to the square root) over the same
-//!   ranges, on a rayon pool of `--cpus` threads. Its counts are the
-//!   reference every other output is checked against.
+//! - **native**: the same computation compiled natively (Rust for primes, gcc
+//!   -O2 for the kernels) over the same inputs, on a rayon pool of `--cpus`
+//!   threads. Its outputs are the reference every other output is checked
+//!   against.
 //! - **direct**: the module run once per input with
 //!   [`quorum_sandbox::Sandbox::run`], with the limits the worker would apply
 //!   to this project, on a rayon pool of `--cpus` threads (as the worker's
@@ -27,7 +24,8 @@
 //!   then read back (`GetCanonicalResults`) and checked.
 //!
 //! Throughput is work units per second of wall time; the ratios
-//! platform/direct and direct/native come from the same run.
+//! platform/direct, direct/native and platform/native come from the same
+//! run, and their geometric means over the apps run.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -43,20 +41,17 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 use tonic::transport::Endpoint;
 
+use crate::apps::{App, KernelUnits, Unit, prime_units};
 use crate::coordinator::{self, Coordinator};
 
-/// The app: the primes example, as shipped.
-pub const PRIMES_WAT: &str = include_str!("../../examples/primes/primes.wat");
-/// The project submitted to the coordinator.
-pub const PROJECT: &str = "bench-primes";
-/// How long one `WaitProject` call may wait before it is made again.
+/// How one `WaitProject` call may wait before it is made again.
 pub const WAIT_TIMEOUT_MS: u64 = 10_000;
 /// Work units per `GetCanonicalResults` page.
 const RESULTS_PAGE: u32 = 1000;
 /// How long the worker may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// The limits of `examples/primes/project.toml`, sent with the project and
+/// The limits of `examples/primes/project.toml`, sent with each project and
 /// applied to the direct runs (the worker applies what the project says).
 pub const LIMITS: v1::Limits = v1::Limits {
     fuel: 100_000_000_000,
@@ -71,52 +66,28 @@ pub const LIMITS: v1::Limits = v1::Limits {
 /// The options of one run.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The apps to run, in turn.
+    pub apps: Vec<App>,
+    /// The range primes counts, in units of `chunk` numbers.
     pub start: u64,
     pub end: u64,
     pub chunk: u64,
+    /// The units of each kernel app.
+    pub kernel_units: KernelUnits,
     /// Threads of the native and direct pools; the worker's `--cpus`.
     pub cpus: usize,
-    /// The platform part fails if the work units are not all done by then.
+    /// The platform part of an app fails if its work units are not all done by then.
     pub timeout: Duration,
 }
 
-/// One work unit: its name (as `quorum submit` names range chunks), its range.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unit {
-    pub name: String,
-    pub start: u64,
-    pub end: u64,
-}
-
-impl Unit {
-    /// The app's stdin for this unit.
-    pub fn input(&self) -> Vec<u8> {
-        format!("{} {}\n", self.start, self.end).into_bytes()
-    }
-}
-
-/// `start..end` in chunks of `chunk` numbers, the last one shortened.
-pub fn units(start: u64, end: u64, chunk: u64) -> Vec<Unit> {
-    let mut units = Vec::new();
-    let mut next = start;
-    while next < end {
-        let stop = next.saturating_add(chunk).min(end);
-        units.push(Unit { name: format!("{next}-{stop}"), start: next, end: stop });
-        next = stop;
-    }
-    units
-}
-
-/// Everything one run measured.
+/// Everything one app's run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerFigures {
+    pub app: App,
     pub cpus: usize,
-    pub start: u64,
-    pub end: u64,
-    pub chunk: u64,
     pub work_units: u64,
-    /// Primes in `start..end` (the sum of the native counts).
-    pub primes: u64,
+    /// Outputs checked against the native ones (direct and platform each).
+    pub outputs_checked: u64,
     pub native_seconds: f64,
     pub native_units_per_sec: f64,
     pub direct_seconds: f64,
@@ -133,17 +104,28 @@ pub struct WorkerFigures {
     pub platform_over_direct: f64,
     /// direct / native throughput: the cost of WebAssembly in the sandbox.
     pub direct_over_native: f64,
-    /// platform / native throughput.
+    /// platform / native throughput (target: at least 0.90).
     pub platform_over_native: f64,
+}
+
+/// Every app's figures, and the geometric means of their ratios.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerSuite {
+    pub cpus: usize,
+    pub apps: Vec<WorkerFigures>,
+    pub geomean_platform_over_native: f64,
+    pub geomean_direct_over_native: f64,
+    pub geomean_platform_over_direct: f64,
 }
 
 impl WorkerFigures {
     /// The one-line summary.
     pub fn summary(&self) -> String {
         format!(
-            "worker: {} units on {} cpu(s): platform {:.2} units/s ({:.2} s), direct {:.2} units/s ({:.2} s), \
-             native {:.2} units/s ({:.2} s); platform/direct {:.3}, direct/native {:.3}; \
-             every output checked ({} primes)",
+            "worker {}: {} units on {} cpu(s): platform {:.2} units/s ({:.2} s), direct {:.2} units/s ({:.2} s), \
+             native {:.2} units/s ({:.2} s); platform/native {:.3}, direct/native {:.3}, platform/direct {:.3}; \
+             every output checked",
+            self.app,
             self.work_units,
             self.cpus,
             self.platform_units_per_sec,
@@ -152,54 +134,103 @@ impl WorkerFigures {
             self.direct_seconds,
             self.native_units_per_sec,
             self.native_seconds,
-            self.platform_over_direct,
+            self.platform_over_native,
             self.direct_over_native,
-            self.primes,
+            self.platform_over_direct,
         )
     }
 }
 
-/// Runs native, direct and platform in turn and checks every output.
-pub async fn run(options: &Options) -> anyhow::Result<WorkerFigures> {
-    anyhow::ensure!(options.chunk > 0, "--chunk must be at least 1");
-    anyhow::ensure!(options.start < options.end, "--start must be below --end");
-    anyhow::ensure!(options.cpus > 0, "--cpus must be at least 1");
-    let units = Arc::new(units(options.start, options.end, options.chunk));
-    let n = units.len() as u64;
-    let module: Arc<[u8]> = wat::parse_str(PRIMES_WAT).context("cannot convert primes.wat")?.into();
+impl WorkerSuite {
+    /// One line per app, then the geometric means.
+    pub fn summary(&self) -> String {
+        let mut lines: Vec<String> = self.apps.iter().map(WorkerFigures::summary).collect();
+        lines.push(format!(
+            "worker: geometric means over {} app(s) on {} cpu(s): platform/native {:.3}, direct/native {:.3}, \
+             platform/direct {:.3}",
+            self.apps.len(),
+            self.cpus,
+            self.geomean_platform_over_native,
+            self.geomean_direct_over_native,
+            self.geomean_platform_over_direct,
+        ));
+        lines.join("\n")
+    }
+}
 
-    let (cpus, native_units) = (options.cpus, units.clone());
-    let (native_seconds, counts) = tokio::task::spawn_blocking(move || native(&native_units, cpus)).await??;
-    let expected: Vec<Vec<u8>> = counts.iter().map(|count| format!("{count}\n").into_bytes()).collect();
-    tracing::info!(native_seconds, "native done");
+/// The geometric mean of `values` (1 for none).
+pub fn geometric_mean(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = values.into_iter().fold((0.0, 0u32), |(sum, n), value| (sum + value.ln(), n + 1));
+    if n == 0 { 1.0 } else { (sum / f64::from(n)).exp() }
+}
+
+/// Runs every app of `options` in turn.
+pub async fn run(options: &Options) -> anyhow::Result<WorkerSuite> {
+    anyhow::ensure!(options.cpus > 0, "--cpus must be at least 1");
+    anyhow::ensure!(!options.apps.is_empty(), "no app to run");
+    let mut apps = Vec::with_capacity(options.apps.len());
+    for &app in &options.apps {
+        let figures = run_app(app, options).await.with_context(|| format!("app {app}"))?;
+        tracing::info!(summary = figures.summary(), "app done");
+        apps.push(figures);
+    }
+    Ok(WorkerSuite {
+        cpus: options.cpus,
+        geomean_platform_over_native: geometric_mean(apps.iter().map(|f| f.platform_over_native)),
+        geomean_direct_over_native: geometric_mean(apps.iter().map(|f| f.direct_over_native)),
+        geomean_platform_over_direct: geometric_mean(apps.iter().map(|f| f.platform_over_direct)),
+        apps,
+    })
+}
+
+/// Runs native, direct and platform in turn for `app` and checks every output.
+async fn run_app(app: App, options: &Options) -> anyhow::Result<WorkerFigures> {
+    let units = match app {
+        App::Primes => {
+            anyhow::ensure!(options.chunk > 0, "--chunk must be at least 1");
+            anyhow::ensure!(options.start < options.end, "--start must be below --end");
+            prime_units(options.start, options.end, options.chunk)
+        }
+        _ => {
+            anyhow::ensure!(options.kernel_units.count > 0, "--units must be at least 1");
+            anyhow::ensure!(options.kernel_units.work > 0.0, "--unit-work must be above 0");
+            app.kernel_units(options.kernel_units)
+        }
+    };
+    let units = Arc::new(units);
+    let n = units.len() as u64;
+    let module: Arc<[u8]> = app.module()?.into();
+    let cpus = options.cpus;
+
+    let native_units = units.clone();
+    let (native_seconds, expected) = tokio::task::spawn_blocking(move || native(app, &native_units, cpus)).await??;
+    tracing::info!(%app, native_seconds, "native done");
 
     let (direct_units, direct_module) = (units.clone(), module.clone());
     let (direct_seconds, outputs, direct_fuel) =
-        tokio::task::spawn_blocking(move || direct(&direct_units, direct_module, cpus)).await??;
+        tokio::task::spawn_blocking(move || direct(app, &direct_units, direct_module, cpus)).await??;
     for ((unit, output), expected) in units.iter().zip(&outputs).zip(&expected) {
         anyhow::ensure!(
             output == expected,
-            "direct run of {} printed {:?}, native counted {:?}",
+            "direct run of {} printed {:?}, native {:?}",
             unit.name,
             String::from_utf8_lossy(output),
             String::from_utf8_lossy(expected)
         );
     }
-    tracing::info!(direct_seconds, "direct done");
+    tracing::info!(%app, direct_seconds, "direct done");
 
     let expected_by_name: HashMap<String, Vec<u8>> =
         units.iter().map(|unit| unit.name.clone()).zip(expected.iter().cloned()).collect();
-    let platform = platform(&units, &module, &expected_by_name, options).await?;
-    tracing::info!(platform_seconds = platform.seconds, "platform done");
+    let platform = platform(app, &units, &module, &expected_by_name, options).await?;
+    tracing::info!(%app, platform_seconds = platform.seconds, "platform done");
 
     let rate = |seconds: f64| n as f64 / seconds;
     Ok(WorkerFigures {
+        app,
         cpus: options.cpus,
-        start: options.start,
-        end: options.end,
-        chunk: options.chunk,
         work_units: n,
-        primes: counts.iter().sum(),
+        outputs_checked: n,
         native_seconds,
         native_units_per_sec: rate(native_seconds),
         direct_seconds,
@@ -219,48 +250,19 @@ fn pool(cpus: usize) -> anyhow::Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new().num_threads(cpus).build().context("cannot start a rayon pool")
 }
 
-/// 1 if `n` is prime: primes.wat's `$is_prime`, in Rust.
-pub fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n < 4 {
-        return true;
-    }
-    if n & 1 == 0 {
-        return false;
-    }
-    let mut d = 3;
-    loop {
-        // d > sqrt(n) exactly when n / d < d (no overflow, unlike d * d).
-        let q = n / d;
-        if q < d {
-            return true;
-        }
-        if q * d == n {
-            return false;
-        }
-        d += 2;
-    }
-}
-
-/// The number of primes in `start..end`, as primes.wat counts them.
-pub fn count_primes(start: u64, end: u64) -> u64 {
-    (start..end).filter(|&n| is_prime(n)).count() as u64
-}
-
-/// (b): every unit counted natively on `cpus` threads; seconds and counts.
-fn native(units: &[Unit], cpus: usize) -> anyhow::Result<(f64, Vec<u64>)> {
+/// Every unit computed natively on `cpus` threads; seconds and outputs.
+fn native(app: App, units: &[Unit], cpus: usize) -> anyhow::Result<(f64, Vec<Vec<u8>>)> {
     let pool = pool(cpus)?;
     let started = Instant::now();
-    let counts = pool.install(|| units.par_iter().map(|unit| count_primes(unit.start, unit.end)).collect());
-    Ok((started.elapsed().as_secs_f64(), counts))
+    let outputs: anyhow::Result<Vec<Vec<u8>>> =
+        pool.install(|| units.par_iter().map(|unit| app.native(&unit.input)).collect());
+    Ok((started.elapsed().as_secs_f64(), outputs?))
 }
 
-/// (a): every unit run through the sandbox on `cpus` threads; seconds, the
+/// Every unit run through the sandbox on `cpus` threads; seconds, the
 /// outputs in unit order, and the fuel used. The sandbox is created before the
 /// clock starts; the module is compiled by the first task, as in the worker.
-fn direct(units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64, Vec<Vec<u8>>, u64)> {
+fn direct(app: App, units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64, Vec<Vec<u8>>, u64)> {
     let sandbox = Sandbox::new().context("cannot create the sandbox")?;
     let pool = pool(cpus)?;
     let limits = Limits::with_defaults(
@@ -277,9 +279,9 @@ fn direct(units: &[Unit], module: Arc<[u8]>, cpus: usize) -> anyhow::Result<(f64
             .par_iter()
             .map(|unit| {
                 let task = Task {
-                    app_digest: "primes.wat".to_owned(),
+                    app_digest: app.name().to_owned(),
                     module: module.clone(),
-                    input: unit.input(),
+                    input: unit.input.clone(),
                     random_seed: 0,
                     limits,
                     nan_canonicalization: false,
@@ -315,6 +317,7 @@ struct Platform {
 
 /// (c): a coordinator and one worker; checks every canonical output.
 async fn platform(
+    app: App,
     units: &[Unit],
     module: &[u8],
     expected: &HashMap<String, Vec<u8>>,
@@ -328,7 +331,7 @@ async fn platform(
     let mut coordinator = Coordinator::start().await?;
     let mut worker = None;
     let outcome =
-        platform_run(&mut coordinator, &mut worker, &worker_program, dir.path(), units, module, expected, options)
+        platform_run(app, &mut coordinator, &mut worker, &worker_program, dir.path(), units, module, expected, options)
             .await;
     let worker_log = dir.path().join("worker.log");
     if let Some(child) = worker {
@@ -351,6 +354,7 @@ async fn platform(
 
 #[allow(clippy::too_many_arguments)]
 async fn platform_run(
+    app: App,
     coordinator: &mut Coordinator,
     worker: &mut Option<Child>,
     worker_program: &Path,
@@ -363,8 +367,9 @@ async fn platform_run(
     let endpoint = Endpoint::from_shared(coordinator.url.clone()).context("a valid coordinator URL")?;
     let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {}", coordinator.url))?;
     let mut projects = coordinator.projects(channel);
+    let project = format!("bench-{app}");
     let request = v1::CreateProjectRequest {
-        name: PROJECT.to_owned(),
+        name: project.clone(),
         app_module: module.to_vec(),
         policy: Some(v1::ReplicationPolicy {
             min_quorum: 1,
@@ -381,7 +386,7 @@ async fn platform_run(
         nan_canonicalization: false,
         work_units: units
             .iter()
-            .map(|unit| v1::WorkUnitInput { name: unit.name.clone(), input: unit.input(), ..Default::default() })
+            .map(|unit| v1::WorkUnitInput { name: unit.name.clone(), input: unit.input.clone(), ..Default::default() })
             .collect(),
         fuzzy: None,
         validator_module: Vec::new(),
@@ -416,7 +421,7 @@ async fn platform_run(
     // worker computes.
     let status = loop {
         let wait =
-            projects.wait_project(v1::WaitProjectRequest { project: PROJECT.to_owned(), timeout_ms: WAIT_TIMEOUT_MS });
+            projects.wait_project(v1::WaitProjectRequest { project: project.clone(), timeout_ms: WAIT_TIMEOUT_MS });
         let status = tokio::select! {
             reply = wait => reply.context("WaitProject")?.into_inner(),
             exit = child.wait() => anyhow::bail!("quorum-worker exited ({})", exit.context("cannot wait for quorum-worker")?),
@@ -451,7 +456,7 @@ async fn platform_run(
     loop {
         let page = projects
             .get_canonical_results(v1::GetCanonicalResultsRequest {
-                project: PROJECT.to_owned(),
+                project: project.clone(),
                 after_work_unit_id: after,
                 limit: RESULTS_PAGE,
             })
@@ -467,7 +472,7 @@ async fn platform_run(
                 .with_context(|| format!("unknown work unit {:?}", result.work_unit_name))?;
             anyhow::ensure!(
                 &result.output == wanted,
-                "the platform's output of {} is {:?}, native counted {:?}",
+                "the platform's output of {} is {:?}, native {:?}",
                 result.work_unit_name,
                 String::from_utf8_lossy(&result.output),
                 String::from_utf8_lossy(wanted)
@@ -500,29 +505,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_ranges_like_quorum_submit() {
-        let units = units(0, 10_000_000, 50_000);
-        assert_eq!(units.len(), 200);
-        assert_eq!(units[0], Unit { name: "0-50000".into(), start: 0, end: 50_000 });
-        assert_eq!(units[199].input(), b"9950000 10000000\n");
-        assert_eq!(super::units(0, 7, 3).last().map(|unit| unit.end - unit.start), Some(1));
-    }
-
-    #[test]
-    fn native_count_matches_known_values() {
-        assert_eq!(count_primes(0, 100), 25);
-        assert_eq!(count_primes(0, 1_000_000), 78_498);
-        assert!(!is_prime(1) && is_prime(2) && is_prime(3) && !is_prime(9) && is_prime(97));
-    }
-
-    #[test]
     fn direct_agrees_with_native() {
-        let module: Arc<[u8]> = wat::parse_str(PRIMES_WAT).expect("primes.wat converts").into();
-        let units = units(0, 20_000, 5_000);
-        let (_, outputs, fuel) = direct(&units, module, 2).expect("direct runs");
-        let (_, counts) = native(&units, 2).expect("native runs");
-        let expected: Vec<Vec<u8>> = counts.iter().map(|count| format!("{count}\n").into_bytes()).collect();
+        let module: Arc<[u8]> = App::Primes.module().expect("primes.wat converts").into();
+        let units = prime_units(0, 20_000, 5_000);
+        let (_, outputs, fuel) = direct(App::Primes, &units, module, 2).expect("direct runs");
+        let (_, expected) = native(App::Primes, &units, 2).expect("native runs");
         assert_eq!(outputs, expected);
         assert!(fuel > 0);
+    }
+
+    #[test]
+    fn every_kernel_agrees_with_its_native_build() {
+        for app in App::ALL.into_iter().filter(|&app| app != App::Primes) {
+            let units = app.kernel_units(KernelUnits { count: 2, work: 0.001 });
+            let module: Arc<[u8]> = app.module().unwrap().into();
+            let (_, outputs, _) = direct(app, &units, module, 2).expect("direct runs");
+            let (_, expected) = native(app, &units, 2).expect("native runs");
+            assert_eq!(outputs, expected, "{app}");
+        }
+    }
+
+    #[test]
+    fn geometric_mean_of_ratios() {
+        assert!((geometric_mean([0.5, 2.0]) - 1.0).abs() < 1e-12);
+        assert!((geometric_mean([0.9, 0.9, 0.9]) - 0.9).abs() < 1e-12);
+        assert_eq!(geometric_mean([]), 1.0);
     }
 }

@@ -109,28 +109,71 @@ async fn lifecycle_smoke_run_validates_every_work_unit() {
     assert_eq!(figures.rpc_errors, 0, "no call failed: {figures:?}");
 }
 
-/// `quorum-bench worker --json`: the fields this test reads.
+/// One app of `quorum-bench worker --json`: the fields this test reads.
 #[derive(Debug, Deserialize)]
 struct WorkerFigures {
-    cpus: usize,
+    app: String,
     work_units: u64,
-    primes: u64,
+    outputs_checked: u64,
+    direct_fuel: u64,
     platform_units_per_sec: f64,
     direct_units_per_sec: f64,
     native_units_per_sec: f64,
 }
 
+/// `quorum-bench worker --json`: the fields this test reads.
+#[derive(Debug, Deserialize)]
+struct WorkerSuite {
+    cpus: usize,
+    apps: Vec<WorkerFigures>,
+    geomean_platform_over_native: f64,
+}
+
 /// The worker-efficiency benchmark on a tiny range: it checks every output of
-/// the direct and platform runs against the native counts itself, so a
+/// the direct and platform runs against the native ones itself, so a
 /// successful exit means all three agree.
 #[tokio::test]
 async fn worker_smoke_run_agrees_with_native() {
-    let figures: WorkerFigures =
-        run_bench(&["worker", "--start", "0", "--end", "20000", "--chunk", "2000", "--cpus", "1", "--json"]).await;
-    assert_eq!((figures.cpus, figures.work_units), (1, 10));
-    assert_eq!(figures.primes, 2262, "primes below 20,000");
-    assert!(figures.platform_units_per_sec > 0.0 && figures.direct_units_per_sec > 0.0);
-    assert!(figures.native_units_per_sec > 0.0);
+    let suite: WorkerSuite = run_bench(&[
+        "worker", "--app", "primes", "--start", "0", "--end", "20000", "--chunk", "2000", "--cpus", "1", "--json",
+    ])
+    .await;
+    assert_eq!(suite.cpus, 1);
+    let [primes] = &suite.apps[..] else { panic!("one app: {suite:?}") };
+    assert_eq!((primes.app.as_str(), primes.work_units, primes.outputs_checked), ("primes", 10, 10));
+    assert!(primes.platform_units_per_sec > 0.0 && primes.direct_units_per_sec > 0.0);
+    assert!(primes.native_units_per_sec > 0.0 && primes.direct_fuel > 0);
+    assert!(suite.geomean_platform_over_native > 0.0);
+}
+
+/// Every compute kernel (n-body, matrix multiply, FFT, stencil, sort) on tiny
+/// units: the WebAssembly build, in the sandbox and through the platform,
+/// prints the same bytes as the native build of the same C source.
+#[tokio::test]
+async fn worker_smoke_run_of_every_kernel_agrees_with_native() {
+    let suite: WorkerSuite = run_bench(&[
+        "worker",
+        "--app",
+        "all",
+        "--units",
+        "2",
+        "--unit-work",
+        "0.001",
+        "--end",
+        "20000",
+        "--chunk",
+        "2000",
+        "--cpus",
+        "1",
+        "--json",
+    ])
+    .await;
+    let apps: Vec<&str> = suite.apps.iter().map(|figures| figures.app.as_str()).collect();
+    assert_eq!(apps, ["primes", "nbody", "matmul", "fft", "stencil", "sort"]);
+    for figures in &suite.apps[1..] {
+        assert_eq!((figures.work_units, figures.outputs_checked), (2, 2), "{figures:?}");
+        assert!(figures.direct_fuel > 0, "{figures:?}");
+    }
 }
 
 /// One mode of `quorum-bench files locality --json`.
