@@ -26,6 +26,7 @@ pub mod domain;
 pub mod file_store;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod rpc;
 pub mod seed;
 #[cfg(test)]
@@ -42,7 +43,6 @@ use std::sync::Arc;
 use quorum_proto::v1::projects_server::ProjectsServer;
 use quorum_proto::v1::scheduler_server::SchedulerServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::clock::{Clock, SystemClock};
 use crate::rpc::projects::ProjectsService;
@@ -200,7 +200,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .add_service(reflection_v1alpha)
         .add_service(scheduler)
         .add_service(projects)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(net::grpc_incoming(listener), signal);
     let mut grace = stopping;
     let served = tokio::select! {
         served = serve => served,

@@ -77,7 +77,9 @@ impl Endpoint {
         let bound = listener.local_addr().map_err(|source| Error::Bind { what, addr, source })?;
         let server = tokio::spawn(async move {
             let shutdown = async move { ctx.stopped().await };
-            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            if let Err(error) =
+                axum::serve(crate::net::http_listener(listener), router).with_graceful_shutdown(shutdown).await
+            {
                 tracing::error!(%error, "{what} server failed");
             }
         });
