@@ -4,7 +4,8 @@
 //! One file per (module digest, engine): `<digest>-<engine key>.cwasm` in the
 //! cache directory, where the engine key hashes wasmtime's own compatibility
 //! hash (its version, target and every compiler setting, NaN canonicalization
-//! among them), so a file of another engine configuration or of an older
+//! among them) and the revision of quorum's patch to wasmtime's code
+//! generation, so a file of another engine configuration or of an older
 //! wasmtime is not looked at. The file holds that key again, the SHA-256 of
 //! the serialized module, then the module; it is used only if the key is
 //! this engine's (wasmtime's own check does not cover NaN canonicalization:
@@ -122,11 +123,17 @@ impl CompiledCache {
     }
 }
 
-/// A hash of wasmtime's compatibility hash of `engine`: its version, target
-/// and settings.
+/// The revision of quorum's change to wasmtime's code generation
+/// (vendor/README.md): wasmtime's compatibility hash cannot see it, so a
+/// module compiled before a change of it is compiled again.
+const CODEGEN_REVISION: &str = "preserve-all fuel and epoch checks, 1";
+
+/// A hash of wasmtime's compatibility hash of `engine` (its version, target
+/// and settings) and of [`CODEGEN_REVISION`].
 fn engine_key(engine: &Engine) -> u64 {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
+    CODEGEN_REVISION.hash(&mut hasher);
     hasher.finish()
 }
 

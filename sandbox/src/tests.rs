@@ -556,6 +556,47 @@ fn aborting_a_paused_task_ends_it() {
     assert_eq!(thread.join().expect("task thread").status, Status::Aborted);
 }
 
+/// An endless loop that keeps a float and a vector in registers across its
+/// loop header, where the fuel and epoch checks are, and traps if either
+/// ever differs from the integer count it derives from: the checks' calls
+/// (vendor/README.md) must leave every register as it was. It calls a
+/// function once every 65,536 iterations so that its progress shows.
+const FLOATS_ACROSS_CHECKS: &str = r#"(memory (export "memory") 1)
+  (func $step)
+  (func (export "_start")
+    (local $i i64) (local $a f64) (local $b v128)
+    (loop $outer
+      (call $step)
+      (loop $inner
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (local.set $a (f64.add (local.get $a) (f64.const 1)))
+        (local.set $b (f64x2.add (local.get $b) (v128.const f64x2 1 2)))
+        (if (f64.ne (local.get $a) (f64.convert_i64_u (local.get $i))) (then unreachable))
+        (if (f64.ne (f64x2.extract_lane 1 (local.get $b)) (f64.mul (local.get $a) (f64.const 2)))
+          (then unreachable))
+        (br_if $inner (i64.ne (i64.and (local.get $i) (i64.const 0xffff)) (i64.const 0))))
+      (br $outer)))"#;
+
+#[test]
+fn registers_survive_the_epoch_checks_calls() {
+    let sandbox = Arc::new(Sandbox::new().expect("sandbox"));
+    let gate = Gate::new();
+    let control = TaskControl::new(gate.clone());
+    let limits = Limits::with_defaults(u64::MAX, 0, 0, 0, 0);
+    let thread = spawn_run(&sandbox, &app(FLOATS_ACROSS_CHECKS), limits, &control);
+    wait_for_progress(&control, 0);
+    // Held inside the epoch callback (the builtin the checks call), then
+    // resumed: the loop goes on with the values it had.
+    gate.pause();
+    gate.wait_for_waiting(1);
+    let fuel_at_pause = control.fuel_used();
+    gate.resume();
+    wait_for_progress(&control, fuel_at_pause);
+    control.abort();
+    let outcome = thread.join().expect("task thread");
+    assert_eq!(outcome.status, Status::Aborted, "stderr: {}", outcome.stderr_tail);
+}
+
 #[test]
 fn throttled_time_is_not_run_time() {
     let sandbox = Arc::new(Sandbox::new().expect("sandbox"));
