@@ -126,7 +126,7 @@ impl CompiledCache {
 /// The revision of quorum's change to wasmtime's code generation
 /// (vendor/README.md): wasmtime's compatibility hash cannot see it, so a
 /// module compiled before a change of it is compiled again.
-const CODEGEN_REVISION: &str = "preserve-all fuel and epoch checks, 1";
+const CODEGEN_REVISION: &str = "preserve-all fuel and epoch checks, cold out-of-gas block, 2";
 
 /// A hash of wasmtime's compatibility hash of `engine` (its version, target
 /// and settings) and of [`CODEGEN_REVISION`].

@@ -3,6 +3,7 @@
 //! `scripts/build-apps`): the sandbox against real libc code.
 
 use super::*;
+use sha2::Digest as _;
 
 /// A committed example app, by its path under `examples/`.
 macro_rules! example {
@@ -194,4 +195,60 @@ fn sumprimes_ignores_a_checkpoint_of_another_range() {
     let outcome = Sandbox::new().expect("sandbox").run(&sumprimes_task("0 100", Some(dir.path())), control());
     assert_eq!(success(&outcome), primes_count_and_sum(0, 100));
     assert!(outcome.stderr_tail.contains("ignoring a checkpoint"), "{}", outcome.stderr_tail);
+}
+
+// The C kernels of `quorum-bench worker` (bench/apps/kernels).
+
+/// A kernel of `bench/apps/kernels` and a small input for it.
+macro_rules! kernel {
+    ($name:literal, $input:literal) => {
+        ($name, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/apps/kernels/", $name, ".wasm")), $input)
+    };
+}
+
+const KERNELS: [(&str, &[u8], &str); 5] = [
+    kernel!("nbody", "2000\n"),
+    kernel!("matmul", "48 2 7\n"),
+    kernel!("fft", "10 2 7\n"),
+    kernel!("stencil", "48 20\n"),
+    kernel!("sort", "20000 7\n"),
+];
+
+/// Honest copies of float-heavy C code agree byte for byte and by fuel under
+/// both NaN policies, whether their host compiled the module (a fresh
+/// sandbox, so a fresh engine) or loaded it compiled from disk after a
+/// restart; and these kernels, which make no NaN, print the same under both.
+#[test]
+fn honest_copies_agree_by_output_and_fuel_under_every_policy() {
+    let cache = tempfile::tempdir().expect("cache dir");
+    for (name, module, input) in KERNELS {
+        let mut outputs = Vec::new();
+        for nan_canonicalization in [false, true] {
+            // The compiled cache keys modules by their digest, as the worker does.
+            let digest: String = sha2::Sha256::digest(module).iter().map(|b| format!("{b:02x}")).collect();
+            let mut task = app_task(&digest, module, input.as_bytes(), 1, Limits::default());
+            task.nan_canonicalization = nan_canonicalization;
+            let cached = || Sandbox::new().expect("sandbox").with_compiled_cache(cache.path());
+            let (writer, restarted) = (cached(), cached());
+            let copies = [
+                Sandbox::new().expect("sandbox").run(&task, control()),
+                Sandbox::new().expect("sandbox").run(&task, control()),
+                // Compiles and writes the module to disk, then a "restarted"
+                // host loads it from there.
+                writer.run(&task, control()),
+                restarted.run(&task, control()),
+            ];
+            assert_eq!((writer.compilations(), restarted.compilations()), (1, 0), "{name}");
+            let first = success(&copies[0]);
+            assert!(!first.is_empty(), "{name}");
+            for copy in &copies[1..] {
+                assert_eq!(success(copy), first, "{name}, NaN canonicalization {nan_canonicalization}");
+                assert_eq!(copy.fuel_used, copies[0].fuel_used, "{name}, NaN canonicalization {nan_canonicalization}");
+            }
+            outputs.push(first);
+        }
+        assert_eq!(outputs[0], outputs[1], "{name}: no NaN, so the policies print the same");
+    }
+    let cached = std::fs::read_dir(cache.path()).expect("cache dir").count();
+    assert_eq!(cached, 2 * KERNELS.len(), "one compiled file per kernel and policy");
 }

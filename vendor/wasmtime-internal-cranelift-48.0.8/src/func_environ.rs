@@ -672,6 +672,9 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
     fn fuel_check(&mut self, builder: &mut FunctionBuilder) {
         self.fuel_increment_var(builder);
         let out_of_gas_block = builder.create_block();
+        // quorum: the out-of-gas call is rare (a trap or a yield), laid out
+        // away from the loop like the epoch check's.
+        builder.set_cold_block(out_of_gas_block);
         let continuation_block = builder.create_block();
 
         // Note that our fuel is encoded as adding positive values to a
