@@ -605,10 +605,27 @@ impl Worker {
         if left > 0 {
             info!(n = left, "exiting with unreported results (kept in the journal)");
         }
+        self.close_swarm().await;
         if let Err(error) = self.journal.set_setting("pid", "0").await {
             warn!(error = %error, "cannot clear the pid in the journal");
         }
         self.journal.close().await;
+    }
+
+    /// Closes the peer-to-peer endpoint and flushes its store, so peers see
+    /// the connection closed rather than timing out (and iroh has no
+    /// ungraceful drop to complain of). A download still in flight holds
+    /// the swarm: it is then dropped with the process.
+    async fn close_swarm(&mut self) {
+        let Some(swarm) = self.swarm.take() else { return };
+        match Arc::try_unwrap(swarm) {
+            Ok(swarm) => match tokio::time::timeout(SHUTDOWN_GRACE, swarm.shutdown()).await {
+                Ok(Ok(())) => debug!("peer-to-peer endpoint closed"),
+                Ok(Err(error)) => warn!(error = %error, "cannot close the peer-to-peer endpoint"),
+                Err(_) => warn!("closing the peer-to-peer endpoint timed out"),
+            },
+            Err(_) => debug!("downloads in flight at shutdown: the peer-to-peer endpoint is dropped with them"),
+        }
     }
 }
 
