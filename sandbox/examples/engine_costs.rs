@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Engine, Linker, Module, OptLevel, Store};
+use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -86,14 +86,10 @@ fn main() -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// The sandbox's own configuration with `variant`'s instrumentation.
 fn engine(variant: Variant) -> wasmtime::Result<Engine> {
-    let mut config = Config::new();
-    config
-        .consume_fuel(variant.fuel)
-        .epoch_interruption(variant.epoch)
-        .wasm_relaxed_simd(false)
-        .cranelift_opt_level(OptLevel::Speed)
-        .cranelift_nan_canonicalization(variant.nan);
+    let mut config = quorum_sandbox::engine_config(variant.nan);
+    config.consume_fuel(variant.fuel).epoch_interruption(variant.epoch);
     if variant.bounds_checks {
         config.memory_reservation(0).memory_guard_size(0).memory_reservation_for_growth(1 << 20);
     }

@@ -682,6 +682,14 @@ fn classify(
 }
 
 fn engine(nan_canonicalization: bool) -> Result<Engine, Error> {
+    Engine::new(&engine_config(nan_canonicalization)).map_err(|error| Error::Engine(format!("{error:#}")))
+}
+
+/// The configuration of the sandbox's engines: fuel and epoch interruption
+/// on, threads and relaxed SIMD off, Cranelift at `Speed`. Public for
+/// `examples/engine_costs.rs`, which measures it against variants of itself.
+#[doc(hidden)]
+pub fn engine_config(nan_canonicalization: bool) -> Config {
     let mut config = Config::new();
     config
         .consume_fuel(true)
@@ -692,7 +700,7 @@ fn engine(nan_canonicalization: bool) -> Result<Engine, Error> {
         .wasm_relaxed_simd(false)
         .cranelift_opt_level(OptLevel::Speed)
         .cranelift_nan_canonicalization(nan_canonicalization);
-    Engine::new(&config).map_err(|error| Error::Engine(format!("{error:#}")))
+    config
 }
 
 /// Why a module cannot run.

@@ -3,7 +3,6 @@
 //! `scripts/build-apps`): the sandbox against real libc code.
 
 use super::*;
-use sha2::Digest as _;
 
 /// A committed example app, by its path under `examples/`.
 macro_rules! example {
@@ -222,10 +221,10 @@ const KERNELS: [(&str, &[u8], &str); 5] = [
 fn honest_copies_agree_by_output_and_fuel_under_every_policy() {
     let cache = tempfile::tempdir().expect("cache dir");
     for (name, module, input) in KERNELS {
+        // The compiled cache keys modules by their digest, as the worker does.
+        let digest = sha256_hex(module);
         let mut outputs = Vec::new();
         for nan_canonicalization in [false, true] {
-            // The compiled cache keys modules by their digest, as the worker does.
-            let digest: String = sha2::Sha256::digest(module).iter().map(|b| format!("{b:02x}")).collect();
             let mut task = app_task(&digest, module, input.as_bytes(), 1, Limits::default());
             task.nan_canonicalization = nan_canonicalization;
             let cached = || Sandbox::new().expect("sandbox").with_compiled_cache(cache.path());

@@ -61,7 +61,7 @@ pub(crate) struct BuiltinFunctions {
     breakpoint_trampoline: Option<ir::FuncRef>,
     /// quorum: `out_of_gas` and `new_epoch` called through their
     /// preserve-all trampolines (see `preserve_all_builtin`).
-    preserve_all: [Option<ir::FuncRef>; 2],
+    preserve_all: [Option<ir::FuncRef>; BuiltinFunctionIndex::len() as usize],
 }
 
 impl BuiltinFunctions {
@@ -70,7 +70,7 @@ impl BuiltinFunctions {
             types: BuiltinFunctionSignatures::new(compiler),
             builtins: [None; BuiltinFunctionIndex::len() as usize],
             breakpoint_trampoline: None,
-            preserve_all: [None; 2],
+            preserve_all: [None; BuiltinFunctionIndex::len() as usize],
         }
     }
 
@@ -87,14 +87,9 @@ impl BuiltinFunctions {
         func: &mut Function,
         builtin: BuiltinFunctionIndex,
     ) -> ir::FuncRef {
-        let slot = if builtin == BuiltinFunctionIndex::out_of_gas() {
-            0
-        } else {
-            assert!(builtin == BuiltinFunctionIndex::new_epoch());
-            1
-        };
-        if let Some(f) = self.preserve_all[slot] {
-            return f;
+        let cache = &mut self.preserve_all[builtin.index() as usize];
+        if let Some(f) = cache {
+            return *f;
         }
         let mut signature = self.types.wasm_signature(builtin);
         signature.returns.clear();
@@ -111,7 +106,7 @@ impl BuiltinFunctions {
             colocated: true,
             patchable: false,
         });
-        self.preserve_all[slot] = Some(f);
+        *cache = Some(f);
         f
     }
 
