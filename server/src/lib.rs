@@ -7,7 +7,7 @@
 //!
 //! Layout:
 //! - `domain`: the rules (lifecycle, validation, policy, scheduling), pure Rust, no I/O.
-//! - `store`: the database (SQLite, behind `store::backend`) through sqlx, an API in domain terms; the only SQL.
+//! - `store`: the database (SQLite or PostgreSQL, behind `store::backend`) through sqlx, an API in domain terms; the only SQL.
 //! - `rpc`: the gRPC services, thin adapters between protobuf and the store.
 //! - `transitioner`: the loop that applies deadlines.
 //! - `validators`: custom validator modules, compiled once and run in the sandbox.

@@ -234,7 +234,7 @@ impl Metrics {
         }
         let statuses = store.project_status(None).await?;
         let hosts = store.host_counts(now).await?;
-        let database_bytes = store.size_on_disk()?;
+        let database_bytes = store.size_on_disk().await?;
         let gauges = &self.gauges;
         // Cleared first: a deleted project's series end.
         gauges.work_units.clear();

@@ -32,6 +32,11 @@ impl From<store::Error> for Status {
             E::FileSizeMismatch { .. } => Status::invalid_argument(error.to_string()),
             E::Files(error) => Status::from(error),
             E::Closed => Status::unavailable(error.to_string()),
+            E::Unavailable(_) => {
+                tracing::warn!(error = %error, "the database cannot be reached");
+                Status::unavailable(error.to_string())
+            }
+            E::Conflict(_) => Status::aborted(error.to_string()),
             E::CannotWrite(_) => {
                 tracing::error!(error = %error, "the database cannot be written");
                 Status::resource_exhausted(error.to_string())

@@ -2,9 +2,7 @@
 //! revoking them, and the first-start bootstrap of an admin token. Only
 //! SHA-256 hashes of tokens are stored, as for hosts.
 
-use sqlx::Row;
-
-use super::backend::Tx;
+use super::backend::{Tx, query, query_scalar};
 use super::{Error, Result, Store};
 use crate::domain::Timestamp;
 use crate::domain::access::Role;
@@ -47,10 +45,9 @@ impl Store {
             return Ok(false);
         }
         let mut tx = self.write().await?;
-        let n_admins: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL")
-                .fetch_one(&mut *tx)
-                .await?;
+        let n_admins: i64 = query_scalar("SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL")
+            .fetch_one(&mut tx)
+            .await?;
         if n_admins > 0 {
             return Ok(false);
         }
@@ -61,16 +58,15 @@ impl Store {
 
     /// Whether an active (unrevoked) admin token exists.
     pub async fn has_admin_token(&self) -> Result<bool> {
-        let n_admins: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        let n_admins: i64 = query_scalar("SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n_admins > 0)
     }
 
     /// What the token hashing to `token_hash` is.
     pub async fn token_kind(&self, token_hash: &str) -> Result<TokenKind> {
-        let row = sqlx::query("SELECT id, role FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+        let row = query("SELECT id, role FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -79,7 +75,7 @@ impl Store {
             let role: String = row.try_get("role")?;
             return Ok(TokenKind::Api { id, role: self.role(id, &role).await? });
         }
-        let host: Option<i64> = sqlx::query_scalar("SELECT id FROM hosts WHERE token_hash = ?")
+        let host: Option<i64> = query_scalar("SELECT id FROM hosts WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -88,9 +84,8 @@ impl Store {
 
     /// Every API token, revoked ones included, by id.
     pub async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>> {
-        let rows = sqlx::query("SELECT id, role, created_at, revoked_at FROM api_tokens ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            query("SELECT id, role, created_at, revoked_at FROM api_tokens ORDER BY id").fetch_all(&self.pool).await?;
         let mut tokens = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("id")?;
@@ -108,7 +103,7 @@ impl Store {
     /// Revokes API token `id`; false if there is no such token or it was
     /// already revoked.
     pub async fn revoke_api_token(&self, id: i64, now: Timestamp) -> Result<bool> {
-        let done = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        let done = query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now.0)
             .bind(id)
             .execute(&self.pool)
@@ -122,7 +117,7 @@ impl Store {
             "admin" => Ok(Role::Admin),
             "submit" => {
                 let names: Vec<String> =
-                    sqlx::query_scalar("SELECT project FROM api_token_projects WHERE token_id = ? ORDER BY project")
+                    query_scalar("SELECT project FROM api_token_projects WHERE token_id = ? ORDER BY project")
                         .bind(id)
                         .fetch_all(&self.pool)
                         .await?;
@@ -139,19 +134,18 @@ impl Store {
 }
 
 async fn insert_token(tx: &mut Tx<'static>, role: &Role, token_hash: &str, now: Timestamp) -> Result<i64> {
-    let id: i64 =
-        sqlx::query_scalar("INSERT INTO api_tokens (token_hash, role, created_at) VALUES (?, ?, ?) RETURNING id")
-            .bind(token_hash)
-            .bind(role.kind())
-            .bind(now.0)
-            .fetch_one(&mut **tx)
-            .await?;
+    let id: i64 = query_scalar("INSERT INTO api_tokens (token_hash, role, created_at) VALUES (?, ?, ?) RETURNING id")
+        .bind(token_hash)
+        .bind(role.kind())
+        .bind(now.0)
+        .fetch_one(&mut *tx)
+        .await?;
     if let Role::Submit { projects } = role {
         for project in projects {
-            sqlx::query("INSERT INTO api_token_projects (token_id, project) VALUES (?, ?)")
+            query("INSERT INTO api_token_projects (token_id, project) VALUES (?, ?)")
                 .bind(id)
                 .bind(project.as_str())
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
     }

@@ -7,9 +7,7 @@
 //! is prepared once and stays in the connection's statement cache instead of
 //! being parsed again for every group of calls.
 
-use super::backend::Db;
-use sqlx::QueryBuilder;
-use sqlx::query_builder::Separated;
+use super::backend::{QueryBuilder, Separated};
 
 /// Most rows (or ids) per statement: well under SQLite's limit of 32,766
 /// bound parameters with a dozen columns per row, padding included.
@@ -21,7 +19,7 @@ fn padded(n: usize) -> usize {
 }
 
 /// Appends `(?, ?, ...)` with one bound value per id, padded with `NULL`s.
-pub(super) fn push_list(query: &mut QueryBuilder<Db>, ids: &[i64]) {
+pub(super) fn push_list(query: &mut QueryBuilder, ids: &[i64]) {
     query.push("(");
     let mut separated = query.separated(", ");
     for id in ids {
@@ -36,10 +34,10 @@ pub(super) fn push_list(query: &mut QueryBuilder<Db>, ids: &[i64]) {
 /// Appends `VALUES (...), (...)` with one row per item (`push` binds its
 /// `columns` values), padded with rows of `NULL`s.
 pub(super) fn push_values<T>(
-    query: &mut QueryBuilder<Db>,
+    query: &mut QueryBuilder,
     items: &[T],
     columns: usize,
-    mut push: impl FnMut(Separated<'_, Db, &'static str>, &T),
+    mut push: impl FnMut(Separated<'_>, &T),
 ) {
     query.push_values(items, &mut push);
     let nulls = vec!["NULL"; columns].join(", ");

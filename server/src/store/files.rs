@@ -7,9 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{QueryBuilder, Row};
+use super::backend::{QueryBuilder, Row, Tx, query};
 
-use super::backend::{DbRow, Tx};
 use super::bulk;
 use super::rows::int;
 use super::{Error, Result, Store};
@@ -30,7 +29,7 @@ impl Store {
     /// `p2p_meta`: what peers verify its bytes against (kept if already known).
     pub async fn record_file(&self, digest: &Digest, size: u64, p2p_meta: Option<&[u8]>, now: Timestamp) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query(
+        query(
             "INSERT INTO files (digest, size, created_at, p2p_meta) VALUES (?, ?, ?, ?) \
              ON CONFLICT (digest) DO UPDATE SET p2p_meta = COALESCE(files.p2p_meta, excluded.p2p_meta)",
         )
@@ -38,7 +37,7 @@ impl Store {
         .bind(int(size))
         .bind(now.0)
         .bind(p2p_meta)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -63,7 +62,7 @@ impl Store {
 
     /// What peers verify file `digest` against, if it is stored and described.
     pub async fn file_p2p_meta(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT p2p_meta FROM files WHERE digest = ?")
+        let row = query("SELECT p2p_meta FROM files WHERE digest = ?")
             .bind(digest.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -73,7 +72,7 @@ impl Store {
     /// Whether `host` may download the file `digest`: it holds a copy in
     /// progress whose work unit sees the file (as a shared or an own file).
     pub async fn host_may_download(&self, host: HostId, digest: &Digest) -> Result<bool> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT EXISTS (SELECT 1 FROM work_unit_files f JOIN results r ON r.work_unit_id = f.work_unit_id \
              WHERE f.digest = ?1 AND r.host_id = ?2 AND r.server_state = 'in_progress') \
              OR EXISTS (SELECT 1 FROM project_files f JOIN results r ON r.project_id = f.project_id \
@@ -134,7 +133,7 @@ pub(super) async fn check_uploaded<'f>(tx: &mut Tx<'_>, files: impl IntoIterator
             separated.push_bind(digest.to_string());
         }
         separated.push_unseparated(")");
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in query.build().persistent(false).fetch_all(&mut *tx).await? {
             sizes.insert(row.try_get("digest")?, super::rows::u64_column(&row, "size")?);
         }
     }
@@ -172,25 +171,25 @@ pub(super) async fn insert_project_files(tx: &mut Tx<'_>, project: ProjectId, fi
                 .push_bind(file.name.as_str().to_owned())
                 .push_bind(file.digest.as_str().to_owned());
         });
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().persistent(false).execute(&mut *tx).await?;
     }
     Ok(())
 }
 
 /// A project's shared files.
 pub(super) async fn project_files(tx: &mut Tx<'_>, project: ProjectId) -> Result<InputFiles> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT pf.name, pf.digest, f.size FROM project_files pf JOIN files f ON f.digest = pf.digest \
          WHERE pf.project_id = ? ORDER BY pf.name",
     )
     .bind(project.0)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let files = rows.iter().map(input_file).collect::<Result<Vec<_>>>()?;
     InputFiles::new(files).map_err(|error| Error::Corrupt { table: "project_files", detail: error.to_string() })
 }
 
-fn input_file(row: &DbRow) -> Result<InputFile> {
+fn input_file(row: &Row) -> Result<InputFile> {
     Ok(InputFile {
         name: stored_name(row.try_get("name")?, "input files")?,
         digest: stored_digest(row.try_get("digest")?, "input files")?,
@@ -205,7 +204,7 @@ pub(super) async fn insert_work_unit_files(tx: &mut Tx<'_>, files: &[(WorkUnitId
         query.push_values(chunk, |mut row, (id, file)| {
             row.push_bind(id.0).push_bind(file.name.as_str().to_owned()).push_bind(file.digest.as_str().to_owned());
         });
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.build().persistent(false).execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -239,7 +238,7 @@ pub(super) async fn work_unit_files(
              JOIN project_files pf ON pf.project_id = w.project_id JOIN files f ON f.digest = pf.digest WHERE w.id IN ",
         );
         bulk::push_list(&mut query, chunk);
-        for row in query.build().fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut *tx).await? {
             let assigned = AssignedFile { file: input_file(&row)?, p2p_meta: row.try_get("p2p_meta")? };
             files.entry(WorkUnitId(row.try_get("work_unit_id")?)).or_default().push(assigned);
         }
@@ -253,7 +252,7 @@ pub(super) async fn work_unit_files(
 /// Records the output files of successful reports.
 pub(super) async fn insert_result_files(tx: &mut Tx<'_>, files: &[(ResultId, &ReportedFile)]) -> Result<()> {
     for chunk in files.chunks(64) {
-        let mut query = QueryBuilder::new("INSERT OR REPLACE INTO result_files (result_id, name, digest, size, data) ");
+        let mut query = QueryBuilder::new("INSERT INTO result_files (result_id, name, digest, size, data) ");
         query.push_values(chunk, |mut row, (id, reported)| {
             row.push_bind(id.0)
                 .push_bind(reported.file.name.as_str().to_owned())
@@ -261,7 +260,11 @@ pub(super) async fn insert_result_files(tx: &mut Tx<'_>, files: &[(ResultId, &Re
                 .push_bind(int(reported.file.size))
                 .push_bind(reported.data.clone());
         });
-        query.build().persistent(false).execute(&mut **tx).await?;
+        query.push(
+            " ON CONFLICT (result_id, name) DO UPDATE SET digest = excluded.digest, size = excluded.size, \
+             data = excluded.data",
+        );
+        query.build().persistent(false).execute(&mut *tx).await?;
     }
     Ok(())
 }

@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row as _;
-
+use super::backend::query;
 use super::rows::{self, u32_column, u64_column};
 use super::{Result, Store};
 use crate::domain::holds::{self, Facts, Hold};
@@ -21,11 +20,9 @@ impl Store {
 
     async fn hold_facts(&self, project: &ProjectName, now: Timestamp) -> Result<Facts> {
         let mut tx = self.pool.begin().await?;
-        let project_id = rows::project_id(&mut *tx, project).await?;
-        let row = sqlx::query("SELECT state, app_digest FROM projects WHERE id = ?")
-            .bind(project_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let project_id = rows::project_id(&mut tx, project).await?;
+        let row =
+            query("SELECT state, app_digest FROM projects WHERE id = ?").bind(project_id).fetch_one(&mut tx).await?;
         let app_digest: String = row.try_get("app_digest")?;
         let mut facts = Facts {
             project: project.as_str().to_owned(),
@@ -33,9 +30,9 @@ impl Store {
             ..Facts::default()
         };
 
-        for row in sqlx::query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
+        for row in query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
             .bind(project_id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?
         {
             let n = u64_column(&row, "n")?;
@@ -48,13 +45,13 @@ impl Store {
         }
 
         // Unsent copies by batch state; paused batches one by one.
-        for row in sqlx::query(
+        for row in query(
             "SELECT b.id AS batch_id, COALESCE(b.state, 'active') AS batch_state, b.pause_reason, COUNT(*) AS n \
              FROM results r JOIN work_units w ON w.id = r.work_unit_id LEFT JOIN batches b ON b.id = w.batch_id \
              WHERE r.project_id = ? AND r.server_state = 'unsent' GROUP BY b.id ORDER BY b.id",
         )
         .bind(project_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?
         {
             let n = u64_column(&row, "n")?;
@@ -67,44 +64,43 @@ impl Store {
             }
         }
 
-        let row = sqlx::query(
+        let row = query(
             "SELECT COUNT(*) AS n, MIN(deadline) AS next_deadline FROM results \
              WHERE project_id = ? AND server_state = 'in_progress'",
         )
         .bind(project_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?;
         facts.in_progress = u64_column(&row, "n")?;
         facts.next_deadline = row.try_get::<Option<i64>, _>("next_deadline")?.map(Timestamp);
-        let row = sqlx::query(
+        let row = query(
             "SELECT COUNT(*) AS n FROM results r JOIN work_units w ON w.id = r.work_unit_id \
              WHERE r.project_id = ? AND w.state = 'open' AND r.server_state = 'over' \
              AND r.outcome = 'success' AND r.validate_state = 'pending'",
         )
         .bind(project_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?;
         facts.reported = u64_column(&row, "n")?;
 
         // The hosts: registered, attached, and what the attached may take.
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n, MAX(last_contact_at) AS last FROM hosts").fetch_one(&mut *tx).await?;
+        let row = query("SELECT COUNT(*) AS n, MAX(last_contact_at) AS last FROM hosts").fetch_one(&mut tx).await?;
         facts.hosts_registered = u64_column(&row, "n")?;
         facts.last_contact = row.try_get::<Option<i64>, _>("last")?.map(Timestamp);
-        let attached = sqlx::query(
+        let attached = query(
             "SELECT id, consecutive_valid, daily_quota, results_today, quota_day FROM hosts WHERE last_contact_at >= ?",
         )
         .bind(now.0 - scheduler::ATTACHED_MS)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         let mut app_quotas: HashMap<i64, AppQuota> = HashMap::new();
-        for row in sqlx::query(
+        for row in query(
             "SELECT q.host_id, q.daily_quota, q.results_today, q.quota_day FROM host_app_quotas q \
              JOIN hosts h ON h.id = q.host_id WHERE q.app_digest = ? AND h.last_contact_at >= ?",
         )
         .bind(&app_digest)
         .bind(now.0 - scheduler::ATTACHED_MS)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?
         {
             let quota = Quota {
@@ -132,20 +128,24 @@ impl Store {
         if facts.unsent_active > 0 && !able.is_empty() {
             // The oldest unsent copies in active batches, and how many of them
             // some able host may take: neither it nor its account holds one.
-            let row = sqlx::query(
+            // The able hosts' ids are integers read from the database, written
+            // into the statement (one shape per call: a rare diagnostic read).
+            let able: Vec<String> = able.iter().map(i64::to_string).collect();
+            let row = query(format!(
                 "WITH sample AS (SELECT r.work_unit_id FROM results r JOIN work_units w ON w.id = r.work_unit_id \
                  LEFT JOIN batches b ON b.id = w.batch_id WHERE r.project_id = ?1 AND r.server_state = 'unsent' \
                  AND (b.id IS NULL OR b.state = 'active') ORDER BY r.id LIMIT ?2), \
-                 able AS (SELECT h.id, h.account FROM hosts h WHERE h.id IN (SELECT value FROM json_each(?3))) \
-                 SELECT COUNT(*) AS sampled, COALESCE(SUM(EXISTS (SELECT 1 FROM able a WHERE NOT EXISTS ( \
+                 able AS (SELECT h.id, h.account FROM hosts h WHERE h.id IN ({})) \
+                 SELECT COUNT(*) AS sampled, COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM able a WHERE NOT EXISTS ( \
                  SELECT 1 FROM results o JOIN hosts oh ON oh.id = o.host_id WHERE o.work_unit_id = s.work_unit_id \
-                 AND (o.host_id = a.id OR (a.account != '' AND oh.account = a.account))))), 0) AS takeable \
-                 FROM sample s",
-            )
+                 AND (o.host_id = a.id OR (a.account != '' AND oh.account = a.account)))) THEN 1 ELSE 0 END), 0) \
+                 AS takeable FROM sample s",
+                able.join(", ")
+            ))
+            .persistent(false)
             .bind(project_id)
             .bind(holds::TAKEABLE_SAMPLE)
-            .bind(serde_json::to_string(&able).expect("a list of integers is JSON"))
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             facts.sampled = u64_column(&row, "sampled")?;
             facts.takeable = u64_column(&row, "takeable")?;

@@ -7,9 +7,8 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row};
+use super::backend::{QueryBuilder, Tx};
 
-use super::backend::{Db, Tx};
 use super::rows::{self, int};
 use super::{Result, bulk};
 use crate::domain::lifecycle::HostEvent;
@@ -71,7 +70,7 @@ impl HostTable {
                  WHERE h.id IN "
             ));
             bulk::push_list(&mut query, chunk);
-            for row in query.build().fetch_all(&mut **tx).await? {
+            for row in query.build().fetch_all(&mut *tx).await? {
                 let id: i64 = row.try_get("id")?;
                 if let std::collections::hash_map::Entry::Vacant(entry) = self.0.entry(id) {
                     entry.insert(HostRow {
@@ -171,7 +170,7 @@ impl HostTable {
 
     /// Appends to `query` the statements that write every changed host and
     /// quota per app back (each followed by `; `); returns whether there were any.
-    pub fn push_store(self, query: &mut QueryBuilder<Db>) -> bool {
+    pub fn push_store(self, query: &mut QueryBuilder) -> bool {
         let mut changed: Vec<(i64, HostRow)> = self.0.into_iter().filter(|(_, row)| row.changed).collect();
         changed.sort_unstable_by_key(|(id, _)| *id);
         for chunk in changed.chunks(bulk::CHUNK) {
@@ -237,7 +236,7 @@ impl HostTable {
     pub async fn store(self, tx: &mut Tx<'_>) -> Result<()> {
         let mut query = QueryBuilder::new("");
         if self.push_store(&mut query) {
-            query.build().execute(&mut **tx).await?;
+            query.build().execute(&mut *tx).await?;
         }
         Ok(())
     }

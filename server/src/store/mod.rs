@@ -1,4 +1,4 @@
-//! The coordinator's store: a database through sqlx (SQLite today), spoken to in domain terms.
+//! The coordinator's store: a database through sqlx (SQLite, or PostgreSQL), spoken to in domain terms.
 //!
 //! This is the only module that imports `sqlx`. Its API is what the
 //! coordinator needs (`request_work`, `record_reports`, `run_transitioner`...),
@@ -20,7 +20,8 @@
 //! - `signing`: signatures of projects' app modules.
 //! - `files`: input files of projects and work units (which are stored, who may download them), output files of results.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
-//! - `backend`: the seam to the database engine: its types and the operations that are its own (SQLite's in `backend::sqlite`).
+//! - `backend`: the seam to the database engines: statements, rows, transactions, and what is each engine's own (`backend::sqlite`, `backend::postgres`).
+//! - `test_databases` (tests only): a SQLite file or a PostgreSQL database per test.
 
 mod auth;
 mod backend;
@@ -38,10 +39,10 @@ mod transitions;
 mod writer;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use backend::Pool;
+pub use backend::Location;
+use backend::{Pool, query, query_scalar};
 
 use crate::domain::lifecycle::ReportError;
 use crate::domain::names::Account;
@@ -107,6 +108,12 @@ pub enum Error {
     CannotWrite(String),
     #[error("the store is closed")]
     Closed,
+    #[error("the coordinator's database cannot be reached now ({0}); nothing of this request was kept: try again")]
+    Unavailable(String),
+    #[error(
+        "the request conflicted with another coordinator's at the same moment ({0}); nothing of it was kept: try again"
+    )]
+    Conflict(String),
     #[error("cannot start the writer thread: {0}")]
     Writer(std::io::Error),
     #[error("{path}: {source}")]
@@ -124,12 +131,21 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Every database error goes through here: a write the engine could not do
-/// (for SQLite, the disk is full or a write failed: `backend::cannot_write`)
-/// is [`Error::CannotWrite`], a condition that passes (callers retry; the
-/// writer reopens its connection); the rest stay [`Error::Database`].
+/// Every database error goes through here: a transaction that conflicted
+/// with another coordinator's (PostgreSQL's serialization failures and
+/// deadlocks) is [`Error::Conflict`]; a database server that cannot be
+/// reached is [`Error::Unavailable`]; a write the engine could not do (a
+/// full disk, a failed write, a read-only standby: `backend::cannot_write`)
+/// is [`Error::CannotWrite`]. All three pass (callers retry; the writer
+/// reopens its connection); the rest stay [`Error::Database`].
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
+        if backend::is_conflict(&error) {
+            return Error::Conflict(error.to_string());
+        }
+        if backend::is_unreachable(&error) {
+            return Error::Unavailable(error.to_string());
+        }
         match backend::cannot_write(&error) {
             Some(message) => Error::CannotWrite(message),
             None => Error::Database(error),
@@ -151,8 +167,8 @@ pub struct Store {
     frontiers: Arc<frontiers::Frontiers>,
     /// What the writer records of each group (exported by `metrics`).
     writer_metrics: WriterMetrics,
-    /// The database file.
-    path: Arc<Path>,
+    /// Where the database is.
+    location: Arc<Location>,
 }
 
 /// Rewrites stored accounts in their canonical form ([`Account::canonical`]),
@@ -162,7 +178,7 @@ pub struct Store {
 /// accounts (an index) and writes nothing when all are canonical.
 async fn canonicalize_accounts(pool: &Pool) -> Result<()> {
     let accounts: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT account FROM hosts WHERE account != ''").fetch_all(pool).await?;
+        query_scalar("SELECT DISTINCT account FROM hosts WHERE account != ''").fetch_all(pool).await?;
     let changed: Vec<(String, String)> = accounts
         .into_iter()
         .filter_map(|account| {
@@ -173,13 +189,9 @@ async fn canonicalize_accounts(pool: &Pool) -> Result<()> {
     if changed.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_write().await?;
     for (account, canonical) in &changed {
-        sqlx::query("UPDATE hosts SET account = ? WHERE account = ?")
-            .bind(canonical)
-            .bind(account)
-            .execute(&mut *tx)
-            .await?;
+        query("UPDATE hosts SET account = ? WHERE account = ?").bind(canonical).bind(account).execute(&mut tx).await?;
     }
     tx.commit().await?;
     tracing::info!(n_accounts = changed.len(), "accounts rewritten in their canonical form");
@@ -187,25 +199,33 @@ async fn canonicalize_accounts(pool: &Pool) -> Result<()> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite file at `path` and applies the migrations.
+    /// Opens the store at `location` (a SQLite file, created if needed, or
+    /// a PostgreSQL database) and applies the migrations.
     ///
-    /// Durability: WAL with `synchronous=FULL`, so a report acknowledged to a host
-    /// survives a power cut (`NORMAL` could lose the last transactions).
-    pub async fn open(path: &Path) -> Result<Store> {
+    /// Durability: SQLite in WAL with `synchronous=FULL`; PostgreSQL with the
+    /// server's `synchronous_commit` (on by default). Either way a report
+    /// acknowledged to a host survives a power cut.
+    pub async fn open(location: impl Into<Location>) -> Result<Store> {
         use rand::Rng as _;
-        Store::open_with_secret(path, rand::rng().next_u64()).await
+        Store::open_with_secret(location, rand::rng().next_u64()).await
     }
 
     /// Opens the store with a chosen secret (mixed into adaptive replication's
     /// draws, so hosts cannot predict which work units will be accepted on a
     /// single result), so that simulations are reproducible.
-    pub async fn open_with_secret(path: &Path, secret: u64) -> Result<Store> {
-        backend::make_private(path)?;
-        Store::open_writable(path, secret).await.map_err(|error| backend::not_writable(path, error))
+    pub async fn open_with_secret(location: impl Into<Location>, secret: u64) -> Result<Store> {
+        let location = location.into();
+        match &location {
+            Location::Sqlite(path) => {
+                backend::make_private(path)?;
+                Store::open_writable(&location, secret).await.map_err(|error| backend::not_writable(path, error))
+            }
+            Location::Postgres(_) => Store::open_writable(&location, secret).await,
+        }
     }
 
-    async fn open_writable(path: &Path, secret: u64) -> Result<Store> {
-        let (pool, connection, writer_options) = backend::open(path).await?;
+    async fn open_writable(location: &Location, secret: u64) -> Result<Store> {
+        let backend::Opened { pool, connection, writer_options } = backend::open(location).await?;
         canonicalize_accounts(&pool).await?;
         let validators = Validators::default();
         let frontiers = Arc::new(frontiers::Frontiers::default());
@@ -218,7 +238,9 @@ impl Store {
             frontiers.clone(),
             writer_metrics.clone(),
         )?;
-        tokio::spawn(backend::checkpoints(pool.clone(), path.to_owned()));
+        if let (Pool::Sqlite(pool), Location::Sqlite(path)) = (&pool, location) {
+            tokio::spawn(backend::checkpoints(pool.clone(), path.clone()));
+        }
         Ok(Store {
             pool,
             validators,
@@ -226,7 +248,7 @@ impl Store {
             writer,
             frontiers,
             writer_metrics,
-            path: Arc::from(path),
+            location: Arc::new(location.clone()),
         })
     }
 
@@ -241,7 +263,7 @@ impl Store {
     /// Starts a write transaction (`backend::begin_write`: for SQLite,
     /// `BEGIN IMMEDIATE`, the write lock taken at once).
     async fn write(&self) -> Result<backend::Tx<'static>> {
-        backend::begin_write(&self.pool).await
+        self.pool.begin_write().await
     }
 
     /// The writer's histograms (group sizes and durations), shared: they
@@ -250,9 +272,22 @@ impl Store {
         &self.writer_metrics
     }
 
-    /// The bytes the database takes on disk (for SQLite, its file and its write-ahead log).
-    pub fn size_on_disk(&self) -> Result<u64> {
-        backend::size_on_disk(&self.path)
+    /// The bytes the database takes on disk (for SQLite, its file and its
+    /// write-ahead log; for PostgreSQL, the database's size as the server reports it).
+    pub async fn size_on_disk(&self) -> Result<u64> {
+        match (&self.pool, &*self.location) {
+            (Pool::Sqlite(_), Location::Sqlite(path)) => backend::size_on_disk(path),
+            _ => {
+                let bytes: i64 =
+                    query_scalar("SELECT pg_database_size(current_database())").fetch_one(&self.pool).await?;
+                Ok(u64::try_from(bytes).unwrap_or(0))
+            }
+        }
+    }
+
+    /// Where the database is.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Closes every connection (after the last transaction has committed).
@@ -289,4 +324,12 @@ impl HostTokens {
 }
 
 #[cfg(test)]
+mod test_databases;
+/// The store's tests on SQLite...
+#[cfg(test)]
 mod tests;
+/// ... and the same tests on PostgreSQL (deliberately the same file).
+#[cfg(test)]
+#[path = "tests.rs"]
+#[allow(clippy::duplicate_mod)]
+mod tests_postgres;

@@ -1,10 +1,8 @@
 //! Read-only views for the admin service: status counts and paged listings.
 
-use sqlx::Row;
-
 use std::collections::HashMap;
 
-use super::backend::DbRow;
+use super::backend::{Row, query, query_scalar};
 use super::rows::{self, u32_column, u64_column};
 use super::{Error, Result, Store};
 use crate::domain::assimilation::Cursor;
@@ -195,13 +193,13 @@ pub struct AppQuotaInfo {
 impl Store {
     /// Status of one project, or of every project when `project` is None.
     pub async fn project_status(&self, project: Option<&ProjectName>) -> Result<Vec<ProjectStatus>> {
-        let query = concat!(
+        let sql = concat!(
             "SELECT p.id, p.name, p.state, p.app_digest, ",
             rows::project_policy_columns!(),
             " FROM projects p WHERE (? IS NULL OR p.name = ?) ORDER BY p.id"
         );
         let name = project.map(ProjectName::as_str);
-        let projects = sqlx::query(query).bind(name).bind(name).fetch_all(&self.pool).await?;
+        let projects = query(sql).bind(name).bind(name).fetch_all(&self.pool).await?;
         if let (Some(name), true) = (project, projects.is_empty()) {
             return Err(Error::ProjectNotFound(name.to_string()));
         }
@@ -212,7 +210,7 @@ impl Store {
         Ok(statuses)
     }
 
-    async fn status_of(&self, row: &DbRow) -> Result<ProjectStatus> {
+    async fn status_of(&self, row: &Row) -> Result<ProjectStatus> {
         let id: i64 = row.try_get("id")?;
         let mut status = ProjectStatus {
             id,
@@ -235,7 +233,7 @@ impl Store {
             results_no_reply: 0,
             results_reported: 0,
         };
-        let batches = sqlx::query(
+        let batches = query(
             "SELECT id, state, pause_reason, n_work_units, n_ended FROM batches WHERE project_id = ? ORDER BY id",
         )
         .bind(id)
@@ -250,7 +248,7 @@ impl Store {
                 n_ended: u64_column(batch, "n_ended")?,
             });
         }
-        let counts = sqlx::query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
+        let counts = query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
@@ -263,7 +261,7 @@ impl Store {
                 _ => status.work_units_failed += n,
             }
         }
-        let counts = sqlx::query(
+        let counts = query(
             "SELECT server_state, outcome, validate_state, COUNT(*) AS n FROM results WHERE project_id = ? \
              GROUP BY server_state, outcome, validate_state",
         )
@@ -302,7 +300,7 @@ impl Store {
     /// Work units of a project with id above `after_id`, at most `limit`.
     pub async fn list_work_units(&self, project: &ProjectName, after_id: i64, limit: u32) -> Result<Vec<WorkUnitInfo>> {
         let project_id = self.project_id(project).await?;
-        let rows = sqlx::query(concat!(
+        let rows = query(concat!(
             "SELECT w.id, w.id AS work_unit_id, w.name, w.state, w.fail_reason, w.canonical_result_id, \
              w.target_results, LENGTH(w.input) AS input_size, w.random_seed, p.name AS project, ",
             rows::app_args_columns!(),
@@ -365,7 +363,7 @@ impl Store {
             }
             None => (None, None, None),
         };
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT r.id, r.work_unit_id, r.host_id, r.server_state, r.outcome, r.validate_state, r.output_digest, \
              r.fuel_used, r.run_time_ms, r.sent_at, r.deadline, r.received_at, r.error_message, r.stderr_tail, \
              r.granted_credit, r.engine, w.name AS work_unit_name, w.batch_id \
@@ -403,7 +401,7 @@ impl Store {
         // The failed copies are few beside the rest: read them through the
         // status index, group them here (messages can be long; SQLite would
         // sort them for GROUP BY anyway).
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT r.id, r.host_id, r.work_unit_id, w.name, r.received_at, r.stderr_tail, \
              COALESCE(r.error_message, r.outcome) AS message \
              FROM results r JOIN work_units w ON w.id = r.work_unit_id \
@@ -467,7 +465,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<CanonicalResult>> {
         let project_id = self.project_id(project).await?;
-        let rows = sqlx::query(concat!(
+        let rows = query(concat!(
             "SELECT w.id AS work_unit_id, w.name, w.random_seed, r.id AS result_id, r.output, r.output_digest, \
              r.fuel_used, p.name AS project, ",
             rows::app_args_columns!(),
@@ -496,13 +494,13 @@ impl Store {
         limit: u32,
     ) -> Result<CanonicalPage> {
         let mut tx = self.pool.begin().await?;
-        let project_id = rows::project_id(&mut *tx, project).await?;
+        let project_id = rows::project_id(&mut tx, project).await?;
         let any_open: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM work_units WHERE project_id = ? AND state = 'open')")
+            query_scalar("SELECT EXISTS (SELECT 1 FROM work_units WHERE project_id = ? AND state = 'open')")
                 .bind(project_id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
-        let rows = sqlx::query(concat!(
+        let rows = query(concat!(
             "SELECT l.seq, w.id AS work_unit_id, w.name, w.random_seed, r.id AS result_id, r.output, \
              r.output_digest, r.fuel_used, p.name AS project, ",
             rows::app_args_columns!(),
@@ -514,7 +512,7 @@ impl Store {
         .bind(project_id)
         .bind(after.as_i64())
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         tx.commit().await?;
         let results = rows
@@ -527,11 +525,10 @@ impl Store {
     /// How many hosts are registered, and how many are attached: in contact
     /// within [`scheduler::ATTACHED_MS`] of `now` (one count, however many hosts).
     pub async fn host_counts(&self, now: Timestamp) -> Result<HostCounts> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n_hosts, COALESCE(SUM(last_contact_at >= ?), 0) AS n_active FROM hosts")
-                .bind(now.0 - scheduler::ATTACHED_MS)
-                .fetch_one(&self.pool)
-                .await?;
+        let row = query("SELECT COUNT(*) AS n_hosts, COALESCE(SUM(last_contact_at >= ?), 0) AS n_active FROM hosts")
+            .bind(now.0 - scheduler::ATTACHED_MS)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(HostCounts { n_hosts: u64_column(&row, "n_hosts")?, n_active: u64_column(&row, "n_active")? })
     }
 
@@ -547,7 +544,7 @@ impl Store {
 
     /// Every host, or only `only`.
     async fn hosts(&self, only: Option<HostId>, now: Timestamp) -> Result<Vec<HostInfo>> {
-        let quota_rows = sqlx::query(
+        let quota_rows = query(
             "SELECT q.host_id, q.app_digest, q.daily_quota, q.results_today, q.quota_day, p.name AS project \
              FROM host_app_quotas q LEFT JOIN projects p ON p.app_digest = q.app_digest \
              WHERE ?1 IS NULL OR q.host_id = ?1 ORDER BY q.host_id, q.app_digest, p.id",
@@ -577,7 +574,7 @@ impl Store {
                 exhausted: quota.exhausted(now),
             });
         }
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT h.*, (SELECT COUNT(*) FROM results r WHERE r.host_id = h.id AND r.server_state = 'in_progress') \
              AS n_in_progress FROM hosts h WHERE ?1 IS NULL OR h.id = ?1 ORDER BY h.id",
         )
@@ -613,7 +610,7 @@ impl Store {
 }
 
 /// A [`ResultInfo`] from a row of `list_results_filtered`'s query.
-fn result_info(row: &DbRow) -> Result<ResultInfo> {
+fn result_info(row: &Row) -> Result<ResultInfo> {
     let (server, outcome, validate) = rows::copy_fields(row)?;
     Ok(ResultInfo {
         id: row.try_get("id")?,
@@ -639,7 +636,7 @@ fn result_info(row: &DbRow) -> Result<ResultInfo> {
 }
 
 /// A canonical result from a row of the canonical-result queries.
-fn canonical_result(row: &DbRow) -> Result<CanonicalResult> {
+fn canonical_result(row: &Row) -> Result<CanonicalResult> {
     let (argv, env) = rows::merged_args(row, &row.try_get::<String, _>("project")?)?;
     Ok(CanonicalResult {
         work_unit_id: row.try_get("work_unit_id")?,

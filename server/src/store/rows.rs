@@ -1,9 +1,7 @@
 //! Conversions between database rows and domain types. A row that does not
 //! convert is reported as `Error::Corrupt`, never silently defaulted.
 
-use sqlx::Row;
-
-use super::backend::{DbRow, Executor};
+use super::backend::{Executor, Row, query};
 use super::{Error, Result};
 use crate::domain::app_args::{self, AppArgs};
 use crate::domain::files::FileLimits;
@@ -19,7 +17,7 @@ macro_rules! result_copy_columns {
     () => {
         "r.id, r.host_id, r.server_state, r.outcome, r.validate_state, r.deadline, r.output_digest, r.fuel_used, \
          r.granted_credit, r.engine, r.resumed, r.given_back, \
-         COALESCE((SELECT h.n_valid > 0 FROM hosts h WHERE h.id = r.host_id), 0) AS host_proven"
+         COALESCE((SELECT CASE WHEN h.n_valid > 0 THEN 1 ELSE 0 END FROM hosts h WHERE h.id = r.host_id), 0) AS host_proven"
     };
 }
 
@@ -76,7 +74,7 @@ pub fn app_args_text(app_args: &AppArgs) -> (Option<String>, Option<String>) {
 
 /// An [`AppArgs`] from its `args` and `env` columns (named `args_column`,
 /// `env_column` in the row), checked again as on submission.
-pub fn app_args(row: &DbRow, table: &'static str, args_column: &str, env_column: &str) -> Result<AppArgs> {
+pub fn app_args(row: &Row, table: &'static str, args_column: &str, env_column: &str) -> Result<AppArgs> {
     let args: Option<String> = row.try_get(args_column)?;
     let env: Option<String> = row.try_get(env_column)?;
     let args: Vec<String> = match args {
@@ -92,7 +90,7 @@ pub fn app_args(row: &DbRow, table: &'static str, args_column: &str, env_column:
 
 /// The command line and environment of a copy, from the columns of
 /// [`app_args_columns`] and its project's name (argv\[0\]).
-pub fn merged_args(row: &DbRow, project: &str) -> Result<app_args::Merged> {
+pub fn merged_args(row: &Row, project: &str) -> Result<app_args::Merged> {
     let project_args = app_args(row, "projects", "project_args", "project_env")?;
     let work_unit_args = app_args(row, "work_units", "work_unit_args", "work_unit_env")?;
     Ok(app_args::merge(project, &project_args, &work_unit_args))
@@ -102,25 +100,25 @@ fn corrupt(table: &'static str, detail: impl Into<String>) -> Error {
     Error::Corrupt { table, detail: detail.into() }
 }
 
-pub fn u32_column(row: &DbRow, column: &str) -> Result<u32> {
+pub fn u32_column(row: &Row, column: &str) -> Result<u32> {
     let value: i64 = row.try_get(column)?;
     u32::try_from(value).map_err(|_| corrupt("?", format!("{column} = {value} is out of range")))
 }
 
 /// A nullable non-negative INTEGER column.
-pub fn optional_u64(row: &DbRow, column: &str) -> Result<Option<u64>> {
+pub fn optional_u64(row: &Row, column: &str) -> Result<Option<u64>> {
     let value: Option<i64> = row.try_get(column)?;
     value.map(|v| u64::try_from(v).map_err(|_| corrupt("?", format!("{column} = {v} is negative")))).transpose()
 }
 
-pub fn u64_column(row: &DbRow, column: &str) -> Result<u64> {
+pub fn u64_column(row: &Row, column: &str) -> Result<u64> {
     let value: Option<i64> = row.try_get(column)?;
     let value = value.unwrap_or(0);
     u64::try_from(value).map_err(|_| corrupt("?", format!("{column} = {value} is negative")))
 }
 
 /// A result row's three state fields, parsed.
-pub fn copy_fields(row: &DbRow) -> Result<(ServerState, Option<Outcome>, ValidateState)> {
+pub fn copy_fields(row: &Row) -> Result<(ServerState, Option<Outcome>, ValidateState)> {
     let server_state: String = row.try_get("server_state")?;
     let outcome: Option<String> = row.try_get("outcome")?;
     let validate_state: String = row.try_get("validate_state")?;
@@ -136,7 +134,7 @@ pub fn copy_fields(row: &DbRow) -> Result<(ServerState, Option<Outcome>, Validat
     ))
 }
 
-pub fn result_copy(row: &DbRow) -> Result<ResultCopy> {
+pub fn result_copy(row: &Row) -> Result<ResultCopy> {
     let (server_state, outcome, validate_state) = copy_fields(row)?;
     let output_digest: Option<String> = row.try_get("output_digest")?;
     Ok(ResultCopy {
@@ -159,7 +157,7 @@ pub fn result_copy(row: &DbRow) -> Result<ResultCopy> {
 /// A work unit from a row with `id, state, fail_reason, target_results, canonical_result_id, single_result`;
 /// its typical credit is left at 0 (nothing vouched) for the caller to load
 /// when it is accepted on a single result.
-pub fn work_unit(row: &DbRow) -> Result<WorkUnit> {
+pub fn work_unit(row: &Row) -> Result<WorkUnit> {
     Ok(WorkUnit {
         id: WorkUnitId(row.try_get("id")?),
         state: work_unit_state(row)?,
@@ -174,7 +172,7 @@ pub fn work_unit(row: &DbRow) -> Result<WorkUnit> {
 /// A work unit's random seed from a row with its `work_unit_id` and
 /// `random_seed` columns: the stored seed, or for a work unit created before
 /// seeds were stored, the id-derived one its copies were always given.
-pub fn random_seed(row: &DbRow) -> Result<u64> {
+pub fn random_seed(row: &Row) -> Result<u64> {
     Ok(match row.try_get::<Option<i64>, _>("random_seed")? {
         Some(seed) => seed as u64,
         None => scheduler::legacy_random_seed(WorkUnitId(row.try_get("work_unit_id")?)),
@@ -182,14 +180,14 @@ pub fn random_seed(row: &DbRow) -> Result<u64> {
 }
 
 /// A work unit's state from a row with its `state` and `fail_reason` columns.
-pub fn work_unit_state(row: &DbRow) -> Result<WorkUnitState> {
+pub fn work_unit_state(row: &Row) -> Result<WorkUnitState> {
     let state: String = row.try_get("state")?;
     let fail_reason: Option<String> = row.try_get("fail_reason")?;
     WorkUnitState::parse(&state, fail_reason.as_deref())
         .ok_or_else(|| corrupt("work_units", format!("state {state:?} / {fail_reason:?}")))
 }
 
-pub fn policy(row: &DbRow) -> Result<ReplicationPolicy> {
+pub fn policy(row: &Row) -> Result<ReplicationPolicy> {
     ReplicationPolicy::new(PolicySpec {
         min_quorum: u32_column(row, "min_quorum")?,
         target_results: u32_column(row, "policy_target_results")?,
@@ -204,7 +202,7 @@ pub fn policy(row: &DbRow) -> Result<ReplicationPolicy> {
 }
 
 /// The project's validator from the columns of `project_policy_columns`.
-pub fn validator(row: &DbRow) -> Result<ValidatorKind> {
+pub fn validator(row: &Row) -> Result<ValidatorKind> {
     let kind: String = row.try_get("validator")?;
     match kind.as_str() {
         "bitwise" => Ok(ValidatorKind::Bitwise),
@@ -231,7 +229,7 @@ pub fn validator(row: &DbRow) -> Result<ValidatorKind> {
     }
 }
 
-pub fn limits(row: &DbRow) -> Result<Limits> {
+pub fn limits(row: &Row) -> Result<Limits> {
     Ok(Limits {
         fuel: u64_column(row, "fuel_limit")?,
         memory_bytes: u64_column(row, "memory_limit_bytes")?,
@@ -243,7 +241,7 @@ pub fn limits(row: &DbRow) -> Result<Limits> {
 
 /// The project's limits on files from the columns of `project_policy_columns`
 /// (NULL for projects created before files: the defaults).
-pub fn file_limits(row: &DbRow) -> Result<FileLimits> {
+pub fn file_limits(row: &Row) -> Result<FileLimits> {
     Ok(FileLimits {
         input_bytes: optional_u64(row, "input_files_limit_bytes")?.unwrap_or(FileLimits::DEFAULT_INPUT_BYTES),
         output_bytes: optional_u64(row, "output_files_limit_bytes")?.unwrap_or(0),
@@ -264,7 +262,7 @@ macro_rules! host_trust_columns {
 
 pub(super) use host_trust_columns;
 
-pub fn host_trust(row: &DbRow) -> Result<HostTrust> {
+pub fn host_trust(row: &Row) -> Result<HostTrust> {
     Ok(HostTrust {
         consecutive_valid: u32_column(row, "consecutive_valid")?,
         quota: Quota {
@@ -278,7 +276,7 @@ pub fn host_trust(row: &DbRow) -> Result<HostTrust> {
 /// The id of the project named `project`, or [`Error::ProjectNotFound`]; on
 /// the pool or within a transaction.
 pub async fn project_id<'c>(executor: impl Executor<'c>, project: &ProjectName) -> Result<i64> {
-    let row = sqlx::query("SELECT id FROM projects WHERE name = ?")
+    let row = query("SELECT id FROM projects WHERE name = ?")
         .bind(project.as_str())
         .fetch_optional(executor)
         .await?
@@ -293,7 +291,7 @@ pub async fn check_batch<'c>(
     project: &ProjectName,
     batch: i64,
 ) -> Result<()> {
-    let exists = sqlx::query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
+    let exists = query("SELECT 1 FROM batches WHERE id = ? AND project_id = ?")
         .bind(batch)
         .bind(project_id)
         .fetch_optional(executor)

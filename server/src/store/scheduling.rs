@@ -6,9 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{QueryBuilder, Row};
+use super::backend::{QueryBuilder, Row, Tx, query};
 
-use super::backend::{Db, DbRow, Tx};
 use super::bulk;
 use super::files::{self, AssignedFile, ReportedFile};
 use super::frontiers::{Frontiers, HostFrontier, Walker};
@@ -127,17 +126,17 @@ impl Store {
     /// registering again resets no punishment.
     pub async fn register_host(&self, host: &NewHost, token_hash: &str, now: Timestamp) -> Result<HostId> {
         let mut tx = self.write().await?;
-        let worst: Option<i64> = sqlx::query(
+        let worst: Option<i64> = query(
             "SELECT MIN(daily_quota) AS worst FROM hosts WHERE (account != '' AND account = ?) \
              OR (address != '' AND address = ? AND n_valid = 0)",
         )
         .bind(&host.account)
         .bind(&host.address)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?
         .try_get("worst")?;
         let quota = trust::initial_quota(worst.map(|q| u32::try_from(q).unwrap_or(0)));
-        let id: i64 = sqlx::query(
+        let id: i64 = query(
             "INSERT INTO hosts (token_hash, name, n_cpus, memory_bytes, engine, os, created_at, last_contact_at, account, \
              address, daily_quota) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -152,11 +151,11 @@ impl Store {
         .bind(&host.account)
         .bind(&host.address)
         .bind(quota)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?
         .try_get("id")?;
         // Punished quotas per app are inherited the same way.
-        sqlx::query(
+        query(
             "INSERT INTO host_app_quotas (host_id, app_digest, daily_quota, results_today, quota_day) \
              SELECT ?, q.app_digest, MIN(q.daily_quota), 0, 0 FROM host_app_quotas q JOIN hosts h ON h.id = q.host_id \
              WHERE ((h.account != '' AND h.account = ?) OR (h.address != '' AND h.address = ? AND h.n_valid = 0)) \
@@ -166,7 +165,7 @@ impl Store {
         .bind(&host.account)
         .bind(&host.address)
         .bind(trust::INITIAL_DAILY_QUOTA)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(HostId(id))
@@ -179,7 +178,7 @@ impl Store {
         if let Some(host) = self.host_tokens.get(token_hash) {
             return Ok(host);
         }
-        let row = sqlx::query("SELECT id FROM hosts WHERE token_hash = ?")
+        let row = query("SELECT id FROM hosts WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?
@@ -318,7 +317,7 @@ pub(super) async fn run_calls(
     let mut writes = QueryBuilder::new("");
     push_leased(&mut writes, &leased, now);
     if hosts.push_store(&mut writes) || !leased.is_empty() {
-        writes.build().execute(&mut **tx).await?;
+        writes.build().execute(&mut *tx).await?;
     }
     let answers = calls
         .iter()
@@ -411,7 +410,7 @@ async fn record<'a>(
              JOIN projects p ON p.id = r.project_id JOIN work_units w ON w.id = r.work_unit_id WHERE r.id IN "
         ));
         bulk::push_list(&mut query, chunk);
-        for row in query.build().fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut *tx).await? {
             let reported = Reported {
                 copy: rows::result_copy(&row)?,
                 work_unit_id: row.try_get("work_unit_id")?,
@@ -473,7 +472,7 @@ async fn record<'a>(
              run_time_ms = v.run_time_ms, stderr_tail = v.stderr_tail, error_message = v.error_message, \
              engine = v.engine, resumed = v.resumed, given_back = v.given_back FROM v WHERE results.id = v.id",
         );
-        query.build().execute(&mut **tx).await?;
+        query.build().execute(&mut *tx).await?;
     }
     let output_files: Vec<(ResultId, &ReportedFile)> = recorded
         .iter()
@@ -582,9 +581,9 @@ macro_rules! candidates_query {
         concat!(
             "SELECT * FROM (",
             candidates_query!(@part $accounts, "r.priority = ?1 AND r.id > ?2 ORDER BY r.id"),
-            " LIMIT ?3) UNION ALL SELECT * FROM (",
+            " LIMIT ?3) AS level UNION ALL SELECT * FROM (",
             candidates_query!(@part $accounts, "r.priority < ?1 ORDER BY r.priority DESC, r.id"),
-            " LIMIT ?3) LIMIT ?3"
+            " LIMIT ?3) AS below LIMIT ?3"
         )
     };
     (@part $accounts:expr, $position:expr) => {
@@ -594,7 +593,7 @@ macro_rules! candidates_query {
              p.name AS project, p.app_digest, p.app_signature, p.app_public_key, ",
             rows::app_args_columns!(),
             ", b.n_work_units AS batch_size, b.n_ended AS batch_ended, b.avg_turnaround_ms AS batch_turnaround, \
-             (SELECT group_concat(o.host_id) FROM results o \
+             (SELECT string_agg(CAST(o.host_id AS TEXT), ',') FROM results o \
                WHERE o.work_unit_id = r.work_unit_id AND o.host_id IS NOT NULL) AS holders, ",
             $accounts,
             " AS holder_accounts, ",
@@ -746,9 +745,9 @@ async fn lease(
     if walks.is_empty() {
         return Ok((Vec::new(), HashMap::new(), epoch));
     }
-    let query = if walks.iter().any(|walk| walk.account.is_some()) {
+    let sql = if walks.iter().any(|walk| walk.account.is_some()) {
         candidates_query!(
-            "(SELECT group_concat(hex(h.account)) FROM results o JOIN hosts h ON h.id = o.host_id \
+            "(SELECT string_agg(hex(h.account), ',') FROM results o JOIN hosts h ON h.id = o.host_id \
              WHERE o.work_unit_id = r.work_unit_id AND h.account != '')"
         )
     } else {
@@ -773,8 +772,7 @@ async fn lease(
         if let Some(Some(seek)) = seek.min() {
             after_id = after_id.max(seek);
         }
-        let page =
-            sqlx::query(query).bind(after_priority).bind(after_id).bind(page_size as i64).fetch_all(&mut **tx).await?;
+        let page = query(sql).bind(after_priority).bind(after_id).bind(page_size as i64).fetch_all(&mut *tx).await?;
         let full = page.len() == page_size;
         page_size = (page_size * 2).min(MAX_PAGE);
         let mut candidates = Vec::with_capacity(page.len());
@@ -941,13 +939,13 @@ async fn lease(
         // written now, not with the group's last writes.
         let mut query = QueryBuilder::new("");
         push_leased(&mut query, &leased, now);
-        query.build().execute(&mut **tx).await?;
+        query.build().execute(&mut *tx).await?;
         leased.clear();
         for chunk in single.chunks(bulk::CHUNK) {
             let mut query =
                 QueryBuilder::new("UPDATE work_units SET single_result = 1, target_results = 1 WHERE id IN ");
             bulk::push_list(&mut query, &chunk.iter().map(|w| w.0).collect::<Vec<_>>());
-            query.build().execute(&mut **tx).await?;
+            query.build().execute(&mut *tx).await?;
         }
         let events = transitions(tx, validators, &single, Event::Update, now).await?;
         hosts.load(tx, events.iter().map(|e| e.host.0)).await?;
@@ -979,7 +977,7 @@ fn locality_order(
 }
 
 struct Candidate {
-    row: DbRow,
+    row: Row,
     result_id: i64,
     /// Its priority level.
     level: i64,
@@ -995,12 +993,12 @@ fn hex(text: &str) -> String {
 /// The hosts attached (in contact within [`scheduler::ATTACHED_MS`]) that
 /// have a turnaround, with it and their account.
 async fn attached_turnarounds(tx: &mut Tx<'_>, now: Timestamp) -> Result<Vec<AttachedHost>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT id, avg_turnaround_ms, hex(account) AS account FROM hosts \
          WHERE last_contact_at >= ? AND avg_turnaround_ms IS NOT NULL",
     )
     .bind(now.0 - scheduler::ATTACHED_MS)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     rows.iter()
         .map(|row| {
@@ -1022,7 +1020,7 @@ type Leased = (i64, HostId, Timestamp);
 
 /// Appends to `query` the statements that mark `leased` copies as sent at
 /// `now` (each followed by `; `).
-fn push_leased(query: &mut QueryBuilder<Db>, leased: &[Leased], now: Timestamp) {
+fn push_leased(query: &mut QueryBuilder, leased: &[Leased], now: Timestamp) {
     for chunk in leased.chunks(bulk::CHUNK) {
         query.push("WITH v(id, host_id, deadline) AS (");
         bulk::push_values(query, chunk, 3, |mut row, (id, host, deadline)| {
@@ -1056,9 +1054,9 @@ async fn note_reports(tx: &mut Tx<'_>, recorded: &[Recorded<'_>], hosts: &mut Ho
     batches.sort_unstable();
     batches.dedup();
     for batch_id in batches {
-        let row = sqlx::query("SELECT n_reported, n_errors, state, avg_turnaround_ms FROM batches WHERE id = ?")
+        let row = query("SELECT n_reported, n_errors, state, avg_turnaround_ms FROM batches WHERE id = ?")
             .bind(batch_id)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await?;
         let mut watch = batch::ErrorWatch {
             reported: rows::u32_column(&row, "n_reported")?,
@@ -1070,14 +1068,17 @@ async fn note_reports(tx: &mut Tx<'_>, recorded: &[Recorded<'_>], hosts: &mut Ho
         let mut pause_reason = None;
         let reports: Vec<&Recorded<'_>> = recorded.iter().filter(|r| r.batch_id == Some(batch_id)).collect();
         let any_error = reports.iter().any(|r| !success(r));
+        // The erring hosts in the order they were recorded (`seq`).
+        let mut next_seq = 0_i64;
         if any_error && watch.watching() {
             for row in
-                sqlx::query("SELECT host_id, error_message FROM batch_error_hosts WHERE batch_id = ? ORDER BY rowid")
+                query("SELECT host_id, error_message, seq FROM batch_error_hosts WHERE batch_id = ? ORDER BY seq")
                     .bind(batch_id)
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut *tx)
                     .await?
             {
                 watch.erring_hosts.push((row.try_get("host_id")?, row.try_get("error_message")?));
+                next_seq = next_seq.max(row.try_get::<i64, _>("seq")? + 1);
             }
         }
         let known_hosts = watch.erring_hosts.len();
@@ -1101,12 +1102,13 @@ async fn note_reports(tx: &mut Tx<'_>, recorded: &[Recorded<'_>], hosts: &mut Ho
         query.push_bind(batch_id).push("; ");
         let new_hosts = &watch.erring_hosts[known_hosts..];
         if !new_hosts.is_empty() {
-            query.push("INSERT OR IGNORE INTO batch_error_hosts (batch_id, host_id, error_message) ");
-            query.push_values(new_hosts, |mut values, (host, error)| {
-                values.push_bind(batch_id).push_bind(*host).push_bind(error.clone());
+            query.push("INSERT INTO batch_error_hosts (batch_id, host_id, error_message, seq) ");
+            query.push_values(new_hosts.iter().zip(next_seq..), |mut values, ((host, error), seq)| {
+                values.push_bind(batch_id).push_bind(*host).push_bind(error.clone()).push_bind(seq);
             });
+            query.push(" ON CONFLICT DO NOTHING");
         }
-        query.build().execute(&mut **tx).await?;
+        query.build().execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -1126,7 +1128,7 @@ fn watched_error(message: &str) -> String {
 }
 
 /// An assignment from a row with the columns of a lease query.
-fn assignment(row: &DbRow, deadline: Timestamp) -> Result<Assignment> {
+fn assignment(row: &Row, deadline: Timestamp) -> Result<Assignment> {
     let work_unit_id = WorkUnitId(row.try_get("work_unit_id")?);
     let signature: Option<Vec<u8>> = row.try_get("app_signature")?;
     let public_key: Option<Vec<u8>> = row.try_get("app_public_key")?;
@@ -1173,9 +1175,9 @@ async fn attach_files<'a>(
 
 /// Whether no copy of the work unit has been sent yet.
 async fn first_copy(tx: &mut Tx<'_>, work_unit: WorkUnitId) -> Result<bool> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM results WHERE work_unit_id = ? AND server_state != 'unsent'")
+    let row = query("SELECT COUNT(*) AS n FROM results WHERE work_unit_id = ? AND server_state != 'unsent'")
         .bind(work_unit.0)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(row.try_get::<i64, _>("n")? == 0)
 }
@@ -1210,7 +1212,7 @@ async fn held_copies(
         );
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
-        for row in query.build().fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut *tx).await? {
             let id: i64 = row.try_get("id")?;
             let host: i64 = row.try_get("host_id")?;
             let state = rows::work_unit_state(&row)?;
@@ -1228,7 +1230,7 @@ async fn held_copies(
             row.push_bind(*id).push_bind(*outcome);
         });
         query.push(") UPDATE results SET server_state = 'over', outcome = v.outcome FROM v WHERE results.id = v.id");
-        query.build().execute(&mut **tx).await?;
+        query.build().execute(&mut *tx).await?;
     }
     // Which calls miss which copies.
     let mut missing: HashMap<i64, Vec<usize>> = HashMap::new();
@@ -1258,7 +1260,7 @@ async fn held_copies(
         ));
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
-        for row in query.build().fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut *tx).await? {
             let id: i64 = row.try_get("result_id")?;
             let copy = assignment(&row, Timestamp(row.try_get("deadline")?))?;
             for &i in missing.get(&id).into_iter().flatten() {

@@ -3,7 +3,7 @@
 //! handed out (`scheduling::assignment`).
 
 use super::Result;
-use super::backend::Tx;
+use super::backend::{Tx, query};
 use crate::domain::ProjectId;
 use crate::domain::signing::AppSignature;
 
@@ -14,11 +14,11 @@ pub(super) async fn record(
     signature: Option<&AppSignature>,
 ) -> Result<()> {
     if let Some(signature) = signature {
-        sqlx::query("UPDATE projects SET app_signature = ?, app_public_key = ? WHERE id = ?")
+        query("UPDATE projects SET app_signature = ?, app_public_key = ? WHERE id = ?")
             .bind(signature.signature())
             .bind(signature.public_key())
             .bind(project_id.0)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     Ok(())

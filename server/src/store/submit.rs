@@ -1,8 +1,7 @@
 //! Submission: apps (content-addressed), projects and batches of work units.
 
-use sqlx::{QueryBuilder, Row};
+use super::backend::{QueryBuilder, Tx, query};
 
-use super::backend::Tx;
 use super::bulk;
 use super::files;
 use super::rows::{self, int};
@@ -63,34 +62,32 @@ impl Store {
         now: Timestamp,
     ) -> Result<(ProjectId, u64)> {
         let mut tx = self.write().await?;
-        let exists = sqlx::query("SELECT 1 FROM projects WHERE name = ?")
-            .bind(project.name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists =
+            query("SELECT 1 FROM projects WHERE name = ?").bind(project.name.as_str()).fetch_optional(&mut tx).await?;
         if exists.is_some() {
             return Err(Error::ProjectExists(project.name.to_string()));
         }
-        sqlx::query("INSERT OR IGNORE INTO apps (digest, module, size, created_at) VALUES (?, ?, ?, ?)")
+        query("INSERT INTO apps (digest, module, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
             .bind(project.app_digest.as_str())
             .bind(&project.app_module)
             .bind(project.app_module.len() as i64)
             .bind(now.0)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         if let (ValidatorKind::Custom { module_digest }, Some(module)) = (&project.validator, &project.validator_module)
         {
-            sqlx::query("INSERT OR IGNORE INTO apps (digest, module, size, created_at) VALUES (?, ?, ?, ?)")
+            query("INSERT INTO apps (digest, module, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
                 .bind(module_digest.as_str())
                 .bind(module)
                 .bind(module.len() as i64)
                 .bind(now.0)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         let policy = &project.policy;
         let limits = &project.limits;
         let (args, env) = rows::app_args_text(&project.app_args);
-        let id: i64 = sqlx::query(
+        let id: i64 = query(
             "INSERT INTO projects (name, app_digest, state, min_quorum, target_results, max_error_results, \
              max_total_results, deadline_ms, fuel_limit, memory_limit_bytes, output_limit_bytes, wall_time_limit_ms, \
              validator, nan_canonicalization, created_at, max_success_results, adaptive_replication, fuzzy_format, \
@@ -138,7 +135,7 @@ impl Store {
         .bind(int(project.file_limits.input_bytes))
         .bind(int(project.file_limits.output_bytes))
         .bind(project.checkpointing)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?
         .try_get("id")?;
         let project_id = ProjectId(id);
@@ -178,14 +175,14 @@ impl Store {
         now: Timestamp,
     ) -> Result<(u64, WorkUnitId, i64)> {
         let mut tx = self.write().await?;
-        let query = concat!(
+        let sql = concat!(
             "SELECT p.id, p.state, p.seed, ",
             rows::project_policy_columns!(),
             " FROM projects p WHERE p.name = ?"
         );
-        let row = sqlx::query(query)
+        let row = query(sql)
             .bind(project.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?
             .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
         let state: String = row.try_get("state")?;
@@ -220,7 +217,7 @@ impl Store {
 
     /// An app module by its digest.
     pub async fn app_module(&self, digest: &Digest) -> Result<Vec<u8>> {
-        sqlx::query("SELECT module FROM apps WHERE digest = ?")
+        query("SELECT module FROM apps WHERE digest = ?")
             .bind(digest.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -239,7 +236,7 @@ pub(super) async fn create_batch(
     now: Timestamp,
 ) -> Result<i64> {
     let spec = policy.map(ReplicationPolicy::spec);
-    let row = sqlx::query(
+    let row = query(
         "INSERT INTO batches (project_id, state, n_work_units, created_at, min_quorum, target_results, \
          max_error_results, max_total_results, max_success_results, deadline_ms, adaptive_replication, priority) \
          VALUES (?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -255,14 +252,17 @@ pub(super) async fn create_batch(
     .bind(spec.map(|s| int(s.deadline_ms)))
     .bind(spec.map(|s| s.adaptive_replication))
     .bind(spec.map(|s| s.priority))
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(row.try_get("id")?)
 }
 
-/// The id the next work unit will get. Safe inside a write transaction: SQLite has a single writer.
+/// The id the next work unit will get. Safe inside a write transaction:
+/// SQLite has a single writer, and on PostgreSQL the transaction first takes
+/// the lock that every transaction giving work units ids takes (until it ends).
 async fn next_work_unit_id(tx: &mut Tx<'_>) -> Result<i64> {
-    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM work_units").fetch_one(&mut **tx).await?;
+    tx.lock_work_unit_ids().await?;
+    let row = query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM work_units").fetch_one(&mut *tx).await?;
     Ok(row.try_get("next")?)
 }
 
@@ -339,7 +339,7 @@ async fn insert_work_units(
                 .push_bind(env.clone());
         });
         query.push(" ON CONFLICT (project_id, name) DO NOTHING");
-        let inserted = query.build().persistent(false).execute(&mut **tx).await?.rows_affected();
+        let inserted = query.build().persistent(false).execute(&mut *tx).await?.rows_affected();
         if inserted < chunk.len() as u64 {
             // A name already used by an earlier batch: say which.
             let mut query = QueryBuilder::new("SELECT name FROM work_units WHERE project_id = ");
@@ -352,7 +352,7 @@ async fn insert_work_units(
                 separated.push_bind(name.clone());
             }
             separated.push_unseparated(") LIMIT 1");
-            let row = query.build().persistent(false).fetch_optional(&mut **tx).await?;
+            let row = query.build().persistent(false).fetch_optional(&mut *tx).await?;
             let name = row.map(|row| row.try_get("name")).transpose()?.unwrap_or_default();
             return Err(Error::DuplicateWorkUnit { project: project.to_string(), name });
         }
@@ -372,7 +372,7 @@ async fn insert_work_units(
     };
     let copies = lifecycle::transition(policy, &empty, &[], &Bitwise, now).new_results;
     if copies > 0 {
-        sqlx::query(
+        query(
             "WITH RECURSIVE copy(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM copy WHERE n < ?) \
              INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at, attempt, priority) \
              SELECT w.id, w.project_id, 'unsent', 'pending', ?, w.attempt, ? FROM work_units w, copy \
@@ -382,9 +382,10 @@ async fn insert_work_units(
         .bind(now.0)
         .bind(policy.priority())
         .bind(batch)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
+    tx.work_unit_ids_used().await?;
     Ok((work_units.len() as u64, batch))
 }
 
@@ -395,7 +396,7 @@ pub(super) async fn insert_unsent(
     project: ProjectId,
     now: Timestamp,
 ) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at, attempt, priority) \
          SELECT w.id, ?, 'unsent', 'pending', ?, w.attempt, COALESCE(b.priority, p.priority) \
          FROM work_units w JOIN projects p ON p.id = w.project_id LEFT JOIN batches b ON b.id = w.batch_id \
@@ -404,7 +405,7 @@ pub(super) async fn insert_unsent(
     .bind(project.0)
     .bind(now.0)
     .bind(work_unit.0)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

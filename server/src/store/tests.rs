@@ -1,6 +1,11 @@
-//! Store tests against a real SQLite file, with `now` chosen by the test.
+//! Store tests against a real database, with `now` chosen by the test.
+//!
+//! This file is compiled twice: as `tests` on a SQLite file, and as
+//! `tests_postgres` on a PostgreSQL database of its own per test
+//! (`test_databases`), so that every test checks both engines.
 
 use super::scheduling::{Answer, Call};
+use super::test_databases;
 use super::*;
 use crate::domain::app::digest_of;
 use crate::domain::lifecycle::{Report, ReportError};
@@ -13,13 +18,18 @@ const DEADLINE_MS: u64 = 60_000;
 
 struct Fixture {
     store: Store,
-    _dir: tempfile::TempDir,
+    database: test_databases::TestDatabase,
+}
+
+/// The engine this copy of the tests runs on.
+fn engine() -> test_databases::Engine {
+    test_databases::engine_of(module_path!())
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("quorum.db")).await.expect("open store");
-    Fixture { store, _dir: dir }
+    let database = test_databases::new_database(engine()).await;
+    let store = Store::open(database.location.clone()).await.expect("open store");
+    Fixture { store, database }
 }
 
 fn name(text: &str) -> ProjectName {
@@ -736,20 +746,18 @@ async fn concurrent_work_requests_commit_together_and_a_refused_one_keeps_nothin
 /// replication: no draw decides anything).
 const SECRET: u64 = 7;
 
-impl Store {
-    /// Runs `calls` as one group, as the writer does: `run_calls` inside one
-    /// transaction, then commit. Panics on a database failure.
-    async fn run_group(&self, calls: &[Call], now: Timestamp) -> Vec<Result<Answer>> {
-        let mut tx = self.write().await.expect("begin");
-        let (answers, found) =
-            super::scheduling::run_calls(&mut tx, &self.validators, SECRET, &self.frontiers, calls, now)
-                .await
-                .expect("no database failure");
-        tx.commit().await.expect("commit");
-        found.keep(&self.frontiers);
-        assert_eq!(answers.len(), calls.len(), "one answer per call");
-        answers
-    }
+/// Runs `calls` as one group on `store`, as the writer does: `run_calls`
+/// inside one transaction, then commit. Panics on a database failure.
+async fn run_group(store: &Store, calls: &[Call], now: Timestamp) -> Vec<Result<Answer>> {
+    let mut tx = store.write().await.expect("begin");
+    let (answers, found) =
+        super::scheduling::run_calls(&mut tx, &store.validators, SECRET, &store.frontiers, calls, now)
+            .await
+            .expect("no database failure");
+    tx.commit().await.expect("commit");
+    found.keep(&store.frontiers);
+    assert_eq!(answers.len(), calls.len(), "one answer per call");
+    answers
 }
 
 /// A `RequestWork` call.
@@ -782,11 +790,7 @@ fn work_units_of(assignments: &[Assignment]) -> Vec<crate::domain::WorkUnitId> {
 
 /// Copies sent to `host` today, as stored.
 async fn results_today(store: &Store, host: HostId) -> i64 {
-    sqlx::query_scalar("SELECT results_today FROM hosts WHERE id = ?")
-        .bind(host.0)
-        .fetch_one(&store.pool)
-        .await
-        .unwrap()
+    query_scalar("SELECT results_today FROM hosts WHERE id = ?").bind(host.0).fetch_one(&store.pool).await.unwrap()
 }
 
 /// Every copy of `project`, by id, as its debug text (to compare states).
@@ -828,7 +832,7 @@ async fn a_refused_call_in_a_group_writes_nothing_and_the_other_calls_go_on() {
         ask(b, vec![success(b2, "v"), success(b1, "w")], Some(Vec::new()), 2),
         ask(d, Vec::new(), None, 2),
     ];
-    let answers = f.store.run_group(&calls, T0).await;
+    let answers = run_group(&f.store, &calls, T0).await;
 
     assert_eq!(summary(&answers[0]).accepted, vec![b1]);
     assert!(matches!(answers[1], Err(Error::Report(ReportError::NotYourResult { .. }))), "{:?}", answers[1]);
@@ -871,7 +875,7 @@ async fn two_calls_of_one_host_in_a_group_never_get_two_copies_of_a_work_unit() 
     f.store.create_project(&project("p", 2, 2), &units(2), T0).await.unwrap();
     let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
     let calls = [ask(a, Vec::new(), None, 2), ask(a, Vec::new(), None, 2), ask(b, Vec::new(), None, 2)];
-    let answers = f.store.run_group(&calls, T0).await;
+    let answers = run_group(&f.store, &calls, T0).await;
     let (first, second, for_b) =
         (&reply(&answers[0]).assignments, &reply(&answers[1]).assignments, &reply(&answers[2]).assignments);
     assert_eq!(first.len(), 2);
@@ -898,7 +902,7 @@ async fn two_hosts_of_one_account_in_a_group_never_get_copies_of_one_work_unit()
         ask(bob, Vec::new(), None, 2),
         ask(carol, Vec::new(), None, 2),
     ];
-    let answers = f.store.run_group(&calls, T0).await;
+    let answers = run_group(&f.store, &calls, T0).await;
     let got: Vec<Vec<crate::domain::WorkUnitId>> =
         answers.iter().map(|answer| work_units_of(&reply(answer).assignments)).collect();
     let both = work_units_of(&reply(&answers[2]).assignments);
@@ -913,13 +917,13 @@ async fn a_hosts_daily_quota_holds_across_its_calls_in_one_group() {
     let f = fixture().await;
     f.store.create_project(&project("p", 1, 1), &units(10), T0).await.unwrap();
     let (a, b) = (host(&f.store, "a").await, host(&f.store, "b").await);
-    sqlx::query("UPDATE hosts SET daily_quota = 3 WHERE id = ?").bind(a.0).execute(&f.store.pool).await.unwrap();
+    query("UPDATE hosts SET daily_quota = 3 WHERE id = ?").bind(a.0).execute(&f.store.pool).await.unwrap();
     let calls = [ask(a, Vec::new(), None, 2), ask(a, Vec::new(), None, 2), ask(b, Vec::new(), None, 2)];
-    let answers = f.store.run_group(&calls, T0).await;
+    let answers = run_group(&f.store, &calls, T0).await;
     let got: Vec<usize> = answers.iter().map(|answer| reply(answer).assignments.len()).collect();
     assert_eq!(got, [2, 1, 2], "a's second call gets only what is left of a's quota of 3");
     assert_eq!(results_today(&f.store, a).await, 3, "both calls' copies are counted");
-    let later = f.store.run_group(&[ask(a, Vec::new(), None, 2)], T0.plus_ms(1)).await;
+    let later = run_group(&f.store, &[ask(a, Vec::new(), None, 2)], T0.plus_ms(1)).await;
     assert!(reply(&later[0]).assignments.is_empty(), "the quota is used up for the day");
 }
 
@@ -929,7 +933,7 @@ async fn earlier_calls_in_a_group_get_the_highest_priority_then_oldest_copies() 
     project_with_urgent_batch(&f).await;
     let (a, b, c) = (host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await);
     let calls = [ask(a, Vec::new(), None, 2), ask(b, Vec::new(), None, 2), ask(c, Vec::new(), None, 2)];
-    let answers = f.store.run_group(&calls, T0).await;
+    let answers = run_group(&f.store, &calls, T0).await;
     let got: Vec<Vec<String>> = answers
         .iter()
         .map(|answer| reply(answer).assignments.iter().map(|x| x.work_unit_name.clone()).collect())
@@ -951,7 +955,7 @@ async fn reports_completing_a_quorum_in_a_group_validate_it_and_abort_the_copy_l
         report(a, vec![success(x, "v")]),
         ask(b, vec![success(y, "v")], Some(Vec::new()), 0),
     ];
-    let answers = f.store.run_group(&calls, T0).await;
+    let answers = run_group(&f.store, &calls, T0).await;
     assert_eq!(reply(&answers[0]).abort, vec![z], "c stops its copy: the work unit ended in this group");
     assert!(reply(&answers[0]).assignments.is_empty());
     assert!(summary(&answers[1]).abort.is_empty());
@@ -987,7 +991,7 @@ async fn lost_copies_in_a_group_go_back_only_to_their_host_and_only_before_their
     assert_eq!(expired.deadline, now, "the first copy's deadline has come");
     // b says it holds nothing, a too: only a's copy still due is a's lost copy.
     let calls = [ask(b, Vec::new(), Some(Vec::new()), 0), ask(a, Vec::new(), Some(Vec::new()), 2)];
-    let answers = f.store.run_group(&calls, now).await;
+    let answers = run_group(&f.store, &calls, now).await;
     let (for_b, for_a) = (reply(&answers[0]), reply(&answers[1]));
     assert_eq!((for_b.n_lost, for_b.assignments.len()), (0, 0), "a's copies never go to b");
     assert_eq!(for_a.n_lost, 1);
@@ -1012,11 +1016,7 @@ async fn a_trusted_host_gets_a_work_unit_alone_and_its_other_copy_is_not_sent() 
     f.store.create_project(&adaptive, &units(1), T0).await.unwrap();
     let a = host(&f.store, "a").await;
     // A streak of 1,000 valid results: accepted alone with a chance of 0.999.
-    sqlx::query("UPDATE hosts SET consecutive_valid = 1000 WHERE id = ?")
-        .bind(a.0)
-        .execute(&f.store.pool)
-        .await
-        .unwrap();
+    query("UPDATE hosts SET consecutive_valid = 1000 WHERE id = ?").bind(a.0).execute(&f.store.pool).await.unwrap();
     let leased = f.store.lease_work(a, 1, T0).await.unwrap();
     assert_eq!(leased.len(), 1);
     let results = f.store.list_results(&name("p"), None, 0, 10).await.unwrap();
@@ -1039,27 +1039,27 @@ async fn a_trusted_host_gets_a_work_unit_alone_and_its_other_copy_is_not_sent() 
 async fn backlog_held_by(store: &Store, holder: HostId, n: i64) {
     store.create_project(&project("backlog", 2, 2), &units(1), T0).await.unwrap();
     let mut tx = store.write().await.unwrap();
-    let project: i64 =
-        sqlx::query_scalar("SELECT id FROM projects WHERE name = 'backlog'").fetch_one(&mut *tx).await.unwrap();
-    sqlx::query("UPDATE results SET server_state = 'over', outcome = 'success', host_id = ? WHERE project_id = ? AND id = (SELECT MIN(id) FROM results WHERE project_id = ?)")
+    let project: i64 = query_scalar("SELECT id FROM projects WHERE name = 'backlog'").fetch_one(&mut tx).await.unwrap();
+    query("UPDATE results SET server_state = 'over', outcome = 'success', host_id = ? WHERE project_id = ? AND id = (SELECT MIN(id) FROM results WHERE project_id = ?)")
         .bind(holder.0)
         .bind(project)
         .bind(project)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .unwrap();
-    sqlx::query(
+    query(
         "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
          INSERT INTO work_units (project_id, name, input, state, target_results, created_at) \
-         SELECT ?, 'b' || i, X'00', 'open', 2, ? FROM n",
+         SELECT ?, 'b' || i, ?, 'open', 2, ? FROM n",
     )
     .bind(n)
     .bind(project)
+    .bind(vec![0_u8])
     .bind(T0.0)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await
     .unwrap();
-    sqlx::query(
+    query(
         "INSERT INTO results (work_unit_id, project_id, server_state, outcome, validate_state, host_id, sent_at, \
          received_at, output_digest, created_at) \
          SELECT id, project_id, 'over', 'success', 'pending', ?, ?, ?, 'd', ? FROM work_units \
@@ -1070,16 +1070,16 @@ async fn backlog_held_by(store: &Store, holder: HostId, n: i64) {
     .bind(T0.0)
     .bind(T0.0)
     .bind(project)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await
     .unwrap();
-    sqlx::query(
+    query(
         "INSERT INTO results (work_unit_id, project_id, server_state, validate_state, created_at) \
          SELECT id, project_id, 'unsent', 'pending', ? FROM work_units WHERE project_id = ? AND name LIKE 'b%' ORDER BY id",
     )
     .bind(T0.0)
     .bind(project)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await
     .unwrap();
     tx.commit().await.unwrap();
@@ -1099,7 +1099,7 @@ async fn behind_a_million_copies_a_host_may_not_take_it_gets_the_one_it_may() {
     // the next copy it may take, added later, is found at once.
     let walker = super::frontiers::Walker::Host(lone);
     let (_, frontier) = f.store.frontiers.read([&walker]);
-    let last_backlog: i64 = sqlx::query_scalar("SELECT MAX(id) FROM results WHERE server_state = 'unsent'")
+    let last_backlog: i64 = query_scalar("SELECT MAX(id) FROM results WHERE server_state = 'unsent'")
         .fetch_one(&f.store.pool)
         .await
         .unwrap();
@@ -1122,7 +1122,7 @@ async fn a_lone_host_takes_one_copy_of_every_work_unit_of_every_project() {
     }
     let lone = host(&f.store, "lone").await;
     // A host with a proven record: its quota is not what stops it here.
-    sqlx::query("UPDATE hosts SET daily_quota = 1000 WHERE id = ?").bind(lone.0).execute(&f.store.pool).await.unwrap();
+    query("UPDATE hosts SET daily_quota = 1000 WHERE id = ?").bind(lone.0).execute(&f.store.pool).await.unwrap();
     let mut taken = std::collections::HashSet::new();
     loop {
         let got = f.store.lease_work(lone, 7, T0).await.unwrap();
@@ -1144,7 +1144,7 @@ async fn a_lone_host_takes_one_copy_of_every_work_unit_of_every_project() {
 async fn a_batch_resumed_behind_a_frontier_is_walked_again() {
     let f = fixture().await;
     f.store.create_project(&project("p", 2, 2), &units(30), T0).await.unwrap();
-    sqlx::query("UPDATE batches SET state = 'paused', pause_reason = 'test'").execute(&f.store.pool).await.unwrap();
+    query("UPDATE batches SET state = 'paused', pause_reason = 'test'").execute(&f.store.pool).await.unwrap();
     assert_eq!(status(&f.store, "p").await.batches[0].state, "paused");
     // A host walks the unsent copies while the batch is paused: none for it.
     let late = host(&f.store, "late").await;
@@ -1280,11 +1280,7 @@ async fn a_work_unit_accepted_alone_earns_at_most_the_typical_replicated_credit(
     assert_eq!(credits(&f.store).await, [("b".to_owned(), 9.0), ("c".to_owned(), 9.0)]);
     // A trusted host alone on the fourth, claiming far more: typical credit.
     let a = host(&f.store, "a").await;
-    sqlx::query("UPDATE hosts SET consecutive_valid = 1000 WHERE id = ?")
-        .bind(a.0)
-        .execute(&f.store.pool)
-        .await
-        .unwrap();
+    query("UPDATE hosts SET consecutive_valid = 1000 WHERE id = ?").bind(a.0).execute(&f.store.pool).await.unwrap();
     let alone = f.store.lease_work(a, 1, T0).await.unwrap().remove(0);
     f.store
         .record_reports(a, &[claimed_success(alone.result_id, "v", 9_000_000_000_000_000_000, "x")], T0)
@@ -1297,13 +1293,12 @@ async fn a_work_unit_accepted_alone_earns_at_most_the_typical_replicated_credit(
 
 #[tokio::test]
 async fn accounts_stored_before_they_were_canonical_are_rewritten_at_open() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("quorum.db");
-    let store = Store::open(&path).await.unwrap();
-    account_host(&store, "a", "  Ünïcode Bob ").await;
-    account_host(&store, "b", "alice").await;
-    account_host(&store, "c", "").await;
-    let reopened = Store::open(&path).await.unwrap();
+    let f = fixture().await;
+    let store = &f.store;
+    account_host(store, "a", "  Ünïcode Bob ").await;
+    account_host(store, "b", "alice").await;
+    account_host(store, "c", "").await;
+    let reopened = Store::open(f.database.location.clone()).await.unwrap();
     let accounts: Vec<String> = reopened.list_hosts(T0).await.unwrap().into_iter().map(|h| h.account).collect();
     assert_eq!(accounts, ["ünïcode bob", "alice", ""]);
 }
@@ -1447,7 +1442,7 @@ async fn registering_again_does_not_reset_a_punished_quota() {
     }
     // A host with validated results is not held against its address (hosts
     // behind one address, or on loopback, keep their own quotas).
-    sqlx::query("UPDATE hosts SET n_valid = 5 WHERE address = '203.0.113.7'").execute(&f.store.pool).await.unwrap();
+    query("UPDATE hosts SET n_valid = 5 WHERE address = '203.0.113.7'").execute(&f.store.pool).await.unwrap();
     let h = registered_host(&f.store, "after-honest", "", "203.0.113.7").await;
     assert_eq!(quota(h).await, INITIAL_DAILY_QUOTA);
     let h = registered_host(&f.store, "account-still", "mallory", "").await;

@@ -2,9 +2,8 @@
 //! all its results, ask `domain::lifecycle`, persist the answer, all inside
 //! the caller's transaction. Also the deadline sweep and cancellation.
 
-use sqlx::{QueryBuilder, Row};
+use super::backend::{QueryBuilder, Row, Tx, query, query_scalar};
 
-use super::backend::{DbRow, Tx};
 use super::hosts::{HostAppEvent, apply_host_events};
 use super::submit::{create_batch, insert_unsent};
 use super::{Error, Result, Store};
@@ -79,7 +78,7 @@ pub(super) async fn transitions(
         bulk::push_list(&mut query, chunk);
         // In id order, so that host events (trust streaks) apply in a fixed order.
         query.push(" ORDER BY w.id");
-        let work_unit_rows = query.build().fetch_all(&mut **tx).await?;
+        let work_unit_rows = query.build().fetch_all(&mut *tx).await?;
         // Only the copies of the current attempt count (a retried work unit starts afresh).
         let mut query = QueryBuilder::new(concat!(
             "SELECT ",
@@ -90,7 +89,7 @@ pub(super) async fn transitions(
         bulk::push_list(&mut query, chunk);
         query.push(" ORDER BY r.id");
         let mut copies: HashMap<i64, Vec<ResultCopy>> = HashMap::new();
-        for row in query.build().fetch_all(&mut **tx).await? {
+        for row in query.build().fetch_all(&mut *tx).await? {
             copies.entry(row.try_get("work_unit_id")?).or_default().push(rows::result_copy(&row)?);
         }
         let mut changes = Changes::default();
@@ -144,7 +143,7 @@ const TYPICAL_CREDIT_WINDOW: i64 = 1000;
 /// credit of the canonical results of its latest work units validated by
 /// replication (never of one accepted alone), so no lone host raises it.
 async fn typical_credit(tx: &mut Tx<'_>, project: ProjectId) -> Result<f64> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT r.granted_credit FROM (SELECT canonical_result_id, single_result FROM work_units \
          WHERE project_id = ? AND state = 'done' ORDER BY id DESC LIMIT ?) w \
          JOIN results r ON r.id = w.canonical_result_id WHERE w.single_result = 0 LIMIT ?",
@@ -152,7 +151,7 @@ async fn typical_credit(tx: &mut Tx<'_>, project: ProjectId) -> Result<f64> {
     .bind(project.0)
     .bind(TYPICAL_CREDIT_WINDOW)
     .bind(TYPICAL_CREDIT_SAMPLE)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let credits = rows.iter().map(|row| row.try_get("granted_credit")).collect::<std::result::Result<Vec<f64>, _>>()?;
     Ok(lifecycle::typical_credit(&credits))
@@ -178,9 +177,9 @@ async fn comparator(
         }
         ValidatorKind::Custom { module_digest } => {
             let outputs = success_outputs(tx, results).await?;
-            let module: Vec<u8> = sqlx::query("SELECT module FROM apps WHERE digest = ?")
+            let module: Vec<u8> = query("SELECT module FROM apps WHERE digest = ?")
                 .bind(module_digest.as_str())
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *tx)
                 .await?
                 .try_get("module")?;
             let validator = validators.get(module_digest.as_str(), || module)?;
@@ -193,9 +192,9 @@ async fn comparator(
 async fn success_outputs(tx: &mut Tx<'_>, results: &[ResultCopy]) -> Result<HashMap<ResultId, Vec<u8>>> {
     let mut outputs = HashMap::new();
     for result in results.iter().filter(|r| r.outcome == Some(Outcome::Success)) {
-        let output: Option<Vec<u8>> = sqlx::query("SELECT output FROM results WHERE id = ?")
+        let output: Option<Vec<u8>> = query("SELECT output FROM results WHERE id = ?")
             .bind(result.id.0)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await?
             .try_get("output")?;
         outputs.insert(result.id, output.unwrap_or_default());
@@ -311,7 +310,7 @@ impl Changes {
             query.push(" ORDER BY id; ");
         }
         if !self.work_units.is_empty() || !self.results.is_empty() || !self.ended.is_empty() {
-            query.build().execute(&mut **tx).await?;
+            query.build().execute(&mut *tx).await?;
         }
         for (work_unit, project, n) in &self.new_results {
             for _ in 0..*n {
@@ -326,7 +325,7 @@ impl Changes {
 /// deadline gets a spare copy sent early (once per work unit), so the last
 /// percent does not wait for the slowest host. Returns how many were sent.
 async fn send_spare_copies(tx: &mut Tx<'_>, validators: &Validators, now: Timestamp) -> Result<usize> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT r.work_unit_id, r.sent_at, p.deadline_ms, h.avg_turnaround_ms, b.n_work_units, b.n_ended \
          FROM results r JOIN work_units w ON w.id = r.work_unit_id JOIN batches b ON b.id = w.batch_id \
          JOIN projects p ON p.id = r.project_id JOIN hosts h ON h.id = r.host_id \
@@ -335,7 +334,7 @@ async fn send_spare_copies(tx: &mut Tx<'_>, validators: &Validators, now: Timest
     )
     .bind(batch::TAIL_SHARE)
     .bind(now.0)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut sent = 0;
     for row in &rows {
@@ -350,11 +349,11 @@ async fn send_spare_copies(tx: &mut Tx<'_>, validators: &Validators, now: Timest
             continue;
         }
         let work_unit: i64 = row.try_get("work_unit_id")?;
-        let raised = sqlx::query(
+        let raised = query(
             "UPDATE work_units SET spare_sent = 1, target_results = target_results + 1 WHERE id = ? AND spare_sent = 0",
         )
         .bind(work_unit)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if raised > 0 {
@@ -373,7 +372,7 @@ pub enum CancelScope {
 }
 
 /// The `id` column of every row.
-fn ids(rows: &[DbRow]) -> Result<Vec<i64>> {
+fn ids(rows: &[Row]) -> Result<Vec<i64>> {
     Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?)
 }
 
@@ -384,10 +383,10 @@ async fn work_unit_state(
     project: &ProjectName,
     work_unit: WorkUnitId,
 ) -> Result<String> {
-    let row = sqlx::query("SELECT state FROM work_units WHERE id = ? AND project_id = ?")
+    let row = query("SELECT state FROM work_units WHERE id = ? AND project_id = ?")
         .bind(work_unit.0)
         .bind(project_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::WorkUnitNotFound { project: project.to_string(), work_unit: work_unit.0 })?;
     Ok(row.try_get("state")?)
@@ -419,12 +418,12 @@ impl Store {
     /// (new copy, or failure). One transaction, at most `TRANSITIONER_BATCH` work units.
     pub async fn run_transitioner(&self, now: Timestamp) -> Result<TransitionerPass> {
         let mut tx = self.write().await?;
-        let ids: Vec<i64> = sqlx::query(
+        let ids: Vec<i64> = query(
             "SELECT DISTINCT work_unit_id FROM results WHERE server_state = 'in_progress' AND deadline <= ? LIMIT ?",
         )
         .bind(now.0)
         .bind(Self::TRANSITIONER_BATCH + 1)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?
         .iter()
         .map(|row| row.try_get("work_unit_id"))
@@ -443,13 +442,13 @@ impl Store {
     /// hosts holding copies are told to abort them. Returns how many were cancelled.
     pub async fn cancel_work_units(&self, project: &ProjectName, scope: &CancelScope, now: Timestamp) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = rows::project_id(&mut *tx, project).await?;
+        let project_id = rows::project_id(&mut tx, project).await?;
         let ids: Vec<i64> = match scope {
             CancelScope::Batch(batch) => {
-                rows::check_batch(&mut *tx, project_id, project, *batch).await?;
-                let rows = sqlx::query("SELECT id FROM work_units WHERE batch_id = ? AND state = 'open'")
-                    .bind(batch)
-                    .fetch_all(&mut *tx)
+                rows::check_batch(&mut tx, project_id, project, *batch).await?;
+                let rows = query("SELECT id FROM work_units WHERE batch_id = ? AND state = 'open'")
+                    .bind(*batch)
+                    .fetch_all(&mut tx)
                     .await?;
                 ids(&rows)?
             }
@@ -481,9 +480,9 @@ impl Store {
         now: Timestamp,
     ) -> Result<(u64, i64)> {
         let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT id, state, target_results FROM projects WHERE name = ?")
+        let row = query("SELECT id, state, target_results FROM projects WHERE name = ?")
             .bind(project.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?
             .ok_or_else(|| Error::ProjectNotFound(project.to_string()))?;
         let project_id: i64 = row.try_get("id")?;
@@ -491,9 +490,9 @@ impl Store {
             return Err(Error::ProjectCancelled(project.to_string()));
         }
         let ids: Vec<i64> = if work_units.is_empty() {
-            let rows = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'failed' ORDER BY id")
+            let rows = query("SELECT id FROM work_units WHERE project_id = ? AND state = 'failed' ORDER BY id")
                 .bind(project_id)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut tx)
                 .await?;
             ids(&rows)?
         } else {
@@ -517,14 +516,14 @@ impl Store {
         };
         for &id in &ids {
             // Copies of the failed attempt still out are not needed any more.
-            sqlx::query(
+            query(
                 "UPDATE results SET server_state = 'over', outcome = 'didnt_need' \
                  WHERE work_unit_id = ? AND server_state != 'over'",
             )
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-            sqlx::query(
+            query(
                 "UPDATE work_units SET state = 'open', fail_reason = NULL, canonical_result_id = NULL, \
                  single_result = 0, spare_sent = 0, ended_at = NULL, attempt = attempt + 1, target_results = ?, \
                  batch_id = ? WHERE id = ?",
@@ -532,7 +531,7 @@ impl Store {
             .bind(target)
             .bind(batch)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             transition_work_unit(&mut tx, &self.validators, WorkUnitId(id), Event::Update, now).await?;
         }
@@ -546,8 +545,8 @@ impl Store {
     /// work units were purged.
     pub async fn purge_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = rows::project_id(&mut *tx, project).await?;
-        sqlx::query(
+        let project_id = rows::project_id(&mut tx, project).await?;
+        query(
             "UPDATE results SET output = NULL WHERE work_unit_id IN (SELECT id FROM work_units \
              WHERE project_id = ? AND state != 'open' AND purged_at IS NULL) \
              AND id NOT IN (SELECT canonical_result_id FROM work_units WHERE project_id = ? \
@@ -555,15 +554,16 @@ impl Store {
         )
         .bind(project_id)
         .bind(project_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        let purged = sqlx::query(
-            "UPDATE work_units SET input = X'', purged_at = ? WHERE project_id = ? AND state != 'open' \
+        let purged = query(
+            "UPDATE work_units SET input = ?, purged_at = ? WHERE project_id = ? AND state != 'open' \
              AND purged_at IS NULL",
         )
+        .bind(Vec::<u8>::new())
         .bind(now.0)
         .bind(project_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         tx.commit().await?;
@@ -578,11 +578,11 @@ impl Store {
     /// no longer exist).
     pub async fn delete_project(&self, project: &ProjectName) -> Result<DeletedProject> {
         let mut tx = self.write().await?;
-        let project_id = rows::project_id(&mut *tx, project).await?;
+        let project_id = rows::project_id(&mut tx, project).await?;
         let n_in_progress: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM results WHERE project_id = ? AND server_state = 'in_progress'")
+            query_scalar("SELECT COUNT(*) FROM results WHERE project_id = ? AND server_state = 'in_progress'")
                 .bind(project_id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
         if n_in_progress > 0 {
             return Err(Error::CopiesInProgress {
@@ -590,38 +590,37 @@ impl Store {
                 n_in_progress: n_in_progress.unsigned_abs(),
             });
         }
-        sqlx::query("DELETE FROM batch_error_hosts WHERE batch_id IN (SELECT id FROM batches WHERE project_id = ?)")
+        query("DELETE FROM batch_error_hosts WHERE batch_id IN (SELECT id FROM batches WHERE project_id = ?)")
             .bind(project_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         // Its files' bytes stay in the file store (another project may use them).
-        sqlx::query(
+        query(
             "DELETE FROM result_files WHERE result_id IN (SELECT id FROM results WHERE project_id = ?1); \
              DELETE FROM work_unit_files WHERE work_unit_id IN (SELECT id FROM work_units WHERE project_id = ?1); \
              DELETE FROM project_files WHERE project_id = ?1",
         )
         .bind(project_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        sqlx::query("DELETE FROM canonical_log WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
-        let n_results =
-            sqlx::query("DELETE FROM results WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
+        query("DELETE FROM canonical_log WHERE project_id = ?").bind(project_id).execute(&mut tx).await?;
+        let n_results = query("DELETE FROM results WHERE project_id = ?").bind(project_id).execute(&mut tx).await?;
         let n_work_units =
-            sqlx::query("DELETE FROM work_units WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM batches WHERE project_id = ?").bind(project_id).execute(&mut *tx).await?;
-        let modules = sqlx::query("DELETE FROM projects WHERE id = ? RETURNING app_digest, validator_digest")
+            query("DELETE FROM work_units WHERE project_id = ?").bind(project_id).execute(&mut tx).await?;
+        query("DELETE FROM batches WHERE project_id = ?").bind(project_id).execute(&mut tx).await?;
+        let modules = query("DELETE FROM projects WHERE id = ? RETURNING app_digest, validator_digest")
             .bind(project_id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
         let app: String = modules.try_get("app_digest")?;
         let validator: Option<String> = modules.try_get("validator_digest")?;
-        sqlx::query(
+        query(
             "DELETE FROM apps WHERE digest IN (?, ?) AND digest NOT IN (SELECT app_digest FROM projects) \
              AND digest NOT IN (SELECT validator_digest FROM projects WHERE validator_digest IS NOT NULL)",
         )
         .bind(&app)
         .bind(validator.as_deref().unwrap_or(&app))
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(DeletedProject { n_work_units: n_work_units.rows_affected(), n_results: n_results.rows_affected() })
@@ -631,28 +630,28 @@ impl Store {
     /// None; their error watch starts over. Returns how many were resumed.
     pub async fn resume_batches(&self, project: &ProjectName, batch_id: Option<i64>) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = rows::project_id(&mut *tx, project).await?;
+        let project_id = rows::project_id(&mut tx, project).await?;
         if let Some(batch) = batch_id {
-            rows::check_batch(&mut *tx, project_id, project, batch).await?;
+            rows::check_batch(&mut tx, project_id, project, batch).await?;
         }
         // The error watch starts over: the erring hosts seen so far no longer count.
-        sqlx::query(
+        query(
             "DELETE FROM batch_error_hosts WHERE batch_id IN (SELECT id FROM batches \
              WHERE project_id = ? AND state = 'paused' AND (? IS NULL OR id = ?))",
         )
         .bind(project_id)
         .bind(batch_id)
         .bind(batch_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        let resumed = sqlx::query(
+        let resumed = query(
             "UPDATE batches SET state = 'active', pause_reason = NULL, n_reported = 0, n_errors = 0 \
              WHERE project_id = ? AND state = 'paused' AND (? IS NULL OR id = ?)",
         )
         .bind(project_id)
         .bind(batch_id)
         .bind(batch_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if resumed > 0 {
@@ -665,7 +664,7 @@ impl Store {
 
     /// The earliest deadline of any copy in progress.
     pub async fn next_deadline(&self) -> Result<Option<Timestamp>> {
-        let row = sqlx::query("SELECT MIN(deadline) AS next FROM results WHERE server_state = 'in_progress'")
+        let row = query("SELECT MIN(deadline) AS next FROM results WHERE server_state = 'in_progress'")
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<Option<i64>, _>("next")?.map(Timestamp))
@@ -676,11 +675,11 @@ impl Store {
     /// are told to abort them. Returns how many work units were cancelled.
     pub async fn cancel_project(&self, project: &ProjectName, now: Timestamp) -> Result<u64> {
         let mut tx = self.write().await?;
-        let project_id = rows::project_id(&mut *tx, project).await?;
-        sqlx::query("UPDATE projects SET state = 'cancelled' WHERE id = ?").bind(project_id).execute(&mut *tx).await?;
-        let rows = sqlx::query("SELECT id FROM work_units WHERE project_id = ? AND state = 'open'")
+        let project_id = rows::project_id(&mut tx, project).await?;
+        query("UPDATE projects SET state = 'cancelled' WHERE id = ?").bind(project_id).execute(&mut tx).await?;
+        let rows = query("SELECT id FROM work_units WHERE project_id = ? AND state = 'open'")
             .bind(project_id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
         let ids = ids(&rows)?;
         let work_units: Vec<WorkUnitId> = ids.iter().copied().map(WorkUnitId).collect();

@@ -20,12 +20,11 @@
 //! statement is shared by many.
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
 use std::sync::Arc;
 
-use super::backend::{self, Connection, WriterOptions};
+use super::backend::{Connection, WriterOptions};
 use super::frontiers::Frontiers;
 use super::scheduling::{self, Answer, Call};
 use super::{Error, Result};
@@ -34,6 +33,8 @@ use crate::validators::Validators;
 
 /// Most calls run together.
 pub(super) const MAX_GROUP: usize = 128;
+/// Times a group that conflicted with another coordinator's transaction is run.
+const CONFLICT_ATTEMPTS: usize = 5;
 /// Calls that may wait for the writer; callers wait for room beyond it.
 const QUEUE: usize = 1024;
 
@@ -153,7 +154,14 @@ impl Writer {
         let now = calls.iter().map(|(_, now)| *now).max().unwrap_or(Timestamp(0));
         let calls: Vec<Call> = calls.into_iter().map(|(call, _)| call).collect();
         let started = std::time::Instant::now();
-        let outcome = self.transaction(&calls, now).await;
+        let mut outcome = self.transaction(&calls, now).await;
+        // A conflict with another coordinator's transaction (PostgreSQL)
+        // left nothing behind: the group runs again, a few times.
+        for _ in 1..CONFLICT_ATTEMPTS {
+            let Err(Error::Conflict(reason)) = &outcome else { break };
+            tracing::debug!(%reason, n_calls = calls.len(), "group conflicted with another transaction; running it again");
+            outcome = self.transaction(&calls, now).await;
+        }
         let elapsed = started.elapsed();
         self.metrics.group_calls.observe(calls.len() as f64);
         self.metrics.group_seconds.observe(elapsed.as_secs_f64());
@@ -169,11 +177,13 @@ impl Writer {
                 tracing::error!(%error, n_calls = replies.len(), "group transaction failed; nothing was kept");
                 // SQLite rolls back what the closed connection had begun.
                 if let Some(connection) = self.connection.take() {
-                    let _ = connection.close_hard().await;
+                    connection.close_hard().await;
                 }
                 for reply in replies {
                     let _ = reply.send(Err(match &error {
                         Error::CannotWrite(message) => Error::CannotWrite(message.clone()),
+                        Error::Unavailable(message) => Error::Unavailable(message.clone()),
+                        Error::Conflict(message) => Error::Conflict(message.clone()),
                         other => Error::GroupCommit(other.to_string()),
                     }));
                 }
@@ -191,7 +201,7 @@ impl Writer {
                 empty.insert(connection)
             }
         };
-        let mut tx = backend::begin_group(connection).await?;
+        let mut tx = connection.begin_group().await?;
         let (answers, found) =
             scheduling::run_calls(&mut tx, &self.validators, self.secret, &self.frontiers, calls, now).await?;
         let commit = std::time::Instant::now();

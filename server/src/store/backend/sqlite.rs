@@ -2,27 +2,18 @@
 //! pool for readers and rare writes, and one write connection owned by the
 //! group-commit writer (`writer`); background WAL checkpoints; SQLite's
 //! error codes for a database that cannot be written.
+//!
+//! Migrations: `migrations/sqlite`.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Connection as _};
 
+use super::{Connection, Opened, Pool, WriterOptions};
 use crate::store::{Error, Result};
-
-/// The engine.
-pub(in crate::store) type Db = sqlx::Sqlite;
-/// A row as the engine returns it.
-pub(in crate::store) type DbRow = sqlx::sqlite::SqliteRow;
-/// The pool of reader (and rare writer) connections.
-pub(in crate::store) type Pool = sqlx::SqlitePool;
-/// The writer's own connection.
-pub(in crate::store) type Connection = sqlx::SqliteConnection;
-/// How the writer opens its connection again after a failed group.
-pub(in crate::store) type WriterOptions = SqliteConnectOptions;
-pub(in crate::store) use sqlx::SqliteExecutor as Executor;
 
 /// Opens (creating if needed) the database file at `path` and applies the
 /// migrations; returns the pool, the writer's connection and how to open it
@@ -30,7 +21,7 @@ pub(in crate::store) use sqlx::SqliteExecutor as Executor;
 ///
 /// Durability: WAL with `synchronous=FULL`, so a report acknowledged to a host
 /// survives a power cut (`NORMAL` could lose the last transactions).
-pub(in crate::store) async fn open(path: &Path) -> Result<(Pool, Connection, WriterOptions)> {
+pub(super) async fn open(path: &Path) -> Result<Opened> {
     let options = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
         .create_if_missing(true)
@@ -51,7 +42,7 @@ pub(in crate::store) async fn open(path: &Path) -> Result<(Pool, Connection, Wri
     // the rare writes (submission, cancellation, the transitioner); the
     // scheduler's writes go through the writer task's own connection.
     let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
-    sqlx::migrate!("../migrations").run(&pool).await?;
+    sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
     // A real write, so that a database opened read-only is refused now,
     // not at the first report: the header's user_version, unchanged.
     let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await?;
@@ -61,28 +52,28 @@ pub(in crate::store) async fn open(path: &Path) -> Result<(Pool, Connection, Wri
     // SQLite's 2 MiB. Readers' caches are reset by every commit anyway.
     let writer_options = options.pragma("cache_size", "-65536");
     let connection = writer_options.connect().await?;
-    Ok((pool, connection, writer_options))
+    Ok(Opened {
+        pool: Pool::Sqlite(pool),
+        connection: Connection::Sqlite(connection),
+        writer_options: WriterOptions::Sqlite(writer_options),
+    })
 }
 
 /// Starts a write transaction on the pool. `BEGIN IMMEDIATE` takes SQLite's
 /// write lock at once (waiting up to the busy timeout), so two transactions
 /// that read then write cannot fail on upgrading their snapshot.
-pub(in crate::store) async fn begin_write(pool: &Pool) -> Result<sqlx::Transaction<'static, Db>> {
+pub(super) async fn begin_write(pool: &sqlx::SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
-}
-
-/// Starts the writer's group transaction on its connection (as [`begin_write`]).
-pub(in crate::store) async fn begin_group(connection: &mut Connection) -> Result<sqlx::Transaction<'_, Db>> {
-    Ok(connection.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 /// The message of a write SQLite could not do (the disk is full, or a write
 /// failed: `SQLITE_FULL`, `SQLITE_IOERR_WRITE`): a condition that passes
 /// (callers retry; the writer reopens its connection).
-pub(in crate::store) fn cannot_write(error: &sqlx::Error) -> Option<String> {
+pub(super) fn cannot_write(error: &sqlx::Error) -> Option<String> {
     const SQLITE_FULL: i32 = 13;
     const SQLITE_IOERR_WRITE: i32 = 778;
     let sqlx::Error::Database(database) = error else { return None };
+    database.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
     let code = database.code().and_then(|code| code.parse::<i32>().ok())?;
     (code & 0xff == SQLITE_FULL || code == SQLITE_IOERR_WRITE).then(|| database.message().to_owned())
 }
@@ -173,7 +164,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 /// while it runs: checkpoints are few (every 64 MiB of WAL or 30 s), and
 /// `journal_size_limit` keeps the WAL file from staying large after a burst.
 /// Ends when the pool is closed.
-pub(in crate::store) async fn checkpoints(pool: Pool, path: PathBuf) {
+pub(in crate::store) async fn checkpoints(pool: sqlx::SqlitePool, path: PathBuf) {
     let wal = beside(&path, "-wal");
     let mut poll = tokio::time::interval(CHECKPOINT_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
