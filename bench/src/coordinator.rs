@@ -69,16 +69,32 @@ impl Coordinator {
 
     /// As [`Coordinator::start`], with `extra` flags.
     pub async fn start_with(extra: &[&str]) -> anyhow::Result<Coordinator> {
+        Coordinator::start_on(None, extra).await
+    }
+
+    /// As [`Coordinator::start_with`], on the PostgreSQL database at
+    /// `postgres` (a `postgres://` URL; an empty database, or one a run
+    /// left, which then holds its projects) instead of a new SQLite file.
+    pub async fn start_on(postgres: Option<&str>, extra: &[&str]) -> anyhow::Result<Coordinator> {
         let program = server_binary()?;
         let dir =
             tempfile::Builder::new().prefix("quorum-bench-").tempdir().context("cannot create a temporary folder")?;
         let log = dir.path().join("server.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = Command::new(&program)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--db")
-            .arg(dir.path().join("quorum.db"))
+        let db = dir.path().join("quorum.db");
+        let mut command = Command::new(&program);
+        command.arg("--listen").arg("127.0.0.1:0");
+        let token_file = match postgres {
+            Some(url) => {
+                command.arg("--db").arg(url).arg("--data-dir").arg(dir.path());
+                dir.path().join("quorum.admin-token")
+            }
+            None => {
+                command.arg("--db").arg(&db);
+                dir.path().join("quorum.db.admin-token")
+            }
+        };
+        let mut child = command
             .args(extra)
             // The log is a file read by people: no colour codes.
             .env("NO_COLOR", "1")
@@ -105,11 +121,9 @@ impl Coordinator {
             })?
             .to_owned();
         // Written before the address is announced.
-        let token_file = dir.path().join("quorum.db.admin-token");
         let token = std::fs::read_to_string(&token_file)
             .with_context(|| format!("cannot read the admin token in {}", token_file.display()))?;
         let admin = format!("Bearer {}", token.trim()).parse().context("the admin token is not valid metadata")?;
-        let db = dir.path().join("quorum.db");
         Ok(Coordinator {
             child,
             pid,

@@ -93,6 +93,9 @@ pub struct Options {
     /// times it (hosts and work units differ), and each host starts after a
     /// random delay of up to it, so that hosts do not call in step.
     pub compute_time: Duration,
+    /// Run the coordinator on this PostgreSQL database (an empty one)
+    /// instead of a new SQLite file.
+    pub postgres: Option<String>,
 }
 
 /// Counters shared by the hosts and the sampling task.
@@ -128,7 +131,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Figures> {
         options.quorum
     );
     anyhow::ensure!(options.held_backlog == 0 || options.accounts > 0, "--held-backlog needs --accounts");
-    let mut coordinator = Coordinator::start().await?;
+    anyhow::ensure!(
+        options.held_backlog == 0 || options.postgres.is_none(),
+        "--held-backlog writes into the SQLite file: not with --postgres"
+    );
+    let mut coordinator = Coordinator::start_on(options.postgres.as_deref(), &[]).await?;
     tracing::info!(url = %coordinator.url, "coordinator started");
     let outcome = measure(&mut coordinator, options).await;
     let outcome = match outcome {

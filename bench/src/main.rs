@@ -71,6 +71,10 @@ enum Command {
         /// Print every figure as one JSON object instead of the summary line.
         #[arg(long)]
         json: bool,
+        /// Run the coordinator on this PostgreSQL database (a postgres://
+        /// URL of an empty database) instead of a new SQLite file.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Input files through a real coordinator, real workers and the real CLI
     /// (`quorum-bench files locality`, `big-input`, `distribution`).
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             separate_reports,
             compute_ms,
             json,
+            postgres,
         } => {
             let options = lifecycle::Options {
                 hosts,
@@ -160,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 channels,
                 separate_reports,
                 compute_time: Duration::from_millis(compute_ms),
+                postgres,
             };
             let figures = lifecycle::run(&options).await?;
             if json {

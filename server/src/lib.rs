@@ -53,8 +53,12 @@ use crate::store::Store;
 /// The coordinator's configuration.
 #[derive(Clone)]
 pub struct Config {
-    /// The SQLite database file, created if missing.
-    pub db_path: PathBuf,
+    /// The database: a SQLite file (created if missing) or a PostgreSQL database.
+    pub db: store::Location,
+    /// The path the coordinator's files beside its database are named
+    /// after (`BASE.files/`, `BASE.p2p/`): the SQLite file itself, or a
+    /// path in the data folder of a PostgreSQL database.
+    pub files_base: PathBuf,
     /// Where `now` comes from.
     pub clock: Arc<dyn Clock>,
     /// Serve TLS with this certificate and key; plaintext when `None`.
@@ -74,10 +78,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with the real clock, serving plaintext.
+    /// A configuration with the real clock, serving plaintext, on a SQLite file.
     pub fn new(db_path: PathBuf) -> Config {
+        Config::with_location(store::Location::Sqlite(db_path.clone()), db_path)
+    }
+
+    /// A configuration with the real clock, serving plaintext, on the
+    /// database at `db`, its files named after `files_base`.
+    pub fn with_location(db: store::Location, files_base: PathBuf) -> Config {
         Config {
-            db_path,
+            db,
+            files_base,
             clock: Arc::new(SystemClock),
             tls: None,
             rate_limits: rpc::limits::RateLimits::default(),
@@ -132,21 +143,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
         server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
-    let store = Store::open(&config.db_path).await?;
+    let store = Store::open(config.db.clone()).await?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let metrics = metrics::Metrics::new(&store);
     let file_cap = config.file_upload_bytes_per_sec.map(quorum_p2p::UploadCap::new);
     let seed = match config.share_files {
-        Some(listen) => {
-            Some(Arc::new(seed::Seed::start(seed::Seed::dir_beside(&config.db_path), listen, file_cap.clone()).await?))
-        }
+        Some(listen) => Some(Arc::new(
+            seed::Seed::start(seed::Seed::dir_beside(&config.files_base), listen, file_cap.clone()).await?,
+        )),
         None => None,
     };
     let ctx = Context {
         metrics: metrics.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
-        files: file_store::FileStore::beside(&config.db_path).await?,
+        files: file_store::FileStore::beside(&config.files_base).await?,
         tracker: Arc::new(rpc::files::Tracker::default()),
         file_cap,
         seed: seed.clone(),

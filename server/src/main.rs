@@ -20,7 +20,7 @@ use quorum_server::domain::names::ProjectName;
 use quorum_server::domain::rate::Rate;
 use quorum_server::rpc::auth;
 use quorum_server::rpc::limits::RateLimits;
-use quorum_server::store::Store;
+use quorum_server::store::{Location, Store};
 
 /// The quorum coordinator: stores projects, hands work units to volunteer
 /// workers over gRPC and validates their results.
@@ -91,9 +91,17 @@ struct Cli {
         requires = "share_files"
     )]
     share_listen: SocketAddr,
-    /// SQLite database file; created with the schema if missing.
-    #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH", default_value = "quorum.db")]
-    db: PathBuf,
+    /// The database: a SQLite file (created with the schema if missing), or
+    /// a PostgreSQL database as a URL (postgres://USER[:PASSWORD]@HOST[:PORT]/NAME;
+    /// the schema is created if missing), which needs --data-dir.
+    #[arg(long, global = true, env = "QUORUM_DB", value_name = "PATH|URL", default_value = "quorum.db")]
+    db: String,
+    /// With a PostgreSQL --db: the folder for what the coordinator keeps
+    /// beside its database (input files, the first admin token, its lock,
+    /// the swarm's state), as quorum.files/, quorum.admin-token... With a
+    /// SQLite file they sit beside it.
+    #[arg(long, global = true, env = "QUORUM_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Log lines as text for people or as JSON Lines for log collectors.
     #[arg(long, global = true, env = "QUORUM_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t)]
     log_format: quorum_log::LogFormat,
@@ -162,7 +170,32 @@ enum RoleArg {
     Submit,
 }
 
-/// Where the first-start admin token is written: `DB.admin-token`.
+/// The database `--db` names, and the path its companions are named after
+/// (`BASE.admin-token`, `BASE.lock`, `BASE.files/`, `BASE.p2p/`): the
+/// SQLite file itself, or `DIR/quorum` in the --data-dir of a PostgreSQL one.
+fn database(cli: &Cli) -> anyhow::Result<Database> {
+    let location = Location::parse(&cli.db);
+    let base = match (&location, &cli.data_dir) {
+        (Location::Sqlite(path), _) => path.clone(),
+        (Location::Postgres(_), Some(dir)) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating --data-dir {}", dir.display()))?;
+            dir.join("quorum")
+        }
+        (Location::Postgres(_), None) => anyhow::bail!(
+            "a PostgreSQL --db needs --data-dir DIR: the folder where the coordinator keeps its input files, its \
+             first admin token and its lock"
+        ),
+    };
+    Ok(Database { location, base })
+}
+
+/// Where the coordinator's data is.
+struct Database {
+    location: Location,
+    base: PathBuf,
+}
+
+/// Where the first-start admin token is written: `BASE.admin-token`.
 fn admin_token_file(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".admin-token");
@@ -192,12 +225,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let db = database(&cli);
     let outcome = match cli.command {
         None => rate_limits(&cli).and_then(|limits| {
             let tls = tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())?;
             runtime.block_on(serve(
                 cli.listen,
-                cli.db,
+                db?,
                 tls,
                 limits,
                 Endpoints {
@@ -208,7 +242,7 @@ fn main() -> ExitCode {
                 },
             ))
         }),
-        Some(Command::Token { command }) => runtime.block_on(token(&cli.db, command)),
+        Some(Command::Token { command }) => db.and_then(|db| runtime.block_on(token(&db, command))),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -256,14 +290,26 @@ fn parse_mbps(text: &str) -> Result<u64, String> {
 
 async fn serve(
     listen: SocketAddr,
-    db: PathBuf,
+    db: Database,
     tls: Option<quorum_server::TlsIdentity>,
     rate_limits: RateLimits,
     endpoints: Endpoints,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Held until the coordinator stops: a second one on this database is refused.
-    let _lock = quorum_server::db_lock::DatabaseLock::acquire(&db)?;
+    let _lock = quorum_server::db_lock::DatabaseLock::acquire(&db.base)?;
+    // A PostgreSQL database is one coordinator's too (until several share
+    // one, issue 15): a lock of the database's own, held by a connection.
+    let database_lock =
+        Store::lock_exclusive(&db.location).await.with_context(|| format!("locking {}", db.location))?;
+    // Serving stops on a signal, or if another coordinator took the lock
+    // while PostgreSQL restarted (two would hand out the same copies).
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            error = database_lock.lost() => tracing::error!(%error, "stopping: this coordinator lost its database's lock"),
+        }
+    };
     // Before binding, so the token file exists once the address is announced.
     let bootstrapped = bootstrap_admin_token(&db).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -276,7 +322,7 @@ async fn serve(
             .context("writing to stdout")?;
     }
     stdout.flush().context("writing to stdout")?;
-    tracing::info!(%addr, db = %db.display(), tls = tls.is_some(), "coordinator started");
+    tracing::info!(%addr, db = %db.location, tls = tls.is_some(), "coordinator started");
     let config = quorum_server::Config {
         tls,
         rate_limits,
@@ -284,9 +330,9 @@ async fn serve(
         metrics: endpoints.metrics,
         file_upload_bytes_per_sec: endpoints.file_upload,
         share_files: endpoints.share_files,
-        ..quorum_server::Config::new(db.clone())
+        ..quorum_server::Config::with_location(db.location.clone(), db.base.clone())
     };
-    quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.display()))?;
+    quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.location))?;
     tracing::info!("coordinator stopped");
     Ok(())
 }
@@ -299,9 +345,9 @@ async fn serve(
 /// holds: killed before the commit, the database still has no admin token
 /// and the next start writes a new file; killed after it, the file already
 /// holds the token.
-async fn bootstrap_admin_token(db: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
-    let store = Store::open(db).await.with_context(|| format!("opening {}", db.display()))?;
-    let created = bootstrap_with(&store, db).await;
+async fn bootstrap_admin_token(db: &Database) -> anyhow::Result<Option<(String, PathBuf)>> {
+    let store = Store::open(db.location.clone()).await.with_context(|| format!("opening {}", db.location))?;
+    let created = bootstrap_with(&store, &db.base).await;
     store.close().await;
     created
 }
@@ -345,8 +391,8 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
 }
 
 /// `quorum-server token ...`.
-async fn token(db: &Path, command: TokenCommand) -> anyhow::Result<()> {
-    let store = Store::open(db).await.with_context(|| format!("opening {}", db.display()))?;
+async fn token(db: &Database, command: TokenCommand) -> anyhow::Result<()> {
+    let store = Store::open(db.location.clone()).await.with_context(|| format!("opening {}", db.location))?;
     let outcome = token_command(&store, command).await;
     store.close().await;
     outcome

@@ -137,6 +137,7 @@ mod metrics;
 mod names;
 mod operations;
 mod p2p;
+mod postgres;
 mod preferences;
 mod primes;
 mod protocol_errors;

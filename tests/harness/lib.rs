@@ -34,6 +34,7 @@ pub mod http;
 #[path = "../../p2p/tests/support/liar.rs"]
 pub mod liar;
 pub mod poll;
+pub mod postgres;
 pub mod primes;
 pub mod process;
 pub mod server;

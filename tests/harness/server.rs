@@ -86,6 +86,27 @@ impl Server {
     /// Like [`Server::spawn_at`] with `extra` flags (`--tls-cert` and
     /// `--tls-key` make it serve https).
     pub fn spawn_with_args(dir: &Path, db: &Path, listen: &str, extra: &[&std::ffi::OsStr]) -> Server {
+        Server::spawn_on(dir, db.as_os_str(), &admin_token_file(db), listen, extra)
+    }
+
+    /// Starts `quorum-server --db URL --data-dir DIR/data` on the
+    /// PostgreSQL database `database` ([`crate::postgres::Database`]),
+    /// listening on `listen`.
+    pub fn spawn_postgres(dir: &Path, database: &crate::postgres::Database, listen: &str) -> Server {
+        let data = dir.join("data");
+        let extra = [std::ffi::OsStr::new("--data-dir"), data.as_os_str()];
+        Server::spawn_on(dir, std::ffi::OsStr::new(database.url()), &data.join("quorum.admin-token"), listen, &extra)
+    }
+
+    /// Starts `quorum-server --listen LISTEN --db DB EXTRA...`, whose first
+    /// admin token is in `token_file`.
+    fn spawn_on(
+        dir: &Path,
+        db: &std::ffi::OsStr,
+        token_file: &Path,
+        listen: &str,
+        extra: &[&std::ffi::OsStr],
+    ) -> Server {
         let scheme = if extra.iter().any(|arg| *arg == "--tls-cert") { "https" } else { "http" };
         let log_path = unused_path(dir, "quorum-server", "log");
         let log = std::fs::File::create(&log_path).expect("create the server log");
@@ -130,8 +151,7 @@ impl Server {
             .to_owned();
         assert!(addr.parse::<std::net::SocketAddr>().is_ok(), "quorum-server announced {addr:?}, not a socket address");
         // Written before the address is announced (or by an earlier start on this database).
-        let token_file = admin_token_file(db);
-        let admin_token = std::fs::read_to_string(&token_file)
+        let admin_token = std::fs::read_to_string(token_file)
             .unwrap_or_else(|error| panic!("read {}: {error}\n{}", token_file.display(), process.log_tail()))
             .trim()
             .to_owned();

@@ -108,6 +108,11 @@ pub enum Error {
     CannotWrite(String),
     #[error("the store is closed")]
     Closed,
+    #[error(
+        "another quorum-server is serving {0} (it holds the database's coordinator lock); stop it first, or give \
+         this one another --db"
+    )]
+    Locked(String),
     #[error("the coordinator's database cannot be reached now ({0}); nothing of this request was kept: try again")]
     Unavailable(String),
     #[error(
@@ -252,6 +257,18 @@ impl Store {
         })
     }
 
+    /// Takes the lock that one coordinator at a time holds on a PostgreSQL
+    /// database (a session advisory lock, on a connection of its own, held
+    /// until the returned value is dropped or the connection breaks), or
+    /// [`Error::Locked`]. Nothing for a SQLite file: its coordinator locks the
+    /// file beside it (`db_lock`).
+    pub async fn lock_exclusive(location: &Location) -> Result<ExclusiveLock> {
+        Ok(ExclusiveLock(match location {
+            Location::Sqlite(_) => None,
+            Location::Postgres(url) => Some((url.clone(), backend::lock_exclusive(url).await?)),
+        }))
+    }
+
     /// Hands `call` to the writer task and waits for its answer (sent once
     /// the group it ran in is committed).
     async fn submit_write(&self, call: scheduling::Call, now: Timestamp) -> Result<scheduling::Answer> {
@@ -297,6 +314,22 @@ impl Store {
             let _ = closed.await;
         }
         self.pool.close().await;
+    }
+}
+
+/// One coordinator's lock on its database ([`Store::lock_exclusive`]), released when dropped.
+pub struct ExclusiveLock(Option<(String, backend::LockConnection)>);
+
+impl ExclusiveLock {
+    /// Holds the lock, taking it again after PostgreSQL restarts (the lock
+    /// goes with the connection); ends, with [`Error::Locked`], only if
+    /// another coordinator took it meanwhile: this one must then stop. Never
+    /// ends for a SQLite file (its lock is the file's).
+    pub async fn lost(self) -> Error {
+        match self.0 {
+            Some((url, connection)) => backend::keep_lock(url, connection).await,
+            None => std::future::pending().await,
+        }
     }
 }
 

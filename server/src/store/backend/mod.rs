@@ -32,7 +32,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Database, Row as _};
 
-pub(super) use postgres::is_postgres_url;
+pub(super) use postgres::{LockConnection, is_postgres_url, keep_lock, lock_exclusive};
 pub(super) use sqlite::{checkpoints, make_private, not_writable, size_on_disk};
 
 use super::Result;

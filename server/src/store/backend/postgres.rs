@@ -61,6 +61,56 @@ pub(super) async fn open(url: &str) -> Result<Opened> {
     })
 }
 
+/// The advisory lock one coordinator holds on its database.
+const COORDINATOR_LOCK: i64 = 0x7175_6f72_756d_0000; // "quorum", 0
+
+/// The connection holding a coordinator's lock on its database.
+pub(in crate::store) struct LockConnection(#[allow(dead_code)] sqlx::PgConnection);
+
+/// Takes the coordinator's lock on the database at `url`, without waiting.
+pub(in crate::store) async fn lock_exclusive(url: &str) -> Result<LockConnection> {
+    let mut connection = PgConnectOptions::from_str(url)?.connect().await?;
+    let taken: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(COORDINATOR_LOCK).fetch_one(&mut connection).await?;
+    if !taken {
+        return Err(crate::store::Error::Locked(redacted(url)));
+    }
+    Ok(LockConnection(connection))
+}
+
+/// How often a coordinator checks that the connection holding its lock is alive.
+const LOCK_CHECK: Duration = Duration::from_secs(5);
+
+/// Keeps the coordinator's lock on the database at `url`: checks the
+/// connection holding it every few seconds; once it broke (PostgreSQL
+/// restarted: the lock went with the session), takes the lock again as soon
+/// as the server is back. Returns only if another coordinator took it
+/// meanwhile ([`crate::store::Error::Locked`]).
+pub(in crate::store) async fn keep_lock(url: String, lock: LockConnection) -> crate::store::Error {
+    let mut connection = lock.0;
+    let mut tick = tokio::time::interval(LOCK_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if sqlx::query("SELECT 1").execute(&mut connection).await.is_ok() {
+            continue;
+        }
+        tracing::warn!(db = %redacted(&url), "lost the connection holding the coordinator's lock; taking it again");
+        loop {
+            tick.tick().await;
+            match lock_exclusive(&url).await {
+                Ok(lock) => {
+                    connection = lock.0;
+                    tracing::info!(db = %redacted(&url), "the coordinator's lock is held again");
+                    break;
+                }
+                Err(error @ crate::store::Error::Locked(_)) => return error,
+                Err(error) => tracing::debug!(%error, "cannot take the coordinator's lock yet"),
+            }
+        }
+    }
+}
+
 /// The store's SQL as PostgreSQL statements, each with its own values: the
 /// store sends several statements in one call where SQLite runs them in one
 /// go (`UPDATE ...; INSERT ...`), which PostgreSQL's prepared statements do
