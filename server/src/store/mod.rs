@@ -262,11 +262,23 @@ impl Store {
     /// until the returned value is dropped or the connection breaks), or
     /// [`Error::Locked`]. Nothing for a SQLite file: its coordinator locks the
     /// file beside it (`db_lock`).
+    ///
+    /// A coordinator started again right after a crash may find its
+    /// predecessor's session not yet ended by PostgreSQL: a lock held by
+    /// another session is asked for again for up to [`LOCK_PATIENCE`] before
+    /// it is refused.
     pub async fn lock_exclusive(location: &Location) -> Result<ExclusiveLock> {
-        Ok(ExclusiveLock(match location {
-            Location::Sqlite(_) => None,
-            Location::Postgres(url) => Some((url.clone(), backend::lock_exclusive(url).await?)),
-        }))
+        let Location::Postgres(url) = location else { return Ok(ExclusiveLock(None)) };
+        let give_up = tokio::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            match backend::lock_exclusive(url).await {
+                Ok(connection) => return Ok(ExclusiveLock(Some((url.clone(), connection)))),
+                Err(Error::Locked(_)) if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(LOCK_PATIENCE / 20).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Hands `call` to the writer task and waits for its answer (sent once
@@ -316,6 +328,10 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// How long a coordinator waits for another session's lock on its
+/// PostgreSQL database to go (a crashed predecessor's) before it is refused.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One coordinator's lock on its database ([`Store::lock_exclusive`]), released when dropped.
 pub struct ExclusiveLock(Option<(String, backend::LockConnection)>);
