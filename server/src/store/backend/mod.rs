@@ -421,6 +421,23 @@ where
     query.persistent(persistent)
 }
 
+/// Runs on `connection` every statement but the last of what the store's
+/// SQL splits into for PostgreSQL ([`postgres::statements`]), and returns
+/// the last, whose outcome is the call's.
+async fn postgres_leading(
+    connection: &mut PgConnection,
+    sql: Cow<'static, str>,
+    values: Vec<Value>,
+    persistent: bool,
+) -> Result<(Cow<'static, str>, Vec<Value>), sqlx::Error> {
+    let mut statements = postgres::statements(sql, values);
+    let last = statements.pop().expect("at least one statement");
+    for (sql, values) in statements {
+        native::<sqlx::Postgres>(sql, values, persistent).execute(&mut *connection).await?;
+    }
+    Ok(last)
+}
+
 /// Runs a statement on its engine: `$sqlite` with `$q` the SQLite statement
 /// and `$e` its executor; `$postgres` likewise for PostgreSQL, on each of
 /// the statements the store's SQL splits into ([`postgres::statements`]);
@@ -440,20 +457,12 @@ macro_rules! dispatch {
             Target::PostgresPool(pool) => {
                 let mut connection = pool.acquire().await?;
                 let $e: &mut PgConnection = &mut connection;
-                let mut statements = postgres::statements(sql, values);
-                let (sql, values) = statements.pop().expect("at least one statement");
-                for (sql, values) in statements {
-                    native::<sqlx::Postgres>(sql, values, persistent).execute(&mut *$e).await?;
-                }
+                let (sql, values) = postgres_leading(&mut *$e, sql, values, persistent).await?;
                 let $q = native::<sqlx::Postgres>(sql, values, persistent);
                 $postgres
             }
             Target::Postgres($e) => {
-                let mut statements = postgres::statements(sql, values);
-                let (sql, values) = statements.pop().expect("at least one statement");
-                for (sql, values) in statements {
-                    native::<sqlx::Postgres>(sql, values, persistent).execute(&mut *$e).await?;
-                }
+                let (sql, values) = postgres_leading(&mut *$e, sql, values, persistent).await?;
                 let $q = native::<sqlx::Postgres>(sql, values, persistent);
                 $postgres
             }
@@ -617,18 +626,12 @@ impl Decode for bool {
 
 impl<T: Decode> Decode for Option<T> {
     fn sqlite<I: ColumnIndex>(row: &SqliteRow, index: I) -> Result<Self, sqlx::Error> {
-        if Row::is_null_sqlite(row, index)? { Ok(None) } else { T::sqlite(row, index).map(Some) }
+        use sqlx::ValueRef as _;
+        if row.try_get_raw(index)?.is_null() { Ok(None) } else { T::sqlite(row, index).map(Some) }
     }
     fn postgres<I: ColumnIndex>(row: &PgRow, index: I) -> Result<Self, sqlx::Error> {
         use sqlx::ValueRef as _;
         if row.try_get_raw(index)?.is_null() { Ok(None) } else { T::postgres(row, index).map(Some) }
-    }
-}
-
-impl Row {
-    fn is_null_sqlite<I: ColumnIndex>(row: &SqliteRow, index: I) -> Result<bool, sqlx::Error> {
-        use sqlx::ValueRef as _;
-        Ok(row.try_get_raw(index)?.is_null())
     }
 }
 

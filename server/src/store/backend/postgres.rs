@@ -65,7 +65,7 @@ pub(super) async fn open(url: &str) -> Result<Opened> {
 const COORDINATOR_LOCK: i64 = 0x7175_6f72_756d_0000; // "quorum", 0
 
 /// The connection holding a coordinator's lock on its database.
-pub(in crate::store) struct LockConnection(#[allow(dead_code)] sqlx::PgConnection);
+pub(in crate::store) struct LockConnection(sqlx::PgConnection);
 
 /// Takes the coordinator's lock on the database at `url`, without waiting.
 pub(in crate::store) async fn lock_exclusive(url: &str) -> Result<LockConnection> {
