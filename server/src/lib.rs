@@ -175,6 +175,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         None => None,
     };
 
+    tokio::spawn(rpc::share_changes(store.clone(), ctx.changes.clone(), stopping.clone()));
     let (stop_transitioner, transitioner_stopped) = tokio::sync::oneshot::channel::<()>();
     let transitioner =
         tokio::spawn(transitioner::run(store.clone(), config.clock.clone(), ctx.changes.clone(), async {

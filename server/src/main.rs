@@ -296,20 +296,11 @@ async fn serve(
     endpoints: Endpoints,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
-    // Held until the coordinator stops: a second one on this database is refused.
+    // Held until the coordinator stops: a second one on this SQLite file (or
+    // with this --data-dir) is refused. Several coordinators may serve one
+    // PostgreSQL database, each with a --data-dir of its own: its writers
+    // take turns with theirs (`store::backend`).
     let _lock = quorum_server::db_lock::DatabaseLock::acquire(&db.base)?;
-    // A PostgreSQL database is one coordinator's too (until several share
-    // one, issue 15): a lock of the database's own, held by a connection.
-    let database_lock =
-        Store::lock_exclusive(&db.location).await.with_context(|| format!("locking {}", db.location))?;
-    // Serving stops on a signal, or if another coordinator took the lock
-    // while PostgreSQL restarted (two would hand out the same copies).
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown => {}
-            error = database_lock.lost() => tracing::error!(%error, "stopping: this coordinator lost its database's lock"),
-        }
-    };
     // Before binding, so the token file exists once the address is announced.
     let bootstrapped = bootstrap_admin_token(&db).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -359,9 +350,15 @@ async fn bootstrap_with(store: &Store, db: &Path) -> anyhow::Result<Option<(Stri
     let secret = auth::new_api_token();
     let file = admin_token_file(db);
     write_secret_file(&file, &secret).with_context(|| format!("writing the admin token to {}", file.display()))?;
-    // One coordinator per database (the lock): nobody else creates one meanwhile.
+    // Another coordinator of the same PostgreSQL database may have created
+    // one meanwhile: then it is in that one's --data-dir, and this file,
+    // holding a token the database does not know, goes.
     let created = store.bootstrap_admin_token(&auth::token_hash(&secret), SystemClock.now()).await;
-    anyhow::ensure!(created.context("creating the first admin token")?, "an admin token appeared meanwhile");
+    if !created.context("creating the first admin token")? {
+        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        tracing::info!("another coordinator of this database created the first admin token meanwhile");
+        return Ok(None);
+    }
     tracing::info!(file = %file.display(), "first admin token created");
     Ok(Some((secret, file)))
 }

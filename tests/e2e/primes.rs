@@ -1,20 +1,32 @@
 //! The happy path: a coordinator, three workers and the CLI compute the
 //! primes example; every canonical output is checked against a prime count
-//! done here, and every CLI view (status, results, hosts) agrees.
+//! done here, and every CLI view (status, results, hosts) agrees; on one
+//! coordinator over SQLite, and on two over one PostgreSQL database (the
+//! workers and the CLI calls spread over both).
 
 use std::collections::BTreeSet;
 
 use quorum_tests::cli::{Hosts, ResultLine, Statuses, Submitted, parse_csv, parse_jsonl};
-use quorum_tests::{Server, TestDir, Worker, cli, primes};
+use quorum_tests::group::{Coordinators, Setup};
+use quorum_tests::{TestDir, Worker, cli, primes};
 
 const N_WORK_UNITS: u64 = 200;
 const CHUNK: u64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primes_end_to_end() {
+    primes_on(Setup::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primes_end_to_end_on_two_postgres_coordinators() {
+    primes_on(Setup::PostgresPair).await;
+}
+
+async fn primes_on(setup: Setup) {
     let dir = TestDir::new("primes");
-    let server = Server::spawn(dir.path());
-    let url = server.url();
+    let group = Coordinators::start(setup, dir.path());
+    let url = group.url(0);
     let manifest = dir.write(
         "project.toml",
         primes::manifest("primes", 0, N_WORK_UNITS * CHUNK, CHUNK, "min_quorum = 2\ntarget_results = 2"),
@@ -26,8 +38,10 @@ async fn primes_end_to_end() {
     assert_eq!(submitted.n_work_units, N_WORK_UNITS);
     assert_eq!(submitted.app_digest.len(), 64, "{submitted:?}");
 
-    let _workers: Vec<Worker> = (1..=3).map(|n| Worker::spawn(&url, &dir.join(format!("worker-{n}")), 1)).collect();
-    cli(&url, ["wait", "primes", "--timeout", "120s"]).await.success();
+    let _workers: Vec<Worker> =
+        (1..=3).map(|n| Worker::spawn(&group.url(n), &dir.join(format!("worker-{n}")), 1)).collect();
+    // Waiting on another coordinator than the one most reports go to.
+    cli(&group.url(1), ["wait", "primes", "--timeout", "120s"]).await.success();
 
     // Canonical outputs, as `quorum results` prints them (jsonl by default).
     let lines: Vec<ResultLine> = parse_jsonl(&cli(&url, ["results", "primes"]).await.success());
@@ -64,7 +78,7 @@ async fn primes_end_to_end() {
         assert_eq!(output_digest, &quorum_tests::grpc::digest(expected.as_bytes()));
     }
 
-    let statuses: Statuses = cli(&url, ["--json", "status"]).await.json();
+    let statuses: Statuses = cli(&group.url(1), ["--json", "status"]).await.json();
     assert_eq!(statuses.projects.len(), 1, "{statuses:?}");
     let status = &statuses.projects[0];
     assert_eq!(status.name, "primes");
@@ -76,7 +90,7 @@ async fn primes_end_to_end() {
     assert_eq!(status.results_invalid, 0, "{status:?}");
     assert_eq!(status.results_error, 0, "{status:?}");
 
-    let hosts: Hosts = cli(&url, ["--json", "hosts"]).await.json();
+    let hosts: Hosts = cli(&group.url(1), ["--json", "hosts"]).await.json();
     assert_eq!(hosts.hosts.len(), 3, "{hosts:?}");
     let host_names: BTreeSet<&str> = hosts.hosts.iter().map(|host| host.name.as_str()).collect();
     assert_eq!(host_names, BTreeSet::from(["worker-1", "worker-2", "worker-3"]));

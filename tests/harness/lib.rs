@@ -18,6 +18,7 @@
 //! - [`tls`]: [`tls::Pki`], a CA and a server certificate made with rcgen.
 //! - [`worker`]: [`Worker`], a `quorum-worker` pointed at a server.
 //! - [`cli`]: [`cli()`], the `quorum` CLI, and the types of its `--json` output.
+//! - [`group`]: [`group::Coordinators`], one coordinator on SQLite or two over one PostgreSQL database.
 //! - [`grpc`]: speaking the protocol directly: a [`grpc::Host`] (scheduler
 //!   side, e.g. a malicious volunteer) and the `Projects` service.
 //! - [`http`]: [`http::get`], a GET from the coordinator's HTTP endpoints (metrics, status page).
@@ -29,6 +30,7 @@ pub mod binaries;
 pub mod browser;
 pub mod cli;
 pub mod dir;
+pub mod group;
 pub mod grpc;
 pub mod http;
 #[path = "../../p2p/tests/support/liar.rs"]

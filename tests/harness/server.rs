@@ -98,6 +98,22 @@ impl Server {
         Server::spawn_on(dir, std::ffi::OsStr::new(database.url()), &data.join("quorum.admin-token"), listen, &extra)
     }
 
+    /// Starts another coordinator of `first`'s PostgreSQL database
+    /// `database` (`--data-dir DIR/data`, a folder of its own), listening on
+    /// `listen`: the admin token is `first`'s (the database has it already).
+    pub fn spawn_postgres_peer(
+        dir: &Path,
+        database: &crate::postgres::Database,
+        listen: &str,
+        first: &Server,
+    ) -> Server {
+        let data = dir.join("data");
+        let token_file = dir.join("admin-token");
+        std::fs::write(&token_file, first.admin_token()).expect("write the group's admin token");
+        let extra = [std::ffi::OsStr::new("--data-dir"), data.as_os_str()];
+        Server::spawn_on(dir, std::ffi::OsStr::new(database.url()), &token_file, listen, &extra)
+    }
+
     /// Starts `quorum-server --listen LISTEN --db DB EXTRA...`, whose first
     /// admin token is in `token_file`.
     fn spawn_on(

@@ -60,22 +60,85 @@ impl Context {
 }
 
 /// Signals that work units may have changed state, so that `WaitProject`
-/// callers re-read instead of polling.
+/// callers re-read instead of polling: changes made here, and (through
+/// [`share_changes`]) those the other coordinators of the database announce.
 #[derive(Clone)]
-pub struct Changes(Arc<watch::Sender<u64>>);
+pub struct Changes {
+    /// Every change, here or elsewhere: what waiters watch.
+    all: Arc<watch::Sender<u64>>,
+    /// Changes made by this coordinator: what it announces to the others.
+    here: Arc<watch::Sender<u64>>,
+}
 
 impl Changes {
     pub fn new() -> Changes {
-        Changes(Arc::new(watch::Sender::new(0)))
+        Changes { all: Arc::new(watch::Sender::new(0)), here: Arc::new(watch::Sender::new(0)) }
     }
 
-    /// Wakes every waiter.
+    /// Wakes every waiter (and, soon, the other coordinators' waiters).
     pub fn notify(&self) {
-        self.0.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.here.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.notify_waiters();
+    }
+
+    /// Wakes every waiter of this coordinator only (the change was another's).
+    fn notify_waiters(&self) {
+        self.all.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
+        self.all.subscribe()
+    }
+}
+
+/// How long announcements to the other coordinators wait for more changes
+/// to join them: one `NOTIFY` for the many groups of a busy moment.
+const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Until `stopping`, tells the other coordinators of the database of this
+/// one's changes, and this one's waiters of theirs (`store::changes`):
+/// nothing to do on SQLite. A database that cannot be reached is tried again
+/// every second; waiters are woken meanwhile (changes may have been missed).
+pub async fn share_changes(store: crate::store::Store, changes: Changes, mut stopping: watch::Receiver<bool>) {
+    let mut here = changes.here.subscribe();
+    let mut elsewhere = None;
+    loop {
+        if elsewhere.is_none() {
+            match store.listen_changes().await {
+                Ok(None) => return,
+                Ok(Some(listener)) => elsewhere = Some(listener),
+                Err(error) => tracing::warn!(%error, "cannot listen for the other coordinators' changes yet"),
+            }
+        }
+        let heard = async {
+            match elsewhere.as_mut() {
+                Some(listener) => listener.next().await,
+                None => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    Ok(())
+                }
+            }
+        };
+        tokio::select! {
+            () = async { drop(stopping.wait_for(|stopping| *stopping).await) } => return,
+            changed = here.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tokio::time::sleep(ANNOUNCE_EVERY).await;
+                here.borrow_and_update();
+                if let Err(error) = store.announce_changes().await {
+                    tracing::warn!(%error, "cannot tell the other coordinators of a change");
+                }
+            }
+            heard = heard => {
+                if let Err(error) = heard {
+                    tracing::warn!(%error, "lost the other coordinators' changes; listening again");
+                    elsewhere = None;
+                }
+                changes.notify_waiters();
+            }
+        }
     }
 }
 

@@ -42,7 +42,6 @@ impl From<store::Error> for Status {
                 Status::resource_exhausted(error.to_string())
             }
             E::Corrupt { .. }
-            | E::Locked(_)
             | E::NotWritable { .. }
             | E::Database(_)
             | E::Migrate(_)

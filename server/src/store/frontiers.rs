@@ -19,13 +19,18 @@
 //! changes priority, and a new copy gets a larger id than every copy of its
 //! level, so it lands after every frontier. The one event that brings copies
 //! back into the walk is a paused batch resumed (a paused batch's copies are
-//! left out of the walk, so a frontier may have passed them): it clears every
-//! frontier ([`Frontiers::reset`], called inside the resuming transaction).
+//! left out of the walk, so a frontier may have passed them): the resuming
+//! transaction moves the database's frontier epoch on (`scheduler_state`),
+//! and every coordinator of the database, reading it at the start of each
+//! walk ([`Frontiers::read`]), forgets all its frontiers when it moved.
+//! Copies get ids in the order their transactions commit, since writers
+//! take turns over the database (`backend::Pool::begin_write`), also across
+//! coordinators.
 //!
 //! It also remembers when the log last said why a host got nothing, so
 //! that it says it at most once a minute per host.
 //!
-//! Frontiers live in the coordinator's memory (a restart only costs one walk
+//! Frontiers live in each coordinator's memory (a restart only costs one walk
 //! per host) and are updated only after the group's transaction committed,
 //! with the epoch read inside it: a reset in between makes the update void.
 
@@ -55,7 +60,10 @@ pub(super) struct Frontiers(Mutex<Inner>);
 
 #[derive(Default)]
 struct Inner {
+    /// Advanced by each reset: an update found before one is void.
     epoch: u64,
+    /// The database's frontier epoch these frontiers were found at.
+    stored: Option<i64>,
     walkers: HashMap<Walker, HostFrontier>,
     /// When each host was last said (in the log) to get nothing, and why.
     explained: HashMap<i64, i64>,
@@ -65,14 +73,31 @@ struct Inner {
 const EXPLAIN_EVERY_MS: i64 = 60_000;
 
 impl Frontiers {
-    /// The current epoch and the frontiers of `walkers` (empty for one with none).
-    pub fn read<'a>(&self, walkers: impl IntoIterator<Item = &'a Walker>) -> (u64, HashMap<Walker, HostFrontier>) {
-        let inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The current epoch and the frontiers of `walkers` (empty for one with
+    /// none), given the database's frontier epoch read in the walk's
+    /// transaction: every frontier is forgotten first if it moved.
+    pub fn read<'a>(
+        &self,
+        stored: i64,
+        walkers: impl IntoIterator<Item = &'a Walker>,
+    ) -> (u64, HashMap<Walker, HostFrontier>) {
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.stored != Some(stored) {
+            inner.epoch += 1;
+            inner.walkers.clear();
+            inner.stored = Some(stored);
+        }
         let frontiers = walkers
             .into_iter()
             .map(|walker| (walker.clone(), inner.walkers.get(walker).cloned().unwrap_or_default()))
             .collect();
         (inner.epoch, frontiers)
+    }
+
+    /// The frontier of `walker` as it stands (tests only).
+    #[cfg(test)]
+    pub fn peek(&self, walker: &Walker) -> HostFrontier {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).walkers.get(walker).cloned().unwrap_or_default()
     }
 
     /// Stores frontiers found by a walk at `epoch`, once its transaction has
@@ -101,13 +126,6 @@ impl Frontiers {
         *last = now.0;
         true
     }
-
-    /// Forgets every frontier: copies may have come back before them.
-    pub fn reset(&self) {
-        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.epoch += 1;
-        inner.walkers.clear();
-    }
 }
 
 #[cfg(test)]
@@ -115,15 +133,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_update_from_before_a_reset_is_void() {
+    fn an_update_from_before_the_stored_epoch_moved_is_void() {
         let frontiers = Frontiers::default();
         let host = Walker::Host(HostId(1));
-        let (epoch, _) = frontiers.read([&host]);
+        let (epoch, _) = frontiers.read(0, [&host]);
         frontiers.update(epoch, HashMap::from([(host.clone(), BTreeMap::from([(0, 10)]))]));
-        assert_eq!(frontiers.read([&host]).1[&host], BTreeMap::from([(0, 10)]));
-        let (stale, _) = frontiers.read([&host]);
-        frontiers.reset();
+        assert_eq!(frontiers.read(0, [&host]).1[&host], BTreeMap::from([(0, 10)]));
+        // A walk at epoch 0 is running when another coordinator resumes a batch.
+        let (stale, _) = frontiers.read(0, [&host]);
+        assert!(frontiers.read(1, [&host]).1[&host].is_empty(), "forgotten once the stored epoch moved");
         frontiers.update(stale, HashMap::from([(host.clone(), BTreeMap::from([(0, 20)]))]));
-        assert!(frontiers.read([&host]).1[&host].is_empty());
+        assert!(frontiers.read(1, [&host]).1[&host].is_empty(), "the stale walk's update is void");
     }
 }

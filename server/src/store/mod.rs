@@ -16,6 +16,7 @@
 //! - `rows`: conversions between rows and domain types.
 //! - `writer`: group commit of the scheduler's writes (one thread, one transaction for many RPCs).
 //! - `frontiers`: where each host's walk through the unsent copies starts (past what it can never take).
+//! - `changes`: what the coordinators of one database tell each other (work units may have changed).
 //! - `bulk`: helpers for set-based statements (id lists, multi-row `VALUES`, padded to a few shapes).
 //! - `signing`: signatures of projects' app modules.
 //! - `files`: input files of projects and work units (which are stored, who may download them), output files of results.
@@ -26,6 +27,7 @@
 mod auth;
 mod backend;
 mod bulk;
+mod changes;
 mod files;
 mod frontiers;
 mod holds;
@@ -50,6 +52,7 @@ use crate::domain::{HostId, Timestamp};
 use crate::validators::{self, Validators};
 
 pub use auth::{ApiTokenInfo, TokenKind};
+pub use changes::ChangesElsewhere;
 pub use files::{AssignedFile, ReportedFile};
 pub use reads::{
     BatchInfo, CanonicalPage, CanonicalResult, ErrorGroup, HostCounts, HostInfo, ProjectStatus, ResultFilter,
@@ -108,11 +111,6 @@ pub enum Error {
     CannotWrite(String),
     #[error("the store is closed")]
     Closed,
-    #[error(
-        "another quorum-server is serving {0} (it holds the database's coordinator lock); stop it first, or give \
-         this one another --db"
-    )]
-    Locked(String),
     #[error("the coordinator's database cannot be reached now ({0}); nothing of this request was kept: try again")]
     Unavailable(String),
     #[error(
@@ -168,12 +166,16 @@ pub struct Store {
     host_tokens: Arc<HostTokens>,
     /// The writer task that group-commits the scheduler's writes.
     writer: tokio::sync::mpsc::Sender<writer::Job>,
-    /// Where each host's walk through the unsent copies starts.
+    /// Where each host's walk through the unsent copies starts (the
+    /// writer's; tests look at it).
+    #[cfg(test)]
     frontiers: Arc<frontiers::Frontiers>,
     /// What the writer records of each group (exported by `metrics`).
     writer_metrics: WriterMetrics,
     /// Where the database is.
     location: Arc<Location>,
+    /// This coordinator among the others of its database (random, per open).
+    tag: Arc<str>,
 }
 
 /// Rewrites stored accounts in their canonical form ([`Account::canonical`]),
@@ -251,34 +253,12 @@ impl Store {
             validators,
             host_tokens: Arc::default(),
             writer,
+            #[cfg(test)]
             frontiers,
             writer_metrics,
             location: Arc::new(location.clone()),
+            tag: format!("{:016x}", secret ^ rand::random::<u64>()).into(),
         })
-    }
-
-    /// Takes the lock that one coordinator at a time holds on a PostgreSQL
-    /// database (a session advisory lock, on a connection of its own, held
-    /// until the returned value is dropped or the connection breaks), or
-    /// [`Error::Locked`]. Nothing for a SQLite file: its coordinator locks the
-    /// file beside it (`db_lock`).
-    ///
-    /// A coordinator started again right after a crash may find its
-    /// predecessor's session not yet ended by PostgreSQL: a lock held by
-    /// another session is asked for again for up to [`LOCK_PATIENCE`] before
-    /// it is refused.
-    pub async fn lock_exclusive(location: &Location) -> Result<ExclusiveLock> {
-        let Location::Postgres(url) = location else { return Ok(ExclusiveLock(None)) };
-        let give_up = tokio::time::Instant::now() + LOCK_PATIENCE;
-        loop {
-            match backend::lock_exclusive(url).await {
-                Ok(connection) => return Ok(ExclusiveLock(Some((url.clone(), connection)))),
-                Err(Error::Locked(_)) if tokio::time::Instant::now() < give_up => {
-                    tokio::time::sleep(LOCK_PATIENCE / 20).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
     }
 
     /// Hands `call` to the writer task and waits for its answer (sent once
@@ -326,26 +306,6 @@ impl Store {
             let _ = closed.await;
         }
         self.pool.close().await;
-    }
-}
-
-/// How long a coordinator waits for another session's lock on its
-/// PostgreSQL database to go (a crashed predecessor's) before it is refused.
-pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// One coordinator's lock on its database ([`Store::lock_exclusive`]), released when dropped.
-pub struct ExclusiveLock(Option<(String, backend::LockConnection)>);
-
-impl ExclusiveLock {
-    /// Holds the lock, taking it again after PostgreSQL restarts (the lock
-    /// goes with the connection); ends, with [`Error::Locked`], only if
-    /// another coordinator took it meanwhile: this one must then stop. Never
-    /// ends for a SQLite file (its lock is the file's).
-    pub async fn lost(self) -> Error {
-        match self.0 {
-            Some((url, connection)) => backend::keep_lock(url, connection).await,
-            None => std::future::pending().await,
-        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::backend::{QueryBuilder, Row, Tx, query};
+use super::backend::{QueryBuilder, Row, Tx, query, query_scalar};
 
 use super::bulk;
 use super::files::{self, AssignedFile, ReportedFile};
@@ -738,12 +738,13 @@ async fn lease(
             refused: Refused::default(),
         });
     }
-    let (epoch, known) = frontiers.read(walks.iter().map(|walk| &walk.walker));
+    if walks.is_empty() {
+        return Ok((Vec::new(), HashMap::new(), 0));
+    }
+    let stored: i64 = query_scalar("SELECT frontier_epoch FROM scheduler_state").fetch_one(&mut *tx).await?;
+    let (epoch, known) = frontiers.read(stored, walks.iter().map(|walk| &walk.walker));
     for walk in &mut walks {
         walk.frontier = known.get(&walk.walker).cloned().unwrap_or_default();
-    }
-    if walks.is_empty() {
-        return Ok((Vec::new(), HashMap::new(), epoch));
     }
     let sql = if walks.iter().any(|walk| walk.account.is_some()) {
         candidates_query!(

@@ -258,10 +258,8 @@ pub(super) async fn create_batch(
 }
 
 /// The id the next work unit will get. Safe inside a write transaction:
-/// SQLite has a single writer, and on PostgreSQL the transaction first takes
-/// the lock that every transaction giving work units ids takes (until it ends).
+/// the database's writers take turns (`backend::Pool::begin_write`).
 async fn next_work_unit_id(tx: &mut Tx<'_>) -> Result<i64> {
-    tx.lock_work_unit_ids().await?;
     let row = query("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM work_units").fetch_one(&mut *tx).await?;
     Ok(row.try_get("next")?)
 }

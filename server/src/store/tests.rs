@@ -1098,12 +1098,12 @@ async fn behind_a_million_copies_a_host_may_not_take_it_gets_the_one_it_may() {
     // The walk remembered the backlog: the host's frontier is past it, and
     // the next copy it may take, added later, is found at once.
     let walker = super::frontiers::Walker::Host(lone);
-    let (_, frontier) = f.store.frontiers.read([&walker]);
+    let frontier = f.store.frontiers.peek(&walker);
     let last_backlog: i64 = query_scalar("SELECT MAX(id) FROM results WHERE server_state = 'unsent'")
         .fetch_one(&f.store.pool)
         .await
         .unwrap();
-    assert!(frontier[&walker].get(&0).is_some_and(|&last| last >= last_backlog), "{frontier:?}");
+    assert!(frontier.get(&0).is_some_and(|&last| last >= last_backlog), "{frontier:?}");
     assert!(f.store.lease_work(lone, 4, T0).await.unwrap().is_empty(), "nothing else it may take");
     f.store.add_work_units(&name("small"), &units(2), None, T0).await.unwrap();
     assert_eq!(f.store.lease_work(lone, 4, T0).await.unwrap().len(), 2, "new copies land after the frontier");
@@ -1210,11 +1210,11 @@ async fn hosts_of_one_account_share_their_walk_past_what_the_account_holds() {
     // backlog its account holds.
     let second = account_host(&f.store, "second", "lab").await;
     let walker = super::frontiers::Walker::Account("lab".to_owned());
-    let (_, frontier) = f.store.frontiers.read([&walker]);
-    let past = frontier[&walker][&0];
+    let frontier = f.store.frontiers.peek(&walker);
+    let past = frontier[&0];
     let got = f.store.lease_work(second, 5, T0).await.unwrap();
     assert_eq!(got.iter().map(|a| a.project.as_str()).collect::<Vec<_>>(), ["small"], "nothing else for the account");
-    assert!(frontier[&walker][&0] >= past);
+    assert!(f.store.frontiers.peek(&walker)[&0] >= past);
     // A host of another account takes the backlog.
     let other = account_host(&f.store, "other", "elsewhere").await;
     assert_eq!(f.store.lease_work(other, 2, T0).await.unwrap().len(), 2);
@@ -1734,4 +1734,122 @@ async fn canonical_results_are_read_in_the_order_they_were_chosen_and_leave_with
     f.store.create_project(&project("p", 1, 1), &units(1), T0).await.unwrap();
     let fresh = f.store.canonical_results_since(&name("p"), Cursor::START, 10).await.unwrap();
     assert!(fresh.results.is_empty() && fresh.any_open);
+}
+
+/// A second store over the fixture's database: another coordinator.
+async fn second_coordinator(f: &Fixture) -> Store {
+    Store::open(f.database.location.clone()).await.expect("open a second store on the same database")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_coordinators_over_one_database_never_hand_out_a_copy_twice() {
+    let f = fixture().await;
+    let stores = [f.store.clone(), second_coordinator(&f).await];
+    f.store.create_project(&project("p", 2, 2), &units(300), T0).await.unwrap();
+    let mut hosts = Vec::new();
+    for i in 0..32 {
+        hosts.push(host(&stores[i % 2], &format!("h{i}")).await);
+    }
+    // Round after round, every host asks one coordinator for work (all at
+    // once), then reports to the other, until nothing is left.
+    let mut copies = std::collections::HashSet::new();
+    loop {
+        let asks = hosts.iter().enumerate().map(|(i, &h)| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move { (h, store.lease_work(h, 3, T0).await) })
+        });
+        let mut round = Vec::new();
+        for ask in asks.collect::<Vec<_>>() {
+            let (h, leased) = ask.await.unwrap();
+            let leased = leased.expect("no call fails under concurrency");
+            let work_units: std::collections::HashSet<_> = leased.iter().map(|x| x.work_unit_id).collect();
+            assert_eq!(work_units.len(), leased.len(), "never two copies of one work unit to a host");
+            for copy in &leased {
+                assert!(copies.insert(copy.result_id), "copy {:?} handed out twice", copy.result_id);
+            }
+            if !leased.is_empty() {
+                round.push((h, leased));
+            }
+        }
+        if round.is_empty() {
+            break;
+        }
+        let reports = round.into_iter().enumerate().map(|(i, (h, leased))| {
+            let store = stores[(i + 1) % 2].clone();
+            tokio::spawn(async move {
+                let reports: Vec<_> = leased.iter().map(|x| success(x.result_id, "same")).collect();
+                store.record_reports(h, &reports, T0).await
+            })
+        });
+        for report in reports.collect::<Vec<_>>() {
+            report.await.unwrap().expect("every report of a copy handed out once is accepted");
+        }
+    }
+    assert_eq!(copies.len(), 600, "every copy handed out once");
+    for store in &stores {
+        let s = status(store, "p").await;
+        assert_eq!((s.work_units_done, s.work_units_open), (300, 0), "both see the same end");
+    }
+    let credit: f64 = stores[1].list_hosts(T0).await.unwrap().iter().map(|h| h.total_credit).sum();
+    assert!(credit > 0.0);
+    assert_eq!(credit, f.store.list_hosts(T0).await.unwrap().iter().map(|h| h.total_credit).sum::<f64>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinators_pass_each_deadline_once() {
+    let f = fixture().await;
+    let stores = [f.store.clone(), second_coordinator(&f).await, second_coordinator(&f).await];
+    f.store.create_project(&project("p", 2, 2), &units(400), T0).await.unwrap();
+    let mut leased = Vec::new();
+    for i in 0..8 {
+        let h = host(&f.store, &format!("h{i}")).await;
+        leased.extend(stores[i % 3].lease_work(h, 100, T0).await.unwrap());
+    }
+    let work_units: std::collections::HashSet<_> = leased.iter().map(|x| x.work_unit_id).collect();
+    let unsent = status(&f.store, "p").await.results_unsent;
+    // Their transitioners wake at once after every deadline.
+    let late = Timestamp(T0.0 + DEADLINE_MS as i64 + 1);
+    let passes = stores.iter().map(|store| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let pass = store.run_transitioner(late).await?;
+                n += pass.work_units;
+                if !pass.more {
+                    return Ok::<_, Error>(n);
+                }
+            }
+        })
+    });
+    let mut n_transitioned = 0;
+    for pass in passes {
+        n_transitioned += pass.await.unwrap().expect("no pass fails");
+    }
+    assert_eq!(n_transitioned, work_units.len(), "each work unit brought up to date by one of them");
+    let s = status(&stores[1], "p").await;
+    assert_eq!(s.results_unsent, unsent + leased.len() as u64, "one new copy per copy timed out, not two");
+}
+
+#[tokio::test]
+async fn a_batch_resumed_through_one_coordinator_is_scheduled_by_the_other() {
+    let f = fixture().await;
+    let other = second_coordinator(&f).await;
+    f.store.create_project(&project("p", 2, 2), &units(30), T0).await.unwrap();
+    for h in [host(&f.store, "a").await, host(&f.store, "b").await, host(&f.store, "c").await] {
+        let copies = f.store.lease_work(h, 10, T0).await.unwrap();
+        let reports: Vec<_> = copies.iter().map(|c| error_report(c.result_id)).collect();
+        f.store.record_reports(h, &reports, T0).await.unwrap();
+    }
+    assert_eq!(status(&f.store, "p").await.batches[0].state, "paused");
+    // A later batch: a host's walk through the other coordinator passes the
+    // paused copies (left out of the walk) and takes the later ones.
+    f.store.add_work_units(&name("p"), &units(2), None, T0).await.unwrap();
+    let fresh = host(&other, "d").await;
+    let later = other.lease_work(fresh, 10, T0).await.unwrap();
+    assert_eq!(later.len(), 2, "one copy of each later work unit: {later:?}");
+    assert!(other.lease_work(fresh, 10, T0).await.unwrap().is_empty(), "nothing else while paused");
+    assert_eq!(f.store.resume_batches(&name("p"), None).await.unwrap(), 1);
+    let resumed = other.lease_work(fresh, 10, T0).await.unwrap();
+    assert_eq!(resumed.len(), 10, "the resumed copies, behind the host's frontier, are found: {resumed:?}");
 }

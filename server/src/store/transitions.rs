@@ -655,8 +655,9 @@ impl Store {
         .await?
         .rows_affected();
         if resumed > 0 {
-            // Their copies come back into the walk, maybe behind frontiers.
-            self.frontiers.reset();
+            // Their copies come back into the walk, maybe behind frontiers:
+            // every coordinator forgets its frontiers (`frontiers`).
+            query("UPDATE scheduler_state SET frontier_epoch = frontier_epoch + 1").execute(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(resumed)

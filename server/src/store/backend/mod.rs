@@ -32,7 +32,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Database, Row as _};
 
-pub(super) use postgres::{LockConnection, is_postgres_url, keep_lock, lock_exclusive};
+pub(super) use postgres::{ChangeListener, announce_changes, is_postgres_url};
 pub(super) use sqlite::{checkpoints, make_private, not_writable, size_on_disk};
 
 use super::Result;
@@ -147,22 +147,24 @@ pub(in crate::store) async fn open(location: &Location) -> Result<Opened> {
 }
 
 impl Pool {
-    /// Starts a write transaction: for SQLite `BEGIN IMMEDIATE` (the write
-    /// lock taken at once, so a transaction that reads then writes cannot
-    /// fail on upgrading its snapshot); for PostgreSQL a plain `BEGIN`
-    /// (READ COMMITTED, rows locked as they are written).
+    /// Starts a write transaction, the database's writers taking turns: for
+    /// SQLite `BEGIN IMMEDIATE` (the write lock taken at once, so a
+    /// transaction that reads then writes cannot fail on upgrading its
+    /// snapshot); for PostgreSQL the same turn over every coordinator of the
+    /// database ([`postgres::BEGIN_WRITE`]).
     pub async fn begin_write(&self) -> Result<Tx<'static>> {
         Ok(match self {
             Pool::Sqlite(pool) => Tx::Sqlite(sqlite::begin_write(pool).await?),
-            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin_with(postgres::BEGIN_WRITE).await?),
         })
     }
 
-    /// Starts a read-only transaction (one snapshot for several statements).
+    /// Starts a read-only transaction: one snapshot for several statements
+    /// (SQLite's deferred transaction; PostgreSQL's REPEATABLE READ).
     pub async fn begin(&self) -> Result<Tx<'static>> {
         Ok(match self {
             Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
-            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin_with(postgres::BEGIN_READ).await?),
         })
     }
 
@@ -193,21 +195,6 @@ impl Tx<'_> {
 }
 
 impl Tx<'_> {
-    /// Serialises the transactions that give work units ids of their own
-    /// choosing (the next after the largest, in one contiguous range per
-    /// batch): a no-op on SQLite, whose writer is alone; on PostgreSQL a
-    /// transaction-scoped advisory lock, so that two coordinators never
-    /// choose the same range.
-    pub async fn lock_work_unit_ids(&mut self) -> Result<()> {
-        if let Tx::Postgres(tx) = self {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(postgres::WORK_UNIT_IDS_LOCK)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// After work units were given ids of the store's choosing: PostgreSQL's
     /// identity sequence moves past them (so that a row inserted without an
     /// id never collides with them).
@@ -227,7 +214,7 @@ impl Connection {
         use sqlx::Connection as _;
         Ok(match self {
             Connection::Sqlite(connection) => Tx::Sqlite(connection.begin_with("BEGIN IMMEDIATE").await?),
-            Connection::Postgres(connection) => Tx::Postgres(connection.begin().await?),
+            Connection::Postgres(connection) => Tx::Postgres(connection.begin_with(postgres::BEGIN_WRITE).await?),
         })
     }
 

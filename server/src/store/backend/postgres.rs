@@ -20,9 +20,24 @@ use sqlx::{ConnectOptions as _, Row as _, TypeInfo as _, ValueRef as _};
 use super::{ColumnIndex, Connection, Opened, Pool, WriterOptions};
 use crate::store::Result;
 
-/// The advisory lock (a key of the database's own) taken by transactions
-/// that give work units ids of the store's choosing.
-pub(super) const WORK_UNIT_IDS_LOCK: i64 = 0x7175_6f72_756d_0001; // "quorum", 1
+/// How every write transaction starts, in one round trip: READ COMMITTED,
+/// and at once the database's write lock, a transaction-scoped advisory lock
+/// (a key of the database's own, "quorum" 1) that every writer of every
+/// coordinator takes first and PostgreSQL releases at `COMMIT` or
+/// `ROLLBACK` (or when the session ends).
+///
+/// So writes run one at a time over the database, as SQLite's `BEGIN
+/// IMMEDIATE` runs them over a file, and every rule the store keeps by
+/// reading then writing in one transaction holds across coordinators: a copy
+/// is leased by one walk only, a host row read, changed in memory and written
+/// back loses no other writer's change, a work unit is transitioned by one
+/// pass at a time, and copies get ids in the order their transactions commit
+/// (which the scheduler's frontiers rely on). The cost is measured in
+/// BENCHMARKS.md; readers do not take it.
+pub(super) const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(8175563235948036097)";
+
+/// How every read transaction starts: one snapshot for all its statements.
+pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// Whether `text` names a PostgreSQL database.
 pub(in crate::store) fn is_postgres_url(text: &str) -> bool {
@@ -61,51 +76,40 @@ pub(super) async fn open(url: &str) -> Result<Opened> {
     })
 }
 
-/// The advisory lock one coordinator holds on its database.
-const COORDINATOR_LOCK: i64 = 0x7175_6f72_756d_0000; // "quorum", 0
+/// The channel on which the coordinators of one database say that work
+/// units may have changed (`NOTIFY`), each notification carrying the
+/// announcing coordinator's tag.
+const CHANGES_CHANNEL: &str = "quorum_changes";
 
-/// The connection holding a coordinator's lock on its database.
-pub(in crate::store) struct LockConnection(sqlx::PgConnection);
-
-/// Takes the coordinator's lock on the database at `url`, without waiting.
-pub(in crate::store) async fn lock_exclusive(url: &str) -> Result<LockConnection> {
-    let mut connection = PgConnectOptions::from_str(url)?.connect().await?;
-    let taken: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(COORDINATOR_LOCK).fetch_one(&mut connection).await?;
-    if !taken {
-        return Err(crate::store::Error::Locked(redacted(url)));
-    }
-    Ok(LockConnection(connection))
+/// Tells every coordinator listening on the database (`LISTEN`) that work
+/// units may have changed.
+pub(in crate::store) async fn announce_changes(pool: &sqlx::PgPool, tag: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(tag).execute(pool).await?;
+    Ok(())
 }
 
-/// How often a coordinator checks that the connection holding its lock is alive.
-const LOCK_CHECK: Duration = Duration::from_secs(5);
+/// A connection of its own listening for other coordinators' announcements.
+pub(in crate::store) struct ChangeListener {
+    listener: sqlx::postgres::PgListener,
+    /// This coordinator's tag: its own announcements are not news.
+    own: String,
+}
 
-/// Keeps the coordinator's lock on the database at `url`: checks the
-/// connection holding it every few seconds; once it broke (PostgreSQL
-/// restarted: the lock went with the session), takes the lock again as soon
-/// as the server is back. Returns only if another coordinator took it
-/// meanwhile ([`crate::store::Error::Locked`]).
-pub(in crate::store) async fn keep_lock(url: String, lock: LockConnection) -> crate::store::Error {
-    let mut connection = lock.0;
-    let mut tick = tokio::time::interval(LOCK_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if sqlx::query("SELECT 1").execute(&mut connection).await.is_ok() {
-            continue;
-        }
-        tracing::warn!(db = %redacted(&url), "lost the connection holding the coordinator's lock; taking it again");
+impl ChangeListener {
+    pub async fn start(pool: &sqlx::PgPool, own: &str) -> Result<ChangeListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(ChangeListener { listener, own: own.to_owned() })
+    }
+
+    /// Returns once another coordinator announced changes, or once the
+    /// listening connection was lost and made again (announcements may have
+    /// been missed meanwhile).
+    pub async fn next(&mut self) -> Result<()> {
         loop {
-            tick.tick().await;
-            match lock_exclusive(&url).await {
-                Ok(lock) => {
-                    connection = lock.0;
-                    tracing::info!(db = %redacted(&url), "the coordinator's lock is held again");
-                    break;
-                }
-                Err(error @ crate::store::Error::Locked(_)) => return error,
-                Err(error) => tracing::debug!(%error, "cannot take the coordinator's lock yet"),
+            match self.listener.try_recv().await? {
+                Some(notification) if notification.payload() == self.own => continue,
+                Some(_) | None => return Ok(()),
             }
         }
     }

@@ -1,0 +1,75 @@
+//! [`Coordinators`]: the coordinators a test runs, on either store: one on a
+//! SQLite file (the default), or a group of two over one PostgreSQL database
+//! (`QUORUM_TEST_POSTGRES`), each with its own address and `--data-dir`.
+//!
+//! A test written against [`Coordinators::url`] spreads its clients over the
+//! group (`url(0)`, `url(1)`...: the same coordinator when there is one), so
+//! that the same scenario checks what two coordinators must keep: one copy
+//! dispatched once, one canonical result per work unit, the same status and
+//! hosts seen from either.
+
+use std::path::Path;
+
+use crate::postgres::Database;
+use crate::server::Server;
+
+/// Which coordinators a scenario runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// One coordinator on a SQLite file.
+    Sqlite,
+    /// Two coordinators over one PostgreSQL database.
+    PostgresPair,
+}
+
+/// Running coordinators of one project database, killed when dropped.
+#[derive(Debug)]
+pub struct Coordinators {
+    servers: Vec<Server>,
+    /// The PostgreSQL database, for coordinators started again.
+    database: Option<Database>,
+}
+
+impl Coordinators {
+    /// Starts the coordinators of `setup`, their files in `dir`.
+    pub fn start(setup: Setup, dir: &Path) -> Coordinators {
+        match setup {
+            Setup::Sqlite => Coordinators { servers: vec![Server::spawn(dir)], database: None },
+            Setup::PostgresPair => {
+                let database = Database::create();
+                let first = Server::spawn_postgres(&member_dir(dir, 0), &database, "127.0.0.1:0");
+                let second = Server::spawn_postgres_peer(&member_dir(dir, 1), &database, "127.0.0.1:0", &first);
+                Coordinators { servers: vec![first, second], database: Some(database) }
+            }
+        }
+    }
+
+    /// The URL of coordinator `i` (modulo how many there are).
+    pub fn url(&self, i: usize) -> String {
+        self.servers[i % self.servers.len()].url()
+    }
+
+    /// Coordinator `i` (modulo how many there are).
+    pub fn server(&mut self, i: usize) -> &mut Server {
+        let n = self.servers.len();
+        &mut self.servers[i % n]
+    }
+
+    /// Starts coordinator `i` (of a PostgreSQL group) again at its address,
+    /// once it was killed.
+    pub fn restart(&mut self, i: usize, dir: &Path) {
+        let database = self.database.as_ref().expect("restart is for a PostgreSQL group");
+        let n = self.servers.len();
+        let addr = self.servers[i % n].addr().to_owned();
+        let other = &self.servers[(i + 1) % n];
+        let restarted = Server::spawn_postgres_peer(&member_dir(dir, i % n), database, &addr, other);
+        self.servers[i % n] = restarted;
+    }
+}
+
+/// Where coordinator `i` of a group keeps its files and logs.
+fn member_dir(dir: &Path, i: usize) -> std::path::PathBuf {
+    let member = dir.join(format!("coordinator-{i}"));
+    std::fs::create_dir_all(&member).expect("create a coordinator's folder");
+    member
+}
