@@ -8,11 +8,11 @@
 
 use quorum_proto::v1;
 use quorum_tests::cli::Submitted;
+use quorum_tests::group::{Coordinators, Setup};
 use quorum_tests::grpc::{
     Host, Projects, ProjectsApi, TINY_APP, scheduler_client, success_report, tiny_policy, with_token,
 };
-use quorum_tests::server::token_command;
-use quorum_tests::{Server, TestDir, cli, cli_with_token, primes};
+use quorum_tests::{TestDir, cli, cli_with_token, primes};
 use tonic::{Code, Status};
 
 /// Calls every `Projects` RPC once on `project` (creating `new_project`),
@@ -125,32 +125,44 @@ async fn snapshot(admin: &Projects) -> String {
 
 /// A server with projects "p" and "other" (two work units each, one copy of
 /// "p" in progress on a host), the host, and the database path.
-async fn server_with_projects(name: &str) -> (TestDir, Server, Host) {
+/// Coordinators of `setup` with projects "p" and "other" (submitted
+/// through the first), and a host (registered with the first) holding a copy.
+async fn server_with_projects(name: &str, setup: Setup) -> (TestDir, Coordinators, Host) {
     let dir = TestDir::new(name);
-    let server = Server::spawn(dir.path());
+    let group = Coordinators::start(setup, dir.path());
     for project in ["p", "other"] {
         let manifest = dir.write(format!("{project}.toml"), primes::manifest(project, 0, 200, 100, "min_quorum = 1"));
         let submitted: Submitted =
-            cli(&server.url(), ["--json", "submit", &manifest.display().to_string()]).await.json();
+            cli(&group.url(0), ["--json", "submit", &manifest.display().to_string()]).await.json();
         assert_eq!(submitted.n_work_units, 2);
     }
-    let mut host = Host::register(&server.url(), "volunteer").await;
+    let mut host = Host::register(&group.url(0), "volunteer").await;
     let work = host.request_work(1).await.expect("RequestWork");
     assert_eq!(work.assignments.len(), 1, "{work:?}");
-    (dir, server, host)
+    (dir, group, host)
 }
 
 #[tokio::test]
 async fn every_projects_rpc_refuses_callers_without_the_right_role_and_changes_nothing() {
-    let (dir, server, host) = server_with_projects("access-refused").await;
-    let url = server.url();
-    let db = dir.join("quorum.db");
+    refuses_callers_without_the_right_role(Setup::Sqlite).await;
+}
+
+/// Tokens made and revoked on the database hold on every coordinator of it:
+/// the calls go to the second coordinator of a PostgreSQL group.
+#[tokio::test]
+async fn every_projects_rpc_refuses_callers_without_the_right_role_on_two_postgres_coordinators() {
+    refuses_callers_without_the_right_role(Setup::PostgresPair).await;
+}
+
+async fn refuses_callers_without_the_right_role(setup: Setup) {
+    let (_dir, group, host) = server_with_projects("access-refused", setup).await;
+    let url = group.url(1);
     let admin = Projects::connect(&url).await;
-    let other_only = token_command(&db, &["create", "--role", "submit", "--project", "other"]).await;
-    let revoked = token_command(&db, &["create", "--role", "admin"]).await;
-    let listed = token_command(&db, &["list"]).await;
+    let other_only = group.token_command(&["create", "--role", "submit", "--project", "other"]).await;
+    let revoked = group.token_command(&["create", "--role", "admin"]).await;
+    let listed = group.token_command(&["list"]).await;
     let revoked_id = listed.lines().last().and_then(|line| line.split_whitespace().next()).expect("a token id");
-    token_command(&db, &["revoke", revoked_id]).await;
+    group.token_command(&["revoke", revoked_id]).await;
     let before = snapshot(&admin).await;
 
     let callers: Vec<(&str, Option<String>, Code)> = vec![
@@ -190,13 +202,22 @@ async fn every_projects_rpc_refuses_callers_without_the_right_role_and_changes_n
 
 #[tokio::test]
 async fn a_submit_token_works_on_its_projects_only() {
-    let (dir, server, _host) = server_with_projects("access-submit").await;
-    let url = server.url();
-    let token =
-        token_command(&dir.join("quorum.db"), &["create", "--role", "submit", "--project", "p", "--project", "mine"])
-            .await
-            .trim()
-            .to_owned();
+    submit_token_works_on_its_projects_only(Setup::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_submit_token_works_on_its_projects_only_on_two_postgres_coordinators() {
+    submit_token_works_on_its_projects_only(Setup::PostgresPair).await;
+}
+
+async fn submit_token_works_on_its_projects_only(setup: Setup) {
+    let (dir, mut group, _host) = server_with_projects("access-submit", setup).await;
+    let url = group.url(1);
+    let token = group
+        .token_command(&["create", "--role", "submit", "--project", "p", "--project", "mine"])
+        .await
+        .trim()
+        .to_owned();
     let client = Projects::connect_with_token(&url, Some(&token)).await;
     let mut api = client.client();
     api.create_project(v1::CreateProjectRequest {
@@ -239,15 +260,16 @@ async fn a_submit_token_works_on_its_projects_only() {
     cli_with_token(&url, None, ["--token-file", &file.display().to_string(), "status", "p"]).await.success();
 
     // The first admin token is in a file only its owner can read.
-    let admin_file = quorum_tests::server::admin_token_file(&dir.join("quorum.db"));
-    assert_eq!(mode(&admin_file), 0o600);
-    assert_eq!(std::fs::read_to_string(&admin_file).expect("read").trim(), server.admin_token());
+    let admin_file = group.admin_token_file();
+    assert_eq!(mode(admin_file), 0o600);
+    assert_eq!(std::fs::read_to_string(admin_file).expect("read").trim(), group.server(0).admin_token());
 }
 
 #[tokio::test]
 async fn api_tokens_do_not_work_as_host_tokens() {
-    let (_dir, server, mut host) = server_with_projects("access-host").await;
-    let url = server.url();
+    let (_dir, mut group, mut host) = server_with_projects("access-host", Setup::Sqlite).await;
+    let url = group.url(0);
+    let server = group.server(0);
     let admin = Projects::connect(&url).await;
     let before = snapshot(&admin).await;
     let mut client = scheduler_client(&url).await;

@@ -3,6 +3,7 @@
 //! Every case goes through [`check_rejected`].
 
 use quorum_tests::cli::{Statuses, Submitted};
+use quorum_tests::group::{Coordinators, Setup};
 use quorum_tests::grpc::Projects;
 use quorum_tests::{Server, TestDir, cli, primes};
 
@@ -106,12 +107,23 @@ async fn missing_jsonl_inputs_are_rejected() {
 /// completes an interrupted submission: see `operations`).
 #[tokio::test]
 async fn a_project_name_taken_by_another_submission_is_rejected() {
+    project_name_taken_is_rejected(Setup::Sqlite).await;
+}
+
+/// The second submissions go to the other coordinator of a PostgreSQL group.
+#[tokio::test]
+async fn a_project_name_taken_by_another_submission_is_rejected_on_two_postgres_coordinators() {
+    project_name_taken_is_rejected(Setup::PostgresPair).await;
+}
+
+async fn project_name_taken_is_rejected(setup: Setup) {
     let dir = TestDir::new("duplicate");
-    let server = Server::spawn(dir.path());
-    let url = server.url();
+    let group = Coordinators::start(setup, dir.path());
+    let first_url = group.url(0);
+    let url = group.url(1);
     let manifest = dir.write("project.toml", primes::manifest("twice", 0, 1_000, 100, "min_quorum = 2"));
     let manifest = manifest.display().to_string();
-    let first: Submitted = cli(&url, ["--json", "submit", &manifest]).await.json();
+    let first: Submitted = cli(&first_url, ["--json", "submit", &manifest]).await.json();
     assert_eq!((first.n_work_units, first.resumed), (10, false));
     let before: Statuses = cli(&url, ["--json", "status"]).await.json();
 

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use quorum_tests::cli::{Hosts, Statuses, Submitted};
+use quorum_tests::group::{Coordinators, Setup};
 use quorum_tests::grpc::Projects;
-use quorum_tests::{Server, TestDir, Worker, cli, primes};
+use quorum_tests::{TestDir, Worker, cli, primes};
 
 /// Work units near 10^12, where trial division takes long enough per work
 /// unit (tens of milliseconds) that worker A still holds copies when killed.
@@ -16,9 +17,20 @@ const N_WORK_UNITS: u64 = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_copies_are_reissued() {
+    killed_worker_copies_are_reissued_on(Setup::Sqlite).await;
+}
+
+/// The killed worker's coordinator is not the one its copies are reissued
+/// through, nor the one whose transitioner may pass their deadlines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_copies_are_reissued_on_two_postgres_coordinators() {
+    killed_worker_copies_are_reissued_on(Setup::PostgresPair).await;
+}
+
+async fn killed_worker_copies_are_reissued_on(setup: Setup) {
     let dir = TestDir::new("deadlines");
-    let server = Server::spawn(dir.path());
-    let url = server.url();
+    let group = Coordinators::start(setup, dir.path());
+    let url = group.url(1);
     let manifest = dir.write(
         "project.toml",
         primes::manifest(
@@ -33,7 +45,7 @@ async fn killed_worker_copies_are_reissued() {
     assert_eq!(submitted.n_work_units, N_WORK_UNITS);
     let projects = Projects::connect(&url).await;
 
-    let mut worker_a = Worker::spawn(&url, &dir.join("worker-a"), 1);
+    let mut worker_a = Worker::spawn(&group.url(0), &dir.join("worker-a"), 1);
     // No event says "a worker holds copies": poll the coordinator's counts
     // (a condition wait, bounded by the harness's step timeout).
     let holding = projects
@@ -43,8 +55,11 @@ async fn killed_worker_copies_are_reissued() {
         .await;
     worker_a.kill_9();
 
-    let _others: Vec<Worker> =
-        ["worker-b", "worker-c"].iter().map(|name| Worker::spawn(&url, &dir.join(name), 1)).collect();
+    let _others: Vec<Worker> = ["worker-b", "worker-c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Worker::spawn(&group.url(i + 1), &dir.join(name), 1))
+        .collect();
     cli(&url, ["wait", "slow-primes", "--timeout", "120s"]).await.success();
     // In the batch's tail the killed copies may have been replaced early by
     // spare copies; either way they end as "no reply" once their deadline passes.

@@ -1,14 +1,17 @@
 //! A malicious host, played by the test over gRPC, reports a wrong output for
 //! every copy it gets while two honest workers run: its outputs never become
-//! canonical, every copy it reported is invalid, and it earns nothing.
+//! canonical, every copy it reported is invalid, and it earns nothing; on
+//! one coordinator over SQLite, and on two over one PostgreSQL database
+//! (the liar on one, the honest workers on both, the checks on the other).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use quorum_proto::v1;
 use quorum_tests::cli::{Hosts, Submitted};
+use quorum_tests::group::{Coordinators, Setup};
 use quorum_tests::grpc::{Host, Projects, success_report};
-use quorum_tests::{Server, TestDir, Worker, cli, primes};
+use quorum_tests::{TestDir, Worker, cli, primes};
 use tokio::sync::oneshot;
 
 const N_WORK_UNITS: u64 = 20;
@@ -16,9 +19,18 @@ const WRONG_OUTPUT: &[u8] = b"666\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_outputs_never_become_canonical() {
+    wrong_outputs_never_canonical_on(Setup::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_outputs_never_become_canonical_on_two_postgres_coordinators() {
+    wrong_outputs_never_canonical_on(Setup::PostgresPair).await;
+}
+
+async fn wrong_outputs_never_canonical_on(setup: Setup) {
     let dir = TestDir::new("malicious");
-    let server = Server::spawn(dir.path());
-    let url = server.url();
+    let group = Coordinators::start(setup, dir.path());
+    let url = group.url(1);
     let manifest =
         dir.write("project.toml", primes::manifest("primes", 0, N_WORK_UNITS * 1_000, 1_000, "min_quorum = 2"));
     let submitted: Submitted = cli(&url, ["--json", "submit", &manifest.display().to_string()]).await.json();
@@ -27,7 +39,7 @@ async fn wrong_outputs_never_become_canonical() {
 
     // Mallory takes work before any honest worker exists, so she surely gets
     // copies, and lies about every one of them.
-    let mut mallory = Host::register(&url, "mallory").await;
+    let mut mallory = Host::register(&group.url(0), "mallory").await;
     let first = mallory.request_work(N_WORK_UNITS as u32).await.expect("RequestWork for mallory");
     assert!(!first.assignments.is_empty(), "the malicious host got no work: {first:?}");
     let mut reported = report_wrong(&mut mallory, &first.assignments).await;
@@ -53,8 +65,11 @@ async fn wrong_outputs_never_become_canonical() {
         }
     });
 
-    let _honest: Vec<Worker> =
-        ["honest-1", "honest-2"].iter().map(|name| Worker::spawn(&url, &dir.join(name), 1)).collect();
+    let _honest: Vec<Worker> = ["honest-1", "honest-2"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Worker::spawn(&group.url(i), &dir.join(name), 1))
+        .collect();
     cli(&url, ["wait", "primes", "--timeout", "120s"]).await.success();
     stop.send(()).expect("the liar is still running");
     let reported: BTreeSet<i64> = liar.await.expect("the liar does not panic");

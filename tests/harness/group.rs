@@ -8,7 +8,8 @@
 //! dispatched once, one canonical result per work unit, the same status and
 //! hosts seen from either.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use crate::postgres::Database;
 use crate::server::Server;
@@ -28,18 +29,38 @@ pub struct Coordinators {
     servers: Vec<Server>,
     /// The PostgreSQL database, for coordinators started again.
     database: Option<Database>,
+    /// `--db ...` (and `--data-dir ...`) naming the database, for `quorum-server token`.
+    database_args: Vec<OsString>,
+    /// Where the first admin token was written.
+    admin_token_file: PathBuf,
 }
 
 impl Coordinators {
     /// Starts the coordinators of `setup`, their files in `dir`.
     pub fn start(setup: Setup, dir: &Path) -> Coordinators {
         match setup {
-            Setup::Sqlite => Coordinators { servers: vec![Server::spawn(dir)], database: None },
+            Setup::Sqlite => Coordinators {
+                servers: vec![Server::spawn(dir)],
+                database: None,
+                database_args: vec!["--db".into(), dir.join("quorum.db").into()],
+                admin_token_file: crate::server::admin_token_file(&dir.join("quorum.db")),
+            },
             Setup::PostgresPair => {
                 let database = Database::create();
-                let first = Server::spawn_postgres(&member_dir(dir, 0), &database, "127.0.0.1:0");
+                let first_dir = member_dir(dir, 0);
+                let first = Server::spawn_postgres(&first_dir, &database, "127.0.0.1:0");
                 let second = Server::spawn_postgres_peer(&member_dir(dir, 1), &database, "127.0.0.1:0", &first);
-                Coordinators { servers: vec![first, second], database: Some(database) }
+                Coordinators {
+                    servers: vec![first, second],
+                    database_args: vec![
+                        "--db".into(),
+                        database.url().into(),
+                        "--data-dir".into(),
+                        first_dir.join("data").into(),
+                    ],
+                    database: Some(database),
+                    admin_token_file: first_dir.join("data").join("quorum.admin-token"),
+                }
             }
         }
     }
@@ -47,6 +68,17 @@ impl Coordinators {
     /// The URL of coordinator `i` (modulo how many there are).
     pub fn url(&self, i: usize) -> String {
         self.servers[i % self.servers.len()].url()
+    }
+
+    /// Runs `quorum-server token ARGS...` on the group's database; its stdout.
+    pub async fn token_command(&self, args: &[&str]) -> String {
+        let database: Vec<&std::ffi::OsStr> = self.database_args.iter().map(OsString::as_os_str).collect();
+        crate::server::token_command_on(&database, args).await
+    }
+
+    /// The file where the first coordinator wrote the first admin token.
+    pub fn admin_token_file(&self) -> &Path {
+        &self.admin_token_file
     }
 
     /// Coordinator `i` (modulo how many there are).

@@ -228,11 +228,17 @@ impl Server {
 /// Runs `quorum-server token ARGS... --db DB` (beside a running server or
 /// not); returns its stdout, panicking with its stderr if it fails.
 pub async fn token_command(db: &Path, args: &[&str]) -> String {
+    token_command_on(&[std::ffi::OsStr::new("--db"), db.as_os_str()], args).await
+}
+
+/// Runs `quorum-server token ARGS... DATABASE...` (`DATABASE`: `--db` and,
+/// for PostgreSQL, `--data-dir`); returns its stdout, panicking with its
+/// stderr if it fails.
+pub async fn token_command_on(database: &[&std::ffi::OsStr], args: &[&str]) -> String {
     let output = tokio::process::Command::new(binaries::path(binaries::SERVER))
         .arg("token")
         .args(args)
-        .arg("--db")
-        .arg(db)
+        .args(database)
         .stdin(Stdio::null())
         .output()
         .await
