@@ -30,9 +30,7 @@ pub struct DatabaseLock {
 
 /// `DB.lock`, beside the database.
 pub fn lock_file(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    crate::database::beside(db, ".lock")
 }
 
 impl DatabaseLock {

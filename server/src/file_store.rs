@@ -58,9 +58,12 @@ impl FileStore {
     /// The store beside database `db_path` (`DB.files/`), created if missing;
     /// uploads a previous run left unfinished are removed.
     pub async fn beside(db_path: &Path) -> Result<FileStore, FileStoreError> {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".files");
-        FileStore::open(PathBuf::from(name)).await
+        FileStore::open(FileStore::dir_beside(db_path)).await
+    }
+
+    /// The store's folder beside database `db_path` (`DB.files/`).
+    pub fn dir_beside(db_path: &Path) -> PathBuf {
+        crate::database::beside(db_path, ".files")
     }
 
     pub async fn open(dir: PathBuf) -> Result<FileStore, FileStoreError> {

@@ -12,7 +12,9 @@
 //! - `transitioner`: the loop that applies deadlines.
 //! - `validators`: custom validator modules, compiled once and run in the sandbox.
 //! - `clock`: where `now` comes from.
+//! - `database`: the database a coordinator serves and the files it keeps beside it (`BASE.files/`, `BASE.lock`...).
 //! - `db_lock`: one coordinator per database.
+//! - `migrate`: moving a stopped coordinator from SQLite to PostgreSQL (`quorum-server migrate`).
 //! - `http`: what the HTTP endpoints share (binding, access by token, refusals).
 //! - `status_page`: the live status page (HTML and JSON over HTTP), when configured.
 //! - `metrics`: Prometheus metrics (counted in the process, or read from the store at each scrape).
@@ -21,11 +23,13 @@
 //! Entry point: [`run`], called by `main.rs` and by tests.
 
 pub mod clock;
+pub mod database;
 pub mod db_lock;
 pub mod domain;
 pub mod file_store;
 pub mod http;
 pub mod metrics;
+pub mod migrate;
 pub mod net;
 pub mod rpc;
 pub mod seed;

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use quorum_server::clock::{Clock as _, SystemClock};
+use quorum_server::database::Database;
 use quorum_server::domain::access::Role;
 use quorum_server::domain::names::ProjectName;
 use quorum_server::domain::rate::Rate;
@@ -133,6 +134,27 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Copy a stopped SQLite coordinator's whole state into an empty
+    /// PostgreSQL database, verified, to serve it from there.
+    ///
+    /// Copies every table (projects, apps, work units, results, hosts and
+    /// their tokens, API tokens, credit) in one PostgreSQL transaction,
+    /// verified per table by row count and digest before it commits, and
+    /// the files beside the database (input files, the first admin token)
+    /// into --data-dir (default: the folder of --from). Workers then carry
+    /// on with the same host identities against `quorum-server --db URL
+    /// --data-dir DIR` started where they point. Refused, with nothing
+    /// written, while a coordinator serves --from or --to, when --from is
+    /// not a quorum database at this quorum-server's schema version, or
+    /// when --to or --data-dir already holds a coordinator's data.
+    Migrate {
+        /// The SQLite file of the stopped coordinator.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/NAME): must hold no quorum data.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,32 +196,7 @@ enum RoleArg {
 /// (`BASE.admin-token`, `BASE.lock`, `BASE.files/`, `BASE.p2p/`): the
 /// SQLite file itself, or `DIR/quorum` in the --data-dir of a PostgreSQL one.
 fn database(cli: &Cli) -> anyhow::Result<Database> {
-    let location = Location::parse(&cli.db);
-    let base = match (&location, &cli.data_dir) {
-        (Location::Sqlite(path), _) => path.clone(),
-        (Location::Postgres(_), Some(dir)) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating --data-dir {}", dir.display()))?;
-            dir.join("quorum")
-        }
-        (Location::Postgres(_), None) => anyhow::bail!(
-            "a PostgreSQL --db needs --data-dir DIR: the folder where the coordinator keeps its input files, its \
-             first admin token and its lock"
-        ),
-    };
-    Ok(Database { location, base })
-}
-
-/// Where the coordinator's data is.
-struct Database {
-    location: Location,
-    base: PathBuf,
-}
-
-/// Where the first-start admin token is written: `BASE.admin-token`.
-fn admin_token_file(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".admin-token");
-    PathBuf::from(name)
+    Ok(Database::new(Location::parse(&cli.db), cli.data_dir.as_deref())?)
 }
 
 fn main() -> ExitCode {
@@ -227,6 +224,7 @@ fn main() -> ExitCode {
     };
     let db = database(&cli);
     let outcome = match cli.command {
+        Some(Command::Migrate { from, to }) => runtime.block_on(migrate(&from, &to, cli.data_dir.as_deref())),
         None => rate_limits(&cli).and_then(|limits| {
             let tls = tls_identity(cli.tls_cert.as_deref(), cli.tls_key.as_deref())?;
             runtime.block_on(serve(
@@ -300,7 +298,7 @@ async fn serve(
     // with this --data-dir) is refused. Several coordinators may serve one
     // PostgreSQL database, each with a --data-dir of its own: its writers
     // take turns with theirs (`store::backend`).
-    let _lock = quorum_server::db_lock::DatabaseLock::acquire(&db.base)?;
+    let _lock = quorum_server::db_lock::DatabaseLock::acquire(db.base())?;
     // Before binding, so the token file exists once the address is announced.
     let bootstrapped = bootstrap_admin_token(&db).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -313,7 +311,7 @@ async fn serve(
             .context("writing to stdout")?;
     }
     stdout.flush().context("writing to stdout")?;
-    tracing::info!(%addr, db = %db.location, tls = tls.is_some(), "coordinator started");
+    tracing::info!(%addr, db = %db.location(), tls = tls.is_some(), "coordinator started");
     let config = quorum_server::Config {
         tls,
         rate_limits,
@@ -321,15 +319,17 @@ async fn serve(
         metrics: endpoints.metrics,
         file_upload_bytes_per_sec: endpoints.file_upload,
         share_files: endpoints.share_files,
-        ..quorum_server::Config::with_location(db.location.clone(), db.base.clone())
+        ..quorum_server::Config::with_location(db.location().clone(), db.base().to_owned())
     };
-    quorum_server::run(config, listener, shutdown).await.with_context(|| format!("coordinator on {}", db.location))?;
+    quorum_server::run(config, listener, shutdown)
+        .await
+        .with_context(|| format!("coordinator on {}", db.location()))?;
     tracing::info!("coordinator stopped");
     Ok(())
 }
 
 /// Creates an admin token when the database has none, and writes it to
-/// [`admin_token_file`] with mode 0600. Returns the secret and the file.
+/// `BASE.admin-token` ([`Database::admin_token_file`]) with mode 0600. Returns the secret and the file.
 ///
 /// The file is written (atomically, and on disk) before the token is
 /// committed, so no kill can leave a token in the database that no file
@@ -337,18 +337,18 @@ async fn serve(
 /// and the next start writes a new file; killed after it, the file already
 /// holds the token.
 async fn bootstrap_admin_token(db: &Database) -> anyhow::Result<Option<(String, PathBuf)>> {
-    let store = Store::open(db.location.clone()).await.with_context(|| format!("opening {}", db.location))?;
-    let created = bootstrap_with(&store, &db.base).await;
+    let store = Store::open(db.location().clone()).await.with_context(|| format!("opening {}", db.location()))?;
+    let created = bootstrap_with(&store, &db.admin_token_file()).await;
     store.close().await;
     created
 }
 
-async fn bootstrap_with(store: &Store, db: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
+async fn bootstrap_with(store: &Store, file: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
     if store.has_admin_token().await.context("reading the API tokens")? {
         return Ok(None);
     }
     let secret = auth::new_api_token();
-    let file = admin_token_file(db);
+    let file = file.to_owned();
     write_secret_file(&file, &secret).with_context(|| format!("writing the admin token to {}", file.display()))?;
     // Another coordinator of the same PostgreSQL database may have created
     // one meanwhile: then it is in that one's --data-dir, and this file,
@@ -389,7 +389,7 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
 
 /// `quorum-server token ...`.
 async fn token(db: &Database, command: TokenCommand) -> anyhow::Result<()> {
-    let store = Store::open(db.location.clone()).await.with_context(|| format!("opening {}", db.location))?;
+    let store = Store::open(db.location().clone()).await.with_context(|| format!("opening {}", db.location()))?;
     let outcome = token_command(&store, command).await;
     store.close().await;
     outcome
@@ -440,6 +440,51 @@ async fn token_command(store: &Store, command: TokenCommand) -> anyhow::Result<(
             eprintln!("revoked token {id}");
         }
     }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// `quorum-server migrate`: the copy, then a table of what was copied and
+/// the command that serves it.
+async fn migrate(from: &Path, to: &str, data_dir: Option<&Path>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Location::parse(to).is_postgres(),
+        "--to {to} is not a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/NAME)"
+    );
+    let folder_of_from = || from.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let data_dir = data_dir.unwrap_or_else(folder_of_from);
+    let outcome = quorum_server::migrate::migrate(from, to, data_dir)
+        .await
+        .with_context(|| format!("migrating {} to {}", from.display(), Location::parse(to)))?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{:<20}  {:>10}  CHECK", "TABLE", "ROWS")?;
+    for table in &outcome.tables {
+        writeln!(
+            stdout,
+            "{:<20}  {:>10}  verified (count, sha256 {})",
+            table.table,
+            table.n_rows,
+            &table.digest[..12]
+        )?;
+    }
+    for files in &outcome.files {
+        writeln!(
+            stdout,
+            "copied {} to {} ({} files, {} bytes)",
+            files.from.display(),
+            files.to.display(),
+            files.n_files,
+            files.n_bytes
+        )?;
+    }
+    writeln!(stdout, "not copied: the swarm's state (.p2p/, with --share-files), rebuilt when the coordinator starts")?;
+    writeln!(
+        stdout,
+        "next: quorum-server --db {} --data-dir {} (where the workers point; {} stays as it was)",
+        outcome.target.location(),
+        data_dir.display(),
+        from.display()
+    )?;
     stdout.flush()?;
     Ok(())
 }

@@ -55,9 +55,7 @@ impl Seed {
 
     /// The swarm's directory beside database `db_path` (`DB.p2p/`).
     pub fn dir_beside(db_path: &Path) -> PathBuf {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".p2p");
-        PathBuf::from(name)
+        crate::database::beside(db_path, ".p2p")
     }
 
     /// The address workers connect to.

@@ -32,6 +32,9 @@
 //! - `cancel`: `quorum cancel` with copies in flight; workers abort them.
 //! - `coordinator_restart`: the coordinator is killed while workers report
 //!   and restarted on the same database and address; nothing is lost.
+//! - `migrate`: a quorum-2 project half done on SQLite, the coordinator
+//!   stopped, `quorum-server migrate` to PostgreSQL, finished there by the
+//!   same workers with the same host identities and their credit.
 //! - `retry`: a work unit failed by a client error is retried as a new batch
 //!   with a more lenient policy and completes; `quorum purge` keeps the
 //!   canonical results readable.
@@ -134,6 +137,7 @@ mod late_results;
 mod lone_worker;
 mod malicious;
 mod metrics;
+mod migrate;
 mod names;
 mod operations;
 mod p2p;

@@ -21,6 +21,7 @@
 //! - `signing`: signatures of projects' app modules.
 //! - `files`: input files of projects and work units (which are stored, who may download them), output files of results.
 //! - `auth`: API tokens (roles, revocation, the first-start admin token).
+//! - `copy`: copying a stopped SQLite coordinator's database into an empty PostgreSQL one, verified (`quorum-server migrate`).
 //! - `backend`: the seam to the database engines: statements, rows, transactions, and what is each engine's own (`backend::sqlite`, `backend::postgres`).
 //! - `test_databases` (tests only): a SQLite file or a PostgreSQL database per test.
 
@@ -28,6 +29,7 @@ mod auth;
 mod backend;
 mod bulk;
 mod changes;
+pub mod copy;
 mod files;
 mod frontiers;
 mod holds;
@@ -333,7 +335,7 @@ impl HostTokens {
 }
 
 #[cfg(test)]
-mod test_databases;
+pub(crate) mod test_databases;
 /// The store's tests on SQLite...
 #[cfg(test)]
 mod tests;

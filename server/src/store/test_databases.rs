@@ -10,25 +10,25 @@ use sqlx::Connection as _;
 use super::Location;
 
 /// Where a test's store lives, and what to keep alive while it runs.
-pub(super) struct TestDatabase {
+pub(crate) struct TestDatabase {
     pub location: Location,
     _dir: Option<tempfile::TempDir>,
 }
 
 /// Which engine a copy of the store's tests runs on, from the name of the
 /// module it was compiled into (`tests` or `tests_postgres`).
-pub(super) fn engine_of(module: &str) -> Engine {
+pub(crate) fn engine_of(module: &str) -> Engine {
     if module.ends_with("_postgres") { Engine::Postgres } else { Engine::Sqlite }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Engine {
+pub(crate) enum Engine {
     Sqlite,
     Postgres,
 }
 
 /// A new, empty database on `engine`.
-pub(super) async fn new_database(engine: Engine) -> TestDatabase {
+pub(crate) async fn new_database(engine: Engine) -> TestDatabase {
     match engine {
         Engine::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");

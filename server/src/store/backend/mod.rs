@@ -32,8 +32,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Database, Row as _};
 
-pub(super) use postgres::{ChangeListener, announce_changes, is_postgres_url};
-pub(super) use sqlite::{checkpoints, make_private, not_writable, size_on_disk};
+pub(super) use postgres::{BEGIN_WRITE as POSTGRES_BEGIN_WRITE, ChangeListener, announce_changes, is_postgres_url};
+pub(super) use sqlite::{MIGRATOR as SQLITE_MIGRATOR, checkpoints, make_private, not_writable, size_on_disk};
 
 use super::Result;
 
@@ -88,6 +88,10 @@ impl Location {
             let path = text.strip_prefix("sqlite://").unwrap_or(text);
             Location::Sqlite(std::path::PathBuf::from(path))
         }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
     }
 }
 

@@ -34,7 +34,7 @@ use crate::store::Result;
 /// pass at a time, and copies get ids in the order their transactions commit
 /// (which the scheduler's frontiers rely on). The cost is measured in
 /// BENCHMARKS.md; readers do not take it.
-pub(super) const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(8175563235948036097)";
+pub(in crate::store) const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(8175563235948036097)";
 
 /// How every read transaction starts: one snapshot for all its statements.
 pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";

@@ -15,6 +15,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::{Connection, Opened, Pool, WriterOptions};
 use crate::store::{Error, Result};
 
+/// The SQLite schema's migrations, as this coordinator applies them.
+pub(in crate::store) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
 /// Opens (creating if needed) the database file at `path` and applies the
 /// migrations; returns the pool, the writer's connection and how to open it
 /// again.
@@ -42,7 +45,7 @@ pub(super) async fn open(path: &Path) -> Result<Opened> {
     // the rare writes (submission, cancellation, the transitioner); the
     // scheduler's writes go through the writer task's own connection.
     let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
-    sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+    MIGRATOR.run(&pool).await?;
     // A real write, so that a database opened read-only is refused now,
     // not at the first report: the header's user_version, unchanged.
     let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&pool).await?;
