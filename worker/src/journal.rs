@@ -170,7 +170,14 @@ pub struct TaskLine {
 /// One coordinator's line in `quorum-worker status`.
 #[derive(Debug, Clone)]
 pub struct AttachmentLine {
+    /// The attachment's key: its identity, tasks and directories are filed
+    /// under it (a coordinator group's first address when it attached).
     pub server: String,
+    /// The group's addresses as the last worker was given them (the key
+    /// alone for a journal from before groups).
+    pub addresses: Vec<String>,
+    /// The address calls went to last (the key when none is recorded).
+    pub address: String,
     pub host_id: Option<i64>,
     pub resource_share: f64,
     pub total_credit: f64,
@@ -305,6 +312,28 @@ impl Journal {
         Ok(())
     }
 
+    /// Records the addresses of `server`'s coordinator group (at each start)
+    /// and the one calls go to.
+    pub async fn set_addresses(&self, server: &str, addresses: &[String], address: &str) -> Result<()> {
+        sqlx::query("UPDATE attachments SET addresses = ?2, address = ?3 WHERE server = ?1")
+            .bind(server)
+            .bind(addresses.join(" "))
+            .bind(address)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the address `server`'s calls go to now (after a failover).
+    pub async fn set_address(&self, server: &str, address: &str) -> Result<()> {
+        sqlx::query("UPDATE attachments SET address = ?2 WHERE server = ?1")
+            .bind(server)
+            .bind(address)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn identity(&self, server: &str) -> Result<Option<Identity>> {
         let row = sqlx::query("SELECT host_id, token FROM attachments WHERE server = ?1 AND token IS NOT NULL")
             .bind(server)
@@ -377,15 +406,26 @@ impl Journal {
 
     pub async fn attachments(&self) -> Result<Vec<AttachmentLine>> {
         let rows = sqlx::query(
-            "SELECT server, host_id, resource_share, total_credit, n_valid, n_invalid, n_error, usage \
-             FROM attachments ORDER BY server",
+            "SELECT server, host_id, resource_share, total_credit, n_valid, n_invalid, n_error, usage, \
+             addresses, address FROM attachments ORDER BY server",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
+                let server: String = row.try_get(0)?;
+                let addresses: String = row.try_get(8)?;
+                let mut addresses: Vec<String> =
+                    addresses.split(' ').filter(|a| !a.is_empty()).map(String::from).collect();
+                if addresses.is_empty() {
+                    addresses.push(server.clone());
+                }
+                let address: String = row.try_get(9)?;
+                let address = if address.is_empty() { server.clone() } else { address };
                 Ok(AttachmentLine {
-                    server: row.try_get(0)?,
+                    server,
+                    addresses,
+                    address,
                     host_id: row.try_get(1)?,
                     resource_share: row.try_get(2)?,
                     total_credit: row.try_get(3)?,
@@ -939,6 +979,17 @@ mod tests {
         let lines = journal.attachments().await.expect("attachments");
         assert_eq!(lines.len(), 1);
         assert_eq!((lines[0].host_id, lines[0].resource_share), (Some(7), 50.0));
+        // Before a group is recorded (a journal from before groups), the key is the one address.
+        assert_eq!(
+            (lines[0].addresses.as_slice(), lines[0].address.as_str()),
+            (&["http://a".to_owned()][..], "http://a")
+        );
+        let group = ["http://a".to_owned(), "http://b".to_owned()];
+        journal.set_addresses("http://a", &group, "http://a").await.expect("addresses");
+        journal.set_address("http://a", "http://b").await.expect("address");
+        let lines = journal.attachments().await.expect("attachments");
+        assert_eq!((lines[0].addresses.as_slice(), lines[0].address.as_str()), (&group[..], "http://b"));
+        assert_eq!(journal.identity("http://a").await.expect("load"), Some(identity.clone()), "one identity");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
