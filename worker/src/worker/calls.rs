@@ -151,11 +151,13 @@ impl Worker {
         }
         self.attachments[index].busy = false;
         let server = self.attachments[index].server.clone();
-        match answer.unreachable() {
-            // Another address of the group, at once: this answer changes nothing else.
-            Some(status) if self.fail_over(index, status) => return Ok(()),
-            Some(_) => {}
-            None => self.reached(index).await?,
+        if let Some(status) = answer.unreachable() {
+            if self.fail_over(index, status) {
+                // The next address of the group, at once: the failed call changes nothing else.
+                return Ok(());
+            }
+        } else {
+            self.reached(index).await?;
         }
         match answer {
             Answer::Registered(Ok(response)) => {
