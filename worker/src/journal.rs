@@ -3,7 +3,9 @@
 //!
 //! - **attachments**: each coordinator's identity (host id and secret token),
 //!   its resource share and the usage the scheduler balances, the last known
-//!   credit (from `GetHost`).
+//!   credit (from `GetHost`); for a coordinator group (`--server URL,URL`),
+//!   its addresses and the one in use (see `failover`). Keyed by the
+//!   attachment's key, the address it first attached with.
 //! - **tasks**: every result received, through `received` → `running` →
 //!   `finished` (its report kept until accepted) → `reported`. A task is
 //!   journalled before it starts and its report before it is sent, so a

@@ -36,6 +36,13 @@
 //! tasks need fill it beyond the budget, after reports are settled; a module
 //! evicted from the disk is dropped from memory too (no queued task needs it).
 //!
+//! A coordinator given as a group of addresses (`--server URL,URL`) is one
+//! attachment: its calls go to the address in use, a call that finds it
+//! unreachable is made again at once at the next address, and only once
+//! every address failed does the call back off (`failover`); the identity,
+//! the journal's rows and the directories are the attachment's, whichever
+//! address answers.
+//!
 //! This module holds the state and the loop (start, turns, shutdown);
 //! `compute` what happens on the cores, `calls` what is said to the
 //! coordinators, `fetch` the input files tasks need (downloaded beside the
