@@ -407,12 +407,20 @@ impl Journal {
     }
 
     pub async fn attachments(&self) -> Result<Vec<AttachmentLine>> {
-        let rows = sqlx::query(
+        // `status` beside a worker started before coordinator groups reads
+        // a journal without their columns (only a worker migrates it).
+        let grouped: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pragma_table_info('attachments') WHERE name = 'address'")
+                .fetch_one(&self.pool)
+                .await?;
+        let sql = if grouped > 0 {
             "SELECT server, host_id, resource_share, total_credit, n_valid, n_invalid, n_error, usage, \
-             addresses, address FROM attachments ORDER BY server",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             addresses, address FROM attachments ORDER BY server"
+        } else {
+            "SELECT server, host_id, resource_share, total_credit, n_valid, n_invalid, n_error, usage, \
+             '' AS addresses, '' AS address FROM attachments ORDER BY server"
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let server: String = row.try_get(0)?;
@@ -998,6 +1006,41 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join("journal.db")).expect("metadata").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[tokio::test]
+    async fn a_journal_from_before_coordinator_groups_keeps_its_identity() {
+        let (dir, journal) = journal().await;
+        journal.attach("http://a", 100.0).await.expect("attach");
+        let identity = Identity { server: "http://a".into(), host_id: 3, token: "t".into() };
+        journal.save_identity(&identity).await.expect("save");
+        // As a worker from before groups left it: no columns, no migration recorded.
+        for sql in [
+            "ALTER TABLE attachments DROP COLUMN addresses",
+            "ALTER TABLE attachments DROP COLUMN address",
+            "DELETE FROM _sqlx_migrations WHERE description = 'addresses'",
+        ] {
+            sqlx::query(sql).execute(&journal.pool).await.expect(sql);
+        }
+        journal.close().await;
+        let path = dir.path().join("journal.db");
+        // `status` beside an old worker reads it as it is: the key is the one address.
+        let beside = Journal::open_existing(&path).await.expect("open beside");
+        let lines = beside.attachments().await.expect("attachments");
+        assert_eq!(
+            (lines[0].addresses.as_slice(), lines[0].address.as_str()),
+            (&["http://a".to_owned()][..], "http://a")
+        );
+        beside.close().await;
+        // A new worker migrates it and finds the same identity under the same key.
+        let journal = Journal::open(&path).await.expect("migrated");
+        let lines = journal.attachments().await.expect("attachments");
+        assert_eq!((lines[0].server.as_str(), lines[0].host_id), ("http://a", Some(3)));
+        assert_eq!(lines[0].addresses, ["http://a".to_owned()]);
+        assert_eq!(journal.identity("http://a").await.expect("load"), Some(identity));
+        let group = ["http://a".to_owned(), "http://b".to_owned()];
+        journal.set_addresses("http://a", &group, "http://b").await.expect("the migration added the columns");
+        assert_eq!(journal.attachments().await.expect("attachments")[0].address, "http://b");
     }
 
     #[tokio::test]
