@@ -30,6 +30,10 @@
 //!   result exactly once as workers compute them, resumes from a cursor, and
 //!   refuses bad calls with precise codes.
 //! - `cancel`: `quorum cancel` with copies in flight; workers abort them.
+//! - `failover`: a worker given a coordinator group's addresses (`--server
+//!   A,B`) finishes a project through a standby at B on the same database
+//!   after A is killed, as the same host; a worker keeps its identity when an
+//!   address is added, and one starting while A is down uses B at once.
 //! - `coordinator_restart`: the coordinator is killed while workers report
 //!   and restarted on the same database and address; nothing is lost.
 //! - `migrate`: a quorum-2 project half done on SQLite, the coordinator
@@ -128,6 +132,7 @@ mod deadlines;
 mod delete_and_resume;
 mod detach;
 mod errors;
+mod failover;
 mod files;
 mod full_disk;
 mod fuzz_handlers;

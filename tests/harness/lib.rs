@@ -14,7 +14,8 @@
 //! - [`dir`]: [`TestDir`], the per-test temporary directory.
 //! - [`process`]: a child process with a log file, killed on drop.
 //! - [`server`]: [`Server`], a `quorum-server` on `127.0.0.1:0` (or a given
-//!   address, to restart it where its workers point).
+//!   address, to restart it where its workers point); [`server::unused_addr`],
+//!   an address where nothing listens yet.
 //! - [`tls`]: [`tls::Pki`], a CA and a server certificate made with rcgen.
 //! - [`worker`]: [`Worker`], a `quorum-worker` pointed at a server.
 //! - [`cli`]: [`cli()`], the `quorum` CLI, and the types of its `--json` output.

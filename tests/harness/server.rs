@@ -225,6 +225,20 @@ impl Server {
     }
 }
 
+/// A loopback address (`127.0.0.1:PORT`) no process listens on now: the
+/// kernel gives a free port to a listener that is closed at once. For an
+/// address a worker must be told before its coordinator starts there (a
+/// standby that takes over the database once the first coordinator is
+/// dead, `tests/e2e/failover.rs`), or one that stays down. Another process
+/// could take the port meanwhile: unlikely in a test's few seconds, since
+/// the kernel picks ephemeral ports at a random offset over a wide range.
+pub fn unused_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("the bound address");
+    drop(listener);
+    addr.to_string()
+}
+
 /// Runs `quorum-server token ARGS... --db DB` (beside a running server or
 /// not); returns its stdout, panicking with its stderr if it fails.
 pub async fn token_command(db: &Path, args: &[&str]) -> String {

@@ -29,7 +29,8 @@ impl Worker {
     }
 
     /// As [`Worker::spawn`], attached to every server of `servers` (each
-    /// `URL` or `URL,share=N`), with `extra` flags.
+    /// `URL` or `URL,share=N`, or a coordinator group's addresses
+    /// `URL,URL[,...][,share=N]`), with `extra` flags.
     pub fn spawn_with(servers: &[&str], state_dir: &Path, cpus: u32, extra: &[&str]) -> Worker {
         let name = state_dir
             .file_name()

@@ -82,6 +82,19 @@ pub fn is_bad_request(code: Code) -> bool {
     )
 }
 
+/// Codes that say the coordinator could not be reached or did not answer
+/// in time, rather than answering: the address is down, restarting or cut
+/// off (`Unavailable`: connection refused or reset, a coordinator shutting
+/// down), the call's own deadline passed (`Cancelled`, tonic's code for a
+/// request timeout; `DeadlineExceeded`, the worker's own timeouts), or the
+/// connection broke mid-call (`Unknown`, tonic's code for a transport error
+/// it cannot classify; a coordinator's own refusals always carry a precise
+/// code). Another address of the coordinator group may answer: the worker
+/// fails over on these (see `failover`).
+pub fn is_unreachable(code: Code) -> bool {
+    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown)
+}
+
 /// What a `ReportResults` round achieved.
 #[derive(Debug, Default)]
 pub struct Reported {
@@ -337,6 +350,17 @@ mod tests {
         assert!(!is_bad_request(Code::Unauthenticated));
     }
 
+    #[test]
+    fn unreachable_codes() {
+        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Cancelled, Code::Unknown] {
+            assert!(is_unreachable(code), "{code:?}");
+        }
+        // The coordinator answered: another address would say the same.
+        for code in [Code::Unauthenticated, Code::ResourceExhausted, Code::InvalidArgument, Code::Internal, Code::Ok] {
+            assert!(!is_unreachable(code), "{code:?}");
+        }
+    }
+
     #[tokio::test]
     async fn calls_to_a_closed_port_fail_as_unavailable() {
         // Bind then drop a listener to get a port nobody listens on.
@@ -347,5 +371,6 @@ mod tests {
         let status =
             client.request_work(1, Vec::new(), Vec::new(), Vec::new(), Vec::new()).await.expect_err("nobody listens");
         assert_eq!(status.code(), Code::Unavailable);
+        assert!(is_unreachable(status.code()));
     }
 }

@@ -95,10 +95,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// rest and forgets the coordinator; returns what happened, in words.
 pub async fn detach(state_dir: &Path, server: &str, ca_cert: Option<&[u8]>) -> anyhow::Result<String> {
     let journal = open(state_dir).await?;
-    anyhow::ensure!(
-        journal.attachments().await?.iter().any(|a| a.server == server),
-        "this worker is not attached to {server} (see `quorum-worker status`)"
-    );
+    let Some(server) = attachment_key(&journal, server).await? else {
+        anyhow::bail!("this worker is not attached to {server} (see `quorum-worker status`)");
+    };
+    let server = server.as_str();
     let mine: Vec<TaskLine> = journal.tasks().await?.into_iter().filter(|t| t.server == server).collect();
     let count = |states: &[TaskState]| mine.iter().filter(|t| states.contains(&t.state)).count();
     let (give_back, finished) = (count(&[TaskState::Received, TaskState::Running]), count(&[TaskState::Finished]));
@@ -145,6 +145,12 @@ pub async fn abort(
     ca_cert: Option<&[u8]>,
 ) -> anyhow::Result<String> {
     let journal = open(state_dir).await?;
+    // Any address of a coordinator group names it.
+    let server = match server {
+        Some(given) => Some(attachment_key(&journal, given).await?.unwrap_or_else(|| given.to_owned())),
+        None => None,
+    };
+    let server = server.as_deref();
     let tasks: Vec<TaskLine> = journal
         .tasks()
         .await?
@@ -182,6 +188,17 @@ pub async fn abort(
     journal.forget(&task.server, &[result_id]).await?;
     journal.close().await;
     Ok(said)
+}
+
+/// The key of the attachment `url` names: its key, or one of its addresses
+/// (a coordinator group's).
+async fn attachment_key(journal: &Journal, url: &str) -> anyhow::Result<Option<String>> {
+    let attachments = journal.attachments().await?;
+    let named = attachments
+        .iter()
+        .find(|a| a.server == url)
+        .or_else(|| attachments.iter().find(|a| a.addresses.iter().any(|address| address == url)));
+    Ok(named.map(|a| a.server.clone()))
 }
 
 /// The running worker works for `server` (it acts only for those).
@@ -230,19 +247,36 @@ async fn send_reports(
         // Never registered: the coordinator gave it nothing.
         return Ok(());
     };
-    let mut client = Client::new(server, ca_cert)?;
-    client.set_token(&identity.token)?;
+    // A coordinator group: the address in use first, the next one when it is unreachable.
+    let attachments = journal.attachments().await?;
+    let addresses = match attachments.iter().find(|a| a.server == server) {
+        Some(line) => crate::status::in_use_first(line),
+        None => vec![server.to_owned()],
+    };
+    let mut clients = Vec::with_capacity(addresses.len());
+    for address in &addresses {
+        let mut client = Client::new(address, ca_cert)?;
+        client.set_token(&identity.token)?;
+        clients.push(client);
+    }
+    let mut current = 0;
     let mut rest = reports;
     while !rest.is_empty() {
         let (batch, later) = rest.split_at(crate::reports::batch_len(rest.iter()));
         rest = later;
-        let reported = client.report_results(batch).await.map_err(|status| {
-            anyhow::anyhow!(
-                "cannot report to {server}: {:?}: {}; nothing was changed, try again when it is reachable",
-                status.code(),
-                status.message()
-            )
-        })?;
+        let reported = loop {
+            match clients[current].report_results(batch).await {
+                Ok(reported) => break reported,
+                Err(status) if crate::client::is_unreachable(status.code()) && current + 1 < clients.len() => {
+                    current += 1;
+                }
+                Err(status) => anyhow::bail!(
+                    "cannot report to {server}: {:?}: {}; nothing was changed, try again when it is reachable",
+                    status.code(),
+                    status.message()
+                ),
+            }
+        };
         let settled: Vec<i64> =
             reported.accepted.iter().copied().chain(reported.rejected.iter().map(|r| r.0)).collect();
         let missing: Vec<i64> = batch.iter().map(|r| r.result_id).filter(|id| !settled.contains(id)).collect();

@@ -3,7 +3,9 @@
 //!
 //! - **attachments**: each coordinator's identity (host id and secret token),
 //!   its resource share and the usage the scheduler balances, the last known
-//!   credit (from `GetHost`).
+//!   credit (from `GetHost`); for a coordinator group (`--server URL,URL`),
+//!   its addresses and the one in use (see `failover`). Keyed by the
+//!   attachment's key, the address it first attached with.
 //! - **tasks**: every result received, through `received` → `running` →
 //!   `finished` (its report kept until accepted) → `reported`. A task is
 //!   journalled before it starts and its report before it is sent, so a
@@ -170,7 +172,14 @@ pub struct TaskLine {
 /// One coordinator's line in `quorum-worker status`.
 #[derive(Debug, Clone)]
 pub struct AttachmentLine {
+    /// The attachment's key: its identity, tasks and directories are filed
+    /// under it (a coordinator group's first address when it attached).
     pub server: String,
+    /// The group's addresses as the last worker was given them (the key
+    /// alone for a journal from before groups).
+    pub addresses: Vec<String>,
+    /// The address calls went to last (the key when none is recorded).
+    pub address: String,
     pub host_id: Option<i64>,
     pub resource_share: f64,
     pub total_credit: f64,
@@ -305,6 +314,28 @@ impl Journal {
         Ok(())
     }
 
+    /// Records the addresses of `server`'s coordinator group (at each start)
+    /// and the one calls go to.
+    pub async fn set_addresses(&self, server: &str, addresses: &[String], address: &str) -> Result<()> {
+        sqlx::query("UPDATE attachments SET addresses = ?2, address = ?3 WHERE server = ?1")
+            .bind(server)
+            .bind(addresses.join(" "))
+            .bind(address)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the address `server`'s calls go to now (after a failover).
+    pub async fn set_address(&self, server: &str, address: &str) -> Result<()> {
+        sqlx::query("UPDATE attachments SET address = ?2 WHERE server = ?1")
+            .bind(server)
+            .bind(address)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn identity(&self, server: &str) -> Result<Option<Identity>> {
         let row = sqlx::query("SELECT host_id, token FROM attachments WHERE server = ?1 AND token IS NOT NULL")
             .bind(server)
@@ -376,16 +407,35 @@ impl Journal {
     }
 
     pub async fn attachments(&self) -> Result<Vec<AttachmentLine>> {
-        let rows = sqlx::query(
-            "SELECT server, host_id, resource_share, total_credit, n_valid, n_invalid, n_error, usage \
-             FROM attachments ORDER BY server",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        // `status` beside a worker started before coordinator groups reads
+        // a journal without their columns (only a worker migrates it).
+        let grouped: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pragma_table_info('attachments') WHERE name = 'address'")
+                .fetch_one(&self.pool)
+                .await?;
+        let sql = if grouped > 0 {
+            "SELECT server, host_id, resource_share, total_credit, n_valid, n_invalid, n_error, usage, \
+             addresses, address FROM attachments ORDER BY server"
+        } else {
+            "SELECT server, host_id, resource_share, total_credit, n_valid, n_invalid, n_error, usage, \
+             '' AS addresses, '' AS address FROM attachments ORDER BY server"
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
+                let server: String = row.try_get(0)?;
+                let addresses: String = row.try_get(8)?;
+                let mut addresses: Vec<String> =
+                    addresses.split(' ').filter(|a| !a.is_empty()).map(String::from).collect();
+                if addresses.is_empty() {
+                    addresses.push(server.clone());
+                }
+                let address: String = row.try_get(9)?;
+                let address = if address.is_empty() { server.clone() } else { address };
                 Ok(AttachmentLine {
-                    server: row.try_get(0)?,
+                    server,
+                    addresses,
+                    address,
                     host_id: row.try_get(1)?,
                     resource_share: row.try_get(2)?,
                     total_credit: row.try_get(3)?,
@@ -939,12 +989,58 @@ mod tests {
         let lines = journal.attachments().await.expect("attachments");
         assert_eq!(lines.len(), 1);
         assert_eq!((lines[0].host_id, lines[0].resource_share), (Some(7), 50.0));
+        // Before a group is recorded (a journal from before groups), the key is the one address.
+        assert_eq!(
+            (lines[0].addresses.as_slice(), lines[0].address.as_str()),
+            (&["http://a".to_owned()][..], "http://a")
+        );
+        let group = ["http://a".to_owned(), "http://b".to_owned()];
+        journal.set_addresses("http://a", &group, "http://a").await.expect("addresses");
+        journal.set_address("http://a", "http://b").await.expect("address");
+        let lines = journal.attachments().await.expect("attachments");
+        assert_eq!((lines[0].addresses.as_slice(), lines[0].address.as_str()), (&group[..], "http://b"));
+        assert_eq!(journal.identity("http://a").await.expect("load"), Some(identity.clone()), "one identity");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(dir.path().join("journal.db")).expect("metadata").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[tokio::test]
+    async fn a_journal_from_before_coordinator_groups_keeps_its_identity() {
+        let (dir, journal) = journal().await;
+        journal.attach("http://a", 100.0).await.expect("attach");
+        let identity = Identity { server: "http://a".into(), host_id: 3, token: "t".into() };
+        journal.save_identity(&identity).await.expect("save");
+        // As a worker from before groups left it: no columns, no migration recorded.
+        for sql in [
+            "ALTER TABLE attachments DROP COLUMN addresses",
+            "ALTER TABLE attachments DROP COLUMN address",
+            "DELETE FROM _sqlx_migrations WHERE description = 'addresses'",
+        ] {
+            sqlx::query(sql).execute(&journal.pool).await.expect(sql);
+        }
+        journal.close().await;
+        let path = dir.path().join("journal.db");
+        // `status` beside an old worker reads it as it is: the key is the one address.
+        let beside = Journal::open_existing(&path).await.expect("open beside");
+        let lines = beside.attachments().await.expect("attachments");
+        assert_eq!(
+            (lines[0].addresses.as_slice(), lines[0].address.as_str()),
+            (&["http://a".to_owned()][..], "http://a")
+        );
+        beside.close().await;
+        // A new worker migrates it and finds the same identity under the same key.
+        let journal = Journal::open(&path).await.expect("migrated");
+        let lines = journal.attachments().await.expect("attachments");
+        assert_eq!((lines[0].server.as_str(), lines[0].host_id), ("http://a", Some(3)));
+        assert_eq!(lines[0].addresses, ["http://a".to_owned()]);
+        assert_eq!(journal.identity("http://a").await.expect("load"), Some(identity));
+        let group = ["http://a".to_owned(), "http://b".to_owned()];
+        journal.set_addresses("http://a", &group, "http://b").await.expect("the migration added the columns");
+        assert_eq!(journal.attachments().await.expect("attachments")[0].address, "http://b");
     }
 
     #[tokio::test]

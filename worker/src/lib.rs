@@ -22,6 +22,8 @@
 //! - `schedule`: the pure scheduling rules (work buffer, deadlines,
 //!   resource shares).
 //! - `client`: the `Scheduler` gRPC client and the retry backoff.
+//! - `failover`: coordinator groups (one attachment, several addresses of
+//!   one database): which address to call, the group's identity key.
 //! - `signing`: whether to run an app module: its signature, the trusted and pinned project keys.
 //! - `worker`: the loop tying them together (async side; CPU work goes to the
 //!   pool): `compute` for the cores, `calls` for the coordinators.
@@ -37,6 +39,7 @@
 pub mod app_cache;
 pub mod client;
 pub mod control;
+pub mod failover;
 pub mod files;
 pub mod journal;
 pub mod preferences;
@@ -61,17 +64,31 @@ use tokio::sync::mpsc;
 
 /// One coordinator to work for, and its resource share (BOINC's: the cores
 /// are divided between coordinators in proportion to their shares).
+///
+/// The coordinator may be a group of addresses serving one database
+/// (`--server http://a:7737,http://b:7737`): the worker is one host there,
+/// calls one address at a time and fails over to the next when it is
+/// unreachable (see `failover`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attach {
-    /// URL of the coordinator, e.g. `http://127.0.0.1:7737`.
-    pub server: String,
+    /// The coordinator's URLs, e.g. `http://127.0.0.1:7737`, in the order
+    /// given: at least one, each once. Several are addresses of one
+    /// coordinator group (one database), tried in this order.
+    pub addresses: Vec<String>,
     pub share: f64,
+}
+
+impl Attach {
+    /// A coordinator at one address.
+    pub fn new(server: impl Into<String>, share: f64) -> Attach {
+        Attach { addresses: vec![server.into()], share }
+    }
 }
 
 /// Everything the worker needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The coordinators, at least one, each once.
+    /// The coordinators, at least one; no address in two of them.
     pub attachments: Vec<Attach>,
     /// Holds the journal, the app cache and checkpoints; created if missing.
     pub state_dir: PathBuf,
@@ -144,6 +161,8 @@ pub async fn run(
     commands: mpsc::UnboundedReceiver<Command>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!config.attachments.is_empty(), "no coordinator given");
+    anyhow::ensure!(config.attachments.iter().all(|a| !a.addresses.is_empty()), "a coordinator without an address");
+    failover::check_distinct(config.attachments.iter().map(|a| a.addresses.as_slice())).map_err(anyhow::Error::msg)?;
     let state = state::StateDir::open(&config.state_dir)
         .with_context(|| format!("cannot open state directory {}", config.state_dir.display()))?;
     // Held until the worker stops.

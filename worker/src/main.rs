@@ -31,7 +31,18 @@ struct Cli {
     /// A coordinator to work for, as `URL` or `URL,share=N`. Repeat it to
     /// attach to several; the cores are divided in proportion to the shares
     /// (default share 100).
-    #[arg(long = "server", env = "QUORUM_SERVER", value_name = "URL[,share=N]", value_delimiter = ' ', default_value = "http://127.0.0.1:7737", value_parser = parse_attach)]
+    ///
+    /// Several addresses of one coordinator group (one project's database
+    /// served at several addresses: a standby coordinator, or several
+    /// coordinator processes over one PostgreSQL database) are one
+    /// attachment: `URL,URL[,...][,share=N]`. The worker is then one host
+    /// there: it calls one address at a time, in the order given, moves on
+    /// to the next at once when one is unreachable, keeps the one that
+    /// answers, and never registers again for it. Its identity, tasks and
+    /// `status` line are keyed by the address it first attached with, so an
+    /// address can be added to an existing worker's group. In
+    /// QUORUM_SERVER, attachments are separated by spaces.
+    #[arg(long = "server", env = "QUORUM_SERVER", value_name = "URL[,URL...][,share=N]", value_delimiter = ' ', default_value = "http://127.0.0.1:7737", value_parser = parse_attach)]
     servers: Vec<quorum_worker::Attach>,
 
     /// Directory holding this host's journal, app cache and checkpoints.
@@ -300,22 +311,40 @@ fn parse_env_var(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `URL` or `URL,share=N` with N > 0.
+/// `URL[,URL...][,share=N]`: one coordinator, as the addresses of its
+/// group (each once, none empty), then its share (N > 0) if not the default.
+/// `URL` and `URL,share=N` are a group of one.
 fn parse_attach(text: &str) -> Result<quorum_worker::Attach, String> {
-    let (server, share) = match text.split_once(",share=") {
-        Some((server, share)) => {
-            let share: f64 = share.parse().map_err(|_| format!("invalid share {share:?}: expected a number"))?;
-            if !(share > 0.0 && share.is_finite()) {
-                return Err(format!("invalid share {share}: must be positive"));
+    let mut addresses: Vec<String> = Vec::new();
+    let mut share = None;
+    for item in text.split(',') {
+        if let Some(value) = item.strip_prefix("share=") {
+            if share.is_some() {
+                return Err(format!("{text:?}: share given twice"));
             }
-            (server, share)
+            let value: f64 = value.parse().map_err(|_| format!("invalid share {value:?}: expected a number"))?;
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(format!("invalid share {value}: must be positive"));
+            }
+            share = Some(value);
+            continue;
         }
-        None => (text, DEFAULT_SHARE),
-    };
-    if server.is_empty() {
-        return Err("empty server URL".to_string());
+        if share.is_some() {
+            return Err(format!("{text:?}: share=N comes last, after the coordinator's addresses"));
+        }
+        if item.is_empty() {
+            return Err(format!("empty server URL in {text:?}: expected URL[,URL...][,share=N]"));
+        }
+        let address = quorum_proto::coordinator_url(item)?;
+        if addresses.contains(&address) {
+            return Err(format!("{address} given twice in the group {text:?}"));
+        }
+        addresses.push(address);
     }
-    Ok(quorum_worker::Attach { server: quorum_proto::coordinator_url(server)?, share })
+    if addresses.is_empty() {
+        return Err(format!("empty server URL in {text:?}: expected URL[,URL...][,share=N]"));
+    }
+    Ok(quorum_worker::Attach { addresses, share: share.unwrap_or(DEFAULT_SHARE) })
 }
 
 const DEFAULT_SHARE: f64 = 100.0;
@@ -415,10 +444,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Run(_)) | None => {}
     }
-    let mut seen = std::collections::HashSet::new();
-    for attach in &cli.servers {
-        anyhow::ensure!(seen.insert(attach.server.as_str()), "coordinator {} given twice", attach.server);
-    }
+    quorum_worker::failover::check_distinct(cli.servers.iter().map(|a| a.addresses.as_slice()))
+        .map_err(anyhow::Error::msg)?;
     let cpus = match cli.cpus {
         Some(cpus) => cpus as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -615,7 +642,7 @@ mod tests {
         let cli = Cli::try_parse_from(["quorum-worker"]).expect("no flags needed");
         // Environment variables may override these in a developer's shell.
         if std::env::var_os("QUORUM_SERVER").is_none() {
-            assert_eq!(cli.servers, [quorum_worker::Attach { server: "http://127.0.0.1:7737".into(), share: 100.0 }]);
+            assert_eq!(cli.servers, [quorum_worker::Attach::new("http://127.0.0.1:7737", 100.0)]);
         }
         if std::env::var_os("QUORUM_WORKER_STATE").is_none() {
             assert_eq!(cli.state_dir, None, "the per-user default, resolved at start");
@@ -663,19 +690,91 @@ mod tests {
             .expect("valid flags");
         assert_eq!(
             cli.servers,
-            [
-                quorum_worker::Attach { server: "http://a:1".into(), share: 100.0 },
-                quorum_worker::Attach { server: "http://b:2".into(), share: 300.0 },
-            ]
+            [quorum_worker::Attach::new("http://a:1", 100.0), quorum_worker::Attach::new("http://b:2", 300.0),]
         );
         // A bare HOST:PORT is an http:// coordinator; another scheme is refused at once.
         let bare = Cli::try_parse_from(["quorum-worker", "--server", "127.0.0.1:7737,share=50"]).expect("valid");
-        assert_eq!(bare.servers, [quorum_worker::Attach { server: "http://127.0.0.1:7737".into(), share: 50.0 }]);
+        assert_eq!(bare.servers, [quorum_worker::Attach::new("http://127.0.0.1:7737", 50.0)]);
         for bad in
             ["http://a,share=0", "http://a,share=-1", "http://a,share=x", ",share=5", "http://a,share=inf", "ftp://a:1"]
         {
             assert!(Cli::try_parse_from(["quorum-worker", "--server", bad]).is_err(), "{bad}");
         }
+    }
+
+    /// Parses one `--server` value: its addresses and share, or the error.
+    fn check_attach(text: &str, expected: Result<(&[&str], f64), &str>) {
+        let parsed = parse_attach(text);
+        match expected {
+            Ok((addresses, share)) => {
+                let addresses = addresses.iter().map(|a| (*a).to_owned()).collect();
+                assert_eq!(parsed, Ok(quorum_worker::Attach { addresses, share }), "{text}");
+            }
+            Err(needle) => {
+                let error = parsed.expect_err(text);
+                assert!(error.contains(needle), "{text}: {error:?} should say {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_group_of_addresses_is_one_server() {
+        check_attach("http://a:1,http://b:2", Ok((&["http://a:1", "http://b:2"], 100.0)));
+        check_attach("http://a:1,http://b:2,share=200", Ok((&["http://a:1", "http://b:2"], 200.0)));
+        check_attach("a:1,https://b:2,c:3", Ok((&["http://a:1", "https://b:2", "http://c:3"], 100.0)));
+        // One address stays as it was.
+        check_attach("http://a:1", Ok((&["http://a:1"], 100.0)));
+        check_attach("http://a:1,share=7", Ok((&["http://a:1"], 7.0)));
+        // Duplicates within a group, also once written bare.
+        check_attach("http://a:1,http://a:1", Err("http://a:1 given twice in the group"));
+        check_attach("a:1,http://a:1", Err("http://a:1 given twice in the group"));
+        // Empty items.
+        check_attach("http://a:1,,http://b:2", Err("empty server URL"));
+        check_attach("http://a:1,", Err("empty server URL"));
+        check_attach(",http://a:1", Err("empty server URL"));
+        check_attach("", Err("empty server URL"));
+        check_attach("share=5", Err("empty server URL"));
+        // The share last, once; every address checked.
+        check_attach("http://a:1,share=5,http://b:2", Err("share=N comes last"));
+        check_attach("http://a:1,share=5,share=6", Err("share given twice"));
+        check_attach("http://a:1,ftp://b:2", Err("expected http://HOST:PORT"));
+        check_attach("http://a:1,http://b:2,share=0", Err("must be positive"));
+    }
+
+    #[test]
+    fn groups_from_flags_and_the_environment() {
+        let cli = Cli::try_parse_from([
+            "quorum-worker",
+            "--server",
+            "http://a:1,http://b:1,share=200",
+            "--server",
+            "http://c:1",
+        ])
+        .expect("valid flags");
+        assert_eq!(
+            cli.servers,
+            [
+                quorum_worker::Attach { addresses: vec!["http://a:1".into(), "http://b:1".into()], share: 200.0 },
+                quorum_worker::Attach::new("http://c:1", 100.0),
+            ]
+        );
+        // QUORUM_SERVER separates attachments by spaces (clap's delimiter,
+        // checked here on the flag, which shares it).
+        let cli = Cli::try_parse_from(["quorum-worker", "--server", "http://a:1,http://b:1 http://c:1,share=5"])
+            .expect("valid flags");
+        assert_eq!(
+            cli.servers,
+            [
+                quorum_worker::Attach { addresses: vec!["http://a:1".into(), "http://b:1".into()], share: 100.0 },
+                quorum_worker::Attach::new("http://c:1", 5.0),
+            ]
+        );
+        // An address in two groups is refused when the worker starts.
+        let cli = Cli::try_parse_from(["quorum-worker", "--server", "http://a:1,http://b:1", "--server", "b:1"])
+            .expect("each value is valid");
+        let error = quorum_worker::failover::check_distinct(cli.servers.iter().map(|a| a.addresses.as_slice()))
+            .expect_err("b in two groups");
+        assert!(error.contains("http://b:1 given twice"), "{error}");
     }
 
     #[test]

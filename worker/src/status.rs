@@ -59,7 +59,13 @@ pub struct AppCache {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Coordinator {
+    /// The attachment's key (its first address when it attached): what
+    /// `detach` and `abort --server` take.
     pub server: String,
+    /// Its addresses, one unless it is a coordinator group (`--server URL,URL`).
+    pub addresses: Vec<String>,
+    /// The address the worker's calls went to last.
+    pub address: String,
     pub host_id: Option<i64>,
     pub resource_share: f64,
     pub total_credit: f64,
@@ -126,7 +132,7 @@ pub async fn gather(state_dir: &Path, ca_cert: Option<&[u8]>, fresh: bool) -> an
     let mut coordinators = Vec::with_capacity(attachments.len());
     for attachment in attachments {
         let counters = match identities.get(&attachment.server) {
-            Some(token) if fresh => fresh_counters(&attachment.server, token, ca_cert).await,
+            Some(token) if fresh => fresh_counters(&in_use_first(&attachment), token, ca_cert).await,
             _ => None,
         };
         let tasks = tasks
@@ -184,6 +190,8 @@ fn coordinator(line: AttachmentLine, fresh: Option<(f64, u64, u64, u64)>, tasks:
         fresh.unwrap_or((line.total_credit, line.n_valid, line.n_invalid, line.n_error));
     Coordinator {
         server: line.server,
+        addresses: line.addresses,
+        address: line.address,
         host_id: line.host_id,
         resource_share: line.resource_share,
         total_credit,
@@ -195,12 +203,26 @@ fn coordinator(line: AttachmentLine, fresh: Option<(f64, u64, u64, u64)>, tasks:
     }
 }
 
-/// The host's credit and counters from the coordinator, if it answers in time.
-async fn fresh_counters(server: &str, token: &str, ca_cert: Option<&[u8]>) -> Option<(f64, u64, u64, u64)> {
-    let mut client = Client::new(server, ca_cert).ok()?;
-    client.set_token(token).ok()?;
-    let host = tokio::time::timeout(COUNTERS_TIMEOUT, client.get_host()).await.ok()?.ok()?;
-    Some((host.total_credit, host.n_valid, host.n_invalid, host.n_error))
+/// A coordinator's addresses, the one in use first (then the others in order).
+pub(crate) fn in_use_first(line: &AttachmentLine) -> Vec<String> {
+    let others = line.addresses.iter().filter(|address| **address != line.address);
+    std::iter::once(&line.address).chain(others).cloned().collect()
+}
+
+/// The host's credit and counters from the coordinator, if one of its
+/// `addresses` answers in time (the next tried only when one is unreachable).
+async fn fresh_counters(addresses: &[String], token: &str, ca_cert: Option<&[u8]>) -> Option<(f64, u64, u64, u64)> {
+    for address in addresses {
+        let mut client = Client::new(address, ca_cert).ok()?;
+        client.set_token(token).ok()?;
+        match tokio::time::timeout(COUNTERS_TIMEOUT, client.get_host()).await {
+            Ok(Ok(host)) => return Some((host.total_credit, host.n_valid, host.n_invalid, host.n_error)),
+            Ok(Err(status)) if crate::client::is_unreachable(status.code()) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => {}
+        }
+    }
+    None
 }
 
 /// The status as text: the worker, then one block per coordinator with one
@@ -224,9 +246,15 @@ pub fn render(status: &Status, now_ms: i64) -> String {
     for c in &status.coordinators {
         let host = c.host_id.map_or("not registered".to_string(), |id| format!("host {id}"));
         let last_known = if c.counters_fresh || c.host_id.is_none() { "" } else { " (last known: unreachable)" };
+        // A coordinator group says which of its addresses is in use.
+        let using = if c.addresses.len() > 1 || c.address != c.server {
+            format!(", using {} of {}", c.address, c.addresses.join(","))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "\n{} ({host}, share {}): credit {:.2}, {} valid, {} invalid, {} errors{last_known}",
+            "\n{} ({host}, share {}{using}): credit {:.2}, {} valid, {} invalid, {} errors{last_known}",
             c.server, c.resource_share, c.total_credit, c.n_valid, c.n_invalid, c.n_error
         );
         let count = |state: &str| c.tasks.iter().filter(|t| t.state == state).count();
@@ -393,6 +421,17 @@ mod tests {
         assert!(status(dir.path()).await.expect("status").contains("not running: paused until `quorum-worker resume`"));
         set_paused(dir.path(), false).await.expect("resume");
         assert!(status(dir.path()).await.expect("status").contains("worker: not running,"));
+
+        // A coordinator group shows the address in use.
+        let journal = Journal::open_existing(&state.journal_path()).await.expect("journal");
+        let group = ["http://a".to_owned(), "http://b".to_owned()];
+        journal.set_addresses("http://a", &group, "http://b").await.expect("addresses");
+        journal.close().await;
+        let text = status(dir.path()).await.expect("status");
+        assert!(text.contains("http://a (not registered, share 100, using http://b of http://a,http://b)"), "{text}");
+        let json = serde_json::to_value(gather(dir.path(), None, false).await.expect("gather")).expect("json");
+        assert_eq!(json["coordinators"][0]["address"], "http://b", "{json}");
+        assert_eq!(json["coordinators"][0]["addresses"][1], "http://b", "{json}");
 
         let module = b"\0asm\x01\0\0\0";
         state.write_app(&crate::state::sha256_hex(module), module).expect("cache an app");

@@ -257,7 +257,7 @@ impl FakeServer {
 /// A worker attached to `server` alone, as "test-host", with a buffer of 2 to 4 tasks.
 fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quorum_worker::Config {
     quorum_worker::Config {
-        attachments: vec![quorum_worker::Attach { server: server.url(), share: 100.0 }],
+        attachments: vec![quorum_worker::Attach::new(server.url(), 100.0)],
         state_dir: state_dir.to_path_buf(),
         app_cache_bytes: quorum_worker::DEFAULT_APP_CACHE_BYTES,
         file_cache_bytes: quorum_worker::DEFAULT_FILE_CACHE_BYTES,

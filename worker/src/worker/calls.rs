@@ -13,7 +13,8 @@ use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
 use super::*;
-use crate::client::{Backoff, DownloadError, Reported, is_bad_request};
+use crate::client::{Backoff, DownloadError, Reported, is_bad_request, is_unreachable};
+use crate::failover::{Next, Switched};
 use crate::journal::{HostRecord, Identity};
 use crate::sandbox::ENGINE;
 
@@ -68,7 +69,7 @@ impl Worker {
         if attachment.detached {
             return;
         }
-        let mut client = attachment.client.clone();
+        let mut client = attachment.client().clone();
         let calls = self.calls_tx.clone();
         let send = move |answer: Answer| {
             // The receiver is gone only when the worker has stopped.
@@ -150,10 +151,18 @@ impl Worker {
         }
         self.attachments[index].busy = false;
         let server = self.attachments[index].server.clone();
+        if let Some(status) = answer.unreachable() {
+            if self.fail_over(index, status) {
+                // The next address of the group, at once: the failed call changes nothing else.
+                return Ok(());
+            }
+        } else {
+            self.reached(index).await?;
+        }
         match answer {
             Answer::Registered(Ok(response)) => {
                 let identity = Identity { server: server.clone(), host_id: response.host_id, token: response.token };
-                match self.attachments[index].client.set_token(&identity.token) {
+                match self.attachments[index].set_token(&identity.token) {
                     Ok(()) => {
                         info!(server = %server, host_id = identity.host_id, "registered");
                         // A new identity holds nothing: what the journal kept for
@@ -260,6 +269,42 @@ impl Worker {
                 debug!(server = %server, error = %describe(&status), "cannot refresh the host's record");
             }
             Answer::Fetched { .. } => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    /// A call could not reach the address in use: whether to call the next
+    /// address of the group at once (else the caller backs off as usual,
+    /// and the next call goes to the next address).
+    fn fail_over(&mut self, index: usize, status: &Status) -> bool {
+        let attachment = &mut self.attachments[index];
+        if attachment.addresses.len() == 1 {
+            return false;
+        }
+        let from = attachment.address().to_owned();
+        match attachment.failover.unreachable() {
+            Next::TryNow { to, .. } => {
+                let to = &attachment.addresses[to];
+                debug!(server = %attachment.server, %from, %to, error = %describe(status), "coordinator address unreachable, trying the next");
+                true
+            }
+            Next::BackOff { to } => {
+                let to = &attachment.addresses[to];
+                debug!(server = %attachment.server, %from, next = %to, error = %describe(status), "every address of the coordinator unreachable, backing off");
+                false
+            }
+        }
+    }
+
+    /// The address in use answered: if it is not the one that answered
+    /// before, the calls failed over to it; said once, and journalled for
+    /// `status` and the next start.
+    async fn reached(&mut self, index: usize) -> anyhow::Result<()> {
+        let attachment = &mut self.attachments[index];
+        if let Some(Switched { from, to }) = attachment.failover.answered() {
+            let (from, to) = (&attachment.addresses[from], &attachment.addresses[to]);
+            info!(server = %attachment.server, "coordinator {from} down, using {to}");
+            self.journal.set_address(&attachment.server, to).await?;
         }
         Ok(())
     }
@@ -444,6 +489,27 @@ pub(super) enum Answer {
         digest: String,
         result: Result<super::fetch::Downloaded, super::fetch::FetchError>,
     },
+}
+
+impl Answer {
+    /// The status of a call that could not reach the coordinator's address
+    /// (see [`is_unreachable`]); `None` when the address answered.
+    fn unreachable(&self) -> Option<&Status> {
+        let status = match self {
+            Answer::Registered(Err(status))
+            | Answer::Work { result: Err(status), .. }
+            | Answer::Reported { result: Err(status), .. }
+            | Answer::Downloaded { result: Err(DownloadError::Status(status)), .. }
+            | Answer::Host(Err(status)) => status,
+            Answer::Registered(Ok(_))
+            | Answer::Work { result: Ok(_), .. }
+            | Answer::Reported { result: Ok(_), .. }
+            | Answer::Downloaded { .. }
+            | Answer::Host(Ok(_))
+            | Answer::Fetched { .. } => return None,
+        };
+        is_unreachable(status.code()).then_some(status)
+    }
 }
 
 /// When a kind of call may next be made, and the backoff that sets it.

@@ -333,7 +333,7 @@ impl Worker {
             if attachment.identity.is_none() || attachment.detached {
                 continue;
             }
-            let (client, cache, calls) = (attachment.client.clone(), self.state.file_cache(), self.calls_tx.clone());
+            let (client, cache, calls) = (attachment.client().clone(), self.state.file_cache(), self.calls_tx.clone());
             self.fetching.insert(digest.clone());
             debug!(server = %attachment.server, %digest, size, "downloading input file");
             let meta = quorum_p2p::FileMeta::from_bytes(&meta).ok();

@@ -36,6 +36,13 @@
 //! tasks need fill it beyond the budget, after reports are settled; a module
 //! evicted from the disk is dropped from memory too (no queued task needs it).
 //!
+//! A coordinator given as a group of addresses (`--server URL,URL`) is one
+//! attachment: its calls go to the address in use, a call that finds it
+//! unreachable is made again at once at the next address, and only once
+//! every address failed does the call back off (`failover`); the identity,
+//! the journal's rows and the directories are the attachment's, whichever
+//! address answers.
+//!
 //! This module holds the state and the loop (start, turns, shutdown);
 //! `compute` what happens on the cores, `calls` what is said to the
 //! coordinators, `fetch` the input files tasks need (downloaded beside the
@@ -150,11 +157,21 @@ pub(crate) struct Worker {
     next_progress: Instant,
 }
 
-/// One coordinator this worker is attached to.
+/// One coordinator this worker is attached to: one address, or a group of
+/// addresses serving one database (see `failover`).
 struct Attachment {
+    /// The attachment's key: its identity, tasks, checkpoints and pinned
+    /// keys are filed under it in the journal and the state directory,
+    /// whichever address the calls go to.
     server: String,
+    /// The coordinator's addresses, in the order given, and a client for
+    /// each (connected at its first call). One host token is valid at all of
+    /// them: they share one database.
+    addresses: Vec<String>,
+    clients: Vec<Client>,
+    /// Which address calls go to now.
+    failover: crate::failover::Failover,
     share: f64,
-    client: Client,
     identity: Option<Identity>,
     buffer: Buffer,
     /// A call is in flight.
@@ -175,6 +192,23 @@ struct Attachment {
     /// then forget the coordinator (`detached`).
     detaching: bool,
     detached: bool,
+}
+
+impl Attachment {
+    /// The client of the address calls go to now.
+    fn client(&self) -> &Client {
+        &self.clients[self.failover.current()]
+    }
+
+    /// The address calls go to now.
+    fn address(&self) -> &str {
+        &self.addresses[self.failover.current()]
+    }
+
+    /// Sets the host's token on every address's client.
+    fn set_token(&mut self, token: &str) -> Result<(), crate::client::Error> {
+        self.clients.iter_mut().try_for_each(|client| client.set_token(token))
+    }
 }
 
 struct Queued {
@@ -289,20 +323,44 @@ impl Worker {
         gate.set_cpu_limit(config.cpu_limit);
         let total_share: f64 = config.attachments.iter().map(|a| a.share).sum();
         let now = now_ms();
-        let mut attachments = Vec::with_capacity(config.attachments.len());
+        let journalled = journal.attachments().await?;
+        let recorded: Vec<(String, Vec<String>)> =
+            journalled.iter().map(|line| (line.server.clone(), line.addresses.clone())).collect();
+        let mut attachments: Vec<Attachment> = Vec::with_capacity(config.attachments.len());
         for attach in &config.attachments {
-            journal.attach(&attach.server, attach.share).await?;
-            let identity = journal.identity(&attach.server).await?;
-            let mut client = Client::new(&attach.server, config.ca_cert.as_deref())?;
-            if let Some(identity) = &identity {
-                client.set_token(&identity.token)?;
+            // A group keeps the identity it has, whichever of its addresses
+            // it was attached with (a worker from before groups: its one URL).
+            let server = crate::failover::group_key(&attach.addresses, &recorded).map_err(anyhow::Error::msg)?;
+            if let Some(other) = attachments.iter().find(|a| a.server == server) {
+                anyhow::bail!(
+                    "the coordinators {} and {} are attached as one group (one host identity, {server}): \
+                     give them as one --server URL,URL",
+                    other.addresses.join(","),
+                    attach.addresses.join(",")
+                );
             }
-            let (usage, usage_at_ms) = journal.usage(&attach.server).await?;
+            // Start where the last run's calls went, if that address is still given.
+            let last = journalled.iter().find(|line| line.server == server).map(|line| line.address.as_str());
+            let start = attach.addresses.iter().position(|address| Some(address.as_str()) == last).unwrap_or(0);
+            journal.attach(&server, attach.share).await?;
+            journal.set_addresses(&server, &attach.addresses, &attach.addresses[start]).await?;
+            let identity = journal.identity(&server).await?;
+            let mut clients = Vec::with_capacity(attach.addresses.len());
+            for address in &attach.addresses {
+                let mut client = Client::new(address, config.ca_cert.as_deref())?;
+                if let Some(identity) = &identity {
+                    client.set_token(&identity.token)?;
+                }
+                clients.push(client);
+            }
+            let (usage, usage_at_ms) = journal.usage(&server).await?;
             let max = config.max_backoff;
             attachments.push(Attachment {
-                server: attach.server.clone(),
+                server,
+                addresses: attach.addresses.clone(),
+                clients,
+                failover: crate::failover::Failover::new(attach.addresses.len(), start),
                 share: attach.share,
-                client,
                 identity,
                 buffer: Buffer::split(config.buffer_low, config.buffer_high, attach.share, total_share),
                 busy: false,
@@ -396,7 +454,7 @@ impl Worker {
         info!(
             cpus = self.config.cpus,
             cpu_limit = self.config.cpu_limit,
-            servers = %self.attachments.iter().map(|a| a.server.as_str()).collect::<Vec<_>>().join(" "),
+            servers = %self.attachments.iter().map(|a| a.addresses.join(",")).collect::<Vec<_>>().join(" "),
             "worker started"
         );
         loop {
@@ -588,7 +646,7 @@ impl Worker {
             }
             let reports = self.report_batch(index);
             let sent: Vec<i64> = reports.iter().map(|r| r.result_id).collect();
-            let mut client = self.attachments[index].client.clone();
+            let mut client = self.attachments[index].client().clone();
             match tokio::time::timeout(SHUTDOWN_GRACE, client.report_results(&reports)).await {
                 Ok(Ok(reported)) => {
                     if let Err(error) =
