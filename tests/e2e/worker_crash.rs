@@ -11,16 +11,22 @@
 //! (`quorum-worker pause`) once it holds both kinds of task, then kills it;
 //! the pause is kept in the journal, so the restarted worker starts paused
 //! until `quorum-worker resume`.
+//!
+//! On two coordinators over one PostgreSQL database, the worker is given
+//! both addresses and both coordinators die; only the second is started
+//! again: the restarted worker fails over to it and carries on as the same
+//! host.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 use quorum_tests::cli::Submitted;
+use quorum_tests::group::{Coordinators, Setup};
 use quorum_tests::grpc::Projects;
 use quorum_tests::poll::poll_until;
 use quorum_tests::worker::{checkpointed, ids_in_state};
-use quorum_tests::{Server, TestDir, Worker, cli};
+use quorum_tests::{TestDir, Worker, cli};
 
 const N_WORK_UNITS: u64 = 4;
 /// sumprimes near 10^9: about half a second to a second per unit, with a
@@ -46,11 +52,19 @@ fn mentions(log: &str, what: &str, result_id: i64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_with_unreported_and_checkpointed_tasks() {
+    worker_killed_with_unreported_and_checkpointed_tasks_on(Setup::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_with_unreported_and_checkpointed_tasks_on_two_postgres_coordinators() {
+    worker_killed_with_unreported_and_checkpointed_tasks_on(Setup::PostgresPair).await;
+}
+
+async fn worker_killed_with_unreported_and_checkpointed_tasks_on(setup: Setup) {
     let dir = TestDir::new("worker-crash");
-    let db = dir.join("quorum.db");
-    let mut server = Server::spawn_with_db(dir.path(), &db);
-    let addr = server.addr().to_owned();
-    let url = server.url();
+    let mut group = Coordinators::start(setup, dir.path());
+    let url = group.url(0);
+    let addresses = group.addresses();
     let manifest = dir.write("project.toml", manifest());
     let submitted: Submitted = cli(&url, ["--json", "submit", &manifest.display().to_string()]).await.json();
     assert_eq!(submitted.n_work_units, N_WORK_UNITS);
@@ -58,13 +72,13 @@ async fn worker_killed_with_unreported_and_checkpointed_tasks() {
     // Worker A takes one copy of every work unit and starts computing.
     let state_a = dir.join("worker-a");
     let buffer = ["--buffer-low", "2", "--buffer-high", "2"];
-    let mut worker_a = Worker::spawn_with(&[&url], &state_a, 2, &buffer);
+    let mut worker_a = Worker::spawn_with(&[&addresses], &state_a, 2, &buffer);
     poll_until("worker A to start computing", Duration::from_millis(10), || async {
         if worker_a.log().contains("started result") { Ok(()) } else { Err(worker_a.log()) }
     })
     .await;
-    // The coordinator dies: A's finished results must wait in its journal.
-    server.kill();
+    // The coordinators die: A's finished results must wait in its journal.
+    group.kill_all();
 
     // Pause A once it has a finished result and a running task with a
     // checkpoint; the pause freezes that state (retried if a task changed
@@ -98,8 +112,9 @@ async fn worker_killed_with_unreported_and_checkpointed_tasks() {
     worker_a.kill_9();
     eprintln!("killed worker A with {unreported:?} unreported and {interrupted:?} checkpointed");
 
-    let server = Server::spawn_at(dir.path(), &db, &addr);
-    let worker_a = Worker::spawn_with(&[&url], &state_a, 2, &buffer);
+    group.restart(1, dir.path());
+    let url = group.url(1);
+    let worker_a = Worker::spawn_with(&[&addresses], &state_a, 2, &buffer);
     let _worker_b = Worker::spawn_with(&[&url], &dir.join("worker-b"), 2, &buffer);
     // The pause was journalled: A starts paused, and resumes on command.
     poll_until("restarted worker A to start paused", Duration::from_millis(10), || async {
@@ -110,7 +125,7 @@ async fn worker_killed_with_unreported_and_checkpointed_tasks() {
     let said = worker_a.command("resume").await;
     assert!(said.contains("resumed (worker pid"), "{said}");
 
-    cli(&server.url(), ["wait", "sumprimes", "--timeout", "120s"]).await.success();
+    cli(&url, ["wait", "sumprimes", "--timeout", "120s"]).await.success();
     let projects = Projects::connect(&url).await;
     let hosts = projects.hosts().await;
     let host_a = hosts.iter().find(|host| host.name == "worker-a").expect("worker A registered").id;

@@ -87,14 +87,29 @@ impl Coordinators {
         &mut self.servers[i % n]
     }
 
-    /// Starts coordinator `i` (of a PostgreSQL group) again at its address,
+    /// Every coordinator's URL, comma-separated: a worker's `--server` for
+    /// the whole group (it fails over between them).
+    pub fn addresses(&self) -> String {
+        self.servers.iter().map(Server::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// SIGKILLs every coordinator.
+    pub fn kill_all(&mut self) {
+        self.servers.iter_mut().for_each(Server::kill);
+    }
+
+    /// Starts coordinator `i` again at its address (on the same database),
     /// once it was killed.
     pub fn restart(&mut self, i: usize, dir: &Path) {
-        let database = self.database.as_ref().expect("restart is for a PostgreSQL group");
         let n = self.servers.len();
         let addr = self.servers[i % n].addr().to_owned();
-        let other = &self.servers[(i + 1) % n];
-        let restarted = Server::spawn_postgres_peer(&member_dir(dir, i % n), database, &addr, other);
+        let restarted = match &self.database {
+            None => Server::spawn_at(dir, &dir.join("quorum.db"), &addr),
+            Some(database) => {
+                let other = &self.servers[(i + 1) % n];
+                Server::spawn_postgres_peer(&member_dir(dir, i % n), database, &addr, other)
+            }
+        };
         self.servers[i % n] = restarted;
     }
 }
