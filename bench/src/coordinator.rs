@@ -76,6 +76,20 @@ impl Coordinator {
     /// `postgres` (a `postgres://` URL; an empty database, or one a run
     /// left, which then holds its projects) instead of a new SQLite file.
     pub async fn start_on(postgres: Option<&str>, extra: &[&str]) -> anyhow::Result<Coordinator> {
+        Coordinator::start_inner(postgres, None, extra).await
+    }
+
+    /// Another coordinator of `first`'s PostgreSQL database `postgres` (its
+    /// admin token is `first`'s: the database has it already).
+    pub async fn start_peer(postgres: &str, first: &Coordinator, extra: &[&str]) -> anyhow::Result<Coordinator> {
+        Coordinator::start_inner(Some(postgres), Some(&first.token), extra).await
+    }
+
+    async fn start_inner(
+        postgres: Option<&str>,
+        known_token: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<Coordinator> {
         let program = server_binary()?;
         let dir =
             tempfile::Builder::new().prefix("quorum-bench-").tempdir().context("cannot create a temporary folder")?;
@@ -121,8 +135,11 @@ impl Coordinator {
             })?
             .to_owned();
         // Written before the address is announced.
-        let token = std::fs::read_to_string(&token_file)
-            .with_context(|| format!("cannot read the admin token in {}", token_file.display()))?;
+        let token = match known_token {
+            Some(token) => token.to_owned(),
+            None => std::fs::read_to_string(&token_file)
+                .with_context(|| format!("cannot read the admin token in {}", token_file.display()))?,
+        };
         let admin = format!("Bearer {}", token.trim()).parse().context("the admin token is not valid metadata")?;
         Ok(Coordinator {
             child,

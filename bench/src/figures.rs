@@ -26,6 +26,8 @@ pub struct Figures {
     pub held_backlog: u64,
     /// HTTP/2 connections the simulated hosts share.
     pub channels: u32,
+    /// Coordinators over the database (their CPU is added up; peak RSS is the largest).
+    pub coordinators: u32,
 
     // Submission (work units and backlog, through CreateProject/AddWorkUnits).
     pub work_units_submitted: u64,

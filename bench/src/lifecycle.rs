@@ -96,6 +96,9 @@ pub struct Options {
     /// Run the coordinator on this PostgreSQL database (an empty one)
     /// instead of a new SQLite file.
     pub postgres: Option<String>,
+    /// Coordinators over the PostgreSQL database (the hosts' connections
+    /// spread over them); 1 on SQLite.
+    pub coordinators: u32,
 }
 
 /// Counters shared by the hosts and the sampling task.
@@ -135,31 +138,59 @@ pub async fn run(options: &Options) -> anyhow::Result<Figures> {
         options.held_backlog == 0 || options.postgres.is_none(),
         "--held-backlog writes into the SQLite file: not with --postgres"
     );
-    let mut coordinator = Coordinator::start_on(options.postgres.as_deref(), &[]).await?;
-    tracing::info!(url = %coordinator.url, "coordinator started");
-    let outcome = measure(&mut coordinator, options).await;
+    anyhow::ensure!(options.coordinators >= 1, "--coordinators must be at least 1");
+    anyhow::ensure!(
+        options.coordinators == 1 || options.postgres.is_some(),
+        "several --coordinators share a PostgreSQL database: give --postgres"
+    );
+    let mut coordinators = vec![Coordinator::start_on(options.postgres.as_deref(), &[]).await?];
+    for _ in 1..options.coordinators {
+        let url = options.postgres.as_deref().unwrap_or_default();
+        let peer = Coordinator::start_peer(url, &coordinators[0], &[]).await?;
+        coordinators.push(peer);
+    }
+    for coordinator in &coordinators {
+        tracing::info!(url = %coordinator.url, "coordinator started");
+    }
+    let outcome = measure(&mut coordinators, options).await;
     let outcome = match outcome {
         Ok(figures) => Ok(figures),
         Err(error) => {
-            let running = coordinator.check_running();
-            let log = coordinator.log_tail();
-            Err(error.context(format!("coordinator: {running:?}; end of its log:\n{log}")))
+            let mut said = String::new();
+            for coordinator in &mut coordinators {
+                let running = coordinator.check_running();
+                said += &format!(
+                    "coordinator {}: {running:?}; end of its log:\n{}\n",
+                    coordinator.url,
+                    coordinator.log_tail()
+                );
+            }
+            Err(error.context(said))
         }
     };
-    coordinator.stop().await;
+    for coordinator in coordinators {
+        coordinator.stop().await;
+    }
     outcome
 }
 
-async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Result<Figures> {
+/// The CPU seconds every coordinator used so far, together.
+fn cpu_seconds(coordinators: &[Coordinator]) -> anyhow::Result<f64> {
+    coordinators.iter().map(Coordinator::cpu_seconds).sum()
+}
+
+async fn measure(coordinators: &mut [Coordinator], options: &Options) -> anyhow::Result<Figures> {
     let mut channels = Vec::new();
-    for _ in 0..options.channels {
-        let endpoint = Endpoint::from_shared(coordinator.url.clone()).context("a valid coordinator URL")?;
-        channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {}", coordinator.url))?);
+    for number in 0..options.channels.max(coordinators.len() as u32) as usize {
+        // Connection i goes to coordinator i (modulo how many there are).
+        let url = &coordinators[number % coordinators.len()].url;
+        let endpoint = Endpoint::from_shared(url.clone()).context("a valid coordinator URL")?;
+        channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {url}"))?);
     }
-    let mut projects = coordinator.projects(channels[0].clone());
+    let mut projects = coordinators[0].projects(channels[0].clone());
 
     // 1. Submission.
-    let cpu_before_submit = coordinator.cpu_seconds()?;
+    let cpu_before_submit = cpu_seconds(coordinators)?;
     let submit_started = Instant::now();
     if options.backlog > 0 {
         submit(&mut projects, BACKLOG_PROJECT, options.backlog, options.quorum, -1).await?;
@@ -170,7 +201,7 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
     }
     submit(&mut projects, PROJECT, options.work_units, options.quorum, 0).await?;
     let submit_seconds = submit_started.elapsed().as_secs_f64();
-    let coordinator_submit_cpu_seconds = coordinator.cpu_seconds()? - cpu_before_submit;
+    let coordinator_submit_cpu_seconds = cpu_seconds(coordinators)? - cpu_before_submit;
     let work_units_submitted = options.work_units + options.backlog + options.held_backlog;
     if options.held_backlog > 0 {
         let mut client = SchedulerClient::new(channels[0].clone());
@@ -183,7 +214,7 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
                 .into_inner();
             holders.push(holder.host_id);
         }
-        hold(&coordinator.db_path(), HELD_PROJECT, &holders).await?;
+        hold(&coordinators[0].db_path(), HELD_PROJECT, &holders).await?;
         tracing::info!(work_units = options.held_backlog, "held by a host of every account");
     }
     tracing::info!(work_units_submitted, submit_seconds, "submitted");
@@ -202,7 +233,7 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
     tracing::info!(hosts = options.hosts, "hosts registered");
 
     let counters = Arc::new(Counters::default());
-    let cpu_before_run = coordinator.cpu_seconds()?;
+    let cpu_before_run = cpu_seconds(coordinators)?;
     let bench_cpu_before = coordinator::cpu_seconds("/proc/self/stat")?;
     let started = Instant::now();
     let mut host_tasks = tokio::task::JoinSet::new();
@@ -258,7 +289,9 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
             joined.context("a host task panicked")??;
             anyhow::bail!("a simulated host stopped early");
         }
-        coordinator.check_running()?;
+        for coordinator in coordinators.iter_mut() {
+            coordinator.check_running()?;
+        }
         // Sleep until the next sample is due, but sample at once (and then
         // every FINAL_SAMPLE_INTERVAL) when the last copy has been reported.
         let next_sample = Instant::now() + SAMPLE_INTERVAL;
@@ -279,12 +312,17 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
         request_work.extend(latencies.request_work);
         report_results.extend(latencies.report_results);
     }
-    let coordinator_cpu_seconds = coordinator.cpu_seconds()? - cpu_before_run;
+    let coordinator_cpu_seconds = cpu_seconds(coordinators)? - cpu_before_run;
     let bench_cpu_seconds = coordinator::cpu_seconds("/proc/self/stat")? - bench_cpu_before;
-    let peak_rss = coordinator.peak_rss_bytes()?;
+    let mut peak_rss = 0;
+    for coordinator in coordinators.iter() {
+        peak_rss = peak_rss.max(coordinator.peak_rss_bytes()?);
+    }
     let completed = status.work_units_open == 0;
     if counters.rpc_errors.load(Ordering::Relaxed) > 0 {
-        tracing::warn!("calls failed; the coordinator's log says:\n{}", coordinator.log_tail());
+        for coordinator in coordinators.iter() {
+            tracing::warn!("calls failed; coordinator {}'s log says:\n{}", coordinator.url, coordinator.log_tail());
+        }
     }
 
     request_work.sort_unstable();
@@ -311,6 +349,7 @@ async fn measure(coordinator: &mut Coordinator, options: &Options) -> anyhow::Re
         backlog: options.backlog,
         held_backlog: options.held_backlog,
         channels: options.channels,
+        coordinators: options.coordinators,
         work_units_submitted,
         submit_seconds,
         work_units_submitted_per_sec: work_units_submitted as f64 / submit_seconds,

@@ -75,6 +75,10 @@ enum Command {
         /// URL of an empty database) instead of a new SQLite file.
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+        /// Coordinators over the --postgres database, the hosts' connections
+        /// spread over them (--channels is raised to at least this).
+        #[arg(long, default_value_t = 1)]
+        coordinators: u32,
     },
     /// Input files through a real coordinator, real workers and the real CLI
     /// (`quorum-bench files locality`, `big-input`, `distribution`).
@@ -152,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             compute_ms,
             json,
             postgres,
+            coordinators,
         } => {
             let options = lifecycle::Options {
                 hosts,
@@ -166,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 separate_reports,
                 compute_time: Duration::from_millis(compute_ms),
                 postgres,
+                coordinators,
             };
             let figures = lifecycle::run(&options).await?;
             if json {
