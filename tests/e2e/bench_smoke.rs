@@ -21,6 +21,7 @@ struct Figures {
     backlog: u64,
     held_backlog: u64,
     channels: u32,
+    coordinators: u32,
     work_units_submitted: u64,
     submit_seconds: f64,
     work_units_submitted_per_sec: f64,
@@ -106,6 +107,32 @@ async fn lifecycle_smoke_run_validates_every_work_unit() {
     assert!(figures.request_work_calls > 0);
     assert_eq!(figures.report_results_calls, 0);
     assert!(figures.coordinator_peak_rss_mb > 0.0);
+    assert_eq!(figures.rpc_errors, 0, "no call failed: {figures:?}");
+    assert_eq!(figures.coordinators, 1);
+}
+
+#[tokio::test]
+async fn lifecycle_smoke_run_on_two_postgres_coordinators_validates_every_work_unit() {
+    let database = quorum_tests::postgres::Database::create();
+    let figures: Figures = run_bench(&[
+        "lifecycle",
+        "--hosts",
+        "4",
+        "--work-units",
+        "200",
+        "--postgres",
+        database.url(),
+        "--coordinators",
+        "2",
+        "--json",
+    ])
+    .await;
+    assert!(figures.completed, "{figures:?}");
+    assert_eq!(figures.coordinators, 2);
+    assert_eq!(figures.work_units_done, 200, "every work unit validated: {figures:?}");
+    let copies = 200 * u64::from(figures.quorum);
+    assert_eq!(figures.results_dispatched, copies, "no copy handed out twice by the two");
+    assert_eq!(figures.results_validated, copies);
     assert_eq!(figures.rpc_errors, 0, "no call failed: {figures:?}");
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::backend::{Row, query, query_scalar};
+use super::backend::{Row, Tx, query, query_scalar};
 use super::rows::{self, u32_column, u64_column};
 use super::{Error, Result, Store};
 use crate::domain::assimilation::Cursor;
@@ -199,100 +199,106 @@ impl Store {
             " FROM projects p WHERE (? IS NULL OR p.name = ?) ORDER BY p.id"
         );
         let name = project.map(ProjectName::as_str);
-        let projects = query(sql).bind(name).bind(name).fetch_all(&self.pool).await?;
+        // One snapshot for every count: a status never mixes two moments,
+        // whichever coordinator's writes come meanwhile.
+        let mut tx = self.pool.begin().await?;
+        let projects = query(sql).bind(name).bind(name).fetch_all(&mut tx).await?;
         if let (Some(name), true) = (project, projects.is_empty()) {
             return Err(Error::ProjectNotFound(name.to_string()));
         }
         let mut statuses = Vec::with_capacity(projects.len());
         for row in &projects {
-            statuses.push(self.status_of(row).await?);
+            statuses.push(status_of(&mut tx, row).await?);
         }
+        tx.rollback().await?;
         Ok(statuses)
     }
+}
 
-    async fn status_of(&self, row: &Row) -> Result<ProjectStatus> {
-        let id: i64 = row.try_get("id")?;
-        let mut status = ProjectStatus {
-            id,
-            name: row.try_get("name")?,
-            state: row.try_get("state")?,
-            app_digest: row.try_get("app_digest")?,
-            policy: rows::policy(row)?,
-            validator: row.try_get("validator")?,
-            batches: Vec::new(),
-            work_units_total: 0,
-            work_units_open: 0,
-            work_units_done: 0,
-            work_units_failed: 0,
-            results_unsent: 0,
-            results_in_progress: 0,
-            results_over: 0,
-            results_valid: 0,
-            results_invalid: 0,
-            results_error: 0,
-            results_no_reply: 0,
-            results_reported: 0,
-        };
-        let batches = query(
-            "SELECT id, state, pause_reason, n_work_units, n_ended FROM batches WHERE project_id = ? ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        for batch in &batches {
-            status.batches.push(BatchInfo {
-                id: batch.try_get("id")?,
-                state: batch.try_get("state")?,
-                pause_reason: batch.try_get("pause_reason")?,
-                n_work_units: u64_column(batch, "n_work_units")?,
-                n_ended: u64_column(batch, "n_ended")?,
-            });
-        }
-        let counts = query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
+/// The status of the project in `row`, counted in `tx`'s snapshot.
+async fn status_of(tx: &mut Tx<'_>, row: &Row) -> Result<ProjectStatus> {
+    let id: i64 = row.try_get("id")?;
+    let mut status = ProjectStatus {
+        id,
+        name: row.try_get("name")?,
+        state: row.try_get("state")?,
+        app_digest: row.try_get("app_digest")?,
+        policy: rows::policy(row)?,
+        validator: row.try_get("validator")?,
+        batches: Vec::new(),
+        work_units_total: 0,
+        work_units_open: 0,
+        work_units_done: 0,
+        work_units_failed: 0,
+        results_unsent: 0,
+        results_in_progress: 0,
+        results_over: 0,
+        results_valid: 0,
+        results_invalid: 0,
+        results_error: 0,
+        results_no_reply: 0,
+        results_reported: 0,
+    };
+    let batches =
+        query("SELECT id, state, pause_reason, n_work_units, n_ended FROM batches WHERE project_id = ? ORDER BY id")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
-        for count in &counts {
-            let n = u64_column(count, "n")?;
-            status.work_units_total += n;
-            match count.try_get::<String, _>("state")?.as_str() {
-                "open" => status.work_units_open += n,
-                "done" => status.work_units_done += n,
-                _ => status.work_units_failed += n,
-            }
-        }
-        let counts = query(
-            "SELECT server_state, outcome, validate_state, COUNT(*) AS n FROM results WHERE project_id = ? \
-             GROUP BY server_state, outcome, validate_state",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        for count in &counts {
-            let n = u64_column(count, "n")?;
-            match count.try_get::<String, _>("server_state")?.as_str() {
-                "unsent" => status.results_unsent += n,
-                "in_progress" => status.results_in_progress += n,
-                _ => status.results_over += n,
-            }
-            match count.try_get::<Option<String>, _>("outcome")?.as_deref() {
-                Some("client_error" | "validate_error") => status.results_error += n,
-                Some("no_reply") => status.results_no_reply += n,
-                _ => {}
-            }
-            match (
-                count.try_get::<Option<String>, _>("outcome")?.as_deref(),
-                count.try_get::<String, _>("validate_state")?.as_str(),
-            ) {
-                (_, "valid") => status.results_valid += n,
-                (_, "invalid") => status.results_invalid += n,
-                (Some("success"), "pending") => status.results_reported += n,
-                _ => {}
-            }
-        }
-        Ok(status)
+    for batch in &batches {
+        status.batches.push(BatchInfo {
+            id: batch.try_get("id")?,
+            state: batch.try_get("state")?,
+            pause_reason: batch.try_get("pause_reason")?,
+            n_work_units: u64_column(batch, "n_work_units")?,
+            n_ended: u64_column(batch, "n_ended")?,
+        });
     }
+    let counts = query("SELECT state, COUNT(*) AS n FROM work_units WHERE project_id = ? GROUP BY state")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+    for count in &counts {
+        let n = u64_column(count, "n")?;
+        status.work_units_total += n;
+        match count.try_get::<String, _>("state")?.as_str() {
+            "open" => status.work_units_open += n,
+            "done" => status.work_units_done += n,
+            _ => status.work_units_failed += n,
+        }
+    }
+    let counts = query(
+        "SELECT server_state, outcome, validate_state, COUNT(*) AS n FROM results WHERE project_id = ? \
+             GROUP BY server_state, outcome, validate_state",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for count in &counts {
+        let n = u64_column(count, "n")?;
+        match count.try_get::<String, _>("server_state")?.as_str() {
+            "unsent" => status.results_unsent += n,
+            "in_progress" => status.results_in_progress += n,
+            _ => status.results_over += n,
+        }
+        match count.try_get::<Option<String>, _>("outcome")?.as_deref() {
+            Some("client_error" | "validate_error") => status.results_error += n,
+            Some("no_reply") => status.results_no_reply += n,
+            _ => {}
+        }
+        match (
+            count.try_get::<Option<String>, _>("outcome")?.as_deref(),
+            count.try_get::<String, _>("validate_state")?.as_str(),
+        ) {
+            (_, "valid") => status.results_valid += n,
+            (_, "invalid") => status.results_invalid += n,
+            (Some("success"), "pending") => status.results_reported += n,
+            _ => {}
+        }
+    }
+    Ok(status)
+}
 
+impl Store {
     async fn project_id(&self, project: &ProjectName) -> Result<i64> {
         rows::project_id(&self.pool, project).await
     }
