@@ -658,12 +658,7 @@ async fn copy_table(
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut *sqlite);
     while let Some(row) = rows.next().await {
         let row = row.map_err(|source| Error::Sqlite { path: path.to_owned(), source })?;
-        let values = table
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, column)| sqlite_value(&row, i, table, column))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = sqlite_values(&row, table)?;
         hasher.row(&values);
         batch_bytes += values.iter().map(Value::size).sum::<usize>();
         batch.push(values);
@@ -705,6 +700,11 @@ async fn insert(tx: &mut sqlx::PgConnection, table: &Table, batch: &mut Vec<Vec<
     });
     builder.build().persistent(false).execute(&mut *tx).await?;
     Ok(())
+}
+
+/// A SQLite row of `table`, each value as its PostgreSQL column's type.
+fn sqlite_values(row: &SqliteRow, table: &Table) -> Result<Vec<Value>, Error> {
+    table.columns.iter().enumerate().map(|(i, column)| sqlite_value(row, i, table, column)).collect()
 }
 
 /// The value of column `i` of a SQLite row, as its PostgreSQL column's type:
@@ -818,13 +818,7 @@ pub(super) async fn digests(path: &Path, url: &str) -> Result<(Vec<TableCopy>, V
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(select_in_order(table))).fetch(&mut *snapshot);
         while let Some(row) = rows.next().await {
             let row = row.map_err(sqlite_error)?;
-            let values = table
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, column)| sqlite_value(&row, i, table, column))
-                .collect::<Result<Vec<_>, _>>()?;
-            hasher.row(&values);
+            hasher.row(&sqlite_values(&row, table)?);
         }
         drop(rows);
         let Digested { n_rows, digest } = hasher.finish();

@@ -32,7 +32,8 @@
 //!
 //! Frontiers live in each coordinator's memory (a restart only costs one walk
 //! per host) and are updated only after the group's transaction committed,
-//! with the epoch read inside it: a reset in between makes the update void.
+//! with the database's frontier epoch read inside it: an update found at
+//! an epoch since moved on is void.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
@@ -54,14 +55,12 @@ pub(super) enum Walker {
     Account(String),
 }
 
-/// Every host's frontiers, with the epoch that a reset advances.
+/// Every host's frontiers, with the database's frontier epoch they were found at.
 #[derive(Default)]
 pub(super) struct Frontiers(Mutex<Inner>);
 
 #[derive(Default)]
 struct Inner {
-    /// Advanced by each reset: an update found before one is void.
-    epoch: u64,
     /// The database's frontier epoch these frontiers were found at.
     stored: Option<i64>,
     walkers: HashMap<Walker, HostFrontier>,
@@ -73,25 +72,23 @@ struct Inner {
 const EXPLAIN_EVERY_MS: i64 = 60_000;
 
 impl Frontiers {
-    /// The current epoch and the frontiers of `walkers` (empty for one with
-    /// none), given the database's frontier epoch read in the walk's
-    /// transaction: every frontier is forgotten first if it moved.
+    /// The frontiers of `walkers` (empty for one with none), given the
+    /// database's frontier epoch read in the walk's transaction: every
+    /// frontier is forgotten first if it moved.
     pub fn read<'a>(
         &self,
         stored: i64,
         walkers: impl IntoIterator<Item = &'a Walker>,
-    ) -> (u64, HashMap<Walker, HostFrontier>) {
+    ) -> HashMap<Walker, HostFrontier> {
         let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.stored != Some(stored) {
-            inner.epoch += 1;
             inner.walkers.clear();
             inner.stored = Some(stored);
         }
-        let frontiers = walkers
+        walkers
             .into_iter()
             .map(|walker| (walker.clone(), inner.walkers.get(walker).cloned().unwrap_or_default()))
-            .collect();
-        (inner.epoch, frontiers)
+            .collect()
     }
 
     /// The frontier of `walker` as it stands (tests only).
@@ -100,11 +97,11 @@ impl Frontiers {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).walkers.get(walker).cloned().unwrap_or_default()
     }
 
-    /// Stores frontiers found by a walk at `epoch`, once its transaction has
+    /// Stores frontiers found by a walk at the database's frontier epoch `stored`, once its transaction has
     /// committed; void if a reset came since.
-    pub fn update(&self, epoch: u64, frontiers: HashMap<Walker, HostFrontier>) {
+    pub fn update(&self, stored: i64, frontiers: HashMap<Walker, HostFrontier>) {
         let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.epoch != epoch {
+        if inner.stored != Some(stored) {
             return;
         }
         if inner.walkers.len() + frontiers.len() > MAX_HOSTS {
@@ -136,13 +133,13 @@ mod tests {
     fn an_update_from_before_the_stored_epoch_moved_is_void() {
         let frontiers = Frontiers::default();
         let host = Walker::Host(HostId(1));
-        let (epoch, _) = frontiers.read(0, [&host]);
-        frontiers.update(epoch, HashMap::from([(host.clone(), BTreeMap::from([(0, 10)]))]));
-        assert_eq!(frontiers.read(0, [&host]).1[&host], BTreeMap::from([(0, 10)]));
+        frontiers.read(0, [&host]);
+        frontiers.update(0, HashMap::from([(host.clone(), BTreeMap::from([(0, 10)]))]));
+        assert_eq!(frontiers.read(0, [&host])[&host], BTreeMap::from([(0, 10)]));
         // A walk at epoch 0 is running when another coordinator resumes a batch.
-        let (stale, _) = frontiers.read(0, [&host]);
-        assert!(frontiers.read(1, [&host]).1[&host].is_empty(), "forgotten once the stored epoch moved");
-        frontiers.update(stale, HashMap::from([(host.clone(), BTreeMap::from([(0, 20)]))]));
-        assert!(frontiers.read(1, [&host]).1[&host].is_empty(), "the stale walk's update is void");
+        frontiers.read(0, [&host]);
+        assert!(frontiers.read(1, [&host])[&host].is_empty(), "forgotten once the stored epoch moved");
+        frontiers.update(0, HashMap::from([(host.clone(), BTreeMap::from([(0, 20)]))]));
+        assert!(frontiers.read(1, [&host])[&host].is_empty(), "the stale walk's update is void");
     }
 }

@@ -309,7 +309,7 @@ pub(super) async fn run_calls(
             Call::Report { .. } => &NO_FILES,
         })
         .collect();
-    let (leased, found, epoch) =
+    let (leased, found, stored) =
         lease(tx, validators, secret, frontiers, &wants, &cached, &mut assignments, &mut hosts, now).await?;
     attach_files(tx, assignments.iter_mut()).await?;
     // The last writes go to SQLite as one multi-statement query: one round
@@ -334,19 +334,20 @@ pub(super) async fn run_calls(
             })
         })
         .collect();
-    Ok((answers, FrontierUpdate { epoch, frontiers: found }))
+    Ok((answers, FrontierUpdate { stored, frontiers: found }))
 }
 
 /// Frontiers a group's walk found, to keep once its transaction committed.
 pub(super) struct FrontierUpdate {
-    epoch: u64,
+    /// The database's frontier epoch the walk read.
+    stored: i64,
     frontiers: HashMap<Walker, HostFrontier>,
 }
 
 impl FrontierUpdate {
     /// Keeps them (call after the commit).
     pub fn keep(self, frontiers: &Frontiers) {
-        frontiers.update(self.epoch, self.frontiers);
+        frontiers.update(self.stored, self.frontiers);
     }
 }
 
@@ -719,7 +720,7 @@ async fn lease(
     assignments: &mut [Vec<Assignment>],
     hosts: &mut HostTable,
     now: Timestamp,
-) -> Result<(Vec<Leased>, HashMap<Walker, HostFrontier>, u64)> {
+) -> Result<(Vec<Leased>, HashMap<Walker, HostFrontier>, i64)> {
     let mut walks: Vec<Walk> = Vec::new();
     for (call, &(host, wants)) in wanted.iter().enumerate() {
         // Calls of unknown hosts are refused before anything else.
@@ -742,7 +743,7 @@ async fn lease(
         return Ok((Vec::new(), HashMap::new(), 0));
     }
     let stored: i64 = query_scalar("SELECT frontier_epoch FROM scheduler_state").fetch_one(&mut *tx).await?;
-    let (epoch, known) = frontiers.read(stored, walks.iter().map(|walk| &walk.walker));
+    let known = frontiers.read(stored, walks.iter().map(|walk| &walk.walker));
     for walk in &mut walks {
         walk.frontier = known.get(&walk.walker).cloned().unwrap_or_default();
     }
@@ -952,7 +953,7 @@ async fn lease(
         hosts.load(tx, events.iter().map(|e| e.host.0)).await?;
         hosts.apply(&events);
     }
-    Ok((leased, found, epoch))
+    Ok((leased, found, stored))
 }
 
 /// An unsent copy offered to the hosts of a group.
