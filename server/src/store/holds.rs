@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::backend::query;
+use super::backend::{query, query_scalar};
 use super::rows::{self, u32_column, u64_column};
 use super::{Result, Store};
 use crate::domain::holds::{self, Facts, Hold};
@@ -44,25 +44,33 @@ impl Store {
             }
         }
 
-        // Unsent copies by batch state; paused batches one by one.
+        // Unsent copies: all of the project's (counted from an index alone),
+        // then those of its paused batches one by one (rare, and small
+        // tables), the rest being in active batches or none.
+        let unsent: i64 = query_scalar("SELECT COUNT(*) FROM results WHERE project_id = ? AND server_state = 'unsent'")
+            .bind(project_id)
+            .fetch_one(&mut tx)
+            .await?;
+        let mut unsent = u64::try_from(unsent).unwrap_or(0);
         for row in query(
-            "SELECT b.id AS batch_id, COALESCE(b.state, 'active') AS batch_state, b.pause_reason, COUNT(*) AS n \
-             FROM results r JOIN work_units w ON w.id = r.work_unit_id LEFT JOIN batches b ON b.id = w.batch_id \
-             WHERE r.project_id = ? AND r.server_state = 'unsent' GROUP BY b.id ORDER BY b.id",
+            "SELECT b.id AS batch_id, b.pause_reason, (SELECT COUNT(*) FROM work_units w JOIN results r \
+             ON r.work_unit_id = w.id WHERE w.batch_id = b.id AND r.server_state = 'unsent') AS n \
+             FROM batches b WHERE b.project_id = ? AND b.state = 'paused' ORDER BY b.id",
         )
         .bind(project_id)
         .fetch_all(&mut tx)
         .await?
         {
             let n = u64_column(&row, "n")?;
-            if row.try_get::<String, _>("batch_state")? == "paused" {
-                let reason: Option<String> = row.try_get("pause_reason")?;
-                let reason = reason.filter(|reason| !reason.is_empty()).unwrap_or_else(|| "no reason given".to_owned());
-                facts.paused.push((row.try_get("batch_id")?, n, reason));
-            } else {
-                facts.unsent_active += n;
+            if n == 0 {
+                continue;
             }
+            unsent = unsent.saturating_sub(n);
+            let reason: Option<String> = row.try_get("pause_reason")?;
+            let reason = reason.filter(|reason| !reason.is_empty()).unwrap_or_else(|| "no reason given".to_owned());
+            facts.paused.push((row.try_get("batch_id")?, n, reason));
         }
+        facts.unsent_active = unsent;
 
         let row = query(
             "SELECT COUNT(*) AS n, MIN(deadline) AS next_deadline FROM results \

@@ -247,8 +247,14 @@ impl Store {
             frontiers.clone(),
             writer_metrics.clone(),
         )?;
-        if let (Pool::Sqlite(pool), Location::Sqlite(path)) = (&pool, location) {
-            tokio::spawn(backend::checkpoints(pool.clone(), path.clone()));
+        match (&pool, location) {
+            (Pool::Sqlite(pool), Location::Sqlite(path)) => {
+                tokio::spawn(backend::checkpoints(pool.clone(), path.clone()));
+            }
+            (Pool::Postgres(pool), _) => {
+                tokio::spawn(backend::statistics(pool.clone()));
+            }
+            _ => {}
         }
         Ok(Store {
             pool,

@@ -573,6 +573,12 @@ struct Holders {
 /// work unit (by host, and by volunteer account when `ACCOUNTS` is spliced
 /// in). Its parameters: the position's priority, its id, the page size.
 ///
+/// The holders are every copy's host but the unsent copies' (none: the
+/// aggregate skips them), found by the work unit's index alone: a condition
+/// on `host_id` would let PostgreSQL's planner read them from the hosts'
+/// index instead, which it believes sparse while a backlog has never been
+/// handed out (half a millisecond a candidate, measured in BENCHMARKS.md).
+///
 /// Two parts, each read straight from the index `results_unsent(priority
 /// DESC, id)`: the rest of the position's level, then the levels below.
 /// (One condition `priority < ? OR (priority = ? AND id > ?)` would make
@@ -595,7 +601,7 @@ macro_rules! candidates_query {
             rows::app_args_columns!(),
             ", b.n_work_units AS batch_size, b.n_ended AS batch_ended, b.avg_turnaround_ms AS batch_turnaround, \
              (SELECT string_agg(CAST(o.host_id AS TEXT), ',') FROM results o \
-               WHERE o.work_unit_id = r.work_unit_id AND o.host_id IS NOT NULL) AS holders, ",
+               WHERE o.work_unit_id = r.work_unit_id) AS holders, ",
             $accounts,
             " AS holder_accounts, ",
             rows::work_unit_policy_columns!(),

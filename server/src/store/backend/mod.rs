@@ -32,7 +32,9 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Database, Row as _};
 
-pub(super) use postgres::{BEGIN_WRITE as POSTGRES_BEGIN_WRITE, ChangeListener, announce_changes, is_postgres_url};
+pub(super) use postgres::{
+    BEGIN_WRITE as POSTGRES_BEGIN_WRITE, ChangeListener, announce_changes, is_postgres_url, statistics,
+};
 pub(super) use sqlite::{MIGRATOR as SQLITE_MIGRATOR, checkpoints, make_private, not_writable, size_on_disk};
 
 use super::Result;

@@ -76,6 +76,74 @@ pub(super) async fn open(url: &str) -> Result<Opened> {
     })
 }
 
+/// How often [`statistics`] looks at what changed since the planner's
+/// statistics were last gathered.
+const STATISTICS_POLL: Duration = Duration::from_secs(1);
+
+/// A table's statistics are gathered once it has changed and has none (a
+/// small table autovacuum would leave alone, `projects` or `batches`,
+/// planned with PostgreSQL's defaults misleads every join through it), and
+/// again once more than this many rows, plus [`STATISTICS_FRACTION`] of its
+/// rows, were inserted, updated or deleted since they last were
+/// (autovacuum's own rule, checked every second instead of every minute).
+const STATISTICS_ROWS: i64 = 50;
+const STATISTICS_FRACTION: f64 = 0.1;
+
+/// The advisory lock (a key of the database's own, "quorum" 2) held by the
+/// one coordinator gathering statistics at a time.
+const STATISTICS_LOCK: i64 = 8175563235948036098;
+
+/// Keeps the planner's statistics of the store's tables current: every
+/// [`STATISTICS_POLL`], `ANALYZE` each table never analysed that changed,
+/// and each changed by more than [`STATISTICS_ROWS`] +
+/// [`STATISTICS_FRACTION`] of its rows since its last analysis. Autovacuum does the same, but only every minute
+/// (`autovacuum_naptime`): a table filled by a submission a moment ago still
+/// looks empty to the planner, which then walks the unsent copies through
+/// the wrong index (a whole project's rows read, joined and sorted to hand
+/// out a page: 100 ms instead of 1, measured in BENCHMARKS.md). One
+/// coordinator of a database does it at a time; ends when the pool is closed.
+pub(in crate::store) async fn statistics(pool: sqlx::PgPool) {
+    let mut poll = tokio::time::interval(STATISTICS_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        poll.tick().await;
+        if pool.is_closed() {
+            break;
+        }
+        match analyze_changed(&pool).await {
+            Ok(()) => {}
+            Err(sqlx::Error::PoolClosed) => break,
+            Err(error) => tracing::warn!(%error, "gathering the planner's statistics failed; trying again later"),
+        }
+    }
+}
+
+/// One pass of [`statistics`], in one transaction holding [`STATISTICS_LOCK`]
+/// (another coordinator's pass under way: nothing to do).
+async fn analyze_changed(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(STATISTICS_LOCK).fetch_one(&mut *tx).await?;
+    if !locked {
+        return tx.rollback().await;
+    }
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(s.relname) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+         WHERE s.schemaname = current_schema() AND s.relname != '_sqlx_migrations' \
+         AND s.n_mod_since_analyze > 0 AND (COALESCE(s.last_analyze, s.last_autoanalyze) IS NULL \
+         OR s.n_mod_since_analyze > $1 + $2 * GREATEST(c.reltuples, 0))",
+    )
+    .bind(STATISTICS_ROWS)
+    .bind(STATISTICS_FRACTION)
+    .fetch_all(&mut *tx)
+    .await?;
+    for table in stale {
+        // The name is PostgreSQL's own, quoted by it.
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
 /// The channel on which the coordinators of one database say that work
 /// units may have changed (`NOTIFY`), each notification carrying the
 /// announcing coordinator's tag.
@@ -297,6 +365,61 @@ mod tests {
                 (" INSERT INTO b VALUES ($1)".to_owned(), vec![3])
             ]
         );
+    }
+
+    /// Runs `sql` on `connection`, then makes its backend report its
+    /// table statistics at once (PostgreSQL 15 flushes them at most once a
+    /// second otherwise).
+    async fn change(connection: &mut sqlx::PgConnection, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut *connection).await.unwrap();
+        sqlx::query("SELECT pg_stat_force_next_flush()").execute(&mut *connection).await.unwrap();
+        sqlx::query("SELECT 1").execute(&mut *connection).await.unwrap();
+    }
+
+    async fn analyses(pool: &sqlx::PgPool, table: &str) -> i64 {
+        sqlx::query_scalar("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = $1")
+            .bind(table)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn tables_changed_since_their_statistics_are_analyzed_small_ones_at_once() {
+        use sqlx::Connection as _;
+        let database = crate::store::test_databases::new_database(crate::store::test_databases::Engine::Postgres).await;
+        let super::super::Location::Postgres(url) = &database.location else { unreachable!() };
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        change(
+            &mut connection,
+            "CREATE TABLE small (x BIGINT); CREATE TABLE big (x BIGINT); CREATE TABLE idle (x BIGINT)",
+        )
+        .await;
+        change(&mut connection, "INSERT INTO small VALUES (1); INSERT INTO big SELECT generate_series(1, 1000)").await;
+        analyze_changed(&pool).await.unwrap();
+        // Never analysed and changed, however little: both; untouched: not.
+        assert_eq!((analyses(&pool, "small").await, analyses(&pool, "big").await), (1, 1));
+        assert_eq!(analyses(&pool, "idle").await, 0);
+
+        // 1,000 rows: again after more than 50 + 100 changes, not before.
+        change(&mut connection, "UPDATE big SET x = x + 1 WHERE x <= 150").await;
+        analyze_changed(&pool).await.unwrap();
+        assert_eq!(analyses(&pool, "big").await, 1, "150 changes of 1,000 rows");
+        change(&mut connection, "UPDATE big SET x = x + 1 WHERE x = 1000").await;
+        analyze_changed(&pool).await.unwrap();
+        assert_eq!(analyses(&pool, "big").await, 2, "151 changes of 1,000 rows");
+        assert_eq!(analyses(&pool, "small").await, 1, "unchanged since");
+
+        // Another coordinator's pass under way: this one does nothing.
+        let mut other = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STATISTICS_LOCK).execute(&mut *other).await.unwrap();
+        change(&mut connection, "UPDATE big SET x = x + 1").await;
+        analyze_changed(&pool).await.unwrap();
+        assert_eq!(analyses(&pool, "big").await, 2);
+        other.rollback().await.unwrap();
+        analyze_changed(&pool).await.unwrap();
+        assert_eq!(analyses(&pool, "big").await, 3);
     }
 
     #[test]
