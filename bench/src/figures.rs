@@ -79,6 +79,12 @@ pub struct Figures {
     pub coordinator_cpu_seconds_per_1000_results: f64,
     /// Coordinator CPU during submission.
     pub coordinator_submit_cpu_seconds: f64,
+    /// With `--postgres` on a server of this machine whose data directory
+    /// the bench can read: the server's CPU (its postmaster and every
+    /// backend) from the first RequestWork to the end, and per 1,000
+    /// reported results. `None` otherwise.
+    pub postgres_cpu_seconds: Option<f64>,
+    pub postgres_cpu_seconds_per_1000_results: Option<f64>,
     /// Coordinator peak resident memory (VmHWM).
     pub coordinator_peak_rss_mb: f64,
     /// CPU of the load generator itself over the run (it shares the machine).
@@ -117,6 +123,9 @@ impl Figures {
             self.work_units,
             self.run_seconds,
         );
+        if let Some(postgres) = self.postgres_cpu_seconds_per_1000_results {
+            let _ = write!(line, "; PostgreSQL {postgres:.3} CPU s/1000 results");
+        }
         if self.rpc_errors > 0 {
             let _ = write!(line, "; {} failed calls", self.rpc_errors);
         }

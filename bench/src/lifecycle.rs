@@ -233,6 +233,12 @@ async fn measure(coordinators: &mut [Coordinator], options: &Options) -> anyhow:
     tracing::info!(hosts = options.hosts, "hosts registered");
 
     let counters = Arc::new(Counters::default());
+    // PostgreSQL's own CPU, when the server is on this machine.
+    let postgres_server = match &options.postgres {
+        Some(url) => coordinator::local_postgres_server(url).await,
+        None => None,
+    };
+    let postgres_cpu_before = postgres_server.map(coordinator::postgres_server_cpu_seconds).transpose()?;
     let cpu_before_run = cpu_seconds(coordinators)?;
     let bench_cpu_before = coordinator::cpu_seconds("/proc/self/stat")?;
     let started = Instant::now();
@@ -313,6 +319,10 @@ async fn measure(coordinators: &mut [Coordinator], options: &Options) -> anyhow:
         report_results.extend(latencies.report_results);
     }
     let coordinator_cpu_seconds = cpu_seconds(coordinators)? - cpu_before_run;
+    let postgres_cpu_seconds = match (postgres_server, postgres_cpu_before) {
+        (Some(server), Some(before)) => Some(coordinator::postgres_server_cpu_seconds(server)? - before),
+        _ => None,
+    };
     let bench_cpu_seconds = coordinator::cpu_seconds("/proc/self/stat")? - bench_cpu_before;
     let mut peak_rss = 0;
     for coordinator in coordinators.iter() {
@@ -377,6 +387,8 @@ async fn measure(coordinators: &mut [Coordinator], options: &Options) -> anyhow:
         coordinator_cpu_seconds,
         coordinator_cpu_seconds_per_1000_results: coordinator_cpu_seconds * 1000.0 / all_results as f64,
         coordinator_submit_cpu_seconds,
+        postgres_cpu_seconds,
+        postgres_cpu_seconds_per_1000_results: postgres_cpu_seconds.map(|cpu| cpu * 1000.0 / all_results as f64),
         coordinator_peak_rss_mb: peak_rss as f64 / (1024.0 * 1024.0),
         bench_cpu_seconds,
         rpc_errors: counters.rpc_errors.load(Ordering::Relaxed),

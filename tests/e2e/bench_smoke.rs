@@ -49,6 +49,8 @@ struct Figures {
     coordinator_cpu_seconds: f64,
     coordinator_cpu_seconds_per_1000_results: f64,
     coordinator_submit_cpu_seconds: f64,
+    postgres_cpu_seconds: Option<f64>,
+    postgres_cpu_seconds_per_1000_results: Option<f64>,
     coordinator_peak_rss_mb: f64,
     bench_cpu_seconds: f64,
     rpc_errors: u64,
@@ -109,6 +111,7 @@ async fn lifecycle_smoke_run_validates_every_work_unit() {
     assert!(figures.coordinator_peak_rss_mb > 0.0);
     assert_eq!(figures.rpc_errors, 0, "no call failed: {figures:?}");
     assert_eq!(figures.coordinators, 1);
+    assert_eq!(figures.postgres_cpu_seconds, None, "no PostgreSQL under SQLite");
 }
 
 #[tokio::test]
@@ -134,6 +137,9 @@ async fn lifecycle_smoke_run_on_two_postgres_coordinators_validates_every_work_u
     assert_eq!(figures.results_dispatched, copies, "no copy handed out twice by the two");
     assert_eq!(figures.results_validated, copies);
     assert_eq!(figures.rpc_errors, 0, "no call failed: {figures:?}");
+    // The test's server runs on this machine: its CPU is read.
+    assert!(figures.postgres_cpu_seconds.is_some_and(|cpu| cpu > 0.0), "{figures:?}");
+    assert!(figures.postgres_cpu_seconds_per_1000_results.is_some_and(|cpu| cpu > 0.0));
 }
 
 /// One app of `quorum-bench worker --json`: the fields this test reads.
