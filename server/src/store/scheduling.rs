@@ -573,11 +573,11 @@ struct Holders {
 /// work unit (by host, and by volunteer account when `ACCOUNTS` is spliced
 /// in). Its parameters: the position's priority, its id, the page size.
 ///
-/// The holders are every copy's host but the unsent copies' (none: the
-/// aggregate skips them), found by the work unit's index alone: a condition
-/// on `host_id` would let PostgreSQL's planner read them from the hosts'
-/// index instead, which it believes sparse while a backlog has never been
-/// handed out (half a millisecond a candidate, measured in BENCHMARKS.md).
+/// The holders are the hosts of the work unit's copies (`string_agg` skips
+/// the NULL of a copy never sent), found by the work unit's index alone: a
+/// condition on `host_id` would let PostgreSQL's planner read them from the
+/// hosts' index instead, which it believes sparse while a backlog has never
+/// been handed out (half a millisecond a candidate, measured in BENCHMARKS.md).
 ///
 /// Two parts, each read straight from the index `results_unsent(priority
 /// DESC, id)`: the rest of the position's level, then the levels below.
