@@ -244,14 +244,7 @@ pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
 
 /// User plus system CPU seconds of the process whose `/proc/PID/stat` is at `path`.
 pub fn cpu_seconds(path: &str) -> anyhow::Result<f64> {
-    // The fields after the name start with field 3 (state), so utime (field
-    // 14) and stime (field 15) are the 12th and 13th of them.
-    let fields = stat_fields(path)?;
-    let ticks = |index: usize| -> anyhow::Result<u64> {
-        fields.get(index).context("short /proc/PID/stat")?.parse().context("malformed /proc/PID/stat")
-    };
-    let total = ticks(11)? + ticks(12)?;
-    Ok(total as f64 / clock_ticks_per_second())
+    Ok(ProcStat::read(path)?.own_ticks as f64 / clock_ticks_per_second())
 }
 
 /// The PostgreSQL server of the database at `url`, when it runs on this
@@ -275,36 +268,48 @@ pub async fn local_postgres_server(url: &str) -> Option<u32> {
 /// postmaster's own, its children's that have ended (the backends of closed
 /// connections, reaped by it) and its live children's.
 pub fn postgres_server_cpu_seconds(postmaster: u32) -> anyhow::Result<f64> {
-    let ticks = |pid: &str, own_only: bool| -> anyhow::Result<(u64, u32)> {
-        let fields = stat_fields(&format!("/proc/{pid}/stat"))?;
-        let tick = |index: usize| -> anyhow::Result<u64> {
-            fields.get(index).context("short /proc/PID/stat")?.parse().context("malformed /proc/PID/stat")
-        };
-        let parent: u32 = fields.get(1).context("short /proc/PID/stat")?.parse().context("malformed /proc/PID/stat")?;
-        let own = tick(11)? + tick(12)?;
-        Ok((if own_only { own } else { own + tick(13)? + tick(14)? }, parent))
-    };
-    let (mut total, _) = ticks(&postmaster.to_string(), false)?;
+    let server = ProcStat::read(&format!("/proc/{postmaster}/stat"))?;
+    let mut total = server.own_ticks + server.children_ticks;
     for entry in std::fs::read_dir("/proc").context("cannot read /proc")? {
         let name = entry.context("cannot read /proc")?.file_name();
         let Some(pid) = name.to_str().filter(|name| name.bytes().all(|b| b.is_ascii_digit())) else { continue };
         // A process may end between the listing and the read.
-        if let Ok((own, parent)) = ticks(pid, true)
-            && parent == postmaster
+        if let Ok(process) = ProcStat::read(&format!("/proc/{pid}/stat"))
+            && process.parent == postmaster
         {
-            total += own;
+            total += process.own_ticks;
         }
     }
     Ok(total as f64 / clock_ticks_per_second())
 }
 
-/// The fields of a `/proc/PID/stat` after the command name (field 3, the
-/// state, first).
-fn stat_fields(path: &str) -> anyhow::Result<Vec<String>> {
-    let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc/PID/stat")?;
-    Ok(after_name.split_whitespace().map(str::to_owned).collect())
+/// What the bench reads of a `/proc/PID/stat`, times in clock ticks.
+struct ProcStat {
+    parent: u32,
+    /// User plus system time of the process itself.
+    own_ticks: u64,
+    /// User plus system time of its children it has waited for.
+    children_ticks: u64,
+}
+
+impl ProcStat {
+    fn read(path: &str) -> anyhow::Result<ProcStat> {
+        let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        // The command name (field 2) is in parentheses and may hold spaces;
+        // the fields after the last ')' start with field 3 (state), so ppid
+        // (field 4) is the 2nd of them, utime, stime, cutime and cstime
+        // (fields 14-17) the 12th to 15th.
+        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc/PID/stat")?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |index: usize| -> anyhow::Result<u64> {
+            fields.get(index).context("short /proc/PID/stat")?.parse().context("malformed /proc/PID/stat")
+        };
+        Ok(ProcStat {
+            parent: u32::try_from(field(1)?).context("malformed /proc/PID/stat")?,
+            own_ticks: field(11)? + field(12)?,
+            children_ticks: field(13)? + field(14)?,
+        })
+    }
 }
 
 /// `sysconf(_SC_CLK_TCK)`: the unit of the times in `/proc/PID/stat`.

@@ -6,47 +6,24 @@
 //! unacknowledged reports again (acknowledged once: the database already has
 //! them), keeps the second address, and never registers again.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use quorum_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
+use common::{ECHO, FakeServer, RunningWorker, assignment, config, digest};
+use quorum_proto::v1::scheduler_server::Scheduler;
 use quorum_proto::v1::{
-    AppChunk, Assignment, DownloadAppRequest, GetHostRequest, HostInfo, Limits, RegisterHostRequest,
-    RegisterHostResponse, ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest,
-    RequestWorkResponse, ResultReport,
+    AppChunk, Assignment, DownloadAppRequest, GetHostRequest, HostInfo, RegisterHostRequest, RegisterHostResponse,
+    ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse,
+    ResultReport,
 };
-use sha2::{Digest as _, Sha256};
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
-
-/// Copies stdin to stdout (WAT text: wasmtime accepts it as a module).
-const ECHO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (local $n i32)
-    (block $done
-      (loop $next
-        (i32.store (i32.const 0) (i32.const 1024))
-        (i32.store (i32.const 4) (i32.const 4096))
-        (i32.store (i32.const 8) (i32.const 0))
-        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-        (local.set $n (i32.load (i32.const 8)))
-        (br_if $done (i32.eqz (local.get $n)))
-        (i32.store (i32.const 4) (local.get $n))
-        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-        (br $next)))))"#;
 
 const N_TASKS: i64 = 6;
 const TOKEN: &str = "Bearer token-1";
-
-fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// What the group's addresses share: the coordinator's database.
 #[derive(Default)]
@@ -188,39 +165,12 @@ impl Scheduler for Address {
     }
 }
 
-/// `address` served on loopback until the test ends.
-async fn serve(address: Arc<Address>) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("local address"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(SchedulerServer::from_arc(address))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            }),
-    );
-    (url, stop)
-}
-
-fn assignment(result_id: i64) -> Assignment {
-    Assignment {
-        result_id,
-        work_unit_id: result_id * 10,
-        project: "test".into(),
-        app_digest: digest(ECHO.as_bytes()),
-        input: format!("{result_id}\n").into_bytes(),
-        random_seed: 1,
-        limits: Some(Limits::default()),
-        work_unit_name: format!("wu-{result_id}"),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_an_address_lost_go_to_the_next_which_is_kept_without_registering_again() {
-    let database =
-        Arc::new(Mutex::new(Database { unsent: (1..=N_TASKS).map(assignment).collect(), ..Database::default() }));
+    let database = Arc::new(Mutex::new(Database {
+        unsent: (1..=N_TASKS).map(|id| assignment(id, ECHO, format!("{id}\n").as_bytes())).collect(),
+        ..Database::default()
+    }));
     let (reported_tx, mut reported) = mpsc::unbounded_channel();
     let address = |dies_after_storing_reports| {
         Arc::new(Address {
@@ -232,61 +182,20 @@ async fn reports_an_address_lost_go_to_the_next_which_is_kept_without_registerin
         })
     };
     let (a, b) = (address(true), address(false));
-    let (url_a, _stop_a) = serve(a.clone()).await;
-    let (url_b, _stop_b) = serve(b.clone()).await;
+    let (server_a, server_b) = (FakeServer::start(a.clone()).await, FakeServer::start(b.clone()).await);
+    let (url_a, url_b) = (server_a.url(), server_b.url());
 
     let state_dir = tempfile::tempdir().expect("temp dir");
-    let config = quorum_worker::Config {
-        attachments: vec![quorum_worker::Attach { addresses: vec![url_a.clone(), url_b.clone()], share: 100.0 }],
-        state_dir: state_dir.path().to_path_buf(),
-        app_cache_bytes: quorum_worker::DEFAULT_APP_CACHE_BYTES,
-        file_cache_bytes: quorum_worker::DEFAULT_FILE_CACHE_BYTES,
-        locality: true,
-        share_files: false,
-        share_listen: "127.0.0.1:0".parse().expect("an address"),
-        share_upload_bytes_per_sec: None,
-        cpus: 1,
-        cpu_limit: 100,
-        task_priority: quorum_worker::priority::TaskPriority::Idle,
-        buffer_low: 2,
-        buffer_high: 3,
-        name: "test-host".into(),
-        account: String::new(),
-        max_backoff: Duration::from_millis(200),
-        ca_cert: None,
-        trust: quorum_worker::signing::Trust::default(),
-        preference_overrides: Vec::new(),
-        power_supply_dir: state_dir.path().join("no-power-supply"),
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (_commands, commands) = mpsc::unbounded_channel();
-    let mut worker = tokio::spawn(quorum_worker::run(
-        config,
-        async {
-            let _ = stopped.await;
-        },
-        commands,
-    ));
-
-    let all_in = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            tokio::select! {
-                call = reported.recv() => call.expect("the fakes are alive"),
-                stopped = &mut worker => panic!("the worker stopped: {stopped:?}"),
-            }
-            if database.lock().expect("database lock").accepted.len() == N_TASKS as usize {
-                break;
-            }
-        }
-    })
-    .await;
-    assert!(all_in.is_ok(), "every result reported in time");
-    stop.send(()).expect("the worker still runs");
-    tokio::time::timeout(Duration::from_secs(10), worker)
-        .await
-        .expect("the worker stops promptly")
-        .expect("the worker task")
-        .expect("the worker exits cleanly");
+    let attachments = vec![quorum_worker::Attach { addresses: vec![url_a.clone(), url_b.clone()], share: 100.0 }];
+    let mut config = config(attachments, state_dir.path(), 1);
+    config.buffer_high = 3;
+    let mut worker = RunningWorker::start(config);
+    worker
+        .wait_until(&mut reported, || database.lock().expect("database lock").accepted.len() == N_TASKS as usize)
+        .await;
+    worker.stop().await;
+    server_a.stop().await;
+    server_b.stop().await;
 
     {
         let database = database.lock().expect("database lock");

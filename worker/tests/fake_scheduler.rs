@@ -5,39 +5,20 @@
 //! order of journalling: a finished result is in the journal before its core
 //! takes the next task.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use quorum_proto::v1::scheduler_server::{Scheduler, SchedulerServer};
+use common::{ECHO, FakeServer, RunningWorker, assignment, config, digest};
+use quorum_proto::v1::scheduler_server::Scheduler;
 use quorum_proto::v1::{
-    AppChunk, Assignment, DownloadAppRequest, GetHostRequest, HostInfo, Limits, RegisterHostRequest,
-    RegisterHostResponse, ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest,
-    RequestWorkResponse, ResultReport,
+    AppChunk, Assignment, DownloadAppRequest, GetHostRequest, HostInfo, RegisterHostRequest, RegisterHostResponse,
+    ReportResultsRequest, ReportResultsResponse, ReportedOutcome, RequestWorkRequest, RequestWorkResponse,
+    ResultReport,
 };
-use sha2::{Digest as _, Sha256};
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
-
-/// Copies stdin to stdout (WAT text: wasmtime accepts it as a module).
-const ECHO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (local $n i32)
-    (block $done
-      (loop $next
-        (i32.store (i32.const 0) (i32.const 1024))
-        (i32.store (i32.const 4) (i32.const 4096))
-        (i32.store (i32.const 8) (i32.const 0))
-        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-        (local.set $n (i32.load (i32.const 8)))
-        (br_if $done (i32.eqz (local.get $n)))
-        (i32.store (i32.const 4) (local.get $n))
-        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-        (br $next)))))"#;
 
 const EXIT_3: &str = r#"(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
@@ -46,10 +27,6 @@ const EXIT_3: &str = r#"(module
 
 /// The result id the fake rejects as a bad report.
 const BAD_RESULT: i64 = 2;
-
-fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 #[derive(Default)]
 struct FakeState {
@@ -205,136 +182,6 @@ impl Scheduler for Fake {
     }
 }
 
-fn assignment(result_id: i64, app: &str, input: &[u8]) -> Assignment {
-    Assignment {
-        result_id,
-        work_unit_id: result_id * 10,
-        project: "test".into(),
-        app_digest: digest(app.as_bytes()),
-        input: input.to_vec(),
-        random_seed: 1,
-        limits: Some(Limits::default()),
-        deadline_unix_ms: 0,
-        nan_canonicalization: false,
-        work_unit_name: format!("wu-{result_id}"),
-        // Unsigned apps run (the worker is not started with --require-signed).
-        ..Default::default()
-    }
-}
-
-/// The fake, served on loopback until `stop` is sent.
-struct FakeServer {
-    address: std::net::SocketAddr,
-    stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
-}
-
-impl FakeServer {
-    async fn start(fake: Arc<Fake>) -> FakeServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("local address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(SchedulerServer::from_arc(fake))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                }),
-        );
-        FakeServer { address, stop, handle }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    async fn stop(self) {
-        self.stop.send(()).expect("server still running");
-        self.handle.await.expect("server task").expect("server");
-    }
-}
-
-/// A worker attached to `server` alone, as "test-host", with a buffer of 2 to 4 tasks.
-fn config(server: &FakeServer, state_dir: &std::path::Path, cpus: usize) -> quorum_worker::Config {
-    quorum_worker::Config {
-        attachments: vec![quorum_worker::Attach::new(server.url(), 100.0)],
-        state_dir: state_dir.to_path_buf(),
-        app_cache_bytes: quorum_worker::DEFAULT_APP_CACHE_BYTES,
-        file_cache_bytes: quorum_worker::DEFAULT_FILE_CACHE_BYTES,
-        locality: true,
-        share_files: false,
-        share_listen: "127.0.0.1:0".parse().unwrap(),
-        share_upload_bytes_per_sec: None,
-        cpus,
-        cpu_limit: 100,
-        task_priority: quorum_worker::priority::TaskPriority::Idle,
-        buffer_low: 2,
-        buffer_high: 4,
-        name: "test-host".into(),
-        account: String::new(),
-        max_backoff: Duration::from_millis(200),
-        ca_cert: None,
-        trust: quorum_worker::signing::Trust::default(),
-        preference_overrides: Vec::new(),
-        // No batteries to read: the machine running the tests does not suspend them.
-        power_supply_dir: state_dir.join("no-power-supply"),
-    }
-}
-
-/// A worker running in this process, stopped by sending on `stop`.
-struct RunningWorker {
-    stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl RunningWorker {
-    fn start(config: quorum_worker::Config) -> RunningWorker {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (_commands, commands) = mpsc::unbounded_channel();
-        let handle = tokio::spawn(quorum_worker::run(
-            config,
-            async {
-                let _ = stopped.await;
-            },
-            commands,
-        ));
-        RunningWorker { stop, handle }
-    }
-
-    /// Waits (bounded) until `settled` holds of the fake's state, checked
-    /// after each of its calls; panics if the worker stops first.
-    async fn wait_until(
-        &mut self,
-        fake: &Fake,
-        calls: &mut mpsc::UnboundedReceiver<()>,
-        settled: impl Fn(&FakeState) -> bool,
-    ) {
-        let waited = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                tokio::select! {
-                    call = calls.recv() => call.expect("fake scheduler alive"),
-                    stopped = &mut self.handle => panic!("the worker stopped: {stopped:?}"),
-                }
-                if settled(&fake.state()) {
-                    break;
-                }
-            }
-        })
-        .await;
-        assert!(waited.is_ok(), "worker did not report in time");
-    }
-
-    /// Stops the worker; it must exit cleanly.
-    async fn stop(self) {
-        self.stop.send(()).expect("worker still running");
-        tokio::time::timeout(Duration::from_secs(10), self.handle)
-            .await
-            .expect("worker stops promptly")
-            .expect("worker task")
-            .expect("worker exits cleanly");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_runs_and_reports_against_a_fake_scheduler() {
     let (reported_tx, mut reported_rx) = mpsc::unbounded_channel();
@@ -354,11 +201,17 @@ async fn worker_runs_and_reports_against_a_fake_scheduler() {
     });
     let server = FakeServer::start(fake.clone()).await;
     let state_dir = tempfile::tempdir().expect("temp dir");
-    let mut worker = RunningWorker::start(config(&server, state_dir.path(), 2));
+    let mut worker =
+        RunningWorker::start(config(vec![quorum_worker::Attach::new(server.url(), 100.0)], state_dir.path(), 2));
 
     // The three good results are accepted and the bad one was rejected on
     // its own at least once.
-    worker.wait_until(&fake, &mut reported_rx, |state| state.accepted.len() == 3 && state.n_bad_rejections > 0).await;
+    worker
+        .wait_until(&mut reported_rx, || {
+            let state = fake.state();
+            state.accepted.len() == 3 && state.n_bad_rejections > 0
+        })
+        .await;
     worker.stop().await;
     let url = server.url();
     server.stop().await;
@@ -433,8 +286,9 @@ async fn a_finished_result_is_journalled_before_its_core_takes_the_next_task() {
         db.close().await.expect("close the journal");
     }
 
-    let mut worker = RunningWorker::start(config(&server, state_dir.path(), 1));
-    worker.wait_until(&fake, &mut reported_rx, |state| state.accepted.len() == N_TASKS as usize).await;
+    let mut worker =
+        RunningWorker::start(config(vec![quorum_worker::Attach::new(server.url(), 100.0)], state_dir.path(), 1));
+    worker.wait_until(&mut reported_rx, || fake.state().accepted.len() == N_TASKS as usize).await;
     worker.stop().await;
     server.stop().await;
 
